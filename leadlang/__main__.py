@@ -1,0 +1,3 @@
+from leadlang.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""The `leadlang` command: parse arguments, call the library, render. Nothing else lives here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from leadlang import __version__
+
+FORMATS = ("full", "concise", "json", "sarif")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="leadlang")
+def main() -> None:
+    """leadlang: marketing automation as code.
+
+    Write lead scoring, segments, messages and flows in `.lead` scripts; `check` them like a
+    compiler, `simulate` them against an event log, `serve` them for real.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="full", show_default=True)
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def check(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
+    """Check .lead scripts (files or folders) and report every problem found."""
+    from leadlang.diagnostics import render
+    from leadlang.interpreter.check import check_paths
+
+    result = check_paths(list(paths))
+    if result.usage_error:
+        click.echo(f"error: {result.usage_error}", err=True)
+        sys.exit(2)
+    output = render(result.diagnostics, result.sources, fmt)
+    if output:
+        click.echo(output, nl=not output.endswith("\n"))
+    failed = any(d.is_error for d in result.diagnostics) or (
+        strict and bool(result.diagnostics)
+    )
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Explain a diagnostic code, e.g. `leadlang explain N001`."""
+    from leadlang.codes import CODES
+
+    info = CODES.get(code.upper())
+    if info is None:
+        click.echo(f"error: unknown diagnostic code `{code}`", err=True)
+        sys.exit(2)
+    click.echo(f"{info.code} ({info.severity}): {info.summary}\n\n{info.explanation}")

@@ -1,0 +1,1 @@
+"""Running compiled programs: engine, clock, store, simulate (and later serve)."""

@@ -1,0 +1,73 @@
+"""Source text and spans: where every AST node and diagnostic points in a `.lead` file."""
+
+from __future__ import annotations
+
+import bisect
+from functools import cached_property
+
+import attrs
+
+
+@attrs.frozen(slots=True)
+class Span:
+    """A range of a source file. Lines and columns are 1-based; `end_column` is exclusive."""
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    start: int = 0  # character offsets into the text, end exclusive
+    end: int = 0
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of `self` to the end of `other`."""
+        return Span(
+            self.file,
+            self.line,
+            self.column,
+            other.end_line,
+            other.end_column,
+            self.start,
+            other.end,
+        )
+
+
+NO_SPAN = Span("<builtin>", 1, 1, 1, 1, 0, 0)
+
+
+@attrs.define(eq=False)
+class Source:
+    """One file's text, with line starts computed on demand."""
+
+    path: str
+    text: str
+
+    @cached_property
+    def _line_starts(self) -> list[int]:
+        starts = [0]
+        find = self.text.find
+        pos = find("\n")
+        while pos != -1:
+            starts.append(pos + 1)
+            pos = find("\n", pos + 1)
+        return starts
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        """1-based (line, column) of a character offset."""
+        index = bisect.bisect_right(self._line_starts, offset) - 1
+        return index + 1, offset - self._line_starts[index] + 1
+
+    def line_text(self, line: int) -> str:
+        """The text of a 1-based line, without its newline."""
+        starts = self._line_starts
+        if not 1 <= line <= len(starts):
+            return ""
+        begin = starts[line - 1]
+        end = starts[line] - 1 if line < len(starts) else len(self.text)
+        return self.text[begin:end].rstrip("\r")
+
+    def span(self, start: int, end: int) -> Span:
+        line, column = self.line_col(start)
+        end_line, end_column = self.line_col(end)
+        return Span(self.path, line, column, end_line, end_column, start, end)
