@@ -37,9 +37,7 @@ def check(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     output = render(result.diagnostics, result.sources, fmt)
     if output:
         click.echo(output, nl=not output.endswith("\n"))
-    failed = any(d.is_error for d in result.diagnostics) or (
-        strict and bool(result.diagnostics)
-    )
+    failed = any(d.is_error for d in result.diagnostics) or (strict and bool(result.diagnostics))
     sys.exit(1 if failed else 0)
 
 
@@ -54,3 +52,57 @@ def explain(code: str) -> None:
         click.echo(f"error: unknown diagnostic code `{code}`", err=True)
         sys.exit(2)
     click.echo(f"{info.code} ({info.severity}): {info.summary}\n\n{info.explanation}")
+
+
+def _load_program(paths: tuple[str, ...]) -> object:
+    """Check the scripts; print diagnostics and exit 2 when they have errors."""
+    from leadlang.diagnostics import render
+    from leadlang.interpreter.check import check_paths
+
+    result = check_paths(list(paths))
+    if result.usage_error:
+        click.echo(f"error: {result.usage_error}", err=True)
+        sys.exit(2)
+    if any(d.is_error for d in result.diagnostics) or result.program is None:
+        output = render(result.diagnostics, result.sources, "full")
+        if output:
+            click.echo(output, err=True, nl=not output.endswith("\n"))
+        sys.exit(2)
+    return result.program
+
+
+@main.command("compile")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True)
+def compile_(paths: tuple[str, ...], fmt: str) -> None:
+    """Print the machine IR (state machines, compiled conditions) of .lead scripts."""
+    import orjson
+
+    from leadlang.interpreter.compile import compile_program
+
+    program = compile_program(_load_program(paths))  # type: ignore[arg-type]
+    click.echo(orjson.dumps(program, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--events", "events_path", required=True, help="JSON lines, Segment-shaped.")
+@click.option("--until", default=None, help="ISO time, or +D after the last event (default +30d).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True
+)
+@click.option("--expect", "expect_path", default=None, help="Compare with this JSON-lines file.")
+@click.option("--skip-bad", is_flag=True, help="Report bad input lines and go on.")
+def simulate(
+    paths: tuple[str, ...],
+    events_path: str,
+    until: str | None,
+    fmt: str,
+    expect_path: str | None,
+    skip_bad: bool,
+) -> None:
+    """Replay an event log through the flows on a virtual clock and print the effects."""
+    from leadlang.runtime.simulate_cli import run_simulate
+
+    program = _load_program(paths)
+    sys.exit(run_simulate(program, events_path, until, fmt, expect_path, skip_bad))

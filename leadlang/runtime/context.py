@@ -1,0 +1,138 @@
+"""The evaluation context generated condition code reads (`c` in `_f(c, p)`).
+
+One context per contact per instant; metric and segment values are cached in it until
+the profile changes (`invalidate`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from leadlang.runtime.state import Contact, Enrollment
+
+if TYPE_CHECKING:
+    from leadlang.runtime.engine import Engine
+
+DAY = 86400.0
+
+
+class Context:
+    __slots__ = ("_cache", "contact", "engine", "enr", "event", "id", "t", "traits")
+
+    def __init__(self, engine: Engine, contact: Contact, t: float) -> None:
+        self.engine = engine
+        self.contact = contact
+        self.id = contact.id
+        self.traits = contact.traits
+        self.t = t
+        self.event: dict[str, Any] | None = None
+        self.enr: Enrollment | None = None
+        self._cache: dict[str, Any] = {}
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    def score(self) -> float:
+        return self.engine.score_at(self.contact, self.t)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+    def tags(self) -> list[str]:
+        return list(self.contact.tags)
+
+    def metric(self, name: str) -> Any:
+        key = "m:" + name
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        cache[key] = None  # a cycle reads none rather than recursing forever
+        fn = self.engine.metrics.get(name)
+        value = fn(self, None) if fn is not None else None
+        cache[key] = value
+        return value
+
+    def segment(self, name: str) -> bool:
+        key = "s:" + name
+        cache = self._cache
+        if key in cache:
+            return cache[key]  # type: ignore[no-any-return]
+        cache[key] = False
+        fn = self.engine.segments.get(name)
+        value = bool(fn(self, None)) if fn is not None else False
+        cache[key] = value
+        return value
+
+    # ------------------------------------------------------------------ aggregates
+
+    def _events(self, event: str, where: Any, within: float | None) -> list[dict[str, Any]]:
+        entry = self.contact.history.get(event)
+        if entry is None:
+            return []
+        times, props = entry
+        hi = bisect.bisect_right(times, self.t)
+        lo = 0 if within is None else bisect.bisect_right(times, self.t - within)
+        selected = props[lo:hi]
+        if where is None:
+            return selected
+        saved = self.event
+        try:
+            return [p for p in selected if where(self, p)]
+        finally:
+            self.event = saved
+
+    def count(self, event: str, where: Any, within: float | None) -> int:
+        if where is None:
+            entry = self.contact.history.get(event)
+            if entry is None:
+                return 0
+            times = entry[0]
+            hi = bisect.bisect_right(times, self.t)
+            lo = 0 if within is None else bisect.bisect_right(times, self.t - within)
+            return max(0, hi - lo)
+        return len(self._events(event, where, within))
+
+    def _values(self, event: str, prop: str, where: Any, within: float | None) -> list[Any]:
+        values = [p.get(prop) for p in self._events(event, where, within)]
+        return [v for v in values if v.__class__ is int or v.__class__ is float]
+
+    def total(self, event: str, prop: str, where: Any, within: float | None) -> float:
+        return sum(self._values(event, prop, where, within))
+
+    def average(self, event: str, prop: str, where: Any, within: float | None) -> float | None:
+        values = self._values(event, prop, where, within)
+        return sum(values) / len(values) if values else None
+
+    def last(self, event: str, where: Any, within: float | None = None) -> dict[str, Any] | None:
+        selected = self._events(event, where, within)
+        return selected[-1] if selected else None
+
+    def days_since(self, event: str, where: Any) -> float | None:
+        entry = self.contact.history.get(event)
+        if entry is None:
+            return None
+        times, props = entry
+        hi = bisect.bisect_right(times, self.t)
+        for i in range(hi - 1, -1, -1):
+            if where is None or where(self, props[i]):
+                return (self.t - times[i]) / DAY
+        return None
+
+    # ------------------------------------------------------------------ message statuses
+
+    def status(self, kind: str, message: str | None) -> bool:
+        enr = self.enr
+        if enr is None:
+            return False
+        sent = enr.last_sent if message is None else enr.sent.get(message)
+        if sent is None:
+            return False
+        name, message_id, when = sent
+        for t, order, ev_kind, ev_message, ev_id in reversed(self.contact.msg_events):
+            if (t, order) <= when:
+                break
+            if ev_kind == kind and (ev_id == message_id or ev_message == name):
+                return True
+        return False

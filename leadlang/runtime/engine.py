@@ -1,0 +1,666 @@
+"""The engine: runs a compiled program (the IR dict) for one contact at one instant.
+
+The core is synchronous: `on_event(contact, event)` and `on_time(contact, t)` mutate the
+contact's state and return effects; `contact.wake` is then the next instant at which time
+alone can change something (a wait deadline, a decay step, an event leaving a `within`
+window). simulate drives it over an in-memory store; serve will run it inside a database
+transaction. It never reads the wall clock. Order of work per instant: LANGUAGE.md
+section 7 (profile, waiting enrollments, exit/goal clauses, triggers, run).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from leadlang.runtime import policy
+from leadlang.runtime.context import Context
+from leadlang.runtime.state import Contact, Enrollment
+from leadlang.runtime.values import compile_expr, seconds, to_datetime
+
+Effect = dict[str, Any]
+MESSAGE_STATUS_EVENTS = {
+    "message_delivered": "delivered",
+    "message_opened": "opened",
+    "message_clicked": "clicked",
+    "message_bounced": "bounced",
+}
+MAX_ROUNDS = 8  # re-evaluation rounds after steps change the profile in one instant
+
+
+@attrs.define(slots=True)
+class Event:
+    """One input: a `track` (name set) or an `identify` (traits set)."""
+
+    t: float
+    order: int  # input order, the tie-breaker between equal timestamps
+    contact: str
+    name: str | None
+    props: dict[str, Any]
+    traits: dict[str, Any] | None = None
+
+
+class Cond:
+    """A compiled expression and what can change its value."""
+
+    __slots__ = ("fn", "keys", "now", "score", "windows")
+
+    def __init__(self, node: dict[str, Any], label: str) -> None:
+        self.fn = compile_expr(node["src"], label)
+        deps = node["deps"]
+        self.now: bool = deps["now"]
+        self.score: bool = deps["score"]
+        self.windows: list[tuple[str, float]] = [(w[0], float(w[1])) for w in deps["windows"]]
+        keys = {f"t:{name}" for name in deps["traits"]} | {f"e:{name}" for name in deps["events"]}
+        keys |= {key for key in ("score", "tags", "status") if deps[key]}
+        self.keys = frozenset(keys)
+
+    def affected(self, changed: set[str] | None) -> bool:
+        return changed is None or self.now or not self.keys.isdisjoint(changed)
+
+
+def _cond(node: dict[str, Any] | None, label: str) -> Cond | None:
+    return None if node is None else Cond(node, label)
+
+
+class Flow:
+    def __init__(self, node: dict[str, Any], trigger_ids: list[int]) -> None:
+        self.name: str = node["name"]
+        self.version: str = node["version"]
+        self.start: str | None = node["start"]
+        self.reenter: dict[str, Any] = node["reenter"]
+        self.on: list[tuple[str, Cond | None]] = []
+        self.when: list[tuple[int, Cond]] = []
+        for trig in node["triggers"]:
+            if trig["kind"] == "on":
+                self.on.append((trig["event"], _cond(trig["where"], f"<{self.name}:on>")))
+            else:
+                tid = len(trigger_ids)
+                trigger_ids.append(tid)
+                self.when.append((tid, Cond(trig["cond"], f"<{self.name}:when>")))
+        self.exit_on: list[tuple[str, Cond | None]] = []
+        self.exit_when: list[Cond] = []
+        for ex in node["exits"]:
+            if ex["kind"] == "on":
+                self.exit_on.append((ex["event"], _cond(ex["where"], f"<{self.name}:exit>")))
+            else:
+                self.exit_when.append(Cond(ex["cond"], f"<{self.name}:exit>"))
+        self.goals = [
+            (g["event"], _cond(g["where"], f"<{self.name}:goal>"), g["within"])
+            for g in node["goals"]
+        ]
+        self.states: dict[str, dict[str, Any]] = {}
+        self.conds: dict[str, Cond] = {}  # "state-id/field" -> compiled expression
+        for sid, state in node["states"].items():
+            self.states[sid] = state
+            for key in ("duration", "target", "where", "up_to", "cond", "within", "tag", "value"):
+                if state.get(key) is not None:
+                    self.conds[f"{sid}/{key}"] = Cond(state[key], f"<{self.name}:{sid}>")
+            for i, case in enumerate(state.get("cases") or ()):
+                self.conds[f"{sid}/case{i}"] = Cond(case["cond"], f"<{self.name}:{sid}>")
+            for key, value in (state.get("with") or {}).items():
+                self.conds[f"{sid}/with/{key}"] = Cond(value, f"<{self.name}:{sid}>")
+
+
+def format_time(t: float) -> str:
+    return datetime.fromtimestamp(math.floor(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def idempotency_key(contact: str, flow: str, version: str, number: int, step: str) -> str:
+    """RUNTIME.md section 3: (contact, flow, flow version, enrollment, step)."""
+    raw = "\x1f".join((contact, flow, version, str(number), step))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+class Engine:
+    def __init__(self, program: dict[str, Any]) -> None:
+        self.program = program
+        settings = program["settings"]
+        self.settings = settings
+        score = program["score"]
+        self.score_max: float | None = score["max"]
+        decay = score["decay"]
+        self.decay_every: float | None = float(decay["every"]) if decay else None
+        self.decay_amount: float = float(decay["amount"]) if decay else 0.0
+        self.decay_percent: bool = bool(decay and decay["percent"])
+        self.rules: dict[str, list[tuple[float, Cond | None]]] = {}
+        for rule in score["rules"]:
+            self.rules.setdefault(rule["event"], []).append(
+                (rule["points"], _cond(rule["where"], f"<score:{rule['event']}>"))
+            )
+        self.metrics = {
+            n: compile_expr(e["src"], f"<metric {n}>") for n, e in program["metrics"].items()
+        }
+        self.segments = {
+            n: compile_expr(e["src"], f"<segment {n}>") for n, e in program["segments"].items()
+        }
+        self.messages: dict[str, Any] = program["messages"]
+        trigger_ids: list[int] = []
+        self.flows = [Flow(node, trigger_ids) for node in program["flows"]]
+        self.flow_by_name = {flow.name: flow for flow in self.flows}
+        self.history_events = self._history_events(program)
+        self.order = 0  # processing order within the run, for "arrived after the send"
+        self.when_conds = [c for flow in self.flows for _, c in flow.when]
+        self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
+        self.when_windows = sorted({w for c in self.when_conds for w in c.windows})
+        self.policy = policy.DeliveryPolicy(settings)
+
+    @staticmethod
+    def _history_events(program: dict[str, Any]) -> frozenset[str]:
+        found: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if "deps" in node and "src" in node:
+                    found.update(node["deps"]["events"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(program)
+        return frozenset(found)
+
+    # ------------------------------------------------------------------ score
+
+    def score_at(self, contact: Contact, t: float) -> float:
+        every = self.decay_every
+        if every is None or contact.last_activity is None or contact.score <= 0:
+            return contact.score
+        steps = int((t - contact.last_activity) // every) - contact.applied_decay
+        if steps <= 0:
+            return contact.score
+        if self.decay_percent:
+            return float(contact.score * (1 - self.decay_amount) ** steps)
+        return max(0.0, contact.score - steps * self.decay_amount)
+
+    def _clamp(self, score: float) -> float:
+        score = max(0.0, score)
+        if self.score_max is not None:
+            score = min(score, self.score_max)
+        return score
+
+    # ------------------------------------------------------------------ entry points
+
+    def on_event(self, contact: Contact, event: Event) -> list[Effect]:
+        self.order += 1
+        ctx = Context(self, contact, event.t)
+        out: list[Effect] = []
+        changed = self._apply(contact, event, ctx)
+        self._instant(contact, ctx, event, changed, out)
+        return out
+
+    def on_time(self, contact: Contact, t: float) -> list[Effect]:
+        self.order += 1
+        ctx = Context(self, contact, t)
+        out: list[Effect] = []
+        self._instant(contact, ctx, None, None, out)
+        return out
+
+    # ------------------------------------------------------------------ one instant
+
+    def _apply(self, contact: Contact, event: Event, ctx: Context) -> set[str]:
+        """Apply an input to the profile; returns the dependency keys it changed."""
+        changed: set[str] = set()
+        if event.traits:
+            for key, value in event.traits.items():
+                if value is None:
+                    contact.traits.pop(key, None)
+                else:
+                    contact.traits[key] = value
+                changed.add("t:" + key)
+        name = event.name
+        if name is None:
+            return changed
+        t = event.t
+        changed.add("e:" + name)
+        props = event.props
+        score = self.score_at(contact, t)
+        rules = self.rules.get(name)
+        if rules:
+            points = 0.0
+            for value, where in rules:
+                if where is None or _where(where, ctx, props):
+                    points += value
+            if points:
+                changed.add("score")
+            score = self._clamp(score + points)
+        contact.score = score
+        contact.last_activity = t
+        contact.applied_decay = 0
+        if name in self.history_events:
+            entry = contact.history.get(name)
+            if entry is None:
+                entry = contact.history[name] = ([], [])
+            # Inputs arrive in time order, so appending keeps the lists sorted.
+            entry[0].append(t)
+            entry[1].append(props)
+        if name == "unsubscribed" or name == "subscribed":
+            table = contact.unsubscribed if name == "unsubscribed" else contact.subscribed
+            channel = props.get("channel")
+            table[channel if isinstance(channel, str) else None] = (t, self.order)
+        status = MESSAGE_STATUS_EVENTS.get(name)
+        if status is not None:
+            contact.msg_events.append(
+                (t, self.order, status, props.get("message"), props.get("message_id"))
+            )
+            changed.add("status")
+        return changed
+
+    def _instant(
+        self,
+        contact: Contact,
+        ctx: Context,
+        event: Event | None,
+        changed: set[str] | None,
+        out: list[Effect],
+    ) -> None:
+        t = ctx.t
+        touched: list[Enrollment] = []
+        # Waits that are due (simulate fires them before a same-instant event).
+        for enr in list(contact.enrollments.values()):
+            if enr.deadline is not None and enr.deadline <= t:
+                self._deadline(contact, enr, ctx, touched)
+        if event is not None and event.name is not None:
+            for enr in list(contact.enrollments.values()):
+                if enr.wait == "event":
+                    state = self.flow_by_name[enr.flow].states[enr.state]  # type: ignore[index]
+                    if state["event"] == event.name:
+                        where = self.flow_by_name[enr.flow].conds.get(f"{enr.state}/where")
+                        self._bind(ctx, enr)
+                        if where is None or _where(where, ctx, event.props):
+                            enr.event = event.props
+                            _resume(enr, state["next"])
+                            touched.append(enr)
+        props = event.props if event is not None else None
+        name = event.name if event is not None else None
+        for _ in range(MAX_ROUNDS):
+            self._recheck_waits(contact, ctx, changed, touched)
+            self._exits(contact, ctx, name, props, changed, out)
+            self._triggers(contact, ctx, name, props, changed, touched, out)
+            step_changes: set[str] = set()
+            for enr in touched:
+                if not enr.ended and enr.wait is None:
+                    self._run(contact, enr, ctx, out, touched, step_changes)
+            touched = []
+            if not step_changes:
+                break
+            # Steps changed the profile: conditions reading it are looked at again now.
+            ctx.invalidate()
+            changed, name, props = step_changes, None, None
+        contact.wake = self._wake(contact, t)
+
+    def _bind(self, ctx: Context, enr: Enrollment) -> None:
+        ctx.enr = enr
+        ctx.event = enr.event
+
+    def _deadline(
+        self, contact: Contact, enr: Enrollment, ctx: Context, touched: list[Enrollment]
+    ) -> None:
+        flow = self.flow_by_name[enr.flow]
+        state = flow.states[enr.state]  # type: ignore[index]
+        kind = enr.wait
+        enr.deadline = None
+        enr.wait = None
+        if kind == "time":
+            enr.state = enr.resume
+        elif kind == "event":
+            enr.state = state["on_timeout"]  # None: no else steps, the flow is done
+        elif kind == "check":
+            self._bind(ctx, enr)
+            holds = bool(flow.conds[f"{state['id']}/cond"].fn(ctx, None))
+            enr.state = state["next"] if holds else state["on_else"]
+        # "quiet": the send state runs again, now outside the quiet window
+        touched.append(enr)
+
+    def _recheck_waits(
+        self, contact: Contact, ctx: Context, changed: set[str] | None, touched: list[Enrollment]
+    ) -> None:
+        for enr in list(contact.enrollments.values()):
+            if enr.wait != "check":
+                continue
+            flow = self.flow_by_name[enr.flow]
+            cond = flow.conds[f"{enr.state}/cond"]
+            if not cond.affected(changed) and not cond.windows and not cond.score:
+                continue
+            self._bind(ctx, enr)
+            if cond.fn(ctx, None):
+                _resume(enr, flow.states[enr.state]["next"])  # type: ignore[index]
+                touched.append(enr)
+
+    def _exits(
+        self,
+        contact: Contact,
+        ctx: Context,
+        name: str | None,
+        props: dict[str, Any] | None,
+        changed: set[str] | None,
+        out: list[Effect],
+    ) -> None:
+        for flow in self.flows:
+            enr = contact.enrollments.get(flow.name)
+            if enr is None:
+                continue
+            self._bind(ctx, enr)
+            reason = None
+            if name is not None:
+                for ev, where in flow.exit_on:
+                    if ev == name and (where is None or _where(where, ctx, props)):
+                        reason = "removed"
+                        break
+            if reason is None:
+                for cond in flow.exit_when:
+                    if cond.fn(ctx, None):
+                        reason = "removed"
+                        break
+            if reason is None and name is not None:
+                for ev, where, within in flow.goals:
+                    if ev != name or (within is not None and ctx.t - enr.entered_at > within):
+                        continue
+                    if where is None or _where(where, ctx, props):
+                        out.append(self._effect(ctx.t, contact, "goal", flow=flow.name))
+                        reason = "goal"
+                        break
+            if reason is not None:
+                self._end(contact, enr, ctx.t, reason, out)
+
+    def _triggers(
+        self,
+        contact: Contact,
+        ctx: Context,
+        name: str | None,
+        props: dict[str, Any] | None,
+        changed: set[str] | None,
+        touched: list[Enrollment],
+        out: list[Effect],
+    ) -> None:
+        ctx.enr = None
+        for flow in self.flows:
+            fire = False
+            if name is not None:
+                for ev, where in flow.on:
+                    if ev == name and (where is None or _where(where, ctx, props)):
+                        fire = True
+                        break
+            for tid, cond in flow.when:
+                known = tid in contact.when_values
+                if known and not cond.affected(changed):
+                    continue
+                ctx.event = props
+                value = bool(cond.fn(ctx, None))
+                if value and not contact.when_values.get(tid, False):
+                    fire = True
+                contact.when_values[tid] = value
+            if fire:
+                enr = self._enroll(contact, flow, ctx.t, props, out)
+                if enr is not None:
+                    touched.append(enr)
+
+    def _enroll(
+        self,
+        contact: Contact,
+        flow: Flow,
+        t: float,
+        event: dict[str, Any] | None,
+        out: list[Effect],
+    ) -> Enrollment | None:
+        if flow.name in contact.enrollments:
+            return None
+        count, last = contact.entries.get(flow.name, (0, 0.0))
+        mode = flow.reenter["mode"]
+        if count and (mode == "never" or (mode == "after" and t - last < flow.reenter["after"])):
+            return None
+        enr = Enrollment(flow.name, flow.version, count + 1, t)
+        enr.state = flow.start
+        enr.event = event
+        contact.entries[flow.name] = (count + 1, t)
+        contact.enrollments[flow.name] = enr
+        out.append(self._effect(t, contact, "enter", flow=flow.name))
+        return enr
+
+    def _end(
+        self, contact: Contact, enr: Enrollment, t: float, reason: str, out: list[Effect]
+    ) -> None:
+        enr.ended = True
+        enr.wait = None
+        enr.deadline = None
+        contact.enrollments.pop(enr.flow, None)
+        out.append(self._effect(t, contact, "exit", flow=enr.flow, reason=reason))
+
+    def _effect(self, t: float, contact: Contact, action: str, **fields: Any) -> Effect:
+        return {"at": format_time(t), "contact": contact.id, "action": action, **fields}
+
+    # ------------------------------------------------------------------ running steps
+
+    def _run(
+        self,
+        contact: Contact,
+        enr: Enrollment,
+        ctx: Context,
+        out: list[Effect],
+        touched: list[Enrollment],
+        changes: set[str],
+    ) -> None:
+        flow = self.flow_by_name[enr.flow]
+        conds = flow.conds
+        t = ctx.t
+        while not enr.ended:
+            sid = enr.state
+            if sid is None:
+                self._end(contact, enr, t, "done", out)
+                return
+            self._bind(ctx, enr)
+            state = flow.states[sid]
+            kind = state["kind"]
+            nxt = state["next"]
+            if kind == "send":
+                if not self._send(contact, enr, flow, state, ctx, out):
+                    return  # deferred by quiet hours
+                enr.state = nxt
+            elif kind == "wait":
+                secs = seconds(conds[f"{sid}/duration"].fn(ctx, None))
+                if not secs or secs <= 0:
+                    enr.state = nxt
+                    continue
+                _wait(enr, "time", t + secs, nxt)
+                return
+            elif kind == "wait_until":
+                target = conds[f"{sid}/target"].fn(ctx, None)
+                at = self.policy.until_instant(contact, target, t)
+                if at is None or at <= t:
+                    enr.state = nxt
+                    continue
+                _wait(enr, "time", at, nxt)
+                return
+            elif kind == "wait_for":
+                secs = seconds(conds[f"{sid}/up_to"].fn(ctx, None)) or 0.0
+                _wait(enr, "event", t + secs, None)
+                return
+            elif kind == "check":
+                if conds[f"{sid}/cond"].fn(ctx, None):
+                    enr.state = nxt
+                    continue
+                within = conds.get(f"{sid}/within")
+                secs = seconds(within.fn(ctx, None)) if within is not None else None
+                if secs and secs > 0:
+                    _wait(enr, "check", t + secs, None)
+                    return
+                enr.state = state["on_else"]
+            elif kind == "branch":
+                target = state["otherwise"]
+                for i, case in enumerate(state["cases"]):
+                    if conds[f"{sid}/case{i}"].fn(ctx, None):
+                        target = case["target"]
+                        break
+                enr.state = target
+            elif kind == "split":
+                arm = split_arm(contact.id, flow.name, state["name"], state["arms"])
+                out.append(
+                    self._effect(
+                        t, contact, "split", flow=flow.name, split=state["name"], arm=arm["name"]
+                    )
+                )
+                enr.state = arm["target"]
+            elif kind in ("tag", "untag"):
+                value = conds[f"{sid}/tag"].fn(ctx, None)
+                if value is not None:
+                    tag = str(value)
+                    if kind == "tag":
+                        contact.tags[tag] = None
+                    else:
+                        contact.tags.pop(tag, None)
+                    changes.add("tags")
+                    out.append(self._effect(t, contact, kind, flow=flow.name, tag=tag))
+                enr.state = nxt
+            elif kind == "set":
+                value = conds[f"{sid}/value"].fn(ctx, None)
+                trait = state["trait"]
+                if value is None:
+                    contact.traits.pop(trait, None)
+                else:
+                    contact.traits[trait] = _jsonable(value)
+                changes.add("t:" + trait)
+                enr.state = nxt
+            elif kind == "score":
+                self._adjust_score(contact, t, float(state["points"]))
+                changes.add("score")
+                enr.state = nxt
+            elif kind == "enroll":
+                target_flow = self.flow_by_name.get(state["flow"])
+                if target_flow is not None:
+                    new = self._enroll(contact, target_flow, t, enr.event, out)
+                    if new is not None:
+                        touched.append(new)
+                enr.state = nxt
+            else:  # exit
+                self._end(contact, enr, t, "exit", out)
+                return
+            if changes:
+                ctx.invalidate()
+
+    def _adjust_score(self, contact: Contact, t: float, points: float) -> None:
+        """`score ±N`: take the decay due so far, then add; not activity."""
+        current = self.score_at(contact, t)
+        if self.decay_every is not None and contact.last_activity is not None:
+            contact.applied_decay = int((t - contact.last_activity) // self.decay_every)
+        contact.score = self._clamp(current + points)
+
+    def _send(
+        self,
+        contact: Contact,
+        enr: Enrollment,
+        flow: Flow,
+        state: dict[str, Any],
+        ctx: Context,
+        out: list[Effect],
+    ) -> bool:
+        t = ctx.t
+        channel, message, sid = state["channel"], state["message"], state["id"]
+        base = {"flow": flow.name, "step": sid, "channel": channel, "message": message}
+        decision = self.policy.decide(contact, channel, t)
+        if decision.defer_until is not None:
+            _wait(enr, "quiet", decision.defer_until, None)
+            return False
+        if decision.skip is not None:
+            out.append(self._effect(t, contact, "skip", **base, reason=decision.skip))
+            return True
+        key = idempotency_key(contact.id, flow.name, enr.version, enr.number, sid)
+        effect = self._effect(t, contact, "send", **base)
+        effect["key"] = key  # internal: simulate prints only the fields of LANGUAGE.md s. 9
+        if state.get("with"):
+            effect["data"] = {
+                k: _jsonable(flow.conds[f"{sid}/with/{k}"].fn(ctx, None)) for k in state["with"]
+            }
+        out.append(effect)
+        contact.sends.setdefault(channel, []).append(t)
+        record = (message, key, (t, self.order))
+        enr.last_sent = record
+        enr.sent[message] = record
+        return True
+
+    # ------------------------------------------------------------------ timers
+
+    def _wake(self, contact: Contact, t: float) -> float | None:
+        """The next instant at which time alone may change something for this contact."""
+        best = math.inf
+        score_matters = self.when_score
+        windows: set[tuple[str, float]] = set(self.when_windows)
+        for enr in contact.enrollments.values():
+            if enr.deadline is not None and enr.deadline < best:
+                best = enr.deadline
+            flow = self.flow_by_name[enr.flow]
+            for cond in flow.exit_when:
+                score_matters = score_matters or cond.score
+                windows.update(cond.windows)
+            if enr.wait == "check":
+                cond = flow.conds[f"{enr.state}/cond"]
+                score_matters = score_matters or cond.score
+                windows.update(cond.windows)
+        every = self.decay_every
+        if (
+            score_matters
+            and every
+            and contact.last_activity is not None
+            and self.score_at(contact, t) > 0
+        ):
+            k = int((t - contact.last_activity) // every) + 1
+            best = min(best, contact.last_activity + k * every)
+        for event, within in windows:
+            entry = contact.history.get(event)
+            if entry:
+                times = entry[0]
+                i = bisect.bisect_right(times, t - within)
+                if i < len(times):
+                    best = min(best, times[i] + within)
+        return None if best == math.inf else best
+
+
+def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
+    """LANGUAGE.md section 5.3, normative."""
+    digest = hashlib.sha256(f"{contact}/{flow}/{split}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = 0.0
+    for arm in arms:
+        cumulative += arm["percent"]
+        if cumulative > u:
+            return arm
+    return arms[-1]
+
+
+def _where(cond: Cond, ctx: Context, props: dict[str, Any] | None) -> bool:
+    """An event's `where`: the event is bound as `event` while it is evaluated."""
+    saved = ctx.event
+    ctx.event = props
+    try:
+        return bool(cond.fn(ctx, props if props is not None else {}))
+    finally:
+        ctx.event = saved
+
+
+def _resume(enr: Enrollment, state: str | None) -> None:
+    enr.wait = None
+    enr.deadline = None
+    enr.state = state
+
+
+def _wait(enr: Enrollment, kind: str, deadline: float, resume: str | None) -> None:
+    enr.wait = kind
+    enr.deadline = deadline
+    enr.resume = resume
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | float | bool | list | dict):
+        return value
+    return str(value)
+
+
+__all__ = ["Engine", "Event", "format_time", "idempotency_key", "split_arm", "to_datetime"]

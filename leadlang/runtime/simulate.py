@@ -1,0 +1,187 @@
+"""`leadlang simulate`: read a Segment-shaped event log and replay it on a virtual clock.
+
+Events are processed in timestamp order (input order breaks ties); before each event, every
+timer due at or before its instant fires first, in due order, so time-driven changes happen
+at their exact instant. After the last event the clock runs on to `until`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import orjson
+
+from leadlang.interpreter.scope import normalize_event_name
+from leadlang.runtime.engine import Effect, Engine, Event
+from leadlang.runtime.store import MemoryStore
+
+DEFAULT_RUN_ON = 30 * 86400.0
+# Fields simulate prints per action (LANGUAGE.md section 9); internal ones are left out.
+OUTPUT_FIELDS = (
+    "at",
+    "contact",
+    "action",
+    "flow",
+    "step",
+    "channel",
+    "message",
+    "reason",
+    "split",
+    "arm",
+    "tag",
+)
+
+
+@attrs.frozen
+class BadLine:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@attrs.define
+class EventLog:
+    events: list[Event]
+    bad: list[BadLine]
+
+
+def parse_timestamp(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
+    """One line of the log; None for a blank line."""
+    if not raw.strip():
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return BadLine(number, f"not valid JSON ({exc.args[0].split(':')[0]})")
+    if not isinstance(data, dict):
+        return BadLine(number, "expected a JSON object")
+    kind = data.get("type")
+    if kind not in ("track", "identify", "page"):
+        return BadLine(
+            number, f"unknown type {orjson.dumps(kind).decode()}; expected track, identify or page"
+        )
+    contact = data.get("userId") or data.get("anonymousId")
+    if contact is None or contact == "":
+        return BadLine(number, "missing userId or anonymousId")
+    t = parse_timestamp(data.get("timestamp"))
+    if t is None:
+        return BadLine(
+            number,
+            f"timestamp {orjson.dumps(data.get('timestamp')).decode()} is not an ISO 8601 time",
+        )
+    props = data.get("properties")
+    if not isinstance(props, dict):
+        props = {}
+    traits = data.get("traits")
+    if kind == "identify":
+        if traits is not None and not isinstance(traits, dict):
+            return BadLine(number, "traits must be an object")
+        return Event(t, number, str(contact), None, props, traits or {})
+    if kind == "page":
+        return Event(t, number, str(contact), "page_viewed", props, None)
+    event = data.get("event")
+    if not isinstance(event, str) or not normalize_event_name(event):
+        return BadLine(number, "track without an event name")
+    return Event(t, number, str(contact), normalize_event_name(event), props, None)
+
+
+def read_events(lines: Iterable[bytes]) -> EventLog:
+    events: list[Event] = []
+    bad: list[BadLine] = []
+    for number, raw in enumerate(lines, start=1):
+        parsed = parse_line(raw, number)
+        if parsed is None:
+            continue
+        if isinstance(parsed, BadLine):
+            bad.append(parsed)
+        else:
+            events.append(parsed)
+    events.sort(key=lambda e: e.t)  # stable: input order breaks ties
+    return events_log(events, bad)
+
+
+def events_log(events: list[Event], bad: list[BadLine]) -> EventLog:
+    return EventLog(events, bad)
+
+
+_RELATIVE = re.compile(r"^\+((?:\d+[smhdw])+)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_until(text: str | None, last_event: float | None) -> float | None:
+    """`--until`: an ISO time, or `+D` after the last event; None when unparseable."""
+    base = last_event if last_event is not None else 0.0
+    if text is None:
+        return base + DEFAULT_RUN_ON
+    match = _RELATIVE.match(text.strip())
+    if match:
+        total = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", match.group(1)))
+        return base + total
+    return parse_timestamp(text)
+
+
+def simulate(
+    engine: Engine,
+    events: list[Event],
+    until: float,
+    emit: Callable[[Effect], None],
+    progress: Callable[[int], None] | None = None,
+) -> MemoryStore:
+    """Run every event and timer up to `until`, calling `emit` for each effect in order."""
+    store = MemoryStore()
+    on_event, on_time, pop_due, get, schedule = (
+        engine.on_event,
+        engine.on_time,
+        store.pop_due,
+        store.get,
+        store.schedule,
+    )
+    for i, event in enumerate(events):
+        if event.t > until:
+            break
+        while (due := pop_due(event.t)) is not None:
+            instant, contact = due
+            for effect in on_time(contact, instant):
+                emit(effect)
+            schedule(contact)
+        contact = get(event.contact)
+        for effect in on_event(contact, event):
+            emit(effect)
+        schedule(contact)
+        if progress is not None and i % 1000 == 0:
+            progress(i)
+    while (due := pop_due(until)) is not None:
+        instant, contact = due
+        for effect in on_time(contact, instant):
+            emit(effect)
+        schedule(contact)
+    return store
+
+
+def public(effect: Effect) -> dict[str, Any]:
+    """The effect as simulate prints it: the fields of LANGUAGE.md section 9, in that order."""
+    return {key: effect[key] for key in OUTPUT_FIELDS if key in effect}
+
+
+def format_text(effect: dict[str, Any]) -> str:
+    action = effect["action"]
+    details = " ".join(f"{key}={effect[key]}" for key in OUTPUT_FIELDS[3:] if key in effect)
+    return f"{effect['at']}  {effect['contact']:<16} {action:<7} {details}".rstrip()

@@ -1,0 +1,110 @@
+"""The `simulate` command's work behind the thin click layer: read, run, print or compare."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import Any
+
+import click
+import orjson
+
+from leadlang.interpreter.compile import compile_program
+from leadlang.interpreter.program import Program
+from leadlang.runtime.engine import Effect, Engine
+from leadlang.runtime.simulate import format_text, parse_until, public, read_events, simulate
+
+PROGRESS_MIN_EVENTS = 20_000
+
+
+def _dumps(effect: dict[str, Any]) -> str:
+    return orjson.dumps(effect).decode()
+
+
+def run_simulate(
+    program: Program,
+    events_path: str,
+    until_text: str | None,
+    fmt: str,
+    expect_path: str | None,
+    skip_bad: bool,
+) -> int:
+    """Returns the exit code: 0 fine, 1 differs from --expect, 2 bad input."""
+    try:
+        with open(events_path, "rb") as handle:
+            log = read_events(handle)
+    except OSError as exc:
+        click.echo(f"error: cannot read events file `{events_path}`: {exc.strerror}", err=True)
+        return 2
+    for bad in log.bad:
+        click.echo(f"{'warning' if skip_bad else 'error'}: {events_path}: {bad}", err=True)
+    if log.bad and not skip_bad:
+        click.echo("error: bad input lines (use --skip-bad to skip them)", err=True)
+        return 2
+    last = log.events[-1].t if log.events else None
+    until = parse_until(until_text, last)
+    if until is None:
+        click.echo(f"error: --until `{until_text}` is neither an ISO time nor +DURATION", err=True)
+        return 2
+    engine = Engine(compile_program(program))
+    lines: list[str] = []
+    if fmt == "json" or expect_path:
+
+        def emit(effect: Effect) -> None:
+            lines.append(_dumps(public(effect)))
+    else:
+
+        def emit(effect: Effect) -> None:
+            lines.append(format_text(public(effect)))
+
+    progress = None
+    bar = None
+    if sys.stderr.isatty() and len(log.events) >= PROGRESS_MIN_EVENTS:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        task = bar.add_task("simulating", total=len(log.events))
+        bar.start()
+
+        def progress(done: int) -> None:
+            bar.update(task, completed=done)
+
+    try:
+        simulate(engine, log.events, until, emit, progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if expect_path:
+        return _compare(lines, expect_path)
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _normalise(line: str) -> str:
+    return orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _compare(lines: list[str], expect_path: str) -> int:
+    try:
+        with open(expect_path, "rb") as handle:
+            raw = handle.read().decode("utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        click.echo(f"error: cannot read expected file `{expect_path}`: {exc.strerror}", err=True)
+        return 2
+    expected: list[str] = []
+    for number, line in enumerate(raw, start=1):
+        if not line.strip():
+            continue
+        try:
+            expected.append(_normalise(line))
+        except orjson.JSONDecodeError:
+            click.echo(f"error: {expect_path}: line {number}: not valid JSON", err=True)
+            return 2
+    actual = [_normalise(line) for line in lines]
+    if expected == actual:
+        return 0
+    diff = difflib.unified_diff(expected, actual, expect_path, "simulated", lineterm="")
+    click.echo("effects differ from the expected file:", err=True)
+    click.echo("\n".join(diff))
+    return 1

@@ -1,0 +1,382 @@
+"""Value semantics of LANGUAGE.md section 4, as the helpers generated condition code calls.
+
+Generated code (see `leadlang.interpreter.codegen`) inlines the fast path (two numbers) and
+calls these for everything else: missing values (`None`), texts compared with datetimes,
+durations, lists. Every helper returns a value or `None`/`False`; none of them raises on
+user data, so a bad property never becomes a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+
+NUM = (int, float)  # compared by `__class__`, so `bool` is not a number here
+
+
+def is_num(value: object) -> bool:
+    return value.__class__ is int or value.__class__ is float
+
+
+@lru_cache(maxsize=4096)
+def _parse_datetime(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    # A text without an offset is read as UTC: event data carries no script time zone.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def to_datetime(value: object) -> datetime | None:
+    if value.__class__ is datetime:
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        return _parse_datetime(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return None
+
+
+def _pair(a: Any, b: Any) -> tuple[Any, Any] | None:
+    """Bring a text compared with a datetime to a datetime; None when it does not parse."""
+    if a.__class__ is datetime or b.__class__ is datetime:
+        a2, b2 = to_datetime(a), to_datetime(b)
+        if a2 is None or b2 is None:
+            return None
+        return a2, b2
+    return a, b
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    ca, cb = a.__class__, b.__class__
+    if ca in NUM and cb in NUM:
+        return True
+    return ca is cb and ca in (str, datetime, timedelta, time)
+
+
+def lt(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return False
+    pair = _pair(a, b)
+    if pair is None or not _comparable(*pair):
+        return False
+    return bool(pair[0] < pair[1])
+
+
+def le(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return False
+    pair = _pair(a, b)
+    if pair is None or not _comparable(*pair):
+        return False
+    return bool(pair[0] <= pair[1])
+
+
+def gt(a: Any, b: Any) -> bool:
+    return lt(b, a)
+
+
+def ge(a: Any, b: Any) -> bool:
+    return le(b, a)
+
+
+def eq(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    pair = _pair(a, b)
+    if pair is None:
+        return False
+    return bool(pair[0] == pair[1])
+
+
+def ne(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is not b
+    pair = _pair(a, b)
+    if pair is None:
+        return False
+    return bool(pair[0] != pair[1])
+
+
+def _text_contains(haystack: str, needle: Any) -> bool:
+    if not isinstance(needle, str):
+        if needle.__class__ in NUM:
+            needle = str(needle)
+        else:
+            return False
+    return needle.lower() in haystack.lower()
+
+
+def contains(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return False
+    if isinstance(a, str):
+        return _text_contains(a, b)
+    if isinstance(a, list | tuple):
+        for item in a:
+            if isinstance(item, str) and isinstance(b, str):
+                if b.lower() in item.lower():
+                    return True
+            elif item == b and item is not None:
+                return True
+        return False
+    if isinstance(a, dict):
+        return b in a
+    return False
+
+
+def starts_with(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.lower().startswith(b.lower())
+
+
+def ends_with(a: Any, b: Any) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and a.lower().endswith(b.lower())
+
+
+def in_(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return False
+    if isinstance(b, list | tuple):
+        return a in b
+    if isinstance(b, str):
+        return _text_contains(b, a)
+    if isinstance(b, dict):
+        return a in b
+    return False
+
+
+def not_in(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return False
+    return not in_(a, b)
+
+
+@lru_cache(maxsize=1024)
+def regex(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def search(pattern: re.Pattern[str] | None, text: Any) -> bool:
+    return pattern is not None and isinstance(text, str) and pattern.search(text) is not None
+
+
+def matches(text: Any, pattern: Any) -> bool:
+    if not isinstance(pattern, str):
+        return False
+    return search(regex(pattern), text)
+
+
+def add(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    ca, cb = a.__class__, b.__class__
+    if ca in NUM and cb in NUM:
+        return a + b
+    if ca is timedelta and cb is timedelta:
+        return a + b
+    if cb is timedelta:
+        d = to_datetime(a)
+        return None if d is None else d + b
+    if ca is timedelta:
+        d = to_datetime(b)
+        return None if d is None else d + a
+    if ca is str and cb is str:
+        return a + b
+    if ca is list and cb is list:
+        return a + b
+    return None
+
+
+def sub(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    ca, cb = a.__class__, b.__class__
+    if ca in NUM and cb in NUM:
+        return a - b
+    if ca is timedelta and cb is timedelta:
+        return a - b
+    if cb is timedelta:
+        d = to_datetime(a)
+        return None if d is None else d - b
+    if ca is datetime or cb is datetime:
+        d1, d2 = to_datetime(a), to_datetime(b)
+        return None if d1 is None or d2 is None else d1 - d2
+    return None
+
+
+def mul(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    ca, cb = a.__class__, b.__class__
+    if ca in NUM and cb in NUM:
+        return a * b
+    if ca in NUM and cb is timedelta:
+        return b * a
+    if ca is timedelta and cb in NUM:
+        return a * b
+    return None
+
+
+def div(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    ca, cb = a.__class__, b.__class__
+    if cb in NUM and b == 0:
+        return None
+    if ca in NUM and cb in NUM:
+        return a / b
+    if ca is timedelta and cb in NUM:
+        return a / b
+    if ca is timedelta and cb is timedelta and b:
+        return a / b
+    return None
+
+
+def mod(a: Any, b: Any) -> Any:
+    if a.__class__ in NUM and b.__class__ in NUM and b != 0:
+        return a % b
+    return None
+
+
+def neg(a: Any) -> Any:
+    if a.__class__ in NUM or a.__class__ is timedelta:
+        return -a
+    return None
+
+
+def attr(obj: Any, name: str) -> Any:
+    """`a.b`: the field of an object; on a list, the list of each element's field."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    if isinstance(obj, list):
+        return [item.get(name) if isinstance(item, dict) else None for item in obj]
+    return None
+
+
+def default(value: Any, fallback: Any) -> Any:
+    return fallback if value is None else value
+
+
+def sigmoid(x: Any) -> float | None:
+    if x.__class__ not in NUM:
+        return None
+    if x < -700:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _numbers(args: tuple[Any, ...]) -> list[Any] | None:
+    if len(args) == 1 and isinstance(args[0], list):
+        args = tuple(args[0])
+    if not args or any(a is None for a in args):
+        return None
+    if not all(_comparable(args[0], a) for a in args):
+        return None
+    return list(args)
+
+
+def min_(*args: Any) -> Any:
+    values = _numbers(args)
+    return None if values is None else min(values)
+
+
+def max_(*args: Any) -> Any:
+    values = _numbers(args)
+    return None if values is None else max(values)
+
+
+def abs_(x: Any) -> Any:
+    return abs(x) if x.__class__ in NUM or x.__class__ is timedelta else None
+
+
+def round_(x: Any, digits: Any = 0) -> Any:
+    if x.__class__ not in NUM or digits.__class__ is not int:
+        return None
+    return round(x) if digits == 0 else round(x, digits)
+
+
+def lower(x: Any) -> Any:
+    return x.lower() if isinstance(x, str) else None
+
+
+def upper(x: Any) -> Any:
+    return x.upper() if isinstance(x, str) else None
+
+
+def len_(x: Any) -> Any:
+    return len(x) if isinstance(x, str | list | dict) else None
+
+
+def td(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+def dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def tod(hour: int, minute: int, second: int = 0) -> time:
+    return time(hour, minute, second)
+
+
+def seconds(value: Any) -> float | None:
+    """A duration as seconds (a number is taken as seconds too)."""
+    if value.__class__ is timedelta:
+        return value.total_seconds()  # type: ignore[no-any-return]
+    if value.__class__ in NUM:
+        return float(value)
+    return None
+
+
+# The namespace generated code runs in: `_name` for each helper.
+HELPERS: dict[str, Any] = {
+    "_NUM": NUM,
+    "_lt": lt,
+    "_le": le,
+    "_gt": gt,
+    "_ge": ge,
+    "_eq": eq,
+    "_ne": ne,
+    "_contains": contains,
+    "_starts": starts_with,
+    "_ends": ends_with,
+    "_in": in_,
+    "_not_in": not_in,
+    "_re": regex,
+    "_search": search,
+    "_matches": matches,
+    "_add": add,
+    "_sub": sub,
+    "_mul": mul,
+    "_div": div,
+    "_mod": mod,
+    "_neg": neg,
+    "_attr": attr,
+    "_default": default,
+    "_sigmoid": sigmoid,
+    "_min": min_,
+    "_max": max_,
+    "_abs": abs_,
+    "_round": round_,
+    "_lower": lower,
+    "_upper": upper,
+    "_len": len_,
+    "_td": td,
+    "_dt": dt,
+    "_tod": tod,
+    "_seconds": seconds,
+}
+
+
+def compile_expr(src: str, name: str = "<expr>") -> Any:
+    """Compile an IR expression's source once; returns the `_f(c, p)` callable it defines."""
+    namespace = dict(HELPERS)
+    exec(compile(src, name, "exec"), namespace)
+    return namespace["_f"]
