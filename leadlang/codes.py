@@ -89,6 +89,26 @@ The expression nests brackets deeper than the parser supports. Split it with a `
 or a `segment`.
 """,
     ),
+    # ------------------------------------------------------------------ modules (loader.py)
+    _code(
+        "N010",
+        "error",
+        "module not found",
+        """
+A `use` line names a module that does not exist. `use std.NAME` loads `NAME.lead` from the
+standard library (the message suggests the closest standard module); `use "path.lead"` is
+read relative to the file that contains the `use` line.
+""",
+    ),
+    _code(
+        "N011",
+        "error",
+        "use cycle",
+        """
+Files `use` each other in a circle (a -> b -> a), so there is no order in which to load
+them. Move the declarations both need into a third file that each of them uses.
+""",
+    ),
 ]
 
 CODES: dict[str, CodeInfo] = {info.code: info for info in _ALL}

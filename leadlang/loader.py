@@ -1,0 +1,179 @@
+"""The module loader: command-line paths and `use` lines to parsed modules, in dependency order.
+
+`load(paths)` reads every file named (folders: every `.lead` under them, sorted), follows
+`use std.NAME` (the standard library folder) and `use "rel/path.lead"` (relative to the using
+file), parses each file once, and returns the modules with dependencies before dependents.
+Missing modules (N010), `use` cycles (N011) and unreadable files (S006) are diagnostics;
+a missing command-line path is a usage error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+import leadlang
+from leadlang import ast
+from leadlang.diagnostics import Diagnostic
+from leadlang.source import Source, Span
+from leadlang.syntax import parse
+
+
+@attrs.define
+class LoadResult:
+    modules: list[ast.Module] = attrs.field(factory=list)  # dependencies first
+    sources: dict[str, Source] = attrs.field(factory=dict)  # keyed by the span file name
+    diagnostics: list[Diagnostic] = attrs.field(factory=list)
+    usage_error: str | None = None
+
+
+def stdlib_dir() -> Path:
+    """The standard library folder: inside the package (wheel) or next to it (editable)."""
+    package = Path(leadlang.__file__).resolve().parent
+    inside = package / "stdlib"
+    if inside.is_dir():
+        return inside
+    return package.parent / "stdlib"
+
+
+def stdlib_modules() -> list[str]:
+    folder = stdlib_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.lead"))
+
+
+def display_path(path: Path) -> str:
+    """The path relative to the current directory when it is below it, for diagnostics."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    if rel.startswith(".."):
+        return str(path)
+    return rel
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.result = LoadResult()
+        self.done: dict[Path, str] = {}  # resolved path -> display name, once loaded
+        self.active: list[Path] = []  # the `use` chain being loaded, for cycles
+
+    def load_file(self, path: Path, used_at: Span | None = None) -> None:
+        resolved = path.resolve()
+        if resolved in self.done:
+            return
+        if resolved in self.active:
+            return  # reported by the caller, which knows the `use` span
+        name = display_path(resolved)
+        try:
+            text = resolved.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = (
+                "it is not UTF-8 text"
+                if isinstance(error, UnicodeDecodeError)
+                else (error.strerror or "it cannot be read")
+            )
+            span = used_at or Span(name, 1, 1, 1, 1, 0, 0)
+            self.result.diagnostics.append(
+                Diagnostic(
+                    code="S006",
+                    severity="error",
+                    message=f"cannot read `{name}`: {reason}",
+                    span=span,
+                )
+            )
+            self.done[resolved] = name
+            return
+        source = Source(name, text)
+        self.result.sources[name] = source
+        module, diagnostics = parse(source)
+        self.result.diagnostics.extend(diagnostics)
+        self.active.append(resolved)
+        for decl in module.decls:
+            if isinstance(decl, ast.Use):
+                self.follow(decl, resolved)
+        self.active.pop()
+        self.done[resolved] = name
+        self.result.modules.append(module)
+
+    def follow(self, use: ast.Use, from_file: Path) -> None:
+        if use.is_path:
+            target = (from_file.parent / use.target).resolve()
+            if not target.is_file():
+                self.missing(
+                    use,
+                    f"file `{use.target}` not found (relative to `{display_path(from_file.parent)}`)",
+                    None,
+                )
+                return
+        else:
+            parts = use.target.split(".")
+            if len(parts) != 2 or parts[0] != "std":
+                self.missing(
+                    use,
+                    f"unknown module `{use.target}`",
+                    "standard modules are written `use std.NAME`",
+                )
+                return
+            target = (stdlib_dir() / f"{parts[1]}.lead").resolve()
+            if not target.is_file():
+                known = stdlib_modules()
+                close = difflib.get_close_matches(parts[1], known, n=1)
+                help = (
+                    f"did you mean `std.{close[0]}`?"
+                    if close
+                    else (
+                        "standard modules: " + ", ".join(f"`std.{m}`" for m in known)
+                        if known
+                        else None
+                    )
+                )
+                self.missing(use, f"no standard module `{use.target}`", help)
+                return
+        if target in self.active:
+            start = self.active.index(target)
+            chain = [display_path(p) for p in self.active[start:]] + [display_path(target)]
+            self.result.diagnostics.append(
+                Diagnostic(
+                    code="N011",
+                    severity="error",
+                    message="use cycle: " + " -> ".join(chain),
+                    span=use.span,
+                    help="move what both files need into a third file that both `use`",
+                )
+            )
+            return
+        self.load_file(target, used_at=use.span)
+
+    def missing(self, use: ast.Use, message: str, help: str | None) -> None:
+        self.result.diagnostics.append(
+            Diagnostic(code="N010", severity="error", message=message, span=use.span, help=help)
+        )
+
+
+def load(paths: Sequence[str]) -> LoadResult:
+    """Load the files and folders named on the command line, and everything they `use`."""
+    loader = _Loader()
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.lead") if p.is_file())
+            if not found:
+                loader.result.usage_error = f"no .lead files in folder `{raw}`"
+                return loader.result
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            loader.result.usage_error = f"no such file or folder: `{raw}`"
+            return loader.result
+    for file in files:
+        loader.load_file(file)
+    return loader.result

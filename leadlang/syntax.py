@@ -1,0 +1,842 @@
+"""Text to AST: the Lark LALR parser for `.lead` scripts and syntax diagnostics in words.
+
+`parse(source)` returns the `ast.Module` and the syntax diagnostics (S-codes). The Lark
+parser is built once per process and its analysis is cached on disk, so start-up stays fast;
+the AST is built while parsing (Lark's `transformer=`), without an intermediate tree.
+After a syntax error the file is re-parsed one top-level declaration at a time, so every
+broken declaration is reported and the others still reach the checker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token
+from lark.exceptions import LarkError, UnexpectedInput
+from lark.indenter import Indenter
+
+from leadlang import ast
+from leadlang.diagnostics import Diagnostic
+from leadlang.interpreter.scope import normalize_event_name
+from leadlang.source import Source, Span
+from leadlang.syntax_messages import describe_unexpected
+
+GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+MAX_NESTING = 100  # brackets and prefix operators; deeper input gets S007
+MAX_ERRORS_PER_FILE = 100
+
+# Token types that carry a value; every other token is a keyword or punctuation.
+_LAYOUT = frozenset({"_NL", "_INDENT", "_DEDENT"})
+
+
+class SyntaxProblem(Exception):
+    """Raised inside the parse for a problem found while lexing or laying out lines."""
+
+    def __init__(self, code: str, message: str, token: Token, help: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.token = token
+        self.help = help
+
+
+class LeadIndenter(Indenter):
+    """Python-style INDENT/DEDENT tokens, tolerant of stray closing brackets.
+
+    It remembers the open brackets (to report an unclosed one) and the last token (to give
+    an error message context).
+    """
+
+    NL_type = "_NL"
+    OPEN_PAREN_types = ["LPAR", "LSQB", "LBRACE"]  # noqa: RUF012 (Lark's interface)
+    CLOSE_PAREN_types = ["RPAR", "RSQB", "RBRACE"]  # noqa: RUF012
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open_brackets: list[Token] = []
+        self.previous: Token | None = None
+        self.current: Token | None = None
+
+    def handle_NL(self, token: Token) -> Iterator[Token]:
+        if self.paren_level > 0:
+            return
+        yield token
+        indent_str = token.rsplit("\n", 1)[1]
+        indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
+        if indent > self.indent_level[-1]:
+            self.indent_level.append(indent)
+            yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
+            return
+        while indent < self.indent_level[-1]:
+            self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, indent_str, token)
+        if indent != self.indent_level[-1]:
+            end = token.end_pos or 0
+            at = Token(
+                "INDENT_AT", indent_str, end, token.end_line, 1, token.end_line, indent + 1, end
+            )
+            raise SyntaxProblem(
+                "S004",
+                f"this line is indented to column {indent + 1}, which matches no enclosing block",
+                at,
+                help=f"indent it to column {self.indent_level[-1] + 1} or to a block's column",
+            )
+
+    def _process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        token = None
+        for token in stream:
+            self.previous, self.current = self.current, token
+            if token.type == self.NL_type:
+                yield from self.handle_NL(token)
+                continue
+            yield token
+            if token.type in self.OPEN_PAREN_types:
+                self.paren_level += 1
+                self.open_brackets.append(token)
+                if self.paren_level > MAX_NESTING:
+                    raise SyntaxProblem(
+                        "S007",
+                        f"nesting too deep (more than {MAX_NESTING} brackets)",
+                        token,
+                        help="split the expression with a `metric` or a `segment`",
+                    )
+            elif token.type in self.CLOSE_PAREN_types and self.paren_level > 0:
+                self.paren_level -= 1
+                self.open_brackets.pop()
+        while len(self.indent_level) > 1:
+            self.indent_level.pop()
+            yield (
+                Token.new_borrow_pos(self.DEDENT_type, "", token)
+                if token
+                else Token(self.DEDENT_type, "", 0, 1, 1, 1, 1, 0)
+            )
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        self.paren_level = 0
+        self.indent_level = [0]
+        self.open_brackets = []
+        self.previous = self.current = None
+        return self._process(stream)
+
+
+# ---------------------------------------------------------------- literal checks
+
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds in `30s`, `1d12h`...; None when malformed."""
+    total = 0
+    pos = 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) and pos > 0 else None
+
+
+class AstBuilder:
+    """Lark callbacks: each grammar rule's children (all tokens kept) to an AST node.
+
+    Spans come from tokens. `line_offset`/`pos_offset` shift them when a chunk of the file
+    is parsed on its own during error recovery.
+    """
+
+    def __init__(self) -> None:
+        self.file = "<string>"
+        self.stem = "<string>"
+        self.line_offset = 0
+        self.pos_offset = 0
+        self.diagnostics: list[Diagnostic] = []
+
+    # ------------------------------------------------------------ helpers
+
+    def tspan(self, tok: Token) -> Span:
+        lo = self.line_offset
+        po = self.pos_offset
+        return Span(
+            self.file,
+            tok.line + lo,  # type: ignore[operator]
+            tok.column,  # type: ignore[arg-type]
+            tok.end_line + lo,  # type: ignore[operator]
+            tok.end_column,  # type: ignore[arg-type]
+            tok.start_pos + po,  # type: ignore[operator]
+            tok.end_pos + po,  # type: ignore[operator]
+        )
+
+    def _edge(self, items: Sequence[Any], last: bool) -> Span | None:
+        seq = reversed(items) if last else iter(items)
+        for item in seq:
+            if isinstance(item, Token):
+                if item.type in _LAYOUT:
+                    continue
+                return self.tspan(item)
+            if isinstance(item, (list, tuple)):
+                found = self._edge(item, last)
+                if found is not None:
+                    return found
+                continue
+            span = getattr(item, "span", None)
+            if span is not None:
+                return span  # type: ignore[no-any-return]
+        return None
+
+    def span(self, children: Sequence[Any]) -> Span:
+        first = self._edge(children, last=False)
+        end = self._edge(children, last=True)
+        if first is None or end is None:
+            return Span(self.file, 1, 1, 1, 1, 0, 0)
+        return first.to(end)
+
+    def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
+        self.diagnostics.append(
+            Diagnostic(code=code, severity="error", message=message, span=span, help=help)
+        )
+
+    @staticmethod
+    def values(children: Sequence[Any]) -> list[Any]:
+        """Children without keywords, punctuation and layout tokens."""
+        out = []
+        for c in children:
+            if isinstance(c, Token):
+                if c.type in _VALUE_TOKENS:
+                    out.append(c)
+            else:
+                out.append(c)
+        return out
+
+    @staticmethod
+    def has(children: Sequence[Any], word: str) -> bool:
+        return any(isinstance(c, Token) and c.value == word for c in children)
+
+    @staticmethod
+    def after(children: Sequence[Any], word: str) -> Any:
+        """The child right after the keyword `word`, or None."""
+        for i, c in enumerate(children):
+            if isinstance(c, Token) and c.value == word and c.type not in _VALUE_TOKENS:
+                return children[i + 1] if i + 1 < len(children) else None
+        return None
+
+    def ident(self, tok: Token) -> ast.Ident:
+        if tok.type == "STRING":
+            return ast.Ident(name=self.decode_string(tok), span=self.tspan(tok))
+        return ast.Ident(name=str(tok.value), span=self.tspan(tok))
+
+    def decode_string(self, tok: Token) -> str:
+        text = str(tok.value)
+        try:
+            value = json.loads(text)
+        except ValueError:
+            self.error(
+                "S005",
+                "invalid escape in string",
+                self.tspan(tok),
+                help='strings use JSON escapes: \\" \\\\ \\n \\t \\uXXXX',
+            )
+            return text[1:-1]
+        return value if isinstance(value, str) else text[1:-1]
+
+    def signed(self, children: Sequence[Any]) -> ast.Number:
+        sign = next(c for c in children if isinstance(c, Token) and c.type in ("PLUS", "MINUS"))
+        num = next(c for c in children if isinstance(c, Token) and c.type == "NUMBER")
+        value = self.number_value(num)
+        if sign.type == "MINUS":
+            value = -value
+        return ast.Number(value=value, span=self.tspan(sign).to(self.tspan(num)))
+
+    def number_value(self, tok: Token) -> int | float:
+        text = str(tok.value).rstrip("%")
+        try:
+            return float(text) if "." in text else int(text)
+        except ValueError:
+            self.error("S005", f"invalid number `{tok.value}`", self.tspan(tok))
+            return 0
+
+    def where_of(self, children: Sequence[Any]) -> Any:
+        return self.after(children, "where")
+
+    # ------------------------------------------------------------ module
+
+    def start(self, children: list[Any]) -> list[Any]:
+        return [c for c in children if not isinstance(c, Token)]
+
+    # ------------------------------------------------------------ declarations
+
+    def use_decl(self, c: list[Any]) -> ast.Use:
+        target = c[1]
+        if isinstance(target, Token):
+            return ast.Use(target=self.decode_string(target), is_path=True, span=self.span(c))
+        name = "".join(str(t.value) for t in target)
+        return ast.Use(target=name, is_path=False, span=self.span(c))
+
+    def module_name(self, c: list[Any]) -> list[Token]:
+        return c
+
+    def settings_decl(self, c: list[Any]) -> ast.Settings:
+        return ast.Settings(items=tuple(self.values(c)), span=self.span(c))
+
+    def timezone_setting(self, c: list[Any]) -> ast.TimezoneSetting:
+        tok = c[1]
+        value = ast.String(value=self.decode_string(tok), span=self.tspan(tok))
+        return ast.TimezoneSetting(timezone=value, span=self.span(c))
+
+    def quiet_setting(self, c: list[Any]) -> ast.QuietHoursSetting:
+        start = self.time(c[2:3])
+        end = self.time(c[4:5])
+        return ast.QuietHoursSetting(start=start, end=end, span=self.span(c))
+
+    def cap_setting(self, c: list[Any]) -> ast.CapSetting:
+        count = self.number([c[2]])
+        per = self.duration([c[4]])
+        return ast.CapSetting(channel=self.ident(c[1]), count=count, per=per, span=self.span(c))
+
+    def event_decl(self, c: list[Any]) -> ast.EventDecl:
+        params = tuple(x for x in c if isinstance(x, ast.Param))
+        return ast.EventDecl(name=self.ident(c[1]), params=params, span=self.span(c))
+
+    def param(self, c: list[Any]) -> ast.Param:
+        type_ref = ast.TypeRef(name=str(c[2].value), span=self.tspan(c[2]))
+        return ast.Param(name=self.ident(c[0]), type=type_ref, span=self.span(c))
+
+    def trait_decl(self, c: list[Any]) -> ast.TraitDecl:
+        type_tok = self.after(c, ":")
+        type_ref = (
+            ast.TypeRef(name=str(type_tok.value), span=self.tspan(type_tok))
+            if type_tok is not None
+            else None
+        )
+        default = self.after(c, "=")
+        return ast.TraitDecl(
+            name=self.ident(c[1]), type=type_ref, default=default, span=self.span(c)
+        )
+
+    def score_decl(self, c: list[Any]) -> ast.ScoreBlock:
+        return ast.ScoreBlock(
+            rules=tuple(x for x in c if isinstance(x, ast.ScoreRule)),
+            decays=tuple(x for x in c if isinstance(x, ast.Decay)),
+            maxes=tuple(x for x in c if isinstance(x, ast.ScoreMax)),
+            span=self.span(c),
+        )
+
+    def score_rule(self, c: list[Any]) -> ast.ScoreRule:
+        return ast.ScoreRule(
+            event=c[0], points=self.signed(c), where=self.where_of(c), span=self.span(c)
+        )
+
+    def decay(self, c: list[Any]) -> ast.Decay:
+        amount_tok = c[1]
+        amount = (
+            self.percent([amount_tok])
+            if amount_tok.type == "PERCENT_LIT"
+            else self.number([amount_tok])
+        )
+        return ast.Decay(amount=amount, every=self.duration([c[3]]), span=self.span(c))
+
+    def score_max(self, c: list[Any]) -> ast.ScoreMax:
+        return ast.ScoreMax(value=self.number([c[1]]), span=self.span(c))
+
+    def metric_decl(self, c: list[Any]) -> ast.MetricDecl:
+        return ast.MetricDecl(name=self.ident(c[1]), expr=c[3], span=self.span(c))
+
+    def segment_decl(self, c: list[Any]) -> ast.SegmentDecl:
+        return ast.SegmentDecl(name=self.ident(c[1]), expr=c[3], span=self.span(c))
+
+    def message_decl(self, c: list[Any]) -> ast.MessageDecl:
+        fields = tuple(x for x in c if isinstance(x, ast.MessageField))
+        return ast.MessageDecl(name=self.ident(c[1]), fields=fields, span=self.span(c))
+
+    def message_field(self, c: list[Any]) -> ast.MessageField:
+        from_file = isinstance(c[1], Token) and c[1].type == "FILE"
+        value = c[2] if from_file else c[1]
+        return ast.MessageField(
+            key=self.ident(c[0]), value=value, from_file=from_file, span=self.span(c)
+        )
+
+    # ------------------------------------------------------------ flows
+
+    def flow_decl(self, c: list[Any]) -> ast.FlowDecl:
+        header: list[ast.HeaderClause] = []
+        steps: list[ast.Step] = []
+        for item in c[3:]:
+            if isinstance(item, Token):
+                continue
+            if isinstance(item, _HEADER_TYPES):
+                if steps:
+                    self.error(
+                        "S001",
+                        f"`{_header_word(item)}` must come before the first step of the flow",
+                        item.span,
+                        help="move the trigger and other header clauses to the top of the flow",
+                    )
+                header.append(item)
+            else:
+                steps.append(item)
+        return ast.FlowDecl(
+            name=self.ident(c[1]), header=tuple(header), steps=tuple(steps), span=self.span(c)
+        )
+
+    def _one_line(self, c: list[Any], header: ast.HeaderClause) -> ast.FlowDecl:
+        span = self.span(c)
+        then = next(i for i, x in enumerate(c) if isinstance(x, Token) and x.value == "then")
+        steps = tuple(x for x in c[then + 1 :] if not isinstance(x, Token))
+        name = ast.Ident(name=f"{self.stem}:{span.line}", span=self.tspan(c[0]))
+        return ast.FlowDecl(name=name, header=(header,), steps=steps, span=span, one_line=True)
+
+    def when_line(self, c: list[Any]) -> ast.FlowDecl:
+        trigger = ast.WhenTrigger(cond=c[1], span=self.span(c[:2]))
+        return self._one_line(c, trigger)
+
+    def on_line(self, c: list[Any]) -> ast.FlowDecl:
+        then = next(i for i, x in enumerate(c) if isinstance(x, Token) and x.value == "then")
+        trigger = ast.OnTrigger(event=c[1], where=self.where_of(c[:then]), span=self.span(c[:then]))
+        return self._one_line(c, trigger)
+
+    def on_trigger(self, c: list[Any]) -> ast.OnTrigger:
+        return ast.OnTrigger(event=c[1], where=self.where_of(c), span=self.span(c))
+
+    def when_trigger(self, c: list[Any]) -> ast.WhenTrigger:
+        return ast.WhenTrigger(cond=c[1], span=self.span(c))
+
+    def exit_on(self, c: list[Any]) -> ast.ExitOn:
+        return ast.ExitOn(event=c[2], where=self.where_of(c), span=self.span(c))
+
+    def exit_when(self, c: list[Any]) -> ast.ExitWhen:
+        return ast.ExitWhen(cond=c[2], span=self.span(c))
+
+    def goal(self, c: list[Any]) -> ast.Goal:
+        return ast.Goal(
+            event=c[1], where=self.where_of(c), within=self.after(c, "within"), span=self.span(c)
+        )
+
+    def reenter(self, c: list[Any]) -> ast.Reenter:
+        mode = str(c[1].value)
+        after = c[2] if mode == "after" else None
+        return ast.Reenter(mode=mode, after=after, span=self.span(c))  # type: ignore[arg-type]
+
+    def event_ref(self, c: list[Any]) -> ast.EventRef:
+        tok = c[0]
+        if tok.type == "STRING":
+            raw = self.decode_string(tok)
+            return ast.EventRef(name=normalize_event_name(raw), span=self.tspan(tok), quoted=True)
+        return ast.EventRef(name=normalize_event_name(str(tok.value)), span=self.tspan(tok))
+
+    def block(self, c: list[Any]) -> list[Any]:
+        return [x for x in c if not isinstance(x, Token)]
+
+    def send(self, c: list[Any]) -> ast.Send:
+        names = [x for x in c[1:] if isinstance(x, Token) and x.type in ("NAME", "STRING")]
+        channel = self.ident(names[0]) if len(names) == 2 else None
+        with_ = self.after(c, "with")
+        return ast.Send(
+            channel=channel, message=self.ident(names[-1]), with_=with_, span=self.span(c)
+        )
+
+    def wait(self, c: list[Any]) -> ast.Wait:
+        return ast.Wait(duration=c[1], span=self.span(c))
+
+    def wait_until(self, c: list[Any]) -> ast.WaitUntil:
+        return ast.WaitUntil(target=c[2], span=self.span(c))
+
+    def wait_for(self, c: list[Any]) -> ast.WaitFor:
+        else_ = self.after(c, "else")
+        if else_ is not None:
+            else_ = tuple(else_) if isinstance(else_, list) else (else_,)
+        return ast.WaitFor(
+            event=c[2],
+            where=self.where_of(c),
+            up_to=self.after(c, "to"),
+            else_=else_,
+            span=self.span(c),
+        )
+
+    wait_for_block = wait_for
+
+    def check(self, c: list[Any]) -> ast.Check:
+        else_ = self.after(c, "else")
+        if else_ is not None:
+            else_ = tuple(else_) if isinstance(else_, list) else (else_,)
+        return ast.Check(cond=c[1], within=self.after(c, "within"), else_=else_, span=self.span(c))
+
+    check_block = check
+
+    def tag(self, c: list[Any]) -> ast.Tag:
+        return ast.Tag(tag=c[1], span=self.span(c))
+
+    def untag(self, c: list[Any]) -> ast.Untag:
+        return ast.Untag(tag=c[1], span=self.span(c))
+
+    def set_trait(self, c: list[Any]) -> ast.SetTrait:
+        return ast.SetTrait(trait=self.ident(c[1]), value=c[3], span=self.span(c))
+
+    def score_adjust(self, c: list[Any]) -> ast.ScoreAdjust:
+        return ast.ScoreAdjust(points=self.signed(c), span=self.span(c))
+
+    def enroll(self, c: list[Any]) -> ast.Enroll:
+        return ast.Enroll(flow=self.ident(c[1]), span=self.span(c))
+
+    def exit_step(self, c: list[Any]) -> ast.ExitStep:
+        return ast.ExitStep(span=self.span(c))
+
+    def if_step(self, c: list[Any]) -> ast.If:
+        first = ast.Branch(cond=c[1], steps=tuple(c[2]), span=self.span(c[:3]))
+        branches = [first] + [x for x in c[3:] if isinstance(x, ast.Branch)]
+        else_ = next((x[1] for x in c[3:] if isinstance(x, tuple)), None)
+        return ast.If(branches=tuple(branches), else_=else_, span=self.span(c))
+
+    def elif_clause(self, c: list[Any]) -> ast.Branch:
+        return ast.Branch(cond=c[1], steps=tuple(c[2]), span=self.span(c))
+
+    def else_clause(self, c: list[Any]) -> tuple[str, tuple[Any, ...]]:
+        return ("else", tuple(c[1]))
+
+    def split_step(self, c: list[Any]) -> ast.Split:
+        arms = tuple(x for x in c if isinstance(x, ast.SplitArm))
+        return ast.Split(name=self.ident(c[1]), arms=arms, span=self.span(c))
+
+    def split_arm(self, c: list[Any]) -> ast.SplitArm:
+        name = self.ident(c[1]) if isinstance(c[1], Token) else None
+        return ast.SplitArm(
+            percent=self.percent([c[0]]), name=name, steps=tuple(c[-1]), span=self.span(c)
+        )
+
+    # ------------------------------------------------------------ expressions
+
+    def binary(self, c: list[Any]) -> ast.Binary:
+        ops = c[1:-1]
+        op = " ".join(str(t.value) for t in ops)
+        op_span = self.tspan(ops[0]).to(self.tspan(ops[-1]))
+        return ast.Binary(op=op, left=c[0], right=c[-1], span=self.span(c), op_span=op_span)  # type: ignore[arg-type]
+
+    def unary(self, c: list[Any]) -> ast.Unary:
+        return ast.Unary(op=str(c[0].value), operand=c[1], span=self.span(c))  # type: ignore[arg-type]
+
+    def attr(self, c: list[Any]) -> ast.Attr:
+        return ast.Attr(obj=c[0], name=self.ident(c[2]), span=self.span(c))
+
+    def call(self, c: list[Any]) -> ast.Call:
+        args: list[Any] = []
+        where = within = None
+        i = 2
+        while i < len(c) - 1:
+            x = c[i]
+            if isinstance(x, Token) and x.type not in _VALUE_TOKENS:
+                if x.value == "where":
+                    where = c[i + 1]
+                    i += 2
+                    continue
+                if x.value == "within":
+                    within = c[i + 1]
+                    i += 2
+                    continue
+                i += 1
+                continue
+            args.append(x)
+            i += 1
+        return ast.Call(
+            func=self.ident(c[0]), args=tuple(args), where=where, within=within, span=self.span(c)
+        )
+
+    def paren(self, c: list[Any]) -> Any:
+        return c[1]
+
+    def number(self, c: list[Any]) -> ast.Number:
+        return ast.Number(value=self.number_value(c[0]), span=self.tspan(c[0]))
+
+    def percent(self, c: list[Any]) -> ast.Number:
+        tok = c[0]
+        value = self.number_value(tok)
+        # Round so that 60% is exactly 0.6, not 0.6000000000000001.
+        return ast.Number(value=round(value / 100, 12), span=self.tspan(tok), percent=True)
+
+    def duration(self, c: list[Any]) -> ast.Duration:
+        tok = c[0]
+        text = str(tok.value)
+        seconds = duration_seconds(text)
+        if seconds is None:
+            self.error(
+                "S005",
+                f"invalid duration `{text}`",
+                self.tspan(tok),
+                help="durations are whole numbers with units s, m (minutes), h, d, w, e.g. `24h` or `1d12h`",
+            )
+            seconds = 0
+        return ast.Duration(seconds=seconds, text=text, span=self.tspan(tok))
+
+    def date(self, c: list[Any]) -> ast.Date:
+        tok = c[0]
+        try:
+            dt.date.fromisoformat(str(tok.value))
+        except ValueError:
+            self.error(
+                "S005", f"invalid date `{tok.value}`", self.tspan(tok), help="dates are YYYY-MM-DD"
+            )
+        return ast.Date(text=str(tok.value), span=self.tspan(tok))
+
+    def datetime(self, c: list[Any]) -> ast.DateTime:
+        tok = c[0]
+        text = str(tok.value)
+        try:
+            dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.error(
+                "S005",
+                f"invalid datetime `{text}`",
+                self.tspan(tok),
+                help="datetimes are like `2025-10-01T09:00`, `...:00Z` or `...+02:00`",
+            )
+        return ast.DateTime(text=text, span=self.tspan(tok))
+
+    def time(self, c: list[Any]) -> ast.Time:
+        tok = c[0]
+        parts = [int(p) for p in str(tok.value).split(":")]
+        hour, minute = parts[0], parts[1]
+        second = parts[2] if len(parts) > 2 else 0
+        if hour > 23 or minute > 59 or second > 59:
+            self.error(
+                "S005",
+                f"invalid time of day `{tok.value}`",
+                self.tspan(tok),
+                help="times of day run from `00:00` to `23:59`",
+            )
+            hour, minute, second = min(hour, 23), min(minute, 59), min(second, 59)
+        return ast.Time(hour=hour, minute=minute, second=second, span=self.tspan(tok))
+
+    def string(self, c: list[Any]) -> ast.String:
+        return ast.String(value=self.decode_string(c[0]), span=self.tspan(c[0]))
+
+    def true(self, c: list[Any]) -> ast.Bool:
+        return ast.Bool(value=True, span=self.tspan(c[0]))
+
+    def false(self, c: list[Any]) -> ast.Bool:
+        return ast.Bool(value=False, span=self.tspan(c[0]))
+
+    def none(self, c: list[Any]) -> ast.NoneLit:
+        return ast.NoneLit(span=self.tspan(c[0]))
+
+    def name(self, c: list[Any]) -> ast.Name:
+        return ast.Name(name=str(c[0].value), span=self.tspan(c[0]))
+
+    def list(self, c: list[Any]) -> ast.ListLit:
+        items = tuple(x for x in c if not isinstance(x, Token))
+        return ast.ListLit(items=items, span=self.span(c))
+
+    def object(self, c: list[Any]) -> ast.ObjectLit:
+        entries = tuple(x for x in c if isinstance(x, ast.ObjectEntry))
+        return ast.ObjectLit(entries=entries, span=self.span(c))
+
+    def object_entry(self, c: list[Any]) -> ast.ObjectEntry:
+        key_tok = c[0]
+        key = self.decode_string(key_tok) if key_tok.type == "STRING" else str(key_tok.value)
+        return ast.ObjectEntry(key=key, value=c[2], span=self.span(c))
+
+
+_VALUE_TOKENS = frozenset(
+    {"NAME", "STRING", "NUMBER", "PERCENT_LIT", "DURATION", "DATE", "DATETIME", "TIME", "FILE"}
+)
+_HEADER_TYPES = (ast.OnTrigger, ast.WhenTrigger, ast.ExitOn, ast.ExitWhen, ast.Goal, ast.Reenter)
+
+
+def _header_word(clause: ast.HeaderClause) -> str:
+    return {
+        ast.OnTrigger: "on",
+        ast.WhenTrigger: "when",
+        ast.ExitOn: "exit on",
+        ast.ExitWhen: "exit when",
+        ast.Goal: "goal",
+        ast.Reenter: "reenter",
+    }[type(clause)]
+
+
+# ---------------------------------------------------------------- the parser singleton
+
+_PARSER: Lark | None = None
+_BUILDER = AstBuilder()
+_INDENTER = LeadIndenter()
+
+
+def _cache_file(grammar: str) -> str | None:
+    digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for folder in (
+        os.path.join(base, "leadlang"),
+        os.path.join(tempfile.gettempdir(), "leadlang-cache"),
+    ):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK) or os.path.exists(
+            os.path.join(folder, f"grammar-{digest}.pickle")
+        ):
+            py = f"{sys.version_info[0]}{sys.version_info[1]}"
+            return os.path.join(folder, f"grammar-{digest}-py{py}.pickle")
+    return None
+
+
+def get_parser() -> Lark:
+    """The Lark LALR parser, built once per process (analysis cached on disk)."""
+    global _PARSER
+    if _PARSER is None:
+        grammar = GRAMMAR_PATH.read_text(encoding="utf-8")
+        options: dict[str, Any] = {
+            "parser": "lalr",
+            "postlex": _INDENTER,
+            "transformer": _BUILDER,
+            "keep_all_tokens": True,
+            "maybe_placeholders": False,
+        }
+        cache = _cache_file(grammar)
+        try:
+            _PARSER = Lark(grammar, cache=cache or False, **options)
+        except (OSError, EOFError, LarkError, ValueError):
+            _PARSER = Lark(grammar, **options)
+    return _PARSER
+
+
+# ---------------------------------------------------------------- parse
+
+
+def _file_stem(path: str) -> str:
+    return Path(path).stem or path
+
+
+def parse(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
+    """Parse one file. Never raises for bad input: problems are returned as diagnostics."""
+    text = source.text
+    diagnostics: list[Diagnostic] = []
+    diagnostics.extend(_tab_diagnostics(source))
+    decls: list[ast.Decl] = []
+    ok, chunk_decls, chunk_diags = _parse_chunk(source, text, 0, 0)
+    if ok:
+        decls.extend(chunk_decls)
+        diagnostics.extend(chunk_diags)
+    else:
+        errors = 0
+        for line_offset, pos_offset, chunk in _top_level_chunks(text):
+            if errors >= MAX_ERRORS_PER_FILE:
+                break
+            ok, chunk_decls, chunk_diags = _parse_chunk(source, chunk, line_offset, pos_offset)
+            decls.extend(chunk_decls)
+            diagnostics.extend(chunk_diags)
+            errors += 0 if ok else 1
+    end = source.span(len(text), len(text))
+    module = ast.Module(path=source.path, decls=tuple(decls), span=source.span(0, 0).to(end))
+    return module, diagnostics
+
+
+def _parse_chunk(
+    source: Source, text: str, line_offset: int, pos_offset: int
+) -> tuple[bool, list[Any], list[Diagnostic]]:
+    """Parse `text` (the whole file or one top-level chunk of it)."""
+    builder = _BUILDER
+    builder.file = source.path
+    builder.stem = _file_stem(source.path)
+    builder.line_offset = line_offset
+    builder.pos_offset = pos_offset
+    builder.diagnostics = []
+    if not text.endswith("\n"):
+        text += "\n"
+    try:
+        decls = get_parser().parse(text)
+    except SyntaxProblem as problem:
+        return False, [], [*builder.diagnostics, _problem_diagnostic(builder, problem)]
+    except UnexpectedInput as error:
+        diag = describe_unexpected(error, builder, _INDENTER, text)
+        return False, [], [*builder.diagnostics, diag]
+    except (LarkError, RecursionError) as error:  # defensive: never a traceback
+        span = builder.tspan(Token("X", "", 0, 1, 1, 1, 1, 0))
+        return (
+            False,
+            [],
+            [
+                Diagnostic(
+                    code="S001",
+                    severity="error",
+                    message=f"cannot parse this file ({type(error).__name__})",
+                    span=span,
+                )
+            ],
+        )
+    return True, decls, builder.diagnostics
+
+
+def _problem_diagnostic(builder: AstBuilder, problem: SyntaxProblem) -> Diagnostic:
+    return Diagnostic(
+        code=problem.code,
+        severity="error",
+        message=problem.message,
+        span=builder.tspan(problem.token),
+        help=problem.help,
+    )
+
+
+def _tab_diagnostics(source: Source) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    if "\t" not in source.text:
+        return out
+    offset = 0
+    for line in source.text.split("\n"):
+        stripped = line.lstrip(" \t")
+        indent = line[: len(line) - len(stripped)]
+        if "\t" in indent and stripped and not stripped.startswith("#"):
+            tab = indent.index("\t")
+            out.append(
+                Diagnostic(
+                    code="S003",
+                    severity="error",
+                    message="tab in indentation",
+                    span=source.span(offset + tab, offset + tab + 1),
+                    help="indent with spaces only",
+                )
+            )
+        offset += len(line) + 1
+    return out
+
+
+def _top_level_chunks(text: str) -> Iterator[tuple[int, int, str]]:
+    """Split the file before each line that starts a top-level declaration.
+
+    A line starts one when it begins at column 0 with something other than a comment and
+    no bracket is open. Yields (lines before the chunk, offset of the chunk, chunk text).
+    """
+    lines = text.splitlines(keepends=True)
+    depth = 0
+    start_line = 0
+    start_pos = 0
+    pos = 0
+    for index, line in enumerate(lines):
+        if index > start_line and depth <= 0 and line[:1] not in ("", " ", "\t", "#", "\n", "\r"):
+            yield start_line, start_pos, text[start_pos:pos]
+            start_line, start_pos = index, pos
+            depth = 0
+        depth += _bracket_balance(line)
+        pos += len(line)
+    yield start_line, start_pos, text[start_pos:]
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[(\[{]|[)\]}]')
+
+
+def _bracket_balance(line: str) -> int:
+    balance = 0
+    for match in _BRACKETS.finditer(line):
+        ch = match.group()[0]
+        if ch in "([{":
+            balance += 1
+        elif ch in ")]}":
+            balance -= 1
+    return balance
