@@ -1,0 +1,34 @@
+"""Run a Program over a list of Segment-shaped dicts and return the printed effects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from leadlang.interpreter.compile import compile_program
+from leadlang.interpreter.program import Program
+from leadlang.runtime.engine import Engine
+from leadlang.runtime.simulate import parse_until, public, read_events, simulate
+
+
+def run(program: Program, events: list[dict[str, Any]], until: str | None = None) -> list[dict[str, Any]]:
+    log = read_events(orjson.dumps(e) for e in events)
+    assert not log.bad, log.bad
+    end = parse_until(until, log.events[-1].t if log.events else None)
+    assert end is not None
+    out: list[dict[str, Any]] = []
+    simulate(Engine(compile_program(program)), log.events, end, lambda e: out.append(public(e)))
+    return out
+
+
+def track(user: str, event: str, at: str, **props: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": user, "event": event, "properties": props, "timestamp": at}
+
+
+def identify(user: str, at: str, **traits: Any) -> dict[str, Any]:
+    return {"type": "identify", "userId": user, "traits": traits, "timestamp": at}
+
+
+def actions(effects: list[dict[str, Any]], *keys: str) -> list[tuple[Any, ...]]:
+    return [tuple(e.get(k) for k in ("at", "action", *keys)) for e in effects]

@@ -1,0 +1,91 @@
+"""Score, decay instants and `within` windows (LANGUAGE.md section 4)."""
+
+from __future__ import annotations
+
+from engine_build import b, call, dur, flow, name, num, program, rule, send, when
+from engine_run import identify, run, track
+
+from leadlang import ast
+from leadlang.source import Span
+
+D = 86400
+S = Span("<test>", 1, 1, 1, 1)
+
+
+def _low_score_flow() -> ast.FlowDecl:
+    return flow("low", [when(b("<=", name("score"), num(50)))], [send("m")])
+
+
+def test_when_score_below_fires_exactly_at_the_decay_instant() -> None:
+    # 6 page views = 60 points at 10:00; decay 10 every 7d: 50 at exactly 7 days later.
+    prog = program(
+        rules=[rule("page_viewed", 10)],
+        decay=(10, 7 * D, False),
+        messages={"m": "email"},
+        flows=[
+            flow("low", [when(b("<=", name("score"), num(50))), _reenter()], [send("m")]),
+        ],
+    )
+    events = [identify("u", "2025-01-01T09:00:00Z", email="u@x")]
+    events += [track("u", "Page Viewed", "2025-01-01T10:00:00Z") for _ in range(6)]
+    effects = run(prog, events, until="+8d")
+    enters = [e["at"] for e in effects if e["action"] == "enter"]
+    # The first evaluation (identify, score 0) is a rising edge; the second is the decay.
+    assert enters == ["2025-01-01T09:00:00Z", "2025-01-08T10:00:00Z"]
+
+
+def _reenter() -> ast.Reenter:
+    return ast.Reenter(mode="always", after=None, span=S)
+
+
+def test_percent_decay_compounds_and_max_clamps() -> None:
+    # max 100: 12 * 10 = 100; decay 50% every 1d: 50 after 1d, 25 after 2d.
+    prog = program(
+        rules=[rule("visit", 10)],
+        decay=(0.5, D, True),
+        score_max=100,
+        messages={"m": "email"},
+        flows=[flow("quarter", [when(_low_after_twelve_visits())], [send("m")])],
+    )
+    events = [track("u", "visit", "2025-01-01T00:00:00Z") for _ in range(12)]
+    effects = run(prog, events, until="+3d")
+    assert [e["at"] for e in effects if e["action"] == "enter"] == ["2025-01-03T00:00:00Z"]
+
+
+def _low_after_twelve_visits() -> ast.Expr:
+    return b(
+        "and",
+        b("<=", name("score"), num(25)),
+        b(">=", call("count", name("visit")), num(12)),
+    )
+
+
+def test_score_rule_where_and_floor_at_zero() -> None:
+    prog = program(
+        rules=[rule("order", 25, where=b(">", name("total"), num(100))), rule("complaint", -40)],
+        messages={"m": "email"},
+        flows=[flow("hot", [when(b(">=", name("score"), num(25)))], [send("m")])],
+    )
+    events = [
+        track("u", "complaint", "2025-01-01T00:00:00Z"),  # 0, not -40
+        track("u", "order", "2025-01-01T01:00:00Z", total=50),  # no points
+        track("u", "order", "2025-01-01T02:00:00Z", total=150),  # 25
+    ]
+    effects = run(prog, events)
+    assert [e["at"] for e in effects if e["action"] == "enter"] == ["2025-01-01T02:00:00Z"]
+
+
+def test_event_leaving_a_window_is_an_instant() -> None:
+    # Fires when the last `visit` leaves the 1d window: exactly 1d after it.
+    cond = b(
+        "and",
+        b("==", call("count", name("visit"), within=dur(D)), num(0)),
+        b(">", call("count", name("visit")), num(0)),
+    )
+    prog = program(messages={"m": "email"}, flows=[flow("lapsed", [when(cond)], [send("m")])])
+    events = [
+        track("u", "visit", "2025-01-01T00:00:00Z"),
+        track("u", "visit", "2025-01-01T06:00:00Z"),
+    ]
+    effects = run(prog, events, until="+2d")
+    assert [e["at"] for e in effects if e["action"] == "enter"] == ["2025-01-02T06:00:00Z"]
