@@ -12,7 +12,9 @@ from leadlang.runtime.engine import Engine
 from leadlang.runtime.simulate import parse_until, public, read_events, simulate
 
 
-def run(program: Program, events: list[dict[str, Any]], until: str | None = None) -> list[dict[str, Any]]:
+def run(
+    program: Program, events: list[dict[str, Any]], until: str | None = None
+) -> list[dict[str, Any]]:
     log = read_events(orjson.dumps(e) for e in events)
     assert not log.bad, log.bad
     end = parse_until(until, log.events[-1].t if log.events else None)

@@ -17,14 +17,26 @@ def _prog(**kw: object) -> object:
 
 
 def test_send_with_address_and_consent() -> None:
-    effects = run(_prog(), [identify("u", "2025-01-01T00:00:00Z", email="u@x"), track("u", "go", "2025-01-01T01:00:00Z")])
+    effects = run(
+        _prog(),
+        [
+            identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+            track("u", "go", "2025-01-01T01:00:00Z"),
+        ],
+    )
     assert ("2025-01-01T01:00:00Z", "send", "f", "s0", "email", "hello") in actions(
         effects, "flow", "step", "channel", "message"
     )
 
 
 def test_missing_address_is_skipped_and_the_flow_goes_on() -> None:
-    effects = run(_prog(), [identify("u", "2025-01-01T00:00:00Z", email="u@x"), track("u", "sms_go", "2025-01-01T01:00:00Z")])
+    effects = run(
+        _prog(),
+        [
+            identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+            track("u", "sms_go", "2025-01-01T01:00:00Z"),
+        ],
+    )
     assert actions(effects, "flow", "reason") == [
         ("2025-01-01T01:00:00Z", "enter", "g", None),
         ("2025-01-01T01:00:00Z", "skip", "g", "no_address"),
@@ -35,8 +47,20 @@ def test_missing_address_is_skipped_and_the_flow_goes_on() -> None:
 def test_unsubscribed_trait_and_channel_events() -> None:
     base = [identify("u", "2025-01-01T00:00:00Z", email="u@x", phone="+1")]
     unsub_sms = track("u", "unsubscribed", "2025-01-01T00:10:00Z", channel="sms")
-    effects = run(_prog(), [*base, unsub_sms, track("u", "go", "2025-01-01T01:00:00Z"), track("u", "sms_go", "2025-01-01T01:00:00Z")])
-    kinds = [(e["message"], e["action"], e.get("reason")) for e in effects if e["action"] in ("send", "skip")]
+    effects = run(
+        _prog(),
+        [
+            *base,
+            unsub_sms,
+            track("u", "go", "2025-01-01T01:00:00Z"),
+            track("u", "sms_go", "2025-01-01T01:00:00Z"),
+        ],
+    )
+    kinds = [
+        (e["message"], e["action"], e.get("reason"))
+        for e in effects
+        if e["action"] in ("send", "skip")
+    ]
     assert kinds == [("hello", "send", None), ("text", "skip", "unsubscribed")]
     # A later `subscribed` (no channel: every channel) lifts it.
     resub = track("u", "subscribed", "2025-01-01T00:20:00Z")
@@ -44,7 +68,9 @@ def test_unsubscribed_trait_and_channel_events() -> None:
     assert [e["action"] for e in effects if e.get("message") == "text"] == ["send"]
     trait = identify("u", "2025-01-01T00:30:00Z", unsubscribed=True)
     effects = run(_prog(), [*base, trait, track("u", "go", "2025-01-01T01:00:00Z")])
-    assert [(e["action"], e.get("reason")) for e in effects if e.get("message")] == [("skip", "unsubscribed")]
+    assert [(e["action"], e.get("reason")) for e in effects if e.get("message")] == [
+        ("skip", "unsubscribed")
+    ]
 
 
 def test_quiet_hours_defer_to_the_local_end_across_dst() -> None:
@@ -66,7 +92,10 @@ def test_quiet_hours_defer_to_the_local_end_across_dst() -> None:
 def test_quiet_hours_use_settings_timezone_without_a_trait() -> None:
     # Paris in winter is UTC+1: 07:30Z is 08:30 local, outside 21:00-08:00; 06:30Z is inside.
     prog = _prog(quiet_hours=(time(21), time(8)), timezone="Europe/Paris")
-    events = [identify("u", "2025-01-01T00:00:00Z", email="u@x"), track("u", "go", "2025-01-10T06:30:00Z")]
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+        track("u", "go", "2025-01-10T06:30:00Z"),
+    ]
     sends = [e["at"] for e in run(prog, events) if e["action"] == "send"]
     assert sends == ["2025-01-10T07:00:00Z"]
 
@@ -77,8 +106,15 @@ def test_cap_counts_sends_in_the_rolling_window() -> None:
         flows=[flow("f", [on("go"), _always()], [send("a")])],
         caps=[Cap(channel="email", count=2, per_seconds=86400)],
     )
-    times = ["2025-01-01T00:00:00Z", "2025-01-01T01:00:00Z", "2025-01-01T02:00:00Z", "2025-01-02T00:00:00Z"]
-    events = [identify("u", "2024-12-31T00:00:00Z", email="u@x")] + [track("u", "go", t) for t in times]
+    times = [
+        "2025-01-01T00:00:00Z",
+        "2025-01-01T01:00:00Z",
+        "2025-01-01T02:00:00Z",
+        "2025-01-02T00:00:00Z",
+    ]
+    events = [identify("u", "2024-12-31T00:00:00Z", email="u@x")] + [
+        track("u", "go", t) for t in times
+    ]
     effects = run(prog, events)
     # The 4th is exactly 1d after the 1st, which has left the window (now - 1d, now].
     assert [(e["at"], e["action"]) for e in effects if e["action"] in ("send", "skip")] == [

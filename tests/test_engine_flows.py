@@ -1,0 +1,245 @@
+"""Flow semantics: triggers, exits, goals, reenter, waits, checks, branches, splits, statuses
+(LANGUAGE.md sections 5 and 7). Expected effects are worked out by hand from the spec."""
+
+from __future__ import annotations
+
+import hashlib
+
+from engine_build import S, attr, b, dur, flow, ident, name, num, on, program, s, send, wait, when
+from engine_run import actions, identify, run, track
+
+from leadlang import ast
+
+D = 86400
+
+
+def _reenter(mode: str, after: int | None = None) -> ast.Reenter:
+    return ast.Reenter(mode=mode, after=dur(after) if after else None, span=S)  # type: ignore[arg-type]
+
+
+def _who(*users: str) -> list[dict[str, object]]:
+    return [identify(u, "2025-01-01T00:00:00Z", email=f"{u}@x") for u in users]
+
+
+def test_split_follows_the_normative_hash() -> None:
+    arms = (
+        ast.SplitArm(percent=num(0.5, True), name=None, steps=(send("a"),), span=S),
+        ast.SplitArm(percent=num(0.5, True), name=ident("promo"), steps=(send("b"),), span=S),
+    )
+    split = ast.Split(name=ident("subject"), arms=arms, span=S)
+    prog = program(messages={"a": "email", "b": "email"}, flows=[flow("f", [on("go")], [split])])
+    users = [f"user{i}" for i in range(20)]
+    events = _who(*users) + [track(u, "go", "2025-01-02T00:00:00Z") for u in users]
+    effects = run(prog, events)
+    for u in users:
+        digest = hashlib.sha256(f"{u}/f/subject".encode()).digest()
+        arm = "a" if int.from_bytes(digest[:8], "big") / 2**64 < 0.5 else "promo"
+        mine = [e for e in effects if e["contact"] == u]
+        assert [e["arm"] for e in mine if e["action"] == "split"] == [arm]
+        sent = [e for e in mine if e["action"] == "send"]
+        assert sent[0]["message"] == ("a" if arm == "a" else "b")
+        assert sent[0]["step"] == ("s0.a.0" if arm == "a" else "s0.promo.0")
+
+
+def test_goal_within_and_exit_on() -> None:
+    goal = ast.Goal(event=ast.EventRef(name="order", span=S), where=None, within=dur(2 * D), span=S)
+    leave = ast.ExitOn(event=ast.EventRef(name="unsubscribed", span=S), where=None, span=S)
+    prog = program(
+        messages={"m": "email"},
+        flows=[flow("f", [on("go"), goal, leave], [wait(10 * D), send("m")])],
+    )
+    events = [
+        *_who("a", "b", "c"),
+        *(track(u, "go", "2025-01-02T00:00:00Z") for u in "abc"),
+        track("a", "order", "2025-01-03T00:00:00Z"),  # within 2d: goal
+        track("b", "order", "2025-01-05T00:00:00Z"),  # too late: ignored, flow goes on
+        track("c", "unsubscribed", "2025-01-03T00:00:00Z"),
+    ]
+    effects = run(prog, events)
+    by = {u: actions([e for e in effects if e["contact"] == u], "reason") for u in "abc"}
+    assert by["a"] == [
+        ("2025-01-02T00:00:00Z", "enter", None),
+        ("2025-01-03T00:00:00Z", "goal", None),
+        ("2025-01-03T00:00:00Z", "exit", "goal"),
+    ]
+    assert by["b"][-2:] == [
+        ("2025-01-12T00:00:00Z", "send", None),
+        ("2025-01-12T00:00:00Z", "exit", "done"),
+    ]
+    assert by["c"] == [
+        ("2025-01-02T00:00:00Z", "enter", None),
+        ("2025-01-03T00:00:00Z", "exit", "removed"),
+    ]
+
+
+def test_reenter_modes() -> None:
+    def enters(mode: str, after: int | None = None) -> list[str]:
+        prog = program(
+            messages={"m": "email"}, flows=[flow("f", [on("go"), _reenter(mode, after)], [wait(D)])]
+        )
+        days = ["2025-01-02", "2025-01-02T12:00", "2025-01-03T06:00", "2025-01-06"]
+        events = _who("u") + [
+            track("u", "go", d + ("T00:00:00Z" if len(d) == 10 else ":00Z")) for d in days
+        ]
+        return [e["at"] for e in run(prog, events) if e["action"] == "enter"]
+
+    assert enters("never") == ["2025-01-02T00:00:00Z"]
+    # always: not while enrolled (12:00 is inside the 1d wait), again once it ended.
+    assert enters("always") == [
+        "2025-01-02T00:00:00Z",
+        "2025-01-03T06:00:00Z",
+        "2025-01-06T00:00:00Z",
+    ]
+    # after 3d since the last entry.
+    assert enters("after", 3 * D) == ["2025-01-02T00:00:00Z", "2025-01-06T00:00:00Z"]
+
+
+def test_wait_for_binds_the_event_or_times_out_to_else() -> None:
+    wait_for = ast.WaitFor(
+        event=ast.EventRef(name="subscribed_service", span=S),
+        where=None,
+        up_to=dur(7 * D),
+        else_=(send("reminder"),),
+        span=S,
+    )
+    branch = ast.If(
+        branches=(
+            ast.Branch(
+                cond=b("==", attr(name("event"), "service"), s("sms")),
+                steps=(send("sms_info"),),
+                span=S,
+            ),
+        ),
+        else_=(send("other_info"),),
+        span=S,
+    )
+    prog = program(
+        messages={"reminder": "email", "sms_info": "email", "other_info": "email"},
+        flows=[flow("f", [on("go")], [wait_for, branch])],
+    )
+    events = [
+        *_who("a", "b"),
+        track("a", "go", "2025-01-02T00:00:00Z"),
+        track("b", "go", "2025-01-02T00:00:00Z"),
+        track("a", "Subscribed Service", "2025-01-04T00:00:00Z", service="sms"),
+    ]
+    effects = run(prog, events)
+    a = actions([e for e in effects if e["contact"] == "a"], "step", "message")
+    assert a == [
+        ("2025-01-02T00:00:00Z", "enter", None, None),
+        ("2025-01-04T00:00:00Z", "send", "s1.then.0", "sms_info"),
+        ("2025-01-04T00:00:00Z", "exit", None, None),
+    ]
+    b_ = actions([e for e in effects if e["contact"] == "b"], "step", "message")
+    assert b_[1:] == [
+        ("2025-01-09T00:00:00Z", "send", "s0.else.0", "reminder"),
+        ("2025-01-09T00:00:00Z", "exit", None, None),
+    ]
+
+
+def test_check_within_holds_later_or_runs_else() -> None:
+    check = ast.Check(cond=name("opened"), within=dur(2 * D), else_=(send("final"),), span=S)
+    prog = program(
+        messages={"deal": "email", "final": "email", "thanks": "email"},
+        flows=[flow("f", [on("go")], [send("deal"), check, send("thanks")])],
+    )
+    opened = {"message": "deal"}
+    events = [
+        *_who("a", "b", "c"),
+        *(track(u, "go", "2025-01-02T00:00:00Z") for u in "abc"),
+        track("a", "message_opened", "2025-01-03T00:00:00Z", **opened),  # within 2d
+        track("b", "message_opened", "2025-01-05T00:00:00Z", **opened),  # too late
+        track("c", "message_opened", "2025-01-01T12:00:00Z", **opened),  # before the send
+    ]
+    effects = run(prog, events)
+
+    def sends(u: str) -> list[tuple[object, ...]]:
+        return [
+            (e["at"], e["message"]) for e in effects if e["contact"] == u and e["action"] == "send"
+        ]
+
+    assert sends("a") == [("2025-01-02T00:00:00Z", "deal"), ("2025-01-03T00:00:00Z", "thanks")]
+    assert sends("b") == [("2025-01-02T00:00:00Z", "deal"), ("2025-01-04T00:00:00Z", "final")]
+    assert sends("c") == sends("b")
+
+
+def test_exit_step_and_tags() -> None:
+    steps = [ast.Tag(tag=s("vip"), span=S), ast.ExitStep(span=S), send("never")]
+    prog = program(messages={"never": "email"}, flows=[flow("f", [on("go")], steps)])
+    effects = run(prog, [*_who("u"), track("u", "go", "2025-01-02T00:00:00Z")])
+    assert actions(effects, "flow", "tag", "reason") == [
+        ("2025-01-02T00:00:00Z", "enter", "f", None, None),
+        ("2025-01-02T00:00:00Z", "tag", "f", "vip", None),
+        ("2025-01-02T00:00:00Z", "exit", "f", None, "exit"),
+    ]
+
+
+def test_a_tag_set_by_one_flow_triggers_another_in_the_same_instant() -> None:
+    tagger = flow("tagger", [on("go")], [ast.Tag(tag=s("vip"), span=S)])
+    vip = flow("vip", [when(b("in", s("vip"), name("tags")))], [send("m")])
+    prog = program(messages={"m": "email"}, flows=[tagger, vip])
+    effects = run(prog, [*_who("u"), track("u", "go", "2025-01-02T00:00:00Z")])
+    assert actions(effects, "flow") == [
+        ("2025-01-02T00:00:00Z", "enter", "tagger"),
+        ("2025-01-02T00:00:00Z", "tag", "tagger"),
+        ("2025-01-02T00:00:00Z", "exit", "tagger"),
+        ("2025-01-02T00:00:00Z", "enter", "vip"),
+        ("2025-01-02T00:00:00Z", "send", "vip"),
+        ("2025-01-02T00:00:00Z", "exit", "vip"),
+    ]
+
+
+def test_enroll_starts_another_flow_with_the_event_binding() -> None:
+    target = flow(
+        "target",
+        [],
+        [
+            ast.If(
+                branches=(
+                    ast.Branch(
+                        cond=b(">", attr(name("event"), "total"), num(10)),
+                        steps=(send("big"),),
+                        span=S,
+                    ),
+                ),
+                else_=None,
+                span=S,
+            )
+        ],
+    )
+    start = flow("start", [on("order")], [ast.Enroll(flow=ident("target"), span=S)])
+    prog = program(messages={"big": "email"}, flows=[start, target])
+    effects = run(prog, [*_who("u"), track("u", "order", "2025-01-02T00:00:00Z", total=20)])
+    assert actions(effects, "flow") == [
+        ("2025-01-02T00:00:00Z", "enter", "start"),
+        ("2025-01-02T00:00:00Z", "enter", "target"),
+        ("2025-01-02T00:00:00Z", "exit", "start"),
+        ("2025-01-02T00:00:00Z", "send", "target"),
+        ("2025-01-02T00:00:00Z", "exit", "target"),
+    ]
+
+
+def test_when_is_a_rising_edge() -> None:
+    prog = program(
+        rules=[rule_("visit", 10), rule_("refund", -10)],
+        messages={"m": "email"},
+        flows=[flow("f", [when(b(">", name("score"), num(15))), _reenter("always")], [])],
+    )
+    at = [f"2025-01-02T0{i}:00:00Z" for i in range(6)]
+    events = [
+        *_who("u"),
+        track("u", "visit", at[0]),
+        track("u", "visit", at[1]),
+        track("u", "visit", at[2]),
+        track("u", "refund", at[3]),
+        track("u", "refund", at[4]),
+        track("u", "visit", at[5]),
+    ]
+    # 10, 20 (rise), 30 (still true), 20, 10 (fall), 20 (rise)
+    assert [e["at"] for e in run(prog, events) if e["action"] == "enter"] == [at[1], at[5]]
+
+
+def rule_(event: str, points: float) -> ast.ScoreRule:
+    from engine_build import rule
+
+    return rule(event, points)
