@@ -8,13 +8,20 @@ passes read them.
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypeVar, dataclass_transform
 
 import attrs
 
 from leadlang.source import Span
 
-node = attrs.frozen(slots=True, kw_only=True)
+_T = TypeVar("_T")
+
+
+# A plain alias (`node = attrs.frozen(...)`) hides the attrs signature from mypy, which then
+# rejects every keyword constructor call; `dataclass_transform` tells it what `node` does.
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(attrs.field,))
+def node(cls: type[_T]) -> type[_T]:
+    return attrs.frozen(cls, slots=True, kw_only=True)
 
 
 @node

@@ -31,7 +31,10 @@ from leadlang.source import Source, Span
 from leadlang.syntax_messages import describe_unexpected
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
-MAX_NESTING = 100  # brackets and prefix operators; deeper input gets S007
+MAX_NESTING = 100  # open brackets; deeper input gets S007
+# Expression depth (operators, calls, attributes): later passes walk the AST recursively,
+# so an expression deeper than this is S007 rather than a RecursionError in the checker.
+MAX_EXPR_DEPTH = 150
 MAX_ERRORS_PER_FILE = 100
 
 # Token types that carry a value; every other token is a keyword or punctuation.
@@ -162,6 +165,7 @@ class AstBuilder:
         self.line_offset = 0
         self.pos_offset = 0
         self.diagnostics: list[Diagnostic] = []
+        self.depths: dict[int, int] = {}  # id(expression node) -> depth, for compound nodes
 
     # ------------------------------------------------------------ helpers
 
@@ -192,7 +196,7 @@ class AstBuilder:
                 continue
             span = getattr(item, "span", None)
             if span is not None:
-                return span  # type: ignore[no-any-return]
+                return span
         return None
 
     def span(self, children: Sequence[Any]) -> Span:
@@ -515,17 +519,33 @@ class AstBuilder:
 
     # ------------------------------------------------------------ expressions
 
+    def nested(self, node: Any, parts: Sequence[Any]) -> Any:
+        """Record `node`'s depth from its sub-expressions; too deep is S007."""
+        depths = self.depths
+        depth = 1 + max((depths.get(id(p), 1) for p in parts), default=1)
+        if depth > MAX_EXPR_DEPTH:
+            raise SyntaxProblem(
+                "S007",
+                f"nesting too deep (an expression more than {MAX_EXPR_DEPTH} levels deep)",
+                _span_token(node.span, self),
+                help="split the expression with a `metric` or a `segment`",
+            )
+        depths[id(node)] = depth
+        return node
+
     def binary(self, c: list[Any]) -> ast.Binary:
         ops = c[1:-1]
         op = " ".join(str(t.value) for t in ops)
         op_span = self.tspan(ops[0]).to(self.tspan(ops[-1]))
-        return ast.Binary(op=op, left=c[0], right=c[-1], span=self.span(c), op_span=op_span)  # type: ignore[arg-type]
+        node = ast.Binary(op=op, left=c[0], right=c[-1], span=self.span(c), op_span=op_span)  # type: ignore[arg-type]
+        return self.nested(node, (c[0], c[-1]))
 
     def unary(self, c: list[Any]) -> ast.Unary:
-        return ast.Unary(op=str(c[0].value), operand=c[1], span=self.span(c))  # type: ignore[arg-type]
+        node = ast.Unary(op=str(c[0].value), operand=c[1], span=self.span(c))  # type: ignore[arg-type]
+        return self.nested(node, (c[1],))
 
     def attr(self, c: list[Any]) -> ast.Attr:
-        return ast.Attr(obj=c[0], name=self.ident(c[2]), span=self.span(c))
+        return self.nested(ast.Attr(obj=c[0], name=self.ident(c[2]), span=self.span(c)), (c[0],))
 
     def call(self, c: list[Any]) -> ast.Call:
         args: list[Any] = []
@@ -546,9 +566,10 @@ class AstBuilder:
                 continue
             args.append(x)
             i += 1
-        return ast.Call(
+        node = ast.Call(
             func=self.ident(c[0]), args=tuple(args), where=where, within=within, span=self.span(c)
         )
+        return self.nested(node, (*args, where, within))
 
     def paren(self, c: list[Any]) -> Any:
         return c[1]
@@ -630,13 +651,14 @@ class AstBuilder:
     def name(self, c: list[Any]) -> ast.Name:
         return ast.Name(name=str(c[0].value), span=self.tspan(c[0]))
 
-    def list(self, c: list[Any]) -> ast.ListLit:
+    def list_lit(self, c: list[Any]) -> ast.ListLit:
         items = tuple(x for x in c if not isinstance(x, Token))
-        return ast.ListLit(items=items, span=self.span(c))
+        return self.nested(ast.ListLit(items=items, span=self.span(c)), items)
 
-    def object(self, c: list[Any]) -> ast.ObjectLit:
+    def object_lit(self, c: list[Any]) -> ast.ObjectLit:
         entries = tuple(x for x in c if isinstance(x, ast.ObjectEntry))
-        return ast.ObjectLit(entries=entries, span=self.span(c))
+        node = ast.ObjectLit(entries=entries, span=self.span(c))
+        return self.nested(node, [e.value for e in entries])
 
     def object_entry(self, c: list[Any]) -> ast.ObjectEntry:
         key_tok = c[0]
@@ -648,6 +670,21 @@ _VALUE_TOKENS = frozenset(
     {"NAME", "STRING", "NUMBER", "PERCENT_LIT", "DURATION", "DATE", "DATETIME", "TIME", "FILE"}
 )
 _HEADER_TYPES = (ast.OnTrigger, ast.WhenTrigger, ast.ExitOn, ast.ExitWhen, ast.Goal, ast.Reenter)
+
+
+def _span_token(span: Span, builder: AstBuilder) -> Token:
+    """A token at `span`, un-shifted so that `builder.tspan` maps it back to `span`."""
+    lo, po = builder.line_offset, builder.pos_offset
+    return Token(
+        "SPAN",
+        "",
+        span.start - po,
+        span.line - lo,
+        span.column,
+        span.end_line - lo,
+        span.end_column,
+        span.end - po,
+    )
 
 
 def _header_word(clause: ast.HeaderClause) -> str:
@@ -748,10 +785,11 @@ def _parse_chunk(
     builder.line_offset = line_offset
     builder.pos_offset = pos_offset
     builder.diagnostics = []
+    builder.depths = {}
     if not text.endswith("\n"):
         text += "\n"
     try:
-        decls = get_parser().parse(text)
+        decls: list[Any] = get_parser().parse(text)  # type: ignore[assignment]
     except SyntaxProblem as problem:
         return False, [], [*builder.diagnostics, _problem_diagnostic(builder, problem)]
     except UnexpectedInput as error:

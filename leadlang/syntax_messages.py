@@ -7,6 +7,7 @@ token gives context; no terminal name ever reaches a message.
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Any
 
 from lark import Token
@@ -93,6 +94,59 @@ def _phrase(terminal: str, terminals: dict[str, Any]) -> str:
     return "something else"  # an internal terminal: never show its name
 
 
+_DECLARATION_WORDS = (
+    "use",
+    "settings",
+    "event",
+    "trait",
+    "score",
+    "metric",
+    "segment",
+    "message",
+    "flow",
+    "when",
+    "on",
+)
+_STEP_WORDS = (
+    "send",
+    "wait",
+    "check",
+    "if",
+    "split",
+    "tag",
+    "untag",
+    "set",
+    "score",
+    "enroll",
+    "exit",
+)
+_HEADER_WORDS = ("on", "when", "exit", "goal", "reenter")
+
+
+def _group_phrase(expected: set[str]) -> tuple[str, tuple[str, ...]] | None:
+    """A phrase for the big expected sets: the start of a declaration, a step, a header."""
+    if {"FLOW", "METRIC", "SEGMENT", "MESSAGE"} <= expected:
+        return (
+            "a declaration (`flow`, `metric`, `segment`, `message`, `score`, ...)",
+            _DECLARATION_WORDS,
+        )
+    if {"SEND", "WAIT", "TAG", "ENROLL"} <= expected:
+        if {"REENTER", "GOAL"} <= expected:
+            return (
+                "a step or a header clause (`on`, `when`, `goal`, ...)",
+                _STEP_WORDS + _HEADER_WORDS,
+            )
+        return "a step (`send`, `wait`, `check`, `if`, `tag`, ...)", _STEP_WORDS
+    return None
+
+
+def _did_you_mean(token: Token, words: tuple[str, ...]) -> str | None:
+    if token.type != "NAME":
+        return None
+    close = difflib.get_close_matches(str(token.value), words, n=1, cutoff=0.7)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
 def _expected_phrase(expected: set[str], terminals: dict[str, Any]) -> str:
     names = set(expected)
     phrases: list[str] = []
@@ -143,10 +197,12 @@ def describe_unexpected(
         )
         return _diag(builder, "S002", "unexpected end of file", token)
     assert isinstance(error, UnexpectedToken)
-    token = error.token
-    expected = set(error.expected)
-    previous = indenter.previous if indenter.current is token else indenter.current
-    if token.type == "_DEDENT" and indenter.previous is not None:
+    raw = error.token
+    token = _point_if_layout(raw)
+    expected = _accepted(error, builder)
+    # The indenter has read one token past `raw` only when `raw` is one it injected.
+    previous = indenter.previous if indenter.current is raw else indenter.current
+    if raw.type in ("_INDENT", "_DEDENT") and indenter.previous is not None:
         previous = indenter.previous
     prev_text = str(previous.value) if previous is not None and previous.type != "_NL" else ""
 
@@ -164,7 +220,8 @@ def describe_unexpected(
     if at_end and "_INDENT" in expected:
         return _diag(builder, "S002", "the file ends before the indented block", token)
 
-    context = _AFTER.get(prev_text)
+    # Context applies to keywords only: `score` or `max` read as names in expressions.
+    context = _AFTER.get(prev_text) if previous is not None and previous.type != "NAME" else None
     if prev_text == "to" and previous is not None and _line_keyword(text, previous) == "wait":
         context = _AFTER["up to"]
     if "COLON" in expected and token.type == "_NL":
@@ -180,21 +237,77 @@ def describe_unexpected(
             builder, "S001", f"unexpected `{token.value}`", token, help="nothing is open here"
         )
 
+    if indenter.open_brackets and raw.type != "$END":
+        bracket = indenter.open_brackets[-1]
+        if (raw.line or 0) > (bracket.line or 0) and raw.column == 1:
+            closing = {"(": ")", "[": "]", "{": "}"}[str(bracket.value)]
+            return _diag(
+                builder,
+                "S001",
+                f"this `{bracket.value}` is not closed before line {(raw.line or 0) + builder.line_offset}",
+                bracket,
+                help=f"add the missing `{closing}`",
+            )
+
     got = _describe_token(token)
+    group = _group_phrase(expected)
+    if group is not None:
+        where = (
+            f" after `{prev_text}`"
+            if prev_text and previous is not None and previous.type != "_NL"
+            else ""
+        )
+        help = _did_you_mean(raw, group[1])
+        return _diag(
+            builder,
+            "S002" if at_end else "S001",
+            f"expected {group[0]}{where}, found {got}",
+            token,
+            help=help,
+        )
     if context and prev_text:
         message = f"expected {context} after `{prev_text}`, found {got}"
+    elif prev_text:
+        message = (
+            f"expected {_expected_phrase(expected, terminals)} after `{prev_text}`, found {got}"
+        )
     else:
-        message = f"unexpected {got}; expected {_expected_phrase(expected, terminals)}"
-        if prev_text and token.type not in ("_NL", "$END"):
-            message = f"unexpected {got} after `{prev_text}`; expected {_expected_phrase(expected, terminals)}"
+        message = f"expected {_expected_phrase(expected, terminals)}, found {got}"
     code = "S002" if at_end else "S001"
     return _diag(builder, code, message, token)
+
+
+def _accepted(error: UnexpectedToken, builder: AstBuilder) -> set[str]:
+    """The terminals the parser really accepts here.
+
+    Lark's `expected` comes from merged LALR states and may list words that cannot follow;
+    the interactive parser tries each terminal. Trying may run AST callbacks, so their
+    diagnostics are dropped afterwards.
+    """
+    kept = len(builder.diagnostics)
+    try:
+        parser = error.interactive_parser
+        accepted = set(parser.accepts()) if parser is not None else set(error.expected)
+    except Exception:  # any failure here only costs precision of the message
+        accepted = set(error.expected)
+    del builder.diagnostics[kept:]
+    return accepted or set(error.expected)
+
+
+def _point_if_layout(token: Token) -> Token:
+    """Layout tokens span a newline and the next line's indentation: point at the newline."""
+    if token.type not in ("_NL", "_INDENT", "_DEDENT", "$END"):
+        return token
+    pos = token.start_pos or 0
+    line = token.line or 1
+    col = token.column or 1
+    return Token(token.type, token.value, pos, line, col, line, col + 1, pos + 1)
 
 
 def _unexpected_character(
     error: UnexpectedCharacters, builder: AstBuilder, text: str
 ) -> Diagnostic:
-    pos = error.pos_in_stream
+    pos: int = error.pos_in_stream or 0
     char = text[pos] if 0 <= pos < len(text) else ""
     token = Token(
         "CHAR", char, pos, error.line, error.column, error.line, error.column + 1, pos + 1
