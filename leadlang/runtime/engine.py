@@ -148,6 +148,7 @@ class Engine:
         self.when_conds = [c for flow in self.flows for _, c in flow.when]
         self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
         self.when_windows = sorted({w for c in self.when_conds for w in c.windows})
+        self.when_windows = list(self.when_windows)
         self.policy = policy.DeliveryPolicy(settings)
 
     @staticmethod
@@ -590,34 +591,38 @@ class Engine:
         """The next instant at which time alone may change something for this contact."""
         best = math.inf
         score_matters = self.when_score
-        windows: set[tuple[str, float]] = set(self.when_windows)
-        for enr in contact.enrollments.values():
-            if enr.deadline is not None and enr.deadline < best:
-                best = enr.deadline
-            flow = self.flow_by_name[enr.flow]
-            for cond in flow.exit_when:
-                score_matters = score_matters or cond.score
-                windows.update(cond.windows)
-            if enr.wait == "check":
-                cond = flow.conds[f"{enr.state}/cond"]
-                score_matters = score_matters or cond.score
-                windows.update(cond.windows)
+        windows: list[tuple[str, float]] = self.when_windows
+        if contact.enrollments:
+            extra: list[tuple[str, float]] = []
+            for enr in contact.enrollments.values():
+                if enr.deadline is not None and enr.deadline < best:
+                    best = enr.deadline
+                flow = self.flow_by_name[enr.flow]
+                for cond in flow.exit_when:
+                    score_matters = score_matters or cond.score
+                    extra.extend(cond.windows)
+                if enr.wait == "check":
+                    cond = flow.conds[f"{enr.state}/cond"]
+                    score_matters = score_matters or cond.score
+                    extra.extend(cond.windows)
+            if extra:
+                windows = [*windows, *extra]
         every = self.decay_every
-        if (
-            score_matters
-            and every
-            and contact.last_activity is not None
-            and self.score_at(contact, t) > 0
-        ):
-            k = int((t - contact.last_activity) // every) + 1
-            best = min(best, contact.last_activity + k * every)
+        last = contact.last_activity
+        if score_matters and every and last is not None and contact.score > 0:
+            k = (t - last) // every + 1
+            if self.score_at(contact, t) > 0:
+                best = min(best, last + k * every)
+        history = contact.history
         for event, within in windows:
-            entry = contact.history.get(event)
+            entry = history.get(event)
             if entry:
                 times = entry[0]
                 i = bisect.bisect_right(times, t - within)
                 if i < len(times):
-                    best = min(best, times[i] + within)
+                    expiry = times[i] + within
+                    if expiry < best:
+                        best = expiry
         return None if best == math.inf else best
 
 

@@ -98,9 +98,21 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
     if kind == "page":
         return Event(t, number, str(contact), "page_viewed", props, None)
     event = data.get("event")
-    if not isinstance(event, str) or not normalize_event_name(event):
+    name = _event_name(event) if isinstance(event, str) else None
+    if not name:
         return BadLine(number, "track without an event name")
-    return Event(t, number, str(contact), normalize_event_name(event), props, None)
+    return Event(t, number, str(contact), name, props, None)
+
+
+_NAMES: dict[str, str] = {}
+
+
+def _event_name(raw: str) -> str:
+    """Normalised event name; logs repeat a few names, so they are normalised once each."""
+    name = _NAMES.get(raw)
+    if name is None:
+        name = _NAMES[raw] = normalize_event_name(raw)
+    return name
 
 
 def read_events(lines: Iterable[bytes]) -> EventLog:
