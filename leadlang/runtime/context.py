@@ -19,7 +19,7 @@ DAY = 86400.0
 
 
 class Context:
-    __slots__ = ("_cache", "contact", "engine", "enr", "event", "id", "t", "traits")
+    __slots__ = ("_cache", "_score", "contact", "engine", "enr", "event", "id", "t", "traits")
 
     def __init__(self, engine: Engine, contact: Contact, t: float) -> None:
         self.engine = engine
@@ -30,12 +30,17 @@ class Context:
         self.event: dict[str, Any] | None = None
         self.enr: Enrollment | None = None
         self._cache: dict[str, Any] = {}
+        self._score: float | None = None
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._score = None
 
     def score(self) -> float:
-        return self.engine.score_at(self.contact, self.t)
+        score = self._score
+        if score is None:
+            score = self._score = self.engine.score_at(self.contact, self.t)
+        return score
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.t, UTC)

@@ -150,6 +150,19 @@ class Engine:
         self.when_windows = sorted({w for c in self.when_conds for w in c.windows})
         self.when_windows = list(self.when_windows)
         self.policy = policy.DeliveryPolicy(settings)
+        self.time_keys = {"score"} | {
+            "e:" + ev for flow in self.flows for c in flow.conds.values() for ev, _ in c.windows
+        }
+        self.time_keys |= {"e:" + ev for c in self.when_conds for ev, _ in c.windows}
+        self.time_keys |= {
+            "e:" + ev for flow in self.flows for c in flow.exit_when for ev, _ in c.windows
+        }
+        # `when` triggers flattened, in flow order: (trigger id, condition, flow)
+        self.when_triggers = [(tid, cond, flow) for flow in self.flows for tid, cond in flow.when]
+        self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
+        for flow in self.flows:
+            for ev, where in flow.on:
+                self.on_triggers.setdefault(ev, []).append((flow, where))
 
     @staticmethod
     def _history_events(program: dict[str, Any]) -> frozenset[str]:
@@ -194,6 +207,7 @@ class Engine:
         ctx = Context(self, contact, event.t)
         out: list[Effect] = []
         changed = self._apply(contact, event, ctx)
+        ctx.invalidate()
         self._instant(contact, ctx, event, changed, out)
         return out
 
@@ -201,7 +215,8 @@ class Engine:
         self.order += 1
         ctx = Context(self, contact, t)
         out: list[Effect] = []
-        self._instant(contact, ctx, None, None, out)
+        # Time alone changes only the decayed score, windows and `now`.
+        self._instant(contact, ctx, None, self.time_keys, out)
         return out
 
     # ------------------------------------------------------------------ one instant
@@ -382,23 +397,25 @@ class Engine:
         out: list[Effect],
     ) -> None:
         ctx.enr = None
-        for flow in self.flows:
-            fire = False
-            if name is not None:
-                for ev, where in flow.on:
-                    if ev == name and (where is None or _where(where, ctx, props)):
-                        fire = True
-                        break
-            for tid, cond in flow.when:
-                known = tid in contact.when_values
-                if known and not cond.affected(changed):
-                    continue
-                ctx.event = props
-                value = bool(cond.fn(ctx, None))
-                if value and not contact.when_values.get(tid, False):
-                    fire = True
-                contact.when_values[tid] = value
-            if fire:
+        fire: list[Flow] = []
+        if name is not None:
+            for flow, where in self.on_triggers.get(name, ()):
+                if flow not in fire and (where is None or _where(where, ctx, props)):
+                    fire.append(flow)
+        values = contact.when_values
+        for tid, cond, flow in self.when_triggers:
+            known = tid in values
+            if known and not cond.affected(changed):
+                continue
+            ctx.event = props
+            value = bool(cond.fn(ctx, None))
+            if value and not values.get(tid, False) and flow not in fire:
+                fire.append(flow)
+            values[tid] = value
+        if not fire:
+            return
+        for flow in self.flows:  # enroll in flow (source) order
+            if flow in fire:
                 enr = self._enroll(contact, flow, ctx.t, props, out)
                 if enr is not None:
                     touched.append(enr)
