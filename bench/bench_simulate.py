@@ -189,7 +189,9 @@ def main() -> None:
         rate = args.events / elapsed
         print(f"simulate: {args.events:,} events, {contacts:,} contacts, {effects:,} effects")
         print(f"  {elapsed:.2f} s  {rate:,.0f} events/s  (target >= 50,000)")
-        print(f"  orjson decode only: {decode:.3f} s; simulate / decode time = {elapsed / decode:.1f}x")
+        print(
+            f"  orjson decode only: {decode:.3f} s; simulate / decode time = {elapsed / decode:.1f}x"
+        )
 
         mem_events = folder / "mem.jsonl"
         n = args.memory_contacts
