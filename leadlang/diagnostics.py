@@ -1,17 +1,19 @@
 """Diagnostics: user mistakes found in a script, as values (never exceptions).
 
-A pass returns a list of `Diagnostic`s; the renderers (`render_*`) turn them into text for
-people (`full`, `concise`), tools (`json`) and GitHub code scanning (`sarif`).
+A pass returns a list of `Diagnostic`s; `render` (formats in `render.py`) turns them into
+text for people (`full`, `concise`), tools (`json`) and GitHub code scanning (`sarif`).
 Messages are short, lower case, identifiers in backticks; the renderer adds the location.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import attrs
 
-from leadlang.source import Span
+from leadlang.source import Source, Span
 
 Severity = Literal["error", "warning"]
 
@@ -41,3 +43,44 @@ class Diagnostic:
 def sort_key(diagnostic: Diagnostic) -> tuple[str, int, int, str]:
     span = diagnostic.span
     return (span.file, span.line, span.column, diagnostic.code)
+
+
+def count_summary(diagnostics: Sequence[Diagnostic]) -> str:
+    """`2 errors, 1 warning` (empty when there is nothing)."""
+    errors = sum(1 for d in diagnostics if d.is_error)
+    warnings = len(diagnostics) - errors
+    parts = []
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return ", ".join(parts)
+
+
+def render(
+    diagnostics: Sequence[Diagnostic],
+    sources: Mapping[str, Source],
+    fmt: str,
+    *,
+    color: bool | None = None,
+) -> str:
+    """Render diagnostics in one of the `leadlang check --format` formats.
+
+    `color=None` colours the `full` format only when stdout is a terminal.
+    Empty diagnostics give "" for `full` and `concise`, and an empty list for `json`/`sarif`.
+    """
+    # The formats live in `render.py`, which imports this module for the Diagnostic type.
+    from leadlang.render import render_concise, render_full, render_json, render_sarif
+
+    ordered = sorted(diagnostics, key=sort_key)
+    if fmt == "full":
+        if color is None:
+            color = sys.stdout.isatty()
+        return render_full(ordered, sources, color=color)
+    if fmt == "concise":
+        return render_concise(ordered)
+    if fmt == "json":
+        return render_json(ordered)
+    if fmt == "sarif":
+        return render_sarif(ordered)
+    raise ValueError(f"unknown diagnostics format {fmt!r}")

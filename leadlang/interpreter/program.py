@@ -39,3 +39,7 @@ class Program:
     message_channels: dict[str, str] = attrs.field(factory=dict)
     # base directory of each message's module, for `file "..."` templates
     message_dirs: dict[str, str] = attrs.field(factory=dict)
+    # trait name -> type ("number", "text", ..., or "unknown"), built-in traits included
+    trait_types: dict[str, str] = attrs.field(factory=dict)
+    # event name -> {property: type}, declared and built-in events
+    event_params: dict[str, dict[str, str]] = attrs.field(factory=dict)

@@ -1,0 +1,101 @@
+"""`leadlang check`: load scripts, run every checking pass, and build the checked Program.
+
+The passes, each collecting all it finds (never stopping at the first problem):
+  1. load and parse (loader.py: S-codes, missing modules N010, `use` cycles N011);
+  2. collect names (resolve.py: duplicates N009, N012, N013);
+  3. check declarations (declarations.py with types.py: unknown names N0xx, types T0xx);
+  4. the event rule (resolve.check_event_names: misspelt events N002);
+  5. lints (lints.py, fold.py: flow shape, constant `when` triggers) and templates
+     (templates.py).
+A `Program` is built only when no error was found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from leadlang.diagnostics import Diagnostic, sort_key
+from leadlang.interpreter.declarations import check_declarations
+from leadlang.interpreter.fold import check_when_triggers
+from leadlang.interpreter.lints import lint_flows
+from leadlang.interpreter.program import Cap, Program
+from leadlang.interpreter.resolve import Symbols, check_event_names, collect
+from leadlang.interpreter.templates import check_templates
+from leadlang.loader import LoadResult, load
+from leadlang.source import Source
+
+
+@attrs.define
+class CheckResult:
+    program: Program | None  # only when there are no errors
+    diagnostics: list[Diagnostic]  # sorted by file, line, column
+    sources: dict[str, Source]
+    usage_error: str | None = None
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.diagnostics)
+
+
+def check_paths(paths: Sequence[str]) -> CheckResult:
+    """Check the `.lead` files (or folders of them) named on the command line."""
+    return check_modules(load(list(paths)))
+
+
+def check_modules(loaded: LoadResult) -> CheckResult:
+    """Run every pass over already loaded modules."""
+    diagnostics = list(loaded.diagnostics)
+    sources = dict(loaded.sources)
+    if loaded.usage_error is not None:
+        return CheckResult(None, diagnostics, sources, loaded.usage_error)
+    symbols = collect(loaded.modules, diagnostics)
+    check_declarations(loaded.modules, symbols, diagnostics)
+    check_event_names(symbols, diagnostics)
+    lint_flows(symbols, diagnostics)
+    check_when_triggers(symbols, diagnostics)
+    check_templates(symbols, sources, diagnostics)
+    diagnostics = _unique(diagnostics)
+    diagnostics.sort(key=sort_key)
+    program = None
+    if not any(d.is_error for d in diagnostics):
+        program = build_program(loaded, symbols)
+    return CheckResult(program, diagnostics, sources)
+
+
+def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Drop exact repeats (e.g. one template file used by two messages reads the same)."""
+    seen: set[Diagnostic] = set()
+    out = []
+    for diagnostic in diagnostics:
+        if diagnostic not in seen:
+            seen.add(diagnostic)
+            out.append(diagnostic)
+    return out
+
+
+def build_program(loaded: LoadResult, symbols: Symbols) -> Program:
+    quiet = symbols.quiet_hours
+    return Program(
+        modules=tuple(loaded.modules),
+        timezone=symbols.timezone.timezone.value if symbols.timezone is not None else "UTC",
+        quiet_hours=(quiet.start, quiet.end) if quiet is not None else None,
+        caps=tuple(
+            Cap(channel=name, count=int(cap.count.value), per_seconds=cap.per.seconds)
+            for name, cap in symbols.caps.items()
+        ),
+        events=dict(symbols.events),
+        traits=dict(symbols.traits),
+        score_rules=tuple(symbols.score_rules),
+        decay=symbols.decay,
+        score_max=symbols.score_max.value.value if symbols.score_max is not None else None,
+        metrics=dict(symbols.metrics),
+        segments=dict(symbols.segments),
+        messages=dict(symbols.messages),
+        flows=dict(symbols.flows),
+        message_channels=dict(symbols.message_channels),
+        message_dirs=dict(symbols.message_dirs),
+        trait_types=dict(symbols.trait_types),
+        event_params={name: dict(params) for name, params in symbols.event_params.items()},
+    )

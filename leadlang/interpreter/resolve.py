@@ -1,0 +1,301 @@
+"""Name tables for a whole program, duplicate definitions, and the unknown-event rule.
+
+`collect` gathers the declarations of every loaded module into a `Symbols` table (reporting
+names defined twice, N009/N012/N013); the type pass then records every event reference
+(`note_event`), and `check_event_names` applies the event rule once everything is known:
+
+    Event declarations are optional and events are open-ended (as in Segment), so an
+    undeclared event is accepted, unless its name is one edit away (a letter added, missing
+    or changed, or two letters swapped) from a declared or built-in event, or from an
+    undeclared event used more often: then it is a misspelling (N002).
+
+Suggestions ("did you mean") use difflib, and only once a problem is found.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import PurePath
+
+import attrs
+
+from leadlang import ast
+from leadlang.diagnostics import Diagnostic, Label
+from leadlang.interpreter import scope
+from leadlang.source import Span
+
+TYPE_NAMES: tuple[str, ...] = (
+    "number",
+    "text",
+    "bool",
+    "datetime",
+    "duration",
+    "time",
+    "list",
+    "object",
+)
+
+
+def did_you_mean(name: str, candidates: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """`did you mean `x`?` for the closest candidate, or None."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
+    return f"did you mean `{matches[0]}`?" if matches else None
+
+
+@attrs.define
+class EventUse:
+    name: str
+    span: Span
+
+
+@attrs.define
+class Symbols:
+    """Every name a script defines, across all loaded modules (first definition wins)."""
+
+    events: dict[str, ast.EventDecl] = attrs.field(factory=dict)
+    event_params: dict[str, dict[str, str]] = attrs.field(factory=dict)  # declared + built-in
+    traits: dict[str, ast.TraitDecl] = attrs.field(factory=dict)
+    trait_types: dict[str, str] = attrs.field(factory=dict)  # built-in + declared ("unknown")
+    metrics: dict[str, ast.MetricDecl] = attrs.field(factory=dict)
+    segments: dict[str, ast.SegmentDecl] = attrs.field(factory=dict)
+    messages: dict[str, ast.MessageDecl] = attrs.field(factory=dict)
+    message_dirs: dict[str, str] = attrs.field(factory=dict)
+    message_channels: dict[str, str] = attrs.field(factory=dict)
+    flows: dict[str, ast.FlowDecl] = attrs.field(factory=dict)
+    score_rules: list[ast.ScoreRule] = attrs.field(factory=list)
+    decay: ast.Decay | None = None
+    score_max: ast.ScoreMax | None = None
+    timezone: ast.TimezoneSetting | None = None
+    quiet_hours: ast.QuietHoursSetting | None = None
+    caps: dict[str, ast.CapSetting] = attrs.field(factory=dict)
+    # Filled by the type pass.
+    event_uses: list[EventUse] = attrs.field(factory=list)
+    enrolled: set[str] = attrs.field(factory=set)
+    send_keys: dict[str, set[str]] = attrs.field(factory=dict)  # message -> `with` keys
+
+    def note_event(self, name: str, span: Span) -> None:
+        self.event_uses.append(EventUse(name, span))
+
+    def value_names(self, in_flow: bool) -> list[str]:
+        """Every name a condition may read (for suggestions)."""
+        names = [*scope.BUILTIN_NAMES, *self.trait_types, *self.metrics, *self.segments]
+        if in_flow:
+            names += scope.MESSAGE_STATUSES
+        return names
+
+
+def _duplicate(
+    code: str, what: str, name: str, span: Span, first: Span, diagnostics: list[Diagnostic]
+) -> None:
+    diagnostics.append(
+        Diagnostic(
+            code=code,
+            severity="error",
+            message=f"{what} `{name}` is defined twice" if name else f"{what} is set twice",
+            span=span,
+            labels=(Label(span=first, message="first defined here"),),
+            help="a name is global across all loaded files: rename one of them or remove it",
+        )
+    )
+
+
+def _builtin_clash(kind: str, name: str, span: Span, diagnostics: list[Diagnostic]) -> None:
+    diagnostics.append(
+        Diagnostic(
+            code="N009",
+            severity="error",
+            message=f"`{name}` is already a built-in {kind}",
+            span=span,
+            help=f"built-in {kind}s exist in every script: use it without declaring it",
+        )
+    )
+
+
+def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Symbols:
+    """Build the name tables, reporting every name or setting defined twice."""
+    symbols = Symbols()
+    symbols.event_params = {name: dict(props) for name, props in scope.BUILTIN_EVENTS.items()}
+    symbols.trait_types = dict(scope.BUILTIN_TRAITS)
+    values: dict[str, Span] = {}  # traits, metrics, segments share one namespace
+
+    def value_name(ident: ast.Ident, what: str) -> bool:
+        name = ident.name
+        if name in scope.BUILTIN_TRAITS:
+            _builtin_clash("trait", name, ident.span, diagnostics)
+            return False
+        if name in scope.BUILTIN_NAMES or name == "event":
+            _builtin_clash("name", name, ident.span, diagnostics)
+            return False
+        if name in values:
+            _duplicate("N009", what, name, ident.span, values[name], diagnostics)
+            return False
+        values[name] = ident.span
+        return True
+
+    for module in modules:
+        folder = str(PurePath(module.path).parent)
+        for decl in module.decls:
+            if isinstance(decl, ast.EventDecl):
+                _collect_event(symbols, decl, diagnostics)
+            elif isinstance(decl, ast.TraitDecl):
+                if value_name(decl.name, "trait"):
+                    symbols.traits[decl.name.name] = decl
+            elif isinstance(decl, ast.MetricDecl):
+                if value_name(decl.name, "metric"):
+                    symbols.metrics[decl.name.name] = decl
+            elif isinstance(decl, ast.SegmentDecl):
+                if value_name(decl.name, "segment"):
+                    symbols.segments[decl.name.name] = decl
+            elif isinstance(decl, ast.MessageDecl):
+                first_message = symbols.messages.get(decl.name.name)
+                if first_message is not None:
+                    _duplicate(
+                        "N009", "message", decl.name.name, decl.name.span,
+                        first_message.name.span, diagnostics,
+                    )  # fmt: skip
+                else:
+                    symbols.messages[decl.name.name] = decl
+                    symbols.message_dirs[decl.name.name] = folder
+            elif isinstance(decl, ast.FlowDecl):
+                first_flow = symbols.flows.get(decl.name.name)
+                if first_flow is not None:
+                    _duplicate(
+                        "N009", "flow", decl.name.name, decl.name.span,
+                        first_flow.name.span, diagnostics,
+                    )  # fmt: skip
+                else:
+                    symbols.flows[decl.name.name] = decl
+            elif isinstance(decl, ast.ScoreBlock):
+                _collect_score(symbols, decl, diagnostics)
+            elif isinstance(decl, ast.Settings):
+                _collect_settings(symbols, decl, diagnostics)
+    return symbols
+
+
+def _collect_event(symbols: Symbols, decl: ast.EventDecl, diagnostics: list[Diagnostic]) -> None:
+    name = scope.normalize_event_name(decl.name.name)
+    if name in scope.BUILTIN_EVENTS:
+        _builtin_clash("event", name, decl.name.span, diagnostics)
+        return
+    first = symbols.events.get(name)
+    if first is not None:
+        _duplicate("N009", "event", name, decl.name.span, first.name.span, diagnostics)
+        return
+    params: dict[str, str] = {}
+    seen: dict[str, Span] = {}
+    for param in decl.params:
+        pname = param.name.name
+        if pname in seen:
+            _duplicate("N012", "property", pname, param.name.span, seen[pname], diagnostics)
+            continue
+        seen[pname] = param.name.span
+        params[pname] = param.type.name if param.type.name in TYPE_NAMES else "unknown"
+    symbols.events[name] = decl
+    symbols.event_params[name] = params
+
+
+def _collect_score(symbols: Symbols, block: ast.ScoreBlock, diagnostics: list[Diagnostic]) -> None:
+    symbols.score_rules.extend(block.rules)
+    for decay in block.decays:
+        if symbols.decay is not None:
+            _duplicate("N013", "`decay`", "", decay.span, symbols.decay.span, diagnostics)
+        else:
+            symbols.decay = decay
+    for score_max in block.maxes:
+        if symbols.score_max is not None:
+            _duplicate("N013", "`max`", "", score_max.span, symbols.score_max.span, diagnostics)
+        else:
+            symbols.score_max = score_max
+
+
+def _collect_settings(
+    symbols: Symbols, settings: ast.Settings, diagnostics: list[Diagnostic]
+) -> None:
+    for item in settings.items:
+        if isinstance(item, ast.TimezoneSetting):
+            if symbols.timezone is not None:
+                _duplicate("N013", "`timezone`", "", item.span, symbols.timezone.span, diagnostics)
+            else:
+                symbols.timezone = item
+        elif isinstance(item, ast.QuietHoursSetting):
+            if symbols.quiet_hours is not None:
+                first = symbols.quiet_hours.span
+                _duplicate("N013", "`quiet hours`", "", item.span, first, diagnostics)
+            else:
+                symbols.quiet_hours = item
+        elif isinstance(item, ast.CapSetting):
+            channel = item.channel.name
+            if channel in symbols.caps:
+                first = symbols.caps[channel].span
+                _duplicate("N013", f"`cap {channel}`", "", item.span, first, diagnostics)
+            else:
+                symbols.caps[channel] = item
+
+
+# ---------------------------------------------------------------- the event rule
+
+
+def _one_edit_variants(name: str) -> list[str]:
+    """The name and every single-letter deletion of it.
+
+    Two names share a variant exactly when they are one insertion, deletion, substitution
+    or transposition apart (or two deletions, e.g. `abcd`/`bcde`): close enough for a typo,
+    and linear to index, unlike pairwise difflib.
+    """
+    return [name, *(name[:i] + name[i + 1 :] for i in range(len(name)))]
+
+
+def check_event_names(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
+    """Report undeclared event names that look like misspellings of better-known ones."""
+    known = set(symbols.event_params)
+    counts: dict[str, int] = {}
+    first_seen: dict[str, int] = {}
+    for position, use in enumerate(symbols.event_uses):
+        if use.name not in known:
+            counts[use.name] = counts.get(use.name, 0) + 1
+            first_seen.setdefault(use.name, position)
+    if not counts:
+        return
+
+    def rank(name: str) -> tuple[int, int]:
+        """Higher is better known: declared and built-in events above any used name."""
+        if name in known:
+            return (1 << 62, 0)
+        return (counts[name], -first_seen[name])
+
+    index: dict[str, set[str]] = {}
+    for name in (*known, *counts):
+        for variant in _one_edit_variants(name):
+            index.setdefault(variant, set()).add(name)
+
+    misspelt: dict[str, str] = {}
+    for name in counts:
+        matches: set[str] = set()
+        for variant in _one_edit_variants(name):
+            matches |= index.get(variant, set())
+        matches.discard(name)
+        better = [m for m in matches if rank(m) > rank(name)]
+        if better:
+            best = max(
+                better,
+                key=lambda m: (difflib.SequenceMatcher(None, name, m).ratio(), rank(m), m),
+            )
+            misspelt[name] = best
+    for use in symbols.event_uses:
+        target = misspelt.get(use.name)
+        if target is None:
+            continue
+        how = "declared" if target in symbols.events else (
+            "built-in" if target in scope.BUILTIN_EVENTS else "used elsewhere"
+        )  # fmt: skip
+        diagnostics.append(
+            Diagnostic(
+                code="N002",
+                severity="error",
+                message=f"unknown event `{use.name}`",
+                span=use.span,
+                help=f"did you mean `{target}` ({how})? If `{use.name}` is a new event, "
+                f"declare it: `event {use.name}(...)`",
+            )
+        )

@@ -1,0 +1,197 @@
+"""Message template checks: each template compiles, and every variable it reads has a source.
+
+Templates are Jinja2, rendered in a sandbox (`template_environment`, shared with the
+engine). A variable has a source when it is a trait (built-in or declared), a built-in name
+(`score`, `tags`, `id`, `now`), a metric, a segment, `event`, `contact`, or a key of the
+`with {...}` of some `send` of that message; a variable used only under `| default(...)`
+(or tested with `is defined`) needs none. `html file "x"` is read relative to the `.lead`
+file that declares the message. Problems in a template file point into that file, whose
+text is added to the sources so the renderers can show it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, MutableMapping
+from functools import cache
+from pathlib import Path
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from leadlang import ast
+from leadlang.diagnostics import Diagnostic
+from leadlang.interpreter import scope
+from leadlang.interpreter.resolve import Symbols, did_you_mean
+from leadlang.source import Source, Span
+
+TEMPLATE_FIELDS = ("subject", "text", "html", "title", "url", "from", "reply_to")
+EXTRA_SOURCES = ("event", "contact")
+
+
+@cache
+def template_environment() -> SandboxedEnvironment:
+    """The one Jinja2 environment templates are compiled and rendered in."""
+    return SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+
+
+@cache
+def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
+    """(compile error as (line, message) or None, {unguarded variable: first line})."""
+    env = template_environment()
+    try:
+        tree = env.parse(text)
+        env.compile(tree)
+    except TemplateSyntaxError as error:
+        return (error.lineno or 1, error.message or "invalid template"), {}
+    undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
+    if not undeclared:
+        return None, {}
+    unguarded: dict[str, int] = {}
+    for name in _unguarded_names(tree):
+        if name.name in undeclared:
+            unguarded.setdefault(name.name, name.lineno)
+    return None, unguarded
+
+
+def _unguarded_names(tree: nodes.Node) -> Iterator[nodes.Name]:
+    """Every variable read that is not under `| default(...)` nor tested `is defined`."""
+    todo: list[nodes.Node] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
+            todo += (n for n in node.iter_child_nodes() if n is not node.node)
+            continue
+        if isinstance(node, nodes.Test) and node.name in ("defined", "undefined"):
+            todo += (n for n in node.iter_child_nodes() if n is not node.node)
+            continue
+        if isinstance(node, nodes.Name) and node.ctx == "load":
+            yield node
+        todo += node.iter_child_nodes()
+
+
+def check_templates(
+    symbols: Symbols, sources: MutableMapping[str, Source], diagnostics: list[Diagnostic]
+) -> None:
+    known = {
+        *symbols.trait_types,
+        *scope.BUILTIN_NAMES,
+        *symbols.metrics,
+        *symbols.segments,
+        *EXTRA_SOURCES,
+    }
+    for name, decl in symbols.messages.items():
+        available = known | symbols.send_keys.get(name, set())
+        for field in decl.fields:
+            if field.key.name not in TEMPLATE_FIELDS or not isinstance(field.value, ast.String):
+                continue
+            if field.from_file:
+                _check_file(name, field.value, symbols, available, sources, diagnostics)
+            else:
+                _check_inline(name, field.value, available, sources, diagnostics)
+
+
+def _check_inline(
+    message: str,
+    string: ast.String,
+    available: set[str],
+    sources: MutableMapping[str, Source],
+    diagnostics: list[Diagnostic],
+) -> None:
+    if "{" not in string.value:
+        return
+    error, unguarded = analyse(string.value)
+    if error is not None:
+        diagnostics.append(_compile_error(message, error[1], string.span))
+        return
+    source = sources.get(string.span.file)
+    for var in unguarded:
+        if var not in available:
+            span = string.span
+            if source is not None:
+                span = _find(source, var, span.start, span.end) or span
+            diagnostics.append(_no_source(message, var, span, available))
+
+
+def _check_file(
+    message: str,
+    string: ast.String,
+    symbols: Symbols,
+    available: set[str],
+    sources: MutableMapping[str, Source],
+    diagnostics: list[Diagnostic],
+) -> None:
+    folder = Path(symbols.message_dirs.get(message, "."))
+    path = folder / string.value
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as problem:
+        reason = (
+            "it is not UTF-8 text"
+            if isinstance(problem, UnicodeDecodeError)
+            else "it does not exist"
+            if isinstance(problem, FileNotFoundError)
+            else "it cannot be read"
+        )
+        diagnostics.append(
+            Diagnostic(
+                code="F007",
+                severity="error",
+                message=f"cannot read template `{path.as_posix()}`: {reason}",
+                span=string.span,
+                help="a template file is relative to the `.lead` file that declares the message",
+            )
+        )
+        return
+    if "{" not in text:
+        return
+    error, unguarded = analyse(text)
+    if error is None and all(var in available for var in unguarded):
+        return
+    name = path.as_posix()
+    source = sources.setdefault(name, Source(name, text))
+    if error is not None:
+        line, reason = error
+        diagnostics.append(_compile_error(message, reason, _line_span(source, line)))
+        return
+    for var, line in unguarded.items():
+        if var not in available:
+            whole = _line_span(source, line)
+            span = _find(source, var, whole.start, whole.end) or whole
+            diagnostics.append(_no_source(message, var, span, available))
+
+
+def _line_span(source: Source, line: int) -> Span:
+    lines = source.text.split("\n")
+    line = max(1, min(line, len(lines)))
+    begin = sum(len(text) + 1 for text in lines[: line - 1])
+    return source.span(begin, begin + len(source.line_text(line)))
+
+
+def _find(source: Source, var: str, start: int, end: int) -> Span | None:
+    match = re.compile(rf"(?<![\w.]){re.escape(var)}(?!\w)").search(source.text, start, end)
+    return source.span(match.start(), match.end()) if match else None
+
+
+def _compile_error(message: str, reason: str, span: Span) -> Diagnostic:
+    return Diagnostic(
+        code="F003",
+        severity="error",
+        message=f"template of message `{message}` does not compile: {reason.rstrip('.')}",
+        span=span,
+        help="templates are Jinja2: `{{ name }}`, `{% if x %}...{% endif %}`, "
+        '`{{ name | default("there") }}`',
+    )
+
+
+def _no_source(message: str, var: str, span: Span, available: set[str]) -> Diagnostic:
+    suggestion = did_you_mean(var, sorted(available))
+    return Diagnostic(
+        code="F004",
+        severity="error",
+        message=f"template of message `{message}` uses `{var}`, which has no value",
+        span=span,
+        help=(f"{suggestion} " if suggestion else "")
+        + f"declare a trait `{var}`, pass it with `send {message} with {{{var}: ...}}`, "
+        f'or give a default: `{{{{ {var} | default("...") }}}}`',
+    )

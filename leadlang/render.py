@@ -1,0 +1,241 @@
+"""The four `leadlang check --format`s: `full` (for people), `concise`, `json`, `sarif`.
+
+Every renderer takes diagnostics already sorted (see `diagnostics.render`). Columns are
+1-based; `end_column` is exclusive in every format (as SARIF's `endColumn` is).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
+
+from leadlang import __version__
+from leadlang.codes import CODES
+from leadlang.diagnostics import Diagnostic, count_summary
+from leadlang.source import Source, Span
+
+_RED = "\x1b[1;31m"
+_YELLOW = "\x1b[1;33m"
+_BLUE = "\x1b[1;34m"
+_CYAN = "\x1b[1;36m"
+_BOLD = "\x1b[1m"
+_RESET = "\x1b[0m"
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+HELP_URI = "https://github.com/leadlang/leadlang/blob/main/docs/diagnostics.md"
+
+
+# ---------------------------------------------------------------- full
+
+
+class _Painter:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def __call__(self, style: str, text: str) -> str:
+        return f"{style}{text}{_RESET}" if self.color and text else text
+
+
+def render_full(
+    diagnostics: Sequence[Diagnostic], sources: Mapping[str, Source], *, color: bool
+) -> str:
+    """rustc-style: header, ` --> file:line:col`, the source line with carets, help."""
+    if not diagnostics:
+        return ""
+    paint = _Painter(color)
+    blocks = [_full_one(d, sources, paint) for d in diagnostics]
+    summary = count_summary(diagnostics)
+    worst = "error" if any(d.is_error for d in diagnostics) else "warning"
+    style = _RED if worst == "error" else _YELLOW
+    blocks.append(f"{paint(style, worst)}{paint(_BOLD, ': ' + summary)}\n")
+    return "\n".join(blocks)
+
+
+def _full_one(diagnostic: Diagnostic, sources: Mapping[str, Source], paint: _Painter) -> str:
+    style = _RED if diagnostic.is_error else _YELLOW
+    head = paint(style, f"{diagnostic.severity}[{diagnostic.code}]")
+    lines = [f"{head}{paint(_BOLD, ': ' + diagnostic.message)}"]
+    spans = [diagnostic.span, *(label.span for label in diagnostic.labels)]
+    width = max(len(str(span.line)) for span in spans)
+    lines += _snippet(diagnostic.span, "", "^", style, sources, paint, width)
+    for label in diagnostic.labels:
+        lines += _snippet(label.span, label.message, "-", _BLUE, sources, paint, width)
+    if diagnostic.help:
+        gutter = " " * width
+        lines.append(f"{gutter} {paint(_BLUE, '=')} {paint(_BOLD, 'help')}: {diagnostic.help}")
+    return "\n".join(lines) + "\n"
+
+
+def _snippet(
+    span: Span,
+    note: str,
+    mark: str,
+    style: str,
+    sources: Mapping[str, Source],
+    paint: _Painter,
+    width: int,
+) -> list[str]:
+    gutter = " " * width
+    arrow = paint(_BLUE, "-->")
+    out = [f"{gutter}{arrow} {span.file}:{span.line}:{span.column}"]
+    source = sources.get(span.file)
+    if source is None:
+        if note:
+            out.append(f"{gutter} {paint(_BLUE, '=')} note: {note}")
+        return out
+    text = source.line_text(span.line)
+    shown, start, end = _caret_columns(text, span)
+    bar = paint(_BLUE, "|")
+    number = paint(_BLUE, str(span.line).rjust(width))
+    underline = paint(style, mark * (end - start))
+    out.append(f"{gutter} {bar}")
+    out.append(f"{number} {bar} {shown}".rstrip())
+    caret_line = f"{gutter} {bar} {' ' * start}{underline}"
+    if note:
+        caret_line += " " + paint(style, note)
+    out.append(caret_line)
+    return out
+
+
+def _caret_columns(text: str, span: Span) -> tuple[str, int, int]:
+    """The line as displayed (tabs expanded) and the 0-based caret range on it."""
+    first = max(span.column - 1, 0)
+    if span.end_line == span.line:
+        last = max(span.end_column - 1, first + 1)
+    else:  # a multi-line span: underline to the end of its first line
+        last = max(len(text), first + 1)
+    shown_prefix = text[:first].expandtabs(4)
+    shown_marked = text[first:last].expandtabs(4)
+    start = len(shown_prefix)
+    end = start + max(len(shown_marked), 1)
+    return text.expandtabs(4), start, end
+
+
+# ---------------------------------------------------------------- concise
+
+
+def render_concise(diagnostics: Sequence[Diagnostic]) -> str:
+    """One line each: `file:line:col: error[N001] message`."""
+    return "".join(
+        f"{d.span.file}:{d.span.line}:{d.span.column}: {d.severity}[{d.code}] {d.message}\n"
+        for d in diagnostics
+    )
+
+
+# ---------------------------------------------------------------- json
+
+
+def _location(span: Span) -> dict[str, Any]:
+    return {
+        "file": span.file,
+        "line": span.line,
+        "column": span.column,
+        "end_line": span.end_line,
+        "end_column": span.end_column,
+    }
+
+
+def as_json(diagnostic: Diagnostic) -> dict[str, Any]:
+    return {
+        **_location(diagnostic.span),
+        "severity": diagnostic.severity,
+        "code": diagnostic.code,
+        "message": diagnostic.message,
+        "help": diagnostic.help,
+        "labels": [
+            {**_location(label.span), "message": label.message} for label in diagnostic.labels
+        ],
+    }
+
+
+def render_json(diagnostics: Sequence[Diagnostic]) -> str:
+    """One JSON array of objects (`[]` when there is nothing)."""
+    return json.dumps([as_json(d) for d in diagnostics], indent=2, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------- sarif
+
+
+def _uri(path: str) -> str:
+    pure = PurePath(path)
+    if pure.is_absolute():
+        return pure.as_uri()
+    return pure.as_posix()
+
+
+def _region(span: Span) -> dict[str, int]:
+    return {
+        "startLine": span.line,
+        "startColumn": span.column,
+        "endLine": span.end_line,
+        "endColumn": max(span.end_column, span.column + 1 if span.end_line == span.line else 1),
+    }
+
+
+def _physical(span: Span) -> dict[str, Any]:
+    return {
+        "physicalLocation": {"artifactLocation": {"uri": _uri(span.file)}, "region": _region(span)}
+    }
+
+
+def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
+    """SARIF 2.1.0 as GitHub code scanning reads it; rules are the codes that occur."""
+    used = sorted({d.code for d in diagnostics})
+    index = {code: i for i, code in enumerate(used)}
+    rules = []
+    for code in used:
+        info = CODES.get(code)
+        rule: dict[str, Any] = {"id": code}
+        if info is not None:
+            rule |= {
+                "name": _rule_name(info.summary),
+                "shortDescription": {"text": info.summary},
+                "fullDescription": {"text": info.explanation},
+                "helpUri": f"{HELP_URI}#{code.lower()}",
+                "help": {"text": info.explanation},
+                "defaultConfiguration": {"level": info.severity},
+            }
+        rules.append(rule)
+    results = []
+    for d in diagnostics:
+        text = d.message if not d.help else f"{d.message} (help: {d.help})"
+        result: dict[str, Any] = {
+            "ruleId": d.code,
+            "ruleIndex": index[d.code],
+            "level": d.severity,
+            "message": {"text": text},
+            "locations": [_physical(d.span)],
+        }
+        if d.labels:
+            result["relatedLocations"] = [
+                {"id": i, **_physical(label.span), "message": {"text": label.message}}
+                for i, label in enumerate(d.labels)
+            ]
+        results.append(result)
+    log = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "leadlang",
+                        "version": __version__,
+                        "informationUri": HELP_URI,
+                        "rules": rules,
+                    }
+                },
+                "columnKind": "unicodeCodePoints",
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(log, indent=2, ensure_ascii=False) + "\n"
+
+
+def _rule_name(summary: str) -> str:
+    """SARIF rule names are PascalCase identifiers: `unknown message` -> `UnknownMessage`."""
+    words = "".join(ch if ch.isalnum() else " " for ch in summary).split()
+    return "".join(word[:1].upper() + word[1:] for word in words)
