@@ -9,7 +9,6 @@ a missing command-line path is a usage error.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +122,8 @@ class _Loader:
                 return
             target = (stdlib_dir() / f"{parts[1]}.lead").resolve()
             if not target.is_file():
+                import difflib  # only needed on this error path
+
                 known = stdlib_modules()
                 close = difflib.get_close_matches(parts[1], known, n=1)
                 help = (

@@ -28,7 +28,6 @@ from leadlang import ast
 from leadlang.diagnostics import Diagnostic
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.source import Source, Span
-from leadlang.syntax_messages import describe_unexpected
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 MAX_NESTING = 100  # open brackets; deeper input gets S007
@@ -793,6 +792,8 @@ def _parse_chunk(
     except SyntaxProblem as problem:
         return False, [], [*builder.diagnostics, _problem_diagnostic(builder, problem)]
     except UnexpectedInput as error:
+        from leadlang.syntax_messages import describe_unexpected  # only needed on errors
+
         diag = describe_unexpected(error, builder, _INDENTER, text)
         return False, [], [*builder.diagnostics, diag]
     except (LarkError, RecursionError) as error:  # defensive: never a traceback

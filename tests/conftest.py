@@ -1,0 +1,42 @@
+"""Shared fixtures: parse a script from a string, write scripts into a temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from leadlang import ast
+from leadlang.diagnostics import Diagnostic
+from leadlang.source import Source
+from leadlang.syntax import parse
+
+ParseText = Callable[..., tuple[ast.Module, list[Diagnostic]]]
+
+
+@pytest.fixture
+def parse_text() -> ParseText:
+    """`parse_text(text, path="t.lead")` -> (module, diagnostics)."""
+
+    def run(text: str, path: str = "t.lead") -> tuple[ast.Module, list[Diagnostic]]:
+        return parse(Source(path, text))
+
+    return run
+
+
+@pytest.fixture
+def write_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[dict[str, str]], Path]:
+    """Write {relative path: text} under a temporary folder, made the current directory."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(files: dict[str, str]) -> Path:
+        for name, text in files.items():
+            path = tmp_path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        return tmp_path
+
+    return write

@@ -1,0 +1,102 @@
+"""The module loader: folders, `use std.NAME`, relative `use`, once-only loading, dependency
+order, cycles (N011), missing modules (N010), unreadable files (S006), usage errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from leadlang import ast
+from leadlang.loader import load, stdlib_dir, stdlib_modules
+
+WriteFiles = Callable[[dict[str, str]], Path]
+
+
+def module_paths(result_modules: list[ast.Module]) -> list[str]:
+    return [m.path for m in result_modules]
+
+
+def test_stdlib_folder_is_found_and_lists_modules() -> None:
+    assert stdlib_dir().is_dir()
+    assert "segments" in stdlib_modules()
+
+
+def test_use_std_loads_the_stdlib_module_before_the_user(write_files: WriteFiles) -> None:
+    write_files({"main.lead": "use std.segments\nmetric m = 1\n"})
+    result = load(["main.lead"])
+    assert result.usage_error is None
+    assert [d for d in result.diagnostics if d.is_error] == []
+    paths = module_paths(result.modules)
+    assert paths[-1] == "main.lead"
+    assert any(Path(p).name == "segments.lead" for p in paths[:-1])
+
+
+def test_relative_use_once_only_and_dependencies_first(write_files: WriteFiles) -> None:
+    write_files(
+        {
+            "app/main.lead": 'use "lib/a.lead"\nuse "lib/b.lead"\nuse "lib/a.lead"\n',
+            "app/lib/a.lead": 'use "b.lead"\nmetric a = 1\n',
+            "app/lib/b.lead": "metric b = 2\n",
+        }
+    )
+    result = load(["app/main.lead", "app/lib/b.lead"])
+    assert result.diagnostics == []
+    assert module_paths(result.modules) == ["app/lib/b.lead", "app/lib/a.lead", "app/main.lead"]
+    assert set(result.sources) == {"app/lib/b.lead", "app/lib/a.lead", "app/main.lead"}
+
+
+def test_spans_use_paths_relative_to_the_current_directory(write_files: WriteFiles) -> None:
+    write_files({"examples/card/card.lead": "flow x\n"})
+    result = load(["examples"])
+    (diagnostic,) = result.diagnostics
+    assert (diagnostic.span.file, diagnostic.span.line) == ("examples/card/card.lead", 1)
+
+
+def test_folder_loads_every_lead_file_sorted(write_files: WriteFiles) -> None:
+    write_files({"s/b.lead": "metric b = 1\n", "s/a/c.lead": "metric c = 1\n", "s/x.txt": "no"})
+    result = load(["s"])
+    assert module_paths(result.modules) == ["s/a/c.lead", "s/b.lead"]
+
+
+def test_cycle_is_n011_naming_the_chain(write_files: WriteFiles) -> None:
+    write_files({"a.lead": 'use "b.lead"\n', "b.lead": '\nuse "a.lead"\n'})
+    result = load(["a.lead"])
+    (diagnostic,) = result.diagnostics
+    assert diagnostic.code == "N011"
+    assert "a.lead -> b.lead -> a.lead" in diagnostic.message
+    assert (diagnostic.span.file, diagnostic.span.line) == ("b.lead", 2)
+    assert len(result.modules) == 2
+
+
+def test_missing_std_module_suggests_a_close_name(write_files: WriteFiles) -> None:
+    write_files({"main.lead": "use std.segmnts\n"})
+    (diagnostic,) = load(["main.lead"]).diagnostics
+    assert diagnostic.code == "N010" and "std.segmnts" in diagnostic.message
+    assert diagnostic.help == "did you mean `std.segments`?"
+
+
+def test_missing_relative_file_is_n010(write_files: WriteFiles) -> None:
+    write_files({"main.lead": 'use "nope.lead"\n'})
+    (diagnostic,) = load(["main.lead"]).diagnostics
+    assert diagnostic.code == "N010" and "nope.lead" in diagnostic.message
+
+
+def test_not_utf8_is_s006(write_files: WriteFiles) -> None:
+    root = write_files({"main.lead": 'use "bin.lead"\n'})
+    (root / "bin.lead").write_bytes(b"metric a = \xff\xfe\n")
+    (diagnostic,) = load(["main.lead"]).diagnostics
+    assert diagnostic.code == "S006" and "UTF-8" in diagnostic.message
+
+
+def test_missing_path_and_empty_folder_are_usage_errors(write_files: WriteFiles) -> None:
+    root = write_files({"x.lead": "metric a = 1\n"})
+    assert load(["missing.lead"]).usage_error is not None
+    (root / "empty").mkdir()
+    result = load(["x.lead", "empty"])
+    assert result.usage_error is not None and "empty" in result.usage_error
+
+
+def test_syntax_errors_are_collected_from_every_file(write_files: WriteFiles) -> None:
+    write_files({"a.lead": "flow x\n", "b.lead": "metric = 1\n"})
+    result = load(["a.lead", "b.lead"])
+    assert sorted(d.span.file for d in result.diagnostics) == ["a.lead", "b.lead"]
