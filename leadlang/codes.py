@@ -111,4 +111,532 @@ them. Move the declarations both need into a third file that each of them uses.
     ),
 ]
 
+# ------------------------------------------------------------------ names, types, lints
+# (interpreter/: resolve.py, declarations.py, types.py, lints.py, fold.py, templates.py)
+_ALL += [
+    _code(
+        "N001",
+        "error",
+        "unknown message",
+        """
+A `send` (or `opened(MESSAGE)`) names a message that no loaded file declares.
+
+    send dael          # wrong: no message `dael`
+    send deal          # right, with `message deal:` declared in some loaded file
+""",
+    ),
+    _code(
+        "N002",
+        "error",
+        "unknown event (misspelt)",
+        """
+Event declarations are optional: events are open-ended, as in Segment, so `on signup_done`
+is accepted even if no `event signup_done(...)` exists. But an undeclared event whose name
+is one edit away (a letter added, missing or changed, or two letters swapped) from a
+declared or built-in event, or from an undeclared event used more often, is taken to be a
+misspelling, because it would silently never match.
+
+    on order_complete          # wrong: `order_completed` is declared
+    on order_completed         # right
+If the near name really is a different event, declare it: `event order_complete(...)`.
+""",
+    ),
+    _code(
+        "N003",
+        "error",
+        "unknown event property",
+        """
+The event is declared, and the declaration has no property of this name. Inside an event's
+`where`, bare names are that event's properties first (then traits, metrics, segments);
+`event.NAME` reads the bound event's property.
+
+    event order_completed(total: number)
+    on order_completed where totl > 100     # wrong
+    on order_completed where total > 100    # right
+Add the property to the `event` declaration if the event really carries it.
+""",
+    ),
+    _code(
+        "N004",
+        "error",
+        "unknown name",
+        """
+A name in a condition or expression is not a built-in (`score`, `tags`, `id`, `now`), a
+trait (built-in: `email`, `phone`, `timezone`, `unsubscribed`, or declared with `trait`), a
+metric or a segment. Inside a flow, `opened`, `clicked`, `delivered` and `bounced` are
+also names.
+
+    segment fans = scroe > 50          # wrong
+    segment fans = score > 50          # right
+Declare new profile attributes: `trait plan: text`.
+""",
+    ),
+    _code(
+        "N005",
+        "error",
+        "unknown flow",
+        """
+`enroll` names a flow that no loaded file declares.
+
+    enroll nurtrue       # wrong
+    enroll nurture       # right, with `flow nurture:` declared
+""",
+    ),
+    _code(
+        "N006",
+        "error",
+        "unknown channel",
+        """
+The channels are `email`, `sms` and `push` (a webhook). A message's `channel`, a `cap` and
+`send CHANNEL MESSAGE` must use one of them.
+
+    cap mail 2 per 1d      # wrong
+    cap email 2 per 1d     # right
+""",
+    ),
+    _code(
+        "N007",
+        "error",
+        "unknown function",
+        """
+The functions are the aggregates `count`, `total`, `average`, `last`, `days_since`, the
+scalars `sigmoid`, `min`, `max`, `abs`, `round`, `lower`, `upper`, `len`, and, in flows,
+`opened(MESSAGE)` (and `clicked`, `delivered`, `bounced`).
+
+    metric buys = cuont(order_completed within 30d)     # wrong
+    metric buys = count(order_completed within 30d)     # right
+""",
+    ),
+    _code(
+        "N008",
+        "error",
+        "unknown time zone",
+        """
+`timezone` in `settings` takes an IANA time zone name.
+
+    timezone "Paris"            # wrong
+    timezone "Europe/Paris"     # right
+""",
+    ),
+    _code(
+        "N009",
+        "error",
+        "duplicate definition",
+        """
+Names are global across every loaded file, and each can be defined once: an event, a
+message, a flow, and one name shared by traits, metrics and segments (they are all read
+by name in conditions). Built-in traits, names and events cannot be redeclared.
+
+    message deal: ...
+    message deal: ...          # wrong: the second `deal`
+To change a definition from a `use`d module, copy the module into your project and edit it.
+""",
+    ),
+    _code(
+        "N012",
+        "error",
+        "duplicate event property",
+        """
+An `event` declaration lists the same property twice.
+
+    event order_completed(total: number, total: text)     # wrong
+    event order_completed(total: number, currency: text)  # right
+""",
+    ),
+    _code(
+        "N013",
+        "error",
+        "set twice",
+        """
+Something that exists once per program is given twice: the score's `decay` or `max`, the
+`timezone` or `quiet hours` setting, a `cap` for the same channel (across all loaded files),
+or a field in one message.
+
+    score:
+      decay 10 every 7d idle
+      decay 5 every 1d idle      # wrong: keep one decay
+""",
+    ),
+    _code(
+        "N014",
+        "error",
+        "defined in terms of itself",
+        """
+A metric or segment uses itself, directly or through others, so it has no value.
+
+    segment a = b and score > 10
+    segment b = a                  # wrong: a -> b -> a
+""",
+    ),
+    _code(
+        "N015",
+        "error",
+        "no event bound",
+        """
+`event` is the event that enrolled the contact in a flow (`on EVENT`), the one a `wait for`
+received, or, in a `where`, the event being matched. Metrics, segments and `when` triggers
+have no such event.
+
+    segment big = event.total > 100                      # wrong
+    segment big = last(order_completed).total > 100      # right
+""",
+    ),
+    _code(
+        "N016",
+        "error",
+        "unknown message field",
+        """
+A message block takes the fields `channel`, `subject`, `text`, `html`, `from`, `reply_to`,
+`title`, `url`, `headers` and `json`.
+
+    message deal:
+      channel email
+      subjet "20% off"      # wrong
+      subject "20% off"     # right
+""",
+    ),
+    _code(
+        "N017",
+        "error",
+        "cannot set",
+        """
+`set NAME = EXPR` writes a trait: a built-in one (`email`, `phone`, `timezone`,
+`unsubscribed`) or one declared with `trait`. Scores, metrics and segments are computed and
+cannot be set.
+
+    set plan = "pro"               # wrong without a declaration
+    trait plan: text               # right: declare it first
+""",
+    ),
+    _code(
+        "T001",
+        "error",
+        "operands do not fit",
+        """
+An operator is given values of types it cannot work with, so the result would always be
+false (comparisons) or missing (arithmetic). Numbers are written without quotes; a
+duration needs a unit; comparing with `none` only works with `==` and `!=`.
+
+    when score > "50"        # wrong: a number and a text
+    when score > 50          # right
+""",
+    ),
+    _code(
+        "T002",
+        "error",
+        "not a condition",
+        """
+A condition (a segment, a trigger, `if`, `check`, `where`, either side of `and`/`or`, the
+operand of `not`) must be true or false, not a number or a text.
+
+    if score:            # wrong
+    if score > 50:       # right
+""",
+    ),
+    _code(
+        "T003",
+        "error",
+        "duration expected",
+        """
+`wait`, `within`, `up to` and `reenter after` take a duration: a number with a unit,
+s (seconds), m (minutes), h, d, w, or compounds like `1d12h`.
+
+    wait "1 day"      # wrong
+    wait 1d           # right
+""",
+    ),
+    _code(
+        "T004",
+        "error",
+        "time or datetime expected",
+        """
+`wait until` takes a time of day (the next such moment in the contact's time zone) or a
+datetime (that instant). For a delay, use `wait`.
+
+    wait until 3d       # wrong
+    wait until 09:00    # right
+    wait 3d             # right, for a delay
+""",
+    ),
+    _code(
+        "T005",
+        "error",
+        "bad aggregate",
+        """
+Aggregates take an event, with optional `where` and `within` clauses:
+`count(EVENT ...)`, `days_since(EVENT ...)`, `last(EVENT ...).PROPERTY`, and
+`total(EVENT.PROPERTY ...)` / `average(EVENT.PROPERTY ...)` of a number property.
+Other functions take no `where` or `within`.
+
+    total(order_completed within 30d)          # wrong: total of what?
+    total(order_completed.total within 30d)    # right
+""",
+    ),
+    _code(
+        "T006",
+        "error",
+        "bad function arguments",
+        """
+A function is called with the wrong number or types of arguments.
+
+    sigmoid(1, 2)       # wrong: one argument
+    lower(score)        # wrong: lower takes text
+    sigmoid(score / 10) # right
+""",
+    ),
+    _code(
+        "T007",
+        "error",
+        "value does not fit the trait",
+        """
+`set` gives a trait a value of another type than the trait's declaration.
+
+    trait vip: bool
+    set vip = "yes"     # wrong
+    set vip = true      # right
+""",
+    ),
+    _code(
+        "T008",
+        "error",
+        "default does not fit the trait",
+        """
+A trait's default has another type than the trait's declared type.
+
+    trait first_name: text = 0          # wrong
+    trait first_name: text = "there"    # right
+""",
+    ),
+    _code(
+        "T009",
+        "error",
+        "unknown type",
+        """
+Declared types are `number`, `text`, `bool`, `datetime`, `duration`, `time`, `list` and
+`object`.
+
+    event order_completed(total: int)       # wrong
+    event order_completed(total: number)    # right
+""",
+    ),
+    _code(
+        "T010",
+        "error",
+        "invalid regular expression",
+        """
+The right side of `matches` is a Python regular expression and this one does not compile.
+In a string, a backslash is written `\\\\`.
+
+    role matches "(chief|ceo"       # wrong: unclosed group
+    role matches "(chief|ceo)"      # right
+""",
+    ),
+    _code(
+        "T011",
+        "error",
+        "no fields",
+        """
+`.NAME` reads a field of an event, an object, or each object of a list. Numbers, text and
+other plain values have no fields.
+
+    when score.total > 5                       # wrong
+    when last(order_completed).total > 5       # right
+""",
+    ),
+    _code(
+        "T012",
+        "error",
+        "bad value",
+        """
+A value has the wrong shape for its place: a `cap` counts whole sends (at least 1), a
+`decay` takes positive points or a percent up to 100%, `max` is positive, a tag is text,
+message fields take quoted strings (`headers` and `json` take objects).
+
+    cap email 1.5 per 1d     # wrong
+    cap email 2 per 1d       # right
+""",
+    ),
+    _code(
+        "F001",
+        "error",
+        "split percents do not sum to 100%",
+        """
+The arms of a `split` must share all contacts: their percents must add up to exactly 100%
+(to 0.01%). Three times 33.33% is 99.99%: one contact in ten thousand would fall in no arm.
+
+    split subject_test:
+      33.33% a: send deal_a
+      33.33% b: send deal_b
+      33.33% c: send deal_c      # wrong: 99.99%
+      33.34% c: send deal_c      # right: 100%
+""",
+    ),
+    _code(
+        "F002",
+        "error",
+        "unreachable step",
+        """
+Steps after `exit`, or after an `if`/`split` whose every path ends with `exit`, can never
+run. It is an error because it is always a mistake: a step meant for another branch, or a
+stray `exit`.
+
+    exit
+    send deal      # wrong: never sent
+""",
+    ),
+    _code(
+        "F003",
+        "error",
+        "template does not compile",
+        """
+A message template (a string or a `file`) is Jinja2 and does not compile: an unclosed
+`{{` or `{% if %}`, an unknown filter. The location is in the string, or the line of the
+template file.
+
+    subject "Hi {{ first_name }"        # wrong
+    subject "Hi {{ first_name }}"       # right
+""",
+    ),
+    _code(
+        "F004",
+        "error",
+        "template variable with no value",
+        """
+A template reads a variable that nothing provides. Available: traits (built-in and
+declared), `score`, `tags`, `id`, `now`, metrics, segments, `event`, `contact`, and the keys
+of a `send MESSAGE with {...}` of that message. Give other variables a default.
+
+    subject "Hi {{ nickname }}"                         # wrong
+    subject "Hi {{ nickname | default(\\"there\\") }}"     # right
+""",
+    ),
+    _code(
+        "F005",
+        "error",
+        "message without channel",
+        """
+Every message says how it is delivered: `channel email`, `channel sms` or `channel push`.
+
+    message deal:
+      channel email            # add this line
+      subject "20% off"
+      text "Hi {{ first_name }}"
+""",
+    ),
+    _code(
+        "F006",
+        "error",
+        "message without body",
+        """
+A message has nothing to deliver: an email needs `html` or `text`, an SMS `text`, a push
+`json`, `text` or `title`.
+
+    message flash:
+      channel sms
+      text "Flash sale today"    # add the body
+""",
+    ),
+    _code(
+        "F007",
+        "error",
+        "template file missing",
+        """
+`html file "x"` (or `text file "x"`) names a file that cannot be read. The path is
+relative to the `.lead` file that declares the message.
+
+    html file "templates/deal.html"    # from the folder of this .lead file
+""",
+    ),
+    _code(
+        "F008",
+        "error",
+        "channel disagrees",
+        """
+`send CHANNEL MESSAGE` names a channel, and the message is declared with another one. The
+channel comes from the message; writing it in the `send` is an optional check.
+
+    message flash:
+      channel sms
+    send email flash      # wrong
+    send sms flash        # right (or just `send flash`)
+""",
+    ),
+    _code(
+        "F009",
+        "error",
+        "trigger never true",
+        """
+A `when` trigger provably never holds, so the flow never starts from it: the score is
+never negative nor above its `max`, a sigmoid metric is between 0% and 100%, counts are never
+negative, and contradictory comparisons of one value never hold together.
+
+    when score > 50 and score < 10       # wrong: contradictory
+    when propensity > 100%               # wrong: propensity is a sigmoid
+""",
+    ),
+    _code(
+        "F010",
+        "error",
+        "trigger always true",
+        """
+A `when` trigger provably always holds, so it would enroll every contact the first time it
+is evaluated. Use `on EVENT` for "as soon as they appear", or a real condition.
+
+    when true            # wrong
+    when score >= 0      # wrong: the score is never negative
+""",
+    ),
+    _code(
+        "F011",
+        "warning",
+        "two sends with no wait",
+        """
+Two messages are sent on the same path with nothing between them that lets time pass
+(`wait`, `wait until`, `wait for`, `check ... within`), also across an `if` or `split`:
+contacts receive both at once, which is rarely what anybody wants.
+
+    send welcome
+    send offer          # warned
+    send welcome
+    wait 2d
+    send offer          # fine
+""",
+    ),
+    _code(
+        "F012",
+        "warning",
+        "flow never entered",
+        """
+The flow has no trigger (`on EVENT`, `when COND`) and no flow `enroll`s it, so no contact
+can ever enter it.
+
+    flow loyalty:          # add `on order_completed`, or `enroll loyalty` elsewhere
+      send thanks
+""",
+    ),
+    _code(
+        "F013",
+        "error",
+        "reenter after without duration",
+        """
+`reenter after` needs the time that must pass since the last entry.
+
+    reenter after        # wrong
+    reenter after 30d    # right
+""",
+    ),
+    _code(
+        "F014",
+        "error",
+        "duplicate split arm",
+        """
+Two arms of one `split` have the same name, so effects could not tell them apart.
+
+    split t:
+      50% a: send deal_a
+      50% a: send deal_b     # wrong: name it `b`
+""",
+    ),
+]
+
 CODES: dict[str, CodeInfo] = {info.code: info for info in _ALL}
