@@ -63,7 +63,7 @@ class Context:
         key = "s:" + name
         cache = self._cache
         if key in cache:
-            return cache[key]  # type: ignore[no-any-return]
+            return cache[key]
         cache[key] = False
         fn = self.engine.segments.get(name)
         value = bool(fn(self, None)) if fn is not None else False

@@ -33,7 +33,7 @@ def _parse_datetime(text: str) -> datetime | None:
 
 def to_datetime(value: object) -> datetime | None:
     if value.__class__ is datetime:
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, str):
         return _parse_datetime(value)
     if isinstance(value, date) and not isinstance(value, datetime):
@@ -329,7 +329,7 @@ def tod(hour: int, minute: int, second: int = 0) -> time:
 def seconds(value: Any) -> float | None:
     """A duration as seconds (a number is taken as seconds too)."""
     if value.__class__ is timedelta:
-        return value.total_seconds()  # type: ignore[no-any-return]
+        return value.total_seconds()
     if value.__class__ in NUM:
         return float(value)
     return None
