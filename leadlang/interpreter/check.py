@@ -13,6 +13,7 @@ A `Program` is built only when no error was found.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 
@@ -40,8 +41,44 @@ class CheckResult:
 
 
 def check_paths(paths: Sequence[str]) -> CheckResult:
-    """Check the `.lead` files (or folders of them) named on the command line."""
-    return check_modules(load(list(paths)))
+    """Check the `.lead` files (or folders of them) named on the command line.
+
+    A folder whose `.lead` files sit in several directories (`examples/`, one example per
+    subfolder) is checked one directory at a time, as `simulate DIR` runs it: each directory
+    is a program, so two examples may each have their own `settings`. Files named one by one
+    are checked together, as before.
+    """
+    groups = _directory_programs(paths)
+    if len(groups) <= 1:
+        return check_modules(load(list(paths)))
+    results = [check_modules(load(group)) for group in groups]
+    diagnostics = _unique([d for result in results for d in result.diagnostics])
+    diagnostics.sort(key=sort_key)
+    sources = {name: src for result in results for name, src in result.sources.items()}
+    return CheckResult(None, diagnostics, sources)
+
+
+def _directory_programs(paths: Sequence[str]) -> list[list[str]]:
+    """The programs to check: named files together, then one per directory of each folder.
+
+    Returns a single group (the old behaviour) when a path is missing or a folder is empty,
+    so `load` reports it as a usage error.
+    """
+    files: list[str] = []
+    by_directory: dict[Path, list[str]] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.lead") if p.is_file())
+            if not found:
+                return [list(paths)]
+            for file in found:
+                by_directory.setdefault(file.parent, []).append(str(file))
+        elif path.exists():
+            files.append(raw)
+        else:
+            return [list(paths)]
+    return ([files] if files else []) + list(by_directory.values())
 
 
 def check_modules(loaded: LoadResult) -> CheckResult:
