@@ -105,4 +105,5 @@ def simulate(
     from leadlang.runtime.simulate_cli import run_simulate
 
     program = _load_program(paths)
-    sys.exit(run_simulate(program, events_path, until, fmt, expect_path, skip_bad))
+    code = run_simulate(program, events_path, until, fmt, expect_path, skip_bad)  # type: ignore[arg-type]
+    sys.exit(code)
