@@ -1,0 +1,144 @@
+"""`leadlang simulate` as a user runs it (LANGUAGE.md section 9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from leadlang.cli import main
+
+SCRIPT = """
+message hello:
+  channel email
+  subject "hi"
+  text "hi"
+
+flow welcome:
+  on signed_up
+  send hello
+  wait 1d
+  send hello
+"""
+
+
+def _files(tmp_path: Path, lines: list[str], script: str = SCRIPT) -> tuple[str, str]:
+    lead = tmp_path / "welcome.lead"
+    lead.write_text(script)
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    return str(lead), str(events)
+
+
+GOOD = [
+    '{"type": "identify", "userId": "ann", "traits": {"email": "ann@x"}, "timestamp": "2025-01-01T00:00:00Z"}',
+    '{"type": "track", "userId": "ann", "event": "Signed Up", "timestamp": "2025-01-01T10:00:00Z"}',
+]
+
+
+def _simulate(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["simulate", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_json_effects_in_order(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, GOOD)
+    code, out, _ = _simulate(lead, "--events", events)
+    assert code == 0
+    effects = [json.loads(line) for line in out.splitlines()]
+    assert effects == [
+        {"at": "2025-01-01T10:00:00Z", "contact": "ann", "action": "enter", "flow": "welcome"},
+        {
+            "at": "2025-01-01T10:00:00Z",
+            "contact": "ann",
+            "action": "send",
+            "flow": "welcome",
+            "step": "s0",
+            "channel": "email",
+            "message": "hello",
+        },
+        {
+            "at": "2025-01-02T10:00:00Z",
+            "contact": "ann",
+            "action": "send",
+            "flow": "welcome",
+            "step": "s2",
+            "channel": "email",
+            "message": "hello",
+        },
+        {
+            "at": "2025-01-02T10:00:00Z",
+            "contact": "ann",
+            "action": "exit",
+            "flow": "welcome",
+            "reason": "done",
+        },
+    ]
+
+
+def test_until_stops_the_clock(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, GOOD)
+    code, out, _ = _simulate(lead, "--events", events, "--until", "+12h")
+    assert code == 0
+    assert [json.loads(line)["action"] for line in out.splitlines()] == ["enter", "send"]
+    code, out, _ = _simulate(lead, "--events", events, "--until", "2025-01-02T10:00:00Z")
+    assert [json.loads(line)["action"] for line in out.splitlines()][-1] == "exit"
+
+
+def test_text_format_is_readable(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, GOOD)
+    code, out, _ = _simulate(lead, "--events", events, "--format", "text")
+    assert code == 0
+    assert "2025-01-01T10:00:00Z" in out and "send" in out and "message=hello" in out
+
+
+def test_expect_passes_and_fails_with_a_diff(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, GOOD)
+    _, out, _ = _simulate(lead, "--events", events)
+    expected = tmp_path / "expected.jsonl"
+    expected.write_text(out)
+    assert _simulate(lead, "--events", events, "--expect", str(expected))[0] == 0
+    expected.write_text(out.replace('"hello"', '"goodbye"', 1))
+    code, out2, err = _simulate(lead, "--events", events, "--expect", str(expected))
+    assert code == 1
+    assert '-{"action":"send"' in out2 and '+{"action":"send"' in out2
+
+
+def test_bad_lines_are_named_and_exit_2_unless_skipped(tmp_path: Path) -> None:
+    bad = [
+        *GOOD,
+        "{not json",
+        '{"type": "alias", "userId": "ann", "timestamp": "2025-01-01T00:00:00Z"}',
+        '{"type": "track", "event": "x", "timestamp": "2025-01-01T00:00:00Z"}',
+        '{"type": "track", "userId": "ann", "event": "x", "timestamp": "yesterday"}',
+        '{"type": "track", "userId": "ann", "timestamp": "2025-01-01T00:00:00Z"}',
+    ]
+    lead, events = _files(tmp_path, bad)
+    code, out, err = _simulate(lead, "--events", events)
+    assert code == 2
+    for number in (3, 4, 5, 6, 7):
+        assert f"line {number}:" in err
+    assert "Traceback" not in err
+    code, out, err = _simulate(lead, "--events", events, "--skip-bad")
+    assert code == 0
+    assert len(out.splitlines()) == 4
+
+
+def test_script_errors_and_missing_files_exit_2(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, GOOD, script="flow broken:\n  on signed_up\n  send nowhere\n")
+    code, _, err = _simulate(lead, "--events", events)
+    assert code == 2 and "nowhere" in err
+    lead, _ = _files(tmp_path, GOOD)
+    code, _, err = _simulate(lead, "--events", str(tmp_path / "missing.jsonl"))
+    assert code == 2 and "missing.jsonl" in err
+
+
+def test_compile_prints_the_ir_with_versions(tmp_path: Path) -> None:
+    lead, _ = _files(tmp_path, GOOD)
+    result = CliRunner().invoke(main, ["compile", lead, "--format", "json"])
+    assert result.exit_code == 0
+    program = json.loads(result.output)
+    flow = program["flows"][0]
+    assert flow["name"] == "welcome" and len(flow["version"]) == 64
+    assert [flow["states"][s]["kind"] for s in ("s0", "s1", "s2")] == ["send", "wait", "send"]
