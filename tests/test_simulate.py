@@ -100,7 +100,7 @@ def test_expect_passes_and_fails_with_a_diff(tmp_path: Path) -> None:
     expected.write_text(out)
     assert _simulate(lead, "--events", events, "--expect", str(expected))[0] == 0
     expected.write_text(out.replace('"hello"', '"goodbye"', 1))
-    code, out2, err = _simulate(lead, "--events", events, "--expect", str(expected))
+    code, out2, _ = _simulate(lead, "--events", events, "--expect", str(expected))
     assert code == 1
     assert '-{"action":"send"' in out2 and '+{"action":"send"' in out2
 
