@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from leadlang.cli import main
 from leadlang.interpreter.check import check_paths
+from leadlang.interpreter.compile import compile_program
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
@@ -73,6 +74,33 @@ def test_example_golden_effects_are_well_formed(folder: Path) -> None:
     enters = sorted((e["contact"], e["flow"]) for e in effects if e["action"] == "enter")
     exits = sorted((e["contact"], e["flow"]) for e in effects if e["action"] == "exit")
     assert enters == exits
+
+
+@pytest.mark.parametrize("folder", EXAMPLES, ids=lambda p: p.name)
+def test_example_event_log_runs_every_send_and_arm(folder: Path) -> None:
+    """The event log exercises the whole script: every flow is entered, every `send` step
+    (so every branch, split arm and `else` path that sends) is reached, and every split arm
+    is chosen for someone."""
+    result = check_paths([str(folder)])
+    assert result.program is not None
+    flows = compile_program(result.program)["flows"]
+    effects = [json.loads(line) for line in (folder / "expected.jsonl").read_text().splitlines()]
+    entered = {e["flow"] for e in effects if e["action"] == "enter"}
+    reached = {(e["flow"], e["step"]) for e in effects if e["action"] in ("send", "skip")}
+    chosen = {(e["flow"], e["split"], e["arm"]) for e in effects if e["action"] == "split"}
+    missing: list[str] = []
+    for flow in flows:
+        name = flow["name"]
+        if name not in entered:
+            missing.append(f"flow `{name}` is never entered")
+        for state in flow["states"].values():
+            if state["kind"] == "send" and (name, state["id"]) not in reached:
+                missing.append(f"`send {state['message']}` ({name} {state['id']}) never runs")
+            if state["kind"] == "split":
+                for arm in state["arms"]:
+                    if (name, state["name"], arm["name"]) not in chosen:
+                        missing.append(f"arm `{arm['name']}` of split `{state['name']}` unused")
+    assert not missing, "\n".join(missing)
 
 
 @pytest.mark.parametrize("module", STDLIB, ids=lambda p: p.stem)
