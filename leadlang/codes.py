@@ -617,17 +617,6 @@ can ever enter it.
     _code(
         "F013",
         "error",
-        "reenter after without duration",
-        """
-`reenter after` needs the time that must pass since the last entry.
-
-    reenter after        # wrong
-    reenter after 30d    # right
-""",
-    ),
-    _code(
-        "F014",
-        "error",
         "duplicate split arm",
         """
 Two arms of one `split` have the same name, so effects could not tell them apart.

@@ -304,16 +304,9 @@ class _DeclarationChecker:
                 self.types.condition(clause.cond, Context(), "a `when` trigger")
             elif isinstance(clause, ast.ExitWhen):
                 self.types.condition(clause.cond, inside, "`exit when`")
-            elif isinstance(clause, ast.Reenter) and clause.mode == "after":
-                if clause.after is None:
-                    self.error(
-                        "F013",
-                        "`reenter after` needs a duration",
-                        clause.span,
-                        help="e.g. `reenter after 30d`",
-                    )
-                else:
-                    self.types.duration(clause.after, inside, "`reenter after`")
+            elif isinstance(clause, ast.Reenter) and clause.after is not None:
+                # `reenter after` with no duration is a syntax error (the parser's S001).
+                self.types.duration(clause.after, inside, "`reenter after`")
         self._steps(flow.steps, inside)
 
     def _steps(self, steps: Sequence[ast.Step], ctx: Context) -> Context:

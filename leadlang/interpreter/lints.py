@@ -8,7 +8,7 @@
 - F011 two sends on the same path with nothing between them that lets time pass (`wait`,
   `wait until`, `wait for`, `check ... within`), also across `if`/`split` rejoins: a warning;
 - F012 a flow with no trigger that no flow ever `enroll`s: a warning;
-- F014 split arm names given twice.
+- F013 split arm names given twice.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class _FlowLinter:
             if first is not None:
                 self.diagnostics.append(
                     Diagnostic(
-                        code="F014",
+                        code="F013",
                         severity="error",
                         message=f"split arm `{arm.name.name}` is named twice",
                         span=arm.name.span,

@@ -429,15 +429,6 @@ class TypeChecker:
         name = expr.func.name
         if name in scope.AGGREGATES:
             return self._aggregate(expr, ctx)
-        if expr.where is not None or expr.within is not None:
-            clause = expr.where if expr.where is not None else expr.within
-            assert clause is not None
-            self.error(
-                "T005",
-                f"`{name}` takes no `where` or `within`",
-                clause.span,
-                help="only the aggregates take them: " + ", ".join(scope.AGGREGATES),
-            )
         if name in scope.MESSAGE_STATUSES and ctx.in_flow:
             return self._status(expr)
         spec = _SCALARS.get(name)
@@ -452,9 +443,16 @@ class TypeChecker:
                 help=did_you_mean(name, functions)
                 or "the functions are: " + ", ".join(f"`{f}`" for f in functions),
             )
-            for arg in expr.args:
-                self.infer(arg, ctx)
-            return UNKNOWN
+            return UNKNOWN  # its arguments may be events or values: nothing more to say
+        if expr.where is not None or expr.within is not None:
+            clause = expr.where if expr.where is not None else expr.within
+            assert clause is not None
+            self.error(
+                "T005",
+                f"`{name}` takes no `where` or `within`",
+                clause.span,
+                help="only the aggregates take them: " + ", ".join(scope.AGGREGATES),
+            )
         low, high, accepted, result = spec
         types = [self.infer(arg, ctx) for arg in expr.args]
         if len(types) < low or (high >= 0 and len(types) > high):
