@@ -280,11 +280,12 @@ class Engine:
         t = ctx.t
         touched: list[Enrollment] = []
         # Waits that are due (simulate fires them before a same-instant event).
-        for enr in list(contact.enrollments.values()):
+        enrolled = list(contact.enrollments.values())
+        for enr in enrolled:
             if enr.deadline is not None and enr.deadline <= t:
                 self._deadline(contact, enr, ctx, touched)
-        if event is not None and event.name is not None:
-            for enr in list(contact.enrollments.values()):
+        if enrolled and event is not None and event.name is not None:
+            for enr in enrolled:
                 if enr.wait == "event":
                     state = self.flow_by_name[enr.flow].states[enr.state]  # type: ignore[index]
                     if state["event"] == event.name:
@@ -338,6 +339,8 @@ class Engine:
     def _recheck_waits(
         self, contact: Contact, ctx: Context, changed: set[str] | None, touched: list[Enrollment]
     ) -> None:
+        if not contact.enrollments:
+            return
         for enr in list(contact.enrollments.values()):
             if enr.wait != "check":
                 continue
@@ -359,6 +362,8 @@ class Engine:
         changed: set[str] | None,
         out: list[Effect],
     ) -> None:
+        if not contact.enrollments:
+            return
         for flow in self.flows:
             enr = contact.enrollments.get(flow.name)
             if enr is None:
