@@ -532,16 +532,29 @@ class AstBuilder:
         depths[id(node)] = depth
         return node
 
-    def binary(self, c: list[Any]) -> ast.Binary:
-        ops = c[1:-1]
+    def expr(self, c: list[Any]) -> Any:
+        """Operands and operators in a row (prefix `not`/`-` included) to a tree, by precedence."""
+        return _Precedence(self, c).parse()
+
+    def binary(self, left: Any, ops: list[Token], right: Any) -> ast.Binary:
         op = " ".join(str(t.value) for t in ops)
         op_span = self.tspan(ops[0]).to(self.tspan(ops[-1]))
-        node = ast.Binary(op=op, left=c[0], right=c[-1], span=self.span(c), op_span=op_span)  # type: ignore[arg-type]
-        return self.nested(node, (c[0], c[-1]))
+        node = ast.Binary(
+            op=op,  # type: ignore[arg-type]
+            left=left,
+            right=right,
+            span=left.span.to(right.span),
+            op_span=op_span,
+        )
+        return self.nested(node, (left, right))  # type: ignore[no-any-return]
 
-    def unary(self, c: list[Any]) -> ast.Unary:
-        node = ast.Unary(op=str(c[0].value), operand=c[1], span=self.span(c))  # type: ignore[arg-type]
-        return self.nested(node, (c[1],))
+    def unary(self, op: Token, operand: Any) -> ast.Unary:
+        node = ast.Unary(
+            op=str(op.value),  # type: ignore[arg-type]
+            operand=operand,
+            span=self.tspan(op).to(operand.span),
+        )
+        return self.nested(node, (operand,))  # type: ignore[no-any-return]
 
     def attr(self, c: list[Any]) -> ast.Attr:
         return self.nested(ast.Attr(obj=c[0], name=self.ident(c[2]), span=self.span(c)), (c[0],))
@@ -663,6 +676,84 @@ class AstBuilder:
         key_tok = c[0]
         key = self.decode_string(key_tok) if key_tok.type == "STRING" else str(key_tok.value)
         return ast.ObjectEntry(key=key, value=c[2], span=self.span(c))
+
+
+# Binding strength of binary operators, by their first word; `not` as a prefix binds
+# between `and` and the comparisons, unary `-` tighter than `*`.
+_BINARY_PRECEDENCE = {
+    "or": 1,
+    "and": 2,
+    "==": 4,
+    "!=": 4,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "contains": 4,
+    "starts": 4,
+    "ends": 4,
+    "in": 4,
+    "not": 4,  # `not in`, after an operand
+    "matches": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "%": 6,
+}
+_NOT_OPERAND_PRECEDENCE = 3  # `not a == b` is `not (a == b)`; `not a and b` is `(not a) and b`
+_TWO_WORD_OPS = frozenset({"starts", "ends", "not"})
+
+
+class _Precedence:
+    """Precedence climbing over the flat children of the `expr` rule."""
+
+    def __init__(self, builder: AstBuilder, items: list[Any]) -> None:
+        self.builder = builder
+        self.items = items
+        self.i = 0
+
+    def parse(self) -> Any:
+        return self.binary(1)
+
+    def binary(self, min_prec: int) -> Any:
+        left = self.prefixed()
+        items = self.items
+        while self.i < len(items):
+            tok = items[self.i]
+            prec = _BINARY_PRECEDENCE[str(tok.value)]
+            if prec < min_prec:
+                break
+            ops = [tok]
+            self.i += 1
+            if tok.value in _TWO_WORD_OPS:  # `starts with`, `ends with`, `not in`
+                ops.append(items[self.i])
+                self.i += 1
+            right = self.binary(prec + 1)
+            left = self.builder.binary(left, ops, right)
+        return left
+
+    def prefixed(self) -> Any:
+        items = self.items
+        start = self.i
+        while isinstance(items[self.i], Token) and items[self.i].type in ("NOT", "MINUS"):
+            self.i += 1
+        if self.i - start > MAX_EXPR_DEPTH:
+            raise SyntaxProblem(
+                "S007",
+                f"nesting too deep (more than {MAX_EXPR_DEPTH} `not` or `-` in a row)",
+                items[start],
+                help="remove the repeated operators",
+            )
+        if self.i == start:
+            operand = items[self.i]
+            self.i += 1
+            return operand
+        op = items[start]
+        self.i = start + 1
+        if op.type == "NOT":
+            return self.builder.unary(op, self.binary(_NOT_OPERAND_PRECEDENCE + 1))
+        return self.builder.unary(op, self.prefixed())
 
 
 _VALUE_TOKENS = frozenset(
