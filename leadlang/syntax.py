@@ -546,7 +546,7 @@ class AstBuilder:
             span=left.span.to(right.span),
             op_span=op_span,
         )
-        return self.nested(node, (left, right))  # type: ignore[no-any-return]
+        return self.nested(node, (left, right))
 
     def unary(self, op: Token, operand: Any) -> ast.Unary:
         node = ast.Unary(
@@ -554,7 +554,7 @@ class AstBuilder:
             operand=operand,
             span=self.tspan(op).to(operand.span),
         )
-        return self.nested(node, (operand,))  # type: ignore[no-any-return]
+        return self.nested(node, (operand,))
 
     def attr(self, c: list[Any]) -> ast.Attr:
         return self.nested(ast.Attr(obj=c[0], name=self.ident(c[2]), span=self.span(c)), (c[0],))
