@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine_build import b, call, dur, flow, name, num, program, rule, send, when
+from engine_build import attr, b, call, dur, flow, name, num, program, rule, s, send, when
 from engine_run import identify, run, track
 
 from leadlang import ast
@@ -89,3 +89,22 @@ def test_event_leaving_a_window_is_an_instant() -> None:
     ]
     effects = run(prog, events, until="+2d")
     assert [e["at"] for e in effects if e["action"] == "enter"] == ["2025-01-02T06:00:00Z"]
+
+
+def test_aggregates_with_where_within_total_and_last() -> None:
+    big = b(">=", name("total"), num(100))
+    cond = b(
+        "and",
+        b(">=", call("count", name("order"), where=big, within=dur(7 * D)), num(2)),
+        b("==", attr(call("last", name("order")), "sku"), s("B")),
+    )
+    prog = program(messages={"m": "email"}, flows=[flow("big", [when(cond)], [send("m")])])
+    events = [
+        track("u", "order", "2025-01-01T00:00:00Z", total=150, sku="A"),
+        track("u", "order", "2025-01-02T00:00:00Z", total=50, sku="B"),  # too small
+        track("u", "order", "2025-01-09T00:00:00Z", total=120, sku="B"),  # first left the window
+        track("u", "order", "2025-01-10T00:00:00Z", total=300, sku="B"),  # 2 big in 7d, last B
+    ]
+    assert [e["at"] for e in run(prog, events) if e["action"] == "enter"] == [
+        "2025-01-10T00:00:00Z"
+    ]

@@ -1,7 +1,7 @@
 """Expressions -> Python source: the compiled form of conditions, metrics and values.
 
 `ExprCompiler.compile(expr, scope)` turns an AST expression into IR: source text defining
-`_f = lambda c, p: ...` (c: the evaluation context of one contact at one instant, p: the
+`def _f(c, p)` (c: the evaluation context of one contact at one instant, p: the
 properties of the event being matched, else None) plus the names it reads. Constants
 (dates, durations, regexes, nested `where` lambdas) are hoisted to module-level names so
 they are built once. Comparisons of two values known to be numbers are emitted inline;
@@ -97,7 +97,16 @@ class ExprCompiler:
     def compile(self, expr: ast.Expr, scope: Scope = Scope()) -> ir.JSON:
         unit = _Unit()
         body, _ = self._gen(expr, scope, unit)
-        lines = [*unit.consts, f"_f = lambda c, p: {body}"]
+        # A value the helpers do not foresee (an overflowing date, say) makes the expression
+        # missing rather than a traceback; `try` costs nothing when nothing is raised.
+        lines = [
+            *unit.consts,
+            "def _f(c, p):",
+            "    try:",
+            f"        return {body}",
+            "    except (ArithmeticError, TypeError, ValueError, AttributeError, KeyError):",
+            "        return None",
+        ]
         return ir.expr("\n".join(lines) + "\n", unit.deps)
 
     def compile_where(self, event: str, where: ast.Expr | None, in_flow: bool) -> ir.JSON | None:
@@ -318,7 +327,7 @@ class ExprCompiler:
             ir.merge_deps(u.deps, inner["deps"])
             # The nested lambda's own constants are renamed so they cannot clash with ours.
             prefix = f"_w{len(u.consts)}"
-            src = inner["src"].replace("_k", f"{prefix}k").replace("_f = ", f"{prefix} = ")
+            src = inner["src"].replace("_k", f"{prefix}k").replace("def _f(", f"def {prefix}(")
             u.consts.extend(line for line in src.splitlines() if line)
             where = prefix
         within = "None"
