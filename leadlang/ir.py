@@ -26,7 +26,9 @@ def content_hash(data: Any) -> str:
 
 
 def empty_deps() -> JSON:
-    """What an expression reads. `windows` are `[event, seconds]` pairs of `within` clauses."""
+    """What an expression reads. `windows` are `[event, seconds]` pairs of `within` clauses;
+    `since` are `[event, seconds]` for `days_since(event) >= N`-like comparisons, whose value
+    changes `seconds` after the last such event."""
     return {
         "score": False,
         "now": False,
@@ -35,6 +37,7 @@ def empty_deps() -> JSON:
         "traits": [],
         "events": [],
         "windows": [],
+        "since": [],
     }
 
 
@@ -47,6 +50,8 @@ def merge_deps(into: JSON, other: JSON) -> None:
         {tuple(w) for w in into["windows"]} | {tuple(w) for w in other["windows"]}
     )
     into["windows"] = [list(w) for w in into["windows"]]
+    since = {tuple(w) for w in into.get("since", [])} | {tuple(w) for w in other.get("since", [])}
+    into["since"] = [list(w) for w in sorted(since)]
 
 
 def expr(src: str, deps: JSON) -> JSON:

@@ -108,3 +108,14 @@ def test_aggregates_with_where_within_total_and_last() -> None:
     assert [e["at"] for e in run(prog, events) if e["action"] == "enter"] == [
         "2025-01-10T00:00:00Z"
     ]
+
+
+def test_days_since_threshold_is_an_instant() -> None:
+    cond = b(">=", call("days_since", name("visit")), num(7))
+    prog = program(messages={"m": "email"}, flows=[flow("idle", [when(cond)], [send("m")])])
+    events = [
+        track("u", "visit", "2025-01-01T00:00:00Z"),
+        track("u", "visit", "2025-01-03T12:00:00Z"),
+    ]
+    enters = [e["at"] for e in run(prog, events, until="+10d") if e["action"] == "enter"]
+    assert enters == ["2025-01-10T12:00:00Z"]

@@ -273,6 +273,7 @@ class ExprCompiler:
         if op in _TEXT_OPS:
             return f"{_TEXT_OPS[op]}({left}, {right})", ANY
         if op in _ORDER:
+            self._note_since(e, u)
             helper = _ORDER[op]
             if lk == NUM and rk == NUM:
                 return f"({left} {op} {right})", ANY
@@ -296,6 +297,20 @@ class ExprCompiler:
                 return f"({left} {op} {right})", NUM
             return f"{_ARITH[op]}({left}, {right})", ANY
         return "None", ANY
+
+    def _note_since(self, e: ast.Binary, u: _Unit) -> None:
+        """`days_since(E) >= 7` changes 7 days after the last E: an instant to schedule."""
+        for call, bound in ((e.left, e.right), (e.right, e.left)):
+            if (
+                isinstance(call, ast.Call)
+                and call.func.name == "days_since"
+                and isinstance(bound, ast.Number)
+                and call.args
+            ):
+                event = names.normalize_event_name(_name_of(call.args[0]) or "")
+                pair = [event, float(bound.value) * 86400]
+                if pair not in u.deps["since"]:
+                    u.deps["since"] = sorted([*u.deps["since"], pair])
 
     def _call(self, e: ast.Call, scope: Scope, u: _Unit) -> tuple[str, str]:
         func = e.func.name

@@ -48,7 +48,7 @@ class Event:
 class Cond:
     """A compiled expression and what can change its value."""
 
-    __slots__ = ("fn", "keys", "now", "score", "windows")
+    __slots__ = ("fn", "keys", "now", "score", "since", "windows")
 
     def __init__(self, node: dict[str, Any], label: str) -> None:
         self.fn = compile_expr(node["src"], label)
@@ -56,6 +56,7 @@ class Cond:
         self.now: bool = deps["now"]
         self.score: bool = deps["score"]
         self.windows: list[tuple[str, float]] = [(w[0], float(w[1])) for w in deps["windows"]]
+        self.since: list[tuple[str, float]] = [(w[0], float(w[1])) for w in deps.get("since", ())]
         keys = {f"t:{name}" for name in deps["traits"]} | {f"e:{name}" for name in deps["events"]}
         keys |= {key for key in ("score", "tags", "status") if deps[key]}
         self.keys = frozenset(keys)
@@ -149,6 +150,7 @@ class Engine:
         self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
         self.when_windows = sorted({w for c in self.when_conds for w in c.windows})
         self.when_windows = list(self.when_windows)
+        self.when_since = sorted({w for c in self.when_conds for w in c.since})
         self.policy = policy.DeliveryPolicy(settings)
         self.time_keys = {"score"} | {
             "e:" + ev for flow in self.flows for c in flow.conds.values() for ev, _ in c.windows
@@ -614,8 +616,10 @@ class Engine:
         best = math.inf
         score_matters = self.when_score
         windows: list[tuple[str, float]] = self.when_windows
+        since: list[tuple[str, float]] = self.when_since
         if contact.enrollments:
             extra: list[tuple[str, float]] = []
+            extra_since: list[tuple[str, float]] = []
             for enr in contact.enrollments.values():
                 if enr.deadline is not None and enr.deadline < best:
                     best = enr.deadline
@@ -623,12 +627,16 @@ class Engine:
                 for cond in flow.exit_when:
                     score_matters = score_matters or cond.score
                     extra.extend(cond.windows)
+                    extra_since.extend(cond.since)
                 if enr.wait == "check":
                     cond = flow.conds[f"{enr.state}/cond"]
                     score_matters = score_matters or cond.score
                     extra.extend(cond.windows)
+                    extra_since.extend(cond.since)
             if extra:
                 windows = [*windows, *extra]
+            if extra_since:
+                since = [*since, *extra_since]
         every = self.decay_every
         last = contact.last_activity
         if score_matters and every and last is not None and contact.score > 0:
@@ -645,6 +653,12 @@ class Engine:
                     expiry = times[i] + within
                     if expiry < best:
                         best = expiry
+        for event, after in since:
+            entry = history.get(event)
+            if entry:
+                instant = entry[0][-1] + after
+                if t < instant < best:
+                    best = instant
         return None if best == math.inf else best
 
 
