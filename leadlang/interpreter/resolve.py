@@ -246,6 +246,14 @@ def _one_edit_variants(name: str) -> list[str]:
     return [name, *(name[:i] + name[i + 1 :] for i in range(len(name)))]
 
 
+def _without_digits(name: str) -> str:
+    """Names that differ only in digits (`ev1`, `ev12`) are numbered series, not typos."""
+    return name.translate(_DIGITS)
+
+
+_DIGITS = str.maketrans("", "", "0123456789")
+
+
 def check_event_names(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
     """Report undeclared event names that look like misspellings of better-known ones."""
     known = set(symbols.event_params)
@@ -275,7 +283,8 @@ def check_event_names(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
         for variant in _one_edit_variants(name):
             matches |= index.get(variant, set())
         matches.discard(name)
-        better = [m for m in matches if rank(m) > rank(name)]
+        skeleton = _without_digits(name)
+        better = [m for m in matches if rank(m) > rank(name) and _without_digits(m) != skeleton]
         if better:
             best = max(
                 better,

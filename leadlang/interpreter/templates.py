@@ -47,9 +47,15 @@ def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
     undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
     if not undeclared:
         return None, {}
+    # A variable tested with `is defined` anywhere is taken to be guarded where it is used.
+    tested = {
+        test.node.name
+        for test in tree.find_all(nodes.Test)
+        if test.name in ("defined", "undefined") and isinstance(test.node, nodes.Name)
+    }
     unguarded: dict[str, int] = {}
     for name in _unguarded_names(tree):
-        if name.name in undeclared:
+        if name.name in undeclared and name.name not in tested:
             unguarded.setdefault(name.name, name.lineno)
     return None, unguarded
 

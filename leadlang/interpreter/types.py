@@ -506,9 +506,10 @@ class TypeChecker:
             if wants_property and isinstance(arg, ast.Attr) and isinstance(arg.obj, ast.Name):
                 event, prop = arg.obj.name, arg.name
                 span = arg.obj.span
-            elif not wants_property and isinstance(arg, ast.Name | ast.String):
-                event = arg.name if isinstance(arg, ast.Name) else arg.value
-                span = arg.span
+            elif not wants_property and isinstance(arg, ast.Name):
+                event, span = arg.name, arg.span
+            elif not wants_property and isinstance(arg, ast.String):
+                event, span = scope.normalize_event_name(arg.value), arg.span
         if event is None:
             self.error(
                 "T005",
@@ -519,7 +520,6 @@ class TypeChecker:
                    else f"`{name}(order_completed within 30d)`"),
             )  # fmt: skip
         else:
-            event = scope.normalize_event_name(event)
             self.symbols.note_event(event, span)
             if prop is not None:
                 t = self._property(event, prop)

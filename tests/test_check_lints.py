@@ -1,0 +1,201 @@
+"""Flow and message lints: splits, unreachable steps, double sends, constant triggers, templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from checking import MESSAGES, check_files, check_text, codes, only
+
+
+def flow(*steps: str, header: str = "on signed_up") -> str:
+    return MESSAGES + "flow f:\n  " + header + "\n" + "".join(f"  {s}\n" for s in steps)
+
+
+# ---------------------------------------------------------------- splits
+
+
+@pytest.mark.parametrize(
+    ("percents", "ok"),
+    [
+        (("50%", "50%"), True),
+        (("33.34%", "33.33%", "33.33%"), True),
+        (("33.33%", "33.33%", "33.33%"), False),
+        (("10%", "20%", "30%", "40%"), True),
+        (("60%", "50%"), False),
+    ],
+)
+def test_split_percents_must_sum_to_100(
+    tmp_path: Path, percents: tuple[str, ...], ok: bool
+) -> None:
+    arms = "".join(f'    {p}: tag "x{i}"\n' for i, p in enumerate(percents))
+    text = MESSAGES + "flow f:\n  on signed_up\n  split t:\n" + arms
+    assert codes(check_text(tmp_path, text)) == ([] if ok else ["F001"])
+
+
+def test_thirds_report_the_exact_sum(tmp_path: Path) -> None:
+    arms = '    33.33%: tag "a"\n    33.33%: tag "b"\n    33.33%: tag "c"\n'
+    d = only(check_text(tmp_path, "flow f:\n  on s\n  split t:\n" + arms), "F001")
+    assert "99.99%" in d.message
+
+
+def test_duplicate_arm_names(tmp_path: Path) -> None:
+    arms = '    50% a: tag "a"\n    50% a: tag "b"\n'
+    assert codes(check_text(tmp_path, "flow f:\n  on s\n  split t:\n" + arms)) == ["F013"]
+
+
+# ---------------------------------------------------------------- unreachable
+
+
+def test_step_after_exit_is_unreachable(tmp_path: Path) -> None:
+    d = only(check_text(tmp_path, flow("exit", 'tag "x"')), "F002")
+    assert d.span.line == 17
+    assert d.labels[0].span.line == 16
+
+
+def test_exit_in_one_branch_is_fine(tmp_path: Path) -> None:
+    text = flow("if score > 5:", "  exit", 'tag "x"')
+    assert codes(check_text(tmp_path, text)) == []
+
+
+def test_exit_in_every_branch_makes_the_rest_unreachable(tmp_path: Path) -> None:
+    text = flow("if score > 5:", "  exit", "else:", "  exit", 'tag "x"')
+    assert codes(check_text(tmp_path, text)) == ["F002"]
+
+
+def test_one_line_flow_exit(tmp_path: Path) -> None:
+    assert codes(check_text(tmp_path, 'on signed_up then exit ; tag "x"\n')) == ["F002"]
+
+
+# ---------------------------------------------------------------- sends with no wait
+
+
+@pytest.mark.parametrize(
+    ("steps", "warned"),
+    [
+        (("send deal", "send final"), True),
+        (("send deal", "wait 1d", "send final"), False),
+        (("send deal", "wait until 09:00", "send final"), False),
+        (("send deal", "wait for order_completed up to 1d", "send final"), False),
+        (("send deal", "check opened within 1d", "send final"), False),
+        (("send deal", "check opened else send final"), True),
+        (("send deal", "if score > 5:", '  tag "x"', "send final"), True),
+        (("send deal", "if score > 5:", "  wait 1d", "else:", "  wait 2d", "send final"), False),
+        (("if score > 5:", "  send deal", "send final"), True),
+        (("split t:", "  50%: send deal", "  50%: wait 1d", "send final"), True),
+        (("send deal", 'tag "x"', "score +5", "send final"), True),
+    ],
+)
+def test_two_sends_with_no_wait(tmp_path: Path, steps: tuple[str, ...], warned: bool) -> None:
+    result = check_text(tmp_path, flow(*steps))
+    assert codes(result) == (["F011"] if warned else [])
+    if warned:
+        assert result.diagnostics[0].severity == "warning"
+        assert result.program is not None  # warnings do not block
+
+
+# ---------------------------------------------------------------- constant `when` triggers
+
+
+@pytest.mark.parametrize(
+    ("condition", "code"),
+    [
+        ("1 > 2", "F009"),
+        ("true", "F010"),
+        ("false", "F009"),
+        ("score < 0", "F009"),
+        ("score > 100", "F009"),
+        ("score >= 0", "F010"),
+        ("score > 50 and score < 10", "F009"),
+        ("score > 50 or score <= 50", "F010"),
+        ("not (score >= 0)", "F009"),
+        ("propensity > 100%", "F009"),
+        ("propensity < 0 and vip", "F009"),
+        ("count(order_completed) < 0", "F009"),
+        ("score > 50 and propensity < 60%", None),
+        ("score >= 100", None),
+        ("propensity >= 0", None),  # a metric may be missing: not provably true
+        ("vip or score >= 0", "F010"),
+        ("vip and score >= 0", None),
+    ],
+)
+def test_constant_when_triggers(tmp_path: Path, condition: str, code: str | None) -> None:
+    text = (
+        "score:\n  page_viewed +1\n  max 100\n"
+        'segment vip = "vip" in tags\n'
+        "metric propensity = sigmoid(count(order_completed))\n"
+        + flow("send deal", header=f"when {condition}")
+    )
+    assert codes(check_text(tmp_path, text)) == ([code] if code else [])
+
+
+def test_score_without_max_can_grow(tmp_path: Path) -> None:
+    assert codes(check_text(tmp_path, flow("send deal", header="when score > 1000"))) == []
+
+
+# ---------------------------------------------------------------- flows never entered
+
+
+def test_flow_never_entered_is_a_warning(tmp_path: Path) -> None:
+    d = only(check_text(tmp_path, 'flow lonely:\n  tag "x"\n'), "F012")
+    assert d.severity == "warning"
+
+
+def test_enrolled_flow_is_entered(tmp_path: Path) -> None:
+    text = 'flow a:\n  on signed_up\n  enroll b\n\nflow b:\n  tag "x"\n'
+    assert codes(check_text(tmp_path, text)) == []
+
+
+# ---------------------------------------------------------------- messages and templates
+
+
+def test_message_needs_channel_and_body(tmp_path: Path) -> None:
+    text = 'message a:\n  text "x"\n\nmessage b:\n  channel email\n  subject "s"\n'
+    assert codes(check_text(tmp_path, text)) == ["F005", "F006"]
+
+
+def test_inline_template_errors(tmp_path: Path) -> None:
+    text = 'message a:\n  channel sms\n  text "Hi {{ nickname }} {{ first | nofilter }}"\n'
+    assert codes(check_text(tmp_path, text)) == ["F003"]
+    text = 'message a:\n  channel sms\n  text "Hi {{ nickname }}"\n'
+    d = only(check_text(tmp_path, text), "F004")
+    assert (d.span.column, d.span.end_column) == (15, 23)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Hi {{ nickname | default('there') }}",
+        "{% if nickname is defined %}{{ nickname }}{% endif %}",
+        "{% for t in tags %}{{ t }}{% endfor %} {{ score }} {{ id }} {{ event.x }}",
+        "{% set n = 3 %}{{ n }} {{ range(2) | list }}",
+        "Your code is {{ code }}",
+    ],
+)
+def test_template_variables_with_a_source(tmp_path: Path, template: str) -> None:
+    text = (
+        f'message a:\n  channel sms\n  text "{template}"\n'
+        'flow f:\n  on signed_up\n  send a with {code: "X1"}\n'
+    )
+    assert codes(check_text(tmp_path, text)) == []
+
+
+def test_template_file_is_relative_to_the_script(tmp_path: Path) -> None:
+    script = 'message a:\n  channel email\n  subject "s"\n  html file "t/a.html"\n'
+    good = check_files(tmp_path / "ok", {"x/main.lead": script, "x/t/a.html": "<p>{{ email }}</p>"})
+    assert codes(good) == []
+    bad = check_files(
+        tmp_path / "bad", {"x/main.lead": script, "x/t/a.html": "<p>\n{{ email }\n</p>"}
+    )
+    d = only(bad, "F003")
+    assert d.span.file.endswith("t/a.html") and d.span.line == 2
+    assert d.span.file in bad.sources  # so the renderer can show the template line
+    missing = check_files(tmp_path / "missing", {"x/main.lead": script})
+    assert codes(missing) == ["F007"]
+
+
+def test_template_file_variable_points_into_the_file(tmp_path: Path) -> None:
+    script = 'message a:\n  channel email\n  subject "s"\n  html file "a.html"\n'
+    result = check_files(tmp_path, {"main.lead": script, "a.html": "<p>\n  Hi {{ nick }}\n</p>"})
+    d = only(result, "F004")
+    assert (d.span.line, d.span.column, d.span.end_column) == (2, 9, 13)

@@ -1,0 +1,134 @@
+"""Name resolution: unknown names, the event rule, duplicates, and "did you mean"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from checking import MESSAGES, check_files, check_text, codes, only
+
+DESIGN_CARD = """\
+metric propensity = sigmoid(-3 + 1.2 * count(added_to_cart within 30d))
+
+message deal:
+  channel email
+  subject "20% off"
+  text "Hi {{ email }}"
+
+message final:
+  channel email
+  subject "Last call"
+  text "Hi"
+
+when score > 50 and propensity < 60% then send "deal" ; wait 24h ; check opened else send "final"
+"""
+
+
+def test_design_card_one_liner_is_clean(tmp_path: Path) -> None:
+    result = check_text(tmp_path, DESIGN_CARD)
+    assert result.diagnostics == []
+    assert result.program is not None
+    assert list(result.program.flows) == ["main:13"]
+
+
+def test_unknown_message_suggests_the_closest(tmp_path: Path) -> None:
+    d = only(check_text(tmp_path, MESSAGES + "when score > 50 then send dael\n"), "N001")
+    assert d.message == "unknown message `dael`"
+    assert d.help is not None and "did you mean `deal`?" in d.help
+    assert (d.span.line, d.span.column) == (14, 27)
+
+
+def test_undeclared_events_are_open_ended(tmp_path: Path) -> None:
+    result = check_text(tmp_path, 'score:\n  signup_done +5 where plan == "pro"\n')
+    assert result.diagnostics == []
+
+
+def test_misspelt_declared_event_is_an_error(tmp_path: Path) -> None:
+    text = "event order_completed(total: number)\nscore:\n  order_complete +5\n"
+    d = only(check_text(tmp_path, text), "N002")
+    assert d.help is not None and "`order_completed`" in d.help
+
+
+def test_misspelt_builtin_event_is_an_error(tmp_path: Path) -> None:
+    d = only(check_text(tmp_path, "score:\n  message_opend +1\n"), "N002")
+    assert "message_opened" in (d.help or "")
+
+
+def test_of_two_undeclared_near_names_the_rarer_is_reported(tmp_path: Path) -> None:
+    text = "score:\n  signed_up +1\n  signed_up +2 where x > 1\n  signd_up +3\n"
+    d = only(check_text(tmp_path, text), "N002")
+    assert d.message == "unknown event `signd_up`"
+
+
+def test_numbered_events_are_not_misspellings(tmp_path: Path) -> None:
+    text = "event step1(n: number)\nscore:\n  step1 +1\n  step2 +1\n  step12 +1\n"
+    assert codes(check_text(tmp_path, text)) == []
+
+
+def test_unknown_property_of_declared_event(tmp_path: Path) -> None:
+    text = "event order_completed(total: number)\nscore:\n  order_completed +5 where totl > 1\n"
+    d = only(check_text(tmp_path, text), "N003")
+    assert "did you mean `total`?" in (d.help or "")
+
+
+def test_event_dot_property_after_wait_for_uses_that_event(tmp_path: Path) -> None:
+    text = (
+        "event a(x: number)\nevent b(y: number)\n"
+        'flow f:\n  on a\n  if event.x > 1:\n    tag "t"\n'
+        '  wait for b up to 1d\n  if event.x > 1:\n    tag "u"\n'
+    )
+    d = only(check_text(tmp_path, text), "N003")
+    assert d.message == "event `b` has no property `x`" and d.span.line == 8
+
+
+def test_unknown_name_in_condition(tmp_path: Path) -> None:
+    text = 'trait first_name: text\nsegment s = frist_name == "A"\n'
+    d = only(check_text(tmp_path, text), "N004")
+    assert "did you mean `first_name`?" in (d.help or "")
+
+
+def test_message_status_only_inside_flows(tmp_path: Path) -> None:
+    assert codes(check_text(tmp_path, "segment s = opened\n")) == ["N004"]
+
+
+def test_unknown_flow_channel_function_timezone(tmp_path: Path) -> None:
+    text = (
+        MESSAGES
+        + 'settings:\n  timezone "Mars/Olympus"\n  cap mail 1 per 1d\n'
+        + "metric m = cuont(x)\n"
+        + "flow f:\n  on signed_up\n  enroll nowhere\n"
+    )
+    assert codes(check_text(tmp_path, text)) == ["N008", "N006", "N007", "N005"]
+
+
+def test_valid_timezone_is_accepted(tmp_path: Path) -> None:
+    assert codes(check_text(tmp_path, 'settings:\n  timezone "Asia/Ho_Chi_Minh"\n')) == []
+
+
+def test_duplicate_across_files_points_at_the_first(tmp_path: Path) -> None:
+    result = check_files(
+        tmp_path,
+        {
+            "main.lead": 'use "other.lead"\nsegment vip = score > 90\n',
+            "other.lead": "segment vip = score > 80\n",
+        },
+    )
+    d = only(result, "N009")
+    assert d.span.file.endswith("main.lead")
+    assert d.labels and d.labels[0].span.file.endswith("other.lead")
+
+
+def test_second_decay_and_duplicate_event_property(tmp_path: Path) -> None:
+    text = (
+        "event e(a: number, a: text)\n"
+        "score:\n  e +1\n  decay 1 every 1d idle\n  decay 2 every 1d idle\n"
+    )
+    assert codes(check_text(tmp_path, text)) == ["N012", "N013"]
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
+    text = MESSAGES + (
+        "segment a = scroe > 1\n"
+        'segment b = score > "x"\n'
+        'flow f:\n  on signed_up\n  send dael\n  wait "abc"\n  enroll nope\n'
+    )
+    assert codes(check_text(tmp_path, text)) == ["N004", "T001", "N001", "T003", "N005"]

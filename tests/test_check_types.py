@@ -1,0 +1,114 @@
+"""Types: every expression gets a type, and misuse is reported where it happens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from checking import MESSAGES, check_text, codes, only
+
+
+def flow(*steps: str, header: str = "on signed_up") -> str:
+    return MESSAGES + "flow f:\n  " + header + "\n" + "".join(f"  {s}\n" for s in steps)
+
+
+@pytest.mark.parametrize(
+    ("condition", "code"),
+    [
+        ('score > "x"', "T001"),
+        ("score == tags", "T001"),
+        ("score > none", "T001"),
+        ("score", "T002"),
+        ('"potential"', "T002"),
+        ("score > 1 and 5", "T002"),
+        ("total(order_completed) > 1", "T005"),
+        ("count(order_completed.total) > 1", "T005"),
+        ("sigmoid(1, 2) > 0", "T006"),
+        ('lower(score) == "a"', "T006"),
+        ('email matches "(a"', "T010"),
+        ("score.total > 5", "T011"),
+    ],
+)
+def test_bad_segment_conditions(tmp_path: Path, condition: str, code: str) -> None:
+    assert codes(check_text(tmp_path, f"segment s = {condition}\n")) == [code]
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "score > 50 and propensity < 60%",
+        'email ends with "@example.com" or "vip" in tags',
+        "count(order_completed where total > 5 within 30d) >= 2",
+        "last(order_completed).completed_on >= 2025-10-01",
+        'last(order_completed).completed_on < "2025-10-01"',
+        "days_since(page_viewed) > 7 or days_since(page_viewed) == none",
+        "now - last(order_completed).completed_on > 7d",
+        'last(order_completed).products.category contains "winter"',
+        "total(order_completed.total within 90d) / 2 > 10",
+    ],
+)
+def test_good_segment_conditions(tmp_path: Path, condition: str) -> None:
+    text = (
+        "event order_completed(total: number, products: list, completed_on: datetime)\n"
+        "metric propensity = sigmoid(count(order_completed))\n"
+        f"segment s = {condition}\n"
+    )
+    assert codes(check_text(tmp_path, text)) == []
+
+
+@pytest.mark.parametrize(
+    ("step", "code"),
+    [
+        ('wait "abc"', "T003"),
+        ("wait 5", "T003"),
+        ("wait until 3d", "T004"),
+        ("wait for order_completed up to 5", "T003"),
+        ("check opened within 2", "T003"),
+        ("if score:\n    send deal", "T002"),
+        ("tag 5", "T012"),
+        ("set email = 5", "T007"),
+        ("set score = 5", "N017"),
+        ('set plan = "pro"', "N017"),
+    ],
+)
+def test_bad_steps(tmp_path: Path, step: str, code: str) -> None:
+    assert codes(check_text(tmp_path, flow(step))) == [code]
+
+
+@pytest.mark.parametrize("step", ["wait until 09:00", "wait until 2025-12-24T18:00", "wait 1d12h"])
+def test_good_waits(tmp_path: Path, step: str) -> None:
+    assert codes(check_text(tmp_path, flow(step, "send deal"))) == []
+
+
+def test_when_trigger_must_be_a_condition(tmp_path: Path) -> None:
+    assert codes(check_text(tmp_path, flow("send deal", header="when score"))) == ["T002"]
+
+
+def test_trait_default_and_unknown_type(tmp_path: Path) -> None:
+    text = 'trait vip: bool = "yes"\ntrait age: nubmer\n'
+    result = check_text(tmp_path, text)
+    assert codes(result) == ["T008", "T009"]
+    assert "did you mean `number`?" in (result.diagnostics[1].help or "")
+
+
+def test_set_uses_the_declared_trait_type(tmp_path: Path) -> None:
+    text = "trait vip: bool\n" + flow("set vip = true", "send deal").replace(MESSAGES, "")
+    assert codes(check_text(tmp_path, MESSAGES + text)) == []
+    d = only(check_text(tmp_path, MESSAGES + text.replace("= true", '= "yes"')), "T007")
+    assert "`vip` is a bool trait" in d.message
+
+
+def test_send_channel_must_agree_with_the_message(tmp_path: Path) -> None:
+    d = only(check_text(tmp_path, flow("send email flash")), "F008")
+    assert d.labels and d.labels[0].span.line == 11  # `message flash:`
+    assert codes(check_text(tmp_path, flow("send sms flash"))) == []
+
+
+def test_metric_cycle(tmp_path: Path) -> None:
+    text = "metric a = b + 1\nmetric b = a * 2\n"
+    d = only(check_text(tmp_path, text), "N014")
+    assert "a -> b -> a" in (d.help or "")
+
+
+def test_event_is_not_bound_in_segments(tmp_path: Path) -> None:
+    assert codes(check_text(tmp_path, "segment s = event.total > 1\n")) == ["N015"]
