@@ -243,3 +243,60 @@ def rule_(event: str, points: float) -> ast.ScoreRule:
     from engine_build import rule
 
     return rule(event, points)
+
+
+def test_one_event_advances_waits_then_exits_then_triggers() -> None:
+    waiter = flow(
+        "waiter",
+        [on("start")],
+        [
+            ast.WaitFor(
+                event=ast.EventRef(name="ping", span=S),
+                where=None,
+                up_to=dur(D),
+                else_=None,
+                span=S,
+            ),
+            send("after_wait"),
+        ],
+    )
+    leaver = flow(
+        "leaver",
+        [on("start"), ast.ExitOn(event=ast.EventRef(name="ping", span=S), where=None, span=S)],
+        [wait(D)],
+    )
+    starter = flow("starter", [on("ping")], [send("started")])
+    prog = program(
+        messages={"after_wait": "email", "started": "email"}, flows=[starter, waiter, leaver]
+    )
+    events = [
+        *_who("u"),
+        track("u", "start", "2025-01-02T00:00:00Z"),
+        track("u", "ping", "2025-01-02T01:00:00Z"),
+    ]
+    at_ping = [
+        (e["action"], e["flow"]) for e in run(prog, events) if e["at"] == "2025-01-02T01:00:00Z"
+    ]
+    # exit clauses, then triggers (enter starter), then the touched enrollments run in order:
+    # the advanced waiter first, then the new one.
+    assert at_ping == [
+        ("exit", "leaver"),
+        ("enter", "starter"),
+        ("send", "waiter"),
+        ("exit", "waiter"),
+        ("send", "starter"),
+        ("exit", "starter"),
+    ]
+
+
+def test_wait_until_a_time_of_day_in_the_contacts_zone() -> None:
+    until = ast.WaitUntil(target=ast.Time(hour=9, minute=0, span=S), span=S)
+    prog = program(messages={"m": "email"}, flows=[flow("f", [on("go")], [until, send("m")])])
+    events = [
+        identify("tokyo", "2025-01-01T00:00:00Z", email="t@x", timezone="Asia/Tokyo"),
+        identify("utc", "2025-01-01T00:00:00Z", email="u@x"),
+        track("tokyo", "go", "2025-01-02T01:00:00Z"),  # 10:00 in Tokyo: tomorrow 09:00 JST
+        track("utc", "go", "2025-01-02T01:00:00Z"),  # 01:00 UTC: 09:00 UTC today
+    ]
+    sends = {e["contact"]: e["at"] for e in run(prog, events) if e["action"] == "send"}
+    assert sends == {"tokyo": "2025-01-03T00:00:00Z", "utc": "2025-01-02T09:00:00Z"}
