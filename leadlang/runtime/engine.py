@@ -411,9 +411,13 @@ class Engine:
                     fire.append(flow)
         values = contact.when_values
         for tid, cond, flow in self.when_triggers:
-            known = tid in values
-            if known and not cond.affected(changed):
-                continue
+            if (
+                changed is not None
+                and tid in values
+                and not cond.now
+                and cond.keys.isdisjoint(changed)
+            ):
+                continue  # nothing it reads changed
             ctx.event = props
             value = bool(cond.fn(ctx, None))
             if value and not values.get(tid, False) and flow not in fire:

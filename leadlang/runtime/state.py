@@ -52,6 +52,7 @@ class Contact:
         "id",
         "last_activity",
         "msg_events",
+        "scheduled",
         "score",
         "sends",
         "subscribed",
@@ -81,3 +82,4 @@ class Contact:
         self.entries: dict[str, tuple[int, float]] = {}  # flow -> (enrollments, last entry)
         self.when_values: dict[int, bool] = {}  # `when` trigger id -> last value
         self.wake: float | None = None  # next instant the engine must look at this contact
+        self.scheduled: float | None = None  # the instant a store's timer is set for

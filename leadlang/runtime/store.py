@@ -47,9 +47,11 @@ class MemoryStore:
         return contact
 
     def schedule(self, contact: Contact) -> None:
-        if contact.wake is not None:
+        wake = contact.wake
+        if wake is not None and wake != contact.scheduled:
             self._seq += 1
-            heapq.heappush(self._timers, (contact.wake, self._seq, contact.id))
+            heapq.heappush(self._timers, (wake, self._seq, contact.id))
+            contact.scheduled = wake
 
     def pop_due(self, until: float) -> tuple[float, Contact] | None:
         """The earliest live timer at or before `until`, removed; None if there is none."""
@@ -57,8 +59,8 @@ class MemoryStore:
         while timers and timers[0][0] <= until:
             instant, _, contact_id = heapq.heappop(timers)
             contact = self.contacts[contact_id]
-            if contact.wake == instant:  # else superseded by a later schedule
-                contact.wake = None
+            if contact.scheduled == instant:  # else superseded by a later schedule
+                contact.wake = contact.scheduled = None
                 return instant, contact
         return None
 
