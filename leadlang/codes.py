@@ -629,3 +629,46 @@ Two arms of one `split` have the same name, so effects could not tell them apart
 ]
 
 CODES: dict[str, CodeInfo] = {info.code: info for info in _ALL}
+
+GROUPS = (
+    ("S", "Syntax and files"),
+    ("N", "Names"),
+    ("T", "Types"),
+    ("F", "Flows and messages"),
+)
+
+
+def markdown_index(preamble: str) -> str:
+    """docs/diagnostics.md: the preamble, a table of every code, then each explanation."""
+    out = [preamble.rstrip() + "\n"]
+    out.append("## Index\n")
+    out.append("| code | severity | summary |\n|---|---|---|")
+    for info in sorted(CODES.values(), key=lambda i: ("SNTF".index(i.code[0]), i.code)):
+        out.append(f"| [{info.code}](#{info.code.lower()}) | {info.severity} | {info.summary} |")
+    out.append("")
+    for letter, title in GROUPS:
+        out.append(f"## {title}\n")
+        for info in sorted(CODES.values(), key=lambda i: i.code):
+            if info.code[0] != letter:
+                continue
+            out.append(f'<a id="{info.code.lower()}"></a>')
+            out.append(f"### {info.code}: {info.summary} ({info.severity})\n")
+            out.append(_markdown_explanation(info.explanation) + "\n")
+    return "\n".join(out)
+
+
+def _markdown_explanation(text: str) -> str:
+    """Indented example lines become fenced code blocks."""
+    out: list[str] = []
+    in_code = False
+    for line in text.splitlines():
+        is_code = line.startswith("    ")
+        if is_code and not in_code:
+            out.append("```")
+        elif not is_code and in_code:
+            out.append("```")
+        in_code = is_code
+        out.append(line[4:] if is_code else line)
+    if in_code:
+        out.append("```")
+    return "\n".join(out)
