@@ -663,9 +663,7 @@ def _markdown_explanation(text: str) -> str:
     in_code = False
     for line in text.splitlines():
         is_code = line.startswith("    ")
-        if is_code and not in_code:
-            out.append("```")
-        elif not is_code and in_code:
+        if is_code != in_code:  # entering or leaving an example
             out.append("```")
         in_code = is_code
         out.append(line[4:] if is_code else line)
