@@ -1,10 +1,28 @@
 """The machine IR: what the compiler produces and the engine runs. Plain JSON data only.
 
-A compiled program is a dict (see `leadlang.interpreter.compile`) holding settings, the score
-table, metrics, segments, messages and one state machine per flow. Expressions are stored as
-Python source text defining `_f(c, p)` plus the names they read (`deps`), so the engine can
-compile them once and knows which instants can change a condition. Each flow carries
-`version`: the sha256 of its canonical JSON, which an enrollment keeps for life.
+Shape (`leadlang compile PATH --format json` prints it):
+
+    {"version": sha256 of the rest,
+     "settings": {"timezone", "quiet_hours": [start_sec, end_sec] | null,
+                  "caps": [{"channel", "count", "per"}]},
+     "score": {"rules": [{"event", "points", "where": EXPR | null}],
+               "decay": {"amount", "percent", "every"} | null, "max": number | null},
+     "traits": {name: default}, "metrics": {name: EXPR}, "segments": {name: EXPR},
+     "messages": {name: {"channel", "dir", "fields": {key: {"file", "value"}}}},
+     "flows": [{"name", "version", "start": STATE_ID | null, "states": {id: STATE},
+                "triggers": [{"kind": "on", "event", "where"} | {"kind": "when", "cond"}],
+                "exits": [same shapes], "goals": [{"event", "where", "within"}],
+                "reenter": {"mode", "after"}}]}
+
+    STATE = {"id", "kind", "next": STATE_ID | null (null: the flow is done), ...} with kind
+      send {message, channel, with}   wait {duration}   wait_until {target}
+      wait_for {event, where, up_to, on_timeout}   check {cond, within, on_else}
+      branch {cases: [{cond, target}], otherwise}   split {name, arms: [{name, percent, target}]}
+      tag/untag {tag}   set {trait, value}   score {points}   enroll {flow}   exit {}
+    EXPR = {"src": Python source defining `_f(c, p)`, "deps": what it reads (see empty_deps)}
+
+Durations are seconds; a flow's `version` is the sha256 of its canonical JSON, which an
+enrollment keeps for life.
 """
 
 from __future__ import annotations
