@@ -81,12 +81,13 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
     contact = data.get("userId") or data.get("anonymousId")
     if contact is None or contact == "":
         return BadLine(number, "missing userId or anonymousId")
-    t = parse_timestamp(data.get("timestamp"))
+    raw_time = data.get("timestamp")
+    if raw_time is None:
+        return BadLine(number, "missing timestamp")
+    t = parse_timestamp(raw_time)
     if t is None:
-        return BadLine(
-            number,
-            f"timestamp {orjson.dumps(data.get('timestamp')).decode()} is not an ISO 8601 time",
-        )
+        shown = orjson.dumps(raw_time).decode()
+        return BadLine(number, f"timestamp {shown} is not an ISO 8601 time")
     props = data.get("properties")
     if not isinstance(props, dict):
         props = {}
