@@ -132,3 +132,7 @@ def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
         'flow f:\n  on signed_up\n  send dael\n  wait "abc"\n  enroll nope\n'
     )
     assert codes(check_text(tmp_path, text)) == ["N004", "T001", "N001", "T003", "N005"]
+
+
+def test_short_undeclared_events_are_not_misspellings(tmp_path: Path) -> None:
+    assert codes(check_text(tmp_path, "score:\n  a +1\n  b +1\n  clik +1\n  click +1\n")) == []

@@ -7,7 +7,9 @@ names defined twice, N009/N012/N013); the type pass then records every event ref
     Event declarations are optional and events are open-ended (as in Segment), so an
     undeclared event is accepted, unless its name is one edit away (a letter added, missing
     or changed, or two letters swapped) from a declared or built-in event, or from an
-    undeclared event used more often: then it is a misspelling (N002).
+    undeclared event used more often: then it is a misspelling (N002). Names that differ
+    only in digits (`step1`, `step2`) are a numbered series, and one edit in a name under
+    5 letters is too big a change to call it a typo: neither is reported.
 
 Suggestions ("did you mean") use difflib, and only once a problem is found.
 """
@@ -246,6 +248,10 @@ def _one_edit_variants(name: str) -> list[str]:
     return [name, *(name[:i] + name[i + 1 :] for i in range(len(name)))]
 
 
+# One edit in a name shorter than this is too big a change to call it a typo (`ab`, `ac`).
+MIN_TYPO_LENGTH = 5
+
+
 def _without_digits(name: str) -> str:
     """Names that differ only in digits (`ev1`, `ev12`) are numbered series, not typos."""
     return name.translate(_DIGITS)
@@ -284,7 +290,13 @@ def check_event_names(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
             matches |= index.get(variant, set())
         matches.discard(name)
         skeleton = _without_digits(name)
-        better = [m for m in matches if rank(m) > rank(name) and _without_digits(m) != skeleton]
+        better = [
+            m
+            for m in matches
+            if rank(m) > rank(name)
+            and _without_digits(m) != skeleton
+            and min(len(m), len(name)) >= MIN_TYPO_LENGTH
+        ]
         if better:
             best = max(
                 better,
