@@ -28,6 +28,7 @@ from leadlang import ast
 from leadlang.diagnostics import Diagnostic
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.source import Source, Span
+from leadlang.syntax_lexer import LeadLexer
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 MAX_NESTING = 100  # open brackets; deeper input gets S007
@@ -520,8 +521,13 @@ class AstBuilder:
 
     def nested(self, node: Any, parts: Sequence[Any]) -> Any:
         """Record `node`'s depth from its sub-expressions; too deep is S007."""
-        depths = self.depths
-        depth = 1 + max((depths.get(id(p), 1) for p in parts), default=1)
+        get = self.depths.get
+        deepest = 1
+        for part in parts:  # a plain loop: this runs for every operator in the file
+            d = get(id(part), 1)
+            if d > deepest:
+                deepest = d
+        depth = deepest + 1
         if depth > MAX_EXPR_DEPTH:
             raise SyntaxProblem(
                 "S007",
@@ -529,7 +535,7 @@ class AstBuilder:
                 _span_token(node.span, self),
                 help="split the expression with a `metric` or a `segment`",
             )
-        depths[id(node)] = depth
+        self.depths[id(node)] = depth
         return node
 
     def expr(self, c: list[Any]) -> Any:
@@ -821,6 +827,7 @@ def get_parser() -> Lark:
         grammar = GRAMMAR_PATH.read_text(encoding="utf-8")
         options: dict[str, Any] = {
             "parser": "lalr",
+            "lexer": LeadLexer,
             "postlex": _INDENTER,
             "transformer": _BUILDER,
             "keep_all_tokens": True,
