@@ -89,12 +89,12 @@ class LeadLexer(Lexer):
                 continue
             if kind == "NAME":
                 keyword = keywords.get(value)
-                if keyword is not None and (
-                    states is None or keyword in states[parser_state.position]
-                ):
-                    kind = keyword
-                elif keyword is not None and "NAME" not in states[parser_state.position]:
-                    kind = keyword  # neither fits: name the keyword in the error
+                if keyword is not None:
+                    accepted = states[parser_state.position] if states is not None else None
+                    # A keyword where the parser accepts it (or where a name would not fit
+                    # either, so the error names the keyword); a plain name elsewhere.
+                    if accepted is None or keyword in accepted or "NAME" not in accepted:
+                        kind = keyword
             elif kind == "PUNCT":
                 kind = punctuation[value]
             yield Token(kind, value, start, line, column, line, column + len(value), pos)  # type: ignore[arg-type]
