@@ -321,7 +321,15 @@ class ExprCompiler:
             message = _name_of(e.args[0]) if e.args else None
             return f"c.status({func!r}, {message!r})", ANY
         if func in _SCALARS:
-            args = ", ".join(self._gen(a, scope, u)[0] for a in e.args)
+            generated = [self._gen(a, scope, u) for a in e.args]
+            args = ", ".join(code for code, _ in generated)
+            if generated and all(kind == NUM for _, kind in generated):
+                # Numbers that are never missing: Python's own functions, and the result is
+                # a number too, so the arithmetic around it stays inline.
+                if func in ("min", "max") and len(generated) > 1:
+                    return f"{func}({args})", NUM
+                if func in ("abs", "sigmoid") and len(generated) == 1:
+                    return f"{_SCALARS[func]}({args})" if func == "sigmoid" else f"abs({args})", NUM
             return f"{_SCALARS[func]}({args})", ANY
         return "None", ANY
 
