@@ -283,11 +283,12 @@ have no such event.
     ),
     _code(
         "N016",
-        "error",
+        "warning",
         "unknown message field",
         """
 A message block takes the fields `channel`, `subject`, `text`, `html`, `from`, `reply_to`,
-`title`, `url`, `headers` and `json`.
+`title`, `url`, `headers` and `json`. Any other field is ignored, so it is most likely a
+misspelling (a warning, so that a field a newer runtime knows does not stop the script).
 
     message deal:
       channel email

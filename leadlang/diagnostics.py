@@ -7,6 +7,7 @@ Messages are short, lower case, identifiers in backticks; the renderer adds the 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -66,7 +67,8 @@ def render(
 ) -> str:
     """Render diagnostics in one of the `leadlang check --format` formats.
 
-    `color=None` colours the `full` format only when stdout is a terminal.
+    `color=None` colours the `full` format only when stdout is a terminal (and NO_COLOR is
+    not set).
     Empty diagnostics give "" for `full` and `concise`, and an empty list for `json`/`sarif`.
     """
     # The formats live in `render.py`, which imports this module for the Diagnostic type.
@@ -74,8 +76,8 @@ def render(
 
     ordered = sorted(diagnostics, key=sort_key)
     if fmt == "full":
-        if color is None:
-            color = sys.stdout.isatty()
+        if color is None:  # https://no-color.org: an empty NO_COLOR does not count
+            color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         return render_full(ordered, sources, color=color)
     if fmt == "concise":
         return render_concise(ordered)

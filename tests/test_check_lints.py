@@ -199,3 +199,8 @@ def test_template_file_variable_points_into_the_file(tmp_path: Path) -> None:
     result = check_files(tmp_path, {"main.lead": script, "a.html": "<p>\n  Hi {{ nick }}\n</p>"})
     d = only(result, "F004")
     assert (d.span.line, d.span.column, d.span.end_column) == (2, 9, 13)
+
+
+def test_missing_body_after_a_syntax_error_is_not_reported_twice(tmp_path: Path) -> None:
+    text = 'message deal:\n    channel email\n  text "Hi"\n'
+    assert codes(check_text(tmp_path, text)) == ["S004"]

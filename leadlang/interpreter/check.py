@@ -93,12 +93,24 @@ def check_modules(loaded: LoadResult) -> CheckResult:
     lint_flows(symbols, diagnostics)
     check_when_triggers(symbols, diagnostics)
     check_templates(symbols, sources, diagnostics)
-    diagnostics = _unique(diagnostics)
+    diagnostics = _without_cascades(_unique(diagnostics))
     diagnostics.sort(key=sort_key)
     program = None
     if not any(d.is_error for d in diagnostics):
         program = build_program(loaded, symbols)
     return CheckResult(program, diagnostics, sources)
+
+
+# "Something is missing" lints that a syntax error in the same file usually causes (the
+# parser skipped the lines that held the channel, the body or the trigger).
+_CASCADES = frozenset({"F005", "F006", "F012"})
+
+
+def _without_cascades(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    broken = {d.span.file for d in diagnostics if d.code.startswith("S")}
+    if not broken:
+        return diagnostics
+    return [d for d in diagnostics if not (d.code in _CASCADES and d.span.file in broken)]
 
 
 def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -219,12 +219,15 @@ class _DeclarationChecker:
         for field in decl.fields:
             key = field.key.name
             if key not in MESSAGE_FIELDS:
-                self.error(
-                    "N016",
-                    f"unknown message field `{key}`",
-                    field.key.span,
-                    help=did_you_mean(key, MESSAGE_FIELDS)
-                    or "the fields are: " + ", ".join(f"`{k}`" for k in MESSAGE_FIELDS),
+                self.diagnostics.append(
+                    Diagnostic(
+                        code="N016",
+                        severity="warning",
+                        message=f"unknown message field `{key}` is ignored",
+                        span=field.key.span,
+                        help=did_you_mean(key, MESSAGE_FIELDS)
+                        or "the fields are: " + ", ".join(f"`{k}`" for k in MESSAGE_FIELDS),
+                    )
                 )
                 continue
             if key in seen:
