@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 from lark import Lark, Token
 from lark.exceptions import LarkError, UnexpectedInput
 from lark.indenter import Indenter
@@ -854,27 +855,93 @@ def parse(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
     diagnostics: list[Diagnostic] = []
     diagnostics.extend(_tab_diagnostics(source))
     decls: list[ast.Decl] = []
-    ok, chunk_decls, chunk_diags = _parse_chunk(source, text, 0, 0)
-    if ok:
-        decls.extend(chunk_decls)
-        diagnostics.extend(chunk_diags)
+    attempt = _parse_chunk(source, text, 0, 0)
+    if attempt.ok:
+        decls.extend(attempt.decls)
+        diagnostics.extend(attempt.diagnostics)
     else:
         errors = 0
         for line_offset, pos_offset, chunk in _top_level_chunks(text):
             if errors >= MAX_ERRORS_PER_FILE:
                 break
-            ok, chunk_decls, chunk_diags = _parse_chunk(source, chunk, line_offset, pos_offset)
+            chunk_decls, chunk_diags = _parse_recovering(source, chunk, line_offset, pos_offset)
             decls.extend(chunk_decls)
             diagnostics.extend(chunk_diags)
-            errors += 0 if ok else 1
+            errors += sum(1 for d in chunk_diags if d.code != "S005")
     end = source.span(len(text), len(text))
     module = ast.Module(path=source.path, decls=tuple(decls), span=source.span(0, 0).to(end))
     return module, diagnostics
 
 
-def _parse_chunk(
-    source: Source, text: str, line_offset: int, pos_offset: int
-) -> tuple[bool, list[Any], list[Diagnostic]]:
+MAX_RECOVERIES_PER_DECLARATION = 20
+
+
+def _parse_recovering(
+    source: Source, chunk: str, line_offset: int, pos_offset: int
+) -> tuple[list[Any], list[Diagnostic]]:
+    """Parse one top-level declaration; after an error inside its block, skip the bad line
+    (and the lines indented under it) and try again, so that every bad line is reported
+    and the declaration still reaches the checker."""
+    errors: list[Diagnostic] = []
+    lines = chunk.splitlines(keepends=True)
+    skipped: set[int] = set()
+    for _ in range(MAX_RECOVERIES_PER_DECLARATION):
+        attempt = _parse_chunk(source, "".join(lines), line_offset, pos_offset)
+        if attempt.ok:
+            return attempt.decls, [*errors, *attempt.diagnostics]
+        error = attempt.diagnostics[-1]
+        # A block left empty by skipping its only line is a consequence, not a new mistake.
+        bad = attempt.bad_line
+        if errors and "indented block" in error.message:
+            bad = _header_above(lines, (bad or 1) - 1)  # skip the emptied block's header too
+        else:
+            errors.append(error)
+        # The header line itself, or no progress: give the declaration up.
+        if bad is None or bad <= 1 or bad in skipped or bad > len(lines):
+            break
+        skipped.add(bad)
+        _blank_statement(lines, bad - 1)
+    return [], errors
+
+
+def _header_above(lines: list[str], index: int) -> int:
+    """1-based number of the last non-blank line before line `index` (0-based)."""
+    for i in range(min(index, len(lines)) - 1, -1, -1):
+        stripped = lines[i].strip()
+        if stripped and not stripped.startswith("#"):
+            return i + 1
+    return 1
+
+
+def _blank_statement(lines: list[str], index: int) -> None:
+    """Turn line `index` and the lines indented deeper under it into blank lines (same
+    length, so offsets and line numbers elsewhere do not move)."""
+
+    def indent(line: str) -> int:
+        return len(line) - len(line.lstrip(" \t"))
+
+    def blank(line: str) -> str:
+        body = line.rstrip("\r\n")
+        return " " * len(body) + line[len(body) :]
+
+    depth = indent(lines[index])
+    lines[index] = blank(lines[index])
+    for i in range(index + 1, len(lines)):
+        stripped = lines[i].strip()
+        if stripped and not stripped.startswith("#") and indent(lines[i]) <= depth:
+            break
+        lines[i] = blank(lines[i])
+
+
+@attrs.define
+class _Attempt:
+    ok: bool
+    decls: list[Any]
+    diagnostics: list[Diagnostic]
+    bad_line: int | None = None  # 1-based within the chunk: the line to skip to recover
+
+
+def _parse_chunk(source: Source, text: str, line_offset: int, pos_offset: int) -> _Attempt:
     """Parse `text` (the whole file or one top-level chunk of it)."""
     builder = _BUILDER
     builder.file = source.path
@@ -888,27 +955,27 @@ def _parse_chunk(
     try:
         decls: list[Any] = get_parser().parse(text)  # type: ignore[assignment]
     except SyntaxProblem as problem:
-        return False, [], [*builder.diagnostics, _problem_diagnostic(builder, problem)]
+        diag = _problem_diagnostic(builder, problem)
+        return _Attempt(False, [], [*builder.diagnostics, diag], problem.token.line)
     except UnexpectedInput as error:
         from leadlang.syntax_messages import describe_unexpected  # only needed on errors
 
         diag = describe_unexpected(error, builder, _INDENTER, text)
-        return False, [], [*builder.diagnostics, diag]
+        bad_line = error.line if isinstance(error.line, int) and error.line > 0 else None
+        token = getattr(error, "token", None)
+        if isinstance(token, Token) and token.type == "_INDENT":
+            bad_line = token.end_line  # the wrongly indented line, not the one before
+        return _Attempt(False, [], [*builder.diagnostics, diag], bad_line)
     except (LarkError, RecursionError) as error:  # defensive: never a traceback
         span = builder.tspan(Token("X", "", 0, 1, 1, 1, 1, 0))
-        return (
-            False,
-            [],
-            [
-                Diagnostic(
-                    code="S001",
-                    severity="error",
-                    message=f"cannot parse this file ({type(error).__name__})",
-                    span=span,
-                )
-            ],
+        diag = Diagnostic(
+            code="S001",
+            severity="error",
+            message=f"cannot parse this file ({type(error).__name__})",
+            span=span,
         )
-    return True, decls, builder.diagnostics
+        return _Attempt(False, [], [diag])
+    return _Attempt(True, decls, builder.diagnostics)
 
 
 def _problem_diagnostic(builder: AstBuilder, problem: SyntaxProblem) -> Diagnostic:

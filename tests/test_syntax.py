@@ -550,3 +550,31 @@ def test_bad_input_gives_diagnostics_not_exceptions(parse_text: ParseText, text:
     for diagnostic in diagnostics:
         assert diagnostic.code.startswith("S")
         assert not TERMINAL_NAME.search(diagnostic.message), diagnostic.message
+
+
+def test_recovery_inside_a_block_reports_each_bad_line_and_keeps_the_flow(
+    parse_text: ParseText,
+) -> None:
+    module, diagnostics = parse_text(
+        "flow f:\n"
+        "  on signup\n"
+        "  sned a\n"  # 3: misspelled step
+        "  wait\n"  # 4: missing duration
+        "  if x\n"  # 5: missing `:` (its block is skipped with it)
+        "    send b\n"
+        "  send c\n"
+        "metric ok = 1\n"
+    )
+    assert [d.span.line for d in diagnostics] == [3, 4, 5]
+    flow, metric = module.decls
+    assert isinstance(flow, ast.FlowDecl) and isinstance(metric, ast.MetricDecl)
+    assert [type(c) for c in flow.header] == [ast.OnTrigger]
+    (send,) = flow.steps
+    assert isinstance(send, ast.Send) and send.message.name == "c"
+
+
+def test_skipping_the_only_line_of_a_block_reports_one_error(parse_text: ParseText) -> None:
+    module, diagnostics = parse_text("flow f:\n  if x:\n    sned a\n  send c\n")
+    assert [d.span.line for d in diagnostics] == [3]
+    (flow,) = module.decls
+    assert isinstance(flow, ast.FlowDecl) and [type(s) for s in flow.steps] == [ast.Send]
