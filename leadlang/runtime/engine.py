@@ -145,7 +145,6 @@ class Engine:
         self.flows = [Flow(node, trigger_ids) for node in program["flows"]]
         self.flow_by_name = {flow.name: flow for flow in self.flows}
         self.history_events = self._history_events(program)
-        self.order = 0  # processing order within the run, for "arrived after the send"
         self.when_conds = [c for flow in self.flows for _, c in flow.when]
         self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
         self.when_windows = sorted({w for c in self.when_conds for w in c.windows})
@@ -205,7 +204,7 @@ class Engine:
     # ------------------------------------------------------------------ entry points
 
     def on_event(self, contact: Contact, event: Event) -> list[Effect]:
-        self.order += 1
+        contact.seq += 1
         ctx = Context(self, contact, event.t)
         out: list[Effect] = []
         changed = self._apply(contact, event, ctx)
@@ -214,7 +213,7 @@ class Engine:
         return out
 
     def on_time(self, contact: Contact, t: float) -> list[Effect]:
-        self.order += 1
+        contact.seq += 1
         ctx = Context(self, contact, t)
         out: list[Effect] = []
         # Time alone changes only the decayed score, windows and `now`.
@@ -262,11 +261,11 @@ class Engine:
         if name == "unsubscribed" or name == "subscribed":
             table = contact.unsubscribed if name == "unsubscribed" else contact.subscribed
             channel = props.get("channel")
-            table[channel if isinstance(channel, str) else None] = (t, self.order)
+            table[channel if isinstance(channel, str) else None] = (t, contact.seq)
         status = MESSAGE_STATUS_EVENTS.get(name)
         if status is not None:
             contact.msg_events.append(
-                (t, self.order, status, props.get("message"), props.get("message_id"))
+                (t, contact.seq, status, props.get("message"), props.get("message_id"))
             )
             changed.add("status")
         return changed
@@ -608,7 +607,7 @@ class Engine:
             }
         out.append(effect)
         contact.sends.setdefault(channel, []).append(t)
-        record = (message, key, (t, self.order))
+        record = (message, key, (t, contact.seq))
         enr.last_sent = record
         enr.sent[message] = record
         return True

@@ -55,6 +55,7 @@ class Contact:
         "scheduled",
         "score",
         "sends",
+        "seq",
         "subscribed",
         "tags",
         "traits",
@@ -83,3 +84,96 @@ class Contact:
         self.when_values: dict[int, bool] = {}  # `when` trigger id -> last value
         self.wake: float | None = None  # next instant the engine must look at this contact
         self.scheduled: float | None = None  # the instant a store's timer is set for
+        # inputs processed so far: orders same-timestamp events ("arrived after the send")
+        self.seq = 0
+
+
+# ---------------------------------------------------------------- to and from JSON
+# serve keeps one row per contact; these give it a plain-JSON form of the whole state.
+
+_ENROLLMENT_FIELDS = (
+    "flow",
+    "version",
+    "number",
+    "entered_at",
+    "state",
+    "event",
+    "wait",
+    "deadline",
+    "resume",
+    "ended",
+)
+
+
+def _record(value: tuple[str, str, tuple[float, int]]) -> list[Any]:
+    return [value[0], value[1], list(value[2])]
+
+
+def _unrecord(value: list[Any]) -> tuple[str, str, tuple[float, int]]:
+    return (value[0], value[1], (value[2][0], value[2][1]))
+
+
+def enrollment_to_json(enr: Enrollment) -> dict[str, Any]:
+    data = {name: getattr(enr, name) for name in _ENROLLMENT_FIELDS}
+    data["last_sent"] = _record(enr.last_sent) if enr.last_sent else None
+    data["sent"] = {k: _record(v) for k, v in enr.sent.items()}
+    return data
+
+
+def enrollment_from_json(data: dict[str, Any]) -> Enrollment:
+    enr = Enrollment(data["flow"], data["version"], data["number"], data["entered_at"])
+    for name in _ENROLLMENT_FIELDS[4:]:
+        setattr(enr, name, data[name])
+    enr.last_sent = _unrecord(data["last_sent"]) if data["last_sent"] else None
+    enr.sent = {k: _unrecord(v) for k, v in data["sent"].items()}
+    return enr
+
+
+_ALL_CHANNELS = "*"  # JSON keys are text: the key for events without a `channel`
+
+
+def contact_to_json(contact: Contact) -> dict[str, Any]:
+    def consent(table: dict[str | None, tuple[float, int]]) -> dict[str, list[Any]]:
+        return {(k if k is not None else _ALL_CHANNELS): list(v) for k, v in table.items()}
+
+    return {
+        "id": contact.id,
+        "traits": contact.traits,
+        "score": contact.score,
+        "last_activity": contact.last_activity,
+        "applied_decay": contact.applied_decay,
+        "tags": list(contact.tags),
+        "history": {k: [v[0], v[1]] for k, v in contact.history.items()},
+        "unsubscribed": consent(contact.unsubscribed),
+        "subscribed": consent(contact.subscribed),
+        "sends": contact.sends,
+        "msg_events": [list(e) for e in contact.msg_events],
+        "enrollments": {k: enrollment_to_json(v) for k, v in contact.enrollments.items()},
+        "entries": {k: list(v) for k, v in contact.entries.items()},
+        "when_values": {str(k): v for k, v in contact.when_values.items()},
+        "wake": contact.wake,
+        "seq": contact.seq,
+    }
+
+
+def contact_from_json(data: dict[str, Any]) -> Contact:
+    def consent(table: dict[str, list[Any]]) -> dict[str | None, tuple[float, int]]:
+        return {(None if k == _ALL_CHANNELS else k): (v[0], v[1]) for k, v in table.items()}
+
+    contact = Contact(data["id"])
+    contact.traits = dict(data["traits"])
+    contact.score = data["score"]
+    contact.last_activity = data["last_activity"]
+    contact.applied_decay = data["applied_decay"]
+    contact.tags = dict.fromkeys(data["tags"])
+    contact.history = {k: (list(v[0]), list(v[1])) for k, v in data["history"].items()}
+    contact.unsubscribed = consent(data["unsubscribed"])
+    contact.subscribed = consent(data["subscribed"])
+    contact.sends = {k: list(v) for k, v in data["sends"].items()}
+    contact.msg_events = [(e[0], e[1], e[2], e[3], e[4]) for e in data["msg_events"]]
+    contact.enrollments = {k: enrollment_from_json(v) for k, v in data["enrollments"].items()}
+    contact.entries = {k: (v[0], v[1]) for k, v in data["entries"].items()}
+    contact.when_values = {int(k): v for k, v in data["when_values"].items()}
+    contact.wake = data["wake"]
+    contact.seq = data["seq"]
+    return contact
