@@ -112,6 +112,7 @@ class TypeChecker:
         self.symbols = symbols
         self.diagnostics = diagnostics
         self._metric_types: dict[str, str] = {}
+        self._suggestions: dict[tuple[str, str | None, bool], str | None] = {}
         self._metrics_in_progress: list[str] = []
         self._dispatch: dict[type, Callable[[ast.Expr, Context], str]] = {
             ast.Number: lambda e, c: NUMBER,
@@ -227,10 +228,14 @@ class TypeChecker:
         params: dict[str, str] | None,
         declared: bool,
     ) -> None:
-        candidates = self.symbols.value_names(ctx.in_flow)
-        if params:
-            candidates = [*params, *candidates]
-        help = did_you_mean(name, candidates)
+        # One misspelling is often repeated: suggest once per name and place.
+        key = (name, ctx.event if params else None, ctx.in_flow)
+        if key not in self._suggestions:
+            candidates = self.symbols.value_names(ctx.in_flow)
+            if params:
+                candidates = [*params, *candidates]
+            self._suggestions[key] = did_you_mean(name, candidates)
+        help = self._suggestions[key]
         if ctx.event is not None and declared:
             self.error(
                 "N003",
