@@ -19,7 +19,18 @@ DAY = 86400.0
 
 
 class Context:
-    __slots__ = ("_cache", "_score", "contact", "engine", "enr", "event", "id", "t", "traits")
+    __slots__ = (
+        "_metrics",
+        "_score",
+        "_segments",
+        "contact",
+        "engine",
+        "enr",
+        "event",
+        "id",
+        "t",
+        "traits",
+    )
 
     def __init__(self, engine: Engine, contact: Contact, t: float) -> None:
         self.engine = engine
@@ -29,11 +40,15 @@ class Context:
         self.t = t
         self.event: dict[str, Any] | None = None
         self.enr: Enrollment | None = None
-        self._cache: dict[str, Any] = {}
+        self._metrics: dict[str, Any] = {}
+        self._segments: dict[str, bool] = {}
         self._score: float | None = None
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        if self._metrics:
+            self._metrics = {}
+        if self._segments:
+            self._segments = {}
         self._score = None
 
     def score(self) -> float:
@@ -49,25 +64,23 @@ class Context:
         return list(self.contact.tags)
 
     def metric(self, name: str) -> Any:
-        key = "m:" + name
-        cache = self._cache
-        if key in cache:
-            return cache[key]
-        cache[key] = None  # a cycle reads none rather than recursing forever
+        cache = self._metrics
+        if name in cache:
+            return cache[name]
+        cache[name] = None  # a cycle reads none rather than recursing forever
         fn = self.engine.metrics.get(name)
         value = fn(self, None) if fn is not None else None
-        cache[key] = value
+        cache[name] = value
         return value
 
     def segment(self, name: str) -> bool:
-        key = "s:" + name
-        cache = self._cache
-        if key in cache:
-            return cache[key]
-        cache[key] = False
+        cache = self._segments
+        if name in cache:
+            return cache[name]
+        cache[name] = False
         fn = self.engine.segments.get(name)
         value = bool(fn(self, None)) if fn is not None else False
-        cache[key] = value
+        cache[name] = value
         return value
 
     # ------------------------------------------------------------------ aggregates
