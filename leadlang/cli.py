@@ -107,3 +107,26 @@ def simulate(
     program = _load_program(paths)
     code = run_simulate(program, events_path, until, fmt, expect_path, skip_bad)  # type: ignore[arg-type]
     sys.exit(code)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--flow", "flow_name", default=None, help="Draw only this flow.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "mermaid", "svg"]),
+    default="mermaid",
+    show_default=True,
+)
+def graph(paths: tuple[str, ...], flow_name: str | None, fmt: str) -> None:
+    """Draw flows as diagrams (Graphviz DOT, Mermaid, or SVG through Graphviz's `dot`)."""
+    from leadlang.graph import GraphError, render_graph
+    from leadlang.interpreter.compile import compile_program
+
+    program_ir = compile_program(_load_program(paths))  # type: ignore[arg-type]
+    try:
+        click.echo(render_graph(program_ir, flow_name, fmt), nl=False)
+    except GraphError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

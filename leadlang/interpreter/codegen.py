@@ -19,6 +19,7 @@ import pendulum
 from leadlang import ast, ir
 from leadlang.interpreter import scope as names
 from leadlang.interpreter.program import Program
+from leadlang.interpreter.unparse import unparse
 
 NUM, ANY = "num", "any"  # static kinds: `num` is a number that is never missing
 
@@ -107,7 +108,9 @@ class ExprCompiler:
             "    except (ArithmeticError, TypeError, ValueError, AttributeError, KeyError):",
             "        return None",
         ]
-        return ir.expr("\n".join(lines) + "\n", unit.deps)
+        compiled = ir.expr("\n".join(lines) + "\n", unit.deps)
+        compiled["text"] = unparse(expr)  # for people: graphs, timelines, the IR dump
+        return compiled
 
     def compile_where(self, event: str, where: ast.Expr | None, in_flow: bool) -> ir.JSON | None:
         if where is None:
