@@ -41,9 +41,11 @@ def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
     env = template_environment()
     try:
         tree = env.parse(text)
-        env.compile(tree)
     except TemplateSyntaxError as error:
         return (error.lineno or 1, error.message or "invalid template"), {}
+    unknown = _unknown_filter_or_test(env, tree)
+    if unknown is not None:
+        return unknown, {}
     undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
     if not undeclared:
         return None, {}
@@ -58,6 +60,16 @@ def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
         if name.name in undeclared and name.name not in tested:
             unguarded.setdefault(name.name, name.lineno)
     return None, unguarded
+
+
+def _unknown_filter_or_test(env: SandboxedEnvironment, tree: nodes.Node) -> tuple[int, str] | None:
+    """What compiling would also reject, found on the tree (compiling costs 5x parsing)."""
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        known = env.filters if isinstance(node, nodes.Filter) else env.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            return node.lineno, f"no {kind} named '{node.name}'"
+    return None
 
 
 def _unguarded_names(tree: nodes.Node) -> Iterator[nodes.Name]:
