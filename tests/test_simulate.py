@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadlang.cli import main
+from leadlang.runtime.engine import Event
+from leadlang.runtime.simulate import parse_line
 
 SCRIPT = """
 message hello:
@@ -142,3 +146,30 @@ def test_compile_prints_the_ir_with_versions(tmp_path: Path) -> None:
     flow = program["flows"][0]
     assert flow["name"] == "welcome" and len(flow["version"]) == 64
     assert [flow["states"][s]["kind"] for s in ("s0", "s1", "s2")] == ["send", "wait", "send"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+line_dicts = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["track", "identify", "page", "alias"]) | json_values,
+        "userId": st.text(max_size=4) | json_values,
+        "event": st.text(max_size=6) | json_values,
+        "timestamp": st.sampled_from(["2025-01-01T00:00:00Z", "2025-01-01", "nope"]) | json_values,
+        "properties": json_values,
+        "traits": json_values,
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(line_dicts)
+def test_any_json_line_parses_to_an_event_or_a_named_problem(data: dict[str, object]) -> None:
+    parsed = parse_line(json.dumps(data).encode(), 7)
+    assert parsed is None or isinstance(parsed, Event) or str(parsed).startswith("line 7: ")
