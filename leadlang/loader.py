@@ -74,7 +74,7 @@ class _Loader:
             text = resolved.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as error:
             reason = (
-                "it is not UTF-8 text"
+                f"it is not UTF-8 text (invalid byte at offset {error.start})"
                 if isinstance(error, UnicodeDecodeError)
                 else (error.strerror or "it cannot be read")
             )
