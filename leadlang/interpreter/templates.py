@@ -183,7 +183,9 @@ def _line_span(source: Source, line: int) -> Span:
     lines = source.text.split("\n")
     line = max(1, min(line, len(lines)))
     begin = sum(len(text) + 1 for text in lines[: line - 1])
-    return source.span(begin, begin + len(source.line_text(line)))
+    text = source.line_text(line)
+    indent = len(text) - len(text.lstrip())
+    return source.span(begin + indent, begin + max(len(text), indent + 1))
 
 
 def _find(source: Source, var: str, start: int, end: int) -> Span | None:
