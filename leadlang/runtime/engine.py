@@ -13,17 +13,17 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
 
 from leadlang.runtime import policy
 from leadlang.runtime.context import Context
+from leadlang.runtime.effects import Effect, format_time, idempotency_key
 from leadlang.runtime.state import Contact, Enrollment
 from leadlang.runtime.values import compile_expr, seconds, to_datetime
 
-Effect = dict[str, Any]
 MESSAGE_STATUS_EVENTS = {
     "message_delivered": "delivered",
     "message_opened": "opened",
@@ -106,16 +106,6 @@ class Flow:
                 self.conds[f"{sid}/case{i}"] = Cond(case["cond"], f"<{self.name}:{sid}>")
             for key, value in (state.get("with") or {}).items():
                 self.conds[f"{sid}/with/{key}"] = Cond(value, f"<{self.name}:{sid}>")
-
-
-def format_time(t: float) -> str:
-    return datetime.fromtimestamp(math.floor(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def idempotency_key(contact: str, flow: str, version: str, number: int, step: str) -> str:
-    """RUNTIME.md section 3: (contact, flow, flow version, enrollment, step)."""
-    raw = "\x1f".join((contact, flow, version, str(number), step))
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
 class Engine:
@@ -707,4 +697,4 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["Engine", "Event", "format_time", "idempotency_key", "split_arm", "to_datetime"]
+__all__ = ["Effect", "Engine", "Event", "split_arm", "to_datetime"]

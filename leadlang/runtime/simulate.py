@@ -16,24 +16,11 @@ import attrs
 import orjson
 
 from leadlang.interpreter.scope import normalize_event_name
-from leadlang.runtime.engine import Effect, Engine, Event
+from leadlang.runtime.effects import Effect, format_text, public
+from leadlang.runtime.engine import Engine, Event
 from leadlang.runtime.store import MemoryStore
 
 DEFAULT_RUN_ON = 30 * 86400.0
-# Fields simulate prints per action (LANGUAGE.md section 9); internal ones are left out.
-OUTPUT_FIELDS = (
-    "at",
-    "contact",
-    "action",
-    "flow",
-    "step",
-    "channel",
-    "message",
-    "reason",
-    "split",
-    "arm",
-    "tag",
-)
 
 
 @attrs.frozen
@@ -189,12 +176,4 @@ def simulate(
     return store
 
 
-def public(effect: Effect) -> dict[str, Any]:
-    """The effect as simulate prints it: the fields of LANGUAGE.md section 9, in that order."""
-    return {key: effect[key] for key in OUTPUT_FIELDS if key in effect}
-
-
-def format_text(effect: dict[str, Any]) -> str:
-    action = effect["action"]
-    details = " ".join(f"{key}={effect[key]}" for key in OUTPUT_FIELDS[3:] if key in effect)
-    return f"{effect['at']}  {effect['contact']:<16} {action:<7} {details}".rstrip()
+__all__ = ["format_text", "parse_until", "public", "read_events", "simulate"]
