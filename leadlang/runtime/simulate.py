@@ -115,10 +115,6 @@ def read_events(lines: Iterable[bytes]) -> EventLog:
         else:
             events.append(parsed)
     events.sort(key=lambda e: e.t)  # stable: input order breaks ties
-    return events_log(events, bad)
-
-
-def events_log(events: list[Event], bad: list[BadLine]) -> EventLog:
     return EventLog(events, bad)
 
 
