@@ -136,3 +136,27 @@ def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
 
 def test_short_undeclared_events_are_not_misspellings(tmp_path: Path) -> None:
     assert codes(check_text(tmp_path, "score:\n  a +1\n  b +1\n  clik +1\n  click +1\n")) == []
+
+
+def test_settings_given_twice_across_files(tmp_path: Path) -> None:
+    result = check_files(
+        tmp_path,
+        {
+            "main.lead": 'use "base.lead"\nsettings:\n  timezone "UTC"\n  cap email 1 per 1d\n',
+            "base.lead": 'settings:\n  timezone "Europe/Paris"\n  cap email 2 per 1d\n',
+        },
+    )
+    assert codes(result) == ["N013", "N013"]
+    assert all(d.labels[0].span.file.endswith("base.lead") for d in result.diagnostics)
+
+
+def test_builtin_names_cannot_be_redeclared(tmp_path: Path) -> None:
+    text = "trait email: text\nevent unsubscribed(channel: text)\nmetric score = 1\n"
+    assert codes(check_text(tmp_path, text)) == ["N009", "N009", "N009"]
+
+
+def test_message_field_given_twice_and_unknown_field(tmp_path: Path) -> None:
+    text = 'message m:\n  channel sms\n  text "a"\n  text "b"\n  txet "c"\n'
+    result = check_text(tmp_path, text)
+    assert codes(result) == ["N013", "N016"]
+    assert [d.severity for d in result.diagnostics] == ["error", "warning"]
