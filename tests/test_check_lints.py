@@ -204,3 +204,9 @@ def test_template_file_variable_points_into_the_file(tmp_path: Path) -> None:
 def test_missing_body_after_a_syntax_error_is_not_reported_twice(tmp_path: Path) -> None:
     text = 'message deal:\n    channel email\n  text "Hi"\n'
     assert codes(check_text(tmp_path, text)) == ["S004"]
+
+
+def test_template_nested_too_deeply_is_a_diagnostic(tmp_path: Path) -> None:
+    template = "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"
+    text = f'message a:\n  channel sms\n  text "{template}"\n'
+    assert codes(check_text(tmp_path, text)) == ["F003"]

@@ -16,7 +16,7 @@ from collections.abc import Iterator, MutableMapping
 from functools import cache
 from pathlib import Path
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from leadlang import ast
@@ -43,6 +43,10 @@ def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
         tree = env.parse(text)
     except TemplateSyntaxError as error:
         return (error.lineno or 1, error.message or "invalid template"), {}
+    except TemplateError as error:
+        return (1, error.message or "invalid template"), {}
+    except RecursionError:
+        return (1, "the template nests too deeply"), {}
     unknown = _unknown_filter_or_test(env, tree)
     if unknown is not None:
         return unknown, {}
