@@ -150,10 +150,12 @@ def simulate(
         store.get,
         store.schedule,
     )
+    timers = store.timers
     for i, event in enumerate(events):
         if event.t > until:
             break
-        while (due := pop_due(event.t)) is not None:
+        # (peek first: most events have no timer due before them)
+        while timers and timers[0][0] <= event.t and (due := pop_due(event.t)) is not None:
             instant, contact = due
             for effect in on_time(contact, instant):
                 emit(effect)

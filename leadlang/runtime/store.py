@@ -37,7 +37,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.contacts: dict[str, Contact] = {}
         self.outbox: list[dict[str, Any]] = []
-        self._timers: list[tuple[float, int, str]] = []
+        self.timers: list[tuple[float, int, str]] = []
         self._seq = 0
 
     def get(self, contact_id: str) -> Contact:
@@ -50,12 +50,12 @@ class MemoryStore:
         wake = contact.wake
         if wake is not None and wake != contact.scheduled:
             self._seq += 1
-            heapq.heappush(self._timers, (wake, self._seq, contact.id))
+            heapq.heappush(self.timers, (wake, self._seq, contact.id))
             contact.scheduled = wake
 
     def pop_due(self, until: float) -> tuple[float, Contact] | None:
         """The earliest live timer at or before `until`, removed; None if there is none."""
-        timers = self._timers
+        timers = self.timers
         while timers and timers[0][0] <= until:
             instant, _, contact_id = heapq.heappop(timers)
             contact = self.contacts[contact_id]
