@@ -50,7 +50,10 @@ def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
     unknown = _unknown_filter_or_test(env, tree)
     if unknown is not None:
         return unknown, {}
-    undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
+    try:
+        undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
+    except RecursionError:
+        return (1, "the template nests too deeply"), {}
     if not undeclared:
         return None, {}
     # A variable tested with `is defined` anywhere is taken to be guarded where it is used.
