@@ -122,10 +122,18 @@ class Folder:
         )
         self.score = Quantity("score", "score", Ranges.of(0, True, top, True), False, score_why)
         self._calls = 0
+        self._segments_open: set[str] = set()  # segments being folded (cycles are N014)
 
     def fold(self, expr: ast.Expr) -> Abstract:
         if isinstance(expr, ast.Bool):
             return expr.value
+        if isinstance(expr, ast.Name) and expr.name in self.symbols.segments:
+            if expr.name in self._segments_open:
+                return None
+            self._segments_open.add(expr.name)
+            value = self.fold(self.symbols.segments[expr.name].expr)
+            self._segments_open.discard(expr.name)
+            return value
         if isinstance(expr, ast.Unary) and expr.op == "not":
             inner = self.fold(expr.operand)
             if isinstance(inner, bool):
