@@ -821,21 +821,26 @@ _INDENTER = LeadIndenter()
 
 
 def _cache_file(grammar: str) -> str | None:
+    """Where Lark keeps the analysed grammar: the user cache dir, else the temp dir, else
+    nowhere (a read-only install just builds the parser each time, ~0.3 s slower).
+    Lark checks the grammar, options and versions stored in the file and rebuilds on any
+    mismatch or a damaged file, so a stale cache is never used."""
     digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
+    name = f"grammar-{digest}-py{sys.version_info[0]}{sys.version_info[1]}.pickle"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     for folder in (
         os.path.join(base, "leadlang"),
         os.path.join(tempfile.gettempdir(), "leadlang-cache"),
     ):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and os.access(path, os.R_OK):
+            return path
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError:
             continue
-        if os.access(folder, os.W_OK) or os.path.exists(
-            os.path.join(folder, f"grammar-{digest}.pickle")
-        ):
-            py = f"{sys.version_info[0]}{sys.version_info[1]}"
-            return os.path.join(folder, f"grammar-{digest}-py{py}.pickle")
+        if os.access(folder, os.W_OK):
+            return path
     return None
 
 

@@ -3,8 +3,12 @@ syntax errors in words (never a grammar terminal name), several per file."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import attrs
 import pytest
@@ -578,3 +582,22 @@ def test_skipping_the_only_line_of_a_block_reports_one_error(parse_text: ParseTe
     assert [d.span.line for d in diagnostics] == [3]
     (flow,) = module.decls
     assert isinstance(flow, ast.FlowDecl) and [type(s) for s in flow.steps] == [ast.Send]
+
+
+def test_parser_works_without_a_usable_cache_dir(tmp_path: Path) -> None:
+    # A regular file where the cache folders would go: no folder can be made under it,
+    # even by root (for whom permission bits would not stop anything).
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    env = {**os.environ, "XDG_CACHE_HOME": str(blocker / "cache"), "TMPDIR": str(blocker)}
+    code = (
+        "import os, tempfile; tempfile.tempdir = os.environ['TMPDIR'];"
+        "from leadlang import syntax; from leadlang.source import Source;"
+        "assert syntax._cache_file(syntax.GRAMMAR_PATH.read_text()) is None;"
+        "m, d = syntax.parse(Source('x.lead', 'metric a = 1\\n')); print(len(m.decls), len(d))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1", "0"]
