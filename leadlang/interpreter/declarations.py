@@ -87,6 +87,7 @@ class _DeclarationChecker:
         self.types = TypeChecker(symbols, diagnostics)
 
     def error(self, code: str, message: str, span: ast.Span, help: str | None = None) -> None:
+        help = help or f"`leadlang explain {code}` explains this error with an example"
         self.diagnostics.append(
             Diagnostic(code=code, severity="error", message=message, span=span, help=help)
         )
@@ -238,6 +239,7 @@ class _DeclarationChecker:
                         message=f"`{key}` is set twice in message `{decl.name.name}`",
                         span=field.key.span,
                         labels=(Label(span=seen[key].key.span, message="first set here"),),
+                        help=f"keep one `{key}` line",
                     )
                 )
                 continue
@@ -373,7 +375,8 @@ class _DeclarationChecker:
                     "N005",
                     f"unknown flow `{name}`",
                     step.flow.span,
-                    help=did_you_mean(name, self.symbols.flows),
+                    help=did_you_mean(name, self.symbols.flows)
+                    or f"declare it: `flow {name}:` with its steps",
                 )
         return ctx
 
@@ -430,6 +433,7 @@ class _DeclarationChecker:
                 "T007",
                 f"`{name}` is {article(declared)} trait, but this value is {article(value)}",
                 step.value.span,
+                help=f"set it to {article(declared)}, or change the trait's declared type",
             )
 
     # ------------------------------------------------------------------ cycles

@@ -176,6 +176,7 @@ class TypeChecker:
         return self._metric_types[name]
 
     def error(self, code: str, message: str, span: Span, help: str | None = None) -> None:
+        help = help or f"`leadlang explain {code}` explains this error with an example"
         self.diagnostics.append(
             Diagnostic(code=code, severity="error", message=message, span=span, help=help)
         )
