@@ -929,6 +929,8 @@ def _parse_recovering(
         bad = attempt.bad_line
         if errors and "indented block" in error.message:
             bad = _header_above(lines, (bad or 1) - 1)  # skip the emptied block's header too
+        elif any(e.span.start == error.span.start for e in errors):
+            break  # the same place again (e.g. an unclosed bracket): nothing new to say
         else:
             errors.append(error)
         # The header line itself, or no progress: give the declaration up.
@@ -1058,7 +1060,10 @@ def _top_level_chunks(text: str) -> Iterator[tuple[int, int, str]]:
     start_pos = 0
     pos = 0
     for index, line in enumerate(lines):
-        if index > start_line and depth <= 0 and line[:1] not in ("", " ", "\t", "#", "\n", "\r"):
+        starts_text = line[:1] not in ("", " ", "\t", "#", "\n", "\r")
+        # Inside an unclosed bracket, only a declaration keyword at column 0 starts a new
+        # chunk: the bracket was most likely never closed.
+        if index > start_line and starts_text and (depth <= 0 or _DECL_START.match(line)):
             yield start_line, start_pos, text[start_pos:pos]
             start_line, start_pos = index, pos
             depth = 0
@@ -1067,6 +1072,9 @@ def _top_level_chunks(text: str) -> Iterator[tuple[int, int, str]]:
     yield start_line, start_pos, text[start_pos:]
 
 
+_DECL_START = re.compile(
+    r"(?:use|settings|event|trait|score|metric|segment|message|flow|when|on)\b"
+)
 _BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[(\[{]|[)\]}]')
 
 

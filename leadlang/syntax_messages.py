@@ -123,6 +123,48 @@ _STEP_WORDS = (
 _HEADER_WORDS = ("on", "when", "exit", "goal", "reenter")
 
 
+_OPERATOR_WORDS = frozenset(
+    {"or", "and", "not", "in", "starts", "ends", "contains", "matches", "+", "-", "*", "/", "%"}
+    | {"==", "!=", "<", "<=", ">", ">=", "."}
+)
+_UNIT_WORDS = {
+    "s": "s",
+    "sec": "s",
+    "secs": "s",
+    "second": "s",
+    "seconds": "s",
+    "min": "m",
+    "mins": "m",
+    "minute": "m",
+    "minutes": "m",
+    "h": "h",
+    "hour": "h",
+    "hours": "h",
+    "d": "d",
+    "day": "d",
+    "days": "d",
+    "w": "w",
+    "week": "w",
+    "weeks": "w",
+}
+
+
+def _literal(terminal: str, terminals: dict[str, Any]) -> str | None:
+    """The text of a terminal that is a fixed string (`and`, `==`), else None."""
+    pattern = getattr(terminals.get(terminal), "pattern", None)
+    if pattern is not None and type(pattern).__name__ == "PatternStr":
+        return str(pattern.value)
+    return None
+
+
+def _indent_token(raw: Token) -> Token:
+    """The indentation at the start of the line an INDENT token introduces."""
+    line = raw.end_line or raw.line or 1
+    end = raw.end_pos or 0
+    width = len(str(raw.value))
+    return Token("_INDENT", raw.value, end - width, line, 1, line, width + 1, end)
+
+
 def _group_phrase(expected: set[str]) -> tuple[str, tuple[str, ...]] | None:
     """A phrase for the big expected sets: the start of a declaration, a step, a header."""
     if {"FLOW", "METRIC", "SEGMENT", "MESSAGE"} <= expected:
@@ -249,7 +291,36 @@ def describe_unexpected(
                 help=f"add the missing `{closing}`",
             )
 
+    if raw.type == "_INDENT":
+        return _diag(
+            builder,
+            "S001",
+            "unexpected indentation",
+            _indent_token(raw),
+            help="indent this line like the line above it",
+        )
+    if prev_text == ":" and expected <= {"_NL"}:
+        return _diag(
+            builder,
+            "S001",
+            "expected the end of the line after `:`",
+            token,
+            help="a block's lines go below the line ending in `:`, indented",
+        )
+
     got = _describe_token(token)
+    help: str | None = None
+    if previous is not None and previous.type == "NUMBER" and str(raw.value) in _UNIT_WORDS:
+        help = (
+            f"write durations without a space, e.g. `{previous.value}{_UNIT_WORDS[str(raw.value)]}`"
+        )
+    if {"and", "or"} <= {_literal(n, terminals) for n in expected}:  # after an expression
+        others = {n for n in expected if _literal(n, terminals) not in _OPERATOR_WORDS}
+        phrase = _expected_phrase(others, terminals) if others else ""
+        joiner = ", " if " or " in phrase else " or "
+        what = "an operator" + (f"{joiner}{phrase}" if phrase else "")
+        where = f" after `{prev_text}`" if prev_text else ""
+        return _diag(builder, "S001", f"expected {what}{where}, found {got}", token, help=help)
     group = _group_phrase(expected)
     if group is not None:
         where = (

@@ -458,6 +458,9 @@ BAD = [
     ("score:\n  page_viewed 1\n", "expected `-` or `+` after `page_viewed`"),
     ("segment s = score >\n", "expected an expression after `>`"),
     ("flow f:\n  wait for e up 1d\n", "expected `to` after `up`"),
+    ("flow f:\n  send a\n    send b\n", "unexpected indentation"),
+    ("metric a = b c\n", "expected an operator, `(` or the end of the line after `b`"),
+    ("flow f: send a\n", "expected the end of the line after `:`"),
 ]
 
 
@@ -601,3 +604,19 @@ def test_parser_works_without_a_usable_cache_dir(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["1", "0"]
+
+
+def test_duration_written_with_a_space_gets_a_hint(parse_text: ParseText) -> None:
+    (diagnostic,) = errors(parse_text, "flow f:\n  send a\n  wait 2 days\n")
+    assert diagnostic.help == "write durations without a space, e.g. `2d`"
+    assert (diagnostic.span.line, diagnostic.span.column) == (3, 10)
+
+
+def test_unclosed_bracket_is_reported_once_and_the_next_declaration_survives(
+    parse_text: ParseText,
+) -> None:
+    module, diagnostics = parse_text("segment s = x in [1, 2\nsegment t = 1\n")
+    (diagnostic,) = diagnostics
+    assert "`[`" in diagnostic.message and (diagnostic.span.line, diagnostic.span.column) == (1, 18)
+    (segment,) = module.decls
+    assert isinstance(segment, ast.SegmentDecl) and segment.name.name == "t"
