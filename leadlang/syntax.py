@@ -262,7 +262,7 @@ class AstBuilder:
     def decode_string(self, tok: Token) -> str:
         text = str(tok.value)
         try:
-            value = json.loads(text)
+            value = json.loads(text, strict=False)  # a raw tab in a string is fine
         except ValueError:
             self.error(
                 "S005",

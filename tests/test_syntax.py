@@ -620,3 +620,8 @@ def test_unclosed_bracket_is_reported_once_and_the_next_declaration_survives(
     assert "`[`" in diagnostic.message and (diagnostic.span.line, diagnostic.span.column) == (1, 18)
     (segment,) = module.decls
     assert isinstance(segment, ast.SegmentDecl) and segment.name.name == "t"
+
+
+def test_raw_tab_inside_a_string_is_kept(parse_text: ParseText) -> None:
+    e = expr_of(parse_text, '"a\tb"')
+    assert isinstance(e, ast.String) and e.value == "a\tb"
