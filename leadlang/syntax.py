@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -816,6 +817,7 @@ def _header_word(clause: ast.HeaderClause) -> str:
 # ---------------------------------------------------------------- the parser singleton
 
 _PARSER: Lark | None = None
+_PARSE_LOCK = threading.RLock()
 _BUILDER = AstBuilder()
 _INDENTER = LeadIndenter()
 
@@ -876,13 +878,14 @@ def parse(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
     """Parse one file. Never raises for bad input: problems are returned as diagnostics."""
     # Parsing allocates a token and a node per word but makes no reference cycles, so the
     # cyclic garbage collector's passes over the growing heap are wasted work (~15%).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _parse(source)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    with _PARSE_LOCK:  # one parser, builder and indenter per process: parse one file at a time
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return _parse(source)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
 
 
 def _parse(source: Source) -> tuple[ast.Module, list[Diagnostic]]:
