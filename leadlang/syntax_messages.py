@@ -63,7 +63,7 @@ _AFTER: dict[str, str] = {
     "reenter": "`never`, `always` or `after` and a duration",
     "decay": "an amount like `10` or `10%`",
     "max": "a number",
-    "score": "`:` or a signed number like `+5`",
+    "score": "a signed number like `+5` or `-2`",
 }
 
 
