@@ -3,6 +3,7 @@ diagnostics with a location in the file, never to an exception."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -48,6 +49,7 @@ flow nurture:
 when score > 50 and propensity < 60% then send "deal" ; wait 24h ; check opened else send "final"
 """
 LINES = VALID.splitlines(keepends=True)
+TERMINAL_NAME = re.compile(r"(?<!U\+)\b(?:[A-Z][A-Z_]{2,}|_[A-Z]+)\b|\$END")
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -58,6 +60,8 @@ def check_total(text: str) -> None:
         assert diagnostic.code.startswith("S")
         assert 0 <= diagnostic.span.start <= diagnostic.span.end <= len(text) + 1
         assert diagnostic.message
+        # in words: never a grammar terminal name such as NAME, _NL or $END
+        assert not TERMINAL_NAME.search(diagnostic.message), diagnostic.message
 
 
 def test_the_valid_script_is_valid() -> None:
