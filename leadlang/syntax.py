@@ -3,8 +3,10 @@
 `parse(source)` returns the `ast.Module` and the syntax diagnostics (S-codes). The Lark
 parser is built once per process and its analysis is cached on disk, so start-up stays fast;
 the AST is built while parsing (Lark's `transformer=`), without an intermediate tree.
-After a syntax error the file is re-parsed one top-level declaration at a time, so every
-broken declaration is reported and the others still reach the checker.
+After a syntax error the file is re-parsed one top-level declaration at a time, and inside
+a broken declaration the bad line is skipped and the declaration re-parsed, so every bad
+line is reported and the rest still reaches the checker. Words come from
+`syntax_messages.py`, tokens from `syntax_lexer.py`.
 """
 
 from __future__ import annotations
@@ -242,10 +244,6 @@ class AstBuilder:
             else:
                 out.append(c)
         return out
-
-    @staticmethod
-    def has(children: Sequence[Any], word: str) -> bool:
-        return any(isinstance(c, Token) and c.value == word for c in children)
 
     @staticmethod
     def after(children: Sequence[Any], word: str) -> Any:
