@@ -42,7 +42,7 @@ MAX_NESTING = 100  # open brackets; deeper input gets S007
 MAX_EXPR_DEPTH = 150
 MAX_ERRORS_PER_FILE = 100
 
-# Token types that carry a value; every other token is a keyword or punctuation.
+# Tokens the indenter adds or that span line breaks: they never start or end a node's span.
 _LAYOUT = frozenset({"_NL", "_INDENT", "_DEDENT"})
 
 
