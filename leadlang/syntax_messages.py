@@ -178,6 +178,8 @@ def _group_phrase(expected: set[str]) -> tuple[str, tuple[str, ...]] | None:
                 "a step or a header clause (`on`, `when`, `goal`, ...)",
                 _STEP_WORDS + _HEADER_WORDS,
             )
+        if "IF" not in expected:  # after `then`, `else` or `;` on one line
+            return "a one-line step (`send`, `wait`, `check`, `tag`, ...)", _STEP_WORDS
         return "a step (`send`, `wait`, `check`, `if`, `tag`, ...)", _STEP_WORDS
     return None
 
@@ -329,6 +331,12 @@ def describe_unexpected(
             else ""
         )
         help = _did_you_mean(raw, group[1])
+        if raw.type in ("IF", "SPLIT") and "IF" not in expected:
+            help = (
+                f"write `else:` and put the `{raw.value}` on the indented lines below"
+                if prev_text == "else"
+                else f"`{raw.value}` takes a block: write it inside a `flow NAME:` block"
+            )
         return _diag(
             builder,
             "S002" if at_end else "S001",

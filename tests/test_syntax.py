@@ -625,3 +625,9 @@ def test_unclosed_bracket_is_reported_once_and_the_next_declaration_survives(
 def test_raw_tab_inside_a_string_is_kept(parse_text: ParseText) -> None:
     e = expr_of(parse_text, '"a\tb"')
     assert isinstance(e, ast.String) and e.value == "a\tb"
+
+
+def test_block_step_in_a_one_line_flow_explains_why(parse_text: ParseText) -> None:
+    (diagnostic,) = errors(parse_text, "when x then if y: send a\n")
+    assert "one-line step" in diagnostic.message
+    assert diagnostic.help is not None and "flow NAME:" in diagnostic.help
