@@ -1,9 +1,17 @@
 """Benchmark `simulate`: 100,000 events from 10,000 contacts through realistic flows.
 
-Prints events/s, the ratio to merely JSON-decoding the same lines with orjson, and peak
-memory (tracemalloc) for a run holding 100,000 contacts. Deterministic (seeded).
+Two workloads, each deterministic (seeded): `synthetic`, the script below (std.segments,
+four flows exercising every kind of wait); and `flowio`, the real examples/flowio project
+(std.scoring, std.segments, its three flows) fed Segment-shaped events with the names and
+properties std.scoring's table and std.events use. For each: events/s, the ratio to merely
+JSON-decoding the same lines with orjson, and peak memory (tracemalloc) for a separate run
+holding 100,000 contacts.
 
-    python bench/bench_simulate.py [--events 100000] [--contacts 10000] [--profile]
+    python bench/bench_simulate.py [--workload synthetic|flowio|both] [--events 100000]
+        [--contacts 10000] [--no-memory] [--effects-out PREFIX] [--profile]
+
+`--effects-out PREFIX` writes every effect (internal fields included) to
+PREFIX.WORKLOAD.jsonl, so an optimisation can be checked to change nothing, byte for byte.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ import random
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
 from leadlang.interpreter.compile import compile_program
-from leadlang.runtime.engine import Engine
+from leadlang.runtime.engine import Effect, Engine
 from leadlang.runtime.simulate import parse_until, read_events, simulate
 
 SCRIPT = """
@@ -105,18 +114,55 @@ EVENTS = [
     ("identify", None, 4),
 ]
 
+FLOWIO = Path(__file__).resolve().parent.parent / "examples" / "flowio"
 
-def generate(path: Path, n_events: int, n_contacts: int, seed: int = 7) -> None:
-    rng = random.Random(seed)
+# The flowio workload: the Segment events std.scoring scores and std.events declares, with
+# their properties, in the names a Segment source sends (normalised by the reader).
+FLOWIO_EVENTS = [
+    ("page", None, 36),
+    ("track", "Product Viewed", 24),
+    ("track", "Product Added", 10),
+    ("track", "Checkout Started", 4),
+    ("track", "Order Completed", 3),
+    ("track", "Message Opened", 8),
+    ("track", "Message Clicked", 3),
+    ("track", "Form Submitted", 2),
+    ("track", "Ebook Downloaded", 1),
+    ("track", "Products Searched", 3),
+    ("identify", None, 4),
+]
+FLOWIO_MESSAGES = [
+    "new_arrivals_coupon",
+    "coupon_final_call",
+    "deal_percent_off",
+    "deal_bundle",
+    "deal_final_call",
+    "free_shipping",
+    "free_shipping_final_call",
+]
+CATEGORIES = ["Dresses", "Shoes", "Winter Coats", "Bags", "Accessories"]
+
+
+def _timestamps(rng: random.Random, n_events: int) -> list[float]:
     start = datetime(2025, 11, 1, tzinfo=UTC).timestamp()
     span = 30 * 86400
+    return sorted(start + rng.random() * span for _ in range(n_events))
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate(path: Path, n_events: int, n_contacts: int, seed: int = 7) -> None:
+    """The synthetic workload (the bench script above): uniform contacts."""
+    rng = random.Random(seed)
     kinds = [k for k in EVENTS for _ in range(k[2])]
-    times = sorted(start + rng.random() * span for _ in range(n_events))
+    times = _timestamps(rng, n_events)
     with path.open("wb") as out:
         for i, t in enumerate(times):
             user = f"user{rng.randrange(n_contacts)}"
             kind, name, _ = rng.choice(kinds)
-            at = datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            at = _iso(t)
             line: dict[str, object] = {"type": kind, "userId": user, "timestamp": at}
             if kind == "identify" or i < n_contacts:
                 line["type"] = "identify"
@@ -132,32 +178,152 @@ def generate(path: Path, n_events: int, n_contacts: int, seed: int = 7) -> None:
             out.write(orjson.dumps(line) + b"\n")
 
 
-def load_program(script: Path) -> object:
+def generate_flowio(path: Path, n_events: int, n_contacts: int, seed: int = 7) -> None:
+    """The flowio workload: Segment-shaped events for examples/flowio (std.scoring's table).
+
+    Activity is skewed (a contact's index is drawn as `n * u**2`), as in real shops: a few
+    contacts browse and buy a lot and reach the audiences' score and propensity thresholds,
+    most come a few times and decay. Every contact's first event is an `identify`.
+    """
+    rng = random.Random(seed)
+    kinds = [k for k in FLOWIO_EVENTS for _ in range(k[2])]
+    times = _timestamps(rng, n_events)
+    seen: set[int] = set()
+    with path.open("wb") as out:
+        for i, t in enumerate(times):
+            index = i if i < n_contacts else int(n_contacts * rng.random() ** 2)
+            user = f"user{index}"
+            kind, name, _ = rng.choice(kinds)
+            line: dict[str, object] = {"type": kind, "userId": user, "timestamp": _iso(t)}
+            if kind == "identify" or index not in seen:
+                seen.add(index)
+                traits: dict[str, object] = {"email": f"{user}@example.com", "first_name": user}
+                if index % 3 == 0:
+                    traits["phone"] = f"+849{index:08d}"
+                if index % 5 == 0:
+                    traits["timezone"] = "Europe/Paris"
+                line["type"] = "identify"
+                line["traits"] = traits
+            elif kind == "page":
+                line["properties"] = {"path": f"/p/{rng.randrange(200)}", "title": "Shop"}
+            else:
+                line["event"] = name
+                product = rng.randrange(200)
+                price = 10 + product % 90
+                props: dict[str, object]
+                if name in ("Product Viewed", "Product Added"):
+                    props = {
+                        "product_id": f"P{product}",
+                        "category": CATEGORIES[product % len(CATEGORIES)],
+                        "price": price,
+                    }
+                    if name == "Product Added":
+                        props["cart_id"] = f"C-{user}"
+                        props["quantity"] = 1 + rng.randrange(3)
+                elif name == "Checkout Started":
+                    props = {"order_id": f"O-{user}-{i}", "value": price, "products": []}
+                elif name == "Order Completed":
+                    props = {
+                        "order_id": f"O-{user}-{i}",
+                        "total": price * (1 + rng.randrange(3)),
+                        "products": [
+                            {"product_id": f"P{product}", "category": CATEGORIES[product % 5]}
+                        ],
+                    }
+                elif name in ("Message Opened", "Message Clicked"):
+                    props = {"message": rng.choice(FLOWIO_MESSAGES)}
+                elif name == "Form Submitted":
+                    props = {"form": "newsletter", "url": "/newsletter"}
+                elif name == "Ebook Downloaded":
+                    props = {"title": "Style guide", "topic": "fashion"}
+                else:
+                    props = {"query": rng.choice(CATEGORIES).lower()}
+                line["properties"] = props
+            out.write(orjson.dumps(line) + b"\n")
+
+
+def load_program(paths: list[Path]) -> object:
     from leadlang.interpreter.check import check_paths
 
-    result = check_paths([str(script)])
+    result = check_paths([str(p) for p in paths])
     errors = [d for d in result.diagnostics if d.is_error]
     if errors or result.program is None:
         raise SystemExit(f"bench script does not check: {errors}")
     return result.program
 
 
-def run(events_path: Path, program_ir: dict[str, object]) -> tuple[float, float, int, int]:
+def run(
+    events_path: Path, program_ir: dict[str, object], effects_out: Path | None = None
+) -> tuple[float, float, int, int]:
+    """Read the log and simulate it to the end; returns (seconds, CPU seconds, effects,
+    contacts). With `effects_out`, every effect (internal fields too) is written there after
+    the timed part, to diff runs byte for byte."""
+    kept: list[Effect] = []
+    count = 0
+
+    def emit(effect: Effect) -> None:
+        nonlocal count
+        count += 1
+
     started = time.perf_counter()
     cpu_started = time.process_time()
     with events_path.open("rb") as handle:
         log = read_events(handle)
     until = parse_until(None, log.events[-1].t)
     assert until is not None
-    count = 0
-
-    def emit(effect: object) -> None:
-        nonlocal count
-        count += 1
-
-    store = simulate(Engine(program_ir), log.events, until, emit)
+    store = simulate(Engine(program_ir), log.events, until, kept.append if effects_out else emit)
+    elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
-    return time.perf_counter() - started, cpu, count, len(store.contacts)
+    if effects_out is not None:
+        count = len(kept)
+        with effects_out.open("wb") as out:
+            for effect in kept:
+                out.write(orjson.dumps(effect) + b"\n")
+    return elapsed, cpu, count, len(store.contacts)
+
+
+Generator = Callable[[Path, int, int, int], None]
+
+
+def workload(
+    label: str,
+    program_ir: dict[str, object],
+    gen: Generator,
+    folder: Path,
+    args: argparse.Namespace,
+) -> None:
+    events_path = folder / f"{label}.jsonl"
+    gen(events_path, args.events, args.contacts, 7)
+
+    started = time.perf_counter()
+    with events_path.open("rb") as handle:
+        for line in handle:
+            orjson.loads(line)
+    decode = time.perf_counter() - started
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+    effects_out = Path(f"{args.effects_out}.{label}.jsonl") if args.effects_out else None
+    elapsed, cpu, effects, contacts = run(events_path, program_ir, effects_out)
+    if args.profile:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    rate = args.events / elapsed
+    print(f"{label}: {args.events:,} events, {contacts:,} contacts, {effects:,} effects")
+    print(f"  {elapsed:.2f} s  {rate:,.0f} events/s  (target >= 50,000)")
+    print(f"  CPU time {cpu:.2f} s: {args.events / cpu:,.0f} events per CPU second")
+    print(f"  orjson decode only: {decode:.3f} s; simulate / decode time = {elapsed / decode:.1f}x")
+    if args.no_memory:
+        return
+    mem_events = folder / f"{label}-mem.jsonl"
+    n = args.memory_contacts
+    gen(mem_events, n, n, 11)  # every event its own contact's first: identify
+    tracemalloc.start()
+    run(mem_events, program_ir)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"  memory: {n:,} contacts, peak {peak / 2**20:.0f} MB (tracemalloc; target < 500 MB)")
 
 
 def main() -> None:
@@ -165,45 +331,23 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--memory-contacts", type=int, default=100_000)
+    parser.add_argument("--workload", choices=["synthetic", "flowio", "both"], default="both")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument(
+        "--effects-out", metavar="PREFIX", help="write every effect to PREFIX.WORKLOAD.jsonl"
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        script = folder / "bench.lead"
-        script.write_text(SCRIPT)
-        program_ir = compile_program(load_program(script))  # type: ignore[arg-type]
-        events_path = folder / "events.jsonl"
-        generate(events_path, args.events, args.contacts)
-
-        started = time.perf_counter()
-        with events_path.open("rb") as handle:
-            for line in handle:
-                orjson.loads(line)
-        decode = time.perf_counter() - started
-
-        if args.profile:
-            profiler = cProfile.Profile()
-            profiler.enable()
-        elapsed, cpu, effects, contacts = run(events_path, program_ir)
-        if args.profile:
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-        rate = args.events / elapsed
-        print(f"simulate: {args.events:,} events, {contacts:,} contacts, {effects:,} effects")
-        print(f"  {elapsed:.2f} s  {rate:,.0f} events/s  (target >= 50,000)")
-        print(f"  CPU time {cpu:.2f} s: {args.events / cpu:,.0f} events per CPU second")
-        print(
-            f"  orjson decode only: {decode:.3f} s; simulate / decode time = {elapsed / decode:.1f}x"
-        )
-
-        mem_events = folder / "mem.jsonl"
-        n = args.memory_contacts
-        generate(mem_events, n, n, seed=11)  # every event its own contact's first: identify
-        tracemalloc.start()
-        run(mem_events, program_ir)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        print(f"memory: {n:,} contacts, peak {peak / 2**20:.0f} MB (tracemalloc; target < 500 MB)")
+        if args.workload in ("synthetic", "both"):
+            script = folder / "bench.lead"
+            script.write_text(SCRIPT)
+            program_ir = compile_program(load_program([script]))  # type: ignore[arg-type]
+            workload("synthetic", program_ir, generate, folder, args)
+        if args.workload in ("flowio", "both"):
+            program_ir = compile_program(load_program([FLOWIO]))  # type: ignore[arg-type]
+            workload("flowio", program_ir, generate_flowio, folder, args)
 
 
 if __name__ == "__main__":
