@@ -310,6 +310,19 @@ cannot be set.
 """,
     ),
     _code(
+        "N018",
+        "error",
+        "keyword used as a name",
+        """
+The words of the language (`send`, `wait`, `when`, `flow`, `score`, `event`, `max`, ...) are
+reserved: a trait, metric, segment, message, flow or event cannot be named with one, because
+conditions and steps would read ambiguously.
+
+    segment check = score > 50          # wrong
+    segment to_check = score > 50       # right
+""",
+    ),
+    _code(
         "T001",
         "error",
         "operands do not fit",

@@ -114,6 +114,22 @@ def _builtin_clash(kind: str, name: str, span: Span, diagnostics: list[Diagnosti
     )
 
 
+def _keyword_name(ident: ast.Ident, what: str, diagnostics: list[Diagnostic]) -> bool:
+    """Report a declaration named with a reserved word; True when it was one."""
+    if ident.name not in scope.KEYWORDS:
+        return False
+    diagnostics.append(
+        Diagnostic(
+            code="N018",
+            severity="error",
+            message=f"`{ident.name}` is a keyword and cannot name a {what}",
+            span=ident.span,
+            help=f"choose another name, e.g. `{ident.name}_{what}`",
+        )
+    )
+    return True
+
+
 def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Symbols:
     """Build the name tables, reporting every name or setting defined twice."""
     symbols = Symbols()
@@ -123,6 +139,8 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
 
     def value_name(ident: ast.Ident, what: str) -> bool:
         name = ident.name
+        if _keyword_name(ident, what, diagnostics):
+            return False
         if name in scope.BUILTIN_TRAITS:
             _builtin_clash("trait", name, ident.span, diagnostics)
             return False
@@ -149,6 +167,10 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
             elif isinstance(decl, ast.SegmentDecl):
                 if value_name(decl.name, "segment"):
                     symbols.segments[decl.name.name] = decl
+            elif isinstance(decl, ast.MessageDecl | ast.FlowDecl) and _keyword_name(
+                decl.name, "message" if isinstance(decl, ast.MessageDecl) else "flow", diagnostics
+            ):
+                continue
             elif isinstance(decl, ast.MessageDecl):
                 first_message = symbols.messages.get(decl.name.name)
                 if first_message is not None:
@@ -177,6 +199,8 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
 
 def _collect_event(symbols: Symbols, decl: ast.EventDecl, diagnostics: list[Diagnostic]) -> None:
     name = scope.normalize_event_name(decl.name.name)
+    if _keyword_name(decl.name, "event", diagnostics):
+        return
     if name in scope.BUILTIN_EVENTS:
         _builtin_clash("event", name, decl.name.span, diagnostics)
         return
