@@ -213,7 +213,9 @@ def test_template_nested_too_deeply_is_a_diagnostic(tmp_path: Path) -> None:
 
 
 def test_constant_segment_in_a_when_trigger(tmp_path: Path) -> None:
-    never = "segment never = score < 0\n"
-    assert codes(check_text(tmp_path, never + flow("send deal", header="when never"))) == ["F009"]
+    never = "segment impossible = score < 0\n"
+    assert codes(check_text(tmp_path, never + flow("send deal", header="when impossible"))) == [
+        "F009"
+    ]
     loop = "segment loop = loop\n"  # a cycle is reported once, and folding it terminates
     assert codes(check_text(tmp_path, loop + flow("send deal", header="when loop"))) == ["N014"]

@@ -26,7 +26,7 @@ def test_keyword_set_is_the_grammars() -> None:
         ("segment send = true\n", "segment", "send"),
         ("metric wait = 1\n", "metric", "wait"),
         ("trait when: text\n", "trait", "when"),
-        ("flow exit:\n  on signup\n  tag \"new\"\n", "flow", "exit"),
+        ('flow exit:\n  on signup\n  tag "new"\n', "flow", "exit"),
         ('message flow:\n  channel email\n  subject "s"\n  text "t"\n', "message", "flow"),
         ("event split(amount: number)\n", "event", "split"),
     ],

@@ -139,13 +139,13 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
 
     def value_name(ident: ast.Ident, what: str) -> bool:
         name = ident.name
-        if _keyword_name(ident, what, diagnostics):
-            return False
         if name in scope.BUILTIN_TRAITS:
             _builtin_clash("trait", name, ident.span, diagnostics)
             return False
         if name in scope.BUILTIN_NAMES or name == "event":
             _builtin_clash("name", name, ident.span, diagnostics)
+            return False
+        if _keyword_name(ident, what, diagnostics):
             return False
         if name in values:
             _duplicate("N009", what, name, ident.span, values[name], diagnostics)

@@ -40,12 +40,65 @@ BUILTIN_EVENTS: dict[str, dict[str, str]] = {
 # treats a word as a keyword where the grammar expects one, so the checker is what rejects a
 # declaration named `send`; tests/test_keywords.py keeps this set equal to the grammar's.
 KEYWORDS: frozenset[str] = frozenset(
-    """
-    after always and cap check contains decay elif else ends enroll event every exit false file
-    flow for goal hours idle if in matches max message metric never none not on or per quiet
-    reenter score segment send set settings split starts tag then timezone to trait true untag
-    until up use wait when where with within
-    """.split()
+    {
+        "after",
+        "always",
+        "and",
+        "cap",
+        "check",
+        "contains",
+        "decay",
+        "elif",
+        "else",
+        "ends",
+        "enroll",
+        "event",
+        "every",
+        "exit",
+        "false",
+        "file",
+        "flow",
+        "for",
+        "goal",
+        "hours",
+        "idle",
+        "if",
+        "in",
+        "matches",
+        "max",
+        "message",
+        "metric",
+        "never",
+        "none",
+        "not",
+        "on",
+        "or",
+        "per",
+        "quiet",
+        "reenter",
+        "score",
+        "segment",
+        "send",
+        "set",
+        "settings",
+        "split",
+        "starts",
+        "tag",
+        "then",
+        "timezone",
+        "to",
+        "trait",
+        "true",
+        "untag",
+        "until",
+        "up",
+        "use",
+        "wait",
+        "when",
+        "where",
+        "with",
+        "within",
+    }
 )
 CHANNELS: tuple[str, ...] = ("email", "sms", "push")
 AGGREGATES: tuple[str, ...] = ("count", "total", "average", "last", "days_since")
