@@ -153,6 +153,37 @@ BinaryOperator: TypeAlias = Literal[
 ]
 UnaryOperator: TypeAlias = Literal["not", "-"]
 
+# How tightly each binary operator binds (higher binds tighter), for the parser and the
+# unparser alike. Prefix `not` sits between `and` and the comparisons (`not a == b` is
+# `not (a == b)`); prefix `-` binds tighter than any binary operator.
+BINARY_PRECEDENCE: dict[str, int] = {
+    "or": 1,
+    "and": 2,
+    **dict.fromkeys(
+        (
+            "==",
+            "!=",
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "contains",
+            "starts with",
+            "ends with",
+            "in",
+            "not in",
+            "matches",
+        ),
+        4,
+    ),
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "%": 6,
+}
+NOT_PRECEDENCE = 3
+
 
 @node
 class Binary:

@@ -702,30 +702,10 @@ class AstBuilder:
         return ast.ObjectEntry(key=key, value=c[2], span=self.span(c))
 
 
-# Binding strength of binary operators, by their first word; `not` as a prefix binds
-# between `and` and the comparisons, unary `-` tighter than `*`.
-_BINARY_PRECEDENCE = {
-    "or": 1,
-    "and": 2,
-    "==": 4,
-    "!=": 4,
-    "<": 4,
-    "<=": 4,
-    ">": 4,
-    ">=": 4,
-    "contains": 4,
-    "starts": 4,
-    "ends": 4,
-    "in": 4,
-    "not": 4,  # `not in`, after an operand
-    "matches": 4,
-    "+": 5,
-    "-": 5,
-    "*": 6,
-    "/": 6,
-    "%": 6,
-}
-_NOT_OPERAND_PRECEDENCE = 3  # `not a == b` is `not (a == b)`; `not a and b` is `(not a) and b`
+# Binding strength of binary operators, by their first word (`starts with` -> `starts`,
+# `not in` after an operand -> `not`).
+_BINARY_PRECEDENCE = {op.split()[0]: prec for op, prec in ast.BINARY_PRECEDENCE.items()}
+_NOT_OPERAND_PRECEDENCE = ast.NOT_PRECEDENCE
 _TWO_WORD_OPS = frozenset({"starts", "ends", "not"})
 
 

@@ -10,36 +10,7 @@ import json
 
 from leadlang import ast
 
-# Binding strength of binary operators (higher binds tighter); unary `not` sits between
-# `and` and the comparisons, unary minus above `*`.
-_PRECEDENCE: dict[str, int] = {
-    "or": 1,
-    "and": 2,
-    **{
-        op: 4
-        for op in (
-            "==",
-            "!=",
-            "<",
-            "<=",
-            ">",
-            ">=",
-            "contains",
-            "starts with",
-            "ends with",
-            "in",
-            "not in",
-            "matches",
-        )
-    },
-    "+": 5,
-    "-": 5,
-    "*": 6,
-    "/": 6,
-    "%": 6,
-}
-_NOT = 3
-_NEG = 7
+_NEG = 7  # prefix minus binds tighter than any binary operator
 _ATOM = 8
 
 
@@ -51,9 +22,9 @@ def _number(value: float | int) -> str:
 
 def _precedence(expr: ast.Expr) -> int:
     if isinstance(expr, ast.Binary):
-        return _PRECEDENCE[expr.op]
+        return ast.BINARY_PRECEDENCE[expr.op]
     if isinstance(expr, ast.Unary):
-        return _NOT if expr.op == "not" else _NEG
+        return ast.NOT_PRECEDENCE if expr.op == "not" else _NEG
     return _ATOM
 
 
@@ -91,12 +62,12 @@ def unparse(expr: ast.Expr) -> str:
     if isinstance(expr, ast.Attr):
         return f"{_wrap(expr.obj, _ATOM)}.{expr.name.name}"
     if isinstance(expr, ast.Binary):
-        strength = _PRECEDENCE[expr.op]
+        strength = ast.BINARY_PRECEDENCE[expr.op]
         # Left-associative: the right operand needs parentheses at equal strength.
         return f"{_wrap(expr.left, strength)} {expr.op} {_wrap(expr.right, strength + 1)}"
     if isinstance(expr, ast.Unary):
         if expr.op == "not":
-            return f"not {_wrap(expr.operand, _NOT)}"
+            return f"not {_wrap(expr.operand, ast.NOT_PRECEDENCE)}"
         return f"-{_wrap(expr.operand, _NEG)}"
     # ast.Call
     parts = ", ".join(unparse(arg) for arg in expr.args)
