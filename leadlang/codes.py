@@ -314,9 +314,10 @@ cannot be set.
         "error",
         "keyword used as a name",
         """
-The words of the language (`send`, `wait`, `when`, `flow`, `score`, `event`, `max`, ...) are
-reserved: a trait, metric, segment, message, flow or event cannot be named with one, because
-conditions and steps would read ambiguously.
+The words that start a declaration, a header clause or a step, the operators and the literals
+(`send`, `wait`, `when`, `flow`, `check`, `and`, `true`, ...) are reserved: a trait, metric,
+segment, message, flow or event cannot be named with one, because conditions and steps would
+read ambiguously. Contextual words (`after`, `every`, `file`, `to`, `up`, ...) are free as names.
 
     segment check = score > 50          # wrong
     segment to_check = score > 50       # right

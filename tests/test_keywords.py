@@ -7,17 +7,18 @@ from pathlib import Path
 import pytest
 
 from leadlang.interpreter.check import check_paths
-from leadlang.interpreter.scope import KEYWORDS
+from leadlang.interpreter.scope import CONTEXTUAL_KEYWORDS, KEYWORDS
 from leadlang.syntax import get_parser
 
 
-def test_keyword_set_is_the_grammars() -> None:
+def test_reserved_and_contextual_words_are_the_grammars() -> None:
     grammar_words = {
         t.pattern.value
         for t in get_parser().terminals
         if type(t.pattern).__name__ == "PatternStr" and t.pattern.value.isalpha()
     }
-    assert grammar_words == KEYWORDS
+    assert grammar_words == KEYWORDS | CONTEXTUAL_KEYWORDS
+    assert not KEYWORDS & CONTEXTUAL_KEYWORDS
 
 
 @pytest.mark.parametrize(
@@ -46,3 +47,15 @@ def test_names_containing_keywords_are_fine(tmp_path: Path) -> None:
     path = tmp_path / "ok.lead"
     path.write_text("segment send_ready = score > 10\nmetric waits = 1\n")
     assert check_paths([str(path)]).diagnostics == []
+
+
+def test_contextual_words_are_free_as_names(tmp_path: Path) -> None:
+    path = tmp_path / "ok.lead"
+    path.write_text(
+        'message after:\n  channel email\n  subject "s"\n  text "t"\n'
+        "segment up = score > 10\n"
+        "flow to:\n  when up\n  wait 1d\n  send after\n"
+    )
+    result = check_paths([str(path)])
+    assert result.diagnostics == []
+    assert result.program is not None

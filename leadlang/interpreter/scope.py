@@ -36,45 +36,35 @@ BUILTIN_EVENTS: dict[str, dict[str, str]] = {
         "subscribed",
     )
 }
-# The words of the grammar (LANGUAGE.md section 2: keywords are reserved). The parser only
-# treats a word as a keyword where the grammar expects one, so the checker is what rejects a
-# declaration named `send`; tests/test_keywords.py keeps this set equal to the grammar's.
+# Reserved words (LANGUAGE.md section 2): the words that start a declaration, a header
+# clause or a step, the operators and the literals. No trait, metric, segment, message, flow or
+# event may be named with one (N018). The grammar's other words are contextual (`after`,
+# `every`, `file`, `to`, `up`, ...): the parser reads them as keywords only where the grammar
+# expects one, so they stay free as names. tests/test_keywords.py keeps both sets in step with
+# the grammar.
 KEYWORDS: frozenset[str] = frozenset(
     {
-        "after",
-        "always",
         "and",
-        "cap",
         "check",
         "contains",
-        "decay",
         "elif",
         "else",
-        "ends",
         "enroll",
         "event",
-        "every",
         "exit",
         "false",
-        "file",
         "flow",
         "for",
         "goal",
-        "hours",
-        "idle",
         "if",
         "in",
         "matches",
-        "max",
         "message",
         "metric",
-        "never",
         "none",
         "not",
         "on",
         "or",
-        "per",
-        "quiet",
         "reenter",
         "score",
         "segment",
@@ -82,22 +72,39 @@ KEYWORDS: frozenset[str] = frozenset(
         "set",
         "settings",
         "split",
-        "starts",
         "tag",
         "then",
-        "timezone",
-        "to",
         "trait",
         "true",
         "untag",
         "until",
-        "up",
         "use",
         "wait",
         "when",
         "where",
         "with",
         "within",
+    }
+)
+CONTEXTUAL_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "after",
+        "always",
+        "cap",
+        "decay",
+        "ends",
+        "every",
+        "file",
+        "hours",
+        "idle",
+        "max",
+        "never",
+        "per",
+        "quiet",
+        "starts",
+        "timezone",
+        "to",
+        "up",
     }
 )
 CHANNELS: tuple[str, ...] = ("email", "sms", "push")
