@@ -7,6 +7,7 @@ import sys
 import click
 
 from leadlang import __version__
+from leadlang.interpreter.program import Program
 
 FORMATS = ("full", "concise", "json", "sarif")
 
@@ -54,7 +55,7 @@ def explain(code: str) -> None:
     click.echo(f"{info.code} ({info.severity}): {info.summary}\n\n{info.explanation}")
 
 
-def _load_program(paths: tuple[str, ...]) -> object:
+def _load_program(paths: tuple[str, ...]) -> Program:
     """Check the scripts; print diagnostics and exit 2 when they have errors."""
     from leadlang.diagnostics import render
     from leadlang.interpreter.check import check_paths
@@ -63,10 +64,17 @@ def _load_program(paths: tuple[str, ...]) -> object:
     if result.usage_error:
         click.echo(f"error: {result.usage_error}", err=True)
         sys.exit(2)
-    if any(d.is_error for d in result.diagnostics) or result.program is None:
+    if any(d.is_error for d in result.diagnostics):
         output = render(result.diagnostics, result.sources, "full")
-        if output:
-            click.echo(output, err=True, nl=not output.endswith("\n"))
+        click.echo(output, err=True, nl=not output.endswith("\n"))
+        sys.exit(2)
+    if result.program is None:
+        # No errors but no single program: a folder whose subfolders are separate programs.
+        click.echo(
+            "error: these paths hold several programs (the .lead files of each folder are one"
+            " program); name one folder or its files, e.g. `examples/card`",
+            err=True,
+        )
         sys.exit(2)
     return result.program
 
@@ -80,7 +88,7 @@ def compile_(paths: tuple[str, ...], fmt: str) -> None:
 
     from leadlang.interpreter.compile import compile_program
 
-    program = compile_program(_load_program(paths))  # type: ignore[arg-type]
+    program = compile_program(_load_program(paths))
     click.echo(orjson.dumps(program, option=orjson.OPT_INDENT_2).decode())
 
 
@@ -105,7 +113,7 @@ def simulate(
     from leadlang.runtime.simulate_cli import run_simulate
 
     program = _load_program(paths)
-    code = run_simulate(program, events_path, until, fmt, expect_path, skip_bad)  # type: ignore[arg-type]
+    code = run_simulate(program, events_path, until, fmt, expect_path, skip_bad)
     sys.exit(code)
 
 
@@ -124,7 +132,7 @@ def graph(paths: tuple[str, ...], flow_name: str | None, fmt: str) -> None:
     from leadlang.graph import GraphError, render_graph
     from leadlang.interpreter.compile import compile_program
 
-    program_ir = compile_program(_load_program(paths))  # type: ignore[arg-type]
+    program_ir = compile_program(_load_program(paths))
     try:
         click.echo(render_graph(program_ir, flow_name, fmt), nl=False)
     except GraphError as exc:
