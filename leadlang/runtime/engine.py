@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from leadlang.runtime import policy
+from leadlang.runtime import monotone, policy
 from leadlang.runtime.context import Context
 from leadlang.runtime.effects import Effect, format_time, idempotency_key
 from leadlang.runtime.state import Contact, Enrollment
@@ -48,9 +48,10 @@ class Event:
 class Cond:
     """A compiled expression and what can change its value."""
 
-    __slots__ = ("fn", "keys", "now", "score", "since", "windows")
+    __slots__ = ("dirs", "fn", "free_now", "keys", "now", "score", "since", "src", "windows")
 
     def __init__(self, node: dict[str, Any], label: str) -> None:
+        self.src: str = node["src"]
         self.fn = compile_expr(node["src"], label)
         deps = node["deps"]
         self.now: bool = deps["now"]
@@ -60,6 +61,9 @@ class Cond:
         keys = {f"t:{name}" for name in deps["traits"]} | {f"e:{name}" for name in deps["events"]}
         keys |= {key for key in ("score", "tags", "status") if deps[key]}
         self.keys = frozenset(keys)
+        # Set by the engine (`_time_directions`): which way time alone can move the value.
+        self.dirs: monotone.Dirs = monotone.ALWAYS
+        self.free_now = True  # reads `now` other than via a scheduled `days_since` bound
 
     def affected(self, changed: set[str] | None) -> bool:
         return changed is None or self.now or not self.keys.isdisjoint(changed)
@@ -150,10 +154,72 @@ class Engine:
         }
         # `when` triggers flattened, in flow order: (trigger id, condition, flow)
         self.when_triggers = [(tid, cond, flow) for flow in self.flows for tid, cond in flow.when]
+        self._time_directions(program)
+        # Some `when` trigger changes with `now` at every instant: every instant is kept.
+        self.when_free_now = any(c.free_now for c in self.when_conds)
+        # `when` triggers time can move, with their ids (see `_wake`)
+        self.when_timed = [
+            (tid, cond) for tid, cond, _ in self.when_triggers if cond.dirs != monotone.CONST
+        ]
+        self._wake_plans: dict[tuple[bool, ...], _WakePlan] = {}
         self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
         for flow in self.flows:
             for ev, where in flow.on:
                 self.on_triggers.setdefault(ev, []).append((flow, where))
+
+    def _time_directions(self, program: dict[str, Any]) -> None:
+        """Direction analysis (see `monotone`) of the conditions time-driven instants serve."""
+        resolve = monotone.table_resolver(
+            {"metric": program["metrics"], "segment": program["segments"]}
+        )
+        conds = [*self.when_conds]
+        for flow in self.flows:
+            conds.extend(flow.exit_when)
+            conds.extend(c for key, c in flow.conds.items() if key.endswith("/cond"))
+        for cond in conds:
+            cond.dirs = (
+                monotone.directions(cond.src, resolve)
+                if cond.keys or cond.now
+                else (monotone.CONST)
+            )
+            cond.free_now = cond.now and cond.dirs == monotone.ALWAYS
+
+    def _wake_plan(self, values: tuple[bool, ...]) -> _WakePlan:
+        """What time-driven instants the `when` triggers need, given their current values.
+
+        A trigger cannot fire at an instant that can only lower it when it is false (or only
+        raise it when it is true), and evaluating it there would store the value it already
+        has: such instants change nothing and are not scheduled for it. Instants of a kind
+        the trigger can move either way, or towards a change, are kept.
+        """
+        plan = self._wake_plans.get(values)
+        if plan is not None:
+            return plan
+        score = skip_score = False
+        windows: set[tuple[str, float]] = set()
+        since: set[tuple[str, float]] = set()
+        for (_, cond), value in zip(self.when_timed, values, strict=True):
+            need = [d is None or (d == -1 and value) or (d == 1 and not value) for d in cond.dirs]
+            if cond.score:
+                if need[monotone.SCORE]:
+                    score = True
+                else:
+                    skip_score = True
+            if need[monotone.WINDOW]:
+                windows.update(cond.windows)
+            if need[monotone.SINCE]:
+                since.update(cond.since)
+        decay = bool(self.decay_every)
+        plan = _WakePlan(
+            decay and score,
+            tuple(sorted(windows)),
+            tuple(sorted(since)),
+            decay and skip_score and not score,
+            tuple(w for w in self.when_windows if w not in windows),
+            tuple(w for w in self.when_since if w not in since),
+        )
+        self._wake_plans[values] = plan
+        return plan
 
     @staticmethod
     def _history_events(program: dict[str, Any]) -> frozenset[str]:
@@ -203,6 +269,10 @@ class Engine:
         return out
 
     def on_time(self, contact: Contact, t: float) -> list[Effect]:
+        if contact.quiet_at == t:
+            # Nothing can change at this instant (see `_wake`): only find the next one.
+            contact.wake = self._wake(contact, t)
+            return []
         contact.seq += 1
         ctx = Context(self, contact, t)
         out: list[Effect] = []
@@ -605,54 +675,121 @@ class Engine:
     # ------------------------------------------------------------------ timers
 
     def _wake(self, contact: Contact, t: float) -> float | None:
-        """The next instant at which time alone may change something for this contact."""
-        best = math.inf
-        score_matters = self.when_score
-        windows: list[tuple[str, float]] = self.when_windows
-        since: list[tuple[str, float]] = self.when_since
+        """The next instant at which time alone may change something for this contact.
+
+        That is every instant the conditions' inputs change at (deadlines, decay steps,
+        window expiries, `days_since` bounds), as the semantics define. Some of them provably
+        change nothing (`_wake_plan`): those are marked in `contact.quiet_at`, and `on_time`
+        only computes the next wake-up there instead of evaluating every condition. They are
+        still timers, so the order timers fire in (and so the order of effects of different
+        contacts at one instant) is exactly as if they had been run in full.
+        """
+        best = math.inf  # the next instant that may change something
+        quiet = math.inf  # the next instant that cannot
+        full = self.when_free_now  # every instant matters: no quiet ones
+        need_score = False
+        skip_score = False
+        need_windows: list[tuple[str, float]] = []
+        skip_windows: list[tuple[str, float]] = []
+        need_since: list[tuple[str, float]] = []
+        skip_since: list[tuple[str, float]] = []
         if contact.enrollments:
-            extra: list[tuple[str, float]] = []
-            extra_since: list[tuple[str, float]] = []
             for enr in contact.enrollments.values():
                 if enr.deadline is not None and enr.deadline < best:
                     best = enr.deadline
                 flow = self.flow_by_name[enr.flow]
                 for cond in flow.exit_when:
-                    score_matters = score_matters or cond.score
-                    extra.extend(cond.windows)
-                    extra_since.extend(cond.since)
+                    # `exit when` is checked (not as an edge) at every instant the contact is
+                    # looked at, and may hold unacted since entry: keep every instant.
+                    full = True
+                    need_score = need_score or cond.score
+                    need_windows.extend(cond.windows)
+                    need_since.extend(cond.since)
                 if enr.wait == "check":
                     cond = flow.conds[f"{enr.state}/cond"]
-                    score_matters = score_matters or cond.score
-                    extra.extend(cond.windows)
-                    extra_since.extend(cond.since)
-            if extra:
-                windows = [*windows, *extra]
-            if extra_since:
-                since = [*since, *extra_since]
+                    if cond.free_now:
+                        full = True
+                    # The waiting condition is false now: only instants that may raise it
+                    # matter; the others are instants all the same (quiet ones).
+                    up_score, up_window, up_since = (d != 0 and d != -1 for d in cond.dirs)
+                    if cond.score:
+                        if up_score:
+                            need_score = True
+                        else:
+                            skip_score = True
+                    (need_windows if up_window else skip_windows).extend(cond.windows)
+                    (need_since if up_since else skip_since).extend(cond.since)
+        if full:
+            need_score = need_score or skip_score or self.when_score
+            skip_score = False
+            need_windows.extend(skip_windows)
+            need_windows.extend(self.when_windows)
+            skip_windows = []
+            need_since.extend(skip_since)
+            need_since.extend(self.when_since)
+            skip_since = []
+        else:
+            values = contact.when_values
+            plan = self._wake_plan(tuple(values.get(tid, False) for tid, _ in self.when_timed))
+            need_score = need_score or plan.score
+            skip_score = skip_score or plan.skip_score
+            need_windows.extend(plan.windows)
+            skip_windows.extend(plan.skip_windows)
+            need_since.extend(plan.since)
+            skip_since.extend(plan.skip_since)
         every = self.decay_every
         last = contact.last_activity
-        if score_matters and every and last is not None and contact.score > 0:
+        if (need_score or skip_score) and every and last is not None and contact.score > 0:
             k = (t - last) // every + 1
             if self.score_at(contact, t) > 0:
-                best = min(best, last + k * every)
+                step = last + k * every
+                if need_score:
+                    best = min(best, step)
+                else:
+                    quiet = step
         history = contact.history
-        for event, within in windows:
-            entry = history.get(event)
-            if entry:
-                times = entry[0]
-                i = bisect.bisect_right(times, t - within)
-                if i < len(times):
-                    expiry = times[i] + within
-                    if expiry < best:
-                        best = expiry
-        for event, after in since:
-            entry = history.get(event)
-            if entry:
-                instant = entry[0][-1] + after
-                if t < instant < best:
-                    best = instant
+        for windows, needed in ((need_windows, True), (skip_windows, False)):
+            for event, within in windows:
+                entry = history.get(event)
+                if entry:
+                    times = entry[0]
+                    i = bisect.bisect_right(times, t - within)
+                    if i < len(times):
+                        expiry = times[i] + within
+                        if needed:
+                            if expiry < best:
+                                best = expiry
+                        elif expiry < quiet:
+                            quiet = expiry
+        for since, needed in ((need_since, True), (skip_since, False)):
+            for event, after in since:
+                entry = history.get(event)
+                if entry:
+                    instant = entry[0][-1] + after
+                    if t < instant:
+                        if needed:
+                            if instant < best:
+                                best = instant
+                        elif instant < quiet:
+                            quiet = instant
+        if quiet < best:
+            contact.quiet_at = quiet
+            return quiet
+        contact.quiet_at = None
         return None if best == math.inf else best
+
+
+@attrs.frozen(slots=True)
+class _WakePlan:
+    """The time-driven instants `when` triggers need for one combination of their values."""
+
+    score: bool
+    windows: tuple[tuple[str, float], ...]
+    since: tuple[tuple[str, float], ...]
+    # the instants of the same kinds that cannot change a trigger (quiet instants)
+    skip_score: bool
+    skip_windows: tuple[tuple[str, float], ...]
+    skip_since: tuple[tuple[str, float], ...]
 
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:

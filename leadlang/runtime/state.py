@@ -52,6 +52,7 @@ class Contact:
         "id",
         "last_activity",
         "msg_events",
+        "quiet_at",
         "scheduled",
         "score",
         "sends",
@@ -84,6 +85,10 @@ class Contact:
         self.when_values: dict[int, bool] = {}  # `when` trigger id -> last value
         self.wake: float | None = None  # next instant the engine must look at this contact
         self.scheduled: float | None = None  # the instant a store's timer is set for
+        # `wake` when it is an instant at which nothing can change (the engine only looks for
+        # the next one there); None otherwise. Not saved: without it the instant is run in
+        # full, which is always correct.
+        self.quiet_at: float | None = None
         # inputs processed so far: orders same-timestamp events ("arrived after the send")
         self.seq = 0
 

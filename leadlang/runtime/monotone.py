@@ -1,0 +1,297 @@
+"""Which way a compiled condition can move while time passes without an input.
+
+Between two inputs of a contact, time changes only three things a condition reads: the
+score (a decay step lowers it), counts over `within` windows (an event leaving the window
+lowers them) and `days_since(E) >= N`-like comparisons (they turn true N days after the last
+E). For each of these kinds of time-driven instant, `directions` says whether the
+condition (as a truth value) can only stay (CONST), only fall (DOWN), only rise (UP), or
+either (None: unknown). The engine uses this to skip instants that cannot change anything:
+a `when` trigger that is false and can only fall at a decay step cannot fire there, and
+re-evaluating it would store the same false (see `Engine._wake`).
+
+The analysis reads the Python source the code generator emitted (the IR stays unchanged)
+and is conservative: anything it does not recognise is "either way". A condition that reads
+`now` other than through a `days_since` compared with a number changes at every instant, so
+it is reported as `ALWAYS` and the engine keeps every instant for that contact.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from typing import Any
+
+Dir = int | None  # +1 up, -1 down, 0 constant, None either way
+Dirs = tuple[Dir, Dir, Dir]  # (decay step, window expiry, days_since instant)
+
+CONST: Dirs = (0, 0, 0)
+ALWAYS: Dirs = (None, None, None)
+SCORE, WINDOW, SINCE = 0, 1, 2
+
+# `c.` methods whose value does not change with time alone (inputs change them).
+_TIMELESS_METHODS = {"status", "tags"}
+# Pure helpers that are non-decreasing in every argument.
+_MONOTONE = {"min", "max", "_min", "_max", "_sigmoid", "_round"}
+_ORDER = {"_lt": ast.Lt, "_le": ast.LtE, "_gt": ast.Gt, "_ge": ast.GtE}
+
+
+def _join(a: Dir, b: Dir) -> Dir:
+    if a is None or b is None:
+        return None
+    if a == 0:
+        return b
+    if b == 0 or a == b:
+        return a
+    return None
+
+
+def join(*dirs: Dirs) -> Dirs:
+    out: Dirs = CONST
+    for d in dirs:
+        out = (_join(out[0], d[0]), _join(out[1], d[1]), _join(out[2], d[2]))
+    return out
+
+
+def neg(d: Dirs) -> Dirs:
+    return (
+        None if d[0] is None else -d[0],
+        None if d[1] is None else -d[1],
+        None if d[2] is None else -d[2],
+    )
+
+
+def _unknown(d: Dirs) -> Dirs:
+    """A function of `d` that is not monotone: constant stays constant, else unknown."""
+    return tuple(None if x != 0 else 0 for x in d)  # type: ignore[return-value]
+
+
+class _DaysSince:
+    """Marker for the value of `days_since(...)`: it grows with `now`, so only its
+    comparison with a number is understood (that comparison flips at a scheduled instant)."""
+
+
+Resolver = Callable[[str, str], Dirs]  # ("metric" | "segment", name) -> directions
+
+
+class Analyzer:
+    def __init__(self, src: str, resolve: Resolver) -> None:
+        self.resolve = resolve
+        self.tree = ast.parse(src)
+        self.functions: dict[str, ast.FunctionDef] = {
+            node.name: node for node in self.tree.body if isinstance(node, ast.FunctionDef)
+        }
+        self.bound: dict[str, Dirs | _DaysSince] = {}
+
+    def run(self) -> Dirs:
+        body = self._returned(self.functions.get("_f"))
+        if body is None:
+            return ALWAYS
+        return self._dirs(body)
+
+    @staticmethod
+    def _returned(fn: ast.FunctionDef | None) -> ast.expr | None:
+        """The expression `def _f(c, p): try: return EXPR except ...` returns."""
+        if fn is None or len(fn.body) != 1 or not isinstance(fn.body[0], ast.Try):
+            return None
+        stmt = fn.body[0].body
+        if len(stmt) != 1 or not isinstance(stmt[0], ast.Return) or stmt[0].value is None:
+            return None
+        return stmt[0].value
+
+    def _dirs(self, node: ast.expr) -> Dirs:
+        value = self._value(node)
+        return ALWAYS if isinstance(value, _DaysSince) else value
+
+    def _value(self, node: ast.expr) -> Dirs | _DaysSince:
+        if isinstance(node, ast.Constant):
+            return CONST
+        if isinstance(node, ast.Name):
+            if node.id in self.bound:
+                return self.bound[node.id]
+            return CONST  # `p`, hoisted constants, helpers: not time
+        if isinstance(node, ast.NamedExpr):
+            value = self._value(node.value)
+            self.bound[node.target.id] = value
+            return value
+        if isinstance(node, ast.BoolOp):
+            return join(*(self._dirs(v) for v in node.values))
+        if isinstance(node, ast.UnaryOp):
+            inner = self._dirs(node.operand)
+            if isinstance(node.op, ast.Not | ast.USub):
+                return neg(inner)
+            return inner if isinstance(node.op, ast.UAdd) else _unknown(inner)
+        if isinstance(node, ast.BinOp):
+            return self._arith(node.op, node.left, node.right)
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1:
+                return join(*(_unknown(self._dirs(x)) for x in [node.left, *node.comparators]))
+            return self._compare(node.ops[0], node.left, node.comparators[0])
+        if isinstance(node, ast.IfExp):
+            return self._if(node)
+        if isinstance(node, ast.Attribute):
+            # `x.__class__`, `c.traits`, `c.id`, `c.event`: none of them moves with time
+            obj = self._value(node.value)
+            return CONST if isinstance(obj, _DaysSince) else _unknown(obj)
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        if isinstance(node, ast.List | ast.Tuple):
+            return join(*(_unknown(self._dirs(x)) for x in node.elts))
+        return ALWAYS
+
+    def _arith(self, op: ast.operator, left: ast.expr, right: ast.expr) -> Dirs:
+        a, b = self._dirs(left), self._dirs(right)
+        if isinstance(op, ast.Add):
+            return join(a, b)
+        if isinstance(op, ast.Sub):
+            return join(a, neg(b))
+        if isinstance(op, ast.Mult):
+            for k, other in ((left, b), (right, a)):
+                if isinstance(k, ast.Constant) and k.value.__class__ in (int, float):
+                    return other if k.value > 0 else (CONST if k.value == 0 else neg(other))
+        return join(_unknown(a), _unknown(b))
+
+    def _compare(self, op: ast.cmpop, left: ast.expr, right: ast.expr) -> Dirs:
+        a, b = self._value(left), self._value(right)
+        if isinstance(a, _DaysSince) or isinstance(b, _DaysSince):
+            # Only `days_since(E) OP number` is scheduled (at last E + N days).
+            other = b if isinstance(a, _DaysSince) else a
+            grows_left = isinstance(a, _DaysSince)
+            if other != CONST or isinstance(other, _DaysSince):
+                return ALWAYS
+            if not isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE):
+                return ALWAYS
+            rises = isinstance(op, ast.Gt | ast.GtE) == grows_left
+            return (0, 0, 1 if rises else -1)
+        if isinstance(op, ast.Gt | ast.GtE):
+            return join(a, neg(b))
+        if isinstance(op, ast.Lt | ast.LtE):
+            return join(neg(a), b)
+        # `x.__class__ in _NUM`: whether a value is a number does not change with time
+        # (counts and scores stay numbers, a missing value stays missing until an input).
+        if (
+            isinstance(op, ast.In | ast.NotIn)
+            and isinstance(left, ast.Attribute)
+            and left.attr == "__class__"
+        ):
+            return CONST
+        return join(_unknown(a), _unknown(b))
+
+    def _if(self, node: ast.IfExp) -> Dirs | _DaysSince:
+        test = node.test
+        # The inline fast path `(T OP k) if (T := X).__class__ in _NUM else _op(T, k)`: both
+        # arms are the same comparison (the helper handles the values the inline one cannot).
+        if (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Attribute)
+            and test.left.attr == "__class__"
+        ):
+            self._value(test.left.value)  # binds the temporary
+            return join(self._dirs(node.body), self._dirs(node.orelse))
+        return join(*(_unknown(self._dirs(x)) for x in (node.test, node.body, node.orelse)))
+
+    def _call(self, node: ast.Call) -> Dirs | _DaysSince:
+        func = node.func
+        args = node.args
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            owner, method = func.value.id, func.attr
+            if owner == "c":
+                return self._context_call(method, args)
+            if owner == "c.traits" or method == "get":
+                return join(*(_unknown(self._dirs(a)) for a in args))
+            return ALWAYS
+        if isinstance(func, ast.Attribute):
+            # `c.traits.get(...)`, `p.get(...)`
+            if (
+                isinstance(func.value, ast.Attribute)
+                and isinstance(func.value.value, ast.Name)
+                and func.value.value.id == "c"
+                and func.value.attr == "traits"
+                and func.attr == "get"
+            ):
+                return join(*(_unknown(self._dirs(a)) for a in args))
+            return ALWAYS
+        if not isinstance(func, ast.Name):
+            return ALWAYS
+        name = func.id
+        if name in _ORDER:
+            if len(args) != 2:
+                return ALWAYS
+            return self._compare(_ORDER[name](), args[0], args[1])
+        if name in ("_add", "_sub", "_mul") and len(args) == 2:
+            op: ast.operator = {"_add": ast.Add, "_sub": ast.Sub, "_mul": ast.Mult}[name]()
+            return self._arith(op, args[0], args[1])
+        if name in ("_neg",) and len(args) == 1:
+            return neg(self._dirs(args[0]))
+        if name in _MONOTONE:
+            return join(*(self._dirs(a) for a in args))
+        if name in self.functions:
+            return ALWAYS  # a nested `where` called directly: not emitted by codegen
+        # any other helper is a pure function of its arguments
+        return join(*(_unknown(self._dirs(a)) for a in args))
+
+    def _where_is_timeless(self, node: ast.expr) -> bool:
+        """A nested `where` function reads the event's properties; if it reads anything of
+        the contact other than traits, id or the bound event, its value may move with time."""
+        if isinstance(node, ast.Constant) and node.value is None:
+            return True
+        if not isinstance(node, ast.Name) or node.id not in self.functions:
+            return False
+        for sub in ast.walk(self.functions[node.id]):
+            if (
+                isinstance(sub, ast.Attribute)
+                and isinstance(sub.value, ast.Name)
+                and sub.value.id == "c"
+                and sub.attr not in ("traits", "id", "event")
+            ):
+                return False
+        return True
+
+    def _context_call(self, method: str, args: list[ast.expr]) -> Dirs | _DaysSince:
+        if method == "score":
+            return (-1, 0, 0)
+        if method in _TIMELESS_METHODS:
+            return CONST
+        if method in ("metric", "segment"):
+            if len(args) != 1 or not isinstance(args[0], ast.Constant):
+                return ALWAYS
+            return self.resolve(method, str(args[0].value))
+        if method in ("count", "total", "average", "last"):
+            where = args[-2] if len(args) >= 3 else None
+            within = args[-1] if args else None
+            if where is None or within is None or not self._where_is_timeless(where):
+                return ALWAYS
+            if isinstance(within, ast.Constant) and within.value is None:
+                return CONST  # all events ever: only inputs change it
+            if method == "count" and isinstance(within, ast.Constant):
+                return (0, -1, 0)  # events only leave a fixed window as time passes
+            return ALWAYS if not isinstance(within, ast.Constant) else (0, None, 0)
+        if method == "days_since":
+            if len(args) != 2 or not self._where_is_timeless(args[1]):
+                return ALWAYS
+            return _DaysSince()
+        return ALWAYS  # `now` and anything new
+
+
+def directions(src: str, resolve: Resolver) -> Dirs:
+    try:
+        return Analyzer(src, resolve).run()
+    except (SyntaxError, AttributeError, KeyError, TypeError, ValueError):
+        return ALWAYS
+
+
+def table_resolver(sources: dict[str, dict[str, Any]]) -> Resolver:
+    """Directions of metrics and segments by name, memoised; a cycle is unknown."""
+    memo: dict[tuple[str, str], Dirs] = {}
+
+    def resolve(kind: str, name: str) -> Dirs:
+        key = (kind, name)
+        if key in memo:
+            return memo[key]
+        src = sources.get(kind, {}).get(name)
+        if src is None:
+            return CONST  # an unknown name evaluates to none / false, constantly
+        memo[key] = ALWAYS  # while resolving: a cycle reads as unknown
+        memo[key] = directions(src["src"], resolve)
+        return memo[key]
+
+    return resolve
