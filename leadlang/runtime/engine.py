@@ -10,9 +10,10 @@ section 7 (profile, waiting enrollments, exit/goal clauses, triggers, run).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import math
+from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ MESSAGE_STATUS_EVENTS = {
     "message_clicked": "clicked",
     "message_bounced": "bounced",
 }
+BLOCKED = "blocked"  # a false `when` trigger time alone cannot raise (see `_plan_for`)
 MAX_ROUNDS = 8  # re-evaluation rounds after steps change the profile in one instant
 
 
@@ -161,7 +163,24 @@ class Engine:
         self.when_timed = [
             (tid, cond) for tid, cond, _ in self.when_triggers if cond.dirs != monotone.CONST
         ]
-        self._wake_plans: dict[tuple[bool, ...], _WakePlan] = {}
+        self.when_timed_ids = [tid for tid, _ in self.when_timed]
+        segment_sources = program["segments"]
+
+        def segment(name: str) -> tuple[str, dict[str, Any]] | None:
+            fn = self.segments.get(name)
+            if fn is None or name not in segment_sources:
+                return None
+            return segment_sources[name]["src"], fn.__globals__
+
+        resolve = monotone.table_resolver(
+            {"metric": program["metrics"], "segment": program["segments"]}
+        )
+        # per timed trigger: the conjuncts that time can only lower (see `_plan_for`)
+        self.when_guards = [
+            monotone.falling_guards(cond.src, cond.fn.__globals__, segment, resolve)
+            for _, cond in self.when_timed
+        ]
+        self._wake_plans: dict[tuple[bool | str | None, ...], _WakePlan] = {}
         self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
         for flow in self.flows:
             for ev, where in flow.on:
@@ -184,7 +203,7 @@ class Engine:
             )
             cond.free_now = cond.now and cond.dirs == monotone.ALWAYS
 
-    def _wake_plan(self, values: tuple[bool, ...]) -> _WakePlan:
+    def _wake_plan(self, values: tuple[bool | str | None, ...]) -> _WakePlan:
         """What time-driven instants the `when` triggers need, given their current values.
 
         A trigger cannot fire at an instant that can only lower it when it is false (or only
@@ -199,7 +218,13 @@ class Engine:
         windows: set[tuple[str, float]] = set()
         since: set[tuple[str, float]] = set()
         for (_, cond), value in zip(self.when_timed, values, strict=True):
-            need = [d is None or (d == -1 and value) or (d == 1 and not value) for d in cond.dirs]
+            if value == BLOCKED:
+                need = [False, False, False]
+            else:
+                need = [
+                    d is None or (d == -1 and bool(value)) or (d == 1 and not value)
+                    for d in cond.dirs
+                ]
             if cond.score:
                 if need[monotone.SCORE]:
                     score = True
@@ -372,7 +397,7 @@ class Engine:
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
             changed, name, props = step_changes, None, None
-        contact.wake = self._wake(contact, t)
+        contact.wake = self._wake(contact, t, ctx)
 
     def _bind(self, ctx: Context, enr: Enrollment) -> None:
         ctx.enr = enr
@@ -674,7 +699,7 @@ class Engine:
 
     # ------------------------------------------------------------------ timers
 
-    def _wake(self, contact: Contact, t: float) -> float | None:
+    def _wake(self, contact: Contact, t: float, ctx: Context | None = None) -> float | None:
         """The next instant at which time alone may change something for this contact.
 
         That is every instant the conditions' inputs change at (deadlines, decay steps,
@@ -684,8 +709,21 @@ class Engine:
         still timers, so the order timers fire in (and so the order of effects of different
         contacts at one instant) is exactly as if they had been run in full.
         """
+        if not contact.enrollments and not self.when_free_now:
+            # the common case: only the `when` triggers ask for instants
+            plan = self._plan_for(contact, ctx)
+            return self._next_instant(
+                contact,
+                t,
+                math.inf,
+                plan.score,
+                plan.skip_score,
+                plan.windows,
+                plan.skip_windows,
+                plan.since,
+                plan.skip_since,
+            )
         best = math.inf  # the next instant that may change something
-        quiet = math.inf  # the next instant that cannot
         full = self.when_free_now  # every instant matters: no quiet ones
         need_score = False
         skip_score = False
@@ -729,49 +767,119 @@ class Engine:
             need_since.extend(self.when_since)
             skip_since = []
         else:
-            values = contact.when_values
-            plan = self._wake_plan(tuple(values.get(tid, False) for tid, _ in self.when_timed))
+            plan = self._plan_for(contact, ctx)
             need_score = need_score or plan.score
             skip_score = skip_score or plan.skip_score
             need_windows.extend(plan.windows)
             skip_windows.extend(plan.skip_windows)
             need_since.extend(plan.since)
             skip_since.extend(plan.skip_since)
+        return self._next_instant(
+            contact,
+            t,
+            best,
+            need_score,
+            skip_score,
+            need_windows,
+            skip_windows,
+            need_since,
+            skip_since,
+        )
+
+    def _plan_for(self, contact: Contact, ctx: Context | None) -> _WakePlan:
+        """The wake-up plan for the contact's trigger values. With `ctx` (after a full
+        instant), a false trigger one of whose falling conjuncts is false is marked blocked:
+        time alone cannot raise it. At a quiet instant (no `ctx`) nothing changed: the plan
+        computed last time still holds (a false falling conjunct stays false)."""
+        if ctx is None:
+            plan = contact.plan
+            if plan is not None:
+                return plan
+        values = contact.when_values
+        # (a trigger never evaluated reads None here, false in the plan)
+        key: tuple[bool | str | None, ...] = tuple(map(values.get, self.when_timed_ids))
+        if ctx is not None:
+            ctx.enr = None
+            ctx.event = None
+            blocked = False
+            marked = list(key)
+            for i, guards in enumerate(self.when_guards):
+                if guards and not marked[i]:
+                    for guard in guards:
+                        try:
+                            low = not guard(ctx, None)
+                        except Exception:
+                            low = False
+                        if low:
+                            marked[i] = BLOCKED
+                            blocked = True
+                            break
+            if blocked:
+                key = tuple(marked)
+        plan = self._wake_plans.get(key)
+        if plan is None:
+            plan = self._wake_plan(key)
+        contact.plan = plan
+        return plan
+
+    def _next_instant(
+        self,
+        contact: Contact,
+        t: float,
+        best: float,
+        need_score: bool,
+        skip_score: bool,
+        need_windows: Sequence[tuple[str, float]],
+        skip_windows: Sequence[tuple[str, float]],
+        need_since: Sequence[tuple[str, float]],
+        skip_since: Sequence[tuple[str, float]],
+    ) -> float | None:
+        """The earliest candidate instant after `t` (deadlines already in `best`); sets
+        `contact.quiet_at` when it is one that cannot change anything."""
+        quiet = math.inf
         every = self.decay_every
-        last = contact.last_activity
-        if (need_score or skip_score) and every and last is not None and contact.score > 0:
-            k = (t - last) // every + 1
-            if self.score_at(contact, t) > 0:
-                step = last + k * every
+        if (need_score or skip_score) and every:
+            last = contact.last_activity
+            if last is not None and contact.score > 0 and self.score_at(contact, t) > 0:
+                step = last + ((t - last) // every + 1) * every
                 if need_score:
-                    best = min(best, step)
+                    if step < best:
+                        best = step
                 else:
                     quiet = step
         history = contact.history
-        for windows, needed in ((need_windows, True), (skip_windows, False)):
-            for event, within in windows:
+        if need_windows:
+            for event, within in need_windows:
                 entry = history.get(event)
                 if entry:
                     times = entry[0]
-                    i = bisect.bisect_right(times, t - within)
+                    i = bisect_right(times, t - within)
                     if i < len(times):
                         expiry = times[i] + within
-                        if needed:
-                            if expiry < best:
-                                best = expiry
-                        elif expiry < quiet:
-                            quiet = expiry
-        for since, needed in ((need_since, True), (skip_since, False)):
-            for event, after in since:
+                        if expiry < best:
+                            best = expiry
+        if skip_windows:
+            for event, within in skip_windows:
                 entry = history.get(event)
                 if entry:
-                    instant = entry[0][-1] + after
-                    if t < instant:
-                        if needed:
-                            if instant < best:
-                                best = instant
-                        elif instant < quiet:
-                            quiet = instant
+                    times = entry[0]
+                    i = bisect_right(times, t - within)
+                    if i < len(times):
+                        expiry = times[i] + within
+                        if expiry < quiet:
+                            quiet = expiry
+        for event, after in need_since:
+            entry = history.get(event)
+            if entry:
+                instant = entry[0][-1] + after
+                if t < instant < best:
+                    best = instant
+        for event, after in skip_since:
+            entry = history.get(event)
+            if entry:
+                instant = entry[0][-1] + after
+                if t < instant < quiet:
+                    quiet = instant
         if quiet < best:
             contact.quiet_at = quiet
             return quiet

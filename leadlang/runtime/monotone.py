@@ -295,3 +295,66 @@ def table_resolver(sources: dict[str, dict[str, Any]]) -> Resolver:
         return memo[key]
 
     return resolve
+
+
+Guard = Callable[[Any, Any], Any]
+
+
+def falling_guards(
+    src: str,
+    namespace: dict[str, Any],
+    segment: Callable[[str], tuple[str, dict[str, Any]] | None],
+    resolve: Resolver,
+) -> list[Guard]:
+    """The conjuncts of a condition that time alone can only lower (or not move), compiled.
+
+    When one of them is false, the whole condition is false and stays false until an input
+    arrives, so no time-driven instant can make it rise. `c.segment(NAME)` conjuncts are
+    looked into (the segment's own conjuncts, in its own namespace). Each guard is a
+    `lambda c, p: CONJUNCT` over the same generated code, so it reads what the condition reads.
+    """
+    guards: list[Guard] = []
+    seen: set[str] = set()
+
+    def visit(analyzer: Analyzer, node: ast.expr, ns: dict[str, Any]) -> None:
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+            for value in node.values:
+                visit(analyzer, value, ns)
+            return
+        name = _segment_name(node)
+        if name is not None and name not in seen:
+            seen.add(name)
+            found = segment(name)
+            if found is not None:
+                inner = Analyzer(found[0], resolve)
+                body = inner._returned(inner.functions.get("_f"))
+                if body is not None:
+                    visit(inner, body, found[1])
+                    return
+        if any(d is None or d > 0 for d in analyzer._dirs(node)):
+            return
+        code = f"lambda c, p: ({ast.unparse(node)})"
+        guards.append(eval(compile(code, "<guard>", "eval"), ns))
+
+    try:
+        analyzer = Analyzer(src, resolve)
+        body = analyzer._returned(analyzer.functions.get("_f"))
+        if body is not None:
+            visit(analyzer, body, namespace)
+    except (SyntaxError, AttributeError, KeyError, TypeError, ValueError):
+        return []
+    return guards
+
+
+def _segment_name(node: ast.expr) -> str | None:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "c"
+        and node.func.attr == "segment"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+    ):
+        return str(node.args[0].value)
+    return None

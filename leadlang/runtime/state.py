@@ -52,6 +52,7 @@ class Contact:
         "id",
         "last_activity",
         "msg_events",
+        "plan",
         "quiet_at",
         "scheduled",
         "score",
@@ -89,6 +90,7 @@ class Contact:
         # the next one there); None otherwise. Not saved: without it the instant is run in
         # full, which is always correct.
         self.quiet_at: float | None = None
+        self.plan: Any = None  # the engine's wake-up plan as of the last full instant
         # inputs processed so far: orders same-timestamp events ("arrived after the send")
         self.seq = 0
 
