@@ -180,6 +180,7 @@ class Engine:
             monotone.falling_guards(cond.src, cond.fn.__globals__, segment, resolve)
             for _, cond in self.when_timed
         ]
+        self.when_guarded = [(i, g) for i, g in enumerate(self.when_guards) if g]
         self._wake_plans: dict[tuple[bool | str | None, ...], _WakePlan] = {}
         self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
         for flow in self.flows:
@@ -366,7 +367,7 @@ class Engine:
         t = ctx.t
         touched: list[Enrollment] = []
         # Waits that are due (simulate fires them before a same-instant event).
-        enrolled = list(contact.enrollments.values())
+        enrolled = list(contact.enrollments.values()) if contact.enrollments else ()
         for enr in enrolled:
             if enr.deadline is not None and enr.deadline <= t:
                 self._deadline(contact, enr, ctx, touched)
@@ -799,22 +800,23 @@ class Engine:
         # (a trigger never evaluated reads None here, false in the plan)
         key: tuple[bool | str | None, ...] = tuple(map(values.get, self.when_timed_ids))
         if ctx is not None:
-            ctx.enr = None
-            ctx.event = None
-            blocked = False
-            marked = list(key)
-            for i, guards in enumerate(self.when_guards):
-                if guards and not marked[i]:
-                    for guard in guards:
-                        try:
-                            low = not guard(ctx, None)
-                        except Exception:
-                            low = False
-                        if low:
-                            marked[i] = BLOCKED
-                            blocked = True
-                            break
-            if blocked:
+            marked: list[bool | str | None] | None = None
+            for i, guards in self.when_guarded:
+                if key[i]:
+                    continue
+                ctx.enr = None
+                ctx.event = None
+                for guard in guards:
+                    try:
+                        low = not guard(ctx, None)
+                    except Exception:  # a guard that cannot say blocks nothing
+                        low = False
+                    if low:
+                        if marked is None:
+                            marked = list(key)
+                        marked[i] = BLOCKED
+                        break
+            if marked is not None:
                 key = tuple(marked)
         plan = self._wake_plans.get(key)
         if plan is None:

@@ -7,8 +7,10 @@ at their exact instant. After the last event the clock runs on to `until`.
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,17 +105,33 @@ def _event_name(raw: str) -> str:
     return name
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. Reading and simulating allocate hundreds of
+    thousands of long-lived objects (events, histories) and create no reference cycles, so
+    the collector's passes over the growing heap are pure overhead (~10% of a run);
+    reference counting still frees everything as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_events(lines: Iterable[bytes]) -> EventLog:
     events: list[Event] = []
     bad: list[BadLine] = []
-    for number, raw in enumerate(lines, start=1):
-        parsed = parse_line(raw, number)
-        if parsed is None:
-            continue
-        if isinstance(parsed, BadLine):
-            bad.append(parsed)
-        else:
-            events.append(parsed)
+    with gc_paused():
+        for number, raw in enumerate(lines, start=1):
+            parsed = parse_line(raw, number)
+            if parsed is None:
+                continue
+            if isinstance(parsed, BadLine):
+                bad.append(parsed)
+            else:
+                events.append(parsed)
     events.sort(key=lambda e: e.t)  # stable: input order breaks ties
     return EventLog(events, bad)
 
@@ -142,6 +160,17 @@ def simulate(
     progress: Callable[[int], None] | None = None,
 ) -> MemoryStore:
     """Run every event and timer up to `until`, calling `emit` for each effect in order."""
+    with gc_paused():
+        return _simulate(engine, events, until, emit, progress)
+
+
+def _simulate(
+    engine: Engine,
+    events: list[Event],
+    until: float,
+    emit: Callable[[Effect], None],
+    progress: Callable[[int], None] | None,
+) -> MemoryStore:
     store = MemoryStore()
     on_event, on_time, pop_due, get, schedule = (
         engine.on_event,
