@@ -107,8 +107,10 @@ class Context:
             if entry is None:
                 return 0
             times = entry[0]
-            hi = bisect.bisect_right(times, self.t)
-            lo = 0 if within is None else bisect.bisect_right(times, self.t - within)
+            t = self.t
+            # Inputs arrive in time order, so usually every recorded event is at or before now.
+            hi = len(times) if times and times[-1] <= t else bisect.bisect_right(times, t)
+            lo = 0 if within is None else bisect.bisect_right(times, t - within)
             return max(0, hi - lo)
         return len(self._events(event, where, within))
 

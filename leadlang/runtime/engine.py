@@ -31,6 +31,7 @@ MESSAGE_STATUS_EVENTS = {
     "message_clicked": "clicked",
     "message_bounced": "bounced",
 }
+_EVENT_KEYS: dict[str, str] = {}  # event name -> its dependency key, "e:NAME"
 BLOCKED = "blocked"  # a false `when` trigger time alone cannot raise (see `_plan_for`)
 MAX_ROUNDS = 8  # re-evaluation rounds after steps change the profile in one instant
 
@@ -294,6 +295,27 @@ class Engine:
         self._instant(contact, ctx, event, changed, out)
         return out
 
+    def quiet_time(self, contact: Contact, t: float) -> None:
+        """`on_time` at an instant `_wake` marked quiet (`contact.quiet_at == t`): nothing
+        can change, so only the next wake-up is found."""
+        if contact.enrollments or self.when_free_now:
+            contact.wake = self._wake(contact, t)
+            return
+        plan = contact.plan
+        if plan is None:
+            plan = self._plan_for(contact, None)
+        contact.wake = self._next_instant(
+            contact,
+            t,
+            math.inf,
+            plan.score,
+            plan.skip_score,
+            plan.windows,
+            plan.skip_windows,
+            plan.since,
+            plan.skip_since,
+        )
+
     def on_time(self, contact: Contact, t: float) -> list[Effect]:
         if contact.quiet_at == t:
             # Nothing can change at this instant (see `_wake`): only find the next one.
@@ -322,7 +344,10 @@ class Engine:
         if name is None:
             return changed
         t = event.t
-        changed.add("e:" + name)
+        event_key = _EVENT_KEYS.get(name)
+        if event_key is None:
+            event_key = _EVENT_KEYS[name] = "e:" + name
+        changed.add(event_key)
         props = event.props
         score = self.score_at(contact, t)
         rules = self.rules.get(name)
@@ -842,12 +867,21 @@ class Engine:
         every = self.decay_every
         if (need_score or skip_score) and every:
             last = contact.last_activity
-            if last is not None and contact.score > 0 and self.score_at(contact, t) > 0:
-                step = last + ((t - last) // every + 1) * every
+            score = contact.score
+            if last is not None and score > 0:
+                taken = (t - last) // every
+                steps = int(taken) - contact.applied_decay
+                # (as `score_at`: is there score left to lose after the steps due by now?)
+                if steps > 0:
+                    if self.decay_percent:
+                        score = float(score * (1 - self.decay_amount) ** steps)
+                    else:
+                        score = max(0.0, score - steps * self.decay_amount)
+                step = last + (taken + 1) * every if score > 0 else math.inf
                 if need_score:
                     if step < best:
                         best = step
-                else:
+                elif step < quiet:
                     quiet = step
         history = contact.history
         if need_windows:

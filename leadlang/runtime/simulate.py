@@ -172,9 +172,10 @@ def _simulate(
     progress: Callable[[int], None] | None,
 ) -> MemoryStore:
     store = MemoryStore()
-    on_event, on_time, pop_due, get, schedule = (
+    on_event, on_time, quiet_time, pop_due, get, schedule = (
         engine.on_event,
         engine.on_time,
+        engine.quiet_time,
         store.pop_due,
         store.get,
         store.schedule,
@@ -186,8 +187,11 @@ def _simulate(
         # (peek first: most events have no timer due before them)
         while timers and timers[0][0] <= event.t and (due := pop_due(event.t)) is not None:
             instant, contact = due
-            for effect in on_time(contact, instant):
-                emit(effect)
+            if contact.quiet_at == instant:
+                quiet_time(contact, instant)  # an instant that cannot change anything
+            else:
+                for effect in on_time(contact, instant):
+                    emit(effect)
             schedule(contact)
         contact = get(event.contact)
         for effect in on_event(contact, event):
