@@ -1,0 +1,179 @@
+"""Engine behaviour written from LANGUAGE.md as a user reads it: scripts as text, event logs,
+and effects worked out by hand from the spec (sections 3, 4, 5.2 and 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from checking import check_text
+from engine_run import identify, run, track
+
+MESSAGES = "".join(
+    f'message {m}:\n  channel email\n  subject "{m}"\n  text "{m}"\n' for m in ("a", "b", "m")
+)
+
+
+def _simulate(tmp_path: Path, script: str, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    result = check_text(tmp_path, script)
+    assert result.program is not None, [d.message for d in result.diagnostics]
+    return [
+        (e["at"], e["contact"], e["action"], e.get("flow"), e.get("tag") or e.get("message"))
+        for e in run(result.program, events)
+        if e["action"] in ("tag", "send", "exit", "enter")
+    ]
+
+
+def test_message_statuses_are_about_this_enrollments_sends(tmp_path: Path) -> None:
+    script = (
+        MESSAGES
+        + """
+flow f:
+  on go
+  send a
+  wait 1d
+  send b
+  wait 1d
+  if opened(a):
+    tag "opened_a"
+  if opened:
+    tag "opened_last"
+  if clicked:
+    tag "clicked_last"
+"""
+    )
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+        identify("v", "2025-01-01T00:00:00Z", email="v@x"),
+        # v opened an earlier `a` before this enrollment sent it: that does not count.
+        track("v", "message_opened", "2025-01-01T12:00:00Z", message="a"),
+        track("u", "go", "2025-01-02T00:00:00Z"),
+        track("v", "go", "2025-01-02T00:00:00Z"),
+        track("u", "Message Opened", "2025-01-02T01:00:00Z", message="a"),
+        # After `b` is sent: opening `a` again says nothing about `b`; clicking `b` does.
+        track("u", "message_opened", "2025-01-03T01:00:00Z", message="a"),
+        track("u", "message_clicked", "2025-01-03T02:00:00Z", message="b"),
+    ]
+    tags = [(e[1], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == [("u", "opened_a"), ("u", "clicked_last")]
+
+
+def test_score_step_applies_due_decay_and_is_not_activity(tmp_path: Path) -> None:
+    script = """
+score:
+  page_viewed +10
+  decay 2 every 1d idle
+
+flow bump:
+  on page_viewed
+  wait 3d
+  score +5
+
+flow nine:
+  when score >= 9
+  reenter always
+  tag "nine"
+
+flow low:
+  when score < 8
+  reenter always
+  tag "low"
+"""
+    events = [track("u", "page_viewed", "2025-01-01T00:00:00Z")]
+    tags = [(e[0], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    # d0: 10 (nine). d1: 8. d2: 6 (low). d3: the step applies the 3 due decays (10 - 6 = 4),
+    # adds 5: 9 (nine again). last_activity stays d0, so the 4th decay lands at d4: 7 (low).
+    assert tags[:4] == [
+        ("2025-01-01T00:00:00Z", "nine"),
+        ("2025-01-03T00:00:00Z", "low"),
+        ("2025-01-04T00:00:00Z", "nine"),
+        ("2025-01-05T00:00:00Z", "low"),
+    ]
+
+
+def test_identify_is_not_activity_so_decay_keeps_its_clock(tmp_path: Path) -> None:
+    script = """
+score:
+  page_viewed +10
+  decay 10 every 1d idle
+
+flow cold:
+  when score <= 0
+  tag "cold"
+"""
+    events = [
+        track("u", "page_viewed", "2025-01-01T00:00:00Z"),
+        identify("u", "2025-01-01T12:00:00Z", email="u@x"),
+    ]
+    # `cold` is first evaluated at the page view (score 10: false), so the rise is the decay
+    # instant one day after the last *track*, not after the identify.
+    tags = [(e[0], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == [("2025-01-02T00:00:00Z", "cold")]
+
+
+def test_exit_when_removes_an_enrollment(tmp_path: Path) -> None:
+    script = (
+        MESSAGES
+        + """
+flow f:
+  on go
+  exit when "stop" in tags
+  wait 2d
+  send m
+
+flow stopper:
+  on stop_it
+  tag "stop"
+"""
+    )
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+        identify("w", "2025-01-01T00:00:00Z", email="w@x"),
+        track("u", "go", "2025-01-01T00:00:00Z"),
+        track("w", "go", "2025-01-01T00:00:00Z"),
+        track("u", "stop_it", "2025-01-02T00:00:00Z"),
+    ]
+    program = check_text(tmp_path, script).program
+    assert program is not None
+    effects = run(program, events)
+    u_f = [(e["at"], e["action"], e.get("reason")) for e in effects if e["contact"] == "u"]
+    assert u_f == [
+        ("2025-01-01T00:00:00Z", "enter", None),
+        ("2025-01-02T00:00:00Z", "enter", None),  # `stopper`
+        ("2025-01-02T00:00:00Z", "tag", None),
+        ("2025-01-02T00:00:00Z", "exit", "done"),  # `stopper` ran to its end
+        ("2025-01-02T00:00:00Z", "exit", "removed"),  # `f`: the tag made `exit when` true
+    ]
+    w_sends = [
+        (e["at"], e["message"]) for e in effects if e["contact"] == "w" and e["action"] == "send"
+    ]
+    assert w_sends == [("2025-01-03T00:00:00Z", "m")]
+
+
+def test_incoming_event_names_are_normalised(tmp_path: Path) -> None:
+    script = """
+score:
+  "Order Completed" +25
+
+flow thanks:
+  on order_completed
+  reenter always
+  tag "thanked"
+
+flow quoted:
+  on "ORDER completed"
+  reenter always
+  tag "quoted"
+"""
+    events = [
+        track("u", "Order Completed", "2025-01-01T00:00:00Z"),
+        track("u", "  order--completed!! ", "2025-01-02T00:00:00Z"),
+        track("u", "OrderCompleted", "2025-01-03T00:00:00Z"),  # one word: a different event
+    ]
+    tags = [(e[0], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == [
+        ("2025-01-01T00:00:00Z", "thanked"),
+        ("2025-01-01T00:00:00Z", "quoted"),
+        ("2025-01-02T00:00:00Z", "thanked"),
+        ("2025-01-02T00:00:00Z", "quoted"),
+    ]
