@@ -40,32 +40,9 @@ class EventLog:
     bad: list[BadLine]
 
 
-_DAYS: dict[str, float | None] = {}  # "YYYY-MM-DD" -> its midnight UTC, None if invalid
-
-
-def _day(date: str) -> float | None:
-    day = _DAYS.get(date, -1.0)
-    if day == -1.0:
-        try:
-            day = datetime.fromisoformat(date + "T00:00:00+00:00").timestamp()
-        except ValueError:
-            day = None
-        _DAYS[date] = day
-    return day
-
-
 def parse_timestamp(text: Any) -> float | None:
     if not isinstance(text, str):
         return None
-    # Fast path for the usual `YYYY-MM-DDTHH:MM:SSZ`: the day's midnight is looked up once
-    # per day, the time of day is three integers; same value as the general path below.
-    if len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[13] == text[16] == ":":
-        digits = text[11:13] + text[14:16] + text[17:19]
-        if digits.isascii() and digits.isdigit():
-            day = _day(text[:10])
-            hour, minute, second = int(digits[:2]), int(digits[2:4]), int(digits[4:])
-            if day is not None and hour < 24 and minute < 60 and second < 60:
-                return day + (hour * 3600 + minute * 60 + second)
     try:
         moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
