@@ -824,6 +824,11 @@ class Engine:
         values = contact.when_values
         # (a trigger never evaluated reads None here, false in the plan)
         key: tuple[bool | str | None, ...] = tuple(map(values.get, self.when_timed_ids))
+        plan = self._wake_plans.get(key)
+        if plan is not None and not (plan.score or plan.windows or plan.since):
+            # nothing needed even without the guards: they could not make anything quieter
+            contact.plan = plan
+            return plan
         if ctx is not None:
             marked: list[bool | str | None] | None = None
             for i, guards in self.when_guarded:
