@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from heapq import heappop
 from typing import Any
 
 import attrs
@@ -181,12 +182,19 @@ def _simulate(
         store.schedule,
     )
     timers = store.timers
+    contacts = store.contacts
     for i, event in enumerate(events):
         if event.t > until:
             break
-        # (peek first: most events have no timer due before them)
-        while timers and timers[0][0] <= event.t and (due := pop_due(event.t)) is not None:
-            instant, contact = due
+        t = event.t
+        # `store.pop_due` inlined (one call per timer is measurable at 150,000 timers):
+        # the earliest timer at or before the event, skipping superseded ones.
+        while timers and timers[0][0] <= t:
+            instant, _, contact_id = heappop(timers)
+            contact = contacts[contact_id]
+            if contact.scheduled != instant:
+                continue  # superseded by a later schedule
+            contact.wake = contact.scheduled = None
             if contact.quiet_at == instant:
                 quiet_time(contact, instant)  # an instant that cannot change anything
             else:
