@@ -29,3 +29,13 @@ def test_explain_unknown_code_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["explain", "Z999"])
     assert result.exit_code == 2
     assert "unknown diagnostic code `Z999`" in result.output
+
+
+def test_ci_runs_the_readme_test_command_exactly() -> None:
+    root = EXAMPLES.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("**Test it**", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
+    command = block.strip()
+    assert command.endswith("pytest")
+    ci_lines = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert f"{command} || exit 1" in ci_lines
