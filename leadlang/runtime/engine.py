@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -890,25 +890,9 @@ class Engine:
                     quiet = step
         history = contact.history
         if need_windows:
-            for event, within in need_windows:
-                entry = history.get(event)
-                if entry:
-                    times = entry[0]
-                    i = bisect_right(times, t - within)
-                    if i < len(times):
-                        expiry = times[i] + within
-                        if expiry < best:
-                            best = expiry
+            best = min(best, _earliest_expiry(history, need_windows, t))
         if skip_windows:
-            for event, within in skip_windows:
-                entry = history.get(event)
-                if entry:
-                    times = entry[0]
-                    i = bisect_right(times, t - within)
-                    if i < len(times):
-                        expiry = times[i] + within
-                        if expiry < quiet:
-                            quiet = expiry
+            quiet = min(quiet, _earliest_expiry(history, skip_windows, t))
         for event, after in need_since:
             entry = history.get(event)
             if entry:
@@ -984,3 +968,18 @@ def _jsonable(value: Any) -> Any:
 
 
 __all__ = ["Effect", "Engine", "Event", "split_arm", "to_datetime"]
+
+
+def _earliest_expiry(
+    history: dict[str, Any], windows: Iterable[tuple[str, float]], t: float
+) -> float:
+    """The next instant after `t` at which an event leaves one of the `within` windows."""
+    earliest = math.inf
+    for event, within in windows:
+        entry = history.get(event)
+        if entry:
+            times = entry[0]
+            i = bisect_right(times, t - within)
+            if i < len(times) and times[i] + within < earliest:
+                earliest = times[i] + within
+    return earliest
