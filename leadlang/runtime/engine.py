@@ -297,24 +297,8 @@ class Engine:
 
     def quiet_time(self, contact: Contact, t: float) -> None:
         """`on_time` at an instant `_wake` marked quiet (`contact.quiet_at == t`): nothing
-        can change, so only the next wake-up is found."""
-        if contact.enrollments or self.when_free_now:
-            contact.wake = self._wake(contact, t)
-            return
-        plan = contact.plan
-        if plan is None:
-            plan = self._plan_for(contact, None)
-        contact.wake = self._next_instant(
-            contact,
-            t,
-            math.inf,
-            plan.score,
-            plan.skip_score,
-            plan.windows,
-            plan.skip_windows,
-            plan.since,
-            plan.skip_since,
-        )
+        can change, so only the next wake-up is found (from the contact's cached plan)."""
+        contact.wake = self._wake(contact, t)
 
     def on_time(self, contact: Contact, t: float) -> list[Effect]:
         if contact.quiet_at == t:
