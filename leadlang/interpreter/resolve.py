@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from pathlib import PurePath
+from typing import Any
 
 import attrs
 
@@ -153,6 +154,18 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
         values[name] = ident.span
         return True
 
+    def own_name(table: dict[str, Any], decl: ast.MessageDecl | ast.FlowDecl, what: str) -> bool:
+        """Register a message or a flow (each kind has its own namespace)."""
+        name = decl.name.name
+        if _keyword_name(decl.name, what, diagnostics):
+            return False
+        first = table.get(name)
+        if first is not None:
+            _duplicate("N009", what, name, decl.name.span, first.name.span, diagnostics)
+            return False
+        table[name] = decl
+        return True
+
     for module in modules:
         folder = str(PurePath(module.path).parent)
         for decl in module.decls:
@@ -167,29 +180,11 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
             elif isinstance(decl, ast.SegmentDecl):
                 if value_name(decl.name, "segment"):
                     symbols.segments[decl.name.name] = decl
-            elif isinstance(decl, ast.MessageDecl | ast.FlowDecl) and _keyword_name(
-                decl.name, "message" if isinstance(decl, ast.MessageDecl) else "flow", diagnostics
-            ):
-                continue
             elif isinstance(decl, ast.MessageDecl):
-                first_message = symbols.messages.get(decl.name.name)
-                if first_message is not None:
-                    _duplicate(
-                        "N009", "message", decl.name.name, decl.name.span,
-                        first_message.name.span, diagnostics,
-                    )  # fmt: skip
-                else:
-                    symbols.messages[decl.name.name] = decl
+                if own_name(symbols.messages, decl, "message"):
                     symbols.message_dirs[decl.name.name] = folder
             elif isinstance(decl, ast.FlowDecl):
-                first_flow = symbols.flows.get(decl.name.name)
-                if first_flow is not None:
-                    _duplicate(
-                        "N009", "flow", decl.name.name, decl.name.span,
-                        first_flow.name.span, diagnostics,
-                    )  # fmt: skip
-                else:
-                    symbols.flows[decl.name.name] = decl
+                own_name(symbols.flows, decl, "flow")
             elif isinstance(decl, ast.ScoreBlock):
                 _collect_score(symbols, decl, diagnostics)
             elif isinstance(decl, ast.Settings):
