@@ -1,7 +1,7 @@
 """Skipping "quiet" instants is only an optimisation: effects are the same without it.
 
-The engine's direction analysis (`runtime/monotone.py`) marks decay steps, window expiries and
-`days_since` instants at which no condition can change, and skips evaluating there. Here
+The engine's direction analysis (`runtime/monotone.py`) finds decay steps, window expiries and
+`days_since` instants at which no condition can change, and does not visit them. Here
 every direction is forced to "unknown", which keeps every instant, and the two runs must give
 identical effects for any event log.
 """

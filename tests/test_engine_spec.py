@@ -177,3 +177,31 @@ flow quoted:
         ("2025-01-02T00:00:00Z", "thanked"),
         ("2025-01-02T00:00:00Z", "quoted"),
     ]
+
+
+def test_contacts_due_at_one_instant_go_in_order_of_first_appearance(tmp_path: Path) -> None:
+    """docs/simulate.md, "Between contacts": three contacts' quiet-hours deferrals end at the
+    same 08:00; their sends come in the order the contacts first appear in the log, not in the
+    order their sends were deferred; time-driven changes come before an event at that instant."""
+    script = (
+        'settings:\n  timezone "UTC"\n  quiet hours 21:00 to 08:00\n'
+        + MESSAGES
+        + "flow f:\n  on go\n  send a\n"
+    )
+    events = [
+        identify("carol", "2025-01-01T00:00:00Z", email="c@x"),
+        identify("bob", "2025-01-01T00:00:01Z", email="b@x"),
+        identify("alice", "2025-01-01T00:00:02Z", email="a@x"),
+        track("alice", "go", "2025-01-01T21:00:00Z"),
+        track("bob", "go", "2025-01-01T22:00:00Z"),
+        track("carol", "go", "2025-01-01T23:00:00Z"),
+        identify("dave", "2025-01-02T08:00:00Z", email="d@x"),
+        track("dave", "go", "2025-01-02T08:00:00Z"),
+    ]
+    sends = [(e[0], e[1]) for e in _simulate(tmp_path, script, events) if e[2] == "send"]
+    assert sends == [
+        ("2025-01-02T08:00:00Z", "carol"),
+        ("2025-01-02T08:00:00Z", "bob"),
+        ("2025-01-02T08:00:00Z", "alice"),
+        ("2025-01-02T08:00:00Z", "dave"),
+    ]

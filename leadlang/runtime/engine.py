@@ -216,7 +216,7 @@ class Engine:
         plan = self._wake_plans.get(values)
         if plan is not None:
             return plan
-        score = skip_score = False
+        score = False
         windows: set[tuple[str, float]] = set()
         since: set[tuple[str, float]] = set()
         for (_, cond), value in zip(self.when_timed, values, strict=True):
@@ -227,11 +227,8 @@ class Engine:
                     d is None or (d == -1 and bool(value)) or (d == 1 and not value)
                     for d in cond.dirs
                 ]
-            if cond.score:
-                if need[monotone.SCORE]:
-                    score = True
-                else:
-                    skip_score = True
+            if cond.score and need[monotone.SCORE]:
+                score = True
             if need[monotone.WINDOW]:
                 windows.update(cond.windows)
             if need[monotone.SINCE]:
@@ -241,9 +238,6 @@ class Engine:
             decay and score,
             tuple(sorted(windows)),
             tuple(sorted(since)),
-            decay and skip_score and not score,
-            tuple(w for w in self.when_windows if w not in windows),
-            tuple(w for w in self.when_since if w not in since),
         )
         self._wake_plans[values] = plan
         return plan
@@ -295,16 +289,7 @@ class Engine:
         self._instant(contact, ctx, event, changed, out)
         return out
 
-    def quiet_time(self, contact: Contact, t: float) -> None:
-        """`on_time` at an instant `_wake` marked quiet (`contact.quiet_at == t`): nothing
-        can change, so only the next wake-up is found (from the contact's cached plan)."""
-        contact.wake = self._wake(contact, t)
-
     def on_time(self, contact: Contact, t: float) -> list[Effect]:
-        if contact.quiet_at == t:
-            # Nothing can change at this instant (see `_wake`): only find the next one.
-            contact.wake = self._wake(contact, t)
-            return []
         contact.seq += 1
         ctx = Context(self, contact, t)
         out: list[Effect] = []
@@ -709,38 +694,24 @@ class Engine:
 
     # ------------------------------------------------------------------ timers
 
-    def _wake(self, contact: Contact, t: float, ctx: Context | None = None) -> float | None:
+    def _wake(self, contact: Contact, t: float, ctx: Context) -> float | None:
         """The next instant at which time alone may change something for this contact.
 
-        That is every instant the conditions' inputs change at (deadlines, decay steps,
-        window expiries, `days_since` bounds), as the semantics define. Some of them provably
-        change nothing (`_wake_plan`): those are marked in `contact.quiet_at`, and `on_time`
-        only computes the next wake-up there instead of evaluating every condition. They are
-        still timers, so the order timers fire in (and so the order of effects of different
-        contacts at one instant) is exactly as if they had been run in full.
+        Candidates are the instants the conditions' inputs change at (deadlines, decay steps,
+        window expiries, `days_since` bounds), as the semantics define. Those at which no
+        condition can change (`_wake_plan`: a false `when` trigger time can only lower, a
+        waiting `check` time can only lower, ...) are passed over: nothing would happen there.
         """
         if not contact.enrollments and not self.when_free_now:
             # the common case: only the `when` triggers ask for instants
             plan = self._plan_for(contact, ctx)
-            return self._next_instant(
-                contact,
-                t,
-                math.inf,
-                plan.score,
-                plan.skip_score,
-                plan.windows,
-                plan.skip_windows,
-                plan.since,
-                plan.skip_since,
-            )
+            return self._next_instant(contact, t, math.inf, plan.score, plan.windows, plan.since)
         best = math.inf  # the next instant that may change something
-        full = self.when_free_now  # every instant matters: no quiet ones
+        full = self.when_free_now  # some condition reads `now` freely: every instant matters
         need_score = False
-        skip_score = False
         need_windows: list[tuple[str, float]] = []
-        skip_windows: list[tuple[str, float]] = []
         need_since: list[tuple[str, float]] = []
-        skip_since: list[tuple[str, float]] = []
+        checks: list[Cond] = []
         if contact.enrollments:
             for enr in contact.enrollments.values():
                 if enr.deadline is not None and enr.deadline < best:
@@ -755,87 +726,62 @@ class Engine:
                     need_since.extend(cond.since)
                 if enr.wait == "check":
                     cond = flow.conds[f"{enr.state}/cond"]
-                    if cond.free_now:
-                        full = True
-                    # The waiting condition is false now: only instants that may raise it
-                    # matter; the others are instants all the same (quiet ones).
-                    up_score, up_window, up_since = (d != 0 and d != -1 for d in cond.dirs)
-                    if cond.score:
-                        if up_score:
-                            need_score = True
-                        else:
-                            skip_score = True
-                    (need_windows if up_window else skip_windows).extend(cond.windows)
-                    (need_since if up_since else skip_since).extend(cond.since)
+                    full = full or cond.free_now
+                    checks.append(cond)
         if full:
-            need_score = need_score or skip_score or self.when_score
-            skip_score = False
-            need_windows.extend(skip_windows)
+            need_score = need_score or self.when_score
             need_windows.extend(self.when_windows)
-            skip_windows = []
-            need_since.extend(skip_since)
             need_since.extend(self.when_since)
-            skip_since = []
+            for cond in checks:
+                need_score = need_score or cond.score
+                need_windows.extend(cond.windows)
+                need_since.extend(cond.since)
         else:
+            # A waiting condition is false now: only instants that may raise it matter.
+            for cond in checks:
+                up_score, up_window, up_since = (d != 0 and d != -1 for d in cond.dirs)
+                need_score = need_score or (cond.score and up_score)
+                if up_window:
+                    need_windows.extend(cond.windows)
+                if up_since:
+                    need_since.extend(cond.since)
             plan = self._plan_for(contact, ctx)
             need_score = need_score or plan.score
-            skip_score = skip_score or plan.skip_score
             need_windows.extend(plan.windows)
-            skip_windows.extend(plan.skip_windows)
             need_since.extend(plan.since)
-            skip_since.extend(plan.skip_since)
-        return self._next_instant(
-            contact,
-            t,
-            best,
-            need_score,
-            skip_score,
-            need_windows,
-            skip_windows,
-            need_since,
-            skip_since,
-        )
+        return self._next_instant(contact, t, best, need_score, need_windows, need_since)
 
-    def _plan_for(self, contact: Contact, ctx: Context | None) -> _WakePlan:
-        """The wake-up plan for the contact's trigger values. With `ctx` (after a full
-        instant), a false trigger one of whose falling conjuncts is false is marked blocked:
-        time alone cannot raise it. At a quiet instant (no `ctx`) nothing changed: the plan
-        computed last time still holds (a false falling conjunct stays false)."""
-        if ctx is None:
-            plan = contact.plan
-            if plan is not None:
-                return plan
+    def _plan_for(self, contact: Contact, ctx: Context) -> _WakePlan:
+        """The wake-up plan for the contact's trigger values. A false trigger one of whose
+        falling conjuncts is false is marked blocked: time alone cannot raise it."""
         values = contact.when_values
         # (a trigger never evaluated reads None here, false in the plan)
         key: tuple[bool | str | None, ...] = tuple(map(values.get, self.when_timed_ids))
         plan = self._wake_plans.get(key)
         if plan is not None and not (plan.score or plan.windows or plan.since):
             # nothing needed even without the guards: they could not make anything quieter
-            contact.plan = plan
             return plan
-        if ctx is not None:
-            marked: list[bool | str | None] | None = None
-            for i, guards in self.when_guarded:
-                if key[i]:
-                    continue
-                ctx.enr = None
-                ctx.event = None
-                for guard in guards:
-                    try:
-                        low = not guard(ctx, None)
-                    except Exception:  # a guard that cannot say blocks nothing
-                        low = False
-                    if low:
-                        if marked is None:
-                            marked = list(key)
-                        marked[i] = BLOCKED
-                        break
-            if marked is not None:
-                key = tuple(marked)
+        marked: list[bool | str | None] | None = None
+        for i, guards in self.when_guarded:
+            if key[i]:
+                continue
+            ctx.enr = None
+            ctx.event = None
+            for guard in guards:
+                try:
+                    low = not guard(ctx, None)
+                except Exception:  # a guard that cannot say blocks nothing
+                    low = False
+                if low:
+                    if marked is None:
+                        marked = list(key)
+                    marked[i] = BLOCKED
+                    break
+        if marked is not None:
+            key = tuple(marked)
         plan = self._wake_plans.get(key)
         if plan is None:
             plan = self._wake_plan(key)
-        contact.plan = plan
         return plan
 
     def _next_instant(
@@ -844,17 +790,12 @@ class Engine:
         t: float,
         best: float,
         need_score: bool,
-        skip_score: bool,
         need_windows: Sequence[tuple[str, float]],
-        skip_windows: Sequence[tuple[str, float]],
         need_since: Sequence[tuple[str, float]],
-        skip_since: Sequence[tuple[str, float]],
     ) -> float | None:
-        """The earliest candidate instant after `t` (deadlines already in `best`); sets
-        `contact.quiet_at` when it is one that cannot change anything."""
-        quiet = math.inf
+        """The earliest candidate instant after `t` (deadlines already in `best`)."""
         every = self.decay_every
-        if (need_score or skip_score) and every:
+        if need_score and every:
             last = contact.last_activity
             score = contact.score
             if last is not None and score > 0:
@@ -866,33 +807,19 @@ class Engine:
                         score = float(score * (1 - self.decay_amount) ** steps)
                     else:
                         score = max(0.0, score - steps * self.decay_amount)
-                step = last + (taken + 1) * every if score > 0 else math.inf
-                if need_score:
+                if score > 0:
+                    step = last + (taken + 1) * every
                     if step < best:
                         best = step
-                elif step < quiet:
-                    quiet = step
         history = contact.history
         if need_windows:
             best = min(best, _earliest_expiry(history, need_windows, t))
-        if skip_windows:
-            quiet = min(quiet, _earliest_expiry(history, skip_windows, t))
         for event, after in need_since:
             entry = history.get(event)
             if entry:
                 instant = entry[0][-1] + after
                 if t < instant < best:
                     best = instant
-        for event, after in skip_since:
-            entry = history.get(event)
-            if entry:
-                instant = entry[0][-1] + after
-                if t < instant < quiet:
-                    quiet = instant
-        if quiet < best:
-            contact.quiet_at = quiet
-            return quiet
-        contact.quiet_at = None
         return None if best == math.inf else best
 
 
@@ -903,10 +830,6 @@ class _WakePlan:
     score: bool
     windows: tuple[tuple[str, float], ...]
     since: tuple[tuple[str, float], ...]
-    # the instants of the same kinds that cannot change a trigger (quiet instants)
-    skip_score: bool
-    skip_windows: tuple[tuple[str, float], ...]
-    skip_since: tuple[tuple[str, float], ...]
 
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:

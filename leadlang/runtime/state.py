@@ -52,8 +52,6 @@ class Contact:
         "id",
         "last_activity",
         "msg_events",
-        "plan",
-        "quiet_at",
         "scheduled",
         "score",
         "sends",
@@ -86,11 +84,6 @@ class Contact:
         self.when_values: dict[int, bool] = {}  # `when` trigger id -> last value
         self.wake: float | None = None  # next instant the engine must look at this contact
         self.scheduled: float | None = None  # the instant a store's timer is set for
-        # `wake` when it is an instant at which nothing can change (the engine only looks for
-        # the next one there); None otherwise. Not saved: without it the instant is run in
-        # full, which is always correct.
-        self.quiet_at: float | None = None
-        self.plan: Any = None  # the engine's wake-up plan as of the last full instant
         # inputs processed so far: orders same-timestamp events ("arrived after the send")
         self.seq = 0
 

@@ -32,25 +32,27 @@ class Store(Protocol):
 
 
 class MemoryStore:
-    """Contacts in a dict; timers in a heap of (instant, seq, contact) with lazy deletion."""
+    """Contacts in a dict; timers in a heap of (instant, rank, contact) with lazy deletion,
+    where a contact's rank is the order it was first seen in: timers due at one instant fire
+    in that order, as in simulate."""
 
     def __init__(self) -> None:
         self.contacts: dict[str, Contact] = {}
         self.outbox: list[dict[str, Any]] = []
         self.timers: list[tuple[float, int, str]] = []
-        self._seq = 0
+        self._rank: dict[str, int] = {}
 
     def get(self, contact_id: str) -> Contact:
         contact = self.contacts.get(contact_id)
         if contact is None:
             contact = self.contacts[contact_id] = Contact(contact_id)
+            self._rank.setdefault(contact_id, len(self._rank))
         return contact
 
     def schedule(self, contact: Contact) -> None:
         wake = contact.wake
         if wake is not None and wake != contact.scheduled:
-            self._seq += 1
-            heapq.heappush(self.timers, (wake, self._seq, contact.id))
+            heapq.heappush(self.timers, (wake, self._rank[contact.id], contact.id))
             contact.scheduled = wake
 
     def pop_due(self, until: float) -> tuple[float, Contact] | None:
