@@ -67,7 +67,15 @@ MOSTLY_QUIET = SCRIPT.split("flow low_intent:")[0].replace("  exit when score < 
 EVENTS = ("page_viewed", "added_to_cart", "order_completed", "message_opened")
 
 
-@pytest.fixture(scope="module", params=[SCRIPT, MOSTLY_QUIET], ids=["mixed", "mostly_quiet"])
+# Percent decay: the first decay step at which `score <= 30` holds is found by compounding.
+PERCENT = SCRIPT.replace("decay 10 every 2d idle", "decay 20% every 2d idle")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[SCRIPT, MOSTLY_QUIET, PERCENT],
+    ids=["mixed", "mostly_quiet", "percent_decay"],
+)
 def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     result = check_text(tmp_path_factory.mktemp("quiet"), request.param)
     assert result.program is not None, [d.message for d in result.diagnostics]
@@ -106,6 +114,7 @@ def test_quiet_instants_change_no_effect(
     with monkeypatch.context() as patch:
         patch.setattr(monotone, "directions", lambda src, resolve: monotone.ALWAYS)
         patch.setattr(monotone, "falling_guards", lambda *args: [])
+        patch.setattr(monotone, "rising_bounds", lambda *args: [])
         every_instant = run(program, events)
     assert optimised == every_instant
 

@@ -205,3 +205,20 @@ def test_contacts_due_at_one_instant_go_in_order_of_first_appearance(tmp_path: P
         ("2025-01-02T08:00:00Z", "alice"),
         ("2025-01-02T08:00:00Z", "dave"),
     ]
+
+
+def test_a_when_trigger_that_decayed_false_fires_again_on_the_next_rise(tmp_path: Path) -> None:
+    """Rising edge (section 5.1) across a decay (section 4): true at day 0, false by decay
+    alone on day 2 (no event then), true again at an event on day 3: a second enrollment."""
+    script = (
+        "score:\n  page_viewed +30\n  decay 10 every 1d idle\n"
+        'flow f:\n  when score > 50\n  reenter always\n  tag "hot"\n'
+    )
+    events = [
+        track("u", "page_viewed", "2025-01-01T00:00:00Z"),
+        track("u", "page_viewed", "2025-01-01T00:01:00Z"),  # 60: enters
+        track("u", "page_viewed", "2025-01-04T00:01:00Z"),  # 60 - 30 = 30, + 30 = 60: again
+        track("u", "page_viewed", "2025-01-04T00:02:00Z"),  # 90: still true, no new edge
+    ]
+    tags = [e[0] for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == ["2025-01-01T00:01:00Z", "2025-01-04T00:01:00Z"]

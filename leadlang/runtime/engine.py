@@ -165,6 +165,14 @@ class Engine:
             (tid, cond) for tid, cond, _ in self.when_triggers if cond.dirs != monotone.CONST
         ]
         self.when_timed_ids = [tid for tid, _ in self.when_timed]
+        # `when` triggers time alone can only lower: their fall is noticed lazily (`on_event`)
+        self.when_falling = [
+            (tid, cond)
+            for tid, cond in self.when_timed
+            if all(d is not None and d <= 0 for d in cond.dirs)
+        ]
+        falling_ids = {tid for tid, _ in self.when_falling}
+        self.when_timed_falling = [tid in falling_ids for tid in self.when_timed_ids]
         segment_sources = program["segments"]
 
         def segment(name: str) -> tuple[str, dict[str, Any]] | None:
@@ -182,6 +190,12 @@ class Engine:
             for _, cond in self.when_timed
         ]
         self.when_guarded = [(i, g) for i, g in enumerate(self.when_guards) if g]
+        # per timed trigger: conjuncts whose first instant of truth is computable
+        self.when_bounds = [
+            (i, bounds)
+            for i, (_, cond) in enumerate(self.when_timed)
+            if (bounds := monotone.rising_bounds(cond.src, segment, resolve))
+        ]
         self._wake_plans: dict[tuple[bool | str | None, ...], _WakePlan] = {}
         self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
         for flow in self.flows:
@@ -219,8 +233,12 @@ class Engine:
         score = False
         windows: set[tuple[str, float]] = set()
         since: set[tuple[str, float]] = set()
-        for (_, cond), value in zip(self.when_timed, values, strict=True):
-            if value == BLOCKED:
+        for (_, cond), value, falling in zip(
+            self.when_timed, values, self.when_timed_falling, strict=True
+        ):
+            if value == BLOCKED or falling:
+                # a falling trigger: false, time cannot raise it; true, its fall is seen
+                # lazily, at the next input (`on_event`)
                 need = [False, False, False]
             else:
                 need = [
@@ -284,10 +302,27 @@ class Engine:
         contact.seq += 1
         ctx = Context(self, contact, event.t)
         out: list[Effect] = []
+        if self.when_falling and contact.when_values:
+            self._settle_falling(contact, ctx)
         changed = self._apply(contact, event, ctx)
         ctx.invalidate()
         self._instant(contact, ctx, event, changed, out)
         return out
+
+    def _settle_falling(self, contact: Contact, ctx: Context) -> None:
+        """Record the value, just before an input, of true `when` triggers time alone can
+        only lower. No instant is scheduled for their fall (it would change nothing but the
+        stored value); time cannot raise them again, so they fell in between exactly when
+        they are false now, before the input is applied. The input's rising edge is then
+        judged against that value, as if the fall had been seen at its instant."""
+        values = contact.when_values
+        for tid, cond in self.when_falling:
+            if values.get(tid):
+                ctx.enr = None
+                ctx.event = None
+                if not cond.fn(ctx, None):
+                    values[tid] = False
+        ctx.invalidate()
 
     def on_time(self, contact: Contact, t: float) -> list[Effect]:
         contact.seq += 1
@@ -704,8 +739,8 @@ class Engine:
         """
         if not contact.enrollments and not self.when_free_now:
             # the common case: only the `when` triggers ask for instants
-            plan = self._plan_for(contact, ctx)
-            return self._next_instant(contact, t, math.inf, plan.score, plan.windows, plan.since)
+            plan, until = self._plan_for(contact, ctx)
+            return self._next_instant(contact, t, until, plan.score, plan.windows, plan.since)
         best = math.inf  # the next instant that may change something
         full = self.when_free_now  # some condition reads `now` freely: every instant matters
         need_score = False
@@ -745,22 +780,29 @@ class Engine:
                     need_windows.extend(cond.windows)
                 if up_since:
                     need_since.extend(cond.since)
-            plan = self._plan_for(contact, ctx)
+            plan, until = self._plan_for(contact, ctx)
+            best = min(best, until)
             need_score = need_score or plan.score
             need_windows.extend(plan.windows)
             need_since.extend(plan.since)
         return self._next_instant(contact, t, best, need_score, need_windows, need_since)
 
-    def _plan_for(self, contact: Contact, ctx: Context) -> _WakePlan:
-        """The wake-up plan for the contact's trigger values. A false trigger one of whose
-        falling conjuncts is false is marked blocked: time alone cannot raise it."""
+    def _plan_for(self, contact: Contact, ctx: Context) -> tuple[_WakePlan, float]:
+        """The wake-up plan for the contact's trigger values, and an instant to look again
+        at for the triggers it leaves out until then.
+
+        A false trigger one of whose falling conjuncts is false is marked blocked: time alone
+        cannot raise it. A false trigger with conjuncts whose first instant of truth is known
+        (`score <= 50` at a decay step, `days_since(E) >= 7` a week after the last E) cannot
+        turn true before the latest of those instants: it is left out of the plan until then.
+        """
         values = contact.when_values
         # (a trigger never evaluated reads None here, false in the plan)
         key: tuple[bool | str | None, ...] = tuple(map(values.get, self.when_timed_ids))
         plan = self._wake_plans.get(key)
         if plan is not None and not (plan.score or plan.windows or plan.since):
             # nothing needed even without the guards: they could not make anything quieter
-            return plan
+            return plan, math.inf
         marked: list[bool | str | None] | None = None
         for i, guards in self.when_guarded:
             if key[i]:
@@ -777,12 +819,72 @@ class Engine:
                         marked = list(key)
                     marked[i] = BLOCKED
                     break
+        until = math.inf
+        t = ctx.t
+        for i, bounds in self.when_bounds:
+            if key[i] or (marked is not None and marked[i] == BLOCKED):
+                continue
+            first = t
+            for bound in bounds:
+                instant = self._first_true(contact, ctx, bound)
+                if instant > first:
+                    first = instant
+                    if first == math.inf:
+                        break
+            if first > t:
+                if marked is None:
+                    marked = list(key)
+                marked[i] = BLOCKED
+                until = min(until, first)
         if marked is not None:
             key = tuple(marked)
         plan = self._wake_plans.get(key)
         if plan is None:
             plan = self._wake_plan(key)
-        return plan
+        return plan, until
+
+    def _first_true(self, contact: Contact, ctx: Context, bound: monotone.Bound) -> float:
+        """The first instant at or after `t` at which `bound`'s conjunct holds if no input
+        arrives before (inf: never by time alone)."""
+        t = ctx.t
+        if isinstance(bound, monotone.SinceAtLeast):
+            entry = contact.history.get(bound.event)
+            if not entry:
+                return math.inf  # days_since is none: the comparison stays false
+            return max(t, entry[0][-1] + bound.seconds)
+        limit, strict = bound.limit, bound.strict
+        score = ctx.score()
+        if score < limit or (not strict and score == limit):
+            return t
+        every, last = self.decay_every, contact.last_activity
+        if every is None or last is None or self.decay_amount <= 0:
+            return math.inf
+        if limit < 0 or (strict and limit <= 0):
+            return math.inf  # the score never goes below 0
+        # the score after n decay steps counted from `last_activity`, exactly as `score_at`
+        applied, base, amount = contact.applied_decay, contact.score, self.decay_amount
+        if not self.decay_percent:
+            guess = math.ceil((base - limit) / amount)
+        elif amount >= 1:
+            guess = 1
+        elif limit <= 0:
+            return math.inf  # compounding never reaches 0 (in any span simulated)
+        else:
+            guess = math.ceil(math.log(limit / base) / math.log(1 - amount))
+
+        def holds(steps: int) -> bool:
+            if self.decay_percent:
+                value = float(base * (1 - amount) ** steps)
+            else:
+                value = max(0.0, base - steps * amount)
+            return value < limit or (not strict and value == limit)
+
+        steps = max(1, guess)
+        while not holds(steps):
+            steps += 1
+        while steps > 1 and holds(steps - 1):
+            steps -= 1
+        return last + (steps + applied) * every
 
     def _next_instant(
         self,

@@ -21,6 +21,8 @@ import ast
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 Dir = int | None  # +1 up, -1 down, 0 constant, None either way
 Dirs = tuple[Dir, Dir, Dir]  # (decay step, window expiry, days_since instant)
 
@@ -358,3 +360,118 @@ def _segment_name(node: ast.expr) -> str | None:
     ):
         return str(node.args[0].value)
     return None
+
+
+@attrs.frozen
+class ScoreAtMost:
+    """A conjunct `score <= limit` (or `< limit` when strict): decay steps raise it."""
+
+    limit: float
+    strict: bool
+
+
+@attrs.frozen
+class SinceAtLeast:
+    """A conjunct `days_since(event) >= days` (or `>`): it turns true `days` after the last
+    such event, and never by time alone when there is none."""
+
+    event: str
+    seconds: float
+
+
+Bound = ScoreAtMost | SinceAtLeast
+
+
+def rising_bounds(
+    src: str,
+    segment: Callable[[str], tuple[str, dict[str, Any]] | None],
+    resolve: Resolver,
+) -> list[Bound]:
+    """The conjuncts of a condition whose first instant of truth can be computed.
+
+    While a conjunct is false the whole condition is false, so a false condition cannot turn
+    true by time alone before the latest of these conjuncts' instants. `c.segment(NAME)`
+    conjuncts are looked into, as in `falling_guards`.
+    """
+    bounds: list[Bound] = []
+    seen: set[str] = set()
+
+    def visit(analyzer: Analyzer, node: ast.expr) -> None:
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+            for value in node.values:
+                visit(analyzer, value)
+            return
+        name = _segment_name(node)
+        if name is not None and name not in seen:
+            seen.add(name)
+            found = segment(name)
+            if found is not None:
+                inner = Analyzer(found[0], resolve)
+                body = inner._returned(inner.functions.get("_f"))
+                if body is not None:
+                    visit(inner, body)
+            return
+        bound = _bound(node)
+        if bound is not None:
+            bounds.append(bound)
+
+    try:
+        analyzer = Analyzer(src, resolve)
+        body = analyzer._returned(analyzer.functions.get("_f"))
+        if body is not None:
+            visit(analyzer, body)
+    except (SyntaxError, AttributeError, KeyError, TypeError, ValueError):
+        return []
+    return bounds
+
+
+def _bound(node: ast.expr) -> Bound | None:
+    """`c.score() <= N` / `< N`, or `days_since(E) >= N` / `> N` as codegen emits it (a
+    direct comparison, or the `(T OP N) if (T := X).__class__ in _NUM else ...` fast path)."""
+    if isinstance(node, ast.IfExp):
+        test = node.test
+        if not (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Attribute)
+            and test.left.attr == "__class__"
+            and isinstance(test.left.value, ast.NamedExpr)
+            and isinstance(node.body, ast.Compare)
+            and isinstance(node.body.left, ast.Name)
+            and node.body.left.id == test.left.value.target.id
+        ):
+            return None
+        subject: ast.expr = test.left.value.value
+        compare = node.body
+    elif isinstance(node, ast.Compare):
+        subject, compare = node.left, node
+    else:
+        return None
+    if len(compare.ops) != 1 or not isinstance(compare.comparators[0], ast.Constant):
+        return None
+    limit = compare.comparators[0].value
+    if limit.__class__ not in (int, float) or not _context_method(subject):
+        return None
+    op = compare.ops[0]
+    assert isinstance(subject, ast.Call) and isinstance(subject.func, ast.Attribute)
+    method = subject.func.attr
+    if method == "score" and not subject.args and isinstance(op, ast.Lt | ast.LtE):
+        return ScoreAtMost(float(limit), isinstance(op, ast.Lt))
+    if (
+        method == "days_since"
+        and len(subject.args) == 2
+        and isinstance(subject.args[0], ast.Constant)
+        and isinstance(subject.args[1], ast.Constant)
+        and subject.args[1].value is None
+        and isinstance(op, ast.Gt | ast.GtE)
+    ):
+        return SinceAtLeast(str(subject.args[0].value), float(limit) * 86400.0)
+    return None
+
+
+def _context_method(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "c"
+    )
