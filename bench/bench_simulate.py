@@ -253,7 +253,10 @@ def load_program(paths: list[Path]) -> object:
 
 
 def run(
-    events_path: Path, program_ir: dict[str, object], effects_out: Path | None = None
+    events_path: Path,
+    program_ir: dict[str, object],
+    effects_out: Path | None = None,
+    workers: int = 1,
 ) -> tuple[float, float, int, int]:
     """Read the log and simulate it to the end; returns (seconds, CPU seconds, effects,
     contacts). With `effects_out`, every effect (internal fields too) is written there after
@@ -271,7 +274,9 @@ def run(
         log = read_events(handle)
     until = parse_until(None, log.events[-1].t)
     assert until is not None
-    store = simulate(Engine(program_ir), log.events, until, kept.append if effects_out else emit)
+    contacts = simulate(
+        Engine(program_ir), log.events, until, kept.append if effects_out else emit, None, workers
+    )
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     if effects_out is not None:
@@ -279,7 +284,7 @@ def run(
         with effects_out.open("wb") as out:
             for effect in kept:
                 out.write(orjson.dumps(effect) + b"\n")
-    return elapsed, cpu, count, len(store.contacts)
+    return elapsed, cpu, count, contacts
 
 
 Generator = Callable[[Path, int, int, int], None]
@@ -311,9 +316,17 @@ def workload(
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     rate = args.events / elapsed
     print(f"{label}: {args.events:,} events, {contacts:,} contacts, {effects:,} effects")
-    print(f"  {elapsed:.2f} s  {rate:,.0f} events/s  (target >= 50,000)")
+    print(f"  one process: {elapsed:.2f} s  {rate:,.0f} events/s  (target >= 50,000)")
     print(f"  CPU time {cpu:.2f} s: {args.events / cpu:,.0f} events per CPU second")
     print(f"  orjson decode only: {decode:.3f} s; simulate / decode time = {elapsed / decode:.1f}x")
+    if args.workers > 1 and not args.profile:
+        out = Path(f"{args.effects_out}.{label}.workers.jsonl") if args.effects_out else None
+        shared, _, shared_effects, _ = run(events_path, program_ir, out, args.workers)
+        assert shared_effects == effects
+        print(
+            f"  {args.workers} workers: {shared:.2f} s  {args.events / shared:,.0f} events/s"
+            f"  ({elapsed / shared:.2f}x one process; simulate / decode = {shared / decode:.1f}x)"
+        )
     if args.no_memory:
         return
     mem_events = folder / f"{label}-mem.jsonl"
@@ -337,6 +350,9 @@ def main() -> None:
         "--effects-out", metavar="PREFIX", help="write every effect to PREFIX.WORKLOAD.jsonl"
     )
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="also run with this many processes (1: skip)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

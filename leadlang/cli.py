@@ -101,6 +101,12 @@ def compile_(paths: tuple[str, ...], fmt: str) -> None:
 )
 @click.option("--expect", "expect_path", default=None, help="Compare with this JSON-lines file.")
 @click.option("--skip-bad", is_flag=True, help="Report bad input lines and go on.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to share the contacts among (default: one per CPU for large logs).",
+)
 def simulate(
     paths: tuple[str, ...],
     events_path: str,
@@ -108,12 +114,13 @@ def simulate(
     fmt: str,
     expect_path: str | None,
     skip_bad: bool,
+    workers: int | None,
 ) -> None:
     """Replay an event log through the flows on a virtual clock and print the effects."""
     from leadlang.runtime.simulate_cli import run_simulate
 
     program = _load_program(paths)
-    code = run_simulate(program, events_path, until, fmt, expect_path, skip_bad)
+    code = run_simulate(program, events_path, until, fmt, expect_path, skip_bad, workers)
     sys.exit(code)
 
 

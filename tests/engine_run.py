@@ -13,14 +13,15 @@ from leadlang.runtime.simulate import parse_until, public, read_events, simulate
 
 
 def run(
-    program: Program, events: list[dict[str, Any]], until: str | None = None
+    program: Program, events: list[dict[str, Any]], until: str | None = None, workers: int = 1
 ) -> list[dict[str, Any]]:
     log = read_events(orjson.dumps(e) for e in events)
     assert not log.bad, log.bad
     end = parse_until(until, log.events[-1].t if log.events else None)
     assert end is not None
     out: list[dict[str, Any]] = []
-    simulate(Engine(compile_program(program)), log.events, end, lambda e: out.append(public(e)))
+    engine = Engine(compile_program(program))
+    simulate(engine, log.events, end, lambda e: out.append(public(e)), None, workers)
     return out
 
 

@@ -141,6 +141,16 @@ def test_rerunning_gives_identical_output(events: list[dict[str, Any]]) -> None:
     assert run(PROGRAM, events) == run(PROGRAM, events)
 
 
+@settings(max_examples=10, deadline=None)
+@given(logs(), st.integers(2, 3))
+def test_sharing_contacts_among_processes_changes_no_effect_nor_its_place(
+    events: list[dict[str, Any]], workers: int
+) -> None:
+    """`simulate --workers N`: each process runs a share of the contacts; the merged output
+    is the single-process output, in the same order."""
+    assert run(PROGRAM, events, workers=workers) == run(PROGRAM, events)
+
+
 def test_split_shares_converge_to_the_declared_percents() -> None:
     users = [f"contact-{i}" for i in range(3000)]
     events = [track(u, "visit", _at(0)) for u in users]

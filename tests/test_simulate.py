@@ -173,3 +173,22 @@ line_dicts = st.fixed_dictionaries(
 def test_any_json_line_parses_to_an_event_or_a_named_problem(data: dict[str, object]) -> None:
     parsed = parse_line(json.dumps(data).encode(), 7)
     assert parsed is None or isinstance(parsed, Event) or str(parsed).startswith("line 7: ")
+
+
+def test_workers_print_the_same_effects_in_the_same_order(tmp_path: Path) -> None:
+    lines = []
+    for i in range(40):
+        user = f"user{i}"
+        at = f"2025-01-01T{i % 24:02d}:00:00Z"
+        lines.append(
+            f'{{"type": "identify", "userId": "{user}", "traits": {{"email": "{user}@x"}}, '
+            f'"timestamp": "{at}"}}'
+        )
+        lines.append(
+            f'{{"type": "track", "userId": "{user}", "event": "Signed Up", "timestamp": "{at}"}}'
+        )
+    lead, events = _files(tmp_path, lines)
+    code, one, _ = _simulate(lead, "--events", events, "--workers", "1")
+    assert code == 0 and one.count('"send"') == 80
+    assert _simulate(lead, "--events", events, "--workers", "3") == (0, one, "")
+    assert _simulate(lead, "--events", events, "--workers", "0")[0] == 2

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import gc
 import math
+import multiprocessing
+import pickle
 import re
+import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,7 +26,6 @@ from leadlang.interpreter.scope import normalize_event_name
 from leadlang.runtime.effects import Effect, format_text, public
 from leadlang.runtime.engine import Engine, Event
 from leadlang.runtime.state import Contact
-from leadlang.runtime.store import MemoryStore
 
 DEFAULT_RUN_ON = 30 * 86400.0
 
@@ -160,57 +163,110 @@ def simulate(
     until: float,
     emit: Callable[[Effect], None],
     progress: Callable[[int], None] | None = None,
-) -> MemoryStore:
-    """Run every event and timer up to `until`, calling `emit` for each effect in order.
+    workers: int = 1,
+) -> int:
+    """Run every event and timer up to `until`, calling `emit` for each effect in order;
+    returns the number of contacts.
 
     Contacts share nothing, so each contact's whole timeline (its events, and the instants
     at which time alone changes something for it) is run in one go, and the effects are then
     put in the global order of section 7: by instant; at one instant, time-driven changes
     before events; time-driven changes of different contacts in the order the contacts first
     appear in the log; events in input order. That order does not depend on which instants
-    the engine proves uneventful and passes over.
+    the engine proves uneventful and passes over, nor on how the contacts are shared out:
+    with `workers` > 1 (and fork available), that many processes each run a share of the
+    contacts and the steps are merged into the same order.
     """
     with gc_paused():
-        return _simulate(engine, events, until, emit, progress)
+        timelines: dict[str, list[Event]] = {}
+        for event in events:
+            if event.t > until:
+                break
+            timeline = timelines.get(event.contact)
+            if timeline is None:
+                timelines[event.contact] = [event]
+            else:
+                timeline.append(event)
+        ranked = list(enumerate(timelines.values()))
+        if workers > 1 and len(ranked) > 1 and _can_fork():
+            steps = _run_shared(engine, ranked, until, workers, progress)
+        else:
+            steps = _run_share(engine, ranked, until, progress, 1)
+        steps.sort(key=_step_order)
+        for step in steps:
+            for effect in step[4]:
+                emit(effect)
+    return len(timelines)
 
 
 # A step is one call into the engine: (instant, 0 for time / 1 for an event, the contact's
 # rank / the event's input order, sub-order, its effects); sorting the first four fields
 # gives the order effects are emitted in.
 Step = tuple[float, int, int, int, list[Effect]]
+Share = list[tuple[int, list[Event]]]  # (contact rank, the contact's events)
 
 
-def _simulate(
+def _run_share(
     engine: Engine,
-    events: list[Event],
+    share: Share,
     until: float,
-    emit: Callable[[Effect], None],
     progress: Callable[[int], None] | None,
-) -> MemoryStore:
-    store = MemoryStore()
-    timelines: dict[str, list[Event]] = {}
-    for event in events:
-        if event.t > until:
-            break
-        timeline = timelines.get(event.contact)
-        if timeline is None:
-            timelines[event.contact] = [event]
-        else:
-            timeline.append(event)
+    scale: int,
+) -> list[Step]:
+    """Run each contact of `share` from a fresh state; `progress` hears about events done
+    (times `scale`, an estimate of the whole when this is one of `scale` equal shares)."""
     steps: list[Step] = []
     done = report = 0
-    for rank, (contact_id, timeline) in enumerate(timelines.items()):
-        contact = store.get(contact_id)
-        _run_contact(engine, contact, rank, timeline, until, steps)
+    for rank, timeline in share:
+        _run_contact(engine, Contact(timeline[0].contact), rank, timeline, until, steps)
         done += len(timeline)
         if progress is not None and done >= report:
-            progress(done)
+            progress(done * scale)
             report = done + 1000
-    steps.sort(key=_step_order)
-    for step in steps:
-        for effect in step[4]:
-            emit(effect)
-    return store
+    return steps
+
+
+def _can_fork() -> bool:
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _run_shared(
+    engine: Engine,
+    ranked: Share,
+    until: float,
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> list[Step]:
+    """Run the contacts in `workers` forked processes (this one runs the first share)."""
+    context = multiprocessing.get_context("fork")
+    shares = [ranked[i::workers] for i in range(workers)]
+    children = []
+    for share in shares[1:]:
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_child, args=(engine, share, until, sender), daemon=True)
+        child.start()
+        sender.close()
+        children.append((child, receiver))
+    steps = _run_share(engine, shares[0], until, progress, workers)
+    for child, receiver in children:
+        try:
+            status, payload = pickle.loads(receiver.recv_bytes())
+        except EOFError:
+            status, payload = "error", f"a simulate worker died (exit code {child.exitcode})"
+        child.join()
+        if status != "ok":
+            raise RuntimeError(payload)
+        steps.extend(payload)
+    return steps
+
+
+def _child(engine: Engine, share: Share, until: float, sender: Any) -> None:
+    try:
+        result: tuple[str, Any] = ("ok", _run_share(engine, share, until, None, 1))
+    except BaseException:  # reported to the parent, which raises it
+        result = ("error", traceback.format_exc())
+    sender.send_bytes(pickle.dumps(result, pickle.HIGHEST_PROTOCOL))
+    sender.close()
 
 
 def _step_order(step: Step) -> tuple[float, int, int, int]:

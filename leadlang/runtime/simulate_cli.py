@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from typing import Any
 
@@ -15,6 +16,21 @@ from leadlang.runtime.engine import Effect, Engine
 from leadlang.runtime.simulate import format_text, parse_until, public, read_events, simulate
 
 PROGRESS_MIN_EVENTS = 20_000
+# Below this many events a single process is faster than forking workers.
+PARALLEL_MIN_EVENTS = 20_000
+
+
+def _workers(asked: int | None, events: int) -> int:
+    """`--workers`, or by default one process per usable CPU (at most 4) for a large log."""
+    if asked is not None:
+        return asked
+    if events < PARALLEL_MIN_EVENTS:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: simulate runs in one process there anyway
+        cpus = 1
+    return max(1, min(cpus, 4))
 
 
 def _dumps(effect: dict[str, Any]) -> str:
@@ -28,6 +44,7 @@ def run_simulate(
     fmt: str,
     expect_path: str | None,
     skip_bad: bool,
+    workers: int | None = None,
 ) -> int:
     """Returns the exit code: 0 fine, 1 differs from --expect, 2 bad input."""
     try:
@@ -70,7 +87,7 @@ def run_simulate(
             bar.update(task, completed=done)
 
     try:
-        simulate(engine, log.events, until, emit, progress)
+        simulate(engine, log.events, until, emit, progress, _workers(workers, len(log.events)))
     finally:
         if bar is not None:
             bar.stop()
