@@ -71,10 +71,37 @@ EVENTS = ("page_viewed", "added_to_cart", "order_completed", "message_opened")
 PERCENT = SCRIPT.replace("decay 10 every 2d idle", "decay 20% every 2d idle")
 
 
+# Steps that change the score at a time-driven instant, with `when` triggers time alone only
+# lowers (`nine`: its fall is noticed lazily) or only raises (`low`: bounded by a decay step
+# and a days_since instant).
+STEPS = """
+score:
+  page_viewed +10
+  added_to_cart +15
+  decay 3 every 1d idle
+
+flow bump:
+  on added_to_cart
+  reenter always
+  wait 2d
+  score +8
+
+flow nine:
+  when score >= 12
+  reenter always
+  tag "nine"
+
+flow low:
+  when score < 8 and days_since(page_viewed) >= 2
+  reenter always
+  tag "low"
+"""
+
+
 @pytest.fixture(
     scope="module",
-    params=[SCRIPT, MOSTLY_QUIET, PERCENT],
-    ids=["mixed", "mostly_quiet", "percent_decay"],
+    params=[SCRIPT, MOSTLY_QUIET, PERCENT, STEPS],
+    ids=["mixed", "mostly_quiet", "percent_decay", "steps"],
 )
 def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     result = check_text(tmp_path_factory.mktemp("quiet"), request.param)
@@ -142,3 +169,17 @@ def test_the_analysis_marks_decay_and_window_directions(tmp_path: Path) -> None:
     assert dirs("below")[monotone.SCORE] == 1  # ... or only make this one rise
     assert dirs("busy")[monotone.WINDOW] == -1  # an expiring event only lowers a count
     assert dirs("idle_week")[monotone.SINCE] == 1  # days since only grows
+
+
+def test_days_since_with_a_where_is_not_scheduled_as_if_it_had_none(tmp_path: Path) -> None:
+    """The `days_since` instant is the last such event of any kind plus N days; with a `where`
+    the last matching one may be earlier, so the analysis must not call it understood."""
+    from leadlang.interpreter.compile import compile_program
+
+    result = check_text(
+        tmp_path, 'segment idle = days_since(page_viewed where path == "/pricing") >= 7\n'
+    )
+    assert result.program is not None, [d.message for d in result.diagnostics]
+    program_ir = compile_program(result.program)
+    resolve = monotone.table_resolver({"segment": program_ir["segments"]})
+    assert monotone.directions(program_ir["segments"]["idle"]["src"], resolve) == monotone.ALWAYS

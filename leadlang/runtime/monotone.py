@@ -268,7 +268,9 @@ class Analyzer:
                 return (0, -1, 0)  # events only leave a fixed window as time passes
             return ALWAYS if not isinstance(within, ast.Constant) else (0, None, 0)
         if method == "days_since":
-            if len(args) != 2 or not self._where_is_timeless(args[1]):
+            # Its instant is scheduled after the last such event of any kind (`Engine`), so
+            # only `days_since(E)` without a `where` is understood.
+            if len(args) != 2 or not (isinstance(args[1], ast.Constant) and args[1].value is None):
                 return ALWAYS
             return _DaysSince()
         return ALWAYS  # `now` and anything new
