@@ -189,13 +189,22 @@ class Engine:
             monotone.falling_guards(cond.src, cond.fn.__globals__, segment, resolve)
             for _, cond in self.when_timed
         ]
-        self.when_guarded = [(i, g) for i, g in enumerate(self.when_guards) if g]
         # per timed trigger: conjuncts whose first instant of truth is computable
-        self.when_bounds = [
-            (i, bounds)
-            for i, (_, cond) in enumerate(self.when_timed)
-            if (bounds := monotone.rising_bounds(cond.src, segment, resolve))
+        when_bounds = [
+            monotone.rising_bounds(cond.src, segment, resolve) for _, cond in self.when_timed
         ]
+        # (index, guards, bounds) of the timed triggers that have either (see `_plan_for`)
+        self.when_checks = [
+            (i, guards, bounds)
+            for i, (guards, bounds) in enumerate(zip(self.when_guards, when_bounds, strict=True))
+            if guards or bounds
+        ]
+        # A trigger that is just a segment (`when potential`) runs the segment's code: the
+        # same value, without the trigger's and the segment cache's calls around it.
+        for cond in self.when_conds:
+            only = monotone.segment_only(cond.src)
+            if only is not None and only in self.segments:
+                cond.fn = self.segments[only]
         self._wake_plans: dict[tuple[bool | str | None, ...], _WakePlan] = {}
         self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
         for flow in self.flows:
@@ -804,38 +813,38 @@ class Engine:
             # nothing needed even without the guards: they could not make anything quieter
             return plan, math.inf
         marked: list[bool | str | None] | None = None
-        for i, guards in self.when_guarded:
-            if key[i]:
-                continue
-            ctx.enr = None
-            ctx.event = None
-            for guard in guards:
-                try:
-                    low = not guard(ctx, None)
-                except Exception:  # a guard that cannot say blocks nothing
-                    low = False
-                if low:
-                    if marked is None:
-                        marked = list(key)
-                    marked[i] = BLOCKED
-                    break
         until = math.inf
         t = ctx.t
-        for i, bounds in self.when_bounds:
-            if key[i] or (marked is not None and marked[i] == BLOCKED):
+        for i, guards, bounds in self.when_checks:
+            if key[i]:
                 continue
-            first = t
-            for bound in bounds:
-                instant = self._first_true(contact, ctx, bound)
-                if instant > first:
-                    first = instant
-                    if first == math.inf:
-                        break
-            if first > t:
+            blocked = False
+            if guards:
+                ctx.enr = None
+                ctx.event = None
+                for guard in guards:
+                    try:
+                        if not guard(ctx, None):
+                            blocked = True
+                            break
+                    except Exception:  # a guard that cannot say blocks nothing
+                        pass
+            if not blocked and bounds:
+                first = t
+                for bound in bounds:
+                    instant = self._first_true(contact, ctx, bound)
+                    if instant > first:
+                        first = instant
+                        if first == math.inf:
+                            break
+                if first > t:
+                    blocked = True
+                    if first < until:
+                        until = first
+            if blocked:
                 if marked is None:
                     marked = list(key)
                 marked[i] = BLOCKED
-                until = min(until, first)
         if marked is not None:
             key = tuple(marked)
         plan = self._wake_plans.get(key)

@@ -350,6 +350,16 @@ def falling_guards(
     return guards
 
 
+def segment_only(src: str) -> str | None:
+    """NAME when the condition is just `c.segment(NAME)` (`when potential`)."""
+    try:
+        analyzer = Analyzer(src, lambda kind, name: ALWAYS)
+    except SyntaxError:
+        return None
+    body = analyzer._returned(analyzer.functions.get("_f"))
+    return None if body is None else _segment_name(body)
+
+
 def _segment_name(node: ast.expr) -> str | None:
     if (
         isinstance(node, ast.Call)
