@@ -27,6 +27,7 @@ class Context:
         "engine",
         "enr",
         "event",
+        "history",
         "id",
         "t",
         "traits",
@@ -37,6 +38,7 @@ class Context:
         self.contact = contact
         self.id = contact.id
         self.traits = contact.traits
+        self.history = contact.history
         self.t = t
         self.event: dict[str, Any] | None = None
         self.enr: Enrollment | None = None
@@ -103,15 +105,17 @@ class Context:
 
     def count(self, event: str, where: Any, within: float | None) -> int:
         if where is None:
-            entry = self.contact.history.get(event)
+            entry = self.history.get(event)
             if entry is None:
                 return 0
             times = entry[0]
             t = self.t
             # Inputs arrive in time order, so usually every recorded event is at or before now.
-            hi = len(times) if times and times[-1] <= t else bisect.bisect_right(times, t)
-            lo = 0 if within is None else bisect.bisect_right(times, t - within)
-            return max(0, hi - lo)
+            hi = len(times) if not times or times[-1] <= t else bisect.bisect_right(times, t)
+            if within is None:
+                return hi
+            lo = bisect.bisect_right(times, t - within)
+            return hi - lo if hi > lo else 0
         return len(self._events(event, where, within))
 
     def _values(self, event: str, prop: str, where: Any, within: float | None) -> list[Any]:

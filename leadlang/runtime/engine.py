@@ -423,8 +423,9 @@ class Engine:
         props = event.props if event is not None else None
         name = event.name if event is not None else None
         for _ in range(MAX_ROUNDS):
-            self._recheck_waits(contact, ctx, changed, touched)
-            self._exits(contact, ctx, name, props, changed, out)
+            if contact.enrollments:
+                self._recheck_waits(contact, ctx, changed, touched)
+                self._exits(contact, ctx, name, props, changed, out)
             self._triggers(contact, ctx, name, props, changed, touched, out)
             step_changes: set[str] = set()
             for enr in touched:
@@ -533,19 +534,22 @@ class Engine:
                 if flow not in fire and (where is None or _where(where, ctx, props)):
                     fire.append(flow)
         values = contact.when_values
+        ctx.event = props
         for tid, cond, flow in self.when_triggers:
+            before = values.get(tid)
             if (
-                changed is not None
-                and tid in values
+                before is not None
+                and changed is not None
                 and not cond.now
                 and cond.keys.isdisjoint(changed)
             ):
                 continue  # nothing it reads changed
-            ctx.event = props
-            value = bool(cond.fn(ctx, None))
-            if value and not values.get(tid, False) and flow not in fire:
-                fire.append(flow)
-            values[tid] = value
+            if cond.fn(ctx, None):
+                values[tid] = True
+                if not before and flow not in fire:
+                    fire.append(flow)
+            else:
+                values[tid] = False
         if not fire:
             return
         for flow in self.flows:  # enroll in flow (source) order
@@ -749,6 +753,8 @@ class Engine:
         if not contact.enrollments and not self.when_free_now:
             # the common case: only the `when` triggers ask for instants
             plan, until = self._plan_for(contact, ctx)
+            if plan.empty:
+                return None if until == math.inf else until
             return self._next_instant(contact, t, until, plan.score, plan.windows, plan.since)
         best = math.inf  # the next instant that may change something
         full = self.when_free_now  # some condition reads `now` freely: every instant matters
@@ -809,7 +815,7 @@ class Engine:
         # (a trigger never evaluated reads None here, false in the plan)
         key: tuple[bool | str | None, ...] = tuple(map(values.get, self.when_timed_ids))
         plan = self._wake_plans.get(key)
-        if plan is not None and not (plan.score or plan.windows or plan.since):
+        if plan is not None and plan.empty:
             # nothing needed even without the guards: they could not make anything quieter
             return plan, math.inf
         marked: list[bool | str | None] | None = None
@@ -941,6 +947,11 @@ class _WakePlan:
     score: bool
     windows: tuple[tuple[str, float], ...]
     since: tuple[tuple[str, float], ...]
+    empty: bool = attrs.field(init=False)
+
+    @empty.default
+    def _empty(self) -> bool:
+        return not (self.score or self.windows or self.since)
 
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
