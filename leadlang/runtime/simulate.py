@@ -59,11 +59,11 @@ def parse_timestamp(text: Any) -> float | None:
 
 def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
     """One line of the log; None for a blank line."""
-    if not raw.strip():
-        return None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if not raw.strip():
+            return None
         return BadLine(number, f"not valid JSON ({exc.args[0].split(':')[0]})")
     if not isinstance(data, dict):
         return BadLine(number, "expected a JSON object")
@@ -78,7 +78,11 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
     raw_time = data.get("timestamp")
     if raw_time is None:
         return BadLine(number, "missing timestamp")
-    t = parse_timestamp(raw_time)
+    try:  # the common `2025-01-01T10:00:00Z`, at C speed
+        moment = datetime.fromisoformat(raw_time)
+        t = moment.timestamp() if moment.tzinfo is not None else parse_timestamp(raw_time)
+    except (TypeError, ValueError):
+        t = parse_timestamp(raw_time)
     if t is None:
         shown = orjson.dumps(raw_time).decode()
         return BadLine(number, f"timestamp {shown} is not an ISO 8601 time")
