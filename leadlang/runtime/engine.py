@@ -819,15 +819,15 @@ class Engine:
             # nothing needed even without the guards: they could not make anything quieter
             return plan, math.inf
         marked: list[bool | str | None] | None = None
-        until = math.inf
+        inf = until = math.inf
         t = ctx.t
+        ctx.enr = None
+        ctx.event = None
         for i, guards, bounds in self.when_checks:
             if key[i]:
                 continue
             blocked = False
             if guards:
-                ctx.enr = None
-                ctx.event = None
                 for guard in guards:
                     try:
                         if not guard(ctx, None):
@@ -841,7 +841,7 @@ class Engine:
                     instant = self._first_true(contact, ctx, bound)
                     if instant > first:
                         first = instant
-                        if first == math.inf:
+                        if first == inf:
                             break
                 if first > t:
                     blocked = True
