@@ -307,7 +307,8 @@ class Engine:
 
     # ------------------------------------------------------------------ entry points
 
-    def on_event(self, contact: Contact, event: Event) -> list[Effect]:
+    def on_event(self, contact: Contact, event: Event, horizon: float = math.inf) -> list[Effect]:
+        """Apply an input; `horizon`: see `_wake`."""
         contact.seq += 1
         ctx = Context(self, contact, event.t)
         out: list[Effect] = []
@@ -315,7 +316,7 @@ class Engine:
             self._settle_falling(contact, ctx)
         changed = self._apply(contact, event, ctx)
         ctx.invalidate()
-        self._instant(contact, ctx, event, changed, out)
+        self._instant(contact, ctx, event, changed, out, horizon)
         return out
 
     def _settle_falling(self, contact: Contact, ctx: Context) -> None:
@@ -333,12 +334,13 @@ class Engine:
                     values[tid] = False
         ctx.invalidate()
 
-    def on_time(self, contact: Contact, t: float) -> list[Effect]:
+    def on_time(self, contact: Contact, t: float, horizon: float = math.inf) -> list[Effect]:
+        """Run a time-driven instant; `horizon`: see `_wake`."""
         contact.seq += 1
         ctx = Context(self, contact, t)
         out: list[Effect] = []
         # Time alone changes only the decayed score, windows and `now`.
-        self._instant(contact, ctx, None, self.time_keys, out)
+        self._instant(contact, ctx, None, self.time_keys, out, horizon)
         return out
 
     # ------------------------------------------------------------------ one instant
@@ -401,6 +403,7 @@ class Engine:
         event: Event | None,
         changed: set[str] | None,
         out: list[Effect],
+        horizon: float,
     ) -> None:
         t = ctx.t
         touched: list[Enrollment] = []
@@ -437,7 +440,7 @@ class Engine:
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
             changed, name, props = step_changes, None, None
-        contact.wake = self._wake(contact, t, ctx)
+        contact.wake = self._wake(contact, t, ctx, horizon)
 
     def _bind(self, ctx: Context, enr: Enrollment) -> None:
         ctx.enr = enr
@@ -742,16 +745,21 @@ class Engine:
 
     # ------------------------------------------------------------------ timers
 
-    def _wake(self, contact: Contact, t: float, ctx: Context) -> float | None:
+    def _wake(self, contact: Contact, t: float, ctx: Context, horizon: float) -> float | None:
         """The next instant at which time alone may change something for this contact.
 
         Candidates are the instants the conditions' inputs change at (deadlines, decay steps,
         window expiries, `days_since` bounds), as the semantics define. Those at which no
         condition can change (`_wake_plan`: a false `when` trigger time can only lower, a
         waiting `check` time can only lower, ...) are passed over: nothing would happen there.
+
+        `horizon` is the caller's promise to come back with an input by then (simulate knows
+        the contact's next event): when no candidate instant at all comes before it, which
+        ones are needed does not matter, and None is returned without working that out.
         """
         if not contact.enrollments and not self.when_free_now:
-            # the common case: only the `when` triggers ask for instants
+            if horizon != math.inf and not self._any_instant_by(contact, t, horizon):
+                return None
             plan, until = self._plan_for(contact, ctx)
             if plan.empty:
                 return None if until == math.inf else until
@@ -801,6 +809,27 @@ class Engine:
             need_windows.extend(plan.windows)
             need_since.extend(plan.since)
         return self._next_instant(contact, t, best, need_score, need_windows, need_since)
+
+    def _any_instant_by(self, contact: Contact, t: float, horizon: float) -> bool:
+        """Whether some `when` trigger's candidate instant (of any kind, needed or not) comes
+        after `t` and by `horizon`."""
+        every = self.decay_every
+        last = contact.last_activity
+        if (
+            self.when_score
+            and every
+            and last is not None
+            and contact.score > 0
+            # the next decay step (whether score is left to lose then or not)
+            and last + ((t - last) // every + 1) * every <= horizon
+        ):
+            return True
+        history = contact.history
+        for event, after in self.when_since:
+            entry = history.get(event)
+            if entry and t < entry[0][-1] + after <= horizon:
+                return True
+        return _earliest_expiry(history, self.when_windows, t) <= horizon
 
     def _plan_for(self, contact: Contact, ctx: Context) -> tuple[_WakePlan, float]:
         """The wake-up plan for the contact's trigger values, and an instant to look again

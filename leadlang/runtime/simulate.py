@@ -289,20 +289,24 @@ def _run_contact(
     then the instants due up to `until`; appends the steps that had effects."""
     on_time, on_event = engine.on_time, engine.on_event
     last: tuple[float, int, int, int] = (-math.inf, 0, 0, 0)
-    for event in timeline:
+    # each step is told when the contact's next input comes (the engine need not work out
+    # wake-ups after it: it is asked again then)
+    horizons = [event.t for event in timeline[1:]]
+    horizons.append(until)
+    for event, horizon in zip(timeline, horizons, strict=True):
         t = event.t
         while (wake := contact.wake) is not None and wake <= t:
             last = _at(last, wake, rank)
-            effects = on_time(contact, wake)
+            effects = on_time(contact, wake, t)
             if effects:
                 steps.append((*last, effects))
         last = (t, 1, event.order, 0)
-        effects = on_event(contact, event)
+        effects = on_event(contact, event, horizon)
         if effects:
             steps.append((*last, effects))
     while (wake := contact.wake) is not None and wake <= until:
         last = _at(last, wake, rank)
-        effects = on_time(contact, wake)
+        effects = on_time(contact, wake, until)
         if effects:
             steps.append((*last, effects))
 
