@@ -803,11 +803,13 @@ class Engine:
                     need_windows.extend(cond.windows)
                 if up_since:
                     need_since.extend(cond.since)
-            plan, until = self._plan_for(contact, ctx)
-            best = min(best, until)
-            need_score = need_score or plan.score
-            need_windows.extend(plan.windows)
-            need_since.extend(plan.since)
+            # (no `when` candidate by the next deadline or input: the plan cannot matter)
+            if self._any_instant_by(contact, t, min(best, horizon)):
+                plan, until = self._plan_for(contact, ctx)
+                best = min(best, until)
+                need_score = need_score or plan.score
+                need_windows.extend(plan.windows)
+                need_since.extend(plan.since)
         return self._next_instant(contact, t, best, need_score, need_windows, need_since)
 
     def _any_instant_by(self, contact: Contact, t: float, horizon: float) -> bool:
