@@ -1,10 +1,17 @@
 """The delivery policy of LANGUAGE.md section 6 (consent, address, quiet hours, caps) and
-the contact-local time arithmetic it and `wait until` share (pendulum, DST-aware)."""
+the contact-local time arithmetic it and `wait until` share (DST-aware).
+
+The zones are pendulum's (`pendulum.timezone`), and the rules are pendulum's: a local wall
+clock is `pendulum.from_timestamp(t, tz=zone)`, a local date and time is the instant of
+`pendulum.datetime(..., tz=zone)`. The hot paths compute the same with the standard library
+(a pendulum `Timezone` is a `zoneinfo.ZoneInfo`, whose conversions are in C): see `_wall`
+and `_instant`. The pendulum forms stay as the fallback when the fast form raises.
+"""
 
 from __future__ import annotations
 
 import bisect
-from datetime import datetime, time
+from datetime import date, datetime, time
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +22,7 @@ from leadlang.runtime.state import Contact
 from leadlang.runtime.values import to_datetime
 
 ADDRESS_TRAIT = {"email": "email", "sms": "phone"}
+_MAX_ORDINAL = date.max.toordinal()
 
 
 @attrs.frozen(slots=True)
@@ -24,6 +32,66 @@ class Decision:
 
 
 SEND = Decision()
+
+# `_instant` results by (zone key, date ordinal, second of day): a quiet window's end or a
+# `wait until` time recurs for every contact of a zone on the same day.
+_INSTANTS: dict[tuple[str, int, int], float] = {}
+_INSTANTS_MAX = 65536  # emptied when full
+
+
+def _wall(zone: Any, t: float) -> datetime:
+    """The local wall clock at `t`: the same fields as `pendulum.from_timestamp(t, tz=zone)`.
+
+    pendulum converts the UTC datetime of `t` with `astimezone(zone)` (ZoneInfo.fromutc);
+    `datetime.fromtimestamp(t, zone)` rounds `t` the same way and calls the same fromutc.
+    """
+    try:
+        return datetime.fromtimestamp(t, zone)
+    except Exception:  # out of range, NaN: whatever pendulum does (raise) is the answer
+        return pendulum.from_timestamp(t, tz=zone)
+
+
+def _instant(zone: Any, ordinal: int, sod: int) -> float:
+    """The instant of local date `ordinal` at second of day `sod`: exactly
+    `pendulum.datetime(y, m, d, h, mi, s, tz=zone).timestamp()`, cached.
+
+    That is pendulum's `Timezone.convert` of the naive datetime with fold=1: a time in a gap
+    (spring forward) moves forward by the gap's length (02:30 becomes 03:30) and takes fold=0
+    (what `datetime + timedelta` gives); an ambiguous time (fall back) keeps fold=1, the later
+    of its two instants. The steps below are that code, on a plain datetime.
+    """
+    key = (zone.key, ordinal, sod)
+    found = _INSTANTS.get(key)
+    if found is not None:
+        return found
+    try:
+        day = date.fromordinal(ordinal)
+        moment = datetime(
+            day.year, day.month, day.day, sod // 3600, sod // 60 % 60, sod % 60, fold=1
+        )
+        before = zone.utcoffset(moment.replace(fold=0))
+        after = zone.utcoffset(moment)
+        if after > before:  # skipped (gap): pendulum's "post" rule
+            moment = moment + (after - before)
+        result = float(moment.replace(tzinfo=zone).timestamp())
+    except Exception:  # out of range: whatever pendulum does (raise) is the answer
+        return _instant_pendulum(zone, ordinal, sod)
+    if len(_INSTANTS) >= _INSTANTS_MAX:
+        _INSTANTS.clear()
+    _INSTANTS[key] = result
+    return result
+
+
+def _instant_pendulum(zone: Any, ordinal: int, sod: int) -> float:
+    """The pendulum form `_instant` reproduces, for what the fast form cannot compute."""
+    if ordinal > _MAX_ORDINAL:  # the day after 9999-12-31, as `local.date().add(days=1)` made it
+        day = pendulum.Date.fromordinal(ordinal - 1).add(days=1)
+    else:
+        day = pendulum.Date.fromordinal(ordinal)
+    moment = pendulum.datetime(
+        day.year, day.month, day.day, sod // 3600, sod // 60 % 60, sod % 60, tz=zone
+    )
+    return float(moment.timestamp())
 
 
 @lru_cache(maxsize=512)
@@ -52,6 +120,7 @@ class DeliveryPolicy:
         return self.default_zone
 
     def local(self, contact: Contact, t: float) -> pendulum.DateTime:
+        """The contact's local time at `t` as a pendulum DateTime (not on the hot paths)."""
         return pendulum.from_timestamp(t, tz=self.zone(contact))
 
     def decide(self, contact: Contact, channel: str, t: float) -> Decision:
@@ -74,20 +143,14 @@ class DeliveryPolicy:
         """The end of the quiet window `t` falls in (local time), or None when outside it."""
         assert self.quiet is not None
         start, end = self.quiet
-        local = self.local(contact, t)
+        zone = self.zone(contact)
+        local = _wall(zone, t)
         sod = local.hour * 3600 + local.minute * 60 + local.second
         inside = start <= sod < end if start < end else (sod >= start or sod < end)
         if not inside:
             return None
-        day = local.date() if sod < end else local.date().add(days=1)
-        return self._at_local(contact, day, end)
-
-    def _at_local(self, contact: Contact, day: Any, sod: int) -> float:
-        zone = self.zone(contact)
-        moment = pendulum.datetime(
-            day.year, day.month, day.day, sod // 3600, sod // 60 % 60, sod % 60, tz=zone
-        )
-        return float(moment.timestamp())
+        day = local.toordinal() if sod < end else local.toordinal() + 1
+        return _instant(zone, day, end)
 
     def until_instant(self, contact: Contact, target: Any, t: float) -> float | None:
         """`wait until`: a time of day is the next such local instant at or after `t`."""
@@ -97,11 +160,12 @@ class DeliveryPolicy:
             except ValueError:
                 return None
         if isinstance(target, time):
-            local = self.local(contact, t)
+            zone = self.zone(contact)
+            day = _wall(zone, t).toordinal()
             sod = target.hour * 3600 + target.minute * 60 + target.second
-            at = self._at_local(contact, local.date(), sod)
+            at = _instant(zone, day, sod)
             if at < t:
-                at = self._at_local(contact, local.date().add(days=1), sod)
+                at = _instant(zone, day + 1, sod)
             return at
         moment = to_datetime(target)
         if isinstance(moment, datetime):
