@@ -373,7 +373,11 @@ class Engine:
                     points += value
             if points:
                 changed.add("score")
-            score = self._clamp(score + points)
+            score += points  # then clamped, as `_clamp` (exactly: -0.0 and NaN give 0.0)
+            if not score > 0.0:
+                score = 0.0
+            elif self.score_max is not None and score > self.score_max:
+                score = self.score_max
         contact.score = score
         contact.last_activity = t
         contact.applied_decay = 0
@@ -425,17 +429,21 @@ class Engine:
                             touched.append(enr)
         props = event.props if event is not None else None
         name = event.name if event is not None else None
-        for _ in range(MAX_ROUNDS):
+        rounds = 0
+        while True:
             if contact.enrollments:
                 self._recheck_waits(contact, ctx, changed, touched)
                 self._exits(contact, ctx, name, props, changed, out)
             self._triggers(contact, ctx, name, props, changed, touched, out)
+            if not touched:
+                break
             step_changes: set[str] = set()
             for enr in touched:
                 if not enr.ended and enr.wait is None:
                     self._run(contact, enr, ctx, out, touched, step_changes)
             touched = []
-            if not step_changes:
+            rounds += 1
+            if not step_changes or rounds == MAX_ROUNDS:
                 break
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
