@@ -22,6 +22,7 @@ import attrs
 from leadlang.runtime import monotone, policy
 from leadlang.runtime.context import Context
 from leadlang.runtime.effects import Effect, format_time, idempotency_key
+from leadlang.runtime.reorder import cheap_first
 from leadlang.runtime.state import Contact, Enrollment
 from leadlang.runtime.values import compile_expr, seconds, to_datetime
 
@@ -53,9 +54,10 @@ class Cond:
 
     __slots__ = ("dirs", "fn", "free_now", "keys", "now", "score", "since", "src", "windows")
 
-    def __init__(self, node: dict[str, Any], label: str) -> None:
+    def __init__(self, node: dict[str, Any], label: str, truth: bool = False) -> None:
+        """`truth`: only the truth value is used (the engine may reorder conjunctions)."""
         self.src: str = node["src"]
-        self.fn = compile_expr(node["src"], label)
+        self.fn = compile_expr(cheap_first(self.src) if truth else self.src, label)
         deps = node["deps"]
         self.now: bool = deps["now"]
         self.score: bool = deps["score"]
@@ -90,7 +92,8 @@ class Flow:
             else:
                 tid = len(trigger_ids)
                 trigger_ids.append(tid)
-                self.when.append((tid, Cond(trig["cond"], f"<{self.name}:when>")))
+                cond = Cond(trig["cond"], f"<{self.name}:when>", truth=True)
+                self.when.append((tid, cond))
         self.exit_on: list[tuple[str, Cond | None]] = []
         self.exit_when: list[Cond] = []
         for ex in node["exits"]:
@@ -135,7 +138,8 @@ class Engine:
             n: compile_expr(e["src"], f"<metric {n}>") for n, e in program["metrics"].items()
         }
         self.segments = {
-            n: compile_expr(e["src"], f"<segment {n}>") for n, e in program["segments"].items()
+            n: compile_expr(cheap_first(e["src"]), f"<segment {n}>")
+            for n, e in program["segments"].items()
         }
         self.messages: dict[str, Any] = program["messages"]
         trigger_ids: list[int] = []
@@ -540,8 +544,8 @@ class Engine:
     ) -> None:
         ctx.enr = None
         fire: list[Flow] = []
-        if name is not None:
-            for flow, where in self.on_triggers.get(name, ()):
+        if name is not None and name in self.on_triggers:
+            for flow, where in self.on_triggers[name]:
                 if flow not in fire and (where is None or _where(where, ctx, props)):
                     fire.append(flow)
         values = contact.when_values

@@ -300,10 +300,10 @@ def _run_contact(
             effects = on_time(contact, wake, t)
             if effects:
                 steps.append((*last, effects))
-        last = (t, 1, event.order, 0)
         effects = on_event(contact, event, horizon)
+        last = (t, 1, event.order, 0)
         if effects:
-            steps.append((*last, effects))
+            steps.append((t, 1, event.order, 0, effects))
     while (wake := contact.wake) is not None and wake <= until:
         last = _at(last, wake, rank)
         effects = on_time(contact, wake, until)
