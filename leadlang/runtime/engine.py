@@ -52,7 +52,18 @@ class Event:
 class Cond:
     """A compiled expression and what can change its value."""
 
-    __slots__ = ("dirs", "fn", "free_now", "keys", "now", "score", "since", "src", "windows")
+    __slots__ = (
+        "dirs",
+        "fn",
+        "free_now",
+        "keys",
+        "now",
+        "score",
+        "since",
+        "src",
+        "time_keeps",
+        "windows",
+    )
 
     def __init__(self, node: dict[str, Any], label: str, truth: bool = False) -> None:
         """`truth`: only the truth value is used (the engine may reorder conjunctions)."""
@@ -69,6 +80,9 @@ class Cond:
         # Set by the engine (`_time_directions`): which way time alone can move the value.
         self.dirs: monotone.Dirs = monotone.ALWAYS
         self.free_now = True  # reads `now` other than via a scheduled `days_since` bound
+        # the value time alone cannot change it from: True (it only rises), False (it only
+        # falls), None (either way, or not known)
+        self.time_keeps: bool | None = None
 
     def affected(self, changed: set[str] | None) -> bool:
         return changed is None or self.now or not self.keys.isdisjoint(changed)
@@ -231,6 +245,10 @@ class Engine:
                 else (monotone.CONST)
             )
             cond.free_now = cond.now and cond.dirs == monotone.ALWAYS
+            if all(d is not None and d >= 0 for d in cond.dirs):
+                cond.time_keeps = True
+            elif all(d is not None and d <= 0 for d in cond.dirs):
+                cond.time_keeps = False
 
     def _wake_plan(self, values: tuple[bool | str | None, ...]) -> _WakePlan:
         """What time-driven instants the `when` triggers need, given their current values.
@@ -414,6 +432,7 @@ class Engine:
         horizon: float,
     ) -> None:
         t = ctx.t
+        timed = event is None  # a time-driven instant: only time moved, so far
         touched: list[Enrollment] = []
         # Waits that are due (simulate fires them before a same-instant event).
         enrolled = list(contact.enrollments.values()) if contact.enrollments else ()
@@ -438,7 +457,8 @@ class Engine:
             if contact.enrollments:
                 self._recheck_waits(contact, ctx, changed, touched)
                 self._exits(contact, ctx, name, props, changed, out)
-            self._triggers(contact, ctx, name, props, changed, touched, out)
+            self._triggers(contact, ctx, name, props, changed, touched, out, timed)
+            timed = False  # later rounds: steps changed the profile
             if not touched:
                 break
             step_changes: set[str] = set()
@@ -541,7 +561,10 @@ class Engine:
         changed: set[str] | None,
         touched: list[Enrollment],
         out: list[Effect],
+        timed: bool = False,
     ) -> None:
+        """`timed`: only time moved since the triggers were last evaluated, so a trigger
+        holding the value time alone cannot change it from keeps it (no evaluation)."""
         ctx.enr = None
         fire: list[Flow] = []
         if name is not None and name in self.on_triggers:
@@ -559,6 +582,8 @@ class Engine:
                 and cond.keys.isdisjoint(changed)
             ):
                 continue  # nothing it reads changed
+            if timed and before is not None and before is cond.time_keeps:
+                continue  # e.g. true, and time can only raise it
             if cond.fn(ctx, None):
                 values[tid] = True
                 if not before and flow not in fire:
