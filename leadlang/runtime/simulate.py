@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -141,7 +142,7 @@ def read_events(lines: Iterable[bytes]) -> EventLog:
                 bad.append(parsed)
             else:
                 events.append(parsed)
-    events.sort(key=lambda e: e.t)  # stable: input order breaks ties
+    events.sort(key=attrgetter("t"))  # stable: input order breaks ties
     return EventLog(events, bad)
 
 
