@@ -185,12 +185,8 @@ class Engine:
         self.when_timed_ids = [tid for tid, _ in self.when_timed]
         # `when` triggers time alone can only lower: their fall is noticed lazily (`on_event`)
         self.when_falling = [
-            (tid, cond)
-            for tid, cond in self.when_timed
-            if all(d is not None and d <= 0 for d in cond.dirs)
+            (tid, cond) for tid, cond in self.when_timed if cond.time_keeps is False
         ]
-        falling_ids = {tid for tid, _ in self.when_falling}
-        self.when_timed_falling = [tid in falling_ids for tid in self.when_timed_ids]
         segment_sources = program["segments"]
 
         def segment(name: str) -> tuple[str, dict[str, Any]] | None:
@@ -264,12 +260,10 @@ class Engine:
         score = False
         windows: set[tuple[str, float]] = set()
         since: set[tuple[str, float]] = set()
-        for (_, cond), value, falling in zip(
-            self.when_timed, values, self.when_timed_falling, strict=True
-        ):
-            if value == BLOCKED or falling:
+        for (_, cond), value in zip(self.when_timed, values, strict=True):
+            if value == BLOCKED or cond.time_keeps is False:
                 # a falling trigger: false, time cannot raise it; true, its fall is seen
-                # lazily, at the next input (`on_event`)
+                # lazily, at its next input or time-driven step
                 need = [False, False, False]
             else:
                 need = [
