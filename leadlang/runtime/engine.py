@@ -316,9 +316,11 @@ class Engine:
         return max(0.0, contact.score - steps * self.decay_amount)
 
     def _clamp(self, score: float) -> float:
-        score = max(0.0, score)
-        if self.score_max is not None:
-            score = min(score, self.score_max)
+        """Into [0, max] (-0.0 and NaN give 0.0); `_apply` does the same inline."""
+        if not score > 0.0:
+            return 0.0
+        if self.score_max is not None and score > self.score_max:
+            return self.score_max
         return score
 
     # ------------------------------------------------------------------ entry points
@@ -389,7 +391,7 @@ class Engine:
                     points += value
             if points:
                 changed.add("score")
-            score += points  # then clamped, as `_clamp` (exactly: -0.0 and NaN give 0.0)
+            score += points  # then clamped, as `_clamp` (inline: once per event)
             if not score > 0.0:
                 score = 0.0
             elif self.score_max is not None and score > self.score_max:
