@@ -1,8 +1,10 @@
 """`leadlang simulate`: read a Segment-shaped event log and replay it on a virtual clock.
 
-Events are processed in timestamp order (input order breaks ties); before each event, every
-timer due at or before its instant fires first, in due order, so time-driven changes happen
-at their exact instant. After the last event the clock runs on to `until`.
+Each contact's events are processed in timestamp order (input order breaks ties); before each
+event, the contact's time-driven instants due at or before it come first, so time-driven
+changes happen at their exact instant; after its last event the clock runs on to `until`.
+Contacts are run one after the other (or shared among processes) and their effects merged
+into one order (see `simulate`).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 `Store` is the protocol serve's SQLAlchemy store implements (async; several processes
 share one database, so claiming work takes row locks and each commit is one transaction
-holding the new state, the outbox rows and the contact's next timer). `MemoryStore` is
-the in-process store simulate and the tests use; simulate drives the synchronous engine
-core over it directly, without the async layer, for speed.
+holding the new state, the outbox rows and the contact's next timer). `MemoryStore` is an
+in-process store for code and tests written against that protocol; simulate needs no store
+(it runs each contact's timeline in one go, `runtime/simulate.py`).
 """
 
 from __future__ import annotations
