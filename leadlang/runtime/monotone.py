@@ -18,7 +18,7 @@ it is reported as `ALWAYS` and the engine keeps every instant for that contact.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -304,26 +304,23 @@ def table_resolver(sources: dict[str, dict[str, Any]]) -> Resolver:
 Guard = Callable[[Any, Any], Any]
 
 
-def falling_guards(
-    src: str,
-    namespace: dict[str, Any],
-    segment: Callable[[str], tuple[str, dict[str, Any]] | None],
-    resolve: Resolver,
-) -> list[Guard]:
-    """The conjuncts of a condition that time alone can only lower (or not move), compiled.
+Segments = Callable[[str], tuple[str, dict[str, Any]] | None]  # name -> (source, namespace)
+_UNREADABLE = (SyntaxError, AttributeError, KeyError, TypeError, ValueError)
 
-    When one of them is false, the whole condition is false and stays false until an input
-    arrives, so no time-driven instant can make it rise. `c.segment(NAME)` conjuncts are
-    looked into (the segment's own conjuncts, in its own namespace). Each guard is a
-    `lambda c, p: CONJUNCT` over the same generated code, so it reads what the condition reads.
-    """
-    guards: list[Guard] = []
+
+def _conjuncts(
+    src: str, namespace: dict[str, Any], segment: Segments, resolve: Resolver
+) -> Iterator[tuple[Analyzer, ast.expr, dict[str, Any]]]:
+    """The conjuncts of a condition, `c.segment(NAME)` conjuncts looked into (each segment
+    once): (the analyzer of the code a conjunct is in, the conjunct, that code's namespace)."""
     seen: set[str] = set()
 
-    def visit(analyzer: Analyzer, node: ast.expr, ns: dict[str, Any]) -> None:
+    def visit(
+        analyzer: Analyzer, node: ast.expr, ns: dict[str, Any]
+    ) -> Iterator[tuple[Analyzer, ast.expr, dict[str, Any]]]:
         if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
             for value in node.values:
-                visit(analyzer, value, ns)
+                yield from visit(analyzer, value, ns)
             return
         name = _segment_name(node)
         if name is not None and name not in seen:
@@ -333,19 +330,33 @@ def falling_guards(
                 inner = Analyzer(found[0], resolve)
                 body = inner._returned(inner.functions.get("_f"))
                 if body is not None:
-                    visit(inner, body, found[1])
+                    yield from visit(inner, body, found[1])
                     return
-        if any(d is None or d > 0 for d in analyzer._dirs(node)):
-            return
-        code = f"lambda c, p: ({ast.unparse(node)})"
-        guards.append(eval(compile(code, "<guard>", "eval"), ns))
+        yield analyzer, node, ns
 
+    analyzer = Analyzer(src, resolve)
+    body = analyzer._returned(analyzer.functions.get("_f"))
+    if body is not None:
+        yield from visit(analyzer, body, namespace)
+
+
+def falling_guards(
+    src: str, namespace: dict[str, Any], segment: Segments, resolve: Resolver
+) -> list[Guard]:
+    """The conjuncts of a condition that time alone can only lower (or not move), compiled.
+
+    When one of them is false, the whole condition is false and stays false until an input
+    arrives, so no time-driven instant can make it rise. `c.segment(NAME)` conjuncts are
+    looked into (the segment's own conjuncts, in its own namespace). Each guard is a
+    `lambda c, p: CONJUNCT` over the same generated code, so it reads what the condition reads.
+    """
+    guards: list[Guard] = []
     try:
-        analyzer = Analyzer(src, resolve)
-        body = analyzer._returned(analyzer.functions.get("_f"))
-        if body is not None:
-            visit(analyzer, body, namespace)
-    except (SyntaxError, AttributeError, KeyError, TypeError, ValueError):
+        for analyzer, node, ns in _conjuncts(src, namespace, segment, resolve):
+            if all(d is not None and d <= 0 for d in analyzer._dirs(node)):
+                code = f"lambda c, p: ({ast.unparse(node)})"
+                guards.append(eval(compile(code, "<guard>", "eval"), ns))
+    except _UNREADABLE:
         return []
     return guards
 
@@ -394,47 +405,18 @@ class SinceAtLeast:
 Bound = ScoreAtMost | SinceAtLeast
 
 
-def rising_bounds(
-    src: str,
-    segment: Callable[[str], tuple[str, dict[str, Any]] | None],
-    resolve: Resolver,
-) -> list[Bound]:
+def rising_bounds(src: str, segment: Segments, resolve: Resolver) -> list[Bound]:
     """The conjuncts of a condition whose first instant of truth can be computed.
 
     While a conjunct is false the whole condition is false, so a false condition cannot turn
     true by time alone before the latest of these conjuncts' instants. `c.segment(NAME)`
     conjuncts are looked into, as in `falling_guards`.
     """
-    bounds: list[Bound] = []
-    seen: set[str] = set()
-
-    def visit(analyzer: Analyzer, node: ast.expr) -> None:
-        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
-            for value in node.values:
-                visit(analyzer, value)
-            return
-        name = _segment_name(node)
-        if name is not None and name not in seen:
-            seen.add(name)
-            found = segment(name)
-            if found is not None:
-                inner = Analyzer(found[0], resolve)
-                body = inner._returned(inner.functions.get("_f"))
-                if body is not None:
-                    visit(inner, body)
-            return
-        bound = _bound(node)
-        if bound is not None:
-            bounds.append(bound)
-
     try:
-        analyzer = Analyzer(src, resolve)
-        body = analyzer._returned(analyzer.functions.get("_f"))
-        if body is not None:
-            visit(analyzer, body)
-    except (SyntaxError, AttributeError, KeyError, TypeError, ValueError):
+        found = (_bound(node) for _, node, _ in _conjuncts(src, {}, segment, resolve))
+        return [bound for bound in found if bound is not None]
+    except _UNREADABLE:
         return []
-    return bounds
 
 
 def _bound(node: ast.expr) -> Bound | None:
