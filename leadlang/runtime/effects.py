@@ -60,7 +60,7 @@ def format_time(t: float) -> str:
 def idempotency_key(contact: str, flow: str, version: str, number: int, step: str) -> str:
     """RUNTIME.md section 3: (contact, flow, flow version, enrollment, step)."""
     raw = "\x1f".join((contact, flow, version, str(number), step))
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return hashlib.sha256(raw.encode()).digest()[:16].hex()  # = hexdigest()[:32]
 
 
 def public(effect: Effect) -> Effect:

@@ -754,16 +754,24 @@ class Engine:
     ) -> bool:
         t = ctx.t
         channel, message, sid = state["channel"], state["message"], state["id"]
-        base = {"flow": flow.name, "step": sid, "channel": channel, "message": message}
         decision = self.policy.decide(contact, channel, t)
         if decision.defer_until is not None:
             _wait(enr, "quiet", decision.defer_until, None)
             return False
+        effect = {
+            "at": format_time(t),
+            "contact": contact.id,
+            "action": "send" if decision.skip is None else "skip",
+            "flow": flow.name,
+            "step": sid,
+            "channel": channel,
+            "message": message,
+        }
         if decision.skip is not None:
-            out.append(self._effect(t, contact, "skip", **base, reason=decision.skip))
+            effect["reason"] = decision.skip
+            out.append(effect)
             return True
         key = idempotency_key(contact.id, flow.name, enr.version, enr.number, sid)
-        effect = self._effect(t, contact, "send", **base)
         effect["key"] = key  # internal: simulate prints only the fields of LANGUAGE.md s. 9
         if state.get("with"):
             effect["data"] = {

@@ -32,6 +32,9 @@ class Decision:
 
 
 SEND = Decision()
+UNSUBSCRIBED = Decision(skip="unsubscribed")
+NO_ADDRESS = Decision(skip="no_address")
+CAPPED = Decision(skip="capped")
 
 # `_instant` results by (zone key, date ordinal, second of day): a quiet window's end or a
 # `wait until` time recurs for every contact of a zone on the same day.
@@ -125,10 +128,10 @@ class DeliveryPolicy:
 
     def decide(self, contact: Contact, channel: str, t: float) -> Decision:
         if _unsubscribed(contact, channel):
-            return Decision(skip="unsubscribed")
+            return UNSUBSCRIBED
         trait = ADDRESS_TRAIT.get(channel)
         if trait is not None and not contact.traits.get(trait):
-            return Decision(skip="no_address")
+            return NO_ADDRESS
         if self.quiet is not None:
             end = self._quiet_end(contact, t)
             if end is not None:
@@ -136,7 +139,7 @@ class DeliveryPolicy:
         for count, per in self.caps.get(channel, ()):
             sends = contact.sends.get(channel)
             if sends and len(sends) - bisect.bisect_right(sends, t - per) >= count:
-                return Decision(skip="capped")
+                return CAPPED
         return SEND
 
     def _quiet_end(self, contact: Contact, t: float) -> float | None:
