@@ -1,17 +1,18 @@
 """Benchmark `simulate`: 100,000 events from 10,000 contacts through realistic flows.
 
-Two workloads, each deterministic (seeded): `synthetic`, the script below (std.segments,
-four flows exercising every kind of wait); and `flowio`, the real examples/flowio project
+Workloads, each deterministic (seeded): `synthetic`, the script below (std.segments, four
+flows exercising every kind of wait); `flowio`, the real examples/flowio project
 (std.scoring, std.segments, its three flows) fed Segment-shaped events with the names and
-properties std.scoring's table and std.events use. For each, over `--repeat` rounds (best
-and median): events/s in one process and with `--workers` processes, the ratio to merely
-JSON-decoding the same lines with orjson in the same round, and peak memory (tracemalloc)
-for a separate run of 100,000 contacts: simulate's own, and with every contact's state held
-at once.
+properties std.scoring's table and std.events use; and `card`, `contactflow`, `act-on`, the
+other examples fed their own event logs replayed by many contacts. For each, over `--repeat`
+rounds (best and median): events/s in one process and with `--workers` processes, the ratio
+to merely JSON-decoding the same lines with orjson in the same round, and (synthetic and
+flowio) peak memory (tracemalloc) for a separate run of 100,000 contacts: simulate's own, and
+with every contact's state held at once.
 
-    python bench/bench_simulate.py [--workload synthetic|flowio|both] [--events 100000]
-        [--contacts 10000] [--repeat 3] [--workers 2] [--no-memory] [--effects-out PREFIX]
-        [--profile]
+    python bench/bench_simulate.py [--workload synthetic|flowio|card|contactflow|act-on|both|all]
+        [--events 100000] [--contacts 10000] [--repeat 3] [--workers 2] [--no-memory]
+        [--effects-out PREFIX] [--profile]
 
 `--effects-out PREFIX` writes every effect (internal fields included) to
 PREFIX.WORKLOAD.jsonl, so an optimisation can be checked to change nothing, byte for byte.
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import orjson
 
@@ -247,6 +249,47 @@ def generate_flowio(path: Path, n_events: int, n_contacts: int, seed: int = 7) -
             out.write(orjson.dumps(line) + b"\n")
 
 
+EXAMPLES = FLOWIO.parent
+REPLAYED = ("card", "contactflow", "act-on")  # run by replaying their own event logs
+
+
+def replay(example: str) -> Generator:
+    """A workload for an example: its own `events.jsonl`, each of its contacts' events a
+    template; every generated contact lives out templates, each shifted by a random offset of
+    up to 60 days, until it has its share of the events (`n_events / n_contacts`)."""
+
+    def generate_replay(path: Path, n_events: int, n_contacts: int, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        templates: dict[str, list[dict[str, Any]]] = {}
+        with (EXAMPLES / example / "events.jsonl").open("rb") as handle:
+            for raw in handle:
+                if raw.strip():
+                    line = orjson.loads(raw)
+                    who = line.get("userId") or line.get("anonymousId")
+                    templates.setdefault(str(who), []).append(line)
+        sequences = list(templates.values())
+        per_contact = max(1, n_events // n_contacts)
+        written = contact = 0
+        with path.open("wb") as out:
+            while written < n_events:
+                # this contact lives out templates, each at its own offset, until it has its share
+                mine = 0
+                while mine < per_contact and written < n_events:
+                    offset = rng.randrange(60 * 86400)
+                    for line in rng.choice(sequences)[: n_events - written]:
+                        copy = dict(line)
+                        copy.pop("anonymousId", None)
+                        copy["userId"] = f"user{contact}"
+                        at = datetime.fromisoformat(str(line["timestamp"])).timestamp()
+                        copy["timestamp"] = _iso(at + offset)
+                        out.write(orjson.dumps(copy) + b"\n")
+                        written += 1
+                        mine += 1
+                contact += 1
+
+    return generate_replay
+
+
 def load_program(paths: list[Path]) -> object:
     from leadlang.interpreter.check import check_paths
 
@@ -344,7 +387,7 @@ def workload(
             f"{args.events / best:,.0f} / {args.events / median(shares):,.0f} events/s  "
             f"({one / best:.2f}x one process; simulate / decode = {best / decode:.1f}x)"
         )
-    if args.no_memory:
+    if args.no_memory or label in REPLAYED:  # (a replayed template has several events)
         return
     mem_events = folder / f"{label}-mem.jsonl"
     n = args.memory_contacts
@@ -384,7 +427,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--memory-contacts", type=int, default=100_000)
-    parser.add_argument("--workload", choices=["synthetic", "flowio", "both"], default="both")
+    parser.add_argument(
+        "--workload",
+        choices=["synthetic", "flowio", *REPLAYED, "both", "all"],
+        default="all",
+        help="both: synthetic and flowio; all: those and the other examples replayed",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument(
         "--effects-out", metavar="PREFIX", help="write every effect to PREFIX.WORKLOAD.jsonl"
@@ -397,14 +445,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        if args.workload in ("synthetic", "both"):
+        if args.workload in ("synthetic", "both", "all"):
             script = folder / "bench.lead"
             script.write_text(SCRIPT)
             program_ir = compile_program(load_program([script]))  # type: ignore[arg-type]
             workload("synthetic", program_ir, generate, folder, args)
-        if args.workload in ("flowio", "both"):
+        if args.workload in ("flowio", "both", "all"):
             program_ir = compile_program(load_program([FLOWIO]))  # type: ignore[arg-type]
             workload("flowio", program_ir, generate_flowio, folder, args)
+        for example in REPLAYED:
+            if args.workload in (example, "all"):
+                ir = compile_program(load_program([EXAMPLES / example]))  # type: ignore[arg-type]
+                workload(example, ir, replay(example), folder, args)
 
 
 if __name__ == "__main__":
