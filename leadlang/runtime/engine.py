@@ -163,7 +163,6 @@ class Engine:
         self.when_conds = [c for flow in self.flows for _, c in flow.when]
         self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
         self.when_windows = sorted({w for c in self.when_conds for w in c.windows})
-        self.when_windows = list(self.when_windows)
         self.when_since = sorted({w for c in self.when_conds for w in c.since})
         self.policy = policy.DeliveryPolicy(settings)
         self.time_keys = {"score"} | {
@@ -199,7 +198,7 @@ class Engine:
             {"metric": program["metrics"], "segment": program["segments"]}
         )
         # per timed trigger: the conjuncts that time can only lower (see `_plan_for`)
-        self.when_guards = [
+        when_guards = [
             monotone.falling_guards(cond.src, cond.fn.__globals__, segment, resolve)
             for _, cond in self.when_timed
         ]
@@ -210,7 +209,7 @@ class Engine:
         # (index, guards, bounds) of the timed triggers that have either (see `_plan_for`)
         self.when_checks = [
             (i, guards, bounds)
-            for i, (guards, bounds) in enumerate(zip(self.when_guards, when_bounds, strict=True))
+            for i, (guards, bounds) in enumerate(zip(when_guards, when_bounds, strict=True))
             if guards or bounds
         ]
         # A trigger that is just a segment (`when potential`) runs the segment's code: the
