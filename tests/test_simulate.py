@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from unittest import mock
 
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -11,7 +13,8 @@ from hypothesis import strategies as st
 
 from leadlang.cli import main
 from leadlang.runtime.engine import Event
-from leadlang.runtime.simulate import parse_line
+from leadlang.runtime import simulate
+from leadlang.runtime.simulate import parse_line, read_events
 
 SCRIPT = """
 message hello:
@@ -192,3 +195,45 @@ def test_workers_print_the_same_effects_in_the_same_order(tmp_path: Path) -> Non
     assert code == 0 and one.count('"send"') == 80
     assert _simulate(lead, "--events", events, "--workers", "3") == (0, one, "")
     assert _simulate(lead, "--events", events, "--workers", "0")[0] == 2
+
+
+raw_lines = (
+    line_dicts.map(lambda data: json.dumps(data).encode())
+    | st.sampled_from([b"", b"   ", b"{not json", b"[1, 2]", b'{"type": "track"} trailing'])
+    | st.builds(
+        lambda user, event, minute: json.dumps(
+            {
+                "type": "track",
+                "userId": user,
+                "event": event,
+                "timestamp": f"2025-01-01T00:{minute:02d}:00Z",
+            }
+        ).encode(),
+        st.sampled_from(["ann", "bob"]),
+        st.sampled_from(["Signed Up", "order completed", "--"]),
+        st.integers(0, 59),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(raw_lines, max_size=30), st.booleans(), st.integers(8, 200))
+def test_a_file_reads_as_its_lines_one_by_one(
+    lines: list[bytes], final_newline: bool, chunk: int
+) -> None:
+    """A log file is decoded a chunk of lines at a time, falling back to one line at a time
+    for a chunk with a blank or bad line: the same events, numbers and problems as reading
+    each line on its own."""
+    data = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    with mock.patch.object(simulate, "CHUNK", chunk):
+        from_file = read_events(io.BytesIO(data))
+    one_by_one = read_events(data.split(b"\n"))
+    assert from_file.events == one_by_one.events
+    assert from_file.bad == one_by_one.bad
+
+
+def test_a_bad_json_line_is_named_with_its_column(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, [*GOOD, '{"type": "track", "userId": "é", x}'])
+    code, _, err = _simulate(lead, "--events", events)
+    assert code == 2
+    assert "line 3: not valid JSON (object keys must be strings at column 34)" in err
