@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, BinaryIO
 
 import attrs
@@ -308,7 +308,7 @@ def simulate(
             steps = _run_shared(engine, ranked, until, workers, progress)
         else:
             steps = _run_share(engine, ranked, until, progress, 1)
-        steps.sort(key=_step_order)
+        steps.sort(key=_STEP_ORDER)
         for step in steps:
             for effect in step[4]:
                 emit(effect)
@@ -355,7 +355,7 @@ def _run_shared(
 ) -> list[Step]:
     """Run the contacts in `workers` forked processes (this one runs the first share)."""
     context = multiprocessing.get_context("fork")
-    shares = [ranked[i::workers] for i in range(workers)]
+    shares = _shares(ranked, workers)
     children = []
     for share in shares[1:]:
         receiver, sender = context.Pipe(duplex=False)
@@ -376,6 +376,20 @@ def _run_shared(
     return steps
 
 
+def _shares(ranked: Share, workers: int) -> list[Share]:
+    """`workers` shares with as many contacts and about as many events each: the contacts
+    from the busiest down, dealt out back and forth (0, 1, 1, 0, 0, 1, ... for two)."""
+    shares: list[Share] = [[] for _ in range(workers)]
+    busiest = sorted(ranked, key=lambda item: len(item[1]), reverse=True)
+    for start in range(0, len(busiest), workers):
+        deal = busiest[start : start + workers]
+        if (start // workers) % 2:
+            deal.reverse()
+        for share, item in zip(shares, deal, strict=False):
+            share.append(item)
+    return shares
+
+
 def _child(engine: Engine, share: Share, until: float, sender: Any) -> None:
     try:
         result: tuple[str, Any] = ("ok", _run_share(engine, share, until, None, 1))
@@ -385,8 +399,7 @@ def _child(engine: Engine, share: Share, until: float, sender: Any) -> None:
     sender.close()
 
 
-def _step_order(step: Step) -> tuple[float, int, int, int]:
-    return step[0], step[1], step[2], step[3]
+_STEP_ORDER = itemgetter(0, 1, 2, 3)
 
 
 def _run_contact(
