@@ -284,12 +284,14 @@ def simulate(
     engine: Engine,
     events: list[Event],
     until: float,
-    emit: Callable[[Effect], None],
+    emit: Callable[[Any], None],
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
+    render: Callable[[Effect], Any] | None = None,
 ) -> int:
-    """Run every event and timer up to `until`, calling `emit` for each effect in order;
-    returns the number of contacts.
+    """Run every event and timer up to `until`, calling `emit` for each effect in order
+    (with `render`, for what it makes of each effect: it runs where the effects are made,
+    in the worker processes when there are several); returns the number of contacts.
 
     Contacts share nothing, so each contact's whole timeline (its events, and the instants
     at which time alone changes something for it) is run in one go, and the effects are then
@@ -312,9 +314,9 @@ def simulate(
                 timeline.append(event)
         ranked = list(enumerate(timelines.values()))
         if workers > 1 and len(ranked) > 1 and _can_fork():
-            steps = _run_shared(engine, ranked, until, workers, progress)
+            steps = _run_shared(engine, ranked, until, workers, progress, render)
         else:
-            steps = _run_share(engine, ranked, until, progress, 1)
+            steps = _run_share(engine, ranked, until, progress, 1, render)
         steps.sort(key=_STEP_ORDER)
         for step in steps:
             for effect in step[4]:
@@ -325,7 +327,7 @@ def simulate(
 # A step is one call into the engine: (instant, 0 for time / 1 for an event, the contact's
 # rank / the event's input order, sub-order, its effects); sorting the first four fields
 # gives the order effects are emitted in.
-Step = tuple[float, int, int, int, list[Effect]]
+Step = tuple[float, int, int, int, list[Any]]
 Share = list[tuple[int, list[Event]]]  # (contact rank, the contact's events)
 
 
@@ -335,6 +337,7 @@ def _run_share(
     until: float,
     progress: Callable[[int], None] | None,
     scale: int,
+    render: Callable[[Effect], Any] | None = None,
 ) -> list[Step]:
     """Run each contact of `share` from a fresh state; `progress` hears about events done
     (times `scale`, an estimate of the whole when this is one of `scale` equal shares)."""
@@ -346,6 +349,8 @@ def _run_share(
         if progress is not None and done >= report:
             progress(done * scale)
             report = done + 1000
+    if render is not None:
+        steps = [(*step[:4], [render(effect) for effect in step[4]]) for step in steps]
     return steps
 
 
@@ -359,6 +364,7 @@ def _run_shared(
     until: float,
     workers: int,
     progress: Callable[[int], None] | None,
+    render: Callable[[Effect], Any] | None,
 ) -> list[Step]:
     """Run the contacts in `workers` forked processes (this one runs the first share)."""
     context = multiprocessing.get_context("fork")
@@ -366,11 +372,13 @@ def _run_shared(
     children = []
     for share in shares[1:]:
         receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(engine, share, until, sender), daemon=True)
+        child = context.Process(
+            target=_child, args=(engine, share, until, render, sender), daemon=True
+        )
         child.start()
         sender.close()
         children.append((child, receiver))
-    steps = _run_share(engine, shares[0], until, progress, workers)
+    steps = _run_share(engine, shares[0], until, progress, workers, render)
     for child, receiver in children:
         try:
             status, payload = pickle.loads(receiver.recv_bytes())
@@ -397,9 +405,15 @@ def _shares(ranked: Share, workers: int) -> list[Share]:
     return shares
 
 
-def _child(engine: Engine, share: Share, until: float, sender: Any) -> None:
+def _child(
+    engine: Engine,
+    share: Share,
+    until: float,
+    render: Callable[[Effect], Any] | None,
+    sender: Any,
+) -> None:
     try:
-        result: tuple[str, Any] = ("ok", _run_share(engine, share, until, None, 1))
+        result: tuple[str, Any] = ("ok", _run_share(engine, share, until, None, 1, render))
     except BaseException:  # reported to the parent, which raises it
         result = ("error", traceback.format_exc())
     sender.send_bytes(pickle.dumps(result, pickle.HIGHEST_PROTOCOL))

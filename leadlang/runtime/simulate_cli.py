@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from collections.abc import Callable
 
 import click
 import msgspec
@@ -63,16 +64,17 @@ def run_simulate(
         click.echo(f"error: --until `{until_text}` is neither an ISO time nor +DURATION", err=True)
         return 2
     engine = Engine(compile_program(program))
-    lines: list[str] = []
+    render: Callable[[Effect], bytes]
     if fmt == "json" or expect_path:
 
-        def emit(effect: Effect) -> None:
-            lines.append(_encode(public(effect)).decode())
+        def render(effect: Effect) -> bytes:
+            return _encode(public(effect))
     else:
 
-        def emit(effect: Effect) -> None:
-            lines.append(format_text(public(effect)))
+        def render(effect: Effect) -> bytes:
+            return format_text(public(effect)).encode()
 
+    lines: list[bytes] = []
     progress = None
     bar = None
     if sys.stderr.isatty() and len(log.events) >= PROGRESS_MIN_EVENTS:
@@ -86,14 +88,17 @@ def run_simulate(
             bar.update(task, completed=done)
 
     try:
-        simulate(engine, log.events, until, emit, progress, _workers(workers, len(log.events)))
+        count = _workers(workers, len(log.events))
+        simulate(engine, log.events, until, lines.append, progress, count, render)
     finally:
         if bar is not None:
             bar.stop()
     if expect_path:
-        return _compare(lines, expect_path)
+        return _compare([line.decode() for line in lines], expect_path)
     if lines:
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"\n".join(lines) + b"\n")
+        sys.stdout.buffer.flush()
     return 0
 
 
