@@ -8,7 +8,8 @@ other examples fed their own event logs replayed by many contacts. For each, ove
 rounds (best and median): events/s in one process and with `--workers` processes, the ratio
 to merely JSON-decoding the same lines with orjson in the same round, and (synthetic and
 flowio) peak memory (tracemalloc) for a separate run of 100,000 contacts: simulate's own, and
-with every contact's state held at once.
+with every contact's state held at once. Each round also times the whole `leadlang simulate`
+command on the same log (start-up, checking the script and writing the effects included).
 
     python bench/bench_simulate.py [--workload synthetic|flowio|card|contactflow|act-on|both|all]
         [--events 100000] [--contacts 10000] [--repeat 3] [--workers 2] [--no-memory]
@@ -24,6 +25,8 @@ import argparse
 import cProfile
 import pstats
 import random
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -335,8 +338,18 @@ def run(
 Generator = Callable[[Path, int, int, int], None]
 
 
+def command(script: Path, events_path: Path) -> float:
+    """Seconds the whole `leadlang simulate` command takes (start-up, check, reading,
+    simulating with its default workers, writing the JSON lines to /dev/null)."""
+    argv = [sys.executable, "-m", "leadlang", "simulate", str(script), "--events", str(events_path)]
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
 def workload(
     label: str,
+    script: Path,
     program_ir: dict[str, object],
     gen: Generator,
     folder: Path,
@@ -350,6 +363,7 @@ def workload(
     decodes: list[float] = []
     ones: list[float] = []
     shares: list[float] = []
+    commands: list[float] = []
     rounds = 1 if args.profile else args.repeat
     for round_ in range(rounds):
         started = time.perf_counter()
@@ -372,6 +386,8 @@ def workload(
             shared, shared_effects, _ = run(events_path, program_ir, out, args.workers)
             assert shared_effects == effects
             shares.append(shared)
+        if not args.profile:
+            commands.append(command(script, events_path))
     decode, one = min(decodes), min(ones)
     print(f"{label}: {args.events:,} events, {contacts:,} contacts, {effects:,} effects")
     print(f"  ({rounds} rounds; best / median)")
@@ -386,6 +402,13 @@ def workload(
             f"  {args.workers} workers: {best:.2f} / {median(shares):.2f} s  "
             f"{args.events / best:,.0f} / {args.events / median(shares):,.0f} events/s  "
             f"({one / best:.2f}x one process; simulate / decode = {best / decode:.1f}x)"
+        )
+    if commands:
+        best = min(commands)
+        print(
+            f"  the leadlang simulate command: {best:.2f} / {median(commands):.2f} s  "
+            f"{args.events / best:,.0f} / {args.events / median(commands):,.0f} events/s  "
+            "(start-up, check and output included)"
         )
     if args.no_memory or label in REPLAYED:  # (a replayed template has several events)
         return
@@ -449,14 +472,14 @@ def main() -> None:
             script = folder / "bench.lead"
             script.write_text(SCRIPT)
             program_ir = compile_program(load_program([script]))  # type: ignore[arg-type]
-            workload("synthetic", program_ir, generate, folder, args)
+            workload("synthetic", script, program_ir, generate, folder, args)
         if args.workload in ("flowio", "both", "all"):
             program_ir = compile_program(load_program([FLOWIO]))  # type: ignore[arg-type]
-            workload("flowio", program_ir, generate_flowio, folder, args)
+            workload("flowio", FLOWIO, program_ir, generate_flowio, folder, args)
         for example in REPLAYED:
             if args.workload in (example, "all"):
                 ir = compile_program(load_program([EXAMPLES / example]))  # type: ignore[arg-type]
-                workload(example, ir, replay(example), folder, args)
+                workload(example, EXAMPLES / example, ir, replay(example), folder, args)
 
 
 if __name__ == "__main__":
