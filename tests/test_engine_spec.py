@@ -222,3 +222,35 @@ def test_a_when_trigger_that_decayed_false_fires_again_on_the_next_rise(tmp_path
     ]
     tags = [e[0] for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
     assert tags == ["2025-01-01T00:01:00Z", "2025-01-04T00:01:00Z"]
+
+
+def test_event_in_a_wait_for_exit_or_goal_where_is_the_bound_event(tmp_path: Path) -> None:
+    """Section 4: names in an event's `where` are its properties; `event.NAME` is always the
+    bound event's. So `wait for order_completed where order_id == event.order_id` waits for
+    the order the flow was entered for, not any order."""
+    script = """
+event checkout_started(order_id: text)
+event order_completed(order_id: text)
+event order_refunded(order_id: text)
+flow f:
+  on checkout_started
+  exit on order_refunded where order_id == event.order_id
+  goal order_completed where order_id == event.order_id
+  wait for order_completed where order_id == event.order_id up to 1d else tag "timeout"
+  tag "matched"
+"""
+    events = [
+        *(track(u, "checkout_started", "2025-01-01T00:00:00Z", order_id="A") for u in "uvwx"),
+        track("u", "order_completed", "2025-01-01T01:00:00Z", order_id="B"),  # another order
+        track("v", "order_refunded", "2025-01-01T01:00:00Z", order_id="B"),  # another refund
+        track("w", "order_completed", "2025-01-01T02:00:00Z", order_id="A"),  # this order
+        track("x", "order_refunded", "2025-01-01T02:00:00Z", order_id="A"),  # this refund
+    ]
+    effects = _simulate(tmp_path, script, events)
+    mine = {u: [(e[0][11:16], e[2], e[4]) for e in effects if e[1] == u] for u in "uvwx"}
+    timed_out = [("00:00", "enter", None), ("00:00", "tag", "timeout"), ("00:00", "exit", None)]
+    assert mine["u"] == mine["v"] == timed_out  # (at 00:00 the next day)
+    assert [e[0][:10] for e in effects if e[1] == "u"] == ["2025-01-01", *["2025-01-02"] * 2]
+    # this order is also the goal, which ends the enrollment before its next step runs
+    assert mine["w"] == [("00:00", "enter", None), ("02:00", "exit", None)]
+    assert mine["x"] == [("00:00", "enter", None), ("02:00", "exit", None)]

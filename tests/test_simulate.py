@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadlang.cli import main
-from leadlang.runtime.engine import Event
 from leadlang.runtime import simulate
+from leadlang.runtime.engine import Event
 from leadlang.runtime.simulate import parse_line, read_events
 
 SCRIPT = """

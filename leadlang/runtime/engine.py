@@ -441,7 +441,7 @@ class Engine:
                     if state["event"] == event.name:
                         where = self.flow_by_name[enr.flow].conds.get(f"{enr.state}/where")
                         self._bind(ctx, enr)
-                        if where is None or _where(where, ctx, event.props):
+                        if where is None or _where_bound(where, ctx, event.props):
                             enr.event = event.props
                             _resume(enr, state["next"])
                             touched.append(enr)
@@ -528,7 +528,7 @@ class Engine:
             reason = None
             if name is not None:
                 for ev, where in flow.exit_on:
-                    if ev == name and (where is None or _where(where, ctx, props)):
+                    if ev == name and (where is None or _where_bound(where, ctx, props)):
                         reason = "removed"
                         break
             if reason is None:
@@ -540,7 +540,7 @@ class Engine:
                 for ev, where, within in flow.goals:
                     if ev != name or (within is not None and ctx.t - enr.entered_at > within):
                         continue
-                    if where is None or _where(where, ctx, props):
+                    if where is None or _where_bound(where, ctx, props):
                         out.append(self._effect(ctx.t, contact, "goal", flow=flow.name))
                         reason = "goal"
                         break
@@ -1045,6 +1045,15 @@ def _where(cond: Cond, ctx: Context, props: dict[str, Any] | None) -> bool:
         return bool(cond.fn(ctx, props if props is not None else {}))
     finally:
         ctx.event = saved
+
+
+def _where_bound(cond: Cond, ctx: Context, props: dict[str, Any] | None) -> bool:
+    """The `where` of an event an enrollment waits for or exits on (`wait for`, `exit on`,
+    `goal`): its names are the arriving event's properties, while `event` stays the event the
+    enrollment has bound (LANGUAGE.md section 4: `event.NAME` is always the bound event's), so
+    `wait for order_completed where order_id == event.order_id` matches the order the flow
+    was entered for."""
+    return bool(cond.fn(ctx, props if props is not None else {}))
 
 
 def _resume(enr: Enrollment, state: str | None) -> None:
