@@ -254,3 +254,39 @@ flow f:
     # this order is also the goal, which ends the enrollment before its next step runs
     assert mine["w"] == [("00:00", "enter", None), ("02:00", "exit", None)]
     assert mine["x"] == [("00:00", "enter", None), ("02:00", "exit", None)]
+
+
+def test_an_undeclared_events_property_comes_before_a_profile_name(tmp_path: Path) -> None:
+    """Section 4: names in an event's `where` are its properties first, then profile names;
+    declarations are optional, so an undeclared event's `email` or `score` property is read
+    when the event has one, and the trait or built-in otherwise."""
+    script = """
+score:
+  review_posted +1
+  form_submitted +5 where email ends with "@corp.com"
+flow corp:
+  on form_submitted where email ends with "@corp.com"
+  reenter always
+  tag "corp"
+flow fan:
+  on review_posted where score >= 4
+  reenter always
+  tag "fan"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="me@gmail.com"),
+        identify("v", "2025-01-01T00:00:00Z", email="me@corp.com"),
+        track("u", "form_submitted", "2025-01-01T01:00:00Z", email="boss@corp.com"),
+        track("u", "form_submitted", "2025-01-01T02:00:00Z", email="kid@gmail.com"),
+        track("v", "form_submitted", "2025-01-01T01:00:00Z"),  # no property: the trait
+        track("u", "review_posted", "2025-01-01T03:00:00Z", score=5),  # lead score 6
+        track("u", "review_posted", "2025-01-01T04:00:00Z", score=2),
+        track("v", "review_posted", "2025-01-01T03:00:00Z"),  # no property: lead score 5
+    ]
+    tags = [(e[0][11:16], e[1], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == [
+        ("01:00", "u", "corp"),
+        ("01:00", "v", "corp"),
+        ("03:00", "u", "fan"),
+        ("03:00", "v", "fan"),
+    ]

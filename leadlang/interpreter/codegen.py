@@ -211,6 +211,16 @@ class ExprCompiler:
             return f"p.get({name!r})", ANY
         if kind is names.NameKind.EVENT:
             return "c.event", ANY
+        code, code_kind = self._profile_name(kind, name, u)
+        undeclared = scope.event is not None and not self._event_params(scope.event)[1]
+        if undeclared and kind is not names.NameKind.UNKNOWN:
+            # an undeclared event may carry a property of this name, which comes first
+            # (LANGUAGE.md section 4); only the event can tell, when it arrives
+            return f"(p[{name!r}] if {name!r} in p else {code})", ANY
+        return code, code_kind
+
+    def _profile_name(self, kind: names.NameKind, name: str, u: _Unit) -> tuple[str, str]:
+        """A name that is not the bound event's property: a built-in, trait, metric, ..."""
         if kind is names.NameKind.BUILTIN:
             if name == "score":
                 u.deps["score"] = True
