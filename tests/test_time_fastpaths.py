@@ -77,10 +77,23 @@ def ref_until_instant(pol: DeliveryPolicy, contact: Contact, target: Any, t: flo
     assert isinstance(target, time)
     local = ref_local(pol, contact, t)
     sod = target.hour * 3600 + target.minute * 60 + target.second
-    at = ref_at_local(pol, contact, local.date(), sod)
+    at = ref_first_at_local(pol, contact, local.date(), sod)
     if at < t:
-        at = ref_at_local(pol, contact, local.date().add(days=1), sod)
+        at = ref_at_local(pol, contact, local.date(), sod)
+        if at < t:
+            at = ref_first_at_local(pol, contact, local.date().add(days=1), sod)
     return at
+
+
+def ref_first_at_local(pol: DeliveryPolicy, contact: Contact, day: Any, sod: int) -> float:
+    """The first instant the local clock shows `sod` on `day` (pendulum's fold=0), or, when it
+    never does (a gap), the instant the gap's length later (pendulum's fold=1)."""
+    zone = pol.zone(contact)
+    wall = (sod // 3600, sod // 60 % 60, sod % 60)
+    early = pendulum.datetime(day.year, day.month, day.day, *wall, tz=zone, fold=0)
+    if (early.hour, early.minute, early.second) == wall:
+        return float(early.timestamp())
+    return ref_at_local(pol, contact, day, sod)
 
 
 def outcome(call: Any, *args: Any) -> tuple[Any, ...]:
@@ -255,7 +268,8 @@ def test_quiet_decision_through_the_settings_zone(
 @SETTINGS
 @given(zone_and_instant(), second_of_day, st.booleans())
 @example(("Europe/Paris", 1711836000.0), 2 * 3600 + 30 * 60, False)  # gap: 02:30 is 03:30
-@example(("America/New_York", 1730606400.0), 3600 + 30 * 60, False)  # fold: the later 01:30
+@example(("America/New_York", 1730606400.0), 3600 + 30 * 60, False)  # fold: the first 01:30
+@example(("America/New_York", 1730610000.0), 3600 + 30 * 60, False)  # fold: then the second
 @example(("Australia/Lord_Howe", 1728141600.0), 2 * 3600 + 10 * 60, True)
 @example(("UTC", LAST), 3600, True)  # tomorrow is past the calendar
 def test_until_instant_is_the_pendulum_one(zi: tuple[str, float], sod: int, as_text: bool) -> None:
@@ -278,9 +292,12 @@ def test_the_cases_the_examples_pin() -> None:
     # it moves forward by the gap, to 03:30 CEST = 01:30Z.
     end = paris._quiet_end(plain, datetime(2024, 3, 30, 22, tzinfo=UTC).timestamp())
     assert end == datetime(2024, 3, 31, 1, 30, tzinfo=UTC).timestamp()
-    # New York 2024-11-03 01:30 happens twice: the later one (EST, 06:30Z).
+    # New York 2024-11-03 01:30 happens twice: `wait until 01:30` from 00:00 EDT (04:00Z) is
+    # the first (EDT, 05:30Z); from 01:45 EDT (05:45Z), the second (EST, 06:30Z).
     ny = DeliveryPolicy({"timezone": "America/New_York"})
     at = ny.until_instant(plain, "01:30", datetime(2024, 11, 3, 4, tzinfo=UTC).timestamp())
+    assert at == datetime(2024, 11, 3, 5, 30, tzinfo=UTC).timestamp()
+    at = ny.until_instant(plain, "01:30", datetime(2024, 11, 3, 5, 45, tzinfo=UTC).timestamp())
     assert at == datetime(2024, 11, 3, 6, 30, tzinfo=UTC).timestamp()
 
 

@@ -54,26 +54,27 @@ def _wall(zone: Any, t: float) -> datetime:
         return pendulum.from_timestamp(t, tz=zone)
 
 
-def _instant(zone: Any, ordinal: int, sod: int) -> float:
+def _instant(zone: Any, ordinal: int, sod: int, fold: int = 1) -> float:
     """The instant of local date `ordinal` at second of day `sod`: exactly
     `pendulum.datetime(y, m, d, h, mi, s, tz=zone).timestamp()`, cached.
 
     That is pendulum's `Timezone.convert` of the naive datetime with fold=1: a time in a gap
     (spring forward) moves forward by the gap's length (02:30 becomes 03:30) and takes fold=0
     (what `datetime + timedelta` gives); an ambiguous time (fall back) keeps fold=1, the later
-    of its two instants. The steps below are that code, on a plain datetime.
+    of its two instants. The steps below are that code, on a plain datetime. With `fold=0`, an
+    ambiguous time is the earlier of its instants (the rest is the same).
     """
-    key = (zone.key, ordinal, sod)
+    key = (zone.key, ordinal, sod + fold * 86400)
     found = _INSTANTS.get(key)
     if found is not None:
         return found
     try:
         day = date.fromordinal(ordinal)
         moment = datetime(
-            day.year, day.month, day.day, sod // 3600, sod // 60 % 60, sod % 60, fold=1
+            day.year, day.month, day.day, sod // 3600, sod // 60 % 60, sod % 60, fold=fold
         )
         before = zone.utcoffset(moment.replace(fold=0))
-        after = zone.utcoffset(moment)
+        after = zone.utcoffset(moment.replace(fold=1))
         if after > before:  # skipped (gap): pendulum's "post" rule
             moment = moment + (after - before)
         result = float(moment.replace(tzinfo=zone).timestamp())
@@ -156,7 +157,10 @@ class DeliveryPolicy:
         return _instant(zone, day, end)
 
     def until_instant(self, contact: Contact, target: Any, t: float) -> float | None:
-        """`wait until`: a time of day is the next such local instant at or after `t`."""
+        """`wait until`: a time of day is the next such local instant at or after `t` (on the
+        day clocks fall back, a time that happens twice is first its earlier instant, then,
+        once that has passed, its later one; a time skipped by a spring-forward gap is the
+        instant the gap's length later, as in quiet hours)."""
         if isinstance(target, str) and len(target) <= 8 and ":" in target and "T" not in target:
             try:
                 target = time.fromisoformat(target)
@@ -166,9 +170,11 @@ class DeliveryPolicy:
             zone = self.zone(contact)
             day = _wall(zone, t).toordinal()
             sod = target.hour * 3600 + target.minute * 60 + target.second
-            at = _instant(zone, day, sod)
+            at = _instant(zone, day, sod, fold=0)
             if at < t:
-                at = _instant(zone, day + 1, sod)
+                at = _instant(zone, day, sod)  # (the same instant unless it happens twice)
+                if at < t:
+                    at = _instant(zone, day + 1, sod, fold=0)
             return at
         moment = to_datetime(target)
         if isinstance(moment, datetime):
