@@ -290,3 +290,21 @@ flow fan:
         ("03:00", "u", "fan"),
         ("03:00", "v", "fan"),
     ]
+
+
+def test_days_since_greater_than_turns_true_just_after_n_days(tmp_path: Path) -> None:
+    """`days_since(E) > N` holds from just after N days since the last E: the trigger fires,
+    and a waiting `check` continues, at that instant (printed as that second), not at the next
+    input or deadline."""
+    script = """
+flow idle:
+  when days_since(a) > 2.5
+  tag "idle"
+flow watch:
+  on a
+  check days_since(a) > 2 within 10d else tag "never"
+  tag "quiet_2d"
+"""
+    events = [track("u", "a", "2025-01-01T00:00:00Z")]
+    tags = [(e[0], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == [("2025-01-03T00:00:00Z", "quiet_2d"), ("2025-01-03T12:00:00Z", "idle")]

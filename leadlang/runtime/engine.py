@@ -869,8 +869,10 @@ class Engine:
         history = contact.history
         for event, after in self.when_since:
             entry = history.get(event)
-            if entry and t < entry[0][-1] + after <= horizon:
-                return True
+            if entry and t <= (instant := entry[0][-1] + after) and (
+                instant < horizon or (instant == horizon and instant > t)
+            ):
+                return True  # (at `t` itself: the instant just after it, see `_next_instant`)
         return _earliest_expiry(history, self.when_windows, t) <= horizon
 
     def _plan_for(self, contact: Contact, ctx: Context) -> tuple[_WakePlan, float]:
@@ -937,7 +939,10 @@ class Engine:
             entry = contact.history.get(bound.event)
             if not entry:
                 return math.inf  # days_since is none: the comparison stays false
-            return max(t, entry[0][-1] + bound.seconds)
+            instant = entry[0][-1] + bound.seconds
+            if bound.strict:  # `> N` holds from just after N days
+                instant = math.nextafter(instant, math.inf)
+            return max(t, instant)
         limit, strict = bound.limit, bound.strict
         score = ctx.score()
         if score < limit or (not strict and score == limit):
@@ -1006,6 +1011,10 @@ class Engine:
             entry = history.get(event)
             if entry:
                 instant = entry[0][-1] + after
+                if instant == t:
+                    # `days_since(E) > N` (or `<= N`) turns just after this instant: the next
+                    # float is that moment (printed as this second)
+                    instant = math.nextafter(instant, math.inf)
                 if t < instant < best:
                     best = instant
         return None if best == math.inf else best

@@ -395,11 +395,12 @@ class ScoreAtMost:
 
 @attrs.frozen
 class SinceAtLeast:
-    """A conjunct `days_since(event) >= days` (or `>`): it turns true `days` after the last
-    such event, and never by time alone when there is none."""
+    """A conjunct `days_since(event) >= days` (or `>`, `strict`: just after): it turns true
+    `days` after the last such event, and never by time alone when there is none."""
 
     event: str
     seconds: float
+    strict: bool = False
 
 
 Bound = ScoreAtMost | SinceAtLeast
@@ -458,7 +459,9 @@ def _bound(node: ast.expr) -> Bound | None:
         and subject.args[1].value is None
         and isinstance(op, ast.Gt | ast.GtE)
     ):
-        return SinceAtLeast(str(subject.args[0].value), float(limit) * 86400.0)
+        return SinceAtLeast(
+            str(subject.args[0].value), float(limit) * 86400.0, isinstance(op, ast.Gt)
+        )
     return None
 
 
