@@ -869,8 +869,10 @@ class Engine:
         history = contact.history
         for event, after in self.when_since:
             entry = history.get(event)
-            if entry and t <= (instant := entry[0][-1] + after) and (
-                instant < horizon or (instant == horizon and instant > t)
+            if (
+                entry
+                and t <= (instant := entry[0][-1] + after)
+                and (instant < horizon or (instant == horizon and instant > t))
             ):
                 return True  # (at `t` itself: the instant just after it, see `_next_instant`)
         return _earliest_expiry(history, self.when_windows, t) <= horizon
