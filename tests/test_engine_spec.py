@@ -308,3 +308,39 @@ flow watch:
     events = [track("u", "a", "2025-01-01T00:00:00Z")]
     tags = [(e[0], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
     assert tags == [("2025-01-03T00:00:00Z", "quiet_2d"), ("2025-01-03T12:00:00Z", "idle")]
+
+
+def test_exit_when_that_holds_at_entry_removes_at_once_with_or_without_a_profile_step(
+    tmp_path: Path,
+) -> None:
+    """`exit when` is a level, not an edge: an enrollment for which it holds once its first
+    steps ran is removed at that instant, whether or not those steps changed the profile
+    (a `tag` starts another pass at the same instant; the removal must not depend on it)."""
+    script = """
+trait plan: text
+flow plain:
+  on b
+  exit when plan == "free"
+  wait 10d
+  tag "done"
+flow tagged:
+  on c
+  exit when plan == "free"
+  tag "started"
+  wait 10d
+  tag "done"
+"""
+    events = [
+        *(identify(u, "2025-01-01T00:00:00Z", plan="free") for u in "uw"),
+        *(identify(u, "2025-01-01T00:00:00Z", plan="pro") for u in "vx"),
+        *(track(u, "b", "2025-01-01T01:00:00Z") for u in "uv"),  # plain
+        *(track(u, "c", "2025-01-01T01:00:00Z") for u in "wx"),  # tagged
+    ]
+    effects = _simulate(tmp_path, script, events)
+    exits = [(e[0], e[1], e[3]) for e in effects if e[2] == "exit"]
+    assert exits == [
+        ("2025-01-01T01:00:00Z", "u", "plain"),
+        ("2025-01-01T01:00:00Z", "w", "tagged"),
+        ("2025-01-11T01:00:00Z", "v", "plain"),
+        ("2025-01-11T01:00:00Z", "x", "tagged"),
+    ]

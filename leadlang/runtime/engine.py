@@ -457,12 +457,18 @@ class Engine:
             if not touched:
                 break
             step_changes: set[str] = set()
+            ran = touched
             for enr in touched:
                 if not enr.ended and enr.wait is None:
                     self._run(contact, enr, ctx, out, touched, step_changes)
             touched = []
             rounds += 1
             if not step_changes or rounds == MAX_ROUNDS:
+                if any(not e.ended and self.flow_by_name[e.flow].exit_when for e in ran):
+                    # `exit when` holds or not at every pass (it is not an edge): one that
+                    # holds for an enrollment that just ran (e.g. entered) removes it now,
+                    # whether or not its steps changed the profile
+                    self._exits(contact, ctx, None, None, step_changes, out)
                 break
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
