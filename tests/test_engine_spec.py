@@ -344,3 +344,31 @@ flow tagged:
         ("2025-01-11T01:00:00Z", "v", "plain"),
         ("2025-01-11T01:00:00Z", "x", "tagged"),
     ]
+
+
+def test_a_metric_that_is_days_since_gets_the_same_instants(tmp_path: Path) -> None:
+    """`metric idle = days_since(a)` then `idle >= 10` changes exactly when
+    `days_since(a) >= 10` does: in a trigger, an `exit when` and a waiting `check`."""
+    script = """
+metric idle = days_since(a)
+flow dormant:
+  when idle >= 10
+  tag "dormant"
+flow leave:
+  on a
+  exit when idle >= 3
+  wait 30d
+flow watch:
+  on a
+  check idle >= 4 within 20d else tag "never"
+  tag "quiet_4d"
+"""
+    events = [track("u", "a", "2025-01-01T00:00:00Z")]
+    effects = _simulate(tmp_path, script, events)
+    assert [(e[0][:10], e[2], e[3]) for e in effects if e[2] in ("tag", "exit")] == [
+        ("2025-01-04", "exit", "leave"),
+        ("2025-01-05", "tag", "watch"),
+        ("2025-01-05", "exit", "watch"),
+        ("2025-01-11", "tag", "dormant"),
+        ("2025-01-11", "exit", "dormant"),
+    ]

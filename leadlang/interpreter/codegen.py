@@ -240,6 +240,11 @@ class ExprCompiler:
                 return f"_default(c.traits.get({name!r}), {fallback})", ANY
             return f"c.traits.get({name!r})", ANY
         if kind is names.NameKind.METRIC:
+            alias = self._days_since_alias(name)
+            if alias is not None:
+                # `metric idle = days_since(E)`: read as the call itself, so `idle >= 10` gets
+                # the instant `days_since(E) >= 10` gets (see `_note_since`)
+                return self._gen(alias, Scope(), u)
             ir.merge_deps(u.deps, self.metric_deps(name))
             return f"c.metric({name!r})", ANY
         if kind is names.NameKind.SEGMENT:
@@ -311,9 +316,21 @@ class ExprCompiler:
             return f"{_ARITH[op]}({left}, {right})", ANY
         return "None", ANY
 
+    def _days_since_alias(self, name: str) -> ast.Call | None:
+        """The `days_since(...)` call a metric is defined as, if it is just that."""
+        decl = self.program.metrics.get(name)
+        if decl is None:
+            return None
+        expr = decl.expr
+        if isinstance(expr, ast.Call) and expr.func.name == "days_since":
+            return expr
+        return None
+
     def _note_since(self, e: ast.Binary, u: _Unit) -> None:
         """`days_since(E) >= 7` changes 7 days after the last E: an instant to schedule."""
         for call, bound in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(call, ast.Name):
+                call = self._days_since_alias(call.name) or call
             if (
                 isinstance(call, ast.Call)
                 and call.func.name == "days_since"
