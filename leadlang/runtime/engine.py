@@ -465,6 +465,8 @@ class Engine:
             rounds += 1
             if not step_changes or rounds == MAX_ROUNDS:
                 if any(not e.ended and self.flow_by_name[e.flow].exit_when for e in ran):
+                    if step_changes:
+                        ctx.invalidate()
                     # `exit when` holds or not at every pass (it is not an edge): one that
                     # holds for an enrollment that just ran (e.g. entered) removes it now,
                     # whether or not its steps changed the profile
@@ -875,12 +877,11 @@ class Engine:
         history = contact.history
         for event, after in self.when_since:
             entry = history.get(event)
-            if (
-                entry
-                and t <= (instant := entry[0][-1] + after)
-                and (instant < horizon or (instant == horizon and instant > t))
-            ):
-                return True  # (at `t` itself: the instant just after it, see `_next_instant`)
+            if entry:
+                instant = entry[0][-1] + after
+                # (at `t` itself, the candidate is the moment just after: see `_next_instant`)
+                if t < instant <= horizon or t == instant < horizon:
+                    return True
         return _earliest_expiry(history, self.when_windows, t) <= horizon
 
     def _plan_for(self, contact: Contact, ctx: Context) -> tuple[_WakePlan, float]:
