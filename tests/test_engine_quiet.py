@@ -71,6 +71,9 @@ EVENTS = ("page_viewed", "added_to_cart", "order_completed", "message_opened")
 PERCENT = SCRIPT.replace("decay 10 every 2d idle", "decay 20% every 2d idle")
 
 
+# A strict `days_since(E) > N`: it turns true just after N days (the bound is that moment).
+STRICT = SCRIPT.replace("days_since(page_viewed) >= 4", "days_since(page_viewed) > 4")
+
 # Steps that change the score at a time-driven instant, with `when` triggers time alone only
 # lowers (`nine`: its fall is noticed lazily) or only raises (`low`: bounded by a decay step
 # and a days_since instant).
@@ -100,8 +103,8 @@ flow low:
 
 @pytest.fixture(
     scope="module",
-    params=[SCRIPT, MOSTLY_QUIET, PERCENT, STEPS],
-    ids=["mixed", "mostly_quiet", "percent_decay", "steps"],
+    params=[SCRIPT, MOSTLY_QUIET, PERCENT, STRICT, STEPS],
+    ids=["mixed", "mostly_quiet", "percent_decay", "strict_days_since", "steps"],
 )
 def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     result = check_text(tmp_path_factory.mktemp("quiet"), request.param)
