@@ -38,7 +38,7 @@ CAPPED = Decision(skip="capped")
 
 # `_instant` results by (zone key, date ordinal, second of day): a quiet window's end or a
 # `wait until` time recurs for every contact of a zone on the same day.
-_INSTANTS: dict[tuple[str, int, int], float] = {}
+_INSTANTS: dict[tuple[str, int, int, int], float] = {}
 _INSTANTS_MAX = 65536  # emptied when full
 
 
@@ -64,7 +64,7 @@ def _instant(zone: Any, ordinal: int, sod: int, fold: int = 1) -> float:
     of its two instants. The steps below are that code, on a plain datetime. With `fold=0`, an
     ambiguous time is the earlier of its instants (the rest is the same).
     """
-    key = (zone.key, ordinal, sod + fold * 86400)
+    key = (zone.key, ordinal, sod, fold)
     found = _INSTANTS.get(key)
     if found is not None:
         return found

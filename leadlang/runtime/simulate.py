@@ -223,8 +223,8 @@ CHUNK = 1 << 16  # bytes of a log decoded at once (small chunks stay in the CPU 
 
 def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
     """The events of a log (a binary file, or its lines), sorted by time (input order breaks
-    ties), and its bad lines. A file is decoded a few megabytes of whole lines at a time;
-    a chunk with a blank or bad line, like lines given one by one, is read line by line."""
+    ties), and its bad lines. A file is decoded `CHUNK` bytes of whole lines at a time; a
+    chunk with a blank or bad line, like lines given one by one, is read line by line."""
     events: list[Event] = []
     bad: list[BadLine] = []
 

@@ -94,7 +94,7 @@ def run_simulate(
         if bar is not None:
             bar.stop()
     if expect_path:
-        return _compare([line.decode() for line in lines], expect_path)
+        return _compare(lines, expect_path)
     if lines:
         sys.stdout.flush()
         sys.stdout.buffer.write(b"\n".join(lines) + b"\n")
@@ -105,11 +105,11 @@ def run_simulate(
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
-def _normalise(line: str) -> str:
+def _normalise(line: str | bytes) -> str:
     return _encode_sorted(_decode(line)).decode()
 
 
-def _compare(lines: list[str], expect_path: str) -> int:
+def _compare(lines: list[bytes], expect_path: str) -> int:
     try:
         with open(expect_path, "rb") as handle:
             raw = handle.read().decode("utf-8", errors="replace").splitlines()
