@@ -145,3 +145,36 @@ def graph(paths: tuple[str, ...], flow_name: str | None, fmt: str) -> None:
     except GraphError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--config", "config_path", default=None, help="TOML config (default: none).")
+@click.option("--db", default=None, help="Store URL (default: sqlite:///leadlang.db).")
+@click.option("--listen", default=None, help="HOST:PORT (default: 127.0.0.1:8484).")
+def serve(
+    paths: tuple[str, ...], config_path: str | None, db: str | None, listen: str | None
+) -> None:
+    """Run the flows for real: Segment-compatible ingest, a durable store, delivery."""
+    from leadlang.runtime.serve_cli import config_or_exit, run_serve
+
+    config = config_or_exit(config_path, db, listen)
+    program = _load_program(paths)
+    sys.exit(run_serve(program, list(paths), config))
+
+
+@main.command()
+@click.option("--config", "config_path", default=None, help="serve's TOML config.")
+@click.option("--db", default=None, help="Store URL (default: sqlite:///leadlang.db).")
+@click.option("--contact", default=None, help="Only this contact's effects.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True
+)
+@click.option("--follow", is_flag=True, help="Keep printing new effects as they are committed.")
+def effects(
+    config_path: str | None, db: str | None, contact: str | None, fmt: str, follow: bool
+) -> None:
+    """Print serve's effect ledger as `leadlang simulate` prints effects."""
+    from leadlang.runtime.serve_cli import config_or_exit, run_effects
+
+    sys.exit(run_effects(config_or_exit(config_path, db), contact, fmt, follow))

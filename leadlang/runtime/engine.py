@@ -780,6 +780,7 @@ class Engine:
             return True
         key = idempotency_key(contact.id, flow.name, enr.version, enr.number, sid)
         effect["key"] = key  # internal: simulate prints only the fields of LANGUAGE.md s. 9
+        effect["event"] = enr.event  # internal: serve renders the message with it
         if state.get("with"):
             effect["data"] = {
                 k: _jsonable(flow.conds[f"{sid}/with/{k}"].fn(ctx, None)) for k in state["with"]

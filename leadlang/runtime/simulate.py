@@ -430,15 +430,18 @@ def _run_contact(
     timeline: list[Event],
     until: float,
     steps: list[Step],
-) -> None:
+    last_horizon: float | None = None,
+) -> tuple[float, int, int, int]:
     """One contact's events in order, each preceded by the time-driven instants due by then,
-    then the instants due up to `until`; appends the steps that had effects."""
+    then the instants due up to `until`; appends the steps that had effects and returns the
+    last step run (its instant first). serve runs each contact's new events through this very
+    function, with `last_horizon` infinite (it does not know when the next input comes)."""
     on_time, on_event = engine.on_time, engine.on_event
     last: tuple[float, int, int, int] = (-math.inf, 0, 0, 0)
     # each step is told when the contact's next input comes (the engine need not work out
     # wake-ups after it: it is asked again then)
     horizons = [event.t for event in timeline[1:]]
-    horizons.append(until)
+    horizons.append(until if last_horizon is None else last_horizon)
     for event, horizon in zip(timeline, horizons, strict=True):
         t = event.t
         while (wake := contact.wake) is not None and wake <= t:
@@ -450,11 +453,13 @@ def _run_contact(
         last = (t, 1, event.order, 0)
         if effects:
             steps.append((t, 1, event.order, 0, effects))
+    final = until if last_horizon is None else last_horizon
     while (wake := contact.wake) is not None and wake <= until:
         last = _at(last, wake, rank)
-        effects = on_time(contact, wake, until)
+        effects = on_time(contact, wake, final)
         if effects:
             steps.append((*last, effects))
+    return last
 
 
 def _at(last: tuple[float, int, int, int], wake: float, rank: int) -> tuple[float, int, int, int]:
@@ -466,4 +471,6 @@ def _at(last: tuple[float, int, int, int], wake: float, rank: int) -> tuple[floa
     return (last[0], last[1], last[2], last[3] + 1)
 
 
-__all__ = ["format_text", "parse_until", "public", "read_events", "simulate"]
+__all__ = ["format_text", "parse_until", "public", "read_events", "run_contact", "simulate"]
+
+run_contact = _run_contact

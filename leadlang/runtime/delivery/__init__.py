@@ -1,0 +1,1 @@
+"""Delivery: the outbox worker, message rendering and the channel drivers."""

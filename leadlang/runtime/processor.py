@@ -1,0 +1,246 @@
+"""serve's processing loop: stored events and due timers through the engine, exactly as simulate.
+
+Each round takes a group of contacts that have pending events or a due timer, runs each
+contact's new events (in time order, each preceded by the timers due by then) and then its
+timers due by now through `simulate.run_contact`, the very function simulate uses, and writes
+the new state, the effects (the ledger), the outbox rows and the next wake-up in the round's
+one transaction. Nothing here decides anything the engine decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import orjson
+
+from leadlang.runtime.context import Context
+from leadlang.runtime.delivery.render import RenderError, render_message
+from leadlang.runtime.effects import Effect, public
+from leadlang.runtime.engine import Engine, Event
+from leadlang.runtime.simulate import run_contact
+from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
+from leadlang.runtime.store.sql import ContactRow, Pending, RoundResult, SqlStore
+
+log = logging.getLogger("leadlang.serve")
+
+ADDRESS_TRAITS = {"email": "email", "sms": "phone"}
+_encode = msgspec.json.Encoder().encode  # the bytes simulate prints (ints of any size)
+
+
+def template_variables(
+    engine: Engine, contact: Contact, t: float, effect: Effect
+) -> dict[str, Any]:
+    """What a message template reads: the profile at `t` (traits, `score`, `tags`, `id`,
+    metrics, segments), the bound `event` and the send's `with` values."""
+    ctx = Context(engine, contact, t)
+    variables: dict[str, Any] = dict(contact.traits)
+    for name in engine.metrics:
+        variables[name] = ctx.metric(name)
+    for name in engine.segments:
+        variables[name] = ctx.segment(name)
+    variables.update(
+        score=ctx.score(),
+        tags=list(contact.tags),
+        id=contact.id,
+        now=ctx.now(),
+        contact={"id": contact.id, **contact.traits},
+        event=effect.get("event") or {},
+    )
+    variables.update(effect.get("data") or {})
+    return variables
+
+
+class Runner:
+    """Turns one round's rows into what the round writes (a pure function of its inputs and
+    `now`, run inside the store's transaction)."""
+
+    def __init__(self, engine: Engine, program: dict[str, Any]) -> None:
+        self.engine = engine
+        self.messages: dict[str, Any] = program["messages"]
+
+    def __call__(
+        self,
+        rows: list[ContactRow],
+        pending: dict[str, list[Pending]],
+        cut: dict[str, bool],
+        now: float,
+    ) -> RoundResult:
+        result = RoundResult()
+        for row in rows:
+            self._contact(row, pending.get(row.id, []), cut.get(row.id, False), now, result)
+        return result
+
+    def _contact(
+        self, row: ContactRow, events: list[Pending], cut: bool, now: float, out: RoundResult
+    ) -> None:
+        engine = self.engine
+        if row.state is None:
+            contact = Contact(row.id)
+            rank_t, rank_id = (events[0].t, events[0].id) if events else (now, 0)
+            clock = -math.inf
+        else:
+            contact = contact_from_json(orjson.loads(row.state))
+            rank_t, rank_id, clock = row.rank_t, row.rank_id, row.clock
+        timeline: list[Event] = []
+        for p in events:
+            body = orjson.loads(p.body)
+            # A late event (older than what the contact was processed to) runs at that instant.
+            timeline.append(
+                Event(
+                    max(p.t, clock),
+                    p.id,
+                    row.id,
+                    body.get("n"),
+                    body.get("p") or {},
+                    body.get("tr"),
+                )
+            )
+            out.processed.append(p.id)
+        # When some of its events wait for the next round, time runs only to the last one taken.
+        until = timeline[-1].t if cut and timeline else now
+        steps: list[Any] = []
+        last = run_contact(engine, contact, 0, timeline, until, steps, math.inf)
+        clock = max(clock, last[0])
+        for instant, kind, slot, sub, effects in steps:
+            k1, k2 = (rank_t, rank_id) if kind == 0 else (0.0, slot)
+            for effect in effects:
+                out.effects.append(
+                    {
+                        "contact": row.id,
+                        "at": instant,
+                        "kind": kind,
+                        "k1": k1,
+                        "k2": k2,
+                        "sub": sub,
+                        "flow": effect.get("flow"),
+                        "action": effect["action"],
+                        "step": effect.get("step"),
+                        "arm": effect.get("arm"),
+                        "body": _encode(public(effect)).decode(),
+                    }
+                )
+                if effect["action"] == "send":
+                    out.outbox.append(self._outbox_row(contact, instant, effect, now))
+        contact.scheduled = contact.wake
+        out.contacts.append(
+            {
+                "id": row.id,
+                "state": orjson.dumps(
+                    contact_to_json(contact), option=orjson.OPT_NON_STR_KEYS
+                ).decode(),
+                "wake": contact.wake,
+                "clock": clock if clock != -math.inf else (timeline[0].t if timeline else now),
+                "rank_t": rank_t,
+                "rank_id": rank_id,
+                "updated": now,
+            }
+        )
+        for enr in contact.enrollments.values():
+            out.positions.append(
+                {
+                    "contact": row.id,
+                    "flow": enr.flow,
+                    "version": enr.version,
+                    "step": enr.state,
+                    "waiting_until": enr.deadline,
+                }
+            )
+
+    def _outbox_row(self, contact: Contact, t: float, effect: Effect, now: float) -> dict[str, Any]:
+        channel = effect["channel"]
+        trait = ADDRESS_TRAITS.get(channel)
+        recipient = contact.traits.get(trait) if trait else None
+        row: dict[str, Any] = {
+            "key": effect["key"],
+            "contact": contact.id,
+            "flow": effect["flow"],
+            "message": effect["message"],
+            "channel": channel,
+            "at": effect["at"],
+            "recipient": None if recipient is None else str(recipient),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt": now,
+            "lease_until": None,
+            "last_error": None,
+            "created": now,
+            "delivered": None,
+        }
+        try:
+            variables = template_variables(self.engine, contact, t, effect)
+            content = render_message(self.messages[effect["message"]], variables)
+            row["content"] = orjson.dumps(content, default=str).decode()
+        except (RenderError, KeyError, TypeError, ValueError) as exc:
+            # a message that cannot be rendered is dead-lettered with why; the daemon goes on
+            row.update(content="{}", status="dead", last_error=f"render failed: {exc}")
+        return row
+
+
+class Processor:
+    """The loop: rounds while there is work, then sleep until woken (new events) or the next
+    timer is due."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        engine: Engine,
+        program: dict[str, Any],
+        clock: Callable[[], float],
+        on_output: Callable[[], None] = lambda: None,
+        batch: int = 500,
+        max_events: int = 20_000,
+    ) -> None:
+        self.store = store
+        self.runner = Runner(engine, program)
+        self.clock = clock
+        self.on_output = on_output
+        self.batch = batch
+        self.max_events = max_events
+        self.wakeup = asyncio.Event()
+        self.rounds = 0
+        self.processed_contacts = 0
+
+    async def run_once(self) -> int:
+        now = self.clock()
+        runner = self.runner
+        n = await self.store.process_round(
+            now,
+            self.batch,
+            self.max_events,
+            lambda rows, pending, cut: runner(rows, pending, cut, now),
+        )
+        if n:
+            self.rounds += 1
+            self.processed_contacts += n
+            self.on_output()
+        return n
+
+    async def drain(self) -> None:
+        """Run rounds until nothing is pending or due (start-up catch-up, tests)."""
+        while await self.run_once():
+            pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                n = await self.run_once()
+            except Exception:  # a store hiccup must not kill the loop: log it, retry soon
+                log.exception("processing round failed; retrying")
+                n = 0
+                await asyncio.sleep(1.0)
+            if n:
+                await asyncio.sleep(0)  # let ingest in between rounds
+                continue
+            wake = await self.store.next_wake()
+            delay = 1.0 if wake is None else min(1.0, max(0.0, wake - self.clock()))
+            self.wakeup.clear()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), delay)
+                except TimeoutError:
+                    pass

@@ -1,0 +1,1 @@
+"""`leadlang serve`'s HTTP side: the app factory, ingest, admin, metrics and its config."""

@@ -1,0 +1,154 @@
+"""The admin API (behind `Authorization: Bearer ADMIN_TOKEN`): contacts, flows, the effect
+ledger and the outbox; and the open `/healthz`."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from leadlang.runtime.effects import format_time
+from leadlang.runtime.server.ingest import error_response
+from leadlang.runtime.store.sql import SqlStore
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_LIMIT = 1000
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(value, default=str), status=status, content_type="application/json"
+    )
+
+
+class Admin:
+    def __init__(self, store: SqlStore, token: str, flows: dict[str, dict[str, Any]]) -> None:
+        self.store = store
+        self.token = token
+        self.flows = flows  # name -> {"version", "states": [...], ...} of the loaded program
+
+    def routes(self) -> list[web.RouteDef]:
+        guarded = self.guarded
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/v1/contacts/{id}", guarded(self.contact)),
+            web.get("/v1/flows", guarded(self.flow_list)),
+            web.get("/v1/flows/{name}", guarded(self.flow_one)),
+            web.get("/v1/effects", guarded(self.effects)),
+            web.get("/v1/outbox", guarded(self.outbox)),
+        ]
+
+    def guarded(self, handler: Handler) -> Handler:
+        async def check(request: web.Request) -> web.StreamResponse:
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), self.token.encode()
+            ):
+                return error_response(401, "unauthorized", "the admin token is required")
+            return await handler(request)
+
+        return check
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        ok = await self.store.ping()
+        return _json({"ok": ok, "store": "reachable" if ok else "unreachable"}, 200 if ok else 503)
+
+    async def contact(self, request: web.Request) -> web.Response:
+        contact_id = request.match_info["id"]
+        found = await self.store.contact(contact_id)
+        if found is None:
+            if await self.store.contact_known(contact_id):
+                return _json({"id": contact_id, "pending": True, "traits": {}, "effects": []})
+            return error_response(404, "not found", f"no contact `{contact_id}`")
+        state_text, recent = found
+        state = orjson.loads(state_text)
+        return _json(self._profile(state, [orjson.loads(e) for e in recent]))
+
+    def _profile(self, state: dict[str, Any], recent: list[Any]) -> dict[str, Any]:
+        return {
+            "id": state["id"],
+            "traits": state["traits"],
+            "score": state["score"],
+            "tags": state["tags"],
+            "metrics": state.get("metrics", {}),
+            "segments": state.get("segments", []),
+            "enrollments": [
+                {
+                    "flow": enr["flow"],
+                    "version": enr["version"],
+                    "step": enr["state"],
+                    "waiting": enr["wait"],
+                    "waiting_until": None
+                    if enr["deadline"] is None
+                    else format_time(enr["deadline"]),
+                }
+                for enr in state["enrollments"].values()
+            ],
+            "next_wake": None if state.get("wake") is None else format_time(state["wake"]),
+            "effects": recent,
+        }
+
+    async def flow_list(self, request: web.Request) -> web.Response:
+        stats = await self.store.flow_stats()
+        return _json({"flows": [self._flow(name, stats.get(name)) for name in self.flows]})
+
+    async def flow_one(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self.flows:
+            return error_response(404, "not found", f"no flow `{name}`")
+        stats = await self.store.flow_stats(name)
+        return _json(self._flow(name, stats.get(name)))
+
+    def _flow(self, name: str, stats: dict[str, Any] | None) -> dict[str, Any]:
+        stats = stats or {"actions": {}, "arms": {}, "steps": {}}
+        actions = stats["actions"]
+        flow = self.flows[name]
+        return {
+            "name": name,
+            "version": flow["version"],
+            "steps": {sid: stats["steps"].get(sid, 0) for sid in flow["states"]},
+            "entered": actions.get("enter", 0),
+            "exited": actions.get("exit", 0),
+            "goals": actions.get("goal", 0),
+            "sent": actions.get("send", 0),
+            "skipped": actions.get("skip", 0),
+            "split_arms": stats["arms"],
+        }
+
+    async def effects(self, request: web.Request) -> web.Response:
+        try:
+            after = int(request.query.get("after", "0") or 0)
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return error_response(400, "bad query", "`after` and `limit` must be whole numbers")
+        if after < 0 or not 1 <= limit <= MAX_LIMIT:
+            return error_response(400, "bad query", f"`limit` must be 1 to {MAX_LIMIT}")
+        contact = request.query.get("contact")
+        rows = await self.store.effects_after(after, limit, contact)
+        effects = []
+        for effect_id, body in rows:
+            effect = orjson.loads(body)
+            effect["id"] = effect_id
+            effects.append(effect)
+        nxt = rows[-1][0] if len(rows) == limit else None
+        return _json({"effects": effects, "next": None if nxt is None else str(nxt)})
+
+    async def outbox(self, request: web.Request) -> web.Response:
+        status = request.query.get("status")
+        if status not in (None, "pending", "sent", "dead"):
+            return error_response(400, "bad query", "`status` is pending, sent or dead")
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= MAX_LIMIT:
+            return error_response(400, "bad query", f"`limit` must be 1 to {MAX_LIMIT}")
+        rows = await self.store.outbox_rows(status, limit)
+        for row in rows:
+            row["next_attempt"] = format_time(row["next_attempt"])
+            if row["delivered"] is not None:
+                row["delivered"] = format_time(row["delivered"])
+        return _json({"outbox": rows})

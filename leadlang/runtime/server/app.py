@@ -1,0 +1,222 @@
+"""`leadlang serve`: the app factory and the daemon around it (store, processor, outbox worker).
+
+`make_app` builds the aiohttp application from its parts, with no globals, so tests start
+the real app; `serve` opens the store, prints the start-up summary, runs until SIGTERM or
+Ctrl-C and then stops gracefully: no new requests, in-flight ones and the current
+transactions finish, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import orjson
+from aiohttp import web
+
+from leadlang.runtime.engine import Engine
+from leadlang.runtime.processor import Processor
+from leadlang.runtime.server.admin import Admin
+from leadlang.runtime.server.config import Config
+from leadlang.runtime.server.ingest import Committer, Ingest
+from leadlang.runtime.server.metrics import Metrics
+from leadlang.runtime.server.openapi import openapi_document
+from leadlang.runtime.store.sql import SqlStore, describe_url, open_store
+
+SHUTDOWN_TIMEOUT = 10.0
+
+
+@attrs.define
+class Daemon:
+    """Everything a running serve holds."""
+
+    config: Config
+    store: SqlStore
+    program: dict[str, Any]
+    engine: Engine
+    write_keys: tuple[str, ...]
+    admin_token: str
+    secret: str
+    generated: dict[str, str]
+    clock: Callable[[], float] = time.time
+    processor: Processor = attrs.field(init=False)
+    committer: Committer = attrs.field(init=False)
+    worker: Any = None
+    stop: asyncio.Event = attrs.field(factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self.processor = Processor(
+            self.store, self.engine, self.program, self.clock, on_output=self._on_output
+        )
+        self.committer = Committer(self.store, self.clock, on_commit=self.processor.wakeup.set)
+
+    def _on_output(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    def flows(self) -> dict[str, dict[str, Any]]:
+        return {
+            flow["name"]: {"version": flow["version"], "states": list(flow["states"])}
+            for flow in self.program["flows"]
+        }
+
+    async def start(self, deliver: bool = True) -> None:
+        """Catch up (waits that came due while down run now, in due order), then run."""
+        await self.processor.drain()
+        if deliver:
+            from leadlang.runtime.delivery.drivers import make_drivers
+            from leadlang.runtime.delivery.worker import OutboxWorker
+
+            drivers = make_drivers(self.config.channels, self.config.base_dir)
+            self.worker = OutboxWorker(
+                self.store,
+                drivers,
+                self.clock,
+                max_attempts=self.config.max_attempts,
+                timeout=self.config.timeout,
+            )
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.committer.run(self.stop)))
+        self.tasks.append(loop.create_task(self.processor.run(self.stop)))
+        if self.worker is not None:
+            self.tasks.append(loop.create_task(self._run_worker()))
+
+    async def _run_worker(self) -> None:
+        await self.worker.run(self.stop)
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        self.processor.wakeup.set()
+        if self.worker is not None:
+            self.worker.wake()
+        for task in self.tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, SHUTDOWN_TIMEOUT)
+        if self.worker is not None:
+            with contextlib.suppress(Exception):
+                await self.worker.close()
+        await self.store.close()
+
+
+async def open_daemon(config: Config, program: dict[str, Any]) -> Daemon:
+    store = await open_store(config.store)
+    generated: dict[str, str] = {}
+    write_keys = config.write_keys
+    if not write_keys:
+        key, new = await store.credential("write_key", None)
+        write_keys = (key,)
+        if new:
+            generated["write key"] = key
+    admin, new = await store.credential("admin_token", config.admin_token)
+    if new:
+        generated["admin token"] = admin
+    secret, _ = await store.credential("secret", config.secret)
+    await store.record_versions(
+        ((f["name"], f["version"], orjson.dumps(f).decode()) for f in program["flows"]),
+        time.time(),
+    )
+    return Daemon(
+        config=config,
+        store=store,
+        program=program,
+        engine=Engine(program),
+        write_keys=write_keys,
+        admin_token=admin,
+        secret=secret,
+        generated=generated,
+    )
+
+
+def make_app(daemon: Daemon) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    metrics = Metrics(daemon)
+    app.add_routes(Ingest(daemon.committer, daemon.write_keys).routes())
+    app.add_routes(Admin(daemon.store, daemon.admin_token, daemon.flows()).routes())
+    app.add_routes([web.get("/metrics", metrics.handler)])
+    document = orjson.dumps(openapi_document())
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    app.add_routes([web.get("/openapi.json", openapi)])
+    return app
+
+
+def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
+    lines = [
+        f"leadlang serve: listening on http://{host}:{port}",
+        f"  store     {describe_url(daemon.config.store)}",
+        f"  scripts   {' '.join(paths)}",
+    ]
+    for flow in daemon.program["flows"]:
+        lines.append(f"  flow      {flow['name']} (version {flow['version'][:12]})")
+    channels = daemon.config.channels
+    for channel, default in (
+        ("email", "maildir outbox/"),
+        ("sms", "outbox/sms.jsonl"),
+        ("push", "outbox/push.jsonl"),
+    ):
+        table = channels.get(channel)
+        shown = default if not table else f"{table.get('driver', '?')}"
+        lines.append(f"  {channel:<9} {shown}")
+    for name, value in daemon.generated.items():
+        lines.append(f"  {name:<9} {value}   (generated and stored; shown once)")
+    if "write key" not in daemon.generated:
+        lines.append(
+            "  write key from the config" if daemon.config.write_keys else "  write key stored"
+        )
+    lines.append("Ctrl-C or SIGTERM stops it.")
+    return "\n".join(lines)
+
+
+async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> int:
+    daemon = await open_daemon(config, program)
+    host, port = config.host_port
+    await daemon.start()
+    app = make_app(daemon)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        await runner.cleanup()
+        await daemon.shutdown()
+        return 2
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    print(summary(daemon, host, port, paths), flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    print("leadlang serve: stopping", flush=True)
+    await runner.cleanup()  # no new requests; in-flight ones finish
+    await daemon.shutdown()
+    print("leadlang serve: stopped", flush=True)
+    return 0
+
+
+def run(config: Config, program: dict[str, Any], paths: list[str]) -> int:
+    """Run the daemon until stopped; returns the exit code."""
+    loop_factory = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # uvloop is optional
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_serve(config, program, paths))

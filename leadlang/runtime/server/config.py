@@ -1,0 +1,131 @@
+"""serve's configuration: the TOML file (with `${VAR}` from the environment) over the defaults.
+
+With no file at all serve runs on the embedded defaults: the store `sqlite:///leadlang.db`,
+listening on 127.0.0.1:8484, email into the Maildir `outbox/`, SMS and push into
+`outbox/sms.jsonl` and `outbox/push.jsonl`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+DEFAULT_LISTEN = "127.0.0.1:8484"
+DEFAULT_STORE = "sqlite:///leadlang.db"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(Exception):
+    """The config cannot be used; the message says which setting and why."""
+
+
+@attrs.frozen
+class Config:
+    listen: str = DEFAULT_LISTEN
+    store: str = DEFAULT_STORE
+    public_url: str | None = None
+    write_keys: tuple[str, ...] = ()
+    admin_token: str | None = None
+    secret: str | None = None
+    channels: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    max_attempts: int = 8
+    timeout: float = 15.0
+    secrets: dict[str, str] = attrs.field(factory=dict)
+    base_dir: Path = Path(".")
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen `{text}`: expected HOST:PORT, e.g. 127.0.0.1:8484")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _expand(value: Any, where: str) -> Any:
+    """`${VAR}` in every string, from the environment; an unset variable is an empty string
+    (so `write_keys = ["${KEY}"]` with KEY unset means "none set")."""
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: os.environ.get(m.group(1), ""), value)
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def _duration(value: Any, name: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f'{name} = {value!r}: expected a positive duration like "15s"')
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def load_config(path: str | None, db: str | None = None, listen: str | None = None) -> Config:
+    """The config from `path` (None: the defaults), with `--db` and `--listen` over it."""
+    data: dict[str, Any] = {}
+    base = Path(".")
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config `{path}`: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config `{path}` is not valid TOML: {exc}") from exc
+        data = _expand(data, "")
+    server = _table(data, "server")
+    store = _table(data, "store")
+    delivery = _table(data, "delivery")
+    channels = _table(data, "channels")
+    write_keys = server.get("write_keys", [])
+    if isinstance(write_keys, str):
+        write_keys = [write_keys]
+    if not isinstance(write_keys, list) or not all(isinstance(k, str) for k in write_keys):
+        raise ConfigError("server.write_keys: expected a list of strings")
+    attempts = delivery.get("max_attempts", 8)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise ConfigError("delivery.max_attempts: expected a whole number of at least 1")
+    config = Config(
+        listen=listen or _text(server, "listen", "server") or DEFAULT_LISTEN,
+        store=db or _text(store, "url", "store") or DEFAULT_STORE,
+        public_url=(_text(server, "public_url", "server") or None),
+        write_keys=tuple(k for k in write_keys if k),
+        admin_token=_text(server, "admin_token", "server") or None,
+        secret=_text(server, "secret", "server") or None,
+        channels={k: v for k, v in channels.items() if isinstance(v, dict)},
+        max_attempts=attempts,
+        timeout=_duration(delivery.get("timeout", "15s"), "delivery.timeout"),
+        secrets={k: str(v) for k, v in _table(data, "secrets").items()},
+        base_dir=base,
+    )
+    config.host_port  # noqa: B018 (validates `listen`)
+    return config
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _text(table: dict[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{key}: expected a string")
+    return value

@@ -1,0 +1,377 @@
+"""Segment-compatible ingest: `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/batch`.
+
+A request is read (gzip or not, at most 500 KB once decompressed), checked whole (a bad item
+rejects the whole request with its index; nothing of it is stored), and then committed with
+the other requests waiting at that moment in one transaction (group commit); only then is it
+answered `200 {"success": true}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from leadlang.interpreter.scope import normalize_event_name
+from leadlang.runtime.store.sql import Incoming, SqlStore
+
+MAX_REQUEST = 500 * 1024
+MAX_MESSAGE = 32 * 1024
+MAX_QUEUED_EVENTS = 200_000  # accepted but not yet committed: beyond this, 429
+OK = web.Response(status=200, body=b'{"success":true}', content_type="application/json")
+KINDS = ("track", "identify", "page", "screen", "alias", "group")
+IGNORED_KINDS = ("alias", "group")  # accepted (clients send them) and not stored
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, error: str, detail: str, index: int | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.index = status, error, detail, index
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {"error": self.error, "detail": self.detail}
+        if self.index is not None:
+            body["index"] = self.index
+        return web.json_response(body, status=self.status, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def error_response(status: int, error: str, detail: str, **extra: Any) -> web.Response:
+    return web.json_response(
+        {"error": error, "detail": detail, **extra}, status=status, dumps=_dumps
+    )
+
+
+# ---------------------------------------------------------------- reading a request
+
+
+async def read_json(request: web.Request, limit: int = MAX_REQUEST) -> Any:
+    """The request's JSON body: decompressed when gzip, 413 past `limit` bytes."""
+    raw = await _read_limited(request, limit)
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        raw = _decompress(raw, encoding, limit)
+    elif encoding not in ("", "identity"):
+        raise BadRequest(415, "unsupported encoding", f"Content-Encoding `{encoding}`: use gzip")
+    if not raw.strip():
+        raise BadRequest(400, "invalid JSON", "the request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(400, "invalid JSON", str(exc)) from None
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    length = request.content_length
+    # (a compressed body is read up to the limit too; what it unpacks to is checked after)
+    if length is not None and length > limit:
+        raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+    wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(400, "invalid gzip body", str(exc)) from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB decompressed")
+    return out
+
+
+def write_key_of(request: web.Request, body: Any) -> str | None:
+    """HTTP Basic (the key as user name), `Authorization: Bearer KEY`, or `writeKey`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[0]
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
+        return body["writeKey"]
+    return None
+
+
+def key_matches(given: str | None, keys: tuple[str, ...]) -> bool:
+    if not given:
+        return False
+    found = False
+    for key in keys:  # compare with every key, in constant time
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
+
+
+# ---------------------------------------------------------------- one message
+
+
+def parse_time(value: Any) -> float | None:
+    """An ISO 8601 time as POSIX seconds; None when it is not one (no offset: UTC)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        return None
+
+
+def _id_text(value: Any) -> str | None:
+    """A contact id: a non-empty string as it is, another JSON value as its JSON text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | dict | list):
+        return None
+    return orjson.dumps(value).decode()
+
+
+def parse_message(
+    item: Any, kind: str | None, received: float, index: int | None
+) -> Incoming | None:
+    """One Segment message (`kind` forced by the route, None in a batch); None when accepted
+    and ignored (alias, group). Raises BadRequest naming the field."""
+
+    def bad(detail: str) -> BadRequest:
+        return BadRequest(400, "invalid event", detail, index)
+
+    if not isinstance(item, dict):
+        return _raise(bad("expected a JSON object"))
+    if kind is None:
+        kind = item.get("type")
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise bad(f"`type` must be one of {', '.join(KINDS)}")
+    if kind in IGNORED_KINDS:
+        return None
+    user = item.get("userId")
+    contact = _id_text(user)
+    if contact is None:
+        contact = _id_text(item.get("anonymousId"))
+    if contact is None:
+        raise bad("missing `userId` or `anonymousId`")
+    if len(contact) > 1024:
+        raise bad("`userId` is longer than 1024 characters")
+    props = item.get("properties")
+    if props is None:
+        props = {}
+    elif not isinstance(props, dict):
+        raise bad("`properties` must be an object")
+    traits = item.get("traits")
+    if traits is not None and not isinstance(traits, dict):
+        raise bad("`traits` must be an object")
+    context = item.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise bad("`context` must be an object")
+    message_id = item.get("messageId")
+    if message_id is not None and not isinstance(message_id, str):
+        if isinstance(message_id, int | float) and not isinstance(message_id, bool):
+            message_id = orjson.dumps(message_id).decode()
+        else:
+            raise bad("`messageId` must be a string")
+    t = _event_time(item, received, bad)
+    name: str | None
+    if kind == "track":
+        event = item.get("event")
+        if not isinstance(event, str) or not event.strip():
+            raise bad("missing `event` (the event's name) on a track")
+        name = normalize_event_name(event)
+        if not name:
+            raise bad(f"`event` {event!r} has no letters or digits")
+        body = {"n": name, "p": props}
+    elif kind == "identify":
+        body = {"n": None, "p": props, "tr": traits or {}}
+    elif kind == "page":
+        body = {"n": "page_viewed", "p": props}
+    else:  # screen: the app's page view
+        body = {"n": "screen_viewed", "p": props}
+    return Incoming(message_id or None, contact, t, received, orjson.dumps(body).decode())
+
+
+def _raise(exc: BadRequest) -> Any:
+    raise exc
+
+
+def _event_time(item: dict[str, Any], received: float, bad: Callable[[str], BadRequest]) -> float:
+    """The timestamp; missing, `receivedAt - (sentAt - originalTimestamp)` when both are
+    given, else the receive time; a time in the future is clamped to the receive time."""
+    raw = item.get("timestamp")
+    if raw is not None:
+        t = parse_time(raw)
+        if t is None:
+            raise bad(f"`timestamp` {orjson.dumps(raw).decode()[:60]} is not an ISO 8601 time")
+    else:
+        sent, original = item.get("sentAt"), item.get("originalTimestamp")
+        t = received
+        if sent is not None or original is not None:
+            sent_t, original_t = parse_time(sent), parse_time(original)
+            if sent is not None and sent_t is None:
+                raise bad("`sentAt` is not an ISO 8601 time")
+            if original is not None and original_t is None:
+                raise bad("`originalTimestamp` is not an ISO 8601 time")
+            if sent_t is not None and original_t is not None:
+                t = received - (sent_t - original_t)
+            elif original_t is not None:
+                t = original_t
+    if not -62135596800.0 <= t <= 253402300799.0:  # years 1 to 9999
+        raise bad("`timestamp` is outside years 1 to 9999")
+    return min(t, received)
+
+
+# ---------------------------------------------------------------- group commit
+
+
+class Committer:
+    """Requests' events queued, committed together, each request answered after its commit."""
+
+    def __init__(
+        self, store: SqlStore, clock: Callable[[], float], on_commit: Callable[[], None]
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.on_commit = on_commit
+        self.queue: list[tuple[list[Incoming], asyncio.Future[None]]] = []
+        self.queued_events = 0
+        self._ready = asyncio.Event()
+        self.commits = 0
+        self.committed_events = 0
+
+    def overloaded(self) -> bool:
+        return self.queued_events >= MAX_QUEUED_EVENTS
+
+    async def submit(self, events: list[Incoming]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue.append((events, future))
+        self.queued_events += len(events)
+        self._ready.set()
+        await future
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while True:
+            if not self.queue:
+                if stop.is_set():
+                    return
+                self._ready.clear()
+                stopping = asyncio.ensure_future(stop.wait())
+                ready = asyncio.ensure_future(self._ready.wait())
+                await asyncio.wait({stopping, ready}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                ready.cancel()
+                continue
+            taken, self.queue = self.queue, []
+            count = sum(len(events) for events, _ in taken)
+            try:
+                await self.store.accept([events for events, _ in taken], self.clock())
+            except Exception as exc:
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in taken:
+                    if not future.done():
+                        future.set_result(None)
+                self.commits += 1
+                self.committed_events += count
+                self.on_commit()
+            finally:
+                self.queued_events -= count
+
+
+# ---------------------------------------------------------------- routes
+
+
+class Ingest:
+    def __init__(self, committer: Committer, write_keys: tuple[str, ...]) -> None:
+        self.committer = committer
+        self.write_keys = write_keys
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/track", self.single("track")),
+            web.post("/v1/identify", self.single("identify")),
+            web.post("/v1/page", self.single("page")),
+            web.post("/v1/screen", self.single("screen")),
+            web.post("/v1/batch", self.batch),
+            web.post("/v1/import", self.batch),  # Segment's other name for batch
+        ]
+
+    def single(self, kind: str) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            return await self._handle(request, kind)
+
+        return handler
+
+    async def batch(self, request: web.Request) -> web.Response:
+        return await self._handle(request, None)
+
+    async def _handle(self, request: web.Request, kind: str | None) -> web.Response:
+        received = time.time()
+        try:
+            if self.committer.overloaded():
+                return _overloaded()
+            body = await read_json(request)
+            if not key_matches(write_key_of(request, body), self.write_keys):
+                return error_response(401, "unauthorized", "a valid write key is required")
+            events = _events_of(body, kind, received)
+        except BadRequest as exc:
+            return exc.response()
+        if events:
+            await self.committer.submit(events)
+        return OK
+
+
+def _overloaded() -> web.Response:
+    response = error_response(429, "overloaded", "too many events waiting to be stored; retry")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+def _events_of(body: Any, kind: str | None, received: float) -> list[Incoming]:
+    if kind is not None:
+        if len(orjson.dumps(body)) > MAX_MESSAGE:
+            raise BadRequest(413, "too large", f"a message is over {MAX_MESSAGE // 1024} KB")
+        event = parse_message(body, kind, received, None)
+        return [event] if event is not None else []
+    if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+        raise BadRequest(400, "invalid batch", 'expected {"batch": [...]}')
+    items = body["batch"]
+    check_sizes = len(orjson.dumps(items)) > MAX_MESSAGE
+    events: list[Incoming] = []
+    for index, item in enumerate(items):
+        if check_sizes and len(orjson.dumps(item)) > MAX_MESSAGE:
+            raise BadRequest(413, "too large", f"a message is over {MAX_MESSAGE // 1024} KB", index)
+        event = parse_message(item, None, received, index)
+        if event is not None:
+            events.append(event)
+    return events

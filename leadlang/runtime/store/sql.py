@@ -1,0 +1,603 @@
+"""Serve's store on SQLAlchemy (async Core): every query serve makes, and nowhere else.
+
+SQLite (through aiosqlite, WAL) by default, PostgreSQL (through asyncpg) with the same code.
+The schema is brought up to date by Alembic at start-up (`open_store`). On SQLite one
+connection writes, so writers take turns on an asyncio lock; readers use their own
+connections (WAL lets them read while a write is in progress).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+from sqlalchemy import and_, delete, event, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from leadlang.runtime.delivery.outbox import Delivery
+from leadlang.runtime.store import schema as s
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEDUP_SECONDS = 24 * 3600.0
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (a bad URL, an unreachable server)."""
+
+
+def database_url(url: str) -> str:
+    """`sqlite:///x.db` and `postgresql://...` with the async drivers serve uses."""
+    if url.startswith("sqlite:"):
+        url = "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
+    elif url.startswith(("postgresql:", "postgres:")):
+        url = "postgresql+asyncpg:" + url.split(":", 1)[1]
+    return url
+
+
+def describe_url(url: str) -> str:
+    """The store's URL as printed: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+@attrs.frozen
+class Incoming:
+    """An accepted event about to be stored."""
+
+    message_id: str | None
+    contact: str
+    t: float
+    received: float
+    body: str
+
+
+@attrs.frozen
+class Pending:
+    """A stored event not yet run through the engine."""
+
+    id: int
+    contact: str
+    t: float
+    body: str
+
+
+@attrs.frozen
+class ContactRow:
+    id: str
+    state: str | None  # None: a contact seen for the first time
+    clock: float
+    rank_t: float
+    rank_id: int
+
+
+@attrs.define
+class RoundResult:
+    """What one processing round writes, all in the round's transaction."""
+
+    contacts: list[dict[str, Any]] = attrs.field(factory=list)  # id, state, wake, clock, rank_*
+    processed: list[int] = attrs.field(factory=list)  # event ids
+    effects: list[dict[str, Any]] = attrs.field(factory=list)
+    outbox: list[dict[str, Any]] = attrs.field(factory=list)
+    positions: list[dict[str, Any]] = attrs.field(factory=list)
+
+
+Step = Callable[[list[ContactRow], dict[str, list[Pending]], dict[str, bool]], RoundResult]
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ set-up
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def write(self) -> _Write:
+        """`async with store.write() as conn:` one write transaction (on SQLite, one at a time)."""
+        return _Write(self)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    async def credential(self, key: str, given: str | None) -> tuple[str, bool]:
+        """The credential `key` (write key, admin token, secret): `given` (from the config)
+        when set, else the stored one, else a new random one, stored; and whether it was
+        generated now (so it is printed once)."""
+        if given:
+            return given, False
+        async with self.write() as conn:
+            row = (await conn.execute(select(s.meta.c.value).where(s.meta.c.key == key))).first()
+            if row is not None:
+                return row[0], False
+            value = secrets.token_urlsafe(24)
+            await conn.execute(insert(s.meta).values(key=key, value=value))
+            return value, True
+
+    # ------------------------------------------------------------------ ingest
+
+    async def accept(self, batches: Sequence[Sequence[Incoming]], now: float) -> None:
+        """Store the events of several requests in one transaction (group commit). An event
+        whose `messageId` was seen in the last 24 hours (or earlier in these requests) is
+        not stored again."""
+        async with self.write() as conn:
+            ids = {e.message_id for batch in batches for e in batch if e.message_id}
+            seen: set[str] = set()
+            if ids:
+                for chunk in _chunks(sorted(ids), 500):
+                    rows = await conn.execute(
+                        select(s.seen_messages.c.message_id, s.seen_messages.c.received).where(
+                            s.seen_messages.c.message_id.in_(chunk)
+                        )
+                    )
+                    stale: list[str] = []
+                    for message_id, received in rows:
+                        if received >= now - DEDUP_SECONDS:
+                            seen.add(message_id)
+                        else:
+                            stale.append(message_id)
+                    if stale:
+                        await conn.execute(
+                            delete(s.seen_messages).where(s.seen_messages.c.message_id.in_(stale))
+                        )
+            events: list[dict[str, Any]] = []
+            new_ids: list[dict[str, Any]] = []
+            for batch in batches:
+                for e in batch:
+                    if e.message_id:
+                        if e.message_id in seen:
+                            continue
+                        seen.add(e.message_id)
+                        new_ids.append({"message_id": e.message_id, "received": e.received})
+                    events.append(
+                        {"contact": e.contact, "t": e.t, "received": e.received, "body": e.body}
+                    )
+            if new_ids:
+                await conn.execute(insert(s.seen_messages), new_ids)
+            if events:
+                await conn.execute(insert(s.events), events)
+
+    async def forget_seen(self, before: float) -> int:
+        """Drop `messageId`s older than the deduplication window."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                delete(s.seen_messages).where(s.seen_messages.c.received < before)
+            )
+            return int(result.rowcount or 0)
+
+    # ------------------------------------------------------------------ processing
+
+    async def process_round(self, now: float, limit: int, max_events: int, step: Step) -> int:
+        """One processing round in one transaction: up to `limit` contacts that have pending
+        events or a timer due by `now` (oldest first), their state and pending events (at
+        most `max_events` in all) handed to `step`, and what it returns written back.
+        Returns the number of contacts processed (0: nothing to do)."""
+        async with self.write() as conn:
+            due = (
+                await conn.execute(
+                    select(s.contacts.c.id)
+                    .where(s.contacts.c.wake <= now)
+                    .order_by(s.contacts.c.wake)
+                    .limit(limit)
+                )
+            ).all()
+            ids: dict[str, None] = dict.fromkeys(row[0] for row in due)
+            queued = (
+                await conn.execute(
+                    select(s.events.c.contact)
+                    .where(s.events.c.pending == 1)
+                    .order_by(s.events.c.id)
+                    .limit(max(limit * 4, 1))
+                )
+            ).all()
+            for row in queued:
+                if len(ids) >= limit:
+                    break
+                ids.setdefault(row[0], None)
+            if not ids:
+                return 0
+            names = list(ids)
+            rows = {}
+            for chunk in _chunks(names, 500):
+                for r in await conn.execute(
+                    select(
+                        s.contacts.c.id,
+                        s.contacts.c.state,
+                        s.contacts.c.clock,
+                        s.contacts.c.rank_t,
+                        s.contacts.c.rank_id,
+                    ).where(s.contacts.c.id.in_(chunk))
+                ):
+                    rows[r[0]] = ContactRow(r[0], r[1], r[2], r[3], r[4])
+            pending: dict[str, list[Pending]] = {}
+            cut: dict[str, bool] = {}
+            taken = 0
+            for chunk in _chunks(names, 500):
+                result = await conn.execute(
+                    select(s.events.c.id, s.events.c.contact, s.events.c.t, s.events.c.body)
+                    .where(and_(s.events.c.pending == 1, s.events.c.contact.in_(chunk)))
+                    .order_by(s.events.c.contact, s.events.c.t, s.events.c.id)
+                    .limit(max_events - taken + 1)
+                )
+                for r in result:
+                    if taken >= max_events:
+                        cut[r[1]] = True  # more of its events wait for the next round
+                        break
+                    pending.setdefault(r[1], []).append(Pending(r[0], r[1], r[2], r[3]))
+                    taken += 1
+                if taken >= max_events:
+                    break
+            contacts = [
+                rows.get(name) or ContactRow(name, None, -1e300, 0.0, 0)
+                for name in names
+                if name in rows or name in pending
+            ]
+            result_ = step(contacts, pending, cut)
+            await self._write_round(conn, result_)
+            return len(contacts)
+
+    async def _write_round(self, conn: AsyncConnection, r: RoundResult) -> None:
+        if r.contacts:
+            stmt = self._upsert(s.contacts, ["id"])
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={
+                        "state": stmt.excluded.state,
+                        "wake": stmt.excluded.wake,
+                        "clock": stmt.excluded.clock,
+                        "updated": stmt.excluded.updated,
+                    },
+                ),
+                r.contacts,
+            )
+            await conn.execute(
+                delete(s.positions).where(s.positions.c.contact.in_([c["id"] for c in r.contacts]))
+            )
+        if r.processed:
+            for chunk in _chunks(r.processed, 500):
+                await conn.execute(
+                    update(s.events).where(s.events.c.id.in_(chunk)).values(pending=0)
+                )
+        if r.positions:
+            await conn.execute(insert(s.positions), r.positions)
+        if r.effects:
+            await conn.execute(insert(s.effects), r.effects)
+        if r.outbox:
+            await conn.execute(self._upsert(s.outbox, ["key"]).on_conflict_do_nothing(), r.outbox)
+
+    def _upsert(self, table: Any, keys: list[str]) -> Any:
+        dialect = sqlite if self.sqlite else postgresql
+        return dialect.insert(table)
+
+    async def next_wake(self) -> float | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(func.min(s.contacts.c.wake)))).scalar()
+
+    async def has_pending(self) -> bool:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(s.events.c.id).where(s.events.c.pending == 1).limit(1))
+            ).first()
+            return row is not None
+
+    async def record_versions(self, flows: Iterable[tuple[str, str, str]], now: float) -> None:
+        """Keep the IR of each (flow, version, ir) that is loaded."""
+        async with self.write() as conn:
+            for flow, version, ir in flows:
+                found = (
+                    await conn.execute(
+                        select(s.flow_versions.c.version).where(
+                            and_(
+                                s.flow_versions.c.flow == flow, s.flow_versions.c.version == version
+                            )
+                        )
+                    )
+                ).first()
+                if found is None:
+                    await conn.execute(
+                        insert(s.flow_versions).values(
+                            flow=flow, version=version, ir=ir, loaded=now
+                        )
+                    )
+
+    # ------------------------------------------------------------------ outbox
+
+    async def claim_outbox(self, now: float, limit: int, lease: float) -> list[Delivery]:
+        o = s.outbox
+        async with self.write() as conn:
+            query = (
+                select(o)
+                .where(
+                    and_(
+                        o.c.status == "pending",
+                        o.c.next_attempt <= now,
+                        or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
+                    )
+                )
+                .order_by(o.c.next_attempt)
+                .limit(limit)
+            )
+            if not self.sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).mappings().all()
+            if not rows:
+                return []
+            await conn.execute(
+                update(o)
+                .where(o.c.key.in_([r["key"] for r in rows]))
+                .values(lease_until=now + lease)
+            )
+        return [
+            Delivery(
+                key=r["key"],
+                contact=r["contact"],
+                flow=r["flow"],
+                message=r["message"],
+                channel=r["channel"],
+                at=r["at"],
+                to=r["recipient"],
+                content=orjson.loads(r["content"]),
+                attempts=r["attempts"],
+            )
+            for r in rows
+        ]
+
+    async def outbox_sent(self, key: str, now: float) -> None:
+        await self._outbox_set(
+            key, status="sent", delivered=now, lease_until=None, attempts=s.outbox.c.attempts + 1
+        )
+
+    async def outbox_retry(self, key: str, attempts: int, next_attempt: float, error: str) -> None:
+        await self._outbox_set(
+            key, attempts=attempts, next_attempt=next_attempt, last_error=error, lease_until=None
+        )
+
+    async def outbox_dead(self, key: str, attempts: int, error: str) -> None:
+        await self._outbox_set(
+            key, status="dead", attempts=attempts, last_error=error, lease_until=None
+        )
+
+    async def _outbox_set(self, key: str, **values: Any) -> None:
+        async with self.write() as conn:
+            await conn.execute(update(s.outbox).where(s.outbox.c.key == key).values(**values))
+
+    async def outbox_rows(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        o = s.outbox
+        query = select(
+            o.c.key,
+            o.c.contact,
+            o.c.flow,
+            o.c.message,
+            o.c.channel,
+            o.c.at,
+            o.c.status,
+            o.c.attempts,
+            o.c.last_error,
+            o.c.next_attempt,
+            o.c.delivered,
+        ).order_by(o.c.created, o.c.key)
+        if status:
+            query = query.where(o.c.status == status)
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query.limit(limit))).mappings()]
+
+    # ------------------------------------------------------------------ reading
+
+    async def effects_after(
+        self, after: int, limit: int, contact: str | None = None
+    ) -> list[tuple[int, str]]:
+        """(id, JSON line) of ledger entries after `after`, in commit order."""
+        e = s.effects
+        query = select(e.c.id, e.c.body).where(e.c.id > after)
+        if contact is not None:
+            query = query.where(e.c.contact == contact)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(e.c.id).limit(limit))
+            return [(r[0], r[1]) for r in rows]
+
+    async def effects_in_order(self, contact: str | None = None) -> list[str]:
+        """The whole ledger in simulate's order (instant; time-driven before events; ...)."""
+        e = s.effects
+        query = select(e.c.body).order_by(e.c.at, e.c.kind, e.c.k1, e.c.k2, e.c.sub, e.c.id)
+        if contact is not None:
+            query = query.where(e.c.contact == contact)
+        async with self.engine.connect() as conn:
+            return [r[0] for r in await conn.execute(query)]
+
+    async def last_effect_id(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.max(s.effects.c.id)))).scalar() or 0)
+
+    async def contact(self, contact_id: str) -> tuple[str, list[str]] | None:
+        """(state JSON, its 20 most recent effects) of a contact, None when never seen."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(s.contacts.c.state).where(s.contacts.c.id == contact_id))
+            ).first()
+            if row is None:
+                return None
+            recent = await conn.execute(
+                select(s.effects.c.body)
+                .where(s.effects.c.contact == contact_id)
+                .order_by(s.effects.c.id.desc())
+                .limit(20)
+            )
+            return row[0], [r[0] for r in recent][::-1]
+
+    async def contact_known(self, contact_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(s.events.c.id).where(s.events.c.contact == contact_id).limit(1)
+                )
+            ).first()
+            return row is not None
+
+    async def flow_stats(self, flow: str | None = None) -> dict[str, dict[str, Any]]:
+        """Per flow: effects counted by action, split arms, and enrollments per step."""
+        e, p = s.effects, s.positions
+        stats: dict[str, dict[str, Any]] = {}
+
+        def entry(name: str) -> dict[str, Any]:
+            return stats.setdefault(name, {"actions": {}, "arms": {}, "steps": {}})
+
+        async with self.engine.connect() as conn:
+            q1 = select(e.c.flow, e.c.action, func.count()).group_by(e.c.flow, e.c.action)
+            q2 = (
+                select(e.c.flow, e.c.step, e.c.arm, func.count())
+                .where(e.c.action == "split")
+                .group_by(e.c.flow, e.c.step, e.c.arm)
+            )
+            q3 = select(p.c.flow, p.c.step, func.count()).group_by(p.c.flow, p.c.step)
+            if flow is not None:
+                q1, q2, q3 = (
+                    q1.where(e.c.flow == flow),
+                    q2.where(e.c.flow == flow),
+                    q3.where(p.c.flow == flow),
+                )
+            for name, action, n in await conn.execute(q1):
+                if name is not None:
+                    entry(name)["actions"][action] = n
+            for name, step, arm, n in await conn.execute(q2):
+                entry(name)["arms"].setdefault(step, {})[arm] = n
+            for name, step, n in await conn.execute(q3):
+                entry(name)["steps"][step or "(entering)"] = n
+        return stats
+
+    async def counts(self) -> dict[str, int]:
+        """Rows per table, for the start-up summary and metrics."""
+        async with self.engine.connect() as conn:
+            out = {}
+            for name, table in (("contacts", s.contacts), ("events", s.events)):
+                out[name] = int(
+                    (await conn.execute(select(func.count()).select_from(table))).scalar() or 0
+                )
+            out["pending_events"] = int(
+                (
+                    await conn.execute(
+                        select(func.count()).select_from(s.events).where(s.events.c.pending == 1)
+                    )
+                ).scalar()
+                or 0
+            )
+            for status in ("pending", "sent", "dead"):
+                out[f"outbox_{status}"] = int(
+                    (
+                        await conn.execute(
+                            select(func.count())
+                            .select_from(s.outbox)
+                            .where(s.outbox.c.status == status)
+                        )
+                    ).scalar()
+                    or 0
+                )
+            return out
+
+
+class _Write:
+    """A write transaction: on SQLite writers take turns (one writer is what SQLite allows;
+    taking turns in-process avoids its busy waits), on PostgreSQL they run side by side."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self._conn: Any = None
+
+    async def __aenter__(self) -> AsyncConnection:
+        if self.store.sqlite:
+            await self.store._write_lock.acquire()
+        try:
+            self._cm = self.store.engine.begin()
+            return await self._cm.__aenter__()
+        except BaseException:
+            if self.store.sqlite:
+                self.store._write_lock.release()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._cm.__aexit__(*exc)
+        finally:
+            if self.store.sqlite:
+                self.store._write_lock.release()
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit survives power loss too, not only a killed process; group commit makes
+    # its fsync cheap per event.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+async def open_store(url: str) -> SqlStore:
+    """Connect, and bring the schema up to date (Alembic migrations, in one transaction)."""
+    full = database_url(url)
+    try:
+        parsed = make_url(full)
+    except Exception as exc:
+        raise StoreError(f"not a database URL: `{url}`") from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(full, pool_size=4, max_overflow=4)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    elif parsed.get_backend_name() == "postgresql":
+        engine = create_async_engine(full, pool_size=4, max_overflow=4, pool_pre_ping=True)
+    else:
+        raise StoreError(
+            f"unsupported database `{parsed.get_backend_name()}`: use sqlite or postgresql"
+        )
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+    except Exception as exc:
+        await engine.dispose()
+        raise StoreError(f"cannot open the store {describe_url(full)}: {exc}") from exc
+    return SqlStore(engine)
+
+
+def _upgrade(connection: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+__all__ = [
+    "ContactRow",
+    "Incoming",
+    "Pending",
+    "RoundResult",
+    "SqlStore",
+    "StoreError",
+    "database_url",
+    "open_store",
+]
