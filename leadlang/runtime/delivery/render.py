@@ -1,31 +1,253 @@
-"""Placeholder until the delivery branch lands: messages rendered in Jinja2's sandbox."""
+"""Message rendering: one compiled message plus the send's variables -> the content to deliver.
+
+Runs when the send is decided (RUNTIME.md section 4): the result is stored on the outbox row,
+so every retry delivers the same bytes. Templates are Jinja2 in the sandbox of
+`leadlang.interpreter.templates.template_environment` (the one `check` compiles them with);
+`html` also autoescapes. A variable that has no value renders empty, as `check` assumes;
+reaching for an unsafe attribute (`''.__class__`) is an error, never an empty string. Any
+failure is a `RenderError`, which dead-letters the row.
+
+Content per channel:
+  email: {"subject", "text", "html", "from"?, "reply_to"?}  (text derived from html if absent)
+  sms:   {"text"}
+  push:  {"url", "headers", "json", "title"?, "text"?}  (strings in headers/json are templates)
+"""
 
 from __future__ import annotations
 
+import re
+from functools import cache
+from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from jinja2 import TemplateError
+from jinja2 import Template, Undefined
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from leadlang.interpreter.templates import template_environment
 
 
 class RenderError(Exception):
-    pass
+    """A message could not be rendered; `message` says why, for the dead-letter row."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _Undefined(Undefined):
+    """Missing values render empty; an unsafe attribute the sandbox refused raises."""
+
+    __slots__ = ()
+
+    def _refuse_unsafe(self) -> None:
+        if self._undefined_exception is SecurityError:
+            self._fail_with_undefined_error()
+
+    def __str__(self) -> str:
+        self._refuse_unsafe()
+        return ""
+
+    def __iter__(self) -> Any:
+        self._refuse_unsafe()
+        return iter(())
+
+    def __bool__(self) -> bool:
+        self._refuse_unsafe()
+        return False
+
+    def __len__(self) -> int:
+        self._refuse_unsafe()
+        return 0
+
+
+@cache
+def _environment(html: bool) -> SandboxedEnvironment:
+    env = template_environment().overlay(autoescape=html, undefined=_Undefined)
+    assert isinstance(env, SandboxedEnvironment)
+    return env
+
+
+@cache
+def _template(text: str, html: bool) -> Template:
+    return _environment(html).from_string(text)
+
+
+@cache
+def _file_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8")
+
+
+def clear_template_cache() -> None:
+    """Forget the template files read and compiled so far (after a reload)."""
+    _file_text.cache_clear()
+    _template.cache_clear()
 
 
 def render_message(message: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
-    env = template_environment()
-    out: dict[str, Any] = {}
-    try:
-        for name, field in message["fields"].items():
-            value = field["value"]
-            if field["file"]:
-                value = (Path(message["dir"]) / value).read_text(encoding="utf-8")
-            if isinstance(value, str):
-                out[name] = env.from_string(value).render(variables)
-            else:
-                out[name] = value
-    except (TemplateError, OSError) as exc:
-        raise RenderError(str(exc)) from exc
-    return out
+    """The content of one message of the compiled program for these variables."""
+    renderer = _Renderer(message, variables)
+    channel = message.get("channel", "email")
+    if channel == "email":
+        html = renderer.text("html", html=True)
+        text = renderer.text("text")
+        if text is None and html is not None:
+            text = html_to_text(html)
+        content: dict[str, Any] = {
+            "subject": renderer.text("subject") or "",
+            "text": text or "",
+            "html": html,
+        }
+        for name in ("from", "reply_to"):
+            value = renderer.text(name)
+            if value and value.strip():
+                content[name] = value.strip()
+        return content
+    if channel == "sms":
+        return {"text": renderer.text("text") or ""}
+    if channel == "push":
+        content = {
+            "url": (renderer.text("url") or "").strip() or None,
+            "headers": renderer.data("headers") or {},
+            "json": renderer.data("json"),
+        }
+        for name in ("title", "text"):
+            value = renderer.text(name)
+            if value is not None:
+                content[name] = value
+        return content
+    raise RenderError(f"unknown channel `{channel}`")
+
+
+class _Renderer:
+    def __init__(self, message: dict[str, Any], variables: dict[str, Any]) -> None:
+        self.fields: dict[str, Any] = message.get("fields") or {}
+        self.folder = Path(message.get("dir") or ".")
+        self.variables = variables
+
+    def text(self, name: str, html: bool = False) -> str | None:
+        field = self.fields.get(name)
+        if field is None or field.get("value") is None:
+            return None
+        value = field["value"]
+        if field.get("file"):
+            path = self.folder / str(value)
+            try:
+                value = _file_text(path)
+            except (OSError, UnicodeDecodeError) as error:
+                raise RenderError(f"`{name}`: cannot read template `{path}`: {error}") from None
+        if not isinstance(value, str):
+            raise RenderError(f"`{name}` is not text: {value!r}")
+        return self._render(name, value, html)
+
+    def data(self, name: str) -> Any:
+        field = self.fields.get(name)
+        if field is None:
+            return None
+        return self._walk(name, field.get("value"))
+
+    def _walk(self, name: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._render(name, value, False)
+        if isinstance(value, dict):
+            return {key: self._walk(name, item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._walk(name, item) for item in value]
+        return value
+
+    def _render(self, name: str, text: str, html: bool) -> str:
+        if "{" not in text:
+            return text
+        try:
+            return _template(text, html).render(self.variables)
+        except RecursionError:
+            _fail(name, "the template nests too deeply")
+        except Exception as error:  # template errors and whatever a filter raised
+            _fail(name, f"{type(error).__name__}: {error}")
+
+
+def _fail(name: str, reason: str) -> NoReturn:
+    raise RenderError(f"`{name}` does not render: {reason}")
+
+
+# -- html to text ------------------------------------------------------------------------------
+
+_SKIP = frozenset({"script", "style", "head", "title", "noscript", "template"})
+_BLOCK = frozenset(
+    {
+        "p", "div", "section", "article", "header", "footer", "main", "nav", "aside",
+        "table", "tr", "ul", "ol", "dl", "blockquote", "pre", "form", "figure",
+        "h1", "h2", "h3", "h4", "h5", "h6",
+    }
+)  # fmt: skip
+_LINK_SCHEMES = ("http://", "https://", "mailto:")
+
+
+class _TextParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+        self.pre = 0
+        self.links: list[str | None] = []
+        self.link_start: list[int] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP:
+            self.skipping += 1
+        elif tag in _BLOCK:
+            self.parts.append("\n\n")
+            self.pre += tag == "pre"
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag == "li":
+            self.parts.append("\n- ")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
+        elif tag == "hr":
+            self.parts.append("\n\n---\n\n")
+        elif tag == "img":
+            alt = dict(attrs).get("alt")
+            if alt and not self.skipping:
+                self.parts.append(f" {alt} ")
+        elif tag == "a":
+            self.links.append(dict(attrs).get("href"))
+            self.link_start.append(len(self.parts))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _SKIP and tag != "a":
+            self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in _BLOCK:
+            self.parts.append("\n\n")
+            self.pre = max(0, self.pre - (tag == "pre"))
+        elif tag == "a" and self.links:
+            href = (self.links.pop() or "").strip()
+            start = self.link_start.pop()
+            label = "".join(self.parts[start:]).strip()
+            if href.lower().startswith(_LINK_SCHEMES) and href != label:
+                shown = href[7:] if href.lower().startswith("mailto:") else href
+                if shown != label:
+                    self.parts.append(f" ({shown})" if label else shown)
+
+    def handle_data(self, data: str) -> None:
+        if self.skipping:
+            return
+        self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text part for an HTML email: paragraphs, line breaks, list items,
+    links as `label (url)`; scripts, styles and the head dropped; entities decoded."""
+    parser = _TextParser()
+    parser.feed(html)
+    parser.close()
+    lines = [line.strip() for line in "".join(parser.parts).split("\n")]
+    text = "\n".join(lines)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    return text.strip() + "\n" if text.strip() else ""

@@ -1,0 +1,223 @@
+"""The outbox worker: the only part of serve that talks to the outside world.
+
+It claims due outbox rows from the store under a lease, hands each to its channel's driver
+(at most `concurrency` attempts at once per channel, each under `timeout`), and records the
+outcome: sent; a retry after exponential backoff with full jitter (never sooner than a
+driver's `retry_after`); or dead after `max_attempts` or on a final failure. A driver that
+raises is a retry with the error's text, never a crash.
+
+A slow or hanging channel never holds up the others: attempts run as their own tasks, `run`
+claims more rows while they are in flight, and a channel holds at most `backlog` claimed rows;
+rows claimed beyond that are put back, untried, `timeout` seconds later, so one stuck channel
+cannot fill the worker with its rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from leadlang.runtime.delivery.outbox import (
+    FAILED,
+    RETRY,
+    SENT,
+    Delivery,
+    Driver,
+    OutboxStore,
+    Outcome,
+)
+
+log = logging.getLogger("leadlang.delivery")
+
+BACKOFF_BASE = 1.0  # seconds: the first retry waits up to this long
+BACKOFF_CAP = 3600.0  # seconds: no retry waits longer than this (unless a driver asks)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: OutboxStore,
+        drivers: Mapping[str, Driver],
+        clock: Callable[[], float],
+        max_attempts: int = 8,
+        timeout: float = 15.0,
+        rng: random.Random | None = None,
+        *,
+        batch_size: int = 100,
+        concurrency: int = 16,
+        backlog: int = 200,
+        lease: float | None = None,
+        poll: float = 0.2,
+        base: float = BACKOFF_BASE,
+        cap: float = BACKOFF_CAP,
+    ) -> None:
+        if max_attempts < 1 or timeout <= 0 or batch_size < 1 or concurrency < 1:
+            raise ValueError("max_attempts, timeout, batch_size and concurrency must be positive")
+        self.store = store
+        self.drivers = dict(drivers)
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.rng = rng if rng is not None else random.Random()
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.backlog = max(backlog, concurrency)
+        # A claimed row may wait for a slot behind a full backlog of hanging attempts, then
+        # make its own: the lease covers that, so no other worker takes it meanwhile.
+        waves = math.ceil(self.backlog / concurrency) + 1
+        self.lease = lease if lease is not None else timeout * waves + 30.0
+        self.poll = poll
+        self.base = base
+        self.cap = cap
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._held: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New rows are waiting (called by the processor after it commits sends)."""
+        self._wake.set()
+
+    def backoff(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds before the next attempt, after `attempts` earlier ones and this failure."""
+        ceiling = min(self.cap, self.base * 2 ** min(attempts, 64))
+        delay = self.rng.uniform(0, ceiling)
+        if retry_after is not None and retry_after > delay:
+            delay = retry_after
+        return delay
+
+    async def run_once(self) -> int:
+        """Claim one batch, deliver it and record every outcome; the number of rows claimed."""
+        claimed, tasks = await self._dispatch(self.batch_size)
+        if tasks:
+            await asyncio.gather(*tasks)
+        return claimed
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Deliver until `stop` is set, then let the attempts in flight finish."""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                if wake is not None:
+                    wake.clear()
+                room = self._room()
+                claimed = 0
+                if room > 0:
+                    try:
+                        claimed, _ = await self._dispatch(min(self.batch_size, room))
+                    except Exception:
+                        log.exception("claiming outbox rows failed")
+                if room > 0 and claimed == min(self.batch_size, room) and self._room() > 0:
+                    await asyncio.sleep(0)  # a full batch: more may be due right now
+                    continue
+                await self._idle(stop, wake, self._room() <= 0)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Close every driver (after `run` has returned)."""
+        for driver in self.drivers.values():
+            try:
+                await driver.close()
+            except Exception:
+                log.exception("closing a driver failed")
+
+    def _room(self) -> int:
+        return self.backlog * max(1, len(self.drivers)) - len(self._tasks)
+
+    async def _idle(self, stop: asyncio.Event, wake: asyncio.Event | None, busy: bool) -> None:
+        """Wait for a signal, the next poll, or (when slots are full) an attempt to finish."""
+        events = [stop, self._wake] + ([wake] if wake is not None else [])
+        waiters: set[asyncio.Future[object]] = {
+            asyncio.ensure_future(event.wait()) for event in events
+        }
+        watched: set[asyncio.Future[object]] = set(waiters)
+        if busy:
+            watched |= set(self._tasks)
+        try:
+            await asyncio.wait(watched, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _dispatch(self, limit: int) -> tuple[int, list[asyncio.Task[None]]]:
+        now = self.clock()
+        rows = await self.store.claim_outbox(now, limit, self.lease)
+        tasks: list[asyncio.Task[None]] = []
+        for delivery in rows:
+            if self._held[delivery.channel] >= self.backlog:
+                await self._put_back(delivery, now)
+                continue
+            self._held[delivery.channel] += 1
+            task = asyncio.create_task(self._attempt(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            tasks.append(task)
+        return len(rows), tasks
+
+    async def _put_back(self, delivery: Delivery, now: float) -> None:
+        try:
+            await self.store.outbox_retry(
+                delivery.key,
+                delivery.attempts,
+                now + self.timeout,
+                f"not attempted yet: the {delivery.channel} channel is busy",
+            )
+        except Exception:
+            log.exception("putting back outbox row %s failed", delivery.key)
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        try:
+            driver = self.drivers.get(delivery.channel)
+            if driver is None:
+                outcome = Outcome.failed(f"no driver for channel `{delivery.channel}`")
+            else:
+                async with self._slot(delivery.channel):
+                    outcome = await self._deliver(driver, delivery)
+            await self._record(delivery, outcome)
+        except Exception:
+            # The row keeps its lease and comes back when it expires; delivery is idempotent.
+            log.exception("recording the outcome of outbox row %s failed", delivery.key)
+        finally:
+            self._held[delivery.channel] -= 1
+
+    def _slot(self, channel: str) -> asyncio.Semaphore:
+        slot = self._slots.get(channel)
+        if slot is None:
+            slot = self._slots[channel] = asyncio.Semaphore(self.concurrency)
+        return slot
+
+    async def _deliver(self, driver: Driver, delivery: Delivery) -> Outcome:
+        try:
+            outcome = await asyncio.wait_for(driver.deliver(delivery), self.timeout)
+        except TimeoutError:
+            return Outcome.retry(f"timed out after {self.timeout:g}s")
+        except Exception as error:
+            return Outcome.retry(f"{type(error).__name__}: {error}".rstrip(": "))
+        if not isinstance(outcome, Outcome) or outcome.status not in (SENT, RETRY, FAILED):
+            return Outcome.retry(f"the {delivery.channel} driver answered {outcome!r}")
+        return outcome
+
+    async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+        now = self.clock()
+        if outcome.status == SENT:
+            await self.store.outbox_sent(delivery.key, now)
+            return
+        attempts = delivery.attempts + 1
+        error = outcome.error or outcome.status
+        if outcome.status == FAILED or attempts >= self.max_attempts:
+            log.warning(
+                "outbox row %s is dead after %d attempts: %s", delivery.key, attempts, error
+            )
+            await self.store.outbox_dead(delivery.key, attempts, error)
+            return
+        delay = self.backoff(delivery.attempts, outcome.retry_after)
+        await self.store.outbox_retry(delivery.key, attempts, now + delay, error)
