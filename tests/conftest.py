@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,21 @@ def write_files(
         return tmp_path
 
     return write
+
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A fresh PostgreSQL database on the server of `LEADLANG_TEST_POSTGRES` (CI sets it;
+    the test fails when it is set but unusable, and is skipped only when it is not set)."""
+    from tests.serve_daemon import postgres_url, postgres_admin
+
+    url = postgres_url()
+    if url is None:
+        pytest.skip("LEADLANG_TEST_POSTGRES is not set")
+    name = "leadlang_test_" + uuid.uuid4().hex[:12]
+    postgres_admin(url, f'CREATE DATABASE "{name}"')
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -119,7 +119,7 @@ class Runner:
                         "sub": sub,
                         "flow": effect.get("flow"),
                         "action": effect["action"],
-                        "step": effect.get("step"),
+                        "step": effect.get("step") or effect.get("split"),
                         "arm": effect.get("arm"),
                         "body": _encode(public(effect)).decode(),
                     }
