@@ -10,7 +10,8 @@ those written since, as one hash per line: about 70 bytes each, at most `max_key
 (1,000,000 lines by default, about 70 MB), the oldest forgotten first. A row is re-attempted
 within its lease or its backoff (at most an hour), long before a million more lines are
 written. A hash that matches is confirmed against the file, so a collision never drops a send.
-The file replaced or truncated (rotation) is noticed and read again.
+The file replaced or truncated (rotation) is noticed and read again; a half line left by a
+crash in the middle of a write is cut off before the next append.
 
 One writer per file: deliveries queue their lines and a single task appends whatever has
 queued, in a thread, with one flush and fsync for the lot (group commit), so concurrent
@@ -101,8 +102,8 @@ class _LinesFile:
         self.hashes: set[int] = set()
         self.order: deque[int] = deque()
         self.identity: tuple[int, int] | None = None
-        self.size = 0  # bytes read (up to the end of the last complete line)
-        self.ends_clean = True  # the file ends with a newline (or is empty)
+        self.size = 0  # bytes read, up to the end of the last complete line
+        self.ends_clean = True  # nothing follows the last complete line
 
     def append(self, lines: list[tuple[str, bytes]]) -> None:
         self._refresh()
@@ -116,7 +117,9 @@ class _LinesFile:
         if not out:
             return
         if not self.ends_clean:
-            out.insert(0, b"\n")  # end the half line a crash left; it is not counted as sent
+            # A crash cut the last write short: drop the half line (it was never acknowledged,
+            # and its send is among those being written now or will be retried).
+            os.truncate(self.path, self.size)
         data = b"".join(out)
         created = not self.path.exists()
         with open(self.path, "ab") as file:
