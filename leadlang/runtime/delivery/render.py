@@ -182,6 +182,7 @@ _BLOCK = frozenset(
     }
 )  # fmt: skip
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")  # not \s: a non-breaking space stays one
 
 
 class _TextParser(HTMLParser):
@@ -237,7 +238,7 @@ class _TextParser(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.skipping:
             return
-        self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+        self.parts.append(data if self.pre else _SPACES.sub(" ", data))
 
 
 def html_to_text(html: str) -> str:

@@ -21,6 +21,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from leadlang.runtime.delivery.outbox import (
     FAILED,
@@ -134,10 +135,10 @@ class OutboxWorker:
     async def _idle(self, stop: asyncio.Event, wake: asyncio.Event | None, busy: bool) -> None:
         """Wait for a signal, the next poll, or (when slots are full) an attempt to finish."""
         events = [stop, self._wake] + ([wake] if wake is not None else [])
-        waiters: set[asyncio.Future[object]] = {
+        waiters: set[asyncio.Future[Any]] = {
             asyncio.ensure_future(event.wait()) for event in events
         }
-        watched: set[asyncio.Future[object]] = set(waiters)
+        watched: set[asyncio.Future[Any]] = set(waiters)
         if busy:
             watched |= set(self._tasks)
         try:

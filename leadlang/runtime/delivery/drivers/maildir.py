@@ -1,0 +1,132 @@
+"""Email into a Maildir folder (RUNTIME.md section 4): one file per send, named from its key.
+
+Each message is a real RFC 5322 message (`email.message.EmailMessage`) written to `tmp/`,
+fsynced and renamed into `new/`, so a reader never sees half a file. A send whose file is
+already in `new/` or `cur/` (where a mail client moves it, as `KEY:2,FLAGS`) is `sent`
+without writing again: a retry after a crash delivers nothing twice.
+
+`Date` is the instant the engine decided the send, so every attempt writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from leadlang.runtime.delivery.drivers.files import fsync_dir
+from leadlang.runtime.delivery.outbox import Delivery, Outcome
+
+DEFAULT_FROM = "leadlang <leadlang@localhost>"
+_KEY = re.compile(r"[0-9A-Za-z_-]{1,128}")
+_INFO_SEPARATORS = (":", "!", ";")  # `KEY:2,S` in cur/ (";" and "!" on some platforms)
+
+
+class MaildirDriver:
+    def __init__(self, path: str | os.PathLike[str], from_address: str = DEFAULT_FROM) -> None:
+        self.path = Path(path)
+        self.from_address = from_address
+        for sub in ("tmp", "new", "cur"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        # cur/ is listed again only when its modification time changes (a client moved mail)
+        # or was too recent to be sure nothing else arrived within the same clock tick.
+        self._cur_seen: tuple[int, frozenset[str]] | None = None
+
+    async def deliver(self, delivery: Delivery) -> Outcome:
+        if not _KEY.fullmatch(delivery.key):
+            return Outcome.failed(f"the key {delivery.key!r} cannot name a file")
+        if not delivery.to:
+            return Outcome.failed("no email address")
+        try:
+            message = self.build(delivery)
+            data = message.as_bytes()
+        except (ValueError, TypeError, LookupError) as error:
+            return Outcome.failed(f"cannot build the email: {error}")
+        sender = delivery.content.get("from") or self.from_address
+        for name, raw in (("To", delivery.to), ("From", sender)):
+            if not _one_address(message, name):
+                return Outcome.failed(f"`{name}` is not one email address: {raw!r}")
+        await asyncio.to_thread(self._write, delivery.key, data)
+        return Outcome.sent()
+
+    async def close(self) -> None:
+        return None
+
+    def build(self, delivery: Delivery) -> EmailMessage:
+        """The message for this delivery, as the file holds it."""
+        content = delivery.content
+        message = EmailMessage(policy=default_policy)
+        message["Message-ID"] = f"<{delivery.key}@leadlang>"
+        message["Date"] = format_datetime(_instant(delivery.at))
+        message["From"] = _one_line(content.get("from") or self.from_address)
+        message["To"] = _one_line(delivery.to or "")
+        if content.get("reply_to"):
+            message["Reply-To"] = _one_line(content["reply_to"])
+        message["Subject"] = _one_line(content.get("subject") or "")
+        message["X-Leadlang-Contact"] = _one_line(delivery.contact)
+        message["X-Leadlang-Flow"] = _one_line(delivery.flow)
+        message["X-Leadlang-Message"] = _one_line(delivery.message)
+        for name, value in (content.get("headers") or {}).items():
+            message[_one_line(str(name))] = _one_line(str(value))  # e.g. List-Unsubscribe
+        text = content.get("text") or ""
+        html = content.get("html")
+        message.set_content(text)
+        if html:
+            message.add_alternative(html, subtype="html")
+            message.set_boundary(f"=_leadlang_{delivery.key}")  # the same bytes every attempt
+        return message
+
+    def _write(self, key: str, data: bytes) -> None:
+        final = self.path / "new" / key
+        if final.exists() or self._in_cur(key):
+            return
+        temporary = self.path / "tmp" / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+        fsync_dir(self.path / "new")
+
+    def _in_cur(self, key: str) -> bool:
+        cur = self.path / "cur"
+        mtime = cur.stat().st_mtime_ns
+        seen = self._cur_seen
+        if seen is not None and seen[0] == mtime:
+            return key in seen[1]
+        names = frozenset(_strip_info(name) for name in os.listdir(cur))
+        settled = time.time_ns() - mtime > 2_000_000_000
+        self._cur_seen = (mtime, names) if settled else None
+        return key in names
+
+
+def _one_address(message: EmailMessage, name: str) -> bool:
+    header = message[name]
+    addresses: tuple[Any, ...] = tuple(getattr(header, "addresses", ()))
+    return len(addresses) == 1 and bool(addresses[0].domain) and not header.defects
+
+
+def _strip_info(name: str) -> str:
+    for separator in _INFO_SEPARATORS:
+        name = name.split(separator, 1)[0]
+    return name
+
+
+def _one_line(value: str) -> str:
+    """Header values never span lines (a trait with a newline cannot inject a header)."""
+    return " ".join(str(value).split())
+
+
+def _instant(at: str) -> datetime:
+    try:
+        return datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(UTC)

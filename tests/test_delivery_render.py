@@ -1,0 +1,173 @@
+"""render_message: compiled messages + variables -> content, in Jinja2's sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadlang.interpreter.check import check_paths
+from leadlang.interpreter.compile import compile_program
+from leadlang.runtime.delivery.render import (
+    RenderError,
+    clear_template_cache,
+    html_to_text,
+    render_message,
+)
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def message(channel: str, folder: Path | str = ".", **fields: Any) -> dict[str, Any]:
+    """A message as the compiler emits it; `name=("file", path)` for a template file."""
+    compiled = {}
+    for name, value in fields.items():
+        if isinstance(value, tuple) and value[0] == "file":
+            compiled[name] = {"file": True, "value": value[1]}
+        else:
+            compiled[name] = {"file": False, "value": value}
+    return {"channel": channel, "dir": str(folder), "fields": compiled}
+
+
+def variables(**extra: Any) -> dict[str, Any]:
+    return {"id": "c1", "score": 42, "tags": ["vip"], "first_name": "Ann", "event": {}, **extra}
+
+
+@pytest.fixture(scope="module")
+def contactflow() -> dict[str, Any]:
+    result = check_paths([str(EXAMPLES / "contactflow")])
+    assert result.program is not None
+    return compile_program(result.program)["messages"]
+
+
+def test_the_examples_messages_render(contactflow: dict[str, Any]) -> None:
+    v = variables(first_name="Ann")
+    email = render_message(contactflow["thank_you"], v)
+    assert email["subject"] == "Thank you for your order, Ann"
+    assert "<h1>Thank you, Ann!</h1>" in email["html"]
+    assert email["text"].startswith("Thank you, Ann!\n\n")  # derived from the html
+    assert "Choose my loyalty offer (https://shop.example.com/preferences?u=c1&" in email["text"]
+    sms = render_message(contactflow["loyalty_sms"], v)
+    assert sms == {"text": sms["text"]} and sms["text"].startswith("Ann, thanks for joining")
+    push = render_message(contactflow["loyalty_push"], v)
+    assert push["url"] == "https://push.example.com/v1/notifications"
+    assert push["headers"]["X-Source"] == "leadlang"
+    assert push["json"]["template"] == "winter_loyalty_25"
+
+
+def test_email_fields_and_optional_addresses() -> None:
+    m = message(
+        "email",
+        subject="Hi {{ first_name }}",
+        text="Score {{ score }}, tags {{ tags | join(',') }}, total {{ event.total }}",
+        html="<p>{{ first_name }}</p>",
+        **{"from": "Shop <shop@example.com>", "reply_to": " help@example.com "},
+    )
+    content = render_message(m, variables(event={"total": 12}))
+    assert content == {
+        "subject": "Hi Ann",
+        "text": "Score 42, tags vip, total 12",
+        "html": "<p>Ann</p>",
+        "from": "Shop <shop@example.com>",
+        "reply_to": "help@example.com",
+    }
+    text_only = render_message(message("email", subject="s", text="t"), variables())
+    assert text_only == {"subject": "s", "text": "t", "html": None}
+
+
+def test_html_is_autoescaped_and_text_is_not() -> None:
+    m = message("email", subject="{{ first_name }}", html="<p>Hello {{ first_name }}</p>")
+    content = render_message(m, variables(first_name="<script>alert(1)</script>"))
+    assert "<script>" not in content["html"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content["html"]
+    assert content["subject"] == "<script>alert(1)</script>"
+    assert content["text"] == "Hello <script>alert(1)</script>\n"  # decoded, as plain text
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{% for c in ''.__class__.__mro__ %}{{ c }}{% endfor %}",
+        "{{ first_name.__init__.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os }}",
+    ],
+)
+def test_the_sandbox_refuses_unsafe_access(template: str) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_message(message("sms", text=template), variables())
+    assert "unsafe" in caught.value.message or "undefined" in caught.value.message
+
+
+def test_missing_variables_render_empty_and_defaults_apply() -> None:
+    m = message("sms", text="Hi {{ nickname }}|{{ city | default('there') }}")
+    assert render_message(m, variables()) == {"text": "Hi |there"}
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("{{ nothing.at_all }}", "undefined"),
+        ("{% if %}", "TemplateSyntaxError"),
+    ],
+)
+def test_a_failure_is_a_render_error_naming_the_field(template: str, reason: str) -> None:
+    with pytest.raises(RenderError) as caught:
+        render_message(message("email", subject="ok", html=template), variables())
+    assert caught.value.message.startswith("`html` does not render")
+    assert reason in caught.value.message
+
+
+def test_push_renders_strings_inside_headers_and_json() -> None:
+    m = message(
+        "push",
+        url="https://push.example.com/u/{{ id }}",
+        headers={"X-Contact": "{{ id }}", "X-Fixed": "yes"},
+        json={"who": "{{ first_name }}", "n": 3, "ok": True, "list": ["{{ score }}", None]},
+        title="Hey {{ first_name }}",
+    )
+    assert render_message(m, variables()) == {
+        "url": "https://push.example.com/u/c1",
+        "headers": {"X-Contact": "c1", "X-Fixed": "yes"},
+        "json": {"who": "Ann", "n": 3, "ok": True, "list": ["42", None]},
+        "title": "Hey Ann",
+    }
+
+
+def test_template_files_are_read_once_and_cached(tmp_path: Path) -> None:
+    clear_template_cache()
+    (tmp_path / "t").mkdir()
+    page = tmp_path / "t" / "mail.html"
+    page.write_text("<p>v1 {{ first_name }}</p>", encoding="utf-8")
+    m = message("email", tmp_path, subject="s", html=("file", "t/mail.html"))
+    assert render_message(m, variables())["html"] == "<p>v1 Ann</p>"
+    page.write_text("<p>v2 {{ first_name }}</p>", encoding="utf-8")
+    assert render_message(m, variables())["html"] == "<p>v1 Ann</p>"
+    clear_template_cache()  # what a reload does
+    assert render_message(m, variables())["html"] == "<p>v2 Ann</p>"
+
+
+def test_a_missing_template_file_is_a_render_error(tmp_path: Path) -> None:
+    m = message("email", tmp_path, subject="s", html=("file", "gone.html"))
+    with pytest.raises(RenderError, match="cannot read template"):
+        render_message(m, variables())
+
+
+def test_html_to_text() -> None:
+    html = """<!doctype html><html><head><title>T</title><style>p {color: red}</style></head>
+    <body><h1>Big   news</h1><p>Line one<br>line&nbsp;two &amp; more</p>
+    <ul><li>first</li><li>second</li></ul>
+    <p><a href="https://x.example/a?b=1&amp;c=2">the offer</a> or
+    <a href="javascript:alert(1)">not a link</a> <a href="https://y.example">https://y.example</a>
+    </p><script>var secret = 1;</script><img src="x.png" alt="logo"></body></html>"""
+    assert html_to_text(html) == (
+        "Big news\n\n"
+        "Line one\nline\xa0two & more\n\n"
+        "- first\n- second\n\n"
+        "the offer (https://x.example/a?b=1&c=2) or not a link https://y.example\n\n"
+        "logo\n"
+    )
+    assert html_to_text("") == ""
