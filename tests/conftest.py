@@ -43,7 +43,6 @@ def write_files(
     return write
 
 
-
 @pytest.fixture
 def postgres_db() -> Iterator[str]:
     """A fresh PostgreSQL database on the server of `LEADLANG_TEST_POSTGRES` (CI sets it;

@@ -122,7 +122,9 @@ class Daemon:
 
     # ---------------------------------------------------------------- requests
 
-    def post(self, path: str, body: Any, key: str | None = WRITE_KEY, **kw: Any) -> requests.Response:
+    def post(
+        self, path: str, body: Any, key: str | None = WRITE_KEY, **kw: Any
+    ) -> requests.Response:
         headers = kw.pop("headers", {})
         if key is not None:
             headers.setdefault("Authorization", f"Bearer {key}")

@@ -22,18 +22,37 @@ NAMES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "events.jsonl").exists
 
 def shifted_log(example: str, end: float) -> list[dict[str, object]]:
     """The example's events moved by whole days so the last one is a day before `end`."""
-    lines = [orjson.loads(l) for l in (EXAMPLES / example / "events.jsonl").read_bytes().splitlines() if l.strip()]
-    times = [datetime.fromisoformat(str(l["timestamp"]).replace("Z", "+00:00")).timestamp() for l in lines]
+    lines = [
+        orjson.loads(l)
+        for l in (EXAMPLES / example / "events.jsonl").read_bytes().splitlines()
+        if l.strip()
+    ]
+    times = [
+        datetime.fromisoformat(str(l["timestamp"]).replace("Z", "+00:00")).timestamp()
+        for l in lines
+    ]
     days = int((end - 86400 - max(times)) // 86400)
     for line, t in zip(lines, times, strict=True):
-        line["timestamp"] = datetime.fromtimestamp(t + days * 86400, UTC).isoformat().replace("+00:00", "Z")
+        line["timestamp"] = (
+            datetime.fromtimestamp(t + days * 86400, UTC).isoformat().replace("+00:00", "Z")
+        )
     return lines
 
 
 def simulate(example: str, log: Path, until: float) -> bytes:
     stamp = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     result = subprocess.run(
-        [sys.executable, "-m", "leadlang", "simulate", str(EXAMPLES / example), "--events", str(log), "--until", stamp],
+        [
+            sys.executable,
+            "-m",
+            "leadlang",
+            "simulate",
+            str(EXAMPLES / example),
+            "--events",
+            str(log),
+            "--until",
+            stamp,
+        ],
         capture_output=True,
         check=True,
     )
@@ -42,7 +61,10 @@ def simulate(example: str, log: Path, until: float) -> bytes:
 
 def ledger_lines(db: str, cwd: Path) -> bytes:
     return subprocess.run(
-        [sys.executable, "-m", "leadlang", "effects", "--db", db], capture_output=True, check=True, cwd=cwd
+        [sys.executable, "-m", "leadlang", "effects", "--db", db],
+        capture_output=True,
+        check=True,
+        cwd=cwd,
     ).stdout
 
 
@@ -75,5 +97,7 @@ def test_serve_equals_simulate_on_sqlite(example: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("example", NAMES)
-def test_serve_equals_simulate_on_postgresql(example: str, tmp_path: Path, postgres_db: str) -> None:
+def test_serve_equals_simulate_on_postgresql(
+    example: str, tmp_path: Path, postgres_db: str
+) -> None:
     run_example(example, tmp_path, postgres_db)

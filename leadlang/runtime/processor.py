@@ -13,11 +13,14 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
+from jinja2 import TemplateError, meta
 
+from leadlang.interpreter.templates import template_environment
 from leadlang.runtime.context import Context
 from leadlang.runtime.delivery.render import RenderError, render_message
 from leadlang.runtime.effects import Effect, public
@@ -32,17 +35,46 @@ ADDRESS_TRAITS = {"email": "email", "sms": "phone"}
 _encode = msgspec.json.Encoder().encode  # the bytes simulate prints (ints of any size)
 
 
+def template_reads(message: dict[str, Any]) -> frozenset[str] | None:
+    """Every variable name the message's templates (inline or in files) read; None when
+    they cannot be read here (the renderer then reports why)."""
+    env = template_environment()
+    names: set[str] = set()
+    fields = list(message["fields"].values())
+    values: list[Any] = []
+    try:
+        for field in fields:
+            if field["file"]:
+                values.append((Path(message["dir"]) / field["value"]).read_text(encoding="utf-8"))
+            else:
+                values.append(field["value"])
+        while values:
+            value = values.pop()
+            if isinstance(value, str):
+                names |= meta.find_undeclared_variables(env.parse(value))
+            elif isinstance(value, dict):
+                values.extend(value.values())
+            elif isinstance(value, list):
+                values.extend(value)
+    except (OSError, UnicodeDecodeError, TemplateError, RecursionError):
+        return None
+    return frozenset(names)
+
+
 def template_variables(
-    engine: Engine, contact: Contact, t: float, effect: Effect
+    engine: Engine, contact: Contact, t: float, effect: Effect, reads: frozenset[str] | None = None
 ) -> dict[str, Any]:
     """What a message template reads: the profile at `t` (traits, `score`, `tags`, `id`,
-    metrics, segments), the bound `event` and the send's `with` values."""
+    metrics, segments), the bound `event` and the send's `with` values. Metrics and segments
+    are computed only when in `reads` (the names the templates read; None: all of them)."""
     ctx = Context(engine, contact, t)
     variables: dict[str, Any] = dict(contact.traits)
     for name in engine.metrics:
-        variables[name] = ctx.metric(name)
+        if reads is None or name in reads:
+            variables[name] = ctx.metric(name)
     for name in engine.segments:
-        variables[name] = ctx.segment(name)
+        if reads is None or name in reads:
+            variables[name] = ctx.segment(name)
     variables.update(
         score=ctx.score(),
         tags=list(contact.tags),
@@ -62,6 +94,12 @@ class Runner:
     def __init__(self, engine: Engine, program: dict[str, Any]) -> None:
         self.engine = engine
         self.messages: dict[str, Any] = program["messages"]
+        self._reads: dict[str, frozenset[str] | None] = {}
+
+    def reads(self, message: str) -> frozenset[str] | None:
+        if message not in self._reads:
+            self._reads[message] = template_reads(self.messages[message])
+        return self._reads[message]
 
     def __call__(
         self,
@@ -172,7 +210,8 @@ class Runner:
             "delivered": None,
         }
         try:
-            variables = template_variables(self.engine, contact, t, effect)
+            reads = self.reads(effect["message"])
+            variables = template_variables(self.engine, contact, t, effect, reads)
             content = render_message(self.messages[effect["message"]], variables)
             row["content"] = orjson.dumps(content, default=str).decode()
         except (RenderError, KeyError, TypeError, ValueError) as exc:

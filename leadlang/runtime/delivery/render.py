@@ -92,11 +92,12 @@ def render_message(message: dict[str, Any], variables: dict[str, Any]) -> dict[s
     if channel == "email":
         html = renderer.text("html", html=True)
         text = renderer.text("text")
-        if text is None and html is not None:
-            text = html_to_text(html)
+        # (an html-only message's text part is derived from the html at delivery, by the
+        # driver: `html_to_text` is a pure function of what is stored, so every retry still
+        # delivers the same bytes, and deciding a send stays cheap)
         content: dict[str, Any] = {
             "subject": renderer.text("subject") or "",
-            "text": text or "",
+            "text": text,
             "html": html,
         }
         for name in ("from", "reply_to"):

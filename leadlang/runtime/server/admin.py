@@ -20,7 +20,9 @@ MAX_LIMIT = 1000
 
 def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS), status=status, content_type="application/json"
+        body=orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
     )
 
 
