@@ -10,6 +10,7 @@ one transaction. Nothing here decides anything the engine decides.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -88,13 +89,14 @@ def template_variables(
 
 
 class Runner:
-    """Turns one round's rows into what the round writes (a pure function of its inputs and
-    `now`, run inside the store's transaction)."""
+    """Turns one round's rows into what the round writes (a function of its inputs and `now`
+    alone: no I/O, so it can run in a thread)."""
 
     def __init__(self, engine: Engine, program: dict[str, Any]) -> None:
         self.engine = engine
         self.messages: dict[str, Any] = program["messages"]
         self._reads: dict[str, frozenset[str] | None] = {}
+        self.failures = 0
 
     def reads(self, message: str) -> frozenset[str] | None:
         if message not in self._reads:
@@ -110,7 +112,19 @@ class Runner:
     ) -> RoundResult:
         result = RoundResult()
         for row in rows:
-            self._contact(row, pending.get(row.id, []), cut.get(row.id, False), now, result)
+            events = pending.get(row.id, [])
+            try:
+                self._contact(row, events, cut.get(row.id, False), now, result)
+            except Exception:
+                # A bug or an input the engine cannot take must not stop every other contact
+                # (nor this one's next round, forever): its events are set aside as failed,
+                # its timers stop, its state stays as it was; the log says why.
+                log.exception("contact %r could not be processed; its events are set aside", row.id)
+                _drop_partial(result, row.id, {p.id for p in events})
+                result.failed.extend(p.id for p in events)
+                if row.state is not None:
+                    result.parked.append(row.id)
+                self.failures += 1
         return result
 
     def _contact(
@@ -245,19 +259,19 @@ class Processor:
         self.processed_contacts = 0
 
     async def run_once(self) -> int:
+        """One round: read the work, run it (in a thread, so ingest is served meanwhile),
+        write what it decided in one transaction. Returns the number of contacts run."""
         now = self.clock()
-        runner = self.runner
-        n = await self.store.process_round(
-            now,
-            self.batch,
-            self.max_events,
-            lambda rows, pending, cut: runner(rows, pending, cut, now),
-        )
-        if n:
-            self.rounds += 1
-            self.processed_contacts += n
+        rows, pending, cut = await self.store.load_round(now, self.batch, self.max_events)
+        if not rows:
+            return 0
+        result = await asyncio.to_thread(self.runner, rows, pending, cut, now)
+        await self.store.save_round(result)
+        self.rounds += 1
+        self.processed_contacts += len(rows)
+        if result.outbox:
             self.on_output()
-        return n
+        return len(rows)
 
     async def drain(self) -> None:
         """Run rounds until nothing is pending or due (start-up catch-up, tests)."""
@@ -279,7 +293,14 @@ class Processor:
             delay = 1.0 if wake is None else min(1.0, max(0.0, wake - self.clock()))
             self.wakeup.clear()
             if delay > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), delay)
-                except TimeoutError:
-                    pass
+
+
+def _drop_partial(result: RoundResult, contact: str, event_ids: set[int]) -> None:
+    """Forget what a contact that failed half-way added to the round."""
+    result.effects[:] = [e for e in result.effects if e["contact"] != contact]
+    result.outbox[:] = [o for o in result.outbox if o["contact"] != contact]
+    result.positions[:] = [p for p in result.positions if p["contact"] != contact]
+    result.contacts[:] = [c for c in result.contacts if c["id"] != contact]
+    result.processed[:] = [i for i in result.processed if i not in event_ids]

@@ -209,7 +209,7 @@ def parse_message(
         name = normalize_event_name(event)
         if not name:
             raise bad(f"`event` {event!r} has no letters or digits")
-        body = {"n": name, "p": props}
+        body: dict[str, Any] = {"n": name, "p": props}
     elif kind == "identify":
         body = {"n": None, "p": props, "tr": traits or {}}
     elif kind == "page":

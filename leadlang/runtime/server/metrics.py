@@ -19,7 +19,7 @@ class Metrics:
         self.daemon = daemon
         self.registry = CollectorRegistry(auto_describe=False)
         self._counts: dict[str, int] = {}
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
 
     def collect(self) -> Iterator[Any]:
         d = self.daemon

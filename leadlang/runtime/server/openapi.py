@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 _ERROR = {"description": 'an error: {"error", "detail"} (and `index` in a batch)'}
-_WRITE = [{"basic": []}, {"bearer": []}, {}]  # {} : `writeKey` in the body
-_ADMIN = [{"bearer": []}]
+_WRITE: list[dict[str, list[str]]] = [
+    {"basic": []},
+    {"bearer": []},
+    {},
+]  # {} : `writeKey` in the body
+_ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _message(kind: str) -> dict[str, Any]:

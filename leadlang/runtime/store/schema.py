@@ -33,8 +33,9 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# Every accepted event, in the order it was accepted (`id`); `pending` until the processor
-# has run it through the engine (then kept as the contact's history of what was received).
+# Every accepted event, in the order it was accepted (`id`); `pending` is 1 until the
+# processor has run it through the engine, then 0 (kept as the history of what was received),
+# or 2 when the engine failed on it (logged; see the processor).
 events = Table(
     "events",
     metadata,

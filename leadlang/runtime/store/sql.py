@@ -9,8 +9,9 @@ connections (WAL lets them read while a write is in progress).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +86,11 @@ class RoundResult:
 
     contacts: list[dict[str, Any]] = attrs.field(factory=list)  # id, state, wake, clock, rank_*
     processed: list[int] = attrs.field(factory=list)  # event ids
+    failed: list[int] = attrs.field(factory=list)  # event ids the engine could not process
+    parked: list[str] = attrs.field(factory=list)  # contacts whose timers stop (see processor)
     effects: list[dict[str, Any]] = attrs.field(factory=list)
     outbox: list[dict[str, Any]] = attrs.field(factory=list)
     positions: list[dict[str, Any]] = attrs.field(factory=list)
-
-
-Step = Callable[[list[ContactRow], dict[str, list[Pending]], dict[str, bool]], RoundResult]
 
 
 class SqlStore:
@@ -183,39 +183,49 @@ class SqlStore:
 
     # ------------------------------------------------------------------ processing
 
-    async def process_round(self, now: float, limit: int, max_events: int, step: Step) -> int:
-        """One processing round in one transaction: up to `limit` contacts that have pending
-        events or a timer due by `now` (oldest first), their state and pending events (at
-        most `max_events` in all) handed to `step`, and what it returns written back.
-        Returns the number of contacts processed (0: nothing to do)."""
-        async with self.write() as conn:
-            due = (
-                await conn.execute(
-                    select(s.contacts.c.id)
-                    .where(s.contacts.c.wake <= now)
-                    .order_by(s.contacts.c.wake)
-                    .limit(limit)
-                )
-            ).all()
+    async def load_round(
+        self, now: float, limit: int, max_events: int
+    ) -> tuple[list[ContactRow], dict[str, list[Pending]], dict[str, bool]]:
+        """The work of one processing round: up to `limit` contacts that have pending events
+        or a timer due by `now` (earliest timers, then oldest events first), their state, and
+        their pending events in time order (at most `max_events` in all: a contact with more
+        than that alone gets its first `max_events`, and is marked in the third result, cut).
+
+        Only the processor writes contacts and marks events processed, so what it reads here
+        stays true until it writes (ingest only adds events; one that arrives meanwhile waits
+        for the next round)."""
+        async with self.engine.connect() as conn:
+            due = await conn.execute(
+                select(s.contacts.c.id)
+                .where(s.contacts.c.wake <= now)
+                .order_by(s.contacts.c.wake)
+                .limit(limit)
+            )
             ids: dict[str, None] = dict.fromkeys(row[0] for row in due)
-            queued = (
-                await conn.execute(
+            if len(ids) < limit:
+                queued = await conn.execute(
                     select(s.events.c.contact)
                     .where(s.events.c.pending == 1)
                     .order_by(s.events.c.id)
-                    .limit(max(limit * 4, 1))
+                    .limit(limit * 4)
                 )
-            ).all()
-            for row in queued:
-                if len(ids) >= limit:
-                    break
-                ids.setdefault(row[0], None)
+                for row in queued:
+                    ids.setdefault(row[0], None)
+                    if len(ids) >= limit:
+                        break
             if not ids:
-                return 0
+                return [], {}, {}
             names = list(ids)
-            rows = {}
+            counts: dict[str, int] = {}
+            rows: dict[str, ContactRow] = {}
             for chunk in _chunks(names, 500):
-                for r in await conn.execute(
+                counted = await conn.execute(
+                    select(s.events.c.contact, func.count())
+                    .where(and_(s.events.c.pending == 1, s.events.c.contact.in_(chunk)))
+                    .group_by(s.events.c.contact)
+                )
+                counts.update((r[0], int(r[1])) for r in counted)
+                found = await conn.execute(
                     select(
                         s.contacts.c.id,
                         s.contacts.c.state,
@@ -223,34 +233,39 @@ class SqlStore:
                         s.contacts.c.rank_t,
                         s.contacts.c.rank_id,
                     ).where(s.contacts.c.id.in_(chunk))
-                ):
-                    rows[r[0]] = ContactRow(r[0], r[1], r[2], r[3], r[4])
-            pending: dict[str, list[Pending]] = {}
+                )
+                rows.update((r[0], ContactRow(r[0], r[1], r[2], r[3], r[4])) for r in found)
+            chosen: list[str] = []
             cut: dict[str, bool] = {}
-            taken = 0
-            for chunk in _chunks(names, 500):
-                result = await conn.execute(
+            budget = max_events
+            for name in names:
+                n = counts.get(name, 0)
+                if n > budget:
+                    if not chosen:  # alone over the budget: its first events
+                        chosen.append(name)
+                        cut[name] = True
+                    break
+                chosen.append(name)
+                budget -= n
+            pending: dict[str, list[Pending]] = {}
+            with_events = [name for name in chosen if counts.get(name)]
+            for chunk in _chunks(with_events, 500):
+                query = (
                     select(s.events.c.id, s.events.c.contact, s.events.c.t, s.events.c.body)
                     .where(and_(s.events.c.pending == 1, s.events.c.contact.in_(chunk)))
                     .order_by(s.events.c.contact, s.events.c.t, s.events.c.id)
-                    .limit(max_events - taken + 1)
                 )
-                for r in result:
-                    if taken >= max_events:
-                        cut[r[1]] = True  # more of its events wait for the next round
-                        break
+                if cut:
+                    query = query.limit(max_events)
+                for r in await conn.execute(query):
                     pending.setdefault(r[1], []).append(Pending(r[0], r[1], r[2], r[3]))
-                    taken += 1
-                if taken >= max_events:
-                    break
-            contacts = [
-                rows.get(name) or ContactRow(name, None, -1e300, 0.0, 0)
-                for name in names
-                if name in rows or name in pending
-            ]
-            result_ = step(contacts, pending, cut)
-            await self._write_round(conn, result_)
-            return len(contacts)
+        contacts = [rows.get(name) or ContactRow(name, None, -math.inf, 0.0, 0) for name in chosen]
+        return contacts, pending, cut
+
+    async def save_round(self, result: RoundResult) -> None:
+        """Write what a round decided, in one transaction."""
+        async with self.write() as conn:
+            await self._write_round(conn, result)
 
     async def _write_round(self, conn: AsyncConnection, r: RoundResult) -> None:
         if r.contacts:
@@ -275,6 +290,12 @@ class SqlStore:
                 await conn.execute(
                     update(s.events).where(s.events.c.id.in_(chunk)).values(pending=0)
                 )
+        for chunk in _chunks(r.failed, 500):
+            await conn.execute(update(s.events).where(s.events.c.id.in_(chunk)).values(pending=2))
+        for chunk in _chunks(r.parked, 500):
+            await conn.execute(
+                update(s.contacts).where(s.contacts.c.id.in_(chunk)).values(wake=None)
+            )
         if r.positions:
             await conn.execute(insert(s.positions), r.positions)
         if r.effects:
