@@ -47,6 +47,9 @@ class Event:
     name: str | None
     props: dict[str, Any]
     traits: dict[str, Any] | None = None
+    # serve: a late event's own timestamp, earlier than `t` (the instant its contact had
+    # been processed to, at which it runs); the contact's history keeps this one
+    happened: float | None = None
 
 
 class Cond:
@@ -402,9 +405,15 @@ class Engine:
             entry = contact.history.get(name)
             if entry is None:
                 entry = contact.history[name] = ([], [])
-            # Inputs arrive in time order, so appending keeps the lists sorted.
-            entry[0].append(t)
-            entry[1].append(props)
+            happened = event.happened
+            if happened is None:
+                # Inputs arrive in time order, so appending keeps the lists sorted.
+                entry[0].append(t)
+                entry[1].append(props)
+            else:  # a late event takes its place by its own timestamp
+                at = bisect_right(entry[0], happened)
+                entry[0].insert(at, happened)
+                entry[1].insert(at, props)
         if name == "unsubscribed" or name == "subscribed":
             table = contact.unsubscribed if name == "unsubscribed" else contact.subscribed
             channel = props.get("channel")

@@ -142,14 +142,16 @@ class Runner:
         for p in events:
             body = orjson.loads(p.body)
             # A late event (older than what the contact was processed to) runs at that instant.
+            late = p.t < clock
             timeline.append(
                 Event(
-                    max(p.t, clock),
+                    clock if late else p.t,
                     p.id,
                     row.id,
                     body.get("n"),
                     body.get("p") or {},
                     body.get("tr"),
+                    p.t if late else None,
                 )
             )
             out.processed.append(p.id)
