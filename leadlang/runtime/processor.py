@@ -28,10 +28,11 @@ from leadlang.runtime.effects import Effect, public
 from leadlang.runtime.engine import Engine, Event
 from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
-from leadlang.runtime.store.sql import ContactRow, Pending, RoundResult, SqlStore
+from leadlang.runtime.store.sql import DEDUP_SECONDS, ContactRow, Pending, RoundResult, SqlStore
 
 log = logging.getLogger("leadlang.serve")
 
+PURGE_EVERY = 300.0  # seconds between drops of `messageId`s past the deduplication window
 ADDRESS_TRAITS = {"email": "email", "sms": "phone"}
 _encode = msgspec.json.Encoder().encode  # the bytes simulate prints (ints of any size)
 
@@ -259,6 +260,7 @@ class Processor:
         self.wakeup = asyncio.Event()
         self.rounds = 0
         self.processed_contacts = 0
+        self._next_purge = 0.0
 
     async def run_once(self) -> int:
         """One round: read the work, run it (in a thread, so ingest is served meanwhile),
@@ -291,6 +293,10 @@ class Processor:
             if n:
                 await asyncio.sleep(0)  # let ingest in between rounds
                 continue
+            if self.clock() >= self._next_purge:
+                self._next_purge = self.clock() + PURGE_EVERY
+                with contextlib.suppress(Exception):
+                    await self.store.forget_seen(self.clock() - DEDUP_SECONDS)
             wake = await self.store.next_wake()
             delay = 1.0 if wake is None else min(1.0, max(0.0, wake - self.clock()))
             self.wakeup.clear()
