@@ -10,8 +10,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from leadlang.runtime.context import Context
 from leadlang.runtime.effects import format_time
+from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.ingest import error_response
+from leadlang.runtime.state import contact_from_json
 from leadlang.runtime.store.sql import SqlStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -27,10 +30,19 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 
 class Admin:
-    def __init__(self, store: SqlStore, token: str, flows: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        token: str,
+        flows: dict[str, dict[str, Any]],
+        engine: Engine,
+        clock: Callable[[], float],
+    ) -> None:
         self.store = store
         self.token = token
-        self.flows = flows  # name -> {"version", "states": [...], ...} of the loaded program
+        self.flows = flows  # name -> {"version", "states": [...]} of the loaded program
+        self.engine = engine
+        self.clock = clock
 
     def routes(self) -> list[web.RouteDef]:
         guarded = self.guarded
@@ -70,26 +82,28 @@ class Admin:
         return _json(self._profile(state, [orjson.loads(e) for e in recent]))
 
     def _profile(self, state: dict[str, Any], recent: list[Any]) -> dict[str, Any]:
+        """The contact as of now: score with decay, metric values and segments computed by
+        the engine from its stored state."""
+        contact = contact_from_json(state)
+        ctx = Context(self.engine, contact, self.clock())
         return {
-            "id": state["id"],
-            "traits": state["traits"],
-            "score": state["score"],
-            "tags": state["tags"],
-            "metrics": state.get("metrics", {}),
-            "segments": state.get("segments", []),
+            "id": contact.id,
+            "traits": contact.traits,
+            "score": ctx.score(),
+            "metrics": {name: ctx.metric(name) for name in self.engine.metrics},
+            "segments": [name for name in self.engine.segments if ctx.segment(name)],
+            "tags": list(contact.tags),
             "enrollments": [
                 {
-                    "flow": enr["flow"],
-                    "version": enr["version"],
-                    "step": enr["state"],
-                    "waiting": enr["wait"],
-                    "waiting_until": None
-                    if enr["deadline"] is None
-                    else format_time(enr["deadline"]),
+                    "flow": enr.flow,
+                    "version": enr.version,
+                    "step": enr.state,
+                    "waiting": enr.wait,
+                    "waiting_until": None if enr.deadline is None else format_time(enr.deadline),
                 }
-                for enr in state["enrollments"].values()
+                for enr in contact.enrollments.values()
             ],
-            "next_wake": None if state.get("wake") is None else format_time(state["wake"]),
+            "next_wake": None if contact.wake is None else format_time(contact.wake),
             "effects": recent,
         }
 

@@ -68,8 +68,8 @@ class Daemon:
         }
 
     async def start(self, deliver: bool = True) -> None:
-        """Catch up (waits that came due while down run now, in due order), then run."""
-        await self.processor.drain()
+        """Run the loops. Waits that came due while the daemon was down are the processor's
+        first work (rounds take due timers first, earliest first), with their due instants."""
         if deliver:
             from leadlang.runtime.delivery.drivers import make_drivers
             from leadlang.runtime.delivery.worker import OutboxWorker
@@ -138,7 +138,8 @@ def make_app(daemon: Daemon) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     metrics = Metrics(daemon)
     app.add_routes(Ingest(daemon.committer, daemon.write_keys).routes())
-    app.add_routes(Admin(daemon.store, daemon.admin_token, daemon.flows()).routes())
+    admin = Admin(daemon.store, daemon.admin_token, daemon.flows(), daemon.engine, daemon.clock)
+    app.add_routes(admin.routes())
     app.add_routes([web.get("/metrics", metrics.handler)])
     document = orjson.dumps(openapi_document())
 
