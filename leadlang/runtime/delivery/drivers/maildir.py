@@ -46,7 +46,7 @@ class MaildirDriver:
         if not delivery.to:
             return Outcome.failed("no email address")
         try:
-            message = self.build(delivery)
+            message = build_message(delivery, self.from_address)
             data = message.as_bytes()
         except (ValueError, TypeError, LookupError) as error:
             return Outcome.failed(f"cannot build the email: {error}")
@@ -59,30 +59,6 @@ class MaildirDriver:
 
     async def close(self) -> None:
         return None
-
-    def build(self, delivery: Delivery) -> EmailMessage:
-        """The message for this delivery, as the file holds it."""
-        content = delivery.content
-        message = EmailMessage(policy=default_policy)
-        message["Message-ID"] = f"<{delivery.key}@leadlang>"
-        message["Date"] = format_datetime(_instant(delivery.at))
-        message["From"] = _one_line(content.get("from") or self.from_address)
-        message["To"] = _one_line(delivery.to or "")
-        if content.get("reply_to"):
-            message["Reply-To"] = _one_line(content["reply_to"])
-        message["Subject"] = _one_line(content.get("subject") or "")
-        message["X-Leadlang-Contact"] = _one_line(delivery.contact)
-        message["X-Leadlang-Flow"] = _one_line(delivery.flow)
-        message["X-Leadlang-Message"] = _one_line(delivery.message)
-        for name, value in (content.get("headers") or {}).items():
-            message[_one_line(str(name))] = _one_line(str(value))  # e.g. List-Unsubscribe
-        text = content.get("text") or ""
-        html = content.get("html")
-        message.set_content(text)
-        if html:
-            message.add_alternative(html, subtype="html")
-            message.set_boundary(f"=_leadlang_{delivery.key}")  # the same bytes every attempt
-        return message
 
     def _write(self, key: str, data: bytes) -> None:
         final = self.path / "new" / key
@@ -106,6 +82,38 @@ class MaildirDriver:
         settled = time.time_ns() - mtime > 2_000_000_000
         self._cur_seen = (mtime, names) if settled else None
         return key in names
+
+
+def build_message(delivery: Delivery, from_address: str = DEFAULT_FROM) -> EmailMessage:
+    """The RFC 5322 message of an email delivery (the SMTP driver will send the same)."""
+    content = delivery.content
+    message = EmailMessage(policy=default_policy)
+    message["Message-ID"] = f"<{delivery.key}@leadlang>"
+    message["Date"] = format_datetime(_instant(delivery.at))
+    message["From"] = _one_line(content.get("from") or from_address)
+    message["To"] = _one_line(delivery.to or "")
+    if content.get("reply_to"):
+        message["Reply-To"] = _one_line(content["reply_to"])
+    message["Subject"] = _one_line(content.get("subject") or "")
+    message["X-Leadlang-Contact"] = _one_line(delivery.contact)
+    message["X-Leadlang-Flow"] = _one_line(delivery.flow)
+    message["X-Leadlang-Message"] = _one_line(delivery.message)
+    for name, value in (content.get("headers") or {}).items():
+        message[_one_line(str(name))] = _one_line(str(value))  # e.g. List-Unsubscribe
+    text = content.get("text") or ""
+    html = content.get("html")
+    message.set_content(text, cte=_transfer_encoding(text))
+    if html:
+        message.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
+        message.set_boundary(f"=_leadlang_{delivery.key}")  # the same bytes every attempt
+    return message
+
+
+def _transfer_encoding(body: str) -> str:
+    """7-bit safe files: quoted-printable once a body is not plain ASCII with short lines."""
+    if body.isascii() and all(len(line) <= 998 for line in body.splitlines()):
+        return "7bit"
+    return "quoted-printable"
 
 
 def _one_address(message: EmailMessage, name: str) -> bool:
