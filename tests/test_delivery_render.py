@@ -101,6 +101,14 @@ def test_the_sandbox_refuses_unsafe_access(template: str) -> None:
     assert "unsafe" in caught.value.message or "undefined" in caught.value.message
 
 
+def test_a_template_cannot_change_the_variables() -> None:
+    v = variables(tags=["vip"], prefs={"a": 1})
+    for template in ("{{ tags.append('x') }}", "{{ prefs.update(a=2) }}", "{{ prefs.clear() }}"):
+        with pytest.raises(RenderError, match="unsafe"):
+            render_message(message("sms", text=template), v)
+    assert v["tags"] == ["vip"] and v["prefs"] == {"a": 1}
+
+
 def test_missing_variables_render_empty_and_defaults_apply() -> None:
     m = message("sms", text="Hi {{ nickname }}|{{ city | default('there') }}")
     assert render_message(m, variables()) == {"text": "Hi |there"}

@@ -341,6 +341,29 @@ def test_the_lease_covers_waiting_for_a_slot_and_the_attempt() -> None:
     assert limit == 100 and lease >= 15.0 * (200 / 16 + 1)
 
 
+def test_a_row_still_in_flight_here_is_not_attempted_twice() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+
+    async def slow(_: Delivery) -> Outcome:
+        await asyncio.sleep(0.2)
+        return Outcome.sent()
+
+    driver = Scripted(slow)
+
+    async def go() -> None:
+        w = worker(store, {"email": driver}, clock, lease=1.0)
+        first = asyncio.create_task(w.run_once())
+        await asyncio.sleep(0.05)
+        clock.now += 5.0  # the lease ran out while the attempt is still running
+        assert await w.run_once() == 1  # claimed again...
+        await first
+
+    asyncio.run(go())
+    assert len(driver.seen) == 1  # ...but attempted once
+    assert store.rows[delivery(1).key].status == "sent"
+
+
 def test_wake_delivers_without_waiting_for_the_poll() -> None:
     store, clock = MemoryOutbox(), Clock()
 
