@@ -412,6 +412,26 @@ def test_run_polls_and_survives_a_failing_store() -> None:
     assert not failures
 
 
+def test_cancelling_run_abandons_the_attempts_in_flight() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1, "sms"))
+
+    async def go() -> None:
+        w = worker(store, {"sms": Scripted(hang)}, clock, timeout=10.0, poll=0.01)
+        running = asyncio.create_task(w.run(asyncio.Event()))
+        while not w._tasks:
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert not w._tasks
+
+    start = time.monotonic()
+    asyncio.run(go())
+    assert time.monotonic() - start < 2.0
+    assert store.rows[delivery(1, "sms").key].status == "claimed"  # until its lease runs out
+
+
 def test_close_closes_the_drivers() -> None:
     driver = Scripted(quick)
     asyncio.run(worker(MemoryOutbox(), {"email": driver}, Clock()).close())

@@ -83,7 +83,7 @@ class OutboxWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
-        """New rows are waiting (called by the processor after it commits sends)."""
+        """New rows are waiting (the processor calls it, on the loop, after it commits sends)."""
         self._wake.set()
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
@@ -119,6 +119,12 @@ class OutboxWorker:
                     await asyncio.sleep(0)  # a full batch: more may be due right now
                     continue
                 await self._idle(stop, wake, self._room() <= 0)
+        except asyncio.CancelledError:
+            # Cancelled rather than stopped: abandon the attempts; their leases bring the rows
+            # back (drivers are idempotent by key).
+            for task in self._tasks:
+                task.cancel()
+            raise
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
