@@ -178,3 +178,23 @@ def test_concurrent_deliveries_each_get_their_file(tmp_path: Path) -> None:
     assert set(asyncio.run(all_of_them())) == {Outcome.sent()}
     assert sorted(os.listdir(tmp_path / "new")) == keys
     assert set(read_all(tmp_path)) == set(keys)
+
+
+def test_a_rendered_message_read_back_by_a_mail_client(tmp_path: Path) -> None:
+    from leadlang.runtime.delivery.render import render_message
+
+    compiled = {
+        "channel": "email",
+        "dir": ".",
+        "fields": {
+            "subject": {"file": False, "value": "Hi {{ first_name }}"},
+            "html": {"file": False, "value": "<h1>Hello {{ first_name }}</h1>"},
+        },
+    }
+    content = render_message(compiled, {"first_name": "<script>x()</script>", "event": {}})
+    deliver(MaildirDriver(tmp_path), delivery(content=content))
+    (message,) = read_all(tmp_path).values()
+    html = message.get_body(("html",)).get_content()
+    assert html == "<h1>Hello &lt;script&gt;x()&lt;/script&gt;</h1>\n"  # the package ends lines
+    assert message.get_body(("plain",)).get_content() == "Hello <script>x()</script>\n"
+    assert message["Subject"] == "Hi <script>x()</script>"

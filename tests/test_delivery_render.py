@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from leadlang.interpreter.check import check_paths
 from leadlang.interpreter.compile import compile_program
@@ -179,3 +181,16 @@ def test_html_to_text() -> None:
         "logo\n"
     )
     assert html_to_text("") == ""
+
+
+@given(st.text())
+def test_html_to_text_takes_any_text(html: str) -> None:
+    assert isinstance(html_to_text(html), str)
+
+
+@given(st.text())
+def test_a_trait_never_becomes_markup(value: str) -> None:
+    m = message("email", subject="s", html="<p>{{ first_name }}</p>")
+    html = render_message(m, variables(first_name=value))["html"]
+    assert html.startswith("<p>") and html.endswith("</p>")
+    assert "<" not in html[3:-4] and ">" not in html[3:-4]
