@@ -8,7 +8,8 @@ reaching for an unsafe attribute (`''.__class__`) or changing a variable (`tags.
 error, never an empty string. Any failure is a `RenderError`, which dead-letters the row.
 
 Content per channel:
-  email: {"subject", "text", "html", "from"?, "reply_to"?}  (text derived from html if absent)
+  email: {"subject", "text", "html", "from"?, "reply_to"?}  (text or html may be None; the
+         driver derives an html-only message's text part with `html_to_text`)
   sms:   {"text"}
   push:  {"url", "headers", "json", "title"?, "text"?}  (strings in headers/json are templates)
 """
@@ -100,11 +101,12 @@ def render_message(message: dict[str, Any], variables: dict[str, Any]) -> dict[s
     if channel == "email":
         html = renderer.text("html", html=True)
         text = renderer.text("text")
-        if text is None and html is not None:
-            text = html_to_text(html)
+        # (an html-only message's text part is derived from the html at delivery, by the
+        # driver: `html_to_text` is a pure function of what is stored, so every retry still
+        # delivers the same bytes, and deciding a send stays cheap)
         content: dict[str, Any] = {
             "subject": renderer.text("subject") or "",
-            "text": text or "",
+            "text": text,
             "html": html,
         }
         for name in ("from", "reply_to"):

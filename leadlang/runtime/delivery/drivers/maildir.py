@@ -26,6 +26,7 @@ from typing import Any
 
 from leadlang.runtime.delivery.drivers.files import fsync_dir
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
+from leadlang.runtime.delivery.render import html_to_text
 
 DEFAULT_FROM = "leadlang <leadlang@localhost>"
 
@@ -130,8 +131,10 @@ def build_message(delivery: Delivery, from_address: str = DEFAULT_FROM) -> Email
     message["X-Leadlang-Message"] = _one_line(delivery.message)
     for name, value in (content.get("headers") or {}).items():
         message[_one_line(str(name))] = _one_line(str(value))  # e.g. List-Unsubscribe
-    text = content.get("text") or ""
     html = content.get("html")
+    text = content.get("text")
+    if text is None:
+        text = html_to_text(html) if html else ""
     message.set_content(text, cte=_transfer_encoding(text))
     if html:
         message.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
