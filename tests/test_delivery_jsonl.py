@@ -156,3 +156,12 @@ def test_content_that_is_not_json_fails_for_good(tmp_path: Path) -> None:
     outcome = run(JsonLinesDriver(tmp_path / "x.jsonl"), sms(1, content={"text": {1, 2}}))
     assert outcome[0].status == "failed"
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_hash_that_matches_is_confirmed_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "sms.jsonl"
+    driver = JsonLinesDriver(path)
+    run(driver, sms(1))
+    driver._file.hashes.add(hash(sms(2).key))  # as if sms(2)'s key collided with another's
+    run(driver, sms(2))
+    assert [row["contact"] for row in lines(path)] == ["c1", "c2"]
