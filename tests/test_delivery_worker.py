@@ -285,7 +285,7 @@ def test_while_a_channel_hangs_run_keeps_delivering_the_others() -> None:
             store,
             {"sms": Scripted(hang), "email": email},
             clock,
-            timeout=5.0,
+            timeout=2.0,
             concurrency=2,
             backlog=4,
             poll=0.05,
@@ -308,10 +308,10 @@ def test_while_a_channel_hangs_run_keeps_delivering_the_others() -> None:
     rows = [store.rows[delivery(n, "sms").key] for n in range(40)]
     tried = [row for row in rows if row.attempts == 1]
     assert len(tried) == 4  # the backlog: 2 in flight, 2 waiting for a slot
-    assert all(row.error == "timed out after 5s" for row in tried)
+    assert all(row.error == "timed out after 2s" for row in tried)
     put_back = [row for row in rows if row.attempts == 0]
     assert len(put_back) == 36
-    assert all(row.status == "pending" and row.next_attempt == clock.now + 5.0 for row in put_back)
+    assert all(row.status == "pending" and row.next_attempt == clock.now + 2.0 for row in put_back)
     assert all("busy" in (row.error or "") for row in put_back)
 
 
