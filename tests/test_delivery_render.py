@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from leadlang.interpreter.check import check_paths
 from leadlang.interpreter.compile import compile_program
@@ -103,6 +105,14 @@ def test_the_sandbox_refuses_unsafe_access(template: str) -> None:
     assert "unsafe" in caught.value.message or "undefined" in caught.value.message
 
 
+def test_a_template_cannot_change_the_variables() -> None:
+    v = variables(tags=["vip"], prefs={"a": 1})
+    for template in ("{{ tags.append('x') }}", "{{ prefs.update(a=2) }}", "{{ prefs.clear() }}"):
+        with pytest.raises(RenderError, match="unsafe"):
+            render_message(message("sms", text=template), v)
+    assert v["tags"] == ["vip"] and v["prefs"] == {"a": 1}
+
+
 def test_missing_variables_render_empty_and_defaults_apply() -> None:
     m = message("sms", text="Hi {{ nickname }}|{{ city | default('there') }}")
     assert render_message(m, variables()) == {"text": "Hi |there"}
@@ -173,3 +183,16 @@ def test_html_to_text() -> None:
         "logo\n"
     )
     assert html_to_text("") == ""
+
+
+@given(st.text())
+def test_html_to_text_takes_any_text(html: str) -> None:
+    assert isinstance(html_to_text(html), str)
+
+
+@given(st.text())
+def test_a_trait_never_becomes_markup(value: str) -> None:
+    m = message("email", subject="s", html="<p>{{ first_name }}</p>")
+    html = render_message(m, variables(first_name=value))["html"]
+    assert html.startswith("<p>") and html.endswith("</p>")
+    assert "<" not in html[3:-4] and ">" not in html[3:-4]

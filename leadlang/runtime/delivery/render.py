@@ -4,11 +4,12 @@ Runs when the send is decided (RUNTIME.md section 4): the result is stored on th
 so every retry delivers the same bytes. Templates are Jinja2 in the sandbox of
 `leadlang.interpreter.templates.template_environment` (the one `check` compiles them with);
 `html` also autoescapes. A variable that has no value renders empty, as `check` assumes;
-reaching for an unsafe attribute (`''.__class__`) is an error, never an empty string. Any
-failure is a `RenderError`, which dead-letters the row.
+reaching for an unsafe attribute (`''.__class__`) or changing a variable (`tags.append`) is an
+error, never an empty string. Any failure is a `RenderError`, which dead-letters the row.
 
 Content per channel:
-  email: {"subject", "text", "html", "from"?, "reply_to"?}  (text derived from html if absent)
+  email: {"subject", "text", "html", "from"?, "reply_to"?}  (text or html may be None; the
+         driver derives an html-only message's text part with `html_to_text`)
   sms:   {"text"}
   push:  {"url", "headers", "json", "title"?, "text"?}  (strings in headers/json are templates)
 """
@@ -23,7 +24,7 @@ from typing import Any, NoReturn
 
 from jinja2 import Template, Undefined
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
 
 from leadlang.interpreter.templates import template_environment
 
@@ -66,6 +67,14 @@ class _Undefined(Undefined):
 def _environment(html: bool) -> SandboxedEnvironment:
     env = template_environment().overlay(autoescape=html, undefined=_Undefined)
     assert isinstance(env, SandboxedEnvironment)
+    # The variables are the profile the engine keeps: as in ImmutableSandboxedEnvironment, a
+    # template may not change a list, dict or set (`{{ tags.append("x") }}`).
+    sandbox_allows = env.is_safe_attribute
+
+    def is_safe_attribute(obj: Any, attr: str, value: Any) -> bool:
+        return sandbox_allows(obj, attr, value) and not modifies_known_mutable(obj, attr)
+
+    env.is_safe_attribute = is_safe_attribute  # type: ignore[method-assign]
     return env
 
 

@@ -77,11 +77,13 @@ class OutboxWorker:
         self.cap = cap
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._held: Counter[str] = Counter()
+        self._in_flight: set[str] = set()  # keys being attempted here
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
-        """New rows are waiting (called by the processor after it commits sends)."""
+        """New rows are waiting (the processor calls it, on the loop, after it commits sends)."""
         self._wake.set()
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
@@ -117,6 +119,12 @@ class OutboxWorker:
                     await asyncio.sleep(0)  # a full batch: more may be due right now
                     continue
                 await self._idle(stop, wake, self._room() <= 0)
+        except asyncio.CancelledError:
+            # Cancelled rather than stopped: abandon the attempts; their leases bring the rows
+            # back (drivers are idempotent by key).
+            for task in self._tasks:
+                task.cancel()
+            raise
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -150,14 +158,24 @@ class OutboxWorker:
                 await asyncio.gather(*waiters, return_exceptions=True)
 
     async def _dispatch(self, limit: int) -> tuple[int, list[asyncio.Task[None]]]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop and not self._tasks:
+            # Semaphores and events belong to one event loop (tests run several).
+            woken = self._wake.is_set()
+            self._loop, self._slots, self._wake = loop, {}, asyncio.Event()
+            if woken:
+                self._wake.set()
         now = self.clock()
         rows = await self.store.claim_outbox(now, limit, self.lease)
         tasks: list[asyncio.Task[None]] = []
         for delivery in rows:
+            if delivery.key in self._in_flight:
+                continue  # its lease ran out while it waited here; the claim renewed it
             if self._held[delivery.channel] >= self.backlog:
                 await self._put_back(delivery, now)
                 continue
             self._held[delivery.channel] += 1
+            self._in_flight.add(delivery.key)
             task = asyncio.create_task(self._attempt(delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -189,6 +207,7 @@ class OutboxWorker:
             log.exception("recording the outcome of outbox row %s failed", delivery.key)
         finally:
             self._held[delivery.channel] -= 1
+            self._in_flight.discard(delivery.key)
 
     def _slot(self, channel: str) -> asyncio.Semaphore:
         slot = self._slots.get(channel)

@@ -108,11 +108,11 @@ class _LinesFile:
     def append(self, lines: list[tuple[str, bytes]]) -> None:
         self._refresh()
         out: list[bytes] = []
-        batch: set[str] = set()
+        batch: dict[str, None] = {}  # the keys written, in file order
         for key, line in lines:
             if key in batch or self._has(key):
                 continue
-            batch.add(key)
+            batch[key] = None
             out.append(line)
         if not out:
             return

@@ -15,7 +15,9 @@ import os
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime
@@ -27,14 +29,39 @@ from leadlang.runtime.delivery.outbox import Delivery, Outcome
 from leadlang.runtime.delivery.render import html_to_text
 
 DEFAULT_FROM = "leadlang <leadlang@localhost>"
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard registry, keeping the class it makes per header name: the standard one
+    makes a new class for every header set, a third of the cost of building a message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        lower = name.lower()
+        made = self._made.get(lower)
+        if made is None:
+            made = self._made[lower] = super().__getitem__(name)
+        return made
+
+
+_POLICY = default_policy.clone(header_factory=_HeaderClasses())
 _KEY = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _INFO_SEPARATORS = (":", "!", ";")  # `KEY:2,S` in cur/ (";" and "!" on some platforms)
 
 
 class MaildirDriver:
-    def __init__(self, path: str | os.PathLike[str], from_address: str = DEFAULT_FROM) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], from_address: str = DEFAULT_FROM, threads: int = 16
+    ) -> None:
         self.path = Path(path)
         self.from_address = from_address
+        # Its own threads: fsyncs made side by side share the journal's commits (about 0.4 ms
+        # a file with 16 threads against 5 ms one after another on ext4), and a slow disk
+        # never holds up the default executor.
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="leadlang-maildir")
         for sub in ("tmp", "new", "cur"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
         # cur/ is listed again only when its modification time changes (a client moved mail)
@@ -42,12 +69,24 @@ class MaildirDriver:
         self._cur_seen: tuple[int, frozenset[str]] | None = None
 
     async def deliver(self, delivery: Delivery) -> Outcome:
-        if not _KEY.fullmatch(delivery.key):
-            return Outcome.failed(f"the key {delivery.key!r} cannot name a file")
+        # Building a message costs milliseconds of CPU in the email package: off the loop.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._deliver, delivery)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._threads.shutdown)
+
+    def _deliver(self, delivery: Delivery) -> Outcome:
+        key = delivery.key
+        if not _KEY.fullmatch(key):
+            return Outcome.failed(f"the key {key!r} cannot name a file")
+        final = self.path / "new" / key
+        if final.exists() or self._in_cur(key):
+            return Outcome.sent()  # delivered before a crash or a lost acknowledgement
         if not delivery.to:
             return Outcome.failed("no email address")
         try:
-            message = self.build(delivery)
+            message = build_message(delivery, self.from_address)
             data = message.as_bytes()
         except (ValueError, TypeError, LookupError) as error:
             return Outcome.failed(f"cannot build the email: {error}")
@@ -55,42 +94,6 @@ class MaildirDriver:
         for name, raw in (("To", delivery.to), ("From", sender)):
             if not _one_address(message, name):
                 return Outcome.failed(f"`{name}` is not one email address: {raw!r}")
-        await asyncio.to_thread(self._write, delivery.key, data)
-        return Outcome.sent()
-
-    async def close(self) -> None:
-        return None
-
-    def build(self, delivery: Delivery) -> EmailMessage:
-        """The message for this delivery, as the file holds it."""
-        content = delivery.content
-        message = EmailMessage(policy=default_policy)
-        message["Message-ID"] = f"<{delivery.key}@leadlang>"
-        message["Date"] = format_datetime(_instant(delivery.at))
-        message["From"] = _one_line(content.get("from") or self.from_address)
-        message["To"] = _one_line(delivery.to or "")
-        if content.get("reply_to"):
-            message["Reply-To"] = _one_line(content["reply_to"])
-        message["Subject"] = _one_line(content.get("subject") or "")
-        message["X-Leadlang-Contact"] = _one_line(delivery.contact)
-        message["X-Leadlang-Flow"] = _one_line(delivery.flow)
-        message["X-Leadlang-Message"] = _one_line(delivery.message)
-        for name, value in (content.get("headers") or {}).items():
-            message[_one_line(str(name))] = _one_line(str(value))  # e.g. List-Unsubscribe
-        html = content.get("html")
-        text = content.get("text")
-        if text is None:
-            text = html_to_text(html) if html else ""
-        message.set_content(text)
-        if html:
-            message.add_alternative(html, subtype="html")
-            message.set_boundary(f"=_leadlang_{delivery.key}")  # the same bytes every attempt
-        return message
-
-    def _write(self, key: str, data: bytes) -> None:
-        final = self.path / "new" / key
-        if final.exists() or self._in_cur(key):
-            return
         temporary = self.path / "tmp" / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"
         with open(temporary, "wb") as file:
             file.write(data)
@@ -98,6 +101,7 @@ class MaildirDriver:
             os.fsync(file.fileno())
         os.replace(temporary, final)
         fsync_dir(self.path / "new")
+        return Outcome.sent()
 
     def _in_cur(self, key: str) -> bool:
         cur = self.path / "cur"
@@ -109,6 +113,40 @@ class MaildirDriver:
         settled = time.time_ns() - mtime > 2_000_000_000
         self._cur_seen = (mtime, names) if settled else None
         return key in names
+
+
+def build_message(delivery: Delivery, from_address: str = DEFAULT_FROM) -> EmailMessage:
+    """The RFC 5322 message of an email delivery (the SMTP driver will send the same)."""
+    content = delivery.content
+    message = EmailMessage(policy=_POLICY)
+    message["Message-ID"] = f"<{delivery.key}@leadlang>"
+    message["Date"] = format_datetime(_instant(delivery.at))
+    message["From"] = _one_line(content.get("from") or from_address)
+    message["To"] = _one_line(delivery.to or "")
+    if content.get("reply_to"):
+        message["Reply-To"] = _one_line(content["reply_to"])
+    message["Subject"] = _one_line(content.get("subject") or "")
+    message["X-Leadlang-Contact"] = _one_line(delivery.contact)
+    message["X-Leadlang-Flow"] = _one_line(delivery.flow)
+    message["X-Leadlang-Message"] = _one_line(delivery.message)
+    for name, value in (content.get("headers") or {}).items():
+        message[_one_line(str(name))] = _one_line(str(value))  # e.g. List-Unsubscribe
+    html = content.get("html")
+    text = content.get("text")
+    if text is None:
+        text = html_to_text(html) if html else ""
+    message.set_content(text, cte=_transfer_encoding(text))
+    if html:
+        message.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
+        message.set_boundary(f"=_leadlang_{delivery.key}")  # the same bytes every attempt
+    return message
+
+
+def _transfer_encoding(body: str) -> str:
+    """7-bit safe files: quoted-printable once a body is not plain ASCII with short lines."""
+    if body.isascii() and all(len(line) <= 998 for line in body.splitlines()):
+        return "7bit"
+    return "quoted-printable"
 
 
 def _one_address(message: EmailMessage, name: str) -> bool:

@@ -1,0 +1,200 @@
+"""The maildir driver: real files in a Maildir read back with `mailbox` and `email`."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import mailbox
+import os
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from leadlang.runtime.delivery.drivers.maildir import MaildirDriver
+from leadlang.runtime.delivery.outbox import Delivery, Outcome
+
+pytestmark = pytest.mark.timeout(30)
+
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+def delivery(key: str = KEY, **changes: Any) -> Delivery:
+    content = {
+        "subject": "Your order, Ann",
+        "text": "Thanks, Ann!\n",
+        "html": "<p>Thanks, <b>Ann</b>!</p>\n",
+    }
+    base = Delivery(
+        key=key,
+        contact="c1",
+        flow="winter_thank_you",
+        message="thank_you",
+        channel="email",
+        at="2025-10-02T09:30:00Z",
+        to="Ann Example <ann@example.com>",
+        content=content,
+        attempts=0,
+    )
+    return attrs.evolve(base, **changes)
+
+
+def deliver(driver: MaildirDriver, d: Delivery) -> Outcome:
+    return asyncio.run(driver.deliver(d))
+
+
+def read_all(path: Path) -> dict[str, EmailMessage]:
+    box = mailbox.Maildir(path, factory=None, create=False)
+    out = {}
+    for key in box.iterkeys():
+        with box.get_file(key) as file:
+            out[key] = email.message_from_binary_file(file, policy=policy.default)
+    return out
+
+
+def test_one_rfc5322_file_named_from_the_key(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path / "outbox")
+    assert deliver(driver, delivery()) == Outcome.sent()
+    assert sorted(os.listdir(tmp_path / "outbox")) == ["cur", "new", "tmp"]
+    assert os.listdir(tmp_path / "outbox" / "new") == [KEY]
+    assert os.listdir(tmp_path / "outbox" / "tmp") == []
+    (message,) = read_all(tmp_path / "outbox").values()
+    assert KEY in message["Message-ID"] and message["Message-ID"] == f"<{KEY}@leadlang>"
+    assert message["To"] == "Ann Example <ann@example.com>"
+    assert message["To"].addresses[0].addr_spec == "ann@example.com"
+    assert message["From"] == "leadlang <leadlang@localhost>"
+    assert message["Subject"] == "Your order, Ann"
+    assert message["Date"].datetime.isoformat() == "2025-10-02T09:30:00+00:00"
+    assert message["X-Leadlang-Contact"] == "c1"
+    assert message["X-Leadlang-Flow"] == "winter_thank_you"
+    assert message["X-Leadlang-Message"] == "thank_you"
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = message.iter_parts()
+    assert text.get_content_type() == "text/plain" and text.get_content() == "Thanks, Ann!\n"
+    assert html.get_content_type() == "text/html"
+    assert html.get_content() == "<p>Thanks, <b>Ann</b>!</p>\n"
+    assert message.get_body(("plain",)).get_content() == "Thanks, Ann!\n"
+
+
+def test_from_reply_to_and_extra_headers_come_from_the_content(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path, from_address="Default <d@example.com>")
+    content = {
+        "subject": "s",
+        "text": "t",
+        "html": None,
+        "from": "Shop <shop@example.com>",
+        "reply_to": "help@example.com",
+        "headers": {"List-Unsubscribe": "<https://t.example/u/x>"},
+    }
+    deliver(driver, delivery(content=content))
+    (message,) = read_all(tmp_path).values()
+    assert message["From"] == "Shop <shop@example.com>"
+    assert message["Reply-To"] == "help@example.com"
+    assert message["List-Unsubscribe"] == "<https://t.example/u/x>"
+    assert message.get_content_type() == "text/plain"
+    deliver(driver, delivery("f" * 32, content={"subject": "s", "text": "t", "html": None}))
+    assert read_all(tmp_path)["f" * 32]["From"] == "Default <d@example.com>"
+
+
+def test_a_second_delivery_of_the_same_key_writes_nothing(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path)
+    first = deliver(driver, delivery())
+    before = (tmp_path / "new" / KEY).read_bytes()
+    again = deliver(MaildirDriver(tmp_path), delivery(attempts=1, content={"subject": "x"}))
+    assert first == again == Outcome.sent()
+    assert os.listdir(tmp_path / "new") == [KEY]
+    assert (tmp_path / "new" / KEY).read_bytes() == before
+
+
+def test_a_message_a_client_moved_to_cur_is_not_written_again(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path)
+    deliver(driver, delivery())
+    box = mailbox.Maildir(tmp_path, create=False)
+    message = box.get_message(KEY)
+    message.set_subdir("cur")
+    message.add_flag("S")
+    box[KEY] = message  # what a mail client does on reading: new/KEY -> cur/KEY:2,S
+    assert os.listdir(tmp_path / "new") == []
+    assert os.listdir(tmp_path / "cur") == [f"{KEY}:2,S"]
+    assert deliver(driver, delivery(attempts=1)) == Outcome.sent()
+    assert deliver(MaildirDriver(tmp_path), delivery(attempts=1)) == Outcome.sent()
+    assert os.listdir(tmp_path / "new") == []
+    assert len(box) == 1
+
+
+def test_every_attempt_builds_the_same_bytes(tmp_path: Path) -> None:
+    one, two = MaildirDriver(tmp_path / "a"), MaildirDriver(tmp_path / "b")
+    deliver(one, delivery())
+    deliver(two, delivery(attempts=3))
+    assert (tmp_path / "a/new" / KEY).read_bytes() == (tmp_path / "b/new" / KEY).read_bytes()
+
+
+def test_a_leftover_from_a_crash_in_tmp_does_not_stop_delivery(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path)
+    (tmp_path / "tmp" / f"{KEY}.999.dead").write_bytes(b"half a mess")
+    assert deliver(driver, delivery()) == Outcome.sent()
+    assert read_all(tmp_path)[KEY]["Subject"] == "Your order, Ann"
+
+
+def test_a_newline_in_a_value_cannot_inject_a_header(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path)
+    content = {"subject": "Hi\nBcc: victim@example.com", "text": "t", "html": None}
+    deliver(driver, delivery(content=content))
+    (message,) = read_all(tmp_path).values()
+    assert message["Bcc"] is None
+    assert message["Subject"] == "Hi Bcc: victim@example.com"
+
+
+@pytest.mark.parametrize(
+    "to", [None, "", "not an address", "a@example.com, b@example.com", "x@y\nBcc: z@w"]
+)
+def test_an_unusable_address_fails_for_good(tmp_path: Path, to: str | None) -> None:
+    outcome = deliver(MaildirDriver(tmp_path), delivery(to=to))
+    assert outcome.status == "failed" and outcome.error
+    assert os.listdir(tmp_path / "new") == []
+
+
+def test_non_ascii_names_and_subjects_are_encoded(tmp_path: Path) -> None:
+    content = {"subject": "Ünïcode ✓", "text": "Grüße\n", "html": "<p>Grüße</p>"}
+    deliver(MaildirDriver(tmp_path), delivery(to="Åsa Öberg <asa@example.com>", content=content))
+    raw = (tmp_path / "new" / KEY).read_bytes()
+    raw.decode("ascii")  # headers and bodies are encoded for 7-bit transports
+    (message,) = read_all(tmp_path).values()
+    assert message["Subject"] == "Ünïcode ✓"
+    assert message["To"].addresses[0].display_name == "Åsa Öberg"
+    assert message.get_body(("plain",)).get_content() == "Grüße\n"
+
+
+def test_concurrent_deliveries_each_get_their_file(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path)
+    keys = [f"{n:032x}" for n in range(50)]
+
+    async def all_of_them() -> list[Outcome]:
+        return await asyncio.gather(*(driver.deliver(delivery(key)) for key in keys * 2))
+
+    assert set(asyncio.run(all_of_them())) == {Outcome.sent()}
+    assert sorted(os.listdir(tmp_path / "new")) == keys
+    assert set(read_all(tmp_path)) == set(keys)
+
+
+def test_a_rendered_message_read_back_by_a_mail_client(tmp_path: Path) -> None:
+    from leadlang.runtime.delivery.render import render_message
+
+    compiled = {
+        "channel": "email",
+        "dir": ".",
+        "fields": {
+            "subject": {"file": False, "value": "Hi {{ first_name }}"},
+            "html": {"file": False, "value": "<h1>Hello {{ first_name }}</h1>"},
+        },
+    }
+    content = render_message(compiled, {"first_name": "<script>x()</script>", "event": {}})
+    deliver(MaildirDriver(tmp_path), delivery(content=content))
+    (message,) = read_all(tmp_path).values()
+    html = message.get_body(("html",)).get_content()
+    assert html == "<h1>Hello &lt;script&gt;x()&lt;/script&gt;</h1>\n"  # the package ends lines
+    assert message.get_body(("plain",)).get_content() == "Hello <script>x()</script>\n"
+    assert message["Subject"] == "Hi <script>x()</script>"

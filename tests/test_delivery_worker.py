@@ -1,0 +1,464 @@
+"""The outbox worker against an in-memory outbox: outcomes, backoff, dead letters, timeouts,
+per-channel isolation, waking; and end to end with the real maildir and JSON-lines drivers."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from leadlang.runtime.delivery.drivers import make_drivers
+from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
+from leadlang.runtime.delivery.worker import OutboxWorker
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@attrs.define
+class Row:
+    delivery: Delivery
+    status: str = "pending"  # pending | claimed | sent | dead
+    attempts: int = 0
+    next_attempt: float = 0.0
+    lease_until: float = 0.0
+    error: str | None = None
+    sent_at: float | None = None
+
+
+class MemoryOutbox:
+    """The OutboxStore interface over a dict, as the SQL store behaves."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Row] = {}
+        self.claims: list[tuple[float, int, float]] = []
+
+    def add(self, delivery: Delivery, next_attempt: float = 0.0) -> None:
+        self.rows[delivery.key] = Row(delivery, next_attempt=next_attempt)
+
+    async def claim_outbox(self, now: float, limit: int, lease: float) -> list[Delivery]:
+        self.claims.append((now, limit, lease))
+        due = [
+            row
+            for row in self.rows.values()
+            if (row.status == "pending" and row.next_attempt <= now)
+            or (row.status == "claimed" and row.lease_until <= now)
+        ]
+        due.sort(key=lambda row: row.next_attempt)
+        out = []
+        for row in due[:limit]:
+            row.status, row.lease_until = "claimed", now + lease
+            out.append(attrs.evolve(row.delivery, attempts=row.attempts))
+        return out
+
+    async def outbox_sent(self, key: str, now: float) -> None:
+        row = self.rows[key]
+        row.status, row.sent_at = "sent", now
+
+    async def outbox_retry(self, key: str, attempts: int, next_attempt: float, error: str) -> None:
+        row = self.rows[key]
+        row.status, row.attempts, row.next_attempt, row.error = (
+            "pending",
+            attempts,
+            next_attempt,
+            error,
+        )
+
+    async def outbox_dead(self, key: str, attempts: int, error: str) -> None:
+        row = self.rows[key]
+        row.status, row.attempts, row.error = "dead", attempts, error
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Scripted:
+    """A fake driver for the worker's logic: answers with `answer(delivery)`."""
+
+    def __init__(self, answer: Callable[[Delivery], Awaitable[Outcome]]) -> None:
+        self.answer = answer
+        self.seen: list[Delivery] = []
+        self.active = 0
+        self.most_active = 0
+        self.closed = False
+
+    async def deliver(self, delivery: Delivery) -> Outcome:
+        self.seen.append(delivery)
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            return await self.answer(delivery)
+        finally:
+            self.active -= 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def answers(*outcomes: Outcome | BaseException) -> Callable[[Delivery], Awaitable[Outcome]]:
+    """Each call takes the next answer (the last one repeats); an exception is raised."""
+    queue = list(outcomes)
+
+    async def answer(_: Delivery) -> Outcome:
+        result = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return answer
+
+
+async def hang(_: Delivery) -> Outcome:
+    await asyncio.Event().wait()  # forever
+    raise AssertionError("unreachable")
+
+
+async def quick(_: Delivery) -> Outcome:
+    return Outcome.sent()
+
+
+def delivery(n: int, channel: str = "email", **changes: Any) -> Delivery:
+    base = Delivery(
+        key=f"{n:032x}",
+        contact=f"c{n}",
+        flow="welcome",
+        message={"email": "hello", "sms": "hello_sms", "push": "hello_push"}[channel],
+        channel=channel,
+        at="2025-06-01T08:00:00Z",
+        to={"email": f"c{n}@example.com", "sms": "+15550100", "push": None}[channel],
+        content={
+            "email": {"subject": "Hello", "text": "Hi\n", "html": "<p>Hi</p>"},
+            "sms": {"text": "Hi"},
+            "push": {"url": "https://p.example", "headers": {}, "json": {"n": n}},
+        }[channel],
+        attempts=0,
+    )
+    return attrs.evolve(base, **changes)
+
+
+def worker(
+    store: MemoryOutbox, drivers: dict[str, Driver], clock: Clock, **options: Any
+) -> OutboxWorker:
+    return OutboxWorker(store, drivers, clock, **options)
+
+
+def test_a_sent_row_is_marked_sent_at_the_clock() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    store.add(delivery(2), next_attempt=clock.now + 10)  # not due yet
+    driver = Scripted(quick)
+    assert asyncio.run(worker(store, {"email": driver}, clock).run_once()) == 1
+    assert store.rows[delivery(1).key].status == "sent"
+    assert store.rows[delivery(1).key].sent_at == clock.now
+    assert store.rows[delivery(2).key].status == "pending"
+    assert [d.key for d in driver.seen] == [delivery(1).key]
+
+
+def test_retries_back_off_exponentially_with_full_jitter() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    w = worker(store, {"email": Scripted(answers(Outcome.retry("503")))}, clock)
+    w.rng = random.Random(7)
+    expected_rng = random.Random(7)
+    row = store.rows[delivery(1).key]
+    for attempt in range(7):
+        before = clock.now
+        asyncio.run(w.run_once())
+        assert row.status == "pending" and row.attempts == attempt + 1 and row.error == "503"
+        delay = row.next_attempt - before
+        ceiling = min(3600.0, 1.0 * 2**attempt)
+        assert 0 <= delay <= ceiling
+        assert delay == pytest.approx(expected_rng.uniform(0, ceiling))
+        clock.now = row.next_attempt
+    asyncio.run(w.run_once())
+    assert row.status == "dead" and row.attempts == 8 and row.error == "503"
+
+
+def test_the_backoff_is_capped_at_an_hour() -> None:
+    w = worker(MemoryOutbox(), {}, Clock(), rng=random.Random(1))
+    delays = [w.backoff(30) for _ in range(500)]
+    assert max(delays) <= 3600.0 and max(delays) > 3000.0
+    assert min(w.backoff(0) for _ in range(500)) >= 0.0
+
+
+def test_retry_after_is_the_least_delay() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    driver = Scripted(answers(Outcome.retry("429 too many requests", after=120.0)))
+    asyncio.run(worker(store, {"email": driver}, clock, rng=random.Random(3)).run_once())
+    row = store.rows[delivery(1).key]
+    assert row.status == "pending" and row.next_attempt - clock.now == 120.0
+    assert row.error == "429 too many requests"
+
+
+def test_a_driver_exception_is_a_retry_with_its_text() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    driver = Scripted(answers(ConnectionRefusedError("connection refused"), Outcome.sent()))
+    w = worker(store, {"email": driver}, clock)
+    asyncio.run(w.run_once())
+    row = store.rows[delivery(1).key]
+    assert row.status == "pending" and row.attempts == 1
+    assert row.error == "ConnectionRefusedError: connection refused"
+    clock.now = row.next_attempt
+    asyncio.run(w.run_once())
+    assert row.status == "sent"
+    assert driver.seen[1].attempts == 1  # the driver sees the attempts made before
+
+
+def test_a_final_failure_is_dead_at_once() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    driver = Scripted(answers(Outcome.failed("550 no such mailbox")))
+    asyncio.run(worker(store, {"email": driver}, clock).run_once())
+    row = store.rows[delivery(1).key]
+    assert (row.status, row.attempts, row.error) == ("dead", 1, "550 no such mailbox")
+
+
+def test_after_max_attempts_the_row_is_dead_with_the_last_error() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    errors = [Outcome.retry(f"attempt {n} failed") for n in range(1, 4)]
+    w = worker(store, {"email": Scripted(answers(*errors))}, clock, max_attempts=3)
+    row = store.rows[delivery(1).key]
+    for _ in range(3):
+        asyncio.run(w.run_once())
+        clock.now = max(clock.now, row.next_attempt)
+    assert (row.status, row.attempts, row.error) == ("dead", 3, "attempt 3 failed")
+    assert asyncio.run(w.run_once()) == 0
+
+
+def test_a_channel_without_a_driver_is_dead() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1, "push"))
+    asyncio.run(worker(store, {"email": Scripted(quick)}, clock).run_once())
+    row = store.rows[delivery(1, "push").key]
+    assert row.status == "dead" and "push" in (row.error or "")
+
+
+def test_a_hanging_channel_times_out_and_does_not_delay_the_others() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(3):
+        store.add(delivery(n, "sms"))
+    for n in range(10, 13):
+        store.add(delivery(n, "email"))
+    done_at: dict[str, float] = {}
+
+    async def record(d: Delivery) -> Outcome:
+        done_at[d.key] = time.monotonic()
+        return Outcome.sent()
+
+    async def go() -> float:
+        w = worker(store, {"sms": Scripted(hang), "email": Scripted(record)}, clock, timeout=1.0)
+        start = time.monotonic()
+        await w.run_once()
+        return start
+
+    start = asyncio.run(go())
+    assert len(done_at) == 3 and max(done_at.values()) - start < 0.5
+    for n in range(10, 13):
+        assert store.rows[delivery(n, "email").key].status == "sent"
+    for n in range(3):
+        row = store.rows[delivery(n, "sms").key]
+        assert (row.status, row.attempts, row.error) == ("pending", 1, "timed out after 1s")
+
+
+def test_while_a_channel_hangs_run_keeps_delivering_the_others() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(40):
+        store.add(delivery(n, "sms"))
+    email = Scripted(quick)
+
+    async def go() -> tuple[float, float]:
+        w = worker(
+            store,
+            {"sms": Scripted(hang), "email": email},
+            clock,
+            timeout=2.0,
+            concurrency=2,
+            backlog=4,
+            poll=0.05,
+        )
+        stop, wake = asyncio.Event(), asyncio.Event()
+        running = asyncio.create_task(w.run(stop, wake))
+        await asyncio.sleep(0.3)  # the sms channel is stuck with all its slots taken
+        sent = time.monotonic()
+        store.add(delivery(100, "email"))
+        wake.set()
+        while store.rows[delivery(100, "email").key].status != "sent":
+            await asyncio.sleep(0.01)
+        delivered = time.monotonic()
+        stop.set()
+        await running  # lets the hanging attempts run into their timeout
+        return sent, delivered
+
+    sent, delivered = asyncio.run(go())
+    assert delivered - sent < 0.5
+    rows = [store.rows[delivery(n, "sms").key] for n in range(40)]
+    tried = [row for row in rows if row.attempts == 1]
+    assert len(tried) == 4  # the backlog: 2 in flight, 2 waiting for a slot
+    assert all(row.error == "timed out after 2s" for row in tried)
+    put_back = [row for row in rows if row.attempts == 0]
+    assert len(put_back) == 36
+    assert all(row.status == "pending" and row.next_attempt == clock.now + 2.0 for row in put_back)
+    assert all("busy" in (row.error or "") for row in put_back)
+
+
+def test_at_most_concurrency_attempts_per_channel_at_once() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(30):
+        store.add(delivery(n))
+    for n in range(100, 130):
+        store.add(delivery(n, "sms"))
+
+    async def slow(_: Delivery) -> Outcome:
+        await asyncio.sleep(0.01)
+        return Outcome.sent()
+
+    email, sms = Scripted(slow), Scripted(slow)
+    w = worker(store, {"email": email, "sms": sms}, clock, concurrency=3)
+    assert asyncio.run(w.run_once()) == 60
+    assert email.most_active == 3 and sms.most_active == 3
+    assert all(row.status == "sent" for row in store.rows.values())
+
+
+def test_the_lease_covers_waiting_for_a_slot_and_the_attempt() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    w = worker(store, {}, clock, timeout=15.0, concurrency=16, backlog=200)
+    asyncio.run(w.run_once())
+    ((_, limit, lease),) = store.claims
+    assert limit == 100 and lease >= 15.0 * (200 / 16 + 1)
+
+
+def test_a_row_still_in_flight_here_is_not_attempted_twice() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+
+    async def slow(_: Delivery) -> Outcome:
+        await asyncio.sleep(0.2)
+        return Outcome.sent()
+
+    driver = Scripted(slow)
+
+    async def go() -> None:
+        w = worker(store, {"email": driver}, clock, lease=1.0)
+        first = asyncio.create_task(w.run_once())
+        await asyncio.sleep(0.05)
+        clock.now += 5.0  # the lease ran out while the attempt is still running
+        assert await w.run_once() == 1  # claimed again...
+        await first
+
+    asyncio.run(go())
+    assert len(driver.seen) == 1  # ...but attempted once
+    assert store.rows[delivery(1).key].status == "sent"
+
+
+def test_wake_delivers_without_waiting_for_the_poll() -> None:
+    store, clock = MemoryOutbox(), Clock()
+
+    async def go() -> float:
+        w = worker(store, {"email": Scripted(quick)}, clock, poll=10.0)
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop, asyncio.Event()))
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        store.add(delivery(1))
+        w.wake()
+        while store.rows[delivery(1).key].status != "sent":
+            await asyncio.sleep(0.005)
+        took = time.monotonic() - start
+        stop.set()
+        await running
+        return took
+
+    assert asyncio.run(go()) < 1.0
+
+
+def test_run_polls_and_survives_a_failing_store() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    failures = [RuntimeError("database is locked")]
+    claim = store.claim_outbox
+
+    async def flaky(now: float, limit: int, lease: float) -> list[Delivery]:
+        if failures:
+            raise failures.pop()
+        return await claim(now, limit, lease)
+
+    store.claim_outbox = flaky  # type: ignore[method-assign]
+
+    async def go() -> None:
+        w = worker(store, {"email": Scripted(quick)}, clock, poll=0.02)
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        while store.rows[delivery(1).key].status != "sent":
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running
+        await w.close()
+
+    asyncio.run(go())
+    assert not failures
+
+
+def test_cancelling_run_abandons_the_attempts_in_flight() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1, "sms"))
+
+    async def go() -> None:
+        w = worker(store, {"sms": Scripted(hang)}, clock, timeout=10.0, poll=0.01)
+        running = asyncio.create_task(w.run(asyncio.Event()))
+        while not w._tasks:
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert not w._tasks
+
+    start = time.monotonic()
+    asyncio.run(go())
+    assert time.monotonic() - start < 2.0
+    assert store.rows[delivery(1, "sms").key].status == "claimed"  # until its lease runs out
+
+
+def test_close_closes_the_drivers() -> None:
+    driver = Scripted(quick)
+    asyncio.run(worker(MemoryOutbox(), {"email": driver}, Clock()).close())
+    assert driver.closed
+
+
+def test_end_to_end_with_the_default_drivers(tmp_path: Path) -> None:
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(5):
+        store.add(delivery(n, "email"))
+        store.add(delivery(10 + n, "sms"))
+        store.add(delivery(20 + n, "push"))
+
+    async def go() -> None:
+        drivers = make_drivers({}, tmp_path)
+        w = worker(store, drivers, clock)
+        assert await w.run_once() == 15
+        # A crash after delivering, before the store recorded it: the rows come back.
+        for row in store.rows.values():
+            row.status = "pending"
+        assert await w.run_once() == 15
+        await w.close()
+
+    asyncio.run(go())
+    assert all(row.status == "sent" for row in store.rows.values())
+    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+    assert sorted(box.iterkeys()) == sorted(delivery(n).key for n in range(5))
+    sms_lines = (tmp_path / "outbox" / "sms.jsonl").read_text(encoding="utf-8").splitlines()
+    push_lines = (tmp_path / "outbox" / "push.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(sms_lines) == 5 and len(push_lines) == 5
