@@ -47,7 +47,7 @@ def write_files(
 def postgres_db() -> Iterator[str]:
     """A fresh PostgreSQL database on the server of `LEADLANG_TEST_POSTGRES` (CI sets it;
     the test fails when it is set but unusable, and is skipped only when it is not set)."""
-    from tests.serve_daemon import postgres_url, postgres_admin
+    from tests.serve_daemon import postgres_admin, postgres_url
 
     url = postgres_url()
     if url is None:

@@ -77,8 +77,19 @@ class Daemon:
     def start(self) -> Daemon:
         self.output = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leadlang", "serve", *self.paths, "--db", self.db]
-            + ["--listen", f"127.0.0.1:{self.port}", "--config", str(self.config_path)],
+            [
+                sys.executable,
+                "-m",
+                "leadlang",
+                "serve",
+                *self.paths,
+                "--db",
+                self.db,
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--config",
+                str(self.config_path),
+            ],
             cwd=self.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
