@@ -164,8 +164,7 @@ class Daemon:
         while time.monotonic() < deadline:
             text = requests.get(self.url + "/metrics", timeout=10).text
             for line in text.splitlines():
-                if line.startswith("leadlang_pending_events "):
-                    if float(line.split()[1]) == 0:
-                        return
+                if line.startswith("leadlang_pending_events ") and float(line.split()[1]) == 0:
+                    return
             time.sleep(0.05)
         raise TimeoutError("serve still has pending events")

@@ -23,13 +23,13 @@ NAMES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "events.jsonl").exists
 def shifted_log(example: str, end: float) -> list[dict[str, object]]:
     """The example's events moved by whole days so the last one is a day before `end`."""
     lines = [
-        orjson.loads(l)
-        for l in (EXAMPLES / example / "events.jsonl").read_bytes().splitlines()
-        if l.strip()
+        orjson.loads(raw)
+        for raw in (EXAMPLES / example / "events.jsonl").read_bytes().splitlines()
+        if raw.strip()
     ]
     times = [
-        datetime.fromisoformat(str(l["timestamp"]).replace("Z", "+00:00")).timestamp()
-        for l in lines
+        datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
+        for line in lines
     ]
     days = int((end - 86400 - max(times)) // 86400)
     for line, t in zip(lines, times, strict=True):
@@ -71,7 +71,7 @@ def ledger_lines(db: str, cwd: Path) -> bytes:
 def run_example(example: str, tmp_path: Path, db: str | None) -> None:
     log = shifted_log(example, time.time())
     log_path = tmp_path / "events.jsonl"
-    log_path.write_bytes(b"".join(orjson.dumps(l) + b"\n" for l in log))
+    log_path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in log))
     daemon = Daemon(tmp_path, [str(EXAMPLES / example)], db=db).start()
     try:
         response = daemon.post("/v1/batch", {"batch": log})
