@@ -28,7 +28,14 @@ from leadlang.runtime.effects import Effect, public
 from leadlang.runtime.engine import Engine, Event
 from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
-from leadlang.runtime.store.sql import DEDUP_SECONDS, ContactRow, Pending, RoundResult, SqlStore
+from leadlang.runtime.store.sql import (
+    DEDUP_SECONDS,
+    ContactRow,
+    Pending,
+    RoundConflict,
+    RoundResult,
+    SqlStore,
+)
 
 log = logging.getLogger("leadlang.serve")
 
@@ -192,7 +199,9 @@ class Runner:
                 "clock": clock if clock != -math.inf else (timeline[0].t if timeline else now),
                 "rank_t": rank_t,
                 "rank_id": rank_id,
-                "updated": now,
+                # (strictly later than what was read, so a write in between is always seen)
+                "updated": now if row.updated is None or now > row.updated else row.updated + 1e-3,
+                "expected": row.updated,
             }
         )
         for enr in contact.enrollments.values():
@@ -270,7 +279,11 @@ class Processor:
         if not rows:
             return 0
         result = await asyncio.to_thread(self.runner, rows, pending, cut, now)
-        await self.store.save_round(result)
+        try:
+            await self.store.save_round(result)
+        except RoundConflict:
+            log.info("another processor took some of this round's work first; reading again")
+            return len(rows)
         self.rounds += 1
         self.processed_contacts += len(rows)
         if result.outbox:

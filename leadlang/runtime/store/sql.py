@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import orjson
-from sqlalchemy import and_, delete, event, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -78,6 +78,12 @@ class ContactRow:
     clock: float
     rank_t: float
     rank_id: int
+    updated: float | None = None  # as read: the write checks nobody wrote it meanwhile
+
+
+class RoundConflict(Exception):
+    """Another processor wrote some of the round's contacts or events since they were read:
+    the round is rolled back, and run again from a fresh read."""
 
 
 @attrs.define
@@ -94,8 +100,9 @@ class RoundResult:
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, engine: AsyncEngine, writer: AsyncEngine | None = None) -> None:
+        self.engine = engine  # reads
+        self.writer = writer or engine  # write transactions (on SQLite: BEGIN IMMEDIATE)
         self.sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
 
@@ -103,6 +110,8 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.writer is not self.engine:
+            await self.writer.dispose()
 
     def write(self) -> _Write:
         """`async with store.write() as conn:` one write transaction (on SQLite, one at a time)."""
@@ -241,9 +250,10 @@ class SqlStore:
                         s.contacts.c.clock,
                         s.contacts.c.rank_t,
                         s.contacts.c.rank_id,
+                        s.contacts.c.updated,
                     ).where(s.contacts.c.id.in_(chunk))
                 )
-                rows.update((r[0], ContactRow(r[0], r[1], r[2], r[3], r[4])) for r in found)
+                rows.update((r[0], ContactRow(r[0], r[1], r[2], r[3], r[4], r[5])) for r in found)
             chosen: list[str] = []
             cut: dict[str, bool] = {}
             budget = max_events
@@ -277,34 +287,49 @@ class SqlStore:
             await self._write_round(conn, result)
 
     async def _write_round(self, conn: AsyncConnection, r: RoundResult) -> None:
-        if r.contacts:
-            stmt = self._upsert(s.contacts, ["id"])
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["id"],
-                    set_={
-                        "state": stmt.excluded.state,
-                        "wake": stmt.excluded.wake,
-                        "clock": stmt.excluded.clock,
-                        "updated": stmt.excluded.updated,
-                    },
-                ),
-                r.contacts,
-            )
-            await conn.execute(
-                delete(s.positions).where(s.positions.c.contact.in_([c["id"] for c in r.contacts]))
-            )
-        if r.processed:
-            for chunk in _chunks(r.processed, 500):
-                await conn.execute(
-                    update(s.events).where(s.events.c.id.in_(chunk)).values(pending=0)
+        """Write a round, first checking that what it read still stands (its events still
+        pending, its contacts not written since): two processors that read the same work
+        cannot both write it (RoundConflict rolls the second back)."""
+        c = s.contacts.c
+        for ids, state in ((r.processed, 0), (r.failed, 2)):
+            for chunk in _chunks(ids, 500):
+                done = await conn.execute(
+                    update(s.events)
+                    .where(and_(s.events.c.id.in_(chunk), s.events.c.pending == 1))
+                    .values(pending=state)
                 )
-        for chunk in _chunks(r.failed, 500):
-            await conn.execute(update(s.events).where(s.events.c.id.in_(chunk)).values(pending=2))
+                if done.rowcount != len(chunk):
+                    raise RoundConflict("events already processed")
+        if r.contacts:
+            names = [row["id"] for row in r.contacts]
+            current: dict[str, float] = {}
+            for chunk in _chunks(names, 500):
+                query = select(c.id, c.updated).where(c.id.in_(chunk))
+                if not self.sqlite:
+                    query = query.with_for_update()
+                current.update((row[0], row[1]) for row in await conn.execute(query))
+            fresh = [row for row in r.contacts if row["expected"] is None]
+            known = [row for row in r.contacts if row["expected"] is not None]
+            if any(current.get(row["id"]) != row["expected"] for row in r.contacts):
+                raise RoundConflict("contacts written meanwhile")
+            if fresh:
+                await conn.execute(insert(s.contacts), [_contact_values(row) for row in fresh])
+            if known:
+                await conn.execute(
+                    update(s.contacts)
+                    .where(c.id == bindparam("b_id"))
+                    .values(
+                        state=bindparam("state"),
+                        wake=bindparam("wake"),
+                        clock=bindparam("clock"),
+                        updated=bindparam("updated"),
+                    ),
+                    [{"b_id": row["id"], **_contact_values(row)} for row in known],
+                )
+            for chunk in _chunks(names, 500):
+                await conn.execute(delete(s.positions).where(s.positions.c.contact.in_(chunk)))
         for chunk in _chunks(r.parked, 500):
-            await conn.execute(
-                update(s.contacts).where(s.contacts.c.id.in_(chunk)).values(wake=None)
-            )
+            await conn.execute(update(s.contacts).where(c.id.in_(chunk)).values(wake=None))
         if r.positions:
             await conn.execute(insert(s.positions), r.positions)
         if r.effects:
@@ -553,7 +578,7 @@ class _Write:
         if self.store.sqlite:
             await self.store._write_lock.acquire()
         try:
-            self._cm = self.store.engine.begin()
+            self._cm = self.store.writer.begin()
             return await self._cm.__aenter__()
         except BaseException:
             if self.store.sqlite:
@@ -566,6 +591,10 @@ class _Write:
         finally:
             if self.store.sqlite:
                 self.store._write_lock.release()
+
+
+def _contact_values(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "expected"}
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -590,25 +619,42 @@ async def open_store(url: str) -> SqlStore:
         parsed = make_url(full)
     except Exception as exc:
         raise StoreError(f"not a database URL: `{url}`") from exc
+    writer = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(full, pool_size=4, max_overflow=4)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # One connection writes, and takes SQLite's write lock when its transaction begins
+        # (BEGIN IMMEDIATE): a transaction that read first and then found another process had
+        # written meanwhile would fail instead of waiting its turn.
+        writer = create_async_engine(full, pool_size=1, max_overflow=0)
+        event.listen(writer.sync_engine, "connect", _sqlite_writer)
+        event.listen(writer.sync_engine, "begin", _begin_immediate)
     elif parsed.get_backend_name() == "postgresql":
         engine = create_async_engine(full, pool_size=4, max_overflow=4, pool_pre_ping=True)
     else:
         raise StoreError(
             f"unsupported database `{parsed.get_backend_name()}`: use sqlite or postgresql"
         )
+    store = SqlStore(engine, writer)
     try:
-        async with engine.begin() as conn:
+        async with store.writer.begin() as conn:
             await conn.run_sync(_upgrade)
     except Exception as exc:
-        await engine.dispose()
+        await store.close()
         raise StoreError(f"cannot open the store {describe_url(full)}: {exc}") from exc
-    return SqlStore(engine)
+    return store
+
+
+def _sqlite_writer(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    dbapi_connection.isolation_level = None  # transactions begin as `_begin_immediate` says
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _upgrade(connection: Any) -> None:
@@ -625,6 +671,7 @@ __all__ = [
     "ContactRow",
     "Incoming",
     "Pending",
+    "RoundConflict",
     "RoundResult",
     "SqlStore",
     "StoreError",
