@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -21,8 +22,8 @@ import orjson
 from aiohttp import web
 
 from leadlang.runtime.engine import Engine
-from leadlang.runtime.processor import Processor
 from leadlang.runtime.server.admin import Admin
+from leadlang.runtime.server.backend import Backend, ChildBackend
 from leadlang.runtime.server.config import Config
 from leadlang.runtime.server.ingest import Committer, Ingest
 from leadlang.runtime.server.metrics import Metrics
@@ -34,7 +35,8 @@ SHUTDOWN_TIMEOUT = 10.0
 
 @attrs.define
 class Daemon:
-    """Everything a running serve holds."""
+    """Everything a running serve holds: the store, the program, the credentials, ingest's
+    committer, and the back end (processor and outbox worker: `backend.py`)."""
 
     config: Config
     store: SqlStore
@@ -45,21 +47,17 @@ class Daemon:
     secret: str
     generated: dict[str, str]
     clock: Callable[[], float] = time.time
-    processor: Processor = attrs.field(init=False)
     committer: Committer = attrs.field(init=False)
-    worker: Any = None
+    backend: Backend | ChildBackend | None = None
     stop: asyncio.Event = attrs.field(factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
-        self.processor = Processor(
-            self.store, self.engine, self.program, self.clock, on_output=self._on_output
-        )
-        self.committer = Committer(self.store, self.clock, on_commit=self.processor.wakeup.set)
+        self.committer = Committer(self.store, self.clock, on_commit=self._committed)
 
-    def _on_output(self) -> None:
-        if self.worker is not None:
-            self.worker.wake()
+    def _committed(self) -> None:
+        if self.backend is not None:
+            self.backend.wake()
 
     def flows(self) -> dict[str, dict[str, Any]]:
         return {
@@ -67,41 +65,30 @@ class Daemon:
             for flow in self.program["flows"]
         }
 
-    async def start(self, deliver: bool = True) -> None:
-        """Run the loops. Waits that came due while the daemon was down are the processor's
-        first work (rounds take due timers first, earliest first), with their due instants."""
-        if deliver:
-            from leadlang.runtime.delivery.drivers import make_drivers
-            from leadlang.runtime.delivery.worker import OutboxWorker
-
-            drivers = make_drivers(self.config.channels, self.config.base_dir)
-            self.worker = OutboxWorker(
-                self.store,
-                drivers,
-                self.clock,
-                max_attempts=self.config.max_attempts,
-                timeout=self.config.timeout,
+    async def start(self, deliver: bool = True, processes: int | None = None) -> None:
+        """Start ingest's committer and the back end: in a child process when `processes`
+        (default: the config's, else 2 on a machine with two cores or more) is 2."""
+        if processes is None:
+            processes = self.config.processes or (2 if (os.cpu_count() or 1) >= 2 else 1)
+        if processes >= 2 and deliver:
+            child = ChildBackend(self.config, self.program)
+            await child.start()
+            self.backend = child
+        else:
+            inline = Backend(
+                self.store, self.engine, self.program, self.config, self.clock, deliver
             )
-        loop = asyncio.get_running_loop()
-        self.tasks.append(loop.create_task(self.committer.run(self.stop)))
-        self.tasks.append(loop.create_task(self.processor.run(self.stop)))
-        if self.worker is not None:
-            self.tasks.append(loop.create_task(self._run_worker()))
-
-    async def _run_worker(self) -> None:
-        await self.worker.run(self.stop)
+            inline.start()
+            self.backend = inline
+        self.tasks.append(asyncio.get_running_loop().create_task(self.committer.run(self.stop)))
 
     async def shutdown(self) -> None:
         self.stop.set()
-        self.processor.wakeup.set()
-        if self.worker is not None:
-            self.worker.wake()
         for task in self.tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, SHUTDOWN_TIMEOUT)
-        if self.worker is not None:
-            with contextlib.suppress(Exception):
-                await self.worker.close()
+        if self.backend is not None:
+            await self.backend.close()
         await self.store.close()
 
 

@@ -39,6 +39,7 @@ class Config:
     timeout: float = 15.0
     secrets: dict[str, str] = attrs.field(factory=dict)
     base_dir: Path = Path(".")
+    processes: int | None = None  # 1: all in one process; 2: the back end in its own
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -98,7 +99,11 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
     attempts = delivery.get("max_attempts", 8)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise ConfigError("delivery.max_attempts: expected a whole number of at least 1")
+    processes = server.get("processes")
+    if processes is not None and processes not in (1, 2):
+        raise ConfigError("server.processes: 1 (everything in one process) or 2")
     config = Config(
+        processes=processes,
         listen=listen or _text(server, "listen", "server") or DEFAULT_LISTEN,
         store=db or _text(store, "url", "store") or DEFAULT_STORE,
         public_url=(_text(server, "public_url", "server") or None),

@@ -31,9 +31,11 @@ class Metrics:
         yield CounterMetricFamily(
             "leadlang_ingest_commits", "Group commits made by ingest", value=d.committer.commits
         )
-        yield CounterMetricFamily(
-            "leadlang_processing_rounds", "Processing rounds run", value=d.processor.rounds
-        )
+        processor = getattr(d.backend, "processor", None)  # (in this process only)
+        if processor is not None:
+            yield CounterMetricFamily(
+                "leadlang_processing_rounds", "Processing rounds run", value=processor.rounds
+            )
         yield GaugeMetricFamily(
             "leadlang_ingest_queued_events",
             "Events accepted and waiting for their commit",
