@@ -105,6 +105,8 @@ class SqlStore:
         self.writer = writer or engine  # write transactions (on SQLite: BEGIN IMMEDIATE)
         self.sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
+        self._marks: list[tuple[str, dict[str, Any], asyncio.Future[None]]] = []
+        self._marking = False
 
     # ------------------------------------------------------------------ set-up
 
@@ -430,8 +432,34 @@ class SqlStore:
         )
 
     async def _outbox_set(self, key: str, **values: Any) -> None:
-        async with self.write() as conn:
-            await conn.execute(update(s.outbox).where(s.outbox.c.key == key).values(**values))
+        """Record a delivery's outcome. Outcomes that arrive together are written in one
+        transaction (each commit costs an fsync: one per delivery would cap delivery at a
+        few hundred a second and keep ingest waiting for the write lock)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks.append((key, values, future))
+        if not self._marking:
+            self._marking = True
+            try:
+                while self._marks:
+                    await asyncio.sleep(0)  # let the outcomes arriving now join this commit
+                    batch, self._marks = self._marks, []
+                    try:
+                        async with self.write() as conn:
+                            for k, v, _ in batch:
+                                await conn.execute(
+                                    update(s.outbox).where(s.outbox.c.key == k).values(**v)
+                                )
+                    except Exception as exc:
+                        for _, _, f in batch:
+                            if not f.done():
+                                f.set_exception(exc)
+                    else:
+                        for _, _, f in batch:
+                            if not f.done():
+                                f.set_result(None)
+            finally:
+                self._marking = False
+        await future
 
     async def outbox_rows(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         o = s.outbox
