@@ -178,3 +178,39 @@ def effects(
     from leadlang.runtime.serve_cli import config_or_exit, run_effects
 
     sys.exit(run_effects(config_or_exit(config_path, db), contact, fmt, follow))
+
+
+@main.group()
+def outbox() -> None:
+    """Inspect serve's outbox and queue dead deliveries again."""
+
+
+@outbox.command("list")
+@click.option("--config", "config_path", default=None, help="serve's TOML config.")
+@click.option("--db", default=None, help="Store URL (default: sqlite:///leadlang.db).")
+@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), default=None)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def outbox_list(config_path: str | None, db: str | None, status: str | None, fmt: str) -> None:
+    """List outbox rows: key, status, channel, contact, flow/message, attempts, last error."""
+    from leadlang.runtime.serve_cli import config_or_exit, run_outbox
+
+    sys.exit(run_outbox(config_or_exit(config_path, db), "list", status, [], fmt))
+
+
+@outbox.command("retry")
+@click.argument("keys", nargs=-1)
+@click.option("--config", "config_path", default=None, help="serve's TOML config.")
+@click.option("--db", default=None, help="Store URL (default: sqlite:///leadlang.db).")
+@click.option("--all-dead", is_flag=True, help="Every dead row.")
+def outbox_retry(
+    keys: tuple[str, ...], config_path: str | None, db: str | None, all_dead: bool
+) -> None:
+    """Queue dead outbox rows (by key, or --all-dead) for delivery again."""
+    from leadlang.runtime.serve_cli import config_or_exit, run_outbox
+
+    if not keys and not all_dead:
+        click.echo("error: name the keys to retry, or --all-dead", err=True)
+        sys.exit(2)
+    sys.exit(run_outbox(config_or_exit(config_path, db), "retry", None, list(keys), "text"))

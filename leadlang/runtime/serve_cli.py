@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import Any
 
 import click
@@ -11,7 +12,7 @@ import orjson
 
 from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
-from leadlang.runtime.effects import format_text
+from leadlang.runtime.effects import format_text, format_time
 from leadlang.runtime.server.config import Config, ConfigError, load_config
 from leadlang.runtime.store.sql import StoreError, open_store
 
@@ -76,5 +77,40 @@ async def _effects(config: Config, contact: str | None, fmt: str, follow: bool) 
             out.flush()
             if not rows:
                 await asyncio.sleep(FOLLOW_POLL)
+    finally:
+        await store.close()
+
+
+def run_outbox(config: Config, action: str, status: str | None, keys: list[str], fmt: str) -> int:
+    try:
+        return asyncio.run(_outbox(config, action, status, keys, fmt))
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+
+
+async def _outbox(
+    config: Config, action: str, status: str | None, keys: list[str], fmt: str
+) -> int:
+    store = await open_store(config.store)
+    try:
+        if action == "retry":
+            n = await store.outbox_requeue(keys or None, time.time())
+            click.echo(f"{n} dead row(s) queued again")
+            return 0
+        rows = await store.outbox_rows(status, 100_000)
+        for row in rows:
+            row["next_attempt"] = format_time(row["next_attempt"])
+            if row["delivered"] is not None:
+                row["delivered"] = format_time(row["delivered"])
+            if fmt == "json":
+                click.echo(orjson.dumps(row).decode())
+            else:
+                error = f"  {row['last_error']}" if row["last_error"] else ""
+                click.echo(
+                    f"{row['key']}  {row['status']:<7} {row['channel']:<5} {row['contact']:<16} "
+                    f"{row['flow']}/{row['message']}  attempts={row['attempts']}{error}"
+                )
+        return 0
     finally:
         await store.close()

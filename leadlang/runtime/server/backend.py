@@ -190,6 +190,7 @@ def main() -> None:
     config, program, parent = pickle.loads(sys.stdin.buffer.read())
     _die_with(parent)
     logging.basicConfig(level=logging.INFO, format="leadlang serve (back end): %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         import uvloop
 

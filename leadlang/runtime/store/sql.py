@@ -461,6 +461,22 @@ class SqlStore:
                 self._marking = False
         await future
 
+    async def outbox_requeue(self, keys: Sequence[str] | None, now: float) -> int:
+        """Put dead rows (those of `keys`, or all when None) back to pending, due now, with
+        their attempts counted afresh; returns how many."""
+        o = s.outbox
+        # (a message that could not be rendered has nothing to deliver: not queued again)
+        query = update(o).where(
+            and_(o.c.status == "dead", ~o.c.last_error.startswith("render failed"))
+        )
+        if keys is not None:
+            query = query.where(o.c.key.in_(list(keys)))
+        async with self.write() as conn:
+            done = await conn.execute(
+                query.values(status="pending", attempts=0, next_attempt=now, lease_until=None)
+            )
+            return int(done.rowcount or 0)
+
     async def outbox_rows(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         o = s.outbox
         query = select(
