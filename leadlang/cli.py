@@ -22,7 +22,7 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(short_help="Check .lead scripts and report every problem found.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="full", show_default=True)
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -39,10 +39,14 @@ def check(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     if output:
         click.echo(output, nl=not output.endswith("\n"))
     failed = any(d.is_error for d in result.diagnostics) or (strict and bool(result.diagnostics))
+    if fmt == "full" and not result.has_errors:
+        # Say what was checked, so that silence is never mistaken for "nothing was read"
+        # (machine formats print only their document).
+        click.echo(checked_summary(result.files, result.flows, len(result.diagnostics)))
     sys.exit(1 if failed else 0)
 
 
-@main.command()
+@main.command(short_help="Explain a diagnostic code, e.g. `leadlang explain N001`.")
 @click.argument("code")
 def explain(code: str) -> None:
     """Explain a diagnostic code, e.g. `leadlang explain N001`."""
@@ -53,6 +57,12 @@ def explain(code: str) -> None:
         click.echo(f"error: unknown diagnostic code `{code}`", err=True)
         sys.exit(2)
     click.echo(f"{info.code} ({info.severity}): {info.summary}\n\n{info.explanation}")
+
+
+def checked_summary(files: int, flows: int, warnings: int) -> str:
+    """`checked 3 files, 2 flows: no problems` (or `: 1 warning`)."""
+    outcome = f"{warnings} warning{'s' * (warnings != 1)}" if warnings else "no problems"
+    return f"checked {files} file{'s' * (files != 1)}, {flows} flow{'s' * (flows != 1)}: {outcome}"
 
 
 def _load_program(paths: tuple[str, ...]) -> Program:
@@ -70,16 +80,18 @@ def _load_program(paths: tuple[str, ...]) -> Program:
         sys.exit(2)
     if result.program is None:
         # No errors but no single program: a folder whose subfolders are separate programs.
+        shown = ", ".join(f"`{name}`" for name in result.programs[:5])
+        more = f" and {len(result.programs) - 5} more" if len(result.programs) > 5 else ""
         click.echo(
             "error: these paths hold several programs (the .lead files of each folder are one"
-            " program); name one folder or its files, e.g. `examples/card`",
+            f" program): {shown}{more}; name one of them",
             err=True,
         )
         sys.exit(2)
     return result.program
 
 
-@main.command("compile")
+@main.command("compile", short_help="Print the machine IR the engine runs.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True)
 def compile_(paths: tuple[str, ...], fmt: str) -> None:
@@ -92,9 +104,14 @@ def compile_(paths: tuple[str, ...], fmt: str) -> None:
     click.echo(orjson.dumps(program, option=orjson.OPT_INDENT_2).decode())
 
 
-@main.command()
+@main.command(short_help="Replay an event log on a virtual clock and print the effects.")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--events", "events_path", required=True, help="JSON lines, Segment-shaped.")
+@click.option(
+    "--events",
+    "events_path",
+    required=True,
+    help="JSON lines, Segment-shaped (`-`: standard input).",
+)
 @click.option("--until", default=None, help="ISO time, or +D after the last event (default +30d).")
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True
@@ -124,7 +141,7 @@ def simulate(
     sys.exit(code)
 
 
-@main.command()
+@main.command(short_help="Draw flows as diagrams (Mermaid, DOT or SVG).")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--flow", "flow_name", default=None, help="Draw only this flow.")
 @click.option(

@@ -249,8 +249,8 @@ An `event` declaration lists the same property twice.
         "set twice",
         """
 Something that exists once per program is given twice: the score's `decay` or `max`, the
-`timezone` or `quiet hours` setting, a `cap` for the same channel (across all loaded files),
-or a field in one message.
+`timezone` or `quiet hours` setting (across all loaded files), or a field in one message.
+Remove one of them. (Several `cap` lines for one channel are fine: they all apply.)
 
     score:
       decay 10 every 7d idle

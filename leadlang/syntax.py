@@ -328,7 +328,19 @@ class AstBuilder:
 
     def event_decl(self, c: list[Any]) -> ast.EventDecl:
         params = tuple(x for x in c if isinstance(x, ast.Param))
-        return ast.EventDecl(name=self.ident(c[1]), params=params, span=self.span(c))
+        name = self.ident(c[1])
+        if c[1].type == "STRING":
+            # Declared as the log spells it; matched by its normalised form, as `on "..."` is.
+            normal = normalize_event_name(name.name)
+            if not normal:
+                self.error(
+                    "S005",
+                    "an event name needs at least one letter or digit",
+                    name.span,
+                    help='e.g. `event "Added To Wishlist"(sku: text)`',
+                )
+            name = ast.Ident(name=normal or name.name, span=name.span)
+        return ast.EventDecl(name=name, params=params, span=self.span(c))
 
     def param(self, c: list[Any]) -> ast.Param:
         type_ref = ast.TypeRef(name=str(c[2].value), span=self.tspan(c[2]))

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 
 from leadlang import ast
-from leadlang.diagnostics import Diagnostic, Label
+from leadlang.diagnostics import Diagnostic, Label, with_article
 from leadlang.interpreter import scope
 from leadlang.interpreter.resolve import TYPE_NAMES, Symbols, did_you_mean
 from leadlang.interpreter.types import (
@@ -398,8 +398,8 @@ class _DeclarationChecker:
                     Diagnostic(
                         code="F008",
                         severity="error",
-                        message=f"`{name}` is {'an' if actual == 'sms' else 'a'} {actual} "
-                        f"message, not {step.channel.name}",
+                        message=f"`{name}` is {with_article(actual)} message, "
+                        f"not {step.channel.name}",
                         span=step.channel.span,
                         labels=(Label(span=decl.name.span, message=f"declared {actual} here"),),
                         help=f"write `send {actual} {name}` or just `send {name}`",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import attrs
 
 from leadlang import ast
-from leadlang.diagnostics import Diagnostic
+from leadlang.diagnostics import Diagnostic, with_article
 from leadlang.interpreter import scope
 from leadlang.interpreter.resolve import Symbols, did_you_mean
 from leadlang.source import Span
@@ -90,7 +90,7 @@ def assignable(value: str, declared: str) -> bool:
 def article(t: str) -> str:
     if t in (UNKNOWN, NONE):
         return f"`{t}`" if t == NONE else "an unknown value"
-    return f"an {t}" if t[0] in "aeiou" else f"a {t}"
+    return with_article(t)
 
 
 @attrs.frozen(slots=True)

@@ -47,14 +47,18 @@ def run_simulate(
     workers: int | None = None,
 ) -> int:
     """Returns the exit code: 0 fine, 1 differs from --expect, 2 bad input."""
+    shown = "standard input" if events_path == "-" else events_path
     try:
-        with open(events_path, "rb") as handle:
-            log = read_events(handle)
+        if events_path == "-":  # a log piped in: `... | leadlang simulate DIR --events -`
+            log = read_events(sys.stdin.buffer)
+        else:
+            with open(events_path, "rb") as handle:
+                log = read_events(handle)
     except OSError as exc:
         click.echo(f"error: cannot read events file `{events_path}`: {exc.strerror}", err=True)
         return 2
     for bad in log.bad:
-        click.echo(f"{'warning' if skip_bad else 'error'}: {events_path}: {bad}", err=True)
+        click.echo(f"{'warning' if skip_bad else 'error'}: {shown}: {bad}", err=True)
     if log.bad and not skip_bad:
         click.echo("error: bad input lines (use --skip-bad to skip them)", err=True)
         return 2
