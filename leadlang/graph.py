@@ -40,7 +40,13 @@ def _text(expr: JSON | None) -> str:
 def _duration(seconds: int | float) -> str:
     seconds = int(seconds)
     parts = []
-    units = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    units: tuple[tuple[str, int], ...] = (
+        ("w", 604800),
+        ("d", 86400),
+        ("h", 3600),
+        ("m", 60),
+        ("s", 1),
+    )
     if seconds % 604800:  # `30d` reads better than `4w2d`: weeks only when they are whole
         units = units[1:]
     for unit, size in units:
