@@ -465,10 +465,12 @@ other plain values have no fields.
         """
 A value has the wrong shape for its place: a `cap` counts whole sends (at least 1), a
 `decay` takes positive points or a percent up to 100%, `max` is positive, a tag is text,
-message fields take quoted strings (`headers` and `json` take objects).
+message fields take quoted strings (`headers` and `json` take objects), and every duration
+(`wait`, `within`, `up to`, `reenter after`, a cap's or a decay's period) is longer than zero.
 
     cap email 1.5 per 1d     # wrong
     cap email 2 per 1d       # right
+    wait -1d                 # wrong: time only runs forward
 """,
     ),
     _code(

@@ -14,6 +14,7 @@ from leadlang import ast, ir
 from leadlang.interpreter.codegen import ExprCompiler, Scope, literal_value
 from leadlang.interpreter.program import Program
 from leadlang.interpreter.scope import normalize_event_name
+from leadlang.interpreter.types import constant_seconds
 
 
 def compile_program(program: Program) -> ir.JSON:
@@ -113,10 +114,10 @@ class _FlowCompiler:
             elif isinstance(clause, ast.ExitWhen):
                 exits.append({"kind": "when", "cond": self._cond(clause.cond)})
             elif isinstance(clause, ast.Goal):
-                within = clause.within.seconds if isinstance(clause.within, ast.Duration) else None
+                within = constant_seconds(clause.within) if clause.within is not None else None
                 goals.append({**self._event_match(clause.event, clause.where), "within": within})
             elif isinstance(clause, ast.Reenter):
-                after = clause.after.seconds if isinstance(clause.after, ast.Duration) else None
+                after = constant_seconds(clause.after) if clause.after is not None else None
                 reenter = {"mode": clause.mode, "after": after}
         start = self._block(self.flow.steps, "s", None)
         body: ir.JSON = {

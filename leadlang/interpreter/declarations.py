@@ -21,6 +21,7 @@ from leadlang.interpreter.types import (
     ANY_EVENT,
     BOOL,
     DATETIME,
+    DURATION,
     NUMBER,
     TEXT,
     TIME,
@@ -29,6 +30,7 @@ from leadlang.interpreter.types import (
     TypeChecker,
     article,
     assignable,
+    constant_seconds,
 )
 
 MESSAGE_FIELDS: dict[str, str] = {
@@ -170,6 +172,24 @@ class _DeclarationChecker:
                         item.count.span,
                         help="e.g. `cap email 2 per 1d`",
                     )
+                if item.per.seconds <= 0:
+                    self.error(
+                        "T012",
+                        "a cap needs a period longer than zero",
+                        item.per.span,
+                        help="e.g. `cap email 2 per 1d`",
+                    )
+
+    def _fixed(self, expr: ast.Expr, ctx: Context, what: str) -> None:
+        """Header clauses are judged without a contact: their durations are constants.
+        (Inferring again repeats no diagnostic: exact repeats are dropped.)"""
+        if constant_seconds(expr) is None and self.types.infer(expr, ctx) == DURATION:
+            self.error(
+                "T012",
+                f"{what} needs a fixed duration",
+                expr.span,
+                help="write a duration such as `30d` (it cannot depend on the contact)",
+            )
 
     def _channel(self, ident: ast.Ident) -> bool:
         if ident.name in scope.CHANNELS:
@@ -305,6 +325,7 @@ class _DeclarationChecker:
                     self.types.condition(clause.where, where, "a `where` clause")
                 if isinstance(clause, ast.Goal) and clause.within is not None:
                     self.types.duration(clause.within, inside, "`within`")
+                    self._fixed(clause.within, inside, "a goal's `within`")
             elif isinstance(clause, ast.WhenTrigger):
                 self.types.condition(clause.cond, Context(), "a `when` trigger")
             elif isinstance(clause, ast.ExitWhen):
@@ -312,6 +333,7 @@ class _DeclarationChecker:
             elif isinstance(clause, ast.Reenter) and clause.after is not None:
                 # `reenter after` with no duration is a syntax error (the parser's S001).
                 self.types.duration(clause.after, inside, "`reenter after`")
+                self._fixed(clause.after, inside, "`reenter after`")
         self._steps(flow.steps, inside)
 
     def _steps(self, steps: Sequence[ast.Step], ctx: Context) -> Context:
