@@ -60,7 +60,9 @@ class LeadLexer(Lexer):
         states = parser_state.parse_conf.parse_table.states if parser_state is not None else None
         pos = 0
         line = 1
-        line_start = 0  # offset of the first character of the current line
+        # offset of the first character of the current line; a byte-order mark that starts
+        # the text takes no column
+        line_start = 1 if text.startswith("\ufeff") else 0
         end = len(text)
         while pos < end:
             m = match(text, pos)

@@ -311,7 +311,8 @@ def describe_unexpected(
         )
 
     got = _describe_token(token)
-    help: str | None = None
+    literals = {text for text in (_literal(n, terminals) for n in expected) if text}
+    help: str | None = _hint(raw, previous, prev_text, expected, literals)
     if previous is not None and previous.type == "NUMBER" and str(raw.value) in _UNIT_WORDS:
         help = (
             f"write durations without a space, e.g. `{previous.value}{_UNIT_WORDS[str(raw.value)]}`"
@@ -330,7 +331,7 @@ def describe_unexpected(
             if prev_text and previous is not None and previous.type != "_NL"
             else ""
         )
-        help = _did_you_mean(raw, group[1])
+        help = _did_you_mean(raw, group[1]) or help
         if raw.type in ("IF", "SPLIT") and "IF" not in expected:
             help = (
                 f"write `else:` and put the `{raw.value}` on the indented lines below"
@@ -353,7 +354,31 @@ def describe_unexpected(
     else:
         message = f"expected {_expected_phrase(expected, terminals)}, found {got}"
     code = "S002" if at_end else "S001"
-    return _diag(builder, code, message, token)
+    return _diag(builder, code, message, token, help=help)
+
+
+def _hint(
+    raw: Token, previous: Token | None, prev_text: str, expected: set[str], literals: set[str]
+) -> str | None:
+    """Help for the mistakes people bring from other languages or write by habit."""
+    value = str(raw.value)
+    if value == "=" and "==" in literals:
+        return 'to compare, write `==` (a single `=` only sets: `set plan = "pro"`)'
+    if raw.type == "NUMBER" and "PERCENT_LIT" in expected and "NUMBER" not in expected:
+        return f"write the share as a percentage: `{value}%`"
+    if value == "if" and prev_text == "else":
+        return "write `elif CONDITION:` for another branch"
+    if previous is None or previous.line != raw.line:
+        return None
+    if previous.type == "DURATION" and raw.type == "DURATION":
+        return f"write a duration in one piece, without spaces: `{previous.value}{value}`"
+    if previous.type == "STRING" and raw.start_pos == previous.end_pos:
+        # `"Hi "there""`: the inner quote ended the string.
+        return (
+            f"a `\"` inside a string ends it: write `'{value}'` (single quotes) or "
+            f'escape it as `\\"`'
+        )
+    return None
 
 
 def _accepted(error: UnexpectedToken, builder: AstBuilder) -> set[str]:
@@ -412,10 +437,29 @@ def _unexpected_character(
         )
     if char == "\t":
         return _diag(builder, "S003", "tab in indentation", token, help="indent with spaces only")
+    help = _CHARACTER_HINTS.get(char)
+    if help is not None:
+        return _diag(builder, "S001", f"unexpected character `{char}`", token, help=help)
     if not char.isprintable() or char == "\x00":
         shown = f"U+{ord(char):04X}" if char else "character"
         return _diag(builder, "S001", f"unexpected character {shown}", token)
     return _diag(builder, "S001", f"unexpected character `{char}`", token)
+
+
+_QUOTES_HINT = 'use straight double quotes `"` (an editor or word processor curled these)'
+_CHARACTER_HINTS = {
+    "&": "write `and` (`&&` is not an operator here)",
+    "|": "write `or` (`||` is not an operator here)",
+    "!": 'write `not`, or `!=` for "is not equal"',
+    "'": 'strings are written in double quotes: `"vip"`',
+    "\u201c": _QUOTES_HINT,  # “
+    "\u201d": _QUOTES_HINT,  # ”
+    "\u201e": _QUOTES_HINT,  # „
+    "\u2018": _QUOTES_HINT,  # ‘
+    "\u2019": _QUOTES_HINT,  # ’
+    "\u00ab": _QUOTES_HINT,  # «
+    "\u00bb": _QUOTES_HINT,  # »
+}
 
 
 def _diag(

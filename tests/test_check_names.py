@@ -214,3 +214,12 @@ def test_a_quoted_event_name_is_declared_in_its_normalised_form(tmp_path: Path, 
 def test_a_quoted_event_name_needs_a_letter_or_digit(tmp_path: Path) -> None:
     d = only(check_text(tmp_path, 'event "--"(a: number)\n'), "S005")
     assert d.span.line == 1 and d.span.column == 7
+
+
+@pytest.mark.parametrize("step", ["tag vip", "untag vip", "tag vip_customer"])
+def test_a_bare_word_as_a_tag_suggests_quoting_it(tmp_path: Path, step: str) -> None:
+    word, name = step.split()
+    d = only(check_text(tmp_path, f"flow f:\n  on x\n  {step}\n"), "N004")
+    assert d.help == f'a tag is text: write `{word} "{name}"`'
+    # A declared text trait is a fine tag.
+    assert codes(check_text(tmp_path, f"trait {name}: text\nflow f:\n  on x\n  {step}\n")) == []

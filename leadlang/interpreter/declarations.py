@@ -384,7 +384,18 @@ class _DeclarationChecker:
         elif isinstance(step, ast.Split):
             return _join([self._steps(arm.steps, ctx) for arm in step.arms])
         elif isinstance(step, ast.Tag | ast.Untag):
-            t = types.infer(step.tag, ctx)
+            tag = step.tag
+            if isinstance(tag, ast.Name) and tag.name not in self.symbols.value_names(True):
+                # `tag vip`: a word meant as the tag itself, not a trait to declare.
+                word = "tag" if isinstance(step, ast.Tag) else "untag"
+                self.error(
+                    "N004",
+                    f"unknown name `{tag.name}`",
+                    tag.span,
+                    help=f'a tag is text: write `{word} "{tag.name}"`',
+                )
+                return ctx
+            t = types.infer(tag, ctx)
             if t not in (TEXT, UNKNOWN):
                 self.error("T012", f"a tag is text, but this is {article(t)}", step.tag.span)
         elif isinstance(step, ast.SetTrait):
