@@ -374,10 +374,9 @@ def _hint(
         return f"write a duration in one piece, without spaces: `{previous.value}{value}`"
     if previous.type == "STRING" and raw.start_pos == previous.end_pos:
         # `"Hi "there""`: the inner quote ended the string.
-        return (
-            f"a `\"` inside a string ends it: write `'{value}'` (single quotes) or "
-            f'escape it as `\\"`'
-        )
+        quoted = f"`'{value}'`" if raw.type == "NAME" else "single quotes `'...'`"
+        return f'a `"` inside a string ends it: write {quoted} or escape it as `\\"`'
+
     return None
 
 

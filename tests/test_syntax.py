@@ -652,6 +652,7 @@ HABITS = [
     ("segment s = plan == 'pro'\n", "double quotes"),
     ('message m:\n  channel email\n  subject "Hi "there" {{ x }}"\n', "`'there'`"),
     ('segment s = plan == "say "hi""\n', "`'hi'`"),
+    ('message m:\n  channel sms\n  text "Hi "{{ x }}""\n', "single quotes"),
 ]
 
 
