@@ -12,7 +12,22 @@ from leadlang.interpreter.program import Program
 FORMATS = ("full", "concise", "json", "sarif")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Lists each command with its whole summary: click cuts summaries to the terminal's
+    width with `...`, and a summary is one short sentence worth reading whole."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="leadlang")
 def main() -> None:
     """leadlang: marketing automation as code.

@@ -273,7 +273,9 @@ def test_contact_ids_of_any_json_type_are_their_text() -> None:
         ({"userId": 0}, "0"),
         ({"userId": 12345}, "12345"),
         ({"userId": 1.5}, "1.5"),
-        ({"userId": False, "anonymousId": "x"}, "false"),
+        ({"userId": False, "anonymousId": "x"}, "x"),
+        ({"userId": {"id": 1}, "anonymousId": 2}, "2"),
+        ({"userId": 10**30}, str(10**30)),
         ({"userId": None, "anonymousId": 0}, "0"),
         ({"userId": "", "anonymousId": "anon"}, "anon"),
         ({"userId": "ann", "anonymousId": "anon"}, "ann"),
@@ -284,8 +286,10 @@ def test_contact_ids_of_any_json_type_are_their_text() -> None:
         # the fast, chunked reader agrees
         (event,) = read_events(io.BytesIO(json.dumps(line).encode() + b"\n")).events
         assert event.contact == contact, ids
-    missing = parse_line(json.dumps({"type": "track", "event": "x", "timestamp": AT}).encode(), 4)
-    assert str(missing) == "line 4: missing userId or anonymousId"
+    for ids in ({}, {"userId": ""}, {"userId": None}, {"userId": True}, {"anonymousId": []}):
+        line = {"type": "track", "event": "x", "timestamp": AT, **ids}
+        missing = parse_line(json.dumps(line).encode(), 4)
+        assert str(missing) == "line 4: missing userId or anonymousId", ids
 
 
 def test_alias_and_group_calls_are_counted_and_ignored(tmp_path: Path) -> None:

@@ -59,11 +59,12 @@ IGNORED = "ignored"  # what `parse_line` returns for such a line
 
 
 def contact_id(data: dict[str, Any]) -> str | None:
-    """The contact of a line: `userId`, else `anonymousId` (an empty or null id is missing,
-    but `0` is the contact "0"); an id that is not a string is its JSON text."""
+    """The contact of a line: `userId`, else `anonymousId`. An empty or null id is missing,
+    but `0` is the contact "0": a number is its JSON text. A boolean, list or object is no
+    id (as serve's ingest decides: the same log names the same contacts in both)."""
     for key in ("userId", "anonymousId"):
         value = data.get(key)
-        if value is None or value == "":
+        if value is None or value == "" or isinstance(value, bool | dict | list):
             continue
         return value if isinstance(value, str) else _show(value)
     return None
