@@ -57,7 +57,7 @@ def check(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     if fmt == "full" and not result.has_errors:
         # Say what was checked, so that silence is never mistaken for "nothing was read"
         # (machine formats print only their document).
-        click.echo(checked_summary(result.files, result.flows, len(result.diagnostics)))
+        click.echo(checked_summary(result.checked, len(result.diagnostics)))
     sys.exit(1 if failed else 0)
 
 
@@ -74,10 +74,22 @@ def explain(code: str) -> None:
     click.echo(f"{info.code} ({info.severity}): {info.summary}\n\n{info.explanation}")
 
 
-def checked_summary(files: int, flows: int, warnings: int) -> str:
-    """`checked 3 files, 2 flows: no problems` (or `: 1 warning`)."""
+def checked_summary(checked: dict[str, int], warnings: int) -> str:
+    """`checked 3 files (2 from the standard library), 2 flows: no problems` (or `: 1 warning`)."""
+    from pathlib import Path
+
+    from leadlang.loader import stdlib_dir
+
+    standard = stdlib_dir().resolve()
+    files = len(checked)
+    std = sum(Path(path).resolve().is_relative_to(standard) for path in checked)
+    flows = sum(checked.values())
     outcome = f"{warnings} warning{'s' * (warnings != 1)}" if warnings else "no problems"
-    return f"checked {files} file{'s' * (files != 1)}, {flows} flow{'s' * (flows != 1)}: {outcome}"
+    from_std = f" ({std} from the standard library)" if std else ""
+    return (
+        f"checked {files} file{'s' * (files != 1)}{from_std}, "
+        f"{flows} flow{'s' * (flows != 1)}: {outcome}"
+    )
 
 
 def _load_program(paths: tuple[str, ...]) -> Program:

@@ -87,3 +87,17 @@ def test_simulate_reads_the_event_log_from_standard_input() -> None:
     bad = CliRunner().invoke(main, ["simulate", card, "--events", "-"], input=b"{\n")
     assert bad.exit_code == 2
     assert "standard input: line 1: not valid JSON" in bad.output
+
+
+def test_check_counts_each_file_once_and_names_the_standard_library(tmp_path: Path) -> None:
+    (tmp_path / "shared.lead").write_text("trait plan: text\n")
+    for name in ("one", "two"):
+        folder = tmp_path / "programs" / name
+        folder.mkdir(parents=True)
+        (folder / f"{name}.lead").write_text(
+            f'use "../../shared.lead"\nuse std.traits\nflow {name}:\n  on x\n  tag "t"\n'
+        )
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "programs")])
+    assert result.exit_code == 0, result.output
+    # one.lead, two.lead, shared.lead and std.traits: each read by both programs, counted once
+    assert result.output == "checked 4 files (1 from the standard library), 2 flows: no problems\n"

@@ -35,10 +35,10 @@ class CheckResult:
     diagnostics: list[Diagnostic]  # sorted by file, line, column
     sources: dict[str, Source]
     usage_error: str | None = None
-    files: int = 0  # .lead files read (modules of the standard library included)
     # With several programs (folders of a folder): each one's folder, as the user wrote it.
     programs: list[str] = attrs.field(factory=list)
-    flows: int = 0
+    # Every .lead file read (modules of the standard library included) -> its number of flows.
+    checked: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def has_errors(self) -> bool:
@@ -60,10 +60,10 @@ def check_paths(paths: Sequence[str]) -> CheckResult:
     diagnostics = _unique([d for result in results for d in result.diagnostics])
     diagnostics.sort(key=sort_key)
     sources = {name: src for result in results for name, src in result.sources.items()}
-    files = sum(result.files for result in results)
-    flows = sum(result.flows for result in results)
+    # A module two programs `use` was checked once as far as the user is concerned.
+    checked = {path: flows for result in results for path, flows in result.checked.items()}
     programs = [_program_name(group) for group in groups]
-    return CheckResult(None, diagnostics, sources, files=files, flows=flows, programs=programs)
+    return CheckResult(None, diagnostics, sources, programs=programs, checked=checked)
 
 
 def _program_name(group: list[str]) -> str:
@@ -112,8 +112,11 @@ def check_modules(loaded: LoadResult) -> CheckResult:
     program = None
     if not any(d.is_error for d in diagnostics):
         program = build_program(loaded, symbols)
-    flows = sum(isinstance(d, ast.FlowDecl) for m in loaded.modules for d in m.decls)
-    return CheckResult(program, diagnostics, sources, files=len(loaded.modules), flows=flows)
+    checked = {
+        module.path: sum(isinstance(decl, ast.FlowDecl) for decl in module.decls)
+        for module in loaded.modules
+    }
+    return CheckResult(program, diagnostics, sources, checked=checked)
 
 
 # "Something is missing" lints that a syntax error in the same file usually causes (the
