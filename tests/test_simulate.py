@@ -373,3 +373,14 @@ def test_text_values_of_declared_numbers_and_datetimes(tmp_path: Path) -> None:
         f"warning: {events}: line 6: order_completed: `total` is true, expected a number",
         f'warning: {events}: line 7: order_completed: `total` is "inf", expected a number',
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text())
+def test_a_text_line_is_one_printable_line_whatever_the_ids(contact: str, tag: str) -> None:
+    from leadlang.runtime.effects import format_text
+
+    effect = {"at": AT, "contact": contact, "action": "tag", "flow": "f", "tag": tag}
+    line = format_text(effect)
+    assert line.isprintable()  # no control, separator or other unprintable character
+    assert len(line.splitlines()) == 1
