@@ -437,7 +437,15 @@ class Reenter:
     span: Span
 
 
-HeaderClause: TypeAlias = OnTrigger | WhenTrigger | ExitOn | ExitWhen | Goal | Reenter
+@node
+class Edits:
+    """What `serve` does with in-flight enrollments when the flow is edited."""
+
+    mode: Literal["keep", "migrate"]
+    span: Span
+
+
+HeaderClause: TypeAlias = OnTrigger | WhenTrigger | ExitOn | ExitWhen | Goal | Reenter | Edits
 
 # ---------------------------------------------------------------- flows: steps
 

@@ -461,6 +461,9 @@ class AstBuilder:
         after = c[2] if mode == "after" else None
         return ast.Reenter(mode=mode, after=after, span=self.span(c))  # type: ignore[arg-type]
 
+    def edits(self, c: list[Any]) -> ast.Edits:
+        return ast.Edits(mode=str(c[1].value), span=self.span(c))  # type: ignore[arg-type]
+
     def event_ref(self, c: list[Any]) -> ast.EventRef:
         tok = c[0]
         if tok.type == "STRING":
@@ -775,7 +778,15 @@ class _Precedence:
 _VALUE_TOKENS = frozenset(
     {"NAME", "STRING", "NUMBER", "PERCENT_LIT", "DURATION", "DATE", "DATETIME", "TIME", "FILE"}
 )
-_HEADER_TYPES = (ast.OnTrigger, ast.WhenTrigger, ast.ExitOn, ast.ExitWhen, ast.Goal, ast.Reenter)
+_HEADER_TYPES = (
+    ast.OnTrigger,
+    ast.WhenTrigger,
+    ast.ExitOn,
+    ast.ExitWhen,
+    ast.Goal,
+    ast.Reenter,
+    ast.Edits,
+)
 
 
 def _span_token(span: Span, builder: AstBuilder) -> Token:
@@ -801,6 +812,7 @@ def _header_word(clause: ast.HeaderClause) -> str:
         ast.ExitWhen: "exit when",
         ast.Goal: "goal",
         ast.Reenter: "reenter",
+        ast.Edits: "edits",
     }[type(clause)]
 
 

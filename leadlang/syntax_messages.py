@@ -120,7 +120,7 @@ _STEP_WORDS = (
     "enroll",
     "exit",
 )
-_HEADER_WORDS = ("on", "when", "exit", "goal", "reenter")
+_HEADER_WORDS = ("on", "when", "exit", "goal", "reenter", "edits")
 
 
 _OPERATOR_WORDS = frozenset(

@@ -104,6 +104,7 @@ class _FlowCompiler:
         exits: list[ir.JSON] = []
         goals: list[ir.JSON] = []
         reenter: ir.JSON = {"mode": "never", "after": None}
+        edits = "keep"
         for clause in self.flow.header:
             if isinstance(clause, ast.OnTrigger):
                 triggers.append({"kind": "on", **self._event_match(clause.event, clause.where)})
@@ -119,6 +120,8 @@ class _FlowCompiler:
             elif isinstance(clause, ast.Reenter):
                 after = constant_seconds(clause.after) if clause.after is not None else None
                 reenter = {"mode": clause.mode, "after": after}
+            elif isinstance(clause, ast.Edits):
+                edits = clause.mode
         start = self._block(self.flow.steps, "s", None)
         body: ir.JSON = {
             "name": self.flow.name.name,
@@ -129,6 +132,8 @@ class _FlowCompiler:
             "start": start,
             "states": self.states,
         }
+        if edits != "keep":  # only then, so that the versions of existing flows stay as they were
+            body["edits"] = edits
         return {**body, "version": ir.content_hash(body)}
 
     def _event_match(self, event: ast.EventRef, where: ast.Expr | None) -> ir.JSON:
