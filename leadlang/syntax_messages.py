@@ -376,7 +376,6 @@ def _hint(
         # `"Hi "there""`: the inner quote ended the string.
         quoted = f"`'{value}'`" if raw.type == "NAME" else "single quotes `'...'`"
         return f'a `"` inside a string ends it: write {quoted} or escape it as `\\"`'
-
     return None
 
 

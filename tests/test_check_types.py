@@ -165,3 +165,14 @@ def test_header_durations_are_fixed(tmp_path: Path) -> None:
     (flow,) = compile_program(result.program)["flows"]
     assert flow["reenter"] == {"mode": "after", "after": 86400}
     assert flow["goals"][0]["within"] == 90000
+
+
+@pytest.mark.parametrize(
+    "duration", [f"{'9' * 400}d * 1.5", f"1.5 * {'9' * 400}d", f"{'9' * 400}d / 0.5", "1d / 0"]
+)
+def test_constant_durations_too_big_for_floats_are_judged_without_a_crash(
+    tmp_path: Path, duration: str
+) -> None:
+    result = check_text(tmp_path, f'flow f:\n  on x\n  wait {duration}\n  tag "a"\n')
+    # Whatever is reported (the run decides what is out of range), nothing says "not positive".
+    assert not any("longer than zero" in d.message for d in result.diagnostics)

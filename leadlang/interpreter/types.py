@@ -101,13 +101,16 @@ def constant_seconds(expr: ast.Expr) -> float | None:
         left, right = constant_seconds(expr.left), constant_seconds(expr.right)
         if left is None or right is None:
             return None
-        if expr.op == "+":
-            return left + right
-        if expr.op == "-":
-            return left - right
-        if expr.op == "*":
-            return left * right
-        return left / right if right else None
+        try:  # huge literals overflow floats: then the value is simply not known here
+            if expr.op == "+":
+                return left + right
+            if expr.op == "-":
+                return left - right
+            if expr.op == "*":
+                return left * right
+            return left / right if right else None
+        except OverflowError:
+            return None
     return None
 
 
