@@ -436,6 +436,12 @@ def _unexpected_character(
     if char == "\t":
         return _diag(builder, "S003", "tab in indentation", token, help="indent with spaces only")
     help = _CHARACTER_HINTS.get(char)
+    if help is not None and char in _OPENING_QUOTES:
+        # Show the very string, requoted: `'pro'` or `“pro”` -> `"pro"`.
+        rest = text[pos + 1 :].split("\n", 1)[0]
+        close = min((i for i, c in enumerate(rest) if c in _CLOSING_QUOTES), default=-1)
+        if 0 <= close <= 60:
+            help = f'{help}: `"{rest[:close]}"`'
     if help is not None:
         return _diag(builder, "S001", f"unexpected character `{char}`", token, help=help)
     if not char.isprintable() or char == "\x00":
@@ -444,12 +450,14 @@ def _unexpected_character(
     return _diag(builder, "S001", f"unexpected character `{char}`", token)
 
 
-_QUOTES_HINT = 'use straight double quotes `"` (an editor or word processor curled these)'
+_QUOTES_HINT = "use straight double quotes (an editor or word processor curled these)"
+_OPENING_QUOTES = "'\u201c\u201e\u2018\u00ab"
+_CLOSING_QUOTES = "'\u201d\u201c\u2019\u00bb"
 _CHARACTER_HINTS = {
     "&": "write `and` (`&&` is not an operator here)",
     "|": "write `or` (`||` is not an operator here)",
     "!": 'write `not`, or `!=` for "is not equal"',
-    "'": 'strings are written in double quotes: `"vip"`',
+    "'": "strings are written in double quotes",
     "\u201c": _QUOTES_HINT,  # “
     "\u201d": _QUOTES_HINT,  # ”
     "\u201e": _QUOTES_HINT,  # „

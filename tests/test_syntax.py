@@ -693,3 +693,12 @@ def test_a_split_share_without_percent_sign_says_to_add_it(parse_text: ParseText
     share = arm.split()[0].rstrip(":")
     assert diagnostic.help == f"write the share as a percentage: `{share}%`"
     assert (diagnostic.span.line, diagnostic.span.column) == (4, 5)
+
+
+@pytest.mark.parametrize(
+    "quoted", ["'pro'", "\u201cpro\u201d", "\u2018pro\u2019", "\u201epro\u201c"]
+)
+def test_a_string_in_the_wrong_quotes_is_shown_requoted(parse_text: ParseText, quoted: str) -> None:
+    (diagnostic,) = errors(parse_text, f"segment s = plan == {quoted}\n")
+    assert (diagnostic.help or "").endswith('`"pro"`')
+    assert (diagnostic.span.line, diagnostic.span.column) == (1, 21)
