@@ -66,6 +66,7 @@ class Duration:
     seconds: int
     text: str
     span: Span
+    valid: bool = True  # False after an S005 (`3mo`): `seconds` is then a placeholder
 
 
 @node

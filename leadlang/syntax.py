@@ -33,7 +33,7 @@ from leadlang import ast
 from leadlang.diagnostics import Diagnostic
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.source import Source, Span
-from leadlang.syntax_lexer import LeadLexer
+from leadlang.syntax_lexer import CALENDAR_DAYS, UNIT_WORDS, LeadLexer, calendar_help
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 MAX_NESTING = 100  # open brackets; deeper input gets S007
@@ -143,6 +143,47 @@ class LeadIndenter(Indenter):
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+_WRITTEN_DURATION = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z]+)")
+DURATION_HELP = (
+    "durations are whole numbers with units s, m (minutes), h, d, w, e.g. `24h` or `1d12h`"
+)
+
+
+def compound_duration(seconds: int) -> str:
+    """86400 + 43200 -> `1d12h` (weeks only when they are whole)."""
+    units = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+    if seconds and seconds % 604800 == 0:
+        return f"{seconds // 604800}w"
+    parts = []
+    for unit, size in units:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def duration_help(text: str) -> str:
+    """What to write instead of a duration that does not read (`24hours`, `1.5d`, `3mo`)."""
+    match = _WRITTEN_DURATION.fullmatch(text)
+    if match is None:
+        return DURATION_HELP
+    number, word = match.group(1), match.group(2).lower()
+    amount = float(number) if len(number) < 20 else None  # (a digit string no float holds)
+    if amount is None:
+        return DURATION_HELP
+    if word in CALENDAR_DAYS:
+        return calendar_help(amount, word)
+    unit = UNIT_WORDS.get(word)
+    if unit is None:
+        return DURATION_HELP
+    if amount == int(amount):  # `24hours`: the number as written, with the unit's letter
+        return f"write `{int(amount)}{unit}`"
+    seconds = amount * _UNIT_SECONDS[unit]
+    if seconds != int(seconds) or seconds <= 0:
+        return DURATION_HELP
+    return f"write `{compound_duration(int(seconds))}`"
 
 
 def duration_seconds(text: str) -> int | None:
@@ -643,9 +684,9 @@ class AstBuilder:
                 "S005",
                 f"invalid duration `{text}`",
                 self.tspan(tok),
-                help="durations are whole numbers with units s, m (minutes), h, d, w, e.g. `24h` or `1d12h`",
+                help=duration_help(text),
             )
-            seconds = 0
+            return ast.Duration(seconds=0, text=text, span=self.tspan(tok), valid=False)
         return ast.Duration(seconds=seconds, text=text, span=self.tspan(tok))
 
     def date(self, c: list[Any]) -> ast.Date:

@@ -14,6 +14,7 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from leadlang.diagnostics import Diagnostic
+from leadlang.syntax_lexer import CALENDAR_DAYS, UNIT_WORDS, calendar_help
 
 if TYPE_CHECKING:
     from leadlang.syntax import AstBuilder, LeadIndenter
@@ -127,26 +128,6 @@ _OPERATOR_WORDS = frozenset(
     {"or", "and", "not", "in", "starts", "ends", "contains", "matches", "+", "-", "*", "/", "%"}
     | {"==", "!=", "<", "<=", ">", ">=", "."}
 )
-_UNIT_WORDS = {
-    "s": "s",
-    "sec": "s",
-    "secs": "s",
-    "second": "s",
-    "seconds": "s",
-    "min": "m",
-    "mins": "m",
-    "minute": "m",
-    "minutes": "m",
-    "h": "h",
-    "hour": "h",
-    "hours": "h",
-    "d": "d",
-    "day": "d",
-    "days": "d",
-    "w": "w",
-    "week": "w",
-    "weeks": "w",
-}
 
 
 def _literal(terminal: str, terminals: dict[str, Any]) -> str | None:
@@ -313,9 +294,11 @@ def describe_unexpected(
     got = _describe_token(token)
     literals = {text for text in (_literal(n, terminals) for n in expected) if text}
     help: str | None = _hint(raw, previous, prev_text, expected, literals)
-    if previous is not None and previous.type == "NUMBER" and str(raw.value) in _UNIT_WORDS:
+    if previous is not None and previous.type == "NUMBER" and str(raw.value) in CALENDAR_DAYS:
+        help = calendar_help(str(previous.value), str(raw.value))
+    if previous is not None and previous.type == "NUMBER" and str(raw.value) in UNIT_WORDS:
         help = (
-            f"write durations without a space, e.g. `{previous.value}{_UNIT_WORDS[str(raw.value)]}`"
+            f"write durations without a space, e.g. `{previous.value}{UNIT_WORDS[str(raw.value)]}`"
         )
     if {"and", "or"} <= {_literal(n, terminals) for n in expected}:  # after an expression
         others = {n for n in expected if _literal(n, terminals) not in _OPERATOR_WORDS}

@@ -702,3 +702,44 @@ def test_a_string_in_the_wrong_quotes_is_shown_requoted(parse_text: ParseText, q
     (diagnostic,) = errors(parse_text, f"segment s = plan == {quoted}\n")
     assert (diagnostic.help or "").endswith('`"pro"`')
     assert (diagnostic.span.line, diagnostic.span.column) == (1, 21)
+
+
+@pytest.mark.parametrize(
+    ("written", "help"),
+    [
+        ("24hours", "write `24h`"),
+        ("2days", "write `2d`"),
+        ("90min", "write `90m`"),
+        ("2wks", "write `2w`"),
+        ("1.5d", "write `1d12h`"),
+        ("0.5h", "write `30m`"),
+        ("1.25m", "write `1m15s`"),
+        ("3mo", "there are no months or years: count days, e.g. `90d`"),
+        ("1year", "there are no months or years: count days, e.g. `365d`"),
+        ("2 years", "there are no months or years: count days, e.g. `730d`"),
+        (f"{'9' * 400} months", "there are no months or years: count days"),
+        ("24 hrs", "write durations without a space, e.g. `24h`"),
+    ],
+)
+def test_a_duration_in_other_words_says_how_to_write_it(
+    parse_text: ParseText, written: str, help: str
+) -> None:
+    for place in (
+        f"wait {written}",
+        f"check opened within {written}",
+        f"wait for y up to {written}",
+    ):
+        (diagnostic,) = errors(parse_text, f"flow f:\n  on x\n  {place}\n")
+        assert diagnostic.help == help, place
+
+
+def test_a_bad_duration_is_reported_once(tmp_path: Path) -> None:
+    from leadlang.interpreter.check import check_paths
+
+    path = tmp_path / "d.lead"
+    path.write_text(
+        "settings:\n  cap email 1 per 1y\nscore:\n  x +1\n  decay 1 every 3mo idle\n"
+        'flow f:\n  on x\n  reenter after 2years\n  wait 1.5hours\n  tag "a"\n'
+    )
+    codes = [d.code for d in check_paths([str(path)]).diagnostics]
+    assert codes == ["S005"] * 4  # no "longer than zero" about the placeholder value

@@ -172,7 +172,7 @@ class _DeclarationChecker:
                         item.count.span,
                         help="e.g. `cap email 2 per 1d`",
                     )
-                if item.per.seconds <= 0:
+                if item.per.valid and item.per.seconds <= 0:
                     self.error(
                         "T012",
                         "a cap needs a period longer than zero",
@@ -183,6 +183,8 @@ class _DeclarationChecker:
     def _fixed(self, expr: ast.Expr, ctx: Context, what: str) -> None:
         """Header clauses are judged without a contact: their durations are constants.
         (Inferring again repeats no diagnostic: exact repeats are dropped.)"""
+        if isinstance(expr, ast.Duration):  # a literal (a malformed one is S005 already)
+            return
         if constant_seconds(expr) is None and self.types.infer(expr, ctx) == DURATION:
             self.error(
                 "T012",
@@ -219,7 +221,7 @@ class _DeclarationChecker:
                     amount.span,
                     help="e.g. `decay 10 every 7d idle` or `decay 5% every 7d idle`",
                 )
-            if decay.every.seconds <= 0:
+            if decay.every.valid and decay.every.seconds <= 0:
                 self.error("T012", "a decay needs a period longer than zero", decay.every.span)
         for score_max in block.maxes:
             if score_max.value.value <= 0 or score_max.value.percent:

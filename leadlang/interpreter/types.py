@@ -91,7 +91,7 @@ def constant_seconds(expr: ast.Expr) -> float | None:
     """The seconds of a duration written with constants only (`-1d`, `2 * 12h`, `1d - 2d`);
     None when it reads anything else (then only the run knows its value)."""
     if isinstance(expr, ast.Duration):
-        return expr.seconds
+        return expr.seconds if expr.valid else None  # a bad literal is reported once, as S005
     if isinstance(expr, ast.Number):
         return expr.value
     if isinstance(expr, ast.Unary) and expr.op == "-":
