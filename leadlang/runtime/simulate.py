@@ -55,7 +55,6 @@ class EventLog:
 VIEW_EVENTS = {"page": "page_viewed", "screen": "screen_viewed"}
 # Segment calls that say nothing simulate uses: read, counted, and left aside.
 IGNORED_TYPES = frozenset({"alias", "group"})
-IGNORED = "ignored"  # what `parse_line` returns for such a line
 
 
 def contact_id(data: dict[str, Any]) -> str | None:
