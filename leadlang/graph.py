@@ -129,6 +129,8 @@ def _start_label(flow: JSON) -> str:
         lines.append("reenter always")
     elif reenter.get("mode") == "after":
         lines.append(f"reenter after {_duration(reenter['after'] or 0)}")
+    if flow.get("edits", "keep") != "keep":
+        lines.append(f"edits {flow['edits']}")
     return "\n".join(lines)
 
 

@@ -114,6 +114,7 @@ flow first:
 flow second:
   on "Page Viewed"
   reenter always
+  edits migrate
   exit when score > 10
   send hi
 """
@@ -135,12 +136,13 @@ def test_header_clauses_that_end_or_repeat_enrollments_are_drawn(tmp_path: Path,
         "reenter after 30d",
         "reenter always",
         "exit when score > 10",
+        "edits migrate",
         '"removed"',
         '"goal"',
     ):
         assert text in result.output, text
-    # The default (`reenter never`) is not spelled out.
-    assert "reenter never" not in result.output
+    # The defaults (`reenter never`, `edits keep`) are not spelled out.
+    assert "reenter never" not in result.output and "edits keep" not in result.output
 
 
 FAKE_DOT = """#!/bin/sh
