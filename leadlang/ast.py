@@ -66,6 +66,7 @@ class Duration:
     seconds: int
     text: str
     span: Span
+    valid: bool = True  # False after an S005 (`3mo`): `seconds` is then a placeholder
 
 
 @node
@@ -437,7 +438,15 @@ class Reenter:
     span: Span
 
 
-HeaderClause: TypeAlias = OnTrigger | WhenTrigger | ExitOn | ExitWhen | Goal | Reenter
+@node
+class Edits:
+    """What `serve` does with in-flight enrollments when the flow is edited."""
+
+    mode: Literal["keep", "migrate"]
+    span: Span
+
+
+HeaderClause: TypeAlias = OnTrigger | WhenTrigger | ExitOn | ExitWhen | Goal | Reenter | Edits
 
 # ---------------------------------------------------------------- flows: steps
 

@@ -12,7 +12,22 @@ from leadlang.interpreter.program import Program
 FORMATS = ("full", "concise", "json", "sarif")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Lists each command with its whole summary: click cuts summaries to the terminal's
+    width with `...`, and a summary is one short sentence worth reading whole."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="leadlang")
 def main() -> None:
     """leadlang: marketing automation as code.
@@ -22,7 +37,7 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(short_help="Check .lead scripts and report every problem found.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="full", show_default=True)
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -39,10 +54,14 @@ def check(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     if output:
         click.echo(output, nl=not output.endswith("\n"))
     failed = any(d.is_error for d in result.diagnostics) or (strict and bool(result.diagnostics))
+    if fmt == "full" and not result.has_errors:
+        # Say what was checked, so that silence is never mistaken for "nothing was read"
+        # (machine formats print only their document).
+        click.echo(checked_summary(result.checked, len(result.diagnostics)))
     sys.exit(1 if failed else 0)
 
 
-@main.command()
+@main.command(short_help="Explain a diagnostic code, e.g. `leadlang explain N001`.")
 @click.argument("code")
 def explain(code: str) -> None:
     """Explain a diagnostic code, e.g. `leadlang explain N001`."""
@@ -53,6 +72,24 @@ def explain(code: str) -> None:
         click.echo(f"error: unknown diagnostic code `{code}`", err=True)
         sys.exit(2)
     click.echo(f"{info.code} ({info.severity}): {info.summary}\n\n{info.explanation}")
+
+
+def checked_summary(checked: dict[str, int], warnings: int) -> str:
+    """`checked 3 files (2 from the standard library), 2 flows: no problems` (or `: 1 warning`)."""
+    from pathlib import Path
+
+    from leadlang.loader import stdlib_dir
+
+    standard = stdlib_dir().resolve()
+    files = len(checked)
+    std = sum(Path(path).resolve().is_relative_to(standard) for path in checked)
+    flows = sum(checked.values())
+    outcome = f"{warnings} warning{'s' * (warnings != 1)}" if warnings else "no problems"
+    from_std = f" ({std} from the standard library)" if std else ""
+    return (
+        f"checked {files} file{'s' * (files != 1)}{from_std}, "
+        f"{flows} flow{'s' * (flows != 1)}: {outcome}"
+    )
 
 
 def _load_program(paths: tuple[str, ...]) -> Program:
@@ -70,16 +107,18 @@ def _load_program(paths: tuple[str, ...]) -> Program:
         sys.exit(2)
     if result.program is None:
         # No errors but no single program: a folder whose subfolders are separate programs.
+        shown = ", ".join(f"`{name}`" for name in result.programs[:5])
+        more = f" and {len(result.programs) - 5} more" if len(result.programs) > 5 else ""
         click.echo(
             "error: these paths hold several programs (the .lead files of each folder are one"
-            " program); name one folder or its files, e.g. `examples/card`",
+            f" program): {shown}{more}; name one of them",
             err=True,
         )
         sys.exit(2)
     return result.program
 
 
-@main.command("compile")
+@main.command("compile", short_help="Print the machine IR the engine runs.")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True)
 def compile_(paths: tuple[str, ...], fmt: str) -> None:
@@ -92,9 +131,14 @@ def compile_(paths: tuple[str, ...], fmt: str) -> None:
     click.echo(orjson.dumps(program, option=orjson.OPT_INDENT_2).decode())
 
 
-@main.command()
+@main.command(short_help="Replay an event log on a virtual clock and print the effects.")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--events", "events_path", required=True, help="JSON lines, Segment-shaped.")
+@click.option(
+    "--events",
+    "events_path",
+    required=True,
+    help="JSON lines, Segment-shaped (`-`: standard input).",
+)
 @click.option("--until", default=None, help="ISO time, or +D after the last event (default +30d).")
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True
@@ -124,7 +168,7 @@ def simulate(
     sys.exit(code)
 
 
-@main.command()
+@main.command(short_help="Draw flows as diagrams (Mermaid, DOT or SVG).")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--flow", "flow_name", default=None, help="Draw only this flow.")
 @click.option(

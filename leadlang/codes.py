@@ -249,8 +249,8 @@ An `event` declaration lists the same property twice.
         "set twice",
         """
 Something that exists once per program is given twice: the score's `decay` or `max`, the
-`timezone` or `quiet hours` setting, a `cap` for the same channel (across all loaded files),
-or a field in one message.
+`timezone` or `quiet hours` setting (across all loaded files), or a field in one message.
+Remove one of them. (Several `cap` lines for one channel are fine: they all apply.)
 
     score:
       decay 10 every 7d idle
@@ -465,10 +465,12 @@ other plain values have no fields.
         """
 A value has the wrong shape for its place: a `cap` counts whole sends (at least 1), a
 `decay` takes positive points or a percent up to 100%, `max` is positive, a tag is text,
-message fields take quoted strings (`headers` and `json` take objects).
+message fields take quoted strings (`headers` and `json` take objects), and every duration
+(`wait`, `within`, `up to`, `reenter after`, a cap's or a decay's period) is longer than zero.
 
     cap email 1.5 per 1d     # wrong
     cap email 2 per 1d       # right
+    wait -1d                 # wrong: time only runs forward
 """,
     ),
     _code(

@@ -19,6 +19,18 @@ from leadlang.source import Source, Span
 Severity = Literal["error", "warning"]
 
 
+# Words whose article is not decided by their first letter: `sms` is read "es-em-es".
+_AN_WORDS = frozenset({"sms", "html", "hour", "smtp"})
+_A_WORDS = frozenset({"url", "user", "use", "one", "unique"})
+
+
+def with_article(word: str) -> str:
+    """`email` -> `an email`, `push` -> `a push`: the article as the word is read aloud."""
+    key = word.lower()
+    an = key in _AN_WORDS or (key[:1] in ("a", "e", "i", "o", "u") and key not in _A_WORDS)
+    return f"{'an' if an else 'a'} {word}"
+
+
 @attrs.frozen(slots=True, kw_only=True)
 class Label:
     """A secondary location, e.g. the first definition of a duplicated name."""

@@ -40,7 +40,16 @@ def _text(expr: JSON | None) -> str:
 def _duration(seconds: int | float) -> str:
     seconds = int(seconds)
     parts = []
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    units: tuple[tuple[str, int], ...] = (
+        ("w", 604800),
+        ("d", 86400),
+        ("h", 3600),
+        ("m", 60),
+        ("s", 1),
+    )
+    if seconds % 604800:  # `30d` reads better than `4w2d`: weeks only when they are whole
+        units = units[1:]
+    for unit, size in units:
         if seconds >= size:
             count, seconds = divmod(seconds, size)
             parts.append(f"{count}{unit}")
@@ -114,7 +123,39 @@ def _start_label(flow: JSON) -> str:
             triggers.append(f"on {_event(trigger)}")
         else:
             triggers.append(f"when {_text(trigger['cond'])}")
-    return "\n".join(triggers) or "enroll only"
+    lines = triggers or ["enroll only"]
+    reenter = flow.get("reenter") or {}
+    if reenter.get("mode") == "always":
+        lines.append("reenter always")
+    elif reenter.get("mode") == "after":
+        lines.append(f"reenter after {_duration(reenter['after'] or 0)}")
+    if flow.get("edits", "keep") != "keep":
+        lines.append(f"edits {flow['edits']}")
+    return "\n".join(lines)
+
+
+@attrs.frozen(slots=True)
+class Leave:
+    """A header clause that ends the enrollment from wherever it is (`exit on`, `goal`)."""
+
+    id: str
+    label: str
+    reason: str  # the exit reason it gives: removed or goal
+
+
+def _leaves(flow: JSON) -> list[Leave]:
+    out = []
+    for i, clause in enumerate(flow.get("exits", ())):
+        if clause["kind"] == "on":
+            label = f"exit on {_event(clause)}"
+        else:
+            label = f"exit when {_text(clause['cond'])}"
+        out.append(Leave(f"__exit{i}__", label, "removed"))
+    for i, goal in enumerate(flow.get("goals", ())):
+        within = goal.get("within")
+        suffix = f" within {_duration(within)}" if within else ""
+        out.append(Leave(f"__goal{i}__", f"goal {_event(goal)}{suffix}", "goal"))
+    return out
 
 
 def _dot_quote(text: str) -> str:
@@ -122,23 +163,55 @@ def _dot_quote(text: str) -> str:
     return f'"{escaped}"'
 
 
-def to_dot(flow: JSON) -> str:
-    name = flow["name"]
+def _dot_body(flow: JSON, prefix: str = "") -> list[str]:
+    """The nodes and edges of one flow; `prefix` keeps node ids apart when several flows
+    share one graph."""
+
+    def node(sid: str) -> str:
+        return _dot_quote(prefix + sid)
+
     lines = [
-        f"digraph {_dot_quote(name)} {{",
-        "  rankdir=TB;",
-        '  node [shape=box, style="rounded", fontname="Helvetica"];',
-        '  edge [fontname="Helvetica", fontsize=10];',
-        f"  {_dot_quote(START)} [shape=oval, label={_dot_quote(_start_label(flow))}];",
-        f'  {_dot_quote(END)} [shape=doublecircle, label="exit"];',
+        f"  {node(START)} [shape=oval, label={_dot_quote(_start_label(flow))}];",
+        f'  {node(END)} [shape=doublecircle, label="exit"];',
     ]
     for sid, state in flow["states"].items():
         shape = "diamond" if state["kind"] in ("branch", "split", "check") else "box"
         label = f"{state_label(state)}\n[{sid}]"
-        lines.append(f"  {_dot_quote(sid)} [shape={shape}, label={_dot_quote(label)}];")
+        lines.append(f"  {node(sid)} [shape={shape}, label={_dot_quote(label)}];")
     for edge in _edges(flow):
         attrs_ = f" [label={_dot_quote(edge.label)}]" if edge.label else ""
-        lines.append(f"  {_dot_quote(edge.source)} -> {_dot_quote(edge.target)}{attrs_};")
+        lines.append(f"  {node(edge.source)} -> {node(edge.target)}{attrs_};")
+    # Clauses that end the enrollment from any step: a note with a dashed edge to `exit`.
+    for leave in _leaves(flow):
+        lines.append(f"  {node(leave.id)} [shape=note, label={_dot_quote(leave.label)}];")
+        lines.append(
+            f"  {node(leave.id)} -> {node(END)} [style=dashed, label={_dot_quote(leave.reason)}];"
+        )
+    return lines
+
+
+_DOT_STYLE = [
+    "  rankdir=TB;",
+    '  node [shape=box, style="rounded", fontname="Helvetica"];',
+    '  edge [fontname="Helvetica", fontsize=10];',
+]
+
+
+def to_dot(flow: JSON) -> str:
+    lines = [f"digraph {_dot_quote(flow['name'])} {{", *_DOT_STYLE, *_dot_body(flow), "}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_dot_all(flows: list[JSON]) -> str:
+    """Several flows as one graph, a labelled cluster each (one picture, one SVG document)."""
+    if len(flows) == 1:
+        return to_dot(flows[0])
+    lines = ['digraph "flows" {', *_DOT_STYLE]
+    for i, flow in enumerate(flows):
+        lines.append(f"  subgraph {_dot_quote(f'cluster_{i}')} {{")
+        lines.append(f"    label={_dot_quote('flow ' + flow['name'])};")
+        lines.extend("  " + line for line in _dot_body(flow, prefix=f"f{i}:"))
+        lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -166,10 +239,15 @@ def to_mermaid(flow: JSON) -> str:
     for edge in _edges(flow):
         arrow = f' -->|"{_mermaid_text(edge.label)}"| ' if edge.label else " --> "
         lines.append(f"  {_mermaid_id(edge.source)}{arrow}{_mermaid_id(edge.target)}")
+    for leave in _leaves(flow):
+        lines.append(f'  {_mermaid_id(leave.id)}[/"{_mermaid_text(leave.label)}"/]')
+        lines.append(f'  {_mermaid_id(leave.id)} -.->|"{leave.reason}"| {_mermaid_id(END)}')
     return "\n".join(lines) + "\n"
 
 
-def to_svg(flow: JSON) -> str:
+def to_svg(flows: list[JSON]) -> str:
+    """One SVG document for all `flows` (Graphviz draws each graph it reads as its own
+    document, so several flows go in as one graph of clusters)."""
     dot = shutil.which("dot")
     if dot is None:
         raise GraphError(
@@ -177,14 +255,14 @@ def to_svg(flow: JSON) -> str:
             "(e.g. `apt-get install graphviz`); `--format dot` or `--format mermaid` work without it"
         )
     done = subprocess.run(
-        [dot, "-Tsvg"], input=to_dot(flow), capture_output=True, text=True, check=False
+        [dot, "-Tsvg"], input=to_dot_all(flows), capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise GraphError(f"`dot` failed: {done.stderr.strip()}")
     return done.stdout
 
 
-RENDERERS = {"dot": to_dot, "mermaid": to_mermaid, "svg": to_svg}
+RENDERERS = {"dot": to_dot, "mermaid": to_mermaid}
 
 
 def select_flows(program_ir: JSON, flow_name: str | None) -> list[JSON]:
@@ -201,6 +279,10 @@ def select_flows(program_ir: JSON, flow_name: str | None) -> list[JSON]:
 
 
 def render_graph(program_ir: JSON, flow_name: str | None, fmt: str) -> str:
-    """Every flow (or the named one), drawn in `fmt`; several flows are drawn one after another."""
+    """Every flow (or the named one), drawn in `fmt`: several flows are drawn one after
+    another in text formats, and as one picture in SVG."""
+    flows = select_flows(program_ir, flow_name)
+    if fmt == "svg":
+        return to_svg(flows)
     render = RENDERERS[fmt]
-    return "".join(render(flow) for flow in select_flows(program_ir, flow_name))
+    return "".join(render(flow) for flow in flows)

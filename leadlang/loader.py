@@ -71,7 +71,8 @@ class _Loader:
             return  # reported by the caller, which knows the `use` span
         name = display_path(resolved)
         try:
-            text = resolved.read_bytes().decode("utf-8")
+            # `utf-8-sig`: an editor's byte-order mark is not text (it would shift columns).
+            text = resolved.read_bytes().decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
             reason = (
                 f"it is not UTF-8 text (invalid byte at offset {error.start})"

@@ -33,7 +33,7 @@ from leadlang import ast
 from leadlang.diagnostics import Diagnostic
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.source import Source, Span
-from leadlang.syntax_lexer import LeadLexer
+from leadlang.syntax_lexer import CALENDAR_DAYS, UNIT_WORDS, LeadLexer, calendar_help
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 MAX_NESTING = 100  # open brackets; deeper input gets S007
@@ -143,6 +143,47 @@ class LeadIndenter(Indenter):
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+_WRITTEN_DURATION = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z]+)")
+DURATION_HELP = (
+    "durations are whole numbers with units s, m (minutes), h, d, w, e.g. `24h` or `1d12h`"
+)
+
+
+def compound_duration(seconds: int) -> str:
+    """86400 + 43200 -> `1d12h` (weeks only when they are whole)."""
+    units = [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+    if seconds and seconds % 604800 == 0:
+        return f"{seconds // 604800}w"
+    parts = []
+    for unit, size in units:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def duration_help(text: str) -> str:
+    """What to write instead of a duration that does not read (`24hours`, `1.5d`, `3mo`)."""
+    match = _WRITTEN_DURATION.fullmatch(text)
+    if match is None:
+        return DURATION_HELP
+    number, word = match.group(1), match.group(2).lower()
+    amount = float(number) if len(number) < 20 else None  # (a digit string no float holds)
+    if amount is None:
+        return DURATION_HELP
+    if word in CALENDAR_DAYS:
+        return calendar_help(amount, word)
+    unit = UNIT_WORDS.get(word)
+    if unit is None:
+        return DURATION_HELP
+    if amount == int(amount):  # `24hours`: the number as written, with the unit's letter
+        return f"write `{int(amount)}{unit}`"
+    seconds = amount * _UNIT_SECONDS[unit]
+    if seconds != int(seconds) or seconds <= 0:
+        return DURATION_HELP
+    return f"write `{compound_duration(int(seconds))}`"
 
 
 def duration_seconds(text: str) -> int | None:
@@ -328,7 +369,19 @@ class AstBuilder:
 
     def event_decl(self, c: list[Any]) -> ast.EventDecl:
         params = tuple(x for x in c if isinstance(x, ast.Param))
-        return ast.EventDecl(name=self.ident(c[1]), params=params, span=self.span(c))
+        name = self.ident(c[1])
+        if c[1].type == "STRING":
+            # Declared as the log spells it; matched by its normalised form, as `on "..."` is.
+            normal = normalize_event_name(name.name)
+            if not normal:
+                self.error(
+                    "S005",
+                    "an event name needs at least one letter or digit",
+                    name.span,
+                    help='e.g. `event "Added To Wishlist"(sku: text)`',
+                )
+            name = ast.Ident(name=normal or name.name, span=name.span)
+        return ast.EventDecl(name=name, params=params, span=self.span(c))
 
     def param(self, c: list[Any]) -> ast.Param:
         type_ref = ast.TypeRef(name=str(c[2].value), span=self.tspan(c[2]))
@@ -448,6 +501,9 @@ class AstBuilder:
         mode = str(c[1].value)
         after = c[2] if mode == "after" else None
         return ast.Reenter(mode=mode, after=after, span=self.span(c))  # type: ignore[arg-type]
+
+    def edits(self, c: list[Any]) -> ast.Edits:
+        return ast.Edits(mode=str(c[1].value), span=self.span(c))  # type: ignore[arg-type]
 
     def event_ref(self, c: list[Any]) -> ast.EventRef:
         tok = c[0]
@@ -628,9 +684,9 @@ class AstBuilder:
                 "S005",
                 f"invalid duration `{text}`",
                 self.tspan(tok),
-                help="durations are whole numbers with units s, m (minutes), h, d, w, e.g. `24h` or `1d12h`",
+                help=duration_help(text),
             )
-            seconds = 0
+            return ast.Duration(seconds=0, text=text, span=self.tspan(tok), valid=False)
         return ast.Duration(seconds=seconds, text=text, span=self.tspan(tok))
 
     def date(self, c: list[Any]) -> ast.Date:
@@ -763,7 +819,15 @@ class _Precedence:
 _VALUE_TOKENS = frozenset(
     {"NAME", "STRING", "NUMBER", "PERCENT_LIT", "DURATION", "DATE", "DATETIME", "TIME", "FILE"}
 )
-_HEADER_TYPES = (ast.OnTrigger, ast.WhenTrigger, ast.ExitOn, ast.ExitWhen, ast.Goal, ast.Reenter)
+_HEADER_TYPES = (
+    ast.OnTrigger,
+    ast.WhenTrigger,
+    ast.ExitOn,
+    ast.ExitWhen,
+    ast.Goal,
+    ast.Reenter,
+    ast.Edits,
+)
 
 
 def _span_token(span: Span, builder: AstBuilder) -> Token:
@@ -789,6 +853,7 @@ def _header_word(clause: ast.HeaderClause) -> str:
         ast.ExitWhen: "exit when",
         ast.Goal: "goal",
         ast.Reenter: "reenter",
+        ast.Edits: "edits",
     }[type(clause)]
 
 

@@ -34,6 +34,45 @@ TOKENS: list[tuple[str, str]] = [
 ]
 _SKIP = r"[\t \f\r\ufeff]*"
 
+# Unit words people write after a number (`24 hours`, `90min`), as the language's units.
+UNIT_WORDS = {
+    "s": "s",
+    "sec": "s",
+    "secs": "s",
+    "second": "s",
+    "seconds": "s",
+    "m": "m",
+    "min": "m",
+    "mins": "m",
+    "minute": "m",
+    "minutes": "m",
+    "h": "h",
+    "hr": "h",
+    "hrs": "h",
+    "hour": "h",
+    "hours": "h",
+    "d": "d",
+    "day": "d",
+    "days": "d",
+    "w": "w",
+    "wk": "w",
+    "wks": "w",
+    "week": "w",
+    "weeks": "w",
+}
+# Calendar units the language leaves out (their length varies), as a number of days.
+CALENDAR_DAYS = {"mo": 30, "mon": 30, "month": 30, "months": 30, "y": 365, "yr": 365}
+CALENDAR_DAYS |= {"yrs": 365, "year": 365, "years": 365}
+
+
+def calendar_help(amount: str | float, word: str) -> str:
+    """`3 months` -> count days, e.g. `90d`."""
+    try:
+        days = round(float(str(amount).replace("_", "")) * CALENDAR_DAYS[word])
+    except (ValueError, OverflowError):  # a number no float holds: no example
+        return "there are no months or years: count days"
+    return f"there are no months or years: count days, e.g. `{days}d`"
+
 
 class LeadLexer(Lexer):
     """A Lark custom lexer (interface 2): `lex(lexer_state, parser_state)` yields Tokens."""
@@ -60,7 +99,9 @@ class LeadLexer(Lexer):
         states = parser_state.parse_conf.parse_table.states if parser_state is not None else None
         pos = 0
         line = 1
-        line_start = 0  # offset of the first character of the current line
+        # offset of the first character of the current line; a byte-order mark that starts
+        # the text takes no column
+        line_start = 1 if text.startswith("\ufeff") else 0
         end = len(text)
         while pos < end:
             m = match(text, pos)

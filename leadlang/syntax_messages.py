@@ -14,6 +14,7 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from leadlang.diagnostics import Diagnostic
+from leadlang.syntax_lexer import CALENDAR_DAYS, UNIT_WORDS, calendar_help
 
 if TYPE_CHECKING:
     from leadlang.syntax import AstBuilder, LeadIndenter
@@ -120,33 +121,13 @@ _STEP_WORDS = (
     "enroll",
     "exit",
 )
-_HEADER_WORDS = ("on", "when", "exit", "goal", "reenter")
+_HEADER_WORDS = ("on", "when", "exit", "goal", "reenter", "edits")
 
 
 _OPERATOR_WORDS = frozenset(
     {"or", "and", "not", "in", "starts", "ends", "contains", "matches", "+", "-", "*", "/", "%"}
     | {"==", "!=", "<", "<=", ">", ">=", "."}
 )
-_UNIT_WORDS = {
-    "s": "s",
-    "sec": "s",
-    "secs": "s",
-    "second": "s",
-    "seconds": "s",
-    "min": "m",
-    "mins": "m",
-    "minute": "m",
-    "minutes": "m",
-    "h": "h",
-    "hour": "h",
-    "hours": "h",
-    "d": "d",
-    "day": "d",
-    "days": "d",
-    "w": "w",
-    "week": "w",
-    "weeks": "w",
-}
 
 
 def _literal(terminal: str, terminals: dict[str, Any]) -> str | None:
@@ -311,10 +292,13 @@ def describe_unexpected(
         )
 
     got = _describe_token(token)
-    help: str | None = None
-    if previous is not None and previous.type == "NUMBER" and str(raw.value) in _UNIT_WORDS:
+    literals = {text for text in (_literal(n, terminals) for n in expected) if text}
+    help: str | None = _hint(raw, previous, prev_text, expected, literals)
+    if previous is not None and previous.type == "NUMBER" and str(raw.value) in CALENDAR_DAYS:
+        help = calendar_help(str(previous.value), str(raw.value))
+    if previous is not None and previous.type == "NUMBER" and str(raw.value) in UNIT_WORDS:
         help = (
-            f"write durations without a space, e.g. `{previous.value}{_UNIT_WORDS[str(raw.value)]}`"
+            f"write durations without a space, e.g. `{previous.value}{UNIT_WORDS[str(raw.value)]}`"
         )
     if {"and", "or"} <= {_literal(n, terminals) for n in expected}:  # after an expression
         others = {n for n in expected if _literal(n, terminals) not in _OPERATOR_WORDS}
@@ -330,7 +314,7 @@ def describe_unexpected(
             if prev_text and previous is not None and previous.type != "_NL"
             else ""
         )
-        help = _did_you_mean(raw, group[1])
+        help = _did_you_mean(raw, group[1]) or help
         if raw.type in ("IF", "SPLIT") and "IF" not in expected:
             help = (
                 f"write `else:` and put the `{raw.value}` on the indented lines below"
@@ -353,7 +337,29 @@ def describe_unexpected(
     else:
         message = f"expected {_expected_phrase(expected, terminals)}, found {got}"
     code = "S002" if at_end else "S001"
-    return _diag(builder, code, message, token)
+    return _diag(builder, code, message, token, help=help)
+
+
+def _hint(
+    raw: Token, previous: Token | None, prev_text: str, expected: set[str], literals: set[str]
+) -> str | None:
+    """Help for the mistakes people bring from other languages or write by habit."""
+    value = str(raw.value)
+    if value == "=" and "==" in literals:
+        return 'to compare, write `==` (a single `=` only sets: `set plan = "pro"`)'
+    if raw.type == "NUMBER" and "PERCENT_LIT" in expected and "NUMBER" not in expected:
+        return f"write the share as a percentage: `{value}%`"
+    if value == "if" and prev_text == "else":
+        return "write `elif CONDITION:` for another branch"
+    if previous is None or previous.line != raw.line:
+        return None
+    if previous.type == "DURATION" and raw.type == "DURATION":
+        return f"write a duration in one piece, without spaces: `{previous.value}{value}`"
+    if previous.type == "STRING" and raw.start_pos == previous.end_pos:
+        # `"Hi "there""`: the inner quote ended the string.
+        quoted = f"`'{value}'`" if raw.type == "NAME" else "single quotes `'...'`"
+        return f'a `"` inside a string ends it: write {quoted} or escape it as `\\"`'
+    return None
 
 
 def _accepted(error: UnexpectedToken, builder: AstBuilder) -> set[str]:
@@ -412,10 +418,37 @@ def _unexpected_character(
         )
     if char == "\t":
         return _diag(builder, "S003", "tab in indentation", token, help="indent with spaces only")
+    help = _CHARACTER_HINTS.get(char)
+    if help is not None and char in _OPENING_QUOTES:
+        # Show the very string, requoted: `'pro'` or `“pro”` -> `"pro"`.
+        rest = text[pos + 1 :].split("\n", 1)[0]
+        close = min((i for i, c in enumerate(rest) if c in _CLOSING_QUOTES), default=-1)
+        if 0 <= close <= 60:
+            help = f'{help}: `"{rest[:close]}"`'
+    if help is not None:
+        return _diag(builder, "S001", f"unexpected character `{char}`", token, help=help)
     if not char.isprintable() or char == "\x00":
         shown = f"U+{ord(char):04X}" if char else "character"
         return _diag(builder, "S001", f"unexpected character {shown}", token)
     return _diag(builder, "S001", f"unexpected character `{char}`", token)
+
+
+_QUOTES_HINT = "use straight double quotes (an editor or word processor curled these)"
+_OPENING_QUOTES = "'\u201c\u201e\u2018\u00ab"
+_CLOSING_QUOTES = "'\u201d\u201c\u2019\u00bb"
+_CHARACTER_HINTS = {
+    "&": "write `and` (`&&` is not an operator here)",
+    "|": "write `or` (`||` is not an operator here)",
+    "!": 'write `not`, or `!=` for "is not equal"',
+    "'": "strings are written in double quotes",
+    "\u201c": _QUOTES_HINT,  # “
+    "\u201d": _QUOTES_HINT,  # ”
+    "\u201e": _QUOTES_HINT,  # „
+    "\u2018": _QUOTES_HINT,  # ‘
+    "\u2019": _QUOTES_HINT,  # ’
+    "\u00ab": _QUOTES_HINT,  # «
+    "\u00bb": _QUOTES_HINT,  # »
+}
 
 
 def _diag(

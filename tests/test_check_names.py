@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from checking import MESSAGES, check_files, check_text, codes, only
 
 DESIGN_CARD = """\
@@ -142,12 +143,34 @@ def test_settings_given_twice_across_files(tmp_path: Path) -> None:
     result = check_files(
         tmp_path,
         {
-            "main.lead": 'use "base.lead"\nsettings:\n  timezone "UTC"\n  cap email 1 per 1d\n',
-            "base.lead": 'settings:\n  timezone "Europe/Paris"\n  cap email 2 per 1d\n',
+            "main.lead": 'use "base.lead"\nsettings:\n  timezone "UTC"\n  quiet hours 21:00 to 08:00\n',
+            "base.lead": 'settings:\n  timezone "Europe/Paris"\n  quiet hours 22:00 to 07:00\n',
         },
     )
     assert codes(result) == ["N013", "N013"]
     assert all(d.labels[0].span.file.endswith("base.lead") for d in result.diagnostics)
+    # The help says what to do with a setting, not a name ("rename one of them").
+    assert all("remove one" in (d.help or "") for d in result.diagnostics)
+    assert not any("rename" in (d.help or "") for d in result.diagnostics)
+
+
+def test_several_caps_on_one_channel_all_count(tmp_path: Path) -> None:
+    result = check_files(
+        tmp_path,
+        {
+            "main.lead": 'use "base.lead"\nsettings:\n  cap email 1 per 1d\n  cap email 3 per 7d\n',
+            "base.lead": "settings:\n  cap email 10 per 30d\n  cap sms 1 per 1d\n",
+        },
+    )
+    assert codes(result) == []
+    assert result.program is not None
+    caps = sorted((c.channel, c.count, c.per_seconds) for c in result.program.caps)
+    assert caps == [
+        ("email", 1, 86400),
+        ("email", 3, 7 * 86400),
+        ("email", 10, 30 * 86400),
+        ("sms", 1, 86400),
+    ]
 
 
 def test_builtin_names_cannot_be_redeclared(tmp_path: Path) -> None:
@@ -160,3 +183,43 @@ def test_message_field_given_twice_and_unknown_field(tmp_path: Path) -> None:
     result = check_text(tmp_path, text)
     assert codes(result) == ["N013", "N016"]
     assert [d.severity for d in result.diagnostics] == ["error", "warning"]
+
+
+@pytest.mark.parametrize("decl", ["event signed_up", "event signed_up()", 'event "Signed Up"'])
+def test_an_event_declared_without_properties(tmp_path: Path, decl: str) -> None:
+    text = f"{decl}\nscore:\n  signed_up +1\n  signed_upp +1\n"
+    # Declared, so a near name is a misspelling of it; nothing about the parentheses.
+    d = only(check_text(tmp_path, text), "N002")
+    assert "signed_up" in (d.help or "")
+    result = check_text(tmp_path, f"{decl}\nscore:\n  signed_up +1 where plan == 1\n")
+    assert only(result, "N003").message == "event `signed_up` has no property `plan`"
+
+
+@pytest.mark.parametrize(
+    "name", ['"Added To Wishlist"', '"added to wishlist"', '"Added-To-Wishlist!"']
+)
+def test_a_quoted_event_name_is_declared_in_its_normalised_form(tmp_path: Path, name: str) -> None:
+    decl = f"event {name}(sku: text, price: number)\n"
+    ok = decl + 'score:\n  added_to_wishlist +2 where sku == "A1"\n  "Added To Wishlist" +1\n'
+    assert codes(check_text(tmp_path, ok)) == []
+    # Its properties are known, with their types.
+    wrong = decl + "score:\n  added_to_wishlist +2 where sku > price + 1\n"
+    assert codes(check_text(tmp_path, wrong)) != []
+    twice = decl + "event added_to_wishlist\n"
+    assert only(check_text(tmp_path, twice), "N009").message == (
+        "event `added_to_wishlist` is defined twice"
+    )
+
+
+def test_a_quoted_event_name_needs_a_letter_or_digit(tmp_path: Path) -> None:
+    d = only(check_text(tmp_path, 'event "--"(a: number)\n'), "S005")
+    assert d.span.line == 1 and d.span.column == 7
+
+
+@pytest.mark.parametrize("step", ["tag vip", "untag vip", "tag vip_customer"])
+def test_a_bare_word_as_a_tag_suggests_quoting_it(tmp_path: Path, step: str) -> None:
+    word, name = step.split()
+    d = only(check_text(tmp_path, f"flow f:\n  on x\n  {step}\n"), "N004")
+    assert d.help == f'a tag is text: write `{word} "{name}"`'
+    # A declared text trait is a fine tag.
+    assert codes(check_text(tmp_path, f"trait {name}: text\nflow f:\n  on x\n  {step}\n")) == []

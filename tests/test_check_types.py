@@ -112,3 +112,67 @@ def test_metric_cycle(tmp_path: Path) -> None:
 
 def test_event_is_not_bound_in_segments(tmp_path: Path) -> None:
     assert codes(check_text(tmp_path, "segment s = event.total > 1\n")) == ["N015"]
+
+
+# Every place a duration is written, with `{d}` for the duration.
+DURATION_PLACES = [
+    "settings:\n  cap email 1 per {d}\n",
+    "score:\n  x +1\n  decay 1 every {d} idle\n",
+    "metric m = count(x within {d})\n",
+    'flow f:\n  on x\n  reenter after {d}\n  tag "a"\n',
+    'flow f:\n  on x\n  goal y within {d}\n  tag "a"\n',
+    'flow f:\n  on x\n  wait {d}\n  tag "a"\n',
+    'flow f:\n  on x\n  wait for y up to {d}\n  tag "a"\n',
+    'flow f:\n  on x\n  check score > 1 within {d}\n  tag "a"\n',
+    'flow f:\n  on x\n  if count(x within {d}) > 1:\n    tag "a"\n',
+]
+# Caps and decays take a literal (never signed); the other places take expressions.
+LITERAL_ONLY = 2
+NOT_POSITIVE = ["0s", "0d0h", "-1d", "-(2h)", "1d - 2d", "2 * -12h"]
+
+
+@pytest.mark.parametrize(
+    ("place", "duration"),
+    [
+        (place, duration)
+        for place in range(len(DURATION_PLACES))
+        for duration in NOT_POSITIVE
+        if place >= LITERAL_ONLY or (duration[0].isdigit() and " " not in duration)
+    ],
+)
+def test_a_duration_that_is_not_positive_is_an_error(
+    tmp_path: Path, place: int, duration: str
+) -> None:
+    text = DURATION_PLACES[place].format(d=duration)
+    d = only(check_text(tmp_path, text), "T012")
+    assert "longer than zero" in d.message
+    assert d.span.line == text.count("\n", 0, text.index(duration)) + 1
+    # The same place with a positive duration is fine.
+    assert codes(check_text(tmp_path, DURATION_PLACES[place].format(d="1d12h"))) == []
+
+
+def test_header_durations_are_fixed(tmp_path: Path) -> None:
+    text = 'trait gap: duration\nflow f:\n  on x\n  reenter after gap\n  tag "a"\n'
+    assert only(check_text(tmp_path, text), "T012").message == (
+        "`reenter after` needs a fixed duration"
+    )
+    text = 'flow f:\n  on x\n  reenter after 2 * 12h\n  goal y within 1d + 1h\n  tag "a"\n'
+    result = check_text(tmp_path, text)
+    assert codes(result) == []
+    from leadlang.interpreter.compile import compile_program
+
+    assert result.program is not None
+    (flow,) = compile_program(result.program)["flows"]
+    assert flow["reenter"] == {"mode": "after", "after": 86400}
+    assert flow["goals"][0]["within"] == 90000
+
+
+@pytest.mark.parametrize(
+    "duration", [f"{'9' * 400}d * 1.5", f"1.5 * {'9' * 400}d", f"{'9' * 400}d / 0.5", "1d / 0"]
+)
+def test_constant_durations_too_big_for_floats_are_judged_without_a_crash(
+    tmp_path: Path, duration: str
+) -> None:
+    result = check_text(tmp_path, f'flow f:\n  on x\n  wait {duration}\n  tag "a"\n')
+    # Whatever is reported (the run decides what is out of range), nothing says "not positive".
+    assert not any("longer than zero" in d.message for d in result.diagnostics)

@@ -22,7 +22,10 @@ def test_simulate_on_a_folder_of_several_programs_says_which_to_name() -> None:
 def test_graph_on_a_folder_of_several_programs_exits_2() -> None:
     result = CliRunner().invoke(main, ["graph", str(EXAMPLES)])
     assert result.exit_code == 2
-    assert "name one folder" in result.output
+    # The message names the user's own folders, not a fixed example.
+    for folder in ("act-on", "card", "contactflow", "flowio"):
+        assert f"`{EXAMPLES / folder}`" in result.output
+    assert "name one of them" in result.output
 
 
 def test_explain_unknown_code_is_a_usage_error() -> None:
@@ -39,3 +42,62 @@ def test_ci_runs_the_readme_test_command_exactly() -> None:
     assert command.endswith("pytest")
     ci_lines = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert f"{command} || exit 1" in ci_lines
+
+
+def test_help_shows_each_commands_whole_summary() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "Explain a diagnostic code, e.g. `leadlang explain N001`." in result.output
+    commands = result.output.split("Commands:", 1)[1]
+    assert "..." not in commands  # no summary is cut short
+
+
+def test_check_says_what_it_checked_on_success(tmp_path: Path) -> None:
+    (tmp_path / "a.lead").write_text(
+        'message hi:\n  channel email\n  subject "s"\n  text "t"\n'
+        "flow one:\n  on signed_up\n  send hi\n"
+        "when score > 5 then send hi\n"
+    )
+    (tmp_path / "b.lead").write_text("event signed_up\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path)])
+    assert result.exit_code == 0
+    assert result.output == "checked 2 files, 2 flows: no problems\n"
+    # Machine formats print only their document.
+    result = CliRunner().invoke(main, ["check", str(tmp_path), "--format", "json"])
+    assert result.output.strip() == "[]"
+
+
+def test_check_with_warnings_says_how_many(tmp_path: Path) -> None:
+    (tmp_path / "a.lead").write_text(
+        'message hi:\n  channel email\n  subject "s"\n  text "t"\n'
+        "flow one:\n  on signed_up\n  send hi\n  send hi\n"
+    )
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "a.lead")])
+    assert result.exit_code == 0
+    assert result.output.endswith("checked 1 file, 1 flow: 1 warning\n")
+
+
+def test_simulate_reads_the_event_log_from_standard_input() -> None:
+    events = EXAMPLES / "card" / "events.jsonl"
+    card = str(EXAMPLES / "card")
+    from_file = CliRunner().invoke(main, ["simulate", card, "--events", str(events)])
+    piped = CliRunner().invoke(main, ["simulate", card, "--events", "-"], input=events.read_bytes())
+    assert piped.exit_code == 0
+    assert piped.output == from_file.output and piped.output
+    bad = CliRunner().invoke(main, ["simulate", card, "--events", "-"], input=b"{\n")
+    assert bad.exit_code == 2
+    assert "standard input: line 1: not valid JSON" in bad.output
+
+
+def test_check_counts_each_file_once_and_names_the_standard_library(tmp_path: Path) -> None:
+    (tmp_path / "shared.lead").write_text("trait plan: text\n")
+    for name in ("one", "two"):
+        folder = tmp_path / "programs" / name
+        folder.mkdir(parents=True)
+        (folder / f"{name}.lead").write_text(
+            f'use "../../shared.lead"\nuse std.traits\nflow {name}:\n  on x\n  tag "t"\n'
+        )
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "programs")])
+    assert result.exit_code == 0, result.output
+    # one.lead, two.lead, shared.lead and std.traits: each read by both programs, counted once
+    assert result.output == "checked 4 files (1 from the standard library), 2 flows: no problems\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,3 +130,20 @@ def test_ordering_never_raises(value: Any) -> None:
     result = evaluate(b(">", p("v"), num(1)), {"v": value})
     expected = value.__class__ in (int, float) and value > 1
     assert result is expected
+
+
+def test_edits_clause_is_recorded_and_keep_changes_no_version(tmp_path: Path) -> None:
+    from leadlang.interpreter.check import check_paths
+    from leadlang.interpreter.compile import compile_program
+
+    def flow_ir(header: str) -> dict[str, object]:
+        path = tmp_path / "f.lead"
+        path.write_text(f'flow f:\n  on x\n{header}  tag "a"\n')
+        result = check_paths([str(path)])
+        assert result.program is not None, result.diagnostics
+        (flow,) = compile_program(result.program)["flows"]
+        return flow
+
+    plain, keep, migrate = flow_ir(""), flow_ir("  edits keep\n"), flow_ir("  edits migrate\n")
+    assert keep == plain and "edits" not in plain  # the default: existing versions unchanged
+    assert migrate["edits"] == "migrate" and migrate["version"] != plain["version"]

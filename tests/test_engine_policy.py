@@ -131,3 +131,38 @@ def _always() -> object:
     from leadlang import ast
 
     return ast.Reenter(mode="always", after=None, span=S)
+
+
+def test_every_cap_on_a_channel_applies() -> None:
+    """A daily and a weekly cap on email: a send is skipped when either is reached."""
+    prog = program(
+        messages={"a": "email", "t": "sms"},
+        flows=[
+            flow("f", [on("go"), _always()], [send("a")]),
+            flow("g", [on("text"), _always()], [send("t")]),
+        ],
+        caps=[
+            Cap(channel="email", count=1, per_seconds=86400),
+            Cap(channel="email", count=3, per_seconds=7 * 86400),
+            Cap(channel="sms", count=5, per_seconds=86400),
+        ],
+    )
+    days = ["01", "01", "02", "03", "04", "04", "08"]
+    events = [identify("u", "2024-12-31T00:00:00Z", email="u@x", phone="+1")]
+    events += [track("u", "go", f"2025-01-{day}T09:00:00Z") for day in days]
+    events += [track("u", "text", "2025-01-04T10:00:00Z")]  # another channel's caps only
+    effects = run(prog, events)
+    assert [
+        (e["at"][:10], e["action"], e.get("reason"))
+        for e in effects
+        if e["action"] in ("send", "skip")
+    ] == [
+        ("2025-01-01", "send", None),
+        ("2025-01-01", "skip", "capped"),  # the daily cap
+        ("2025-01-02", "send", None),
+        ("2025-01-03", "send", None),
+        ("2025-01-04", "skip", "capped"),  # the weekly cap (3 in 7 days), not the daily
+        ("2025-01-04", "skip", "capped"),
+        ("2025-01-04", "send", None),  # sms
+        ("2025-01-08", "send", None),  # 1 Jan has left the week: 2 in the window
+    ]

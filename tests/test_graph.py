@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -97,3 +98,83 @@ def test_svg_needs_graphviz_or_says_so(tmp_path: Path) -> None:
     else:
         assert result.exit_code == 0
         assert "<svg" in result.output
+
+
+SEVERAL = """
+message hi:
+  channel email
+  subject "hi"
+  text "hi"
+flow first:
+  on signed_up
+  reenter after 30d
+  exit on unsubscribed
+  goal order_completed within 2w
+  send hi
+flow second:
+  on "Page Viewed"
+  reenter always
+  edits migrate
+  exit when score > 10
+  send hi
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "flows.lead"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot"])
+def test_header_clauses_that_end_or_repeat_enrollments_are_drawn(tmp_path: Path, fmt: str) -> None:
+    result = CliRunner().invoke(main, ["graph", str(_write(tmp_path, SEVERAL)), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    for text in (
+        "exit on unsubscribed",
+        "goal order_completed within 2w",
+        "reenter after 30d",
+        "reenter always",
+        "exit when score > 10",
+        "edits migrate",
+        '"removed"',
+        '"goal"',
+    ):
+        assert text in result.output, text
+    # The defaults (`reenter never`, `edits keep`) are not spelled out.
+    assert "reenter never" not in result.output and "edits keep" not in result.output
+
+
+FAKE_DOT = """#!/bin/sh
+# Like Graphviz: one SVG document per graph read from standard input.
+n=$(grep -c '^digraph' -)
+i=0
+while [ "$i" -lt "$n" ]; do
+  printf '<?xml version="1.0"?>\\n<svg xmlns="http://www.w3.org/2000/svg"></svg>\\n'
+  i=$((i + 1))
+done
+"""
+
+
+@pytest.mark.parametrize("real", [True, False])
+def test_svg_of_several_flows_is_one_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real: bool
+) -> None:
+    import xml.dom.minidom
+
+    if real and shutil.which("dot") is None:
+        pytest.skip("Graphviz is not installed")
+    if not real:
+        fake = tmp_path / "bin" / "dot"
+        fake.parent.mkdir()
+        fake.write_text(FAKE_DOT)
+        fake.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    script = _write(tmp_path, SEVERAL)
+    result = CliRunner().invoke(main, ["graph", str(script), "--format", "svg"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("<svg") == 1
+    document = xml.dom.minidom.parseString(result.output)  # one well-formed document
+    assert document.documentElement.tagName == "svg"
+    if real:
+        assert "first" in result.output and "second" in result.output

@@ -24,12 +24,13 @@ def test_reserved_and_contextual_words_are_the_grammars() -> None:
 @pytest.mark.parametrize(
     ("script", "what", "word"),
     [
-        ("segment send = true\n", "segment", "send"),
-        ("metric wait = 1\n", "metric", "wait"),
-        ("trait when: text\n", "trait", "when"),
-        ('flow exit:\n  on signup\n  tag "new"\n', "flow", "exit"),
-        ('message flow:\n  channel email\n  subject "s"\n  text "t"\n', "message", "flow"),
-        ("event split(amount: number)\n", "event", "split"),
+        ("segment send = true\n", "a segment", "send"),
+        ("metric wait = 1\n", "a metric", "wait"),
+        ("trait when: text\n", "a trait", "when"),
+        ('flow exit:\n  on signup\n  tag "new"\n', "a flow", "exit"),
+        ('message flow:\n  channel email\n  subject "s"\n  text "t"\n', "a message", "flow"),
+        ("event split(amount: number)\n", "an event", "split"),
+        ("event split\n", "an event", "split"),
     ],
 )
 def test_declaring_a_keyword_is_an_error(tmp_path: Path, script: str, what: str, word: str) -> None:
@@ -38,7 +39,7 @@ def test_declaring_a_keyword_is_an_error(tmp_path: Path, script: str, what: str,
     result = check_paths([str(path)])
     errors = [d for d in result.diagnostics if d.code == "N018"]
     assert len(errors) == 1
-    assert errors[0].message == f"`{word}` is a keyword and cannot name a {what}"
+    assert errors[0].message == f"`{word}` is a keyword and cannot name {what}"
     assert (errors[0].span.line, errors[0].span.column) == (1, len(script.split()[0]) + 2)
     assert result.program is None
 

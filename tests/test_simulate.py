@@ -116,7 +116,7 @@ def test_bad_lines_are_named_and_exit_2_unless_skipped(tmp_path: Path) -> None:
     bad = [
         *GOOD,
         "{not json",
-        '{"type": "alias", "userId": "ann", "timestamp": "2025-01-01T00:00:00Z"}',
+        '{"type": "batch", "userId": "ann", "timestamp": "2025-01-01T00:00:00Z"}',
         '{"type": "track", "event": "x", "timestamp": "2025-01-01T00:00:00Z"}',
         '{"type": "track", "userId": "ann", "event": "x", "timestamp": "yesterday"}',
         '{"type": "track", "userId": "ann", "timestamp": "2025-01-01T00:00:00Z"}',
@@ -161,7 +161,8 @@ json_values = st.recursive(
 line_dicts = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["track", "identify", "page", "alias"]) | json_values,
+        "type": st.sampled_from(["track", "identify", "page", "screen", "alias", "group"])
+        | json_values,
         "userId": st.text(max_size=4) | json_values,
         "event": st.text(max_size=6) | json_values,
         "timestamp": st.sampled_from(["2025-01-01T00:00:00Z", "2025-01-01", "nope"]) | json_values,
@@ -175,7 +176,12 @@ line_dicts = st.fixed_dictionaries(
 @given(line_dicts)
 def test_any_json_line_parses_to_an_event_or_a_named_problem(data: dict[str, object]) -> None:
     parsed = parse_line(json.dumps(data).encode(), 7)
+    if isinstance(parsed, str):  # a call simulate ignores, by its type
+        assert parsed == data["type"] and parsed in ("alias", "group")
+        return
     assert parsed is None or isinstance(parsed, Event) or str(parsed).startswith("line 7: ")
+    if isinstance(parsed, Event):  # a contact id is always text
+        assert isinstance(parsed.contact, str) and parsed.contact
 
 
 def test_workers_print_the_same_effects_in_the_same_order(tmp_path: Path) -> None:
@@ -200,6 +206,13 @@ def test_workers_print_the_same_effects_in_the_same_order(tmp_path: Path) -> Non
 raw_lines = (
     line_dicts.map(lambda data: json.dumps(data).encode())
     | st.sampled_from([b"", b"   ", b"{not json", b"[1, 2]", b'{"type": "track"} trailing'])
+    | st.sampled_from(
+        [
+            b'{"type": "alias", "userId": "a", "timestamp": "2025-01-01T00:00:00Z"}',
+            b'{"type": "group", "userId": 3, "timestamp": "2025-01-01T00:00:00Z"}',
+            b'{"type": "screen", "userId": 0, "timestamp": "2025-01-01T00:00:00Z"}',
+        ]
+    )
     | st.builds(
         lambda user, event, minute: json.dumps(
             {
@@ -230,6 +243,7 @@ def test_a_file_reads_as_its_lines_one_by_one(
     one_by_one = read_events(data.split(b"\n"))
     assert from_file.events == one_by_one.events
     assert from_file.bad == one_by_one.bad
+    assert from_file.ignored == one_by_one.ignored
 
 
 def test_a_bad_json_line_is_named_with_its_column(tmp_path: Path) -> None:
@@ -237,3 +251,136 @@ def test_a_bad_json_line_is_named_with_its_column(tmp_path: Path) -> None:
     code, _, err = _simulate(lead, "--events", events)
     assert code == 2
     assert "line 3: not valid JSON (object keys must be strings at column 34)" in err
+
+
+def _event_of(line: dict[str, object]) -> Event:
+    parsed = parse_line(json.dumps(line).encode(), 1)
+    assert isinstance(parsed, Event), parsed
+    return parsed
+
+
+AT = "2025-01-01T00:00:00Z"
+
+
+def test_segment_view_calls_are_tracks_of_their_view_events() -> None:
+    for kind, name in (("page", "page_viewed"), ("screen", "screen_viewed")):
+        event = _event_of({"type": kind, "userId": "a", "name": "Home", "timestamp": AT})
+        assert event.name == name and event.traits is None
+
+
+def test_contact_ids_of_any_json_type_are_their_text() -> None:
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"userId": 0}, "0"),
+        ({"userId": 12345}, "12345"),
+        ({"userId": 1.5}, "1.5"),
+        ({"userId": False, "anonymousId": "x"}, "x"),
+        ({"userId": {"id": 1}, "anonymousId": 2}, "2"),
+        ({"userId": 10**30}, str(10**30)),
+        ({"userId": None, "anonymousId": 0}, "0"),
+        ({"userId": "", "anonymousId": "anon"}, "anon"),
+        ({"userId": "ann", "anonymousId": "anon"}, "ann"),
+    ]
+    for ids, contact in cases:
+        line = {"type": "track", "event": "x", "timestamp": AT, **ids}
+        assert _event_of(line).contact == contact, ids
+        # the fast, chunked reader agrees
+        (event,) = read_events(io.BytesIO(json.dumps(line).encode() + b"\n")).events
+        assert event.contact == contact, ids
+    for ids in ({}, {"userId": ""}, {"userId": None}, {"userId": True}, {"anonymousId": []}):
+        line = {"type": "track", "event": "x", "timestamp": AT, **ids}
+        missing = parse_line(json.dumps(line).encode(), 4)
+        assert str(missing) == "line 4: missing userId or anonymousId", ids
+
+
+def test_alias_and_group_calls_are_counted_and_ignored(tmp_path: Path) -> None:
+    lines = [
+        *GOOD,
+        '{"type": "alias", "userId": "ann", "previousId": "x", "timestamp": "2025-01-01T00:00:00Z"}',
+        '{"type": "group", "userId": "ann", "groupId": "g", "timestamp": "2025-01-01T00:00:00Z"}',
+        '{"type": "group", "userId": "bob", "groupId": "g", "timestamp": "2025-01-01T00:00:00Z"}',
+    ]
+    lead, events = _files(tmp_path, lines)
+    code, out, err = _simulate(lead, "--events", events)
+    assert code == 0
+    assert len(out.splitlines()) == 4  # the same effects as without those calls
+    assert "ignored 3 calls (1 alias, 2 group)" in err
+
+
+def test_text_format_escapes_control_characters(tmp_path: Path) -> None:
+    script = "flow f:\n  on signed_up\n  tag event.label\n"
+    nasty = "a\nb\x1b[2J\u2028"
+    line = {
+        "type": "track",
+        "userId": nasty,
+        "event": "signed_up",
+        "timestamp": AT,
+        "properties": {"label": nasty},
+    }
+    lead, events = _files(tmp_path, [json.dumps(line)], script=script)
+    code, out, _ = _simulate(lead, "--events", events, "--format", "text")
+    assert code == 0
+    lines = out.split("\n")[:-1]
+    assert len(lines) == 3  # enter, tag, exit: nothing broke a line
+    assert all("\x1b" not in text and "\u2028" not in text for text in lines)
+    assert "a\\nb\\x1b[2J\\u2028" in lines[0]
+    assert "tag=a\\nb\\x1b[2J\\u2028" in lines[1]
+    # JSON keeps the exact text.
+    code, out, _ = _simulate(lead, "--events", events)
+    assert json.loads(out.split("\n")[0])["contact"] == nasty
+
+
+TYPED = """
+event order_completed(total: number, completed_on: datetime, note: text)
+flow big:
+  on order_completed where total > 50
+  tag "big"
+flow dated:
+  on order_completed where completed_on >= 2025-01-01
+  tag "dated"
+"""
+
+
+def test_text_values_of_declared_numbers_and_datetimes(tmp_path: Path) -> None:
+    def order(user: str, **props: object) -> str:
+        return json.dumps(
+            {
+                "type": "track",
+                "userId": user,
+                "event": "Order Completed",
+                "timestamp": AT,
+                "properties": props,
+            }
+        )
+
+    lines = [
+        order("text", total="99.5", completed_on="2025-02-01T10:00:00Z"),
+        order("spaces", total=" 60 "),
+        order("small", total="12"),
+        order("number", total=70),
+        order("words", total="a lot", completed_on="yesterday"),
+        order("bool", total=True),
+        order("inf", total="inf", note="1"),
+    ]
+    lead, events = _files(tmp_path, lines, script=TYPED)
+    code, out, err = _simulate(lead, "--events", events)
+    assert code == 0
+    tagged = {(e["contact"], e["tag"]) for e in map(json.loads, out.splitlines()) if "tag" in e}
+    assert tagged == {("text", "big"), ("text", "dated"), ("spaces", "big"), ("number", "big")}
+    warnings = [text for text in err.splitlines() if text.startswith("warning")]
+    assert warnings == [
+        f'warning: {events}: line 5: order_completed: `total` is "a lot", expected a number;'
+        ' `completed_on` is "yesterday", expected an ISO 8601 datetime',
+        f"warning: {events}: line 6: order_completed: `total` is true, expected a number",
+        f'warning: {events}: line 7: order_completed: `total` is "inf", expected a number',
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text())
+def test_a_text_line_is_one_printable_line_whatever_the_ids(contact: str, tag: str) -> None:
+    from leadlang.runtime.effects import format_text
+
+    effect = {"at": AT, "contact": contact, "action": "tag", "flow": "f", "tag": tag}
+    line = format_text(effect)
+    assert line.isprintable()  # no control, separator or other unprintable character
+    assert len(line.splitlines()) == 1

@@ -631,3 +631,115 @@ def test_block_step_in_a_one_line_flow_explains_why(parse_text: ParseText) -> No
     (diagnostic,) = errors(parse_text, "when x then if y: send a\n")
     assert "one-line step" in diagnostic.message
     assert diagnostic.help is not None and "flow NAME:" in diagnostic.help
+
+
+# Habits from other languages, each in several places a condition or a value is written:
+# the error carries a hint that says what to write instead.
+HABITS = [
+    ("segment s = score > 1 && score < 5\n", "write `and`"),
+    ("flow f:\n  on x where a > 1 && b\n  send m\n", "write `and`"),
+    ("flow f:\n  on x\n  if a || b: send m\n", "write `or`"),
+    ("when !opened then send m\n", "write `not`"),
+    ('segment s = plan = "pro"\n', "write `==`"),
+    ('flow f:\n  on x\n  if plan = "pro": send m\n', "write `==`"),
+    ("flow f:\n  on x\n  check score = 2 else send m\n", "write `==`"),
+    ("when score = 1 then send m\n", "write `==`"),
+    ("flow f:\n  on x\n  if a:\n    send m\n  else if b:\n    send m\n", "`elif"),
+    ("flow f:\n  on x\n  wait 1d 12h\n", "`1d12h`"),
+    ("flow f:\n  on x\n  wait for y up to 2h 30m\n", "`2h30m`"),
+    ("flow f:\n  on x\n  send \u201cm\u201d\n", "straight double quotes"),
+    ("segment s = plan == \u2018pro\u2019\n", "straight double quotes"),
+    ("segment s = plan == 'pro'\n", "double quotes"),
+    ('message m:\n  channel email\n  subject "Hi "there" {{ x }}"\n', "`'there'`"),
+    ('segment s = plan == "say "hi""\n', "`'hi'`"),
+    ('message m:\n  channel sms\n  text "Hi "{{ x }}""\n', "single quotes"),
+]
+
+
+@pytest.mark.parametrize(("text", "hint"), HABITS)
+def test_habits_from_other_languages_get_a_hint(
+    parse_text: ParseText, text: str, hint: str
+) -> None:
+    diagnostics = errors(parse_text, text)
+    assert diagnostics, text
+    assert hint in (diagnostics[0].help or ""), diagnostics[0]
+
+
+def test_a_quote_inside_a_string_hint_also_offers_the_escape(parse_text: ParseText) -> None:
+    (diagnostic,) = errors(parse_text, 'segment s = plan == "a "b""\n')
+    assert '\\"' in (diagnostic.help or "")
+
+
+@pytest.mark.parametrize("text", ["flow f: x\n", "segment s = = 1\n", "event a(x: y z)\n"])
+def test_a_byte_order_mark_takes_no_column(parse_text: ParseText, text: str) -> None:
+    (plain,) = errors(parse_text, text)
+    (marked,) = errors(parse_text, "\ufeff" + text)
+    assert (marked.span.line, marked.span.column) == (plain.span.line, plain.span.column)
+
+
+def test_a_byte_order_mark_in_a_file_takes_no_column(tmp_path: Path) -> None:
+    from leadlang.interpreter.check import check_paths
+
+    path = tmp_path / "bom.lead"
+    path.write_bytes("\ufeffsegment s = = 1\n".encode())
+    (diagnostic,) = check_paths([str(path)]).diagnostics
+    assert (diagnostic.span.line, diagnostic.span.column) == (1, 13)
+
+
+@pytest.mark.parametrize("arm", ["50 a: send m", "50: send m", "50.5 b:\n      send m"])
+def test_a_split_share_without_percent_sign_says_to_add_it(parse_text: ParseText, arm: str) -> None:
+    text = f"flow f:\n  on x\n  split t:\n    {arm}\n    50% c: send m\n"
+    diagnostic = errors(parse_text, text)[0]
+    share = arm.split()[0].rstrip(":")
+    assert diagnostic.help == f"write the share as a percentage: `{share}%`"
+    assert (diagnostic.span.line, diagnostic.span.column) == (4, 5)
+
+
+@pytest.mark.parametrize(
+    "quoted", ["'pro'", "\u201cpro\u201d", "\u2018pro\u2019", "\u201epro\u201c"]
+)
+def test_a_string_in_the_wrong_quotes_is_shown_requoted(parse_text: ParseText, quoted: str) -> None:
+    (diagnostic,) = errors(parse_text, f"segment s = plan == {quoted}\n")
+    assert (diagnostic.help or "").endswith('`"pro"`')
+    assert (diagnostic.span.line, diagnostic.span.column) == (1, 21)
+
+
+@pytest.mark.parametrize(
+    ("written", "help"),
+    [
+        ("24hours", "write `24h`"),
+        ("2days", "write `2d`"),
+        ("90min", "write `90m`"),
+        ("2wks", "write `2w`"),
+        ("1.5d", "write `1d12h`"),
+        ("0.5h", "write `30m`"),
+        ("1.25m", "write `1m15s`"),
+        ("3mo", "there are no months or years: count days, e.g. `90d`"),
+        ("1year", "there are no months or years: count days, e.g. `365d`"),
+        ("2 years", "there are no months or years: count days, e.g. `730d`"),
+        (f"{'9' * 400} months", "there are no months or years: count days"),
+        ("24 hrs", "write durations without a space, e.g. `24h`"),
+    ],
+)
+def test_a_duration_in_other_words_says_how_to_write_it(
+    parse_text: ParseText, written: str, help: str
+) -> None:
+    for place in (
+        f"wait {written}",
+        f"check opened within {written}",
+        f"wait for y up to {written}",
+    ):
+        (diagnostic,) = errors(parse_text, f"flow f:\n  on x\n  {place}\n")
+        assert diagnostic.help == help, place
+
+
+def test_a_bad_duration_is_reported_once(tmp_path: Path) -> None:
+    from leadlang.interpreter.check import check_paths
+
+    path = tmp_path / "d.lead"
+    path.write_text(
+        "settings:\n  cap email 1 per 1y\nscore:\n  x +1\n  decay 1 every 3mo idle\n"
+        'flow f:\n  on x\n  reenter after 2years\n  wait 1.5hours\n  tag "a"\n'
+    )
+    codes = [d.code for d in check_paths([str(path)]).diagnostics]
+    assert codes == ["S005"] * 4  # no "longer than zero" about the placeholder value

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import attrs
 
+from leadlang import ast
 from leadlang.diagnostics import Diagnostic, sort_key
 from leadlang.interpreter.declarations import check_declarations
 from leadlang.interpreter.fold import check_when_triggers
@@ -34,6 +35,10 @@ class CheckResult:
     diagnostics: list[Diagnostic]  # sorted by file, line, column
     sources: dict[str, Source]
     usage_error: str | None = None
+    # With several programs (folders of a folder): each one's folder, as the user wrote it.
+    programs: list[str] = attrs.field(factory=list)
+    # Every .lead file read (modules of the standard library included) -> its number of flows.
+    checked: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def has_errors(self) -> bool:
@@ -55,7 +60,16 @@ def check_paths(paths: Sequence[str]) -> CheckResult:
     diagnostics = _unique([d for result in results for d in result.diagnostics])
     diagnostics.sort(key=sort_key)
     sources = {name: src for result in results for name, src in result.sources.items()}
-    return CheckResult(None, diagnostics, sources)
+    # A module two programs `use` was checked once as far as the user is concerned.
+    checked = {path: flows for result in results for path, flows in result.checked.items()}
+    programs = [_program_name(group) for group in groups]
+    return CheckResult(None, diagnostics, sources, programs=programs, checked=checked)
+
+
+def _program_name(group: list[str]) -> str:
+    """The folder holding a program's files (its files when they are in several)."""
+    folders = {str(Path(file).parent) for file in group}
+    return folders.pop() if len(folders) == 1 else " ".join(group)
 
 
 def _directory_programs(paths: Sequence[str]) -> list[list[str]]:
@@ -98,7 +112,11 @@ def check_modules(loaded: LoadResult) -> CheckResult:
     program = None
     if not any(d.is_error for d in diagnostics):
         program = build_program(loaded, symbols)
-    return CheckResult(program, diagnostics, sources)
+    checked = {
+        module.path: sum(isinstance(decl, ast.FlowDecl) for decl in module.decls)
+        for module in loaded.modules
+    }
+    return CheckResult(program, diagnostics, sources, checked=checked)
 
 
 # "Something is missing" lints that a syntax error in the same file usually causes (the
@@ -131,8 +149,8 @@ def build_program(loaded: LoadResult, symbols: Symbols) -> Program:
         timezone=symbols.timezone.timezone.value if symbols.timezone is not None else "UTC",
         quiet_hours=(quiet.start, quiet.end) if quiet is not None else None,
         caps=tuple(
-            Cap(channel=name, count=int(cap.count.value), per_seconds=cap.per.seconds)
-            for name, cap in symbols.caps.items()
+            Cap(channel=cap.channel.name, count=int(cap.count.value), per_seconds=cap.per.seconds)
+            for cap in symbols.caps
         ),
         events=dict(symbols.events),
         traits=dict(symbols.traits),

@@ -14,6 +14,7 @@ from leadlang import ast, ir
 from leadlang.interpreter.codegen import ExprCompiler, Scope, literal_value
 from leadlang.interpreter.program import Program
 from leadlang.interpreter.scope import normalize_event_name
+from leadlang.interpreter.types import constant_seconds
 
 
 def compile_program(program: Program) -> ir.JSON:
@@ -103,6 +104,7 @@ class _FlowCompiler:
         exits: list[ir.JSON] = []
         goals: list[ir.JSON] = []
         reenter: ir.JSON = {"mode": "never", "after": None}
+        edits = "keep"
         for clause in self.flow.header:
             if isinstance(clause, ast.OnTrigger):
                 triggers.append({"kind": "on", **self._event_match(clause.event, clause.where)})
@@ -113,11 +115,13 @@ class _FlowCompiler:
             elif isinstance(clause, ast.ExitWhen):
                 exits.append({"kind": "when", "cond": self._cond(clause.cond)})
             elif isinstance(clause, ast.Goal):
-                within = clause.within.seconds if isinstance(clause.within, ast.Duration) else None
+                within = constant_seconds(clause.within) if clause.within is not None else None
                 goals.append({**self._event_match(clause.event, clause.where), "within": within})
             elif isinstance(clause, ast.Reenter):
-                after = clause.after.seconds if isinstance(clause.after, ast.Duration) else None
+                after = constant_seconds(clause.after) if clause.after is not None else None
                 reenter = {"mode": clause.mode, "after": after}
+            elif isinstance(clause, ast.Edits):
+                edits = clause.mode
         start = self._block(self.flow.steps, "s", None)
         body: ir.JSON = {
             "name": self.flow.name.name,
@@ -128,6 +132,8 @@ class _FlowCompiler:
             "start": start,
             "states": self.states,
         }
+        if edits != "keep":  # only then, so that the versions of existing flows stay as they were
+            body["edits"] = edits
         return {**body, "version": ir.content_hash(body)}
 
     def _event_match(self, event: ast.EventRef, where: ast.Expr | None) -> ir.JSON:

@@ -14,13 +14,14 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 
 from leadlang import ast
-from leadlang.diagnostics import Diagnostic, Label
+from leadlang.diagnostics import Diagnostic, Label, with_article
 from leadlang.interpreter import scope
 from leadlang.interpreter.resolve import TYPE_NAMES, Symbols, did_you_mean
 from leadlang.interpreter.types import (
     ANY_EVENT,
     BOOL,
     DATETIME,
+    DURATION,
     NUMBER,
     TEXT,
     TIME,
@@ -29,6 +30,7 @@ from leadlang.interpreter.types import (
     TypeChecker,
     article,
     assignable,
+    constant_seconds,
 )
 
 MESSAGE_FIELDS: dict[str, str] = {
@@ -170,6 +172,26 @@ class _DeclarationChecker:
                         item.count.span,
                         help="e.g. `cap email 2 per 1d`",
                     )
+                if item.per.valid and item.per.seconds <= 0:
+                    self.error(
+                        "T012",
+                        "a cap needs a period longer than zero",
+                        item.per.span,
+                        help="e.g. `cap email 2 per 1d`",
+                    )
+
+    def _fixed(self, expr: ast.Expr, ctx: Context, what: str) -> None:
+        """Header clauses are judged without a contact: their durations are constants.
+        (Inferring again repeats no diagnostic: exact repeats are dropped.)"""
+        if isinstance(expr, ast.Duration):  # a literal (a malformed one is S005 already)
+            return
+        if constant_seconds(expr) is None and self.types.infer(expr, ctx) == DURATION:
+            self.error(
+                "T012",
+                f"{what} needs a fixed duration",
+                expr.span,
+                help="write a duration such as `30d` (it cannot depend on the contact)",
+            )
 
     def _channel(self, ident: ast.Ident) -> bool:
         if ident.name in scope.CHANNELS:
@@ -199,7 +221,7 @@ class _DeclarationChecker:
                     amount.span,
                     help="e.g. `decay 10 every 7d idle` or `decay 5% every 7d idle`",
                 )
-            if decay.every.seconds <= 0:
+            if decay.every.valid and decay.every.seconds <= 0:
                 self.error("T012", "a decay needs a period longer than zero", decay.every.span)
         for score_max in block.maxes:
             if score_max.value.value <= 0 or score_max.value.percent:
@@ -305,6 +327,7 @@ class _DeclarationChecker:
                     self.types.condition(clause.where, where, "a `where` clause")
                 if isinstance(clause, ast.Goal) and clause.within is not None:
                     self.types.duration(clause.within, inside, "`within`")
+                    self._fixed(clause.within, inside, "a goal's `within`")
             elif isinstance(clause, ast.WhenTrigger):
                 self.types.condition(clause.cond, Context(), "a `when` trigger")
             elif isinstance(clause, ast.ExitWhen):
@@ -312,6 +335,7 @@ class _DeclarationChecker:
             elif isinstance(clause, ast.Reenter) and clause.after is not None:
                 # `reenter after` with no duration is a syntax error (the parser's S001).
                 self.types.duration(clause.after, inside, "`reenter after`")
+                self._fixed(clause.after, inside, "`reenter after`")
         self._steps(flow.steps, inside)
 
     def _steps(self, steps: Sequence[ast.Step], ctx: Context) -> Context:
@@ -362,7 +386,18 @@ class _DeclarationChecker:
         elif isinstance(step, ast.Split):
             return _join([self._steps(arm.steps, ctx) for arm in step.arms])
         elif isinstance(step, ast.Tag | ast.Untag):
-            t = types.infer(step.tag, ctx)
+            tag = step.tag
+            if isinstance(tag, ast.Name) and tag.name not in self.symbols.value_names(True):
+                # `tag vip`: a word meant as the tag itself, not a trait to declare.
+                word = "tag" if isinstance(step, ast.Tag) else "untag"
+                self.error(
+                    "N004",
+                    f"unknown name `{tag.name}`",
+                    tag.span,
+                    help=f'a tag is text: write `{word} "{tag.name}"`',
+                )
+                return ctx
+            t = types.infer(tag, ctx)
             if t not in (TEXT, UNKNOWN):
                 self.error("T012", f"a tag is text, but this is {article(t)}", step.tag.span)
         elif isinstance(step, ast.SetTrait):
@@ -398,8 +433,8 @@ class _DeclarationChecker:
                     Diagnostic(
                         code="F008",
                         severity="error",
-                        message=f"`{name}` is {'an' if actual == 'sms' else 'a'} {actual} "
-                        f"message, not {step.channel.name}",
+                        message=f"`{name}` is {with_article(actual)} message, "
+                        f"not {step.channel.name}",
                         span=step.channel.span,
                         labels=(Label(span=decl.name.span, message=f"declared {actual} here"),),
                         help=f"write `send {actual} {name}` or just `send {name}`",

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from leadlang import ast
-from leadlang.diagnostics import Diagnostic, Label
+from leadlang.diagnostics import Diagnostic, Label, with_article
 from leadlang.interpreter import scope
 from leadlang.source import Span
 
@@ -71,7 +71,8 @@ class Symbols:
     score_max: ast.ScoreMax | None = None
     timezone: ast.TimezoneSetting | None = None
     quiet_hours: ast.QuietHoursSetting | None = None
-    caps: dict[str, ast.CapSetting] = attrs.field(factory=dict)
+    # Several caps on one channel all apply (a daily and a weekly one, typically).
+    caps: list[ast.CapSetting] = attrs.field(factory=list)
     # Filled by the type pass.
     event_uses: list[EventUse] = attrs.field(factory=list)
     enrolled: set[str] = attrs.field(factory=set)
@@ -91,14 +92,23 @@ class Symbols:
 def _duplicate(
     code: str, what: str, name: str, span: Span, first: Span, diagnostics: list[Diagnostic]
 ) -> None:
+    if not name:  # a setting (N013): one value per program, whichever file gives it
+        message, label = f"{what} is set twice", "first set here"
+        help = f"a program has one {what}, even across files: remove one of them"
+    elif code == "N012":  # a property of one event declaration
+        message, label = f"{what} `{name}` is declared twice", "first declared here"
+        help = "declare each property of an event once: remove or rename one of them"
+    else:
+        message, label = f"{what} `{name}` is defined twice", "first defined here"
+        help = "a name is global across all loaded files: rename one of them or remove it"
     diagnostics.append(
         Diagnostic(
             code=code,
             severity="error",
-            message=f"{what} `{name}` is defined twice" if name else f"{what} is set twice",
+            message=message,
             span=span,
-            labels=(Label(span=first, message="first defined here"),),
-            help="a name is global across all loaded files: rename one of them or remove it",
+            labels=(Label(span=first, message=label),),
+            help=help,
         )
     )
 
@@ -123,7 +133,7 @@ def _keyword_name(ident: ast.Ident, what: str, diagnostics: list[Diagnostic]) ->
         Diagnostic(
             code="N018",
             severity="error",
-            message=f"`{ident.name}` is a keyword and cannot name a {what}",
+            message=f"`{ident.name}` is a keyword and cannot name {with_article(what)}",
             span=ident.span,
             help=f"choose another name, e.g. `{ident.name}_{what}`",
         )
@@ -246,12 +256,7 @@ def _collect_settings(
             else:
                 symbols.quiet_hours = item
         elif isinstance(item, ast.CapSetting):
-            channel = item.channel.name
-            if channel in symbols.caps:
-                first = symbols.caps[channel].span
-                _duplicate("N013", f"`cap {channel}`", "", item.span, first, diagnostics)
-            else:
-                symbols.caps[channel] = item
+            symbols.caps.append(item)
 
 
 # ---------------------------------------------------------------- the event rule

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import attrs
 
 from leadlang import ast
-from leadlang.diagnostics import Diagnostic
+from leadlang.diagnostics import Diagnostic, with_article
 from leadlang.interpreter import scope
 from leadlang.interpreter.resolve import Symbols, did_you_mean
 from leadlang.source import Span
@@ -87,10 +87,37 @@ def assignable(value: str, declared: str) -> bool:
     return value == TEXT and declared == DATETIME  # ISO 8601 text, as in comparisons
 
 
+def constant_seconds(expr: ast.Expr) -> float | None:
+    """The seconds of a duration written with constants only (`-1d`, `2 * 12h`, `1d - 2d`);
+    None when it reads anything else (then only the run knows its value)."""
+    if isinstance(expr, ast.Duration):
+        return expr.seconds if expr.valid else None  # a bad literal is reported once, as S005
+    if isinstance(expr, ast.Number):
+        return expr.value
+    if isinstance(expr, ast.Unary) and expr.op == "-":
+        inner = constant_seconds(expr.operand)
+        return None if inner is None else -inner
+    if isinstance(expr, ast.Binary) and expr.op in ("+", "-", "*", "/"):
+        left, right = constant_seconds(expr.left), constant_seconds(expr.right)
+        if left is None or right is None:
+            return None
+        try:  # huge literals overflow floats: then the value is simply not known here
+            if expr.op == "+":
+                return left + right
+            if expr.op == "-":
+                return left - right
+            if expr.op == "*":
+                return left * right
+            return left / right if right else None
+        except OverflowError:
+            return None
+    return None
+
+
 def article(t: str) -> str:
     if t in (UNKNOWN, NONE):
         return f"`{t}`" if t == NONE else "an unknown value"
-    return f"an {t}" if t[0] in "aeiou" else f"a {t}"
+    return with_article(t)
 
 
 @attrs.frozen(slots=True)
@@ -157,6 +184,16 @@ class TypeChecker:
                 f"{what} needs a duration, but this is {article(t)}",
                 expr.span,
                 help="write a duration such as `30m`, `24h`, `7d` or `1d12h`",
+            )
+            return
+        seconds = constant_seconds(expr)
+        if seconds is not None and seconds <= 0:
+            self.error(
+                "T012",
+                f"{what} needs a duration longer than zero, but this is "
+                + ("zero" if seconds == 0 else "negative"),
+                expr.span,
+                help="write a positive duration such as `30m`, `24h` or `7d`",
             )
 
     def metric_type(self, name: str) -> str:

@@ -68,7 +68,27 @@ def public(effect: Effect) -> Effect:
     return {key: effect[key] for key in OUTPUT_FIELDS if key in effect}
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _printable(value: object) -> str:
+    """`value` as text with control characters (and other unprintable ones) escaped, so an
+    id or a tag from a log can neither break a line nor move a terminal's cursor."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if ch.isprintable()
+        else _ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        for ch in text
+    )
+
+
 def format_text(effect: Effect) -> str:
     """One readable timeline line."""
-    details = " ".join(f"{key}={effect[key]}" for key in OUTPUT_FIELDS[3:] if key in effect)
-    return f"{effect['at']}  {effect['contact']:<16} {effect['action']:<7} {details}".rstrip()
+    details = " ".join(
+        f"{key}={_printable(effect[key])}" for key in OUTPUT_FIELDS[3:] if key in effect
+    )
+    contact = _printable(effect["contact"])
+    return f"{effect['at']}  {contact:<16} {effect['action']:<7} {details}".rstrip()

@@ -47,6 +47,26 @@ class BadLine:
 class EventLog:
     events: list[Event]
     bad: list[BadLine]
+    # Segment calls simulate has no use for (`alias`, `group`): how many of each were read.
+    ignored: dict[str, int] = attrs.field(factory=dict)
+
+
+# Segment's `page` and `screen` calls are tracks of these events.
+VIEW_EVENTS = {"page": "page_viewed", "screen": "screen_viewed"}
+# Segment calls that say nothing simulate uses: read, counted, and left aside.
+IGNORED_TYPES = frozenset({"alias", "group"})
+
+
+def contact_id(data: dict[str, Any]) -> str | None:
+    """The contact of a line: `userId`, else `anonymousId`. An empty or null id is missing,
+    but `0` is the contact "0": a number is its JSON text. A boolean, list or object is no
+    id (as serve's ingest decides: the same log names the same contacts in both)."""
+    for key in ("userId", "anonymousId"):
+        value = data.get(key)
+        if value is None or value == "" or isinstance(value, bool | dict | list):
+            continue
+        return value if isinstance(value, str) else _show(value)
+    return None
 
 
 def parse_timestamp(text: Any) -> float | None:
@@ -88,8 +108,8 @@ def _json_problem(exc: msgspec.MsgspecError, raw: bytes) -> str:
     return text[:1].lower() + text[1:]
 
 
-def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
-    """One line of the log; None for a blank line."""
+def parse_line(raw: bytes, number: int) -> Event | BadLine | str | None:
+    """One line of the log; None for a blank line, its type for an ignored call."""
     try:
         data = _decode_any(raw)
     except msgspec.MsgspecError as exc:
@@ -99,10 +119,14 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
     if not isinstance(data, dict):
         return BadLine(number, "expected a JSON object")
     kind = data.get("type")
-    if kind not in ("track", "identify", "page"):
-        return BadLine(number, f"unknown type {_show(kind)}; expected track, identify or page")
-    contact = data.get("userId") or data.get("anonymousId")
-    if contact is None or contact == "":
+    if isinstance(kind, str) and kind in IGNORED_TYPES:
+        return kind
+    if kind not in ("track", "identify", "page", "screen"):
+        return BadLine(
+            number, f"unknown type {_show(kind)}; expected track, identify, page or screen"
+        )
+    contact = contact_id(data)
+    if contact is None:
         return BadLine(number, "missing userId or anonymousId")
     raw_time = data.get("timestamp")
     if raw_time is None:
@@ -118,14 +142,14 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | None:
     if kind == "identify":
         if traits is not None and not isinstance(traits, dict):
             return BadLine(number, "traits must be an object")
-        return Event(t, number, str(contact), None, props, traits or {})
-    if kind == "page":
-        return Event(t, number, str(contact), "page_viewed", props, None)
+        return Event(t, number, contact, None, props, traits or {})
+    if kind in VIEW_EVENTS:
+        return Event(t, number, contact, VIEW_EVENTS[kind], props, None)
     event = data.get("event")
     name = _event_name(event) if isinstance(event, str) else None
     if not name:
         return BadLine(number, "track without an event name")
-    return Event(t, number, str(contact), name, props, None)
+    return Event(t, number, contact, name, props, None)
 
 
 def _show(value: Any) -> str:
@@ -139,8 +163,9 @@ class _Line(msgspec.Struct, gc=False):
 
     type: str
     timestamp: str
-    userId: str | None = None
-    anonymousId: str | None = None
+    # Ids of any JSON type (`0`, `12345`): `contact_id` turns them into text.
+    userId: Any = None
+    anonymousId: Any = None
     event: str | None = None
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
@@ -150,7 +175,7 @@ _decode_any = msgspec.json.Decoder().decode
 _decode_lines = msgspec.json.Decoder(_Line).decode_lines
 
 
-def _parse_chunk(chunk: bytes, first: int) -> list[Event] | None:
+def _parse_chunk(chunk: bytes, first: int, ignored: dict[str, int]) -> list[Event] | None:
     """The events of whole lines `chunk` (numbered from `first`), decoded in one call to
     msgspec; None when some line is blank or not a plain valid event (`parse_line` then reads
     the chunk line by line, naming the bad lines)."""
@@ -162,12 +187,18 @@ def _parse_chunk(chunk: bytes, first: int) -> list[Event] | None:
         return None  # blank lines (skipped by msgspec, but counted)
     events: list[Event] = []
     append = events.append
+    skipped: dict[str, int] = {}
     for number, line in enumerate(lines, start=first):
-        contact = line.userId or line.anonymousId
-        t = _instant(line.timestamp)
-        if not contact or t is None:
-            return None
         kind = line.type
+        if kind in IGNORED_TYPES:
+            skipped[kind] = skipped.get(kind, 0) + 1
+            continue
+        contact = line.userId
+        if contact.__class__ is not str or not contact:
+            contact = contact_id({"userId": line.userId, "anonymousId": line.anonymousId})
+        t = _instant(line.timestamp)
+        if contact is None or t is None:
+            return None
         props = line.properties
         if props is None:
             props = {}
@@ -178,10 +209,12 @@ def _parse_chunk(chunk: bytes, first: int) -> list[Event] | None:
             append(Event(t, number, contact, name, props, None))
         elif kind == "identify":
             append(Event(t, number, contact, None, props, line.traits or {}))
-        elif kind == "page":
-            append(Event(t, number, contact, "page_viewed", props, None))
+        elif kind in VIEW_EVENTS:
+            append(Event(t, number, contact, VIEW_EVENTS[kind], props, None))
         else:
             return None
+    for kind, count in skipped.items():  # counted only once the whole chunk is good
+        ignored[kind] = ignored.get(kind, 0) + count
     return events
 
 
@@ -227,6 +260,7 @@ def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
     chunk with a blank or bad line, like lines given one by one, is read line by line."""
     events: list[Event] = []
     bad: list[BadLine] = []
+    ignored: dict[str, int] = {}
 
     def line_by_line(lines: Iterable[bytes], first: int) -> int:
         number = first - 1
@@ -236,6 +270,8 @@ def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
                 continue
             if isinstance(parsed, BadLine):
                 bad.append(parsed)
+            elif isinstance(parsed, str):
+                ignored[parsed] = ignored.get(parsed, 0) + 1
             else:
                 events.append(parsed)
         return number + 1
@@ -250,18 +286,18 @@ def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
                     rest += block
                     continue
                 chunk, rest = rest + block[:end], block[end:]
-                parsed = _parse_chunk(chunk, number)
+                parsed = _parse_chunk(chunk, number, ignored)
                 if parsed is None:
                     number = line_by_line(chunk.split(b"\n")[:-1], number)
                 else:
                     events.extend(parsed)
-                    number += len(parsed)
+                    number += chunk.count(b"\n")
             if rest:
                 line_by_line([rest], number)
         else:
             line_by_line(source, 1)
     events.sort(key=attrgetter("t"))
-    return EventLog(events, bad)
+    return EventLog(events, bad, ignored)
 
 
 _RELATIVE = re.compile(r"^\+((?:\d+[smhdw])+)$")

@@ -13,6 +13,7 @@ import msgspec
 from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
 from leadlang.runtime.engine import Effect, Engine
+from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.simulate import format_text, parse_until, public, read_events, simulate
 
 PROGRESS_MIN_EVENTS = 20_000
@@ -47,14 +48,28 @@ def run_simulate(
     workers: int | None = None,
 ) -> int:
     """Returns the exit code: 0 fine, 1 differs from --expect, 2 bad input."""
+    shown = "standard input" if events_path == "-" else events_path
     try:
-        with open(events_path, "rb") as handle:
-            log = read_events(handle)
+        if events_path == "-":  # a log piped in: `... | leadlang simulate DIR --events -`
+            log = read_events(sys.stdin.buffer)
+        else:
+            with open(events_path, "rb") as handle:
+                log = read_events(handle)
     except OSError as exc:
         click.echo(f"error: cannot read events file `{events_path}`: {exc.strerror}", err=True)
         return 2
     for bad in log.bad:
-        click.echo(f"{'warning' if skip_bad else 'error'}: {events_path}: {bad}", err=True)
+        click.echo(f"{'warning' if skip_bad else 'error'}: {shown}: {bad}", err=True)
+    for line, problem in apply_declared_types(log.events, program.event_params):
+        click.echo(f"warning: {shown}: line {line}: {problem}", err=True)
+    if log.ignored:
+        total = sum(log.ignored.values())
+        counts = ", ".join(f"{count} {kind}" for kind, count in sorted(log.ignored.items()))
+        calls = "call" if total == 1 else "calls"
+        click.echo(
+            f"note: {shown}: ignored {total} {calls} ({counts}): simulate has no use for them",
+            err=True,
+        )
     if log.bad and not skip_bad:
         click.echo("error: bad input lines (use --skip-bad to skip them)", err=True)
         return 2
