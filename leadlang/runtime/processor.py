@@ -26,6 +26,7 @@ from leadlang.runtime.context import Context
 from leadlang.runtime.delivery.render import RenderError, render_message
 from leadlang.runtime.effects import Effect, public
 from leadlang.runtime.engine import Engine, Event
+from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
 from leadlang.runtime.store.sql import (
@@ -103,6 +104,7 @@ class Runner:
     def __init__(self, engine: Engine, program: dict[str, Any]) -> None:
         self.engine = engine
         self.messages: dict[str, Any] = program["messages"]
+        self.event_types: dict[str, dict[str, str]] = program.get("event_types") or {}
         self._reads: dict[str, frozenset[str] | None] = {}
         self.failures = 0
 
@@ -163,6 +165,8 @@ class Runner:
                 )
             )
             out.processed.append(p.id)
+        for line, problem in apply_declared_types(timeline, self.event_types):
+            log.warning("event %s of contact %r: %s (kept as it is)", line, row.id, problem)
         # When some of its events wait for the next round, time runs only to the last one taken.
         until = timeline[-1].t if cut and timeline else now
         steps: list[Any] = []

@@ -31,7 +31,11 @@ def run_serve(program: Program, paths: list[str], config: Config) -> int:
     from leadlang.runtime.server.app import run
 
     try:
-        return run(config, compile_program(program), paths)
+        ir = compile_program(program)
+        # beside the IR (not part of its versions): the declared property types, applied to
+        # stored events before the engine sees them, as simulate applies them to its log
+        ir["event_types"] = {name: dict(params) for name, params in program.event_params.items()}
+        return run(config, ir, paths)
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
