@@ -258,3 +258,38 @@ def outbox_retry(
         click.echo("error: name the keys to retry, or --all-dead", err=True)
         sys.exit(2)
     sys.exit(run_outbox(config_or_exit(config_path, db), "retry", None, list(keys), "text"))
+
+
+@main.command()
+@click.argument("message")
+@click.argument("paths", nargs=-1)
+@click.option(
+    "--traits", "traits_json", default=None, help='The contact as JSON: {"first_name": "Ann", ...}.'
+)
+@click.option("--contact", "contact_id", default=None, help="A contact of serve's store.")
+@click.option("--config", "config_path", default=None, help="serve's TOML config (its store).")
+@click.option(
+    "--db", default=None, help="Store URL (default: the config's, or sqlite:///leadlang.db)."
+)
+@click.option("--event", "event_json", default=None, help="The bound event's properties, as JSON.")
+def render(
+    message: str,
+    paths: tuple[str, ...],
+    traits_json: str | None,
+    contact_id: str | None,
+    config_path: str | None,
+    db: str | None,
+    event_json: str | None,
+) -> None:
+    """Show a message rendered for one contact, exactly as serve would deliver it."""
+    from leadlang.runtime.render_cli import run_render
+    from leadlang.runtime.serve_cli import config_or_exit
+
+    if (traits_json is None) == (contact_id is None):
+        click.echo("error: give --traits JSON or --contact ID (with --config or --db)", err=True)
+        sys.exit(2)
+    store = None
+    if contact_id is not None:
+        store = config_or_exit(config_path, db).store
+    program = _load_program(paths or (".",))
+    sys.exit(run_render(program, message, traits_json, contact_id, store, event_json))

@@ -30,7 +30,9 @@ def compile_program(program: Program) -> ir.JSON:
         },
         "metrics": {name: exprs.compile(decl.expr) for name, decl in program.metrics.items()},
         "segments": {name: exprs.compile(decl.expr) for name, decl in program.segments.items()},
-        "messages": {name: _message(program, decl) for name, decl in program.messages.items()},
+        "messages": {
+            name: _message(program, decl, exprs) for name, decl in program.messages.items()
+        },
         "flows": flows,
     }
     result["version"] = ir.content_hash(result)
@@ -78,17 +80,33 @@ def _score(program: Program, exprs: ExprCompiler) -> ir.JSON:
     }
 
 
-def _message(program: Program, decl: ast.MessageDecl) -> ir.JSON:
+def _message(program: Program, decl: ast.MessageDecl, exprs: ExprCompiler) -> ir.JSON:
     fields: dict[str, Any] = {}
     for field in decl.fields:
         if field.key.name == "channel":
             continue
-        fields[field.key.name] = {"file": field.from_file, "value": literal_value(field.value)}
+        value = field.value
+        if isinstance(value, ast.ObjectLit):  # headers, json: values may be expressions
+            fields[field.key.name] = {"file": False, "value": _data(value, exprs)}
+        else:
+            fields[field.key.name] = {"file": field.from_file, "value": literal_value(value)}
     return {
         "channel": program.message_channels.get(decl.name.name, "email"),
         "dir": program.message_dirs.get(decl.name.name, "."),
         "fields": fields,
     }
+
+
+def _data(expr: ast.Expr, exprs: ExprCompiler) -> Any:
+    """A message's `headers` or `json` value: literals as JSON; any other expression
+    (`customer_id: id`) as `{"$expr": compiled}`, evaluated for the contact at the send."""
+    if isinstance(expr, ast.ObjectLit):
+        return {entry.key: _data(entry.value, exprs) for entry in expr.entries}
+    if isinstance(expr, ast.ListLit):
+        return [_data(item, exprs) for item in expr.items]
+    if isinstance(expr, ast.Number | ast.String | ast.Bool):
+        return expr.value
+    return {"$expr": exprs.compile(expr)}
 
 
 class _FlowCompiler:

@@ -25,7 +25,7 @@ from leadlang.interpreter.templates import template_environment
 from leadlang.runtime.context import Context
 from leadlang.runtime.delivery.render import RenderError, render_message
 from leadlang.runtime.effects import Effect, public
-from leadlang.runtime.engine import Engine, Event
+from leadlang.runtime.engine import Cond, Engine, Event, _jsonable
 from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
@@ -62,13 +62,53 @@ def template_reads(message: dict[str, Any]) -> frozenset[str] | None:
             value = values.pop()
             if isinstance(value, str):
                 names |= meta.find_undeclared_variables(env.parse(value))
-            elif isinstance(value, dict):
+            elif isinstance(value, dict) and "$expr" not in value:
                 values.extend(value.values())
             elif isinstance(value, list):
                 values.extend(value)
     except (OSError, UnicodeDecodeError, TemplateError, RecursionError):
         return None
     return frozenset(names)
+
+
+class MessageValues:
+    """The expressions in messages' `headers` and `json` (`{"$expr": ...}` in the IR),
+    compiled once, and a message's fields with them evaluated for a contact at an instant
+    (as `{"$value": ...}`, which the renderer takes as it is)."""
+
+    def __init__(self, messages: dict[str, Any]) -> None:
+        self.messages = messages
+        self._conds: dict[int, Cond] = {}
+
+    def evaluated(self, name: str, ctx: Context, event: dict[str, Any] | None) -> dict[str, Any]:
+        message = self.messages[name]
+        if not any(_has_expr(f["value"]) for f in message["fields"].values()):
+            return message
+        ctx.enr = None
+        ctx.event = event
+
+        def walk(value: Any) -> Any:
+            if isinstance(value, dict):
+                if len(value) == 1 and "$expr" in value:
+                    cond = self._conds.get(id(value))
+                    if cond is None:
+                        cond = self._conds[id(value)] = Cond(value["$expr"], f"<message {name}>")
+                    return {"$value": _jsonable(cond.fn(ctx, None))}
+                return {k: walk(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [walk(v) for v in value]
+            return value
+
+        fields = {k: {**f, "value": walk(f["value"])} for k, f in message["fields"].items()}
+        return {**message, "fields": fields}
+
+
+def _has_expr(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "$expr" in value or any(_has_expr(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_expr(v) for v in value)
+    return False
 
 
 def template_variables(
@@ -105,6 +145,7 @@ class Runner:
         self.engine = engine
         self.messages: dict[str, Any] = program["messages"]
         self.event_types: dict[str, dict[str, str]] = program.get("event_types") or {}
+        self.values = MessageValues(self.messages)
         self._reads: dict[str, frozenset[str] | None] = {}
         self.failures = 0
 
@@ -242,7 +283,10 @@ class Runner:
         try:
             reads = self.reads(effect["message"])
             variables = template_variables(self.engine, contact, t, effect, reads)
-            content = render_message(self.messages[effect["message"]], variables)
+            message = self.values.evaluated(
+                effect["message"], Context(self.engine, contact, t), effect.get("event")
+            )
+            content = render_message(message, variables)
             row["content"] = orjson.dumps(content, default=str).decode()
         except (RenderError, KeyError, TypeError, ValueError) as exc:
             # a message that cannot be rendered is dead-lettered with why; the daemon goes on

@@ -160,6 +160,8 @@ class _Renderer:
     def _walk(self, name: str, value: Any) -> Any:
         if isinstance(value, str):
             return self._render(name, value, False)
+        if isinstance(value, dict) and len(value) == 1 and "$value" in value:
+            return value["$value"]  # an expression's value, evaluated by the daemon: as it is
         if isinstance(value, dict):
             return {key: self._walk(name, item) for key, item in value.items()}
         if isinstance(value, list):
