@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import ssl
 from email.message import EmailMessage
+from email.policy import EmailPolicy
+from typing import Any
 
 import aiosmtplib
 import attrs
@@ -45,6 +47,21 @@ DKIM_HEADERS = (
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
 )
+
+
+class _WirePolicy(EmailPolicy):
+    """CRLF lines; `List-Unsubscribe` kept on one line (RFC 5322 allows 998 characters):
+    folded at 78 a long signed link starts on a continuation line, which some parsers
+    (Python's own) read back with a leading space."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        text = str(value)
+        if name.lower() == "list-unsubscribe" and text.isascii() and len(name) + len(text) < 996:
+            return f"{name}: {' '.join(text.split())}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_WIRE = _WirePolicy(linesep="\r\n")
 
 
 @attrs.frozen
@@ -130,7 +147,7 @@ class SmtpDriver:
             recipient = _address(message, "To")
             if self.mailto_unsubscribe:
                 _add_unsubscribe(message, self.mailto_unsubscribe)
-            data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            data = message.as_bytes(policy=_WIRE)
         except (ValueError, TypeError, LookupError) as error:
             raise _Unsendable(f"cannot build the email: {error}") from error
         if self.dkim_key is not None:
