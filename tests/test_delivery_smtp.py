@@ -10,6 +10,7 @@ import email
 import ipaddress
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -21,10 +22,6 @@ import dkim
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from leadlang.runtime.delivery.drivers import SmtpDriver, make_drivers
 from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
@@ -115,10 +112,25 @@ class Server:
     controller: Controller
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1: (cert.pem, key.pem)."""
-    folder = tmp_path_factory.mktemp("tls")
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (cryptography, else openssl)."""
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-keyout", str(key_path), "-out", str(cert_path), "-subj", "/CN=localhost"),
+                *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return cert_path, key_path
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -139,7 +151,6 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
@@ -151,19 +162,40 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture(scope="module")
-def dkim_key() -> tuple[str, bytes]:
-    """(the private key PEM, the DNS TXT record publishing its public key)."""
+def make_dkim_key() -> tuple[str, bytes]:
+    """(an RSA private key PEM, the DNS TXT record of its public key) (cryptography, else openssl)."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        pem = subprocess.run(["openssl", "genrsa", "2048"], check=True, capture_output=True).stdout
+        public = subprocess.run(
+            ["openssl", "rsa", "-pubout", "-outform", "DER"],
+            input=pem,
+            check=True,
+            capture_output=True,
+        ).stdout
+        return pem.decode(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
+    text = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
-    public = key.public_key().public_bytes(
+    der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return text, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def dkim_key() -> tuple[str, bytes]:
+    return make_dkim_key()
 
 
 @pytest.fixture
@@ -540,3 +572,10 @@ def test_the_default_ports(tmp_path: Path) -> None:
         return driver.port
 
     assert (port(), port(starttls=True), port(tls=True), port(port=2525)) == (25, 587, 465, 2525)
+
+
+def test_an_address_smtp_cannot_carry_is_final(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    [outcome] = run(smtp(server, tmp_path), mail(to="anné@exämple.com"))
+    assert outcome.status == "failed"
+    assert server.mailbox.received == []

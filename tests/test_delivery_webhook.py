@@ -234,3 +234,15 @@ def test_bad_settings_name_the_channel_and_key(
 def test_webhook_carries_only_push(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="channel sms: the `webhook` driver delivers only push"):
         make_drivers({"sms": {"driver": "webhook", "signing_secret": SECRET}}, tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_a_header_value_with_a_newline_is_final(receiver: Receiver) -> None:
+    url = receiver.script("/hook", Answer(200))
+    driver = webhook()
+    try:
+        outcome = await driver.deliver(push(url, headers={"X-Name": "Ann\r\nX-Evil: 1"}))
+    finally:
+        await driver.close()
+    assert outcome.status == "failed"
+    assert receiver.seen == []

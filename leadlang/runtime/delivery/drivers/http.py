@@ -106,7 +106,8 @@ async def post(
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
             raw = await answer.content.read(4 * SNIPPET)
-            text = raw.decode("utf-8", "replace")
+            # redacted before it is cut short, so no piece of a secret survives
+            text = filler.redact(raw.decode("utf-8", "replace"))
             outcome = answer_outcome(
                 answer.status, answer.headers.get("Retry-After"), text, clock()
             )
@@ -116,8 +117,6 @@ async def post(
         return Outcome.retry(filler.redact(describe(error)))
     except ValueError as error:  # e.g. a header value aiohttp refuses to send (a newline)
         return Outcome.failed(filler.redact(f"the request cannot be sent: {describe(error)}"))
-    if outcome.error:
-        return Outcome(outcome.status, filler.redact(outcome.error), outcome.retry_after)
     return outcome
 
 

@@ -187,6 +187,8 @@ class SmtpDriver:
                     return Outcome.retry(_describe(error))
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
                     return Outcome.retry(_describe(error))
+                except ValueError as error:  # an address SMTP cannot carry (not ASCII)
+                    return Outcome.failed(f"cannot send to this address: {error}")
                 finally:
                     # (also on cancellation: a half-done transaction leaves the connection
                     # in an unknown state, so it is dropped)
