@@ -169,9 +169,11 @@ class SmtpDriver:
                     healthy = True
                     return Outcome.sent()
                 except aiosmtplib.SMTPRecipientsRefused as refused:
-                    healthy = True
                     first = refused.recipients[0]
-                    return _answer(first.code, first.message, "bounced")
+                    healthy = first.code != 421
+                    if 500 <= first.code < 600:
+                        return _answer(first.code, first.message, "bounced")
+                    return _answer(first.code, first.message, "the server deferred the recipient")
                 except aiosmtplib.SMTPSenderRefused as error:
                     healthy = error.code != 421
                     return _answer(error.code, error.message, "the server refused the sender")
