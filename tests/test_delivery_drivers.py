@@ -35,10 +35,15 @@ def test_a_configured_channel(tmp_path: Path) -> None:
     assert drivers["sms"] is drivers["push"]  # one file, one writer
 
 
-@pytest.mark.parametrize("name", ["smtp", "http", "webhook"])
-def test_the_network_drivers_are_not_available_yet(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ValueError, match=f"`{name}` driver is not available yet"):
-        make_drivers({"email": {"driver": name}}, tmp_path)
+@pytest.mark.parametrize(
+    ("channel", "name", "carries"),
+    [("sms", "smtp", "email"), ("email", "http", "sms"), ("email", "webhook", "push")],
+)
+def test_each_network_driver_carries_one_channel(
+    tmp_path: Path, channel: str, name: str, carries: str
+) -> None:
+    with pytest.raises(ValueError, match=f"the `{name}` driver delivers only {carries}"):
+        make_drivers({channel: {"driver": name}}, tmp_path)
 
 
 def test_an_unknown_driver_is_named(tmp_path: Path) -> None:

@@ -1,0 +1,583 @@
+"""The smtp driver against a real aiosmtpd server: STARTTLS and implicit TLS with a
+self-signed certificate made here, AUTH, refused recipients, DKIM checked with dkimpy."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import email
+import ipaddress
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import attrs
+import dkim
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from leadlang.runtime.delivery.drivers import SmtpDriver, make_drivers
+from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
+from leadlang.runtime.delivery.worker import OutboxWorker
+from tests.test_delivery_worker import Clock, MemoryOutbox
+
+pytestmark = pytest.mark.timeout(30)
+
+KEY = "0123456789abcdef0123456789abcdef"
+USER, PASSWORD = "shop", "correct horse"
+FROM = "Shop <shop@example.com>"
+ONE_CLICK = {
+    "List-Unsubscribe": "<https://track.example.com/u/tok3n>",
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+}
+
+
+# -- the server --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    peer: Any
+    tls: bool
+    authenticated: bool
+
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.data.replace(b"\r\n", b"\n"), policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+class Mailbox:
+    """An aiosmtpd handler: refused@ gets 550 on RCPT, later@ 451; DATA answers from
+    `data_answers` first (e.g. a 421), then 250 and keeps the message."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.data_answers: list[str] = []
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.startswith("refused@"):
+            return "550 5.1.1 <refused@example.com>: no such user here"
+        if address.startswith("later@"):
+            return "451 4.3.0 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_answers:
+            return self.data_answers.pop(0)
+        self.received.append(
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.original_content,
+                session.peer,
+                session.ssl is not None,
+                bool(session.authenticated),
+            )
+        )
+        return "250 2.0.0 OK queued"
+
+
+def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+        USER.encode(),
+        PASSWORD.encode(),
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@attrs.define
+class Server:
+    mailbox: Mailbox
+    port: int
+    controller: Controller
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (cryptography, else openssl)."""
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-keyout", str(key_path), "-out", str(cert_path), "-subj", "/CN=localhost"),
+                *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return cert_path, key_path
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def make_dkim_key() -> tuple[str, bytes]:
+    """(an RSA private key PEM, the DNS TXT record of its public key) (cryptography, else openssl)."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        pem = subprocess.run(["openssl", "genrsa", "2048"], check=True, capture_output=True).stdout
+        public = subprocess.run(
+            ["openssl", "rsa", "-pubout", "-outform", "DER"],
+            input=pem,
+            check=True,
+            capture_output=True,
+        ).stdout
+        return pem.decode(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    text = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return text, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def dkim_key() -> tuple[str, bytes]:
+    return make_dkim_key()
+
+
+@pytest.fixture
+def start_server(certificate: tuple[Path, Path]) -> Iterator[Any]:
+    started: list[Controller] = []
+
+    def start(mode: str = "plain", **options: Any) -> Server:
+        mailbox = Mailbox()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*certificate)
+        kwargs: dict[str, Any] = {}
+        if mode == "starttls":
+            kwargs = {
+                "tls_context": context,
+                "require_starttls": True,
+                "authenticator": authenticate,
+                "auth_required": True,
+            }
+        elif mode == "tls":
+            # (aiosmtpd does not count implicit TLS for `auth_require_tls`)
+            kwargs = {
+                "ssl_context": context,
+                "authenticator": authenticate,
+                "auth_required": True,
+                "auth_require_tls": False,
+            }
+        kwargs.update(options)
+        port = free_port()
+        controller = Controller(mailbox, hostname="127.0.0.1", port=port, **kwargs)
+        controller.start()
+        started.append(controller)
+        return Server(mailbox, port, controller)
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def mail(key: str = KEY, **changes: Any) -> Delivery:
+    base = Delivery(
+        key=key,
+        contact="c1",
+        flow="winter_thank_you",
+        message="thank_you",
+        channel="email",
+        at="2025-10-02T09:30:00Z",
+        to="Ann Example <ann@example.com>",
+        content={
+            "subject": "Your order, Ann",
+            "text": "Thanks, Ann!\n",
+            "html": "<p>Thanks, <b>Ann</b>!</p>\n",
+            "headers": dict(ONE_CLICK),
+        },
+        attempts=0,
+    )
+    return attrs.evolve(base, **changes)
+
+
+def smtp(server: Server, tmp_path: Path, secrets: Any = None, **settings: Any) -> Driver:
+    table = {"driver": "smtp", "host": "127.0.0.1", "port": server.port, "from": FROM}
+    table.update(settings)
+    return make_drivers({"email": table}, tmp_path, secrets=secrets or {})["email"]
+
+
+async def deliver_all(driver: Driver, *deliveries: Delivery) -> list[Outcome]:
+    try:
+        return list(await asyncio.gather(*(driver.deliver(d) for d in deliveries)))
+    finally:
+        await driver.close()
+
+
+def run(driver: Driver, *deliveries: Delivery) -> list[Outcome]:
+    return asyncio.run(deliver_all(driver, *deliveries))
+
+
+# -- sending -----------------------------------------------------------------------------
+
+
+def test_starttls_auth_and_a_multipart_message(
+    start_server: Any, tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    server = start_server("starttls")
+    driver = smtp(
+        server,
+        tmp_path,
+        starttls=True,
+        ca_file=str(certificate[0]),
+        username=USER,
+        password=PASSWORD,
+        mailto_unsubscribe="unsubscribe@example.com",
+    )
+    assert run(driver, mail()) == [Outcome.sent()]
+    [got] = server.mailbox.received
+    assert got.tls and got.authenticated
+    assert (got.mail_from, got.rcpt_tos) == ("shop@example.com", ["ann@example.com"])
+    message = got.message()
+    assert message["Message-ID"] == f"<{KEY}@leadlang>"
+    assert message["From"] == FROM
+    assert message["To"] == "Ann Example <ann@example.com>"
+    assert message["Subject"] == "Your order, Ann"
+    assert message["List-Unsubscribe"] == (
+        "<https://track.example.com/u/tok3n>, <mailto:unsubscribe@example.com>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and text.get_content() == "Thanks, Ann!\n"
+    assert html is not None and html.get_content() == "<p>Thanks, <b>Ann</b>!</p>\n"
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_implicit_tls(start_server: Any, tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    server = start_server("tls")
+    driver = smtp(
+        server,
+        tmp_path,
+        tls=True,
+        ca_file=str(certificate[0]),
+        username=USER,
+        password=PASSWORD,
+    )
+    assert run(driver, mail()) == [Outcome.sent()]
+    [got] = server.mailbox.received
+    assert got.authenticated  # (the server speaks nothing but TLS)
+
+
+def test_a_certificate_not_trusted_is_a_retry(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("starttls")
+    driver = smtp(server, tmp_path, starttls=True, username=USER, password=PASSWORD)
+    [outcome] = run(driver, mail())
+    assert outcome.status == "retry" and "certificate" in (outcome.error or "").lower()
+    assert server.mailbox.received == []
+
+
+def test_a_wrong_password_is_a_retry(
+    start_server: Any, tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    server = start_server("starttls")
+    driver = smtp(
+        server,
+        tmp_path,
+        starttls=True,
+        ca_file=str(certificate[0]),
+        username=USER,
+        password="wrong",
+    )
+    [outcome] = run(driver, mail())
+    assert outcome.status == "retry" and "535" in (outcome.error or "")
+
+
+def test_an_html_only_email_gets_a_text_part(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    content = {
+        "subject": "Hi",
+        "text": None,
+        "html": '<p>See <a href="https://x.example/a">this</a></p>',
+    }
+    assert run(smtp(server, tmp_path), mail(content=content)) == [Outcome.sent()]
+    message = server.mailbox.received[0].message()
+    text = message.get_body(("plain",))
+    assert text is not None and text.get_content() == "See this (https://x.example/a)\n"
+
+
+def test_550_on_rcpt_is_a_bounce_and_451_a_retry(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    refused = mail("1" * 32, to="refused@example.com")
+    later = mail("2" * 32, to="later@example.com")
+    fine = mail("3" * 32)
+    bounced, retried, sent = run(smtp(server, tmp_path), refused, later, fine)
+    assert bounced.status == "failed"
+    assert bounced.error == "bounced: 550 5.1.1 <refused@example.com>: no such user here"
+    assert retried == Outcome.retry(
+        "the server deferred the recipient: 451 4.3.0 mailbox busy, try again later"
+    )
+    assert sent == Outcome.sent()
+    assert [got.message()["Message-ID"] for got in server.mailbox.received] == [
+        f"<{'3' * 32}@leadlang>"
+    ]
+
+
+def test_421_then_250_in_the_worker_delivers_once_with_the_same_message_id(
+    start_server: Any, tmp_path: Path
+) -> None:
+    server = start_server()
+    server.mailbox.data_answers.append("421 4.3.2 service shutting down, try later")
+    store, clock = MemoryOutbox(), Clock()
+    store.add(mail())
+    store.add(mail("4" * 32, to="refused@example.com"))
+
+    async def go() -> None:
+        worker = OutboxWorker(store, {"email": smtp(server, tmp_path)}, clock, base=0.001)
+        try:
+            for _ in range(2):
+                clock.now = max(row.next_attempt for row in store.rows.values())
+                await worker.run_once()
+        finally:
+            await worker.close()
+
+    asyncio.run(go())
+    row = store.rows[KEY]
+    assert (row.status, row.attempts) == ("sent", 1)
+    bounced = store.rows["4" * 32]
+    assert bounced.status == "dead" and (bounced.error or "").startswith("bounced: 550")
+    [got] = server.mailbox.received
+    assert got.message()["Message-ID"] == f"<{KEY}@leadlang>"
+
+
+def test_connections_are_reused_and_at_most_four(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    driver = smtp(server, tmp_path)
+
+    async def go() -> None:
+        try:
+            many = [mail(f"{n:032x}") for n in range(12)]
+            assert set(await asyncio.gather(*(driver.deliver(d) for d in many))) == {Outcome.sent()}
+            for n in range(3):
+                assert await driver.deliver(mail(f"{100 + n:032x}")) == Outcome.sent()
+        finally:
+            await driver.close()
+
+    asyncio.run(go())
+    peers = [got.peer for got in server.mailbox.received]
+    assert len(peers) == 15
+    assert len(set(peers)) <= 4
+    assert set(peers[12:]) <= set(peers[:12])  # the later sends reused an open connection
+
+
+def test_a_connection_the_server_closed_is_replaced(start_server: Any, tmp_path: Path) -> None:
+    server = start_server(timeout=0.3)  # the server drops connections idle for 0.3 s
+    driver = smtp(server, tmp_path)
+
+    async def go() -> list[Outcome]:
+        try:
+            first = await driver.deliver(mail("5" * 32))
+            await asyncio.sleep(0.8)
+            second = await driver.deliver(mail("6" * 32))
+            return [first, second]
+        finally:
+            await driver.close()
+
+    assert asyncio.run(go()) == [Outcome.sent(), Outcome.sent()]
+    peers = [got.peer for got in server.mailbox.received]
+    assert len(peers) == 2 and peers[0] != peers[1]
+
+
+def test_no_server_is_a_retry(tmp_path: Path) -> None:
+    driver = make_drivers(
+        {"email": {"driver": "smtp", "host": "127.0.0.1", "port": free_port(), "from": FROM}},
+        tmp_path,
+    )["email"]
+    [outcome] = run(driver, mail())
+    assert outcome.status == "retry" and outcome.error
+
+
+def test_a_bad_address_is_final(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    [outcome] = run(smtp(server, tmp_path), mail(to="ann@, bob@example.com"))
+    assert outcome.status == "failed" and "`To` is not one email address" in (outcome.error or "")
+    [outcome] = run(smtp(server, tmp_path), mail(to=None))
+    assert outcome.status == "failed"
+
+
+# -- DKIM --------------------------------------------------------------------------------
+
+
+def test_dkim_signs_the_one_click_headers(
+    start_server: Any,
+    tmp_path: Path,
+    dkim_key: tuple[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pem, record = dkim_key
+    monkeypatch.setenv("LEADLANG_TEST_DKIM_KEY", pem)
+    server = start_server()
+    driver = smtp(
+        server,
+        tmp_path,
+        dkim_selector="s2025",
+        dkim_domain="example.com",
+        dkim_private_key_env="LEADLANG_TEST_DKIM_KEY",
+        mailto_unsubscribe="mailto:unsubscribe@example.com?subject=unsubscribe",
+    )
+    assert run(driver, mail()) == [Outcome.sent()]
+    data = server.mailbox.received[0].data
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"s2025._domainkey.example.com." else None
+
+    assert dkim.verify(data, dnsfunc=dns)
+    message = server.mailbox.received[0].message()
+    signature = " ".join(str(message["DKIM-Signature"]).split())
+    tags = dict(
+        part.strip().split("=", 1) for part in signature.replace(" ", "").split(";") if part
+    )
+    assert tags["d"] == "example.com" and tags["s"] == "s2025"
+    signed = set(tags["h"].lower().split(":"))
+    assert {"from", "to", "subject", "message-id"} <= signed
+    assert {"list-unsubscribe", "list-unsubscribe-post"} <= signed
+    assert "mailto:unsubscribe@example.com?subject=unsubscribe" in message["List-Unsubscribe"]
+    tampered = data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"X-No: 1")
+    assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_a_dkim_key_on_one_line_with_escaped_newlines(
+    tmp_path: Path, dkim_key: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADLANG_TEST_DKIM_KEY", dkim_key[0].replace("\n", "\\n"))
+    table = {
+        "driver": "smtp",
+        "host": "127.0.0.1",
+        "from": FROM,
+        "dkim_selector": "s",
+        "dkim_domain": "example.com",
+        "dkim_private_key_env": "LEADLANG_TEST_DKIM_KEY",
+    }
+    assert isinstance(make_drivers({"email": table}, tmp_path)["email"], SmtpDriver)
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"from": FROM}, r"channel email \(`smtp` driver\): `host` is required"),
+        ({"host": "h"}, "`from` is required"),
+        ({"host": "h", "from": "nobody"}, "`from` is not one email address"),
+        ({"host": "h", "from": FROM, "starttls": True, "tls": True}, "exclude each other"),
+        ({"host": "h", "from": FROM, "starttls": "yes"}, "`starttls` must be true or false"),
+        ({"host": "h", "from": FROM, "port": 0}, "`port` must be a whole number"),
+        ({"host": "h", "from": FROM, "username": "u"}, "`password` is required"),
+        ({"host": "h", "from": FROM, "startls": True}, "`startls` is not a setting"),
+        ({"host": "h", "from": FROM, "ca_file": "ca.pem"}, "`ca_file` needs `tls` or `starttls`"),
+        (
+            {"host": "h", "from": FROM, "tls": True, "ca_file": "missing.pem"},
+            "`ca_file` cannot be read",
+        ),
+        ({"host": "h", "from": FROM, "dkim_selector": "s"}, "`dkim_domain` is required"),
+        (
+            {
+                "host": "h",
+                "from": FROM,
+                "dkim_selector": "s",
+                "dkim_domain": "example.com",
+                "dkim_private_key_env": "LEADLANG_TEST_NO_SUCH_KEY",
+            },
+            "names `LEADLANG_TEST_NO_SUCH_KEY`, which is not set",
+        ),
+        (
+            {
+                "host": "h",
+                "from": FROM,
+                "dkim_selector": "s",
+                "dkim_domain": "example.com",
+                "dkim_private_key_env": "LEADLANG_TEST_BAD_KEY",
+            },
+            "not a usable private key",
+        ),
+    ],
+)
+def test_bad_settings_name_the_channel_and_key(
+    tmp_path: Path, table: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADLANG_TEST_BAD_KEY", "not a key")
+    with pytest.raises(ValueError, match=message):
+        make_drivers({"email": {"driver": "smtp", **table}}, tmp_path, secrets={})
+
+
+def test_the_default_ports(tmp_path: Path) -> None:
+    def port(**table: Any) -> int:
+        driver = make_drivers(
+            {"email": {"driver": "smtp", "host": "h", "from": FROM, **table}}, tmp_path
+        )["email"]
+        assert isinstance(driver, SmtpDriver)
+        return driver.port
+
+    assert (port(), port(starttls=True), port(tls=True), port(port=2525)) == (25, 587, 465, 2525)
+
+
+def test_an_address_smtp_cannot_carry_is_final(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    [outcome] = run(smtp(server, tmp_path), mail(to="anné@exämple.com"))
+    assert outcome.status == "failed"
+    assert server.mailbox.received == []
