@@ -72,7 +72,9 @@ def run_example(example: str, tmp_path: Path, db: str | None) -> None:
     log = shifted_log(example, time.time())
     log_path = tmp_path / "events.jsonl"
     log_path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in log))
-    daemon = Daemon(tmp_path, [str(EXAMPLES / example)], db=db).start()
+    # (the contactflow example's push message uses `secret("PUSH_SERVICE_TOKEN")`)
+    env = {"PUSH_SERVICE_TOKEN": "test-token"}
+    daemon = Daemon(tmp_path, [str(EXAMPLES / example)], db=db, env=env).start()
     try:
         response = daemon.post("/v1/batch", {"batch": log})
         assert response.status_code == 200, response.text

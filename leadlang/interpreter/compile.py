@@ -82,31 +82,52 @@ def _score(program: Program, exprs: ExprCompiler) -> ir.JSON:
 
 def _message(program: Program, decl: ast.MessageDecl, exprs: ExprCompiler) -> ir.JSON:
     fields: dict[str, Any] = {}
+    secrets: set[str] = set()
     for field in decl.fields:
         if field.key.name == "channel":
             continue
         value = field.value
-        if isinstance(value, ast.ObjectLit):  # headers, json: values may be expressions
-            fields[field.key.name] = {"file": False, "value": _data(value, exprs)}
+        if (
+            isinstance(value, ast.ObjectLit) or _secret_name(value) is not None
+        ):  # headers, json: values may be expressions
+            fields[field.key.name] = {"file": False, "value": _data(value, exprs, secrets)}
         else:
             fields[field.key.name] = {"file": field.from_file, "value": literal_value(value)}
-    return {
+    message: ir.JSON = {
         "channel": program.message_channels.get(decl.name.name, "email"),
         "dir": program.message_dirs.get(decl.name.name, "."),
         "fields": fields,
     }
+    if secrets:
+        message["secrets"] = sorted(secrets)
+    return message
 
 
-def _data(expr: ast.Expr, exprs: ExprCompiler) -> Any:
-    """A message's `headers` or `json` value: literals as JSON; any other expression
-    (`customer_id: id`) as `{"$expr": compiled}`, evaluated for the contact at the send."""
+def _data(expr: ast.Expr, exprs: ExprCompiler, secrets: set[str]) -> Any:
+    """A message's `headers` or `json` value: literals as JSON; `secret("NAME")` as the
+    placeholder the delivery drivers fill in at each attempt (`{{secret:NAME}}`, kept from
+    the template engine by a raw block: it is never rendered, stored resolved or shown); any
+    other expression (`customer_id: id`) as `{"$expr": compiled}`, evaluated for the contact
+    at the send."""
     if isinstance(expr, ast.ObjectLit):
-        return {entry.key: _data(entry.value, exprs) for entry in expr.entries}
+        return {entry.key: _data(entry.value, exprs, secrets) for entry in expr.entries}
     if isinstance(expr, ast.ListLit):
-        return [_data(item, exprs) for item in expr.items]
+        return [_data(item, exprs, secrets) for item in expr.items]
     if isinstance(expr, ast.Number | ast.String | ast.Bool):
         return expr.value
+    name = _secret_name(expr)
+    if name is not None:
+        secrets.add(name)
+        return "{% raw %}{{secret:" + name + "}}{% endraw %}"
     return {"$expr": exprs.compile(expr)}
+
+
+def _secret_name(expr: ast.Expr) -> str | None:
+    if isinstance(expr, ast.Call) and expr.func.name == "secret" and len(expr.args) == 1:
+        arg = expr.args[0]
+        if isinstance(arg, ast.String):
+            return arg.value
+    return None
 
 
 class _FlowCompiler:

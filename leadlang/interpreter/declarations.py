@@ -283,7 +283,9 @@ class _DeclarationChecker:
                         help=f'e.g. `{key} {{"key": "value", other: score}}`',
                     )
                 else:
-                    self.types.infer(value, Context(bound=ANY_EVENT))
+                    self.types.infer(value, Context(bound=ANY_EVENT, in_message=True))
+            elif key == "url" and _is_secret(value):
+                self.types.infer(value, Context(bound=ANY_EVENT, in_message=True))
             elif not isinstance(value, ast.String):
                 self.error(
                     "T012",
@@ -520,6 +522,10 @@ def _join(contexts: list[Context]) -> Context:
     if all(c == first for c in contexts):
         return first
     return Context(bound=ANY_EVENT, in_flow=True)
+
+
+def _is_secret(expr: ast.Expr) -> bool:
+    return isinstance(expr, ast.Call) and expr.func.name == "secret"
 
 
 def _names(expr: ast.Expr) -> Iterator[str]:

@@ -127,9 +127,11 @@ class Context:
     event: str | None = None  # names are first this event's properties (inside its `where`)
     bound: str | None = None  # the event bound as `event`: a name, ANY_EVENT, or None
     in_flow: bool = False
+    in_message: bool = False  # a message's `headers` or `json`: `secret("NAME")` is allowed
 
 
 TOP = Context()
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class TypeChecker:
@@ -474,6 +476,8 @@ class TypeChecker:
             return self._aggregate(expr, ctx)
         if name in scope.MESSAGE_STATUSES and ctx.in_flow:
             return self._status(expr)
+        if name == "secret":
+            return self._secret(expr, ctx)
         spec = _SCALARS.get(name)
         if spec is None:
             functions = [*scope.AGGREGATES, *scope.SCALAR_FUNCTIONS]
@@ -516,6 +520,26 @@ class TypeChecker:
         if result:
             return result
         return next((t for t in types if t != UNKNOWN), UNKNOWN)
+
+    def _secret(self, expr: ast.Call, ctx: Context) -> str:
+        """`secret("NAME")`: a value from serve's environment, only in a message's `url`,
+        `headers` or `json` (it is filled in at delivery, never stored or shown)."""
+        if not ctx.in_message:
+            self.error(
+                "T006",
+                "`secret(...)` is allowed only in a message's `url`, `headers` or `json`",
+                expr.span,
+                help="secrets reach a provider, never a condition, a template or the ledger",
+            )
+            return TEXT
+        arg = expr.args[0] if len(expr.args) == 1 else None
+        if not isinstance(arg, ast.String) or not SECRET_NAME.fullmatch(arg.value):
+            self.error(
+                "T006",
+                '`secret` takes the name of one environment variable, e.g. `secret("PUSH_TOKEN")`',
+                expr.span,
+            )
+        return TEXT
 
     def _status(self, expr: ast.Call) -> str:
         name = expr.func.name

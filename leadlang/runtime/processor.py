@@ -287,6 +287,8 @@ class Runner:
                 effect["message"], Context(self.engine, contact, t), effect.get("event")
             )
             content = render_message(message, variables)
+            if message.get("secrets"):
+                content["secrets"] = message["secrets"]  # the only names drivers fill in
             row["content"] = orjson.dumps(content, default=str).decode()
         except (RenderError, KeyError, TypeError, ValueError) as exc:
             # a message that cannot be rendered is dead-lettered with why; the daemon goes on

@@ -9,6 +9,7 @@ its parts, decoded; an SMS as its recipient and text; a push as the webhook requ
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from leadlang.runtime.processor import ADDRESS_TRAITS, MessageValues, template_v
 from leadlang.runtime.state import Contact, contact_from_json
 
 PREVIEW_FLOW = "preview"
+SECRET = re.compile(r"\{\{secret:([A-Za-z_][A-Za-z0-9_]*)\}\}")
 
 
 def run_render(
@@ -82,7 +84,8 @@ def run_render(
         content=content,
         attempts=0,
     )
-    click.echo(show(delivery), nl=False)
+    # a secret is never shown: `secret(NAME)` stands for it
+    click.echo(SECRET.sub(r"secret(\1)", show(delivery)), nl=False)
     return 0
 
 

@@ -477,7 +477,8 @@ def _run_contact(
     # each step is told when the contact's next input comes (the engine need not work out
     # wake-ups after it: it is asked again then)
     horizons = [event.t for event in timeline[1:]]
-    horizons.append(until if last_horizon is None else last_horizon)
+    if timeline:  # (serve runs a contact with no new event when only a timer is due)
+        horizons.append(until if last_horizon is None else last_horizon)
     for event, horizon in zip(timeline, horizons, strict=True):
         t = event.t
         while (wake := contact.wake) is not None and wake <= t:

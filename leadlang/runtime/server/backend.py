@@ -24,7 +24,7 @@ from typing import Any
 
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.processor import Processor
-from leadlang.runtime.server.config import Config
+from leadlang.runtime.server.config import Config, resolve_secrets, used_secrets
 from leadlang.runtime.store.sql import SqlStore, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
@@ -51,7 +51,12 @@ class Backend:
 
             self.worker = OutboxWorker(
                 store,
-                make_drivers(config.channels, config.base_dir),
+                # only the secrets the loaded messages use reach the drivers
+                make_drivers(
+                    config.channels,
+                    config.base_dir,
+                    resolve_secrets(config, used_secrets(program))[0],
+                ),
                 clock,
                 max_attempts=config.max_attempts,
                 timeout=config.timeout,

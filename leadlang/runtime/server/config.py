@@ -134,3 +134,21 @@ def _text(table: dict[str, Any], key: str, where: str) -> str | None:
     if not isinstance(value, str):
         raise ConfigError(f"{where}.{key}: expected a string")
     return value
+
+
+def used_secrets(program: dict[str, Any]) -> list[str]:
+    """The names of `secret("NAME")` in the program's messages."""
+    return sorted({name for m in program["messages"].values() for name in m.get("secrets", ())})
+
+
+def resolve_secrets(config: Config, names: list[str]) -> tuple[dict[str, str], list[str]]:
+    """({name: value} from the config's `[secrets]` or else the environment, [names unset])."""
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for name in names:
+        value = config.secrets.get(name) or os.environ.get(name)
+        if value:
+            found[name] = value
+        else:
+            missing.append(name)
+    return found, missing

@@ -1,0 +1,128 @@
+"""`secret("NAME")` in a push message: serve refuses to start without it, naming it; with it,
+the webhook receives the value (signed per Standard Webhooks), while the store keeps only
+the placeholder and nothing prints the value."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook
+
+from tests.serve_daemon import ADMIN_TOKEN, WRITE_KEY, Daemon, free_port
+
+pytestmark = pytest.mark.timeout(90)
+SIGNING = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOKEN = "s3cr3t-push-token"
+
+SCRIPT = """
+message ping:
+  channel push
+  url "http://127.0.0.1:{port}/push"
+  headers {"X-Token": secret("PUSH_TOKEN")}
+  json {customer_id: id, token: secret("PUSH_TOKEN")}
+
+flow f:
+  on signed_up
+  send ping
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[int, list[tuple[dict[str, str], bytes]]]]:
+    """An aiohttp receiver on a free port, in a thread: the requests it got."""
+    got: list[tuple[dict[str, str], bytes]] = []
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def push(request: web.Request) -> web.Response:
+        got.append((dict(request.headers), await request.read()))
+        return web.Response(status=200)
+
+    async def start() -> web.AppRunner:
+        app = web.Application()
+        app.add_routes([web.post("/push", push)])
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        runner = loop.run_until_complete(start())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield port, got
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def config() -> str:
+    return (
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+        f'[channels.push]\ndriver = "webhook"\nsigning_secret = "{SIGNING}"\n'
+    )
+
+
+def test_a_missing_secret_is_named_and_serve_does_not_start(tmp_path: Path) -> None:
+    (tmp_path / "p.lead").write_text(SCRIPT.replace("{port}", "1"), encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leadlang",
+            "serve",
+            str(tmp_path / "p.lead"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in __import__("os").environ.items() if k != "PUSH_TOKEN"},
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "`PUSH_TOKEN`" in done.stderr
+
+
+def test_the_secret_reaches_the_receiver_and_nothing_else(
+    tmp_path: Path, receiver: tuple[int, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    port, got = receiver
+    (tmp_path / "p.lead").write_text(SCRIPT.replace("{port}", str(port)), encoding="utf-8")
+    daemon = Daemon(
+        tmp_path, [str(tmp_path / "p.lead")], config=config(), env={"PUSH_TOKEN": TOKEN}
+    ).start()
+    try:
+        batch = [{"type": "track", "userId": "ann", "event": "signed_up"}]
+        assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(got) == 1
+        headers, body = got[0]
+        assert headers["X-Token"] == TOKEN
+        Webhook(SIGNING).verify(body, headers)  # raises when the signature is wrong
+        assert __import__("json").loads(body) == {"customer_id": "ann", "token": TOKEN}
+        ledger = daemon.admin("/v1/effects").text + daemon.admin("/v1/outbox").text
+    finally:
+        assert daemon.stop() == 0
+    stored = sqlite3.connect(tmp_path / "leadlang.db")
+    dump = "\n".join(stored.iterdump())
+    assert TOKEN not in dump and "{{secret:PUSH_TOKEN}}" in dump
+    assert TOKEN not in ledger and TOKEN not in "\n".join(daemon.output)
