@@ -1,0 +1,287 @@
+"""Ingest and admin over real HTTP against a real `leadlang serve` (RUNTIME.md section 2):
+every bad input answered as specified with nothing stored (read back from the store itself),
+the three ways to pass the write key, gzip, the size limits (a gzip bomb included), `messageId`
+deduplication, the timestamp rules, the admin routes and their token; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from hypothesis import strategies as st
+
+from tests.serve_daemon import ADMIN_TOKEN, GREET, WRITE_KEY, Daemon, fresh_postgres
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def daemon(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    workdir = tmp_path_factory.mktemp("ingest")
+    (workdir / "greet.lead").write_text(GREET, encoding="utf-8")
+    with _store(request.param) as db:
+        served = Daemon(workdir, [str(workdir / "greet.lead")], db=db).start()
+        try:
+            yield served
+        finally:
+            assert served.stop() == 0, "\n".join(served.output)
+
+
+def _store(kind: str) -> Any:
+    if kind == "sqlite":
+        from contextlib import nullcontext
+
+        return nullcontext(None)
+    return fresh_postgres()
+
+
+def mark() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+def signed_up(contact: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": contact, "event": "Signed Up", **extra}
+
+
+def stored(daemon: Daemon, prefix: str) -> dict[str, int]:
+    """Rows about contacts or message ids starting with `prefix`, per table."""
+    like = prefix + "%"
+    return {
+        "events": daemon.count("events", "WHERE contact LIKE ?", like),
+        "seen_messages": daemon.count("seen_messages", "WHERE message_id LIKE ?", like),
+        "contacts": daemon.count("contacts", "WHERE id LIKE ?", like),
+    }
+
+
+def totals(daemon: Daemon) -> tuple[int, int]:
+    return daemon.count("events"), daemon.count("seen_messages")
+
+
+def assert_nothing_stored(daemon: Daemon, prefix: str, before: tuple[int, int]) -> None:
+    assert stored(daemon, prefix) == {"events": 0, "seen_messages": 0, "contacts": 0}
+    assert totals(daemon) == before
+
+
+def assert_error(
+    response: requests.Response, status: int, index: int | None = None
+) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if index is not None:
+        assert body.get("index") == index, body
+    return body
+
+
+def assert_ok(response: requests.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert response.json() == {"success": True}
+
+
+def wait_for_effects(daemon: Daemon, contact: str, action: str, n: int) -> int:
+    """Effects `action` of `contact` once processing is idle (waiting a little past `n`)."""
+    daemon.wait_idle()
+    return daemon.count("effects", "WHERE contact = ? AND action = ?", contact, action)
+
+
+# ---------------------------------------------------------------- bad input, nothing stored
+
+
+def bad_requests(m: str) -> list[tuple[str, str, Any, int, str]]:
+    """(name, path, body, status, a word the detail or error must contain)."""
+    ok = signed_up(m + "-ok", messageId=m + "-ok")
+    return [
+        ("invalid json", "/v1/track", b'{"userId": "' + m.encode() + b'", ', 400, "json"),
+        ("empty body", "/v1/track", b"", 400, "empty"),
+        ("not an object", "/v1/track", [ok], 400, "object"),
+        ("no user", "/v1/track", {"event": "Signed Up", "messageId": m + "-1"}, 400, "userId"),
+        (
+            "empty user",
+            "/v1/track",
+            {"userId": "", "event": "x", "messageId": m + "-2"},
+            400,
+            "userId",
+        ),
+        ("no event", "/v1/track", {"userId": m, "messageId": m + "-3"}, 400, "event"),
+        ("blank event", "/v1/track", {"userId": m, "event": "  "}, 400, "event"),
+        ("bad timestamp", "/v1/track", {**ok, "timestamp": "yesterday"}, 400, "timestamp"),
+        ("numeric timestamp", "/v1/track", {**ok, "timestamp": 1700000000}, 400, "timestamp"),
+        ("bad sentAt", "/v1/track", {**ok, "sentAt": "soon"}, 400, "sentAt"),
+        ("properties list", "/v1/track", {**ok, "properties": [1]}, 400, "properties"),
+        ("properties text", "/v1/track", {**ok, "properties": "x"}, 400, "properties"),
+        ("traits text", "/v1/identify", {"userId": m, "traits": "x"}, 400, "traits"),
+        ("context list", "/v1/page", {"userId": m, "context": []}, 400, "context"),
+        ("messageId object", "/v1/track", {**ok, "messageId": {"a": 1}}, 400, "messageId"),
+        ("userId object", "/v1/track", {"userId": {"id": m}, "event": "x"}, 400, "userId"),
+        ("batch not a list", "/v1/batch", {"batch": ok}, 400, "batch"),
+        ("batch missing", "/v1/batch", {"events": [ok]}, 400, "batch"),
+        ("unknown type", "/v1/batch", {"batch": [{**ok, "type": "purchase"}]}, 400, "type"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "case", range(len(bad_requests("x"))), ids=[c[0] for c in bad_requests("x")]
+)
+def test_bad_input_is_400_and_stores_nothing(daemon: Daemon, case: int) -> None:
+    m = mark()
+    name, path, body, status, word = bad_requests(m)[case]
+    before = totals(daemon)
+    response = daemon.post(path, body)
+    error = assert_error(response, status)
+    assert word.lower() in (error["detail"] + " " + error["error"]).lower(), (name, error)
+    assert_nothing_stored(daemon, m, before)
+
+
+def test_a_batch_with_one_bad_item_names_its_index_and_stores_none_of_it(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    items = [signed_up(f"{m}-{i}", messageId=f"{m}-{i}") for i in range(5)]
+    for index, broken in [(3, {"properties": 7}), (0, {"event": None}), (4, {"timestamp": "x"})]:
+        batch = [dict(item) for item in items]
+        batch[index].update(broken)
+        assert_error(daemon.post("/v1/batch", {"batch": batch}), 400, index)
+    batch = [*items[:2], {"type": "track", "event": "x"}, *items[2:]]
+    body = assert_error(daemon.post("/v1/batch", {"batch": batch}), 400, 2)
+    assert "userId" in body["detail"]
+    assert_nothing_stored(daemon, m, before)
+    # and the same batch, mended, is stored whole
+    assert_ok(daemon.post("/v1/batch", {"batch": items}))
+    assert stored(daemon, m)["events"] == 5
+
+
+def test_size_limits_are_413_and_store_nothing(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    big = {**signed_up(m, messageId=m + "-big"), "properties": {"pad": "x" * (33 * 1024)}}
+    assert_error(daemon.post("/v1/track", big), 413)
+    small = [signed_up(f"{m}-{i}", messageId=f"{m}-{i}") for i in range(3)]
+    assert_error(daemon.post("/v1/batch", {"batch": [*small, big]}), 413, 3)
+    # 600 KB of messages each under 32 KB: the request is over 500 KB
+    pad = {"pad": "y" * (20 * 1024)}
+    many = [{**signed_up(f"{m}-m{i}", messageId=f"{m}-m{i}"), "properties": pad} for i in range(30)]
+    assert_error(daemon.post("/v1/batch", {"batch": many}), 413)
+    # the same, gzipped: small on the wire, over the limit once decompressed
+    packed = gzip.compress(orjson.dumps({"batch": many}))
+    assert len(packed) < 100 * 1024
+    assert_error(daemon.post("/v1/batch", packed, headers={"Content-Encoding": "gzip"}), 413)
+    assert_nothing_stored(daemon, m, before)
+
+
+def test_a_gzip_bomb_is_413_and_cheap(daemon: Daemon) -> None:
+    # 64 MB of spaces inside a JSON string, gzipped to about 64 KB
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b'{"batch": [], "pad": "')]
+    parts += [packer.compress(b" " * (1 << 20)) for _ in range(64)]
+    bomb = b"".join([*parts, packer.compress(b'"}'), packer.flush()])
+    assert len(bomb) < 100 * 1024
+    started = time.monotonic()
+    assert_error(daemon.post("/v1/batch", bomb, headers={"Content-Encoding": "gzip"}), 413)
+    assert time.monotonic() - started < 2.0
+    assert daemon.admin("/healthz").status_code == 200
+
+
+def test_write_key_wrong_or_missing_is_401_and_stores_nothing(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    body = signed_up(m, messageId=m)
+    assert_error(daemon.post("/v1/track", body, key=None), 401)
+    assert_error(daemon.post("/v1/track", body, key="wrong"), 401)
+    assert_error(daemon.post("/v1/track", body, key=ADMIN_TOKEN), 401)
+    assert_error(daemon.post("/v1/track", {**body, "writeKey": "wrong"}, key=None), 401)
+    assert_error(daemon.post("/v1/batch", {"batch": [body], "writeKey": ""}, key=None), 401)
+    basic = base64.b64encode(b"wrong:").decode()
+    assert_error(daemon.post("/v1/track", body, headers={"Authorization": f"Basic {basic}"}), 401)
+    assert_error(daemon.post("/v1/track", body, headers={"Authorization": "Basic %%%"}), 401)
+    assert_nothing_stored(daemon, m, before)
+
+
+def test_success_is_exactly_200_with_success_true_many_times(daemon: Daemon) -> None:
+    m = mark()
+    with requests.Session() as session:  # one kept-alive connection, several requests
+        for i in range(5):
+            response = session.post(
+                daemon.url + "/v1/track",
+                data=orjson.dumps(signed_up(f"{m}-{i}")),
+                headers={
+                    "Authorization": f"Bearer {WRITE_KEY}",
+                    "Content-Type": "application/json",
+                },
+                timeout=10,
+            )
+            assert response.status_code == 200
+            assert response.content.strip() in (b'{"success":true}', b'{"success": true}')
+    assert stored(daemon, m)["events"] == 5
+
+
+# ---------------------------------------------------------------- deduplication and time
+
+
+def stored_times(daemon: Daemon, contact: str) -> tuple[float, float]:
+    (row,) = daemon.query("SELECT t, received FROM events WHERE contact = ?", contact)
+    return float(row[0]), float(row[1])
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------- admin
+
+
+# ---------------------------------------------------------------- texts PostgreSQL cannot hold
+
+
+# ---------------------------------------------------------------- never a 5xx
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_names = st.sampled_from(
+    [
+        "type",
+        "userId",
+        "anonymousId",
+        "event",
+        "properties",
+        "traits",
+        "context",
+        "timestamp",
+        "sentAt",
+        "originalTimestamp",
+        "messageId",
+        "writeKey",
+    ]
+)
+messages = st.dictionaries(
+    field_names,
+    json_values
+    | st.sampled_from(
+        ["track", "identify", "page", "screen", "alias", "2025-01-01T00:00:00Z", "x\x00"]
+    ),
+    max_size=8,
+)
+bodies = (
+    json_values.map(orjson.dumps)
+    | st.lists(messages, max_size=4).map(lambda batch: orjson.dumps({"batch": batch}))
+    | st.binary(max_size=64)
+)
