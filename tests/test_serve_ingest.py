@@ -207,6 +207,44 @@ def test_write_key_wrong_or_missing_is_401_and_stores_nothing(daemon: Daemon) ->
     assert_nothing_stored(daemon, m, before)
 
 
+def test_the_three_ways_to_pass_the_write_key_and_gzip(daemon: Daemon) -> None:
+    m = mark()
+    basic = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    assert_ok(
+        daemon.post(
+            "/v1/track", signed_up(m + "-basic"), headers={"Authorization": f"Basic {basic}"}
+        )
+    )
+    assert_ok(
+        requests.post(
+            daemon.url + "/v1/track", json=signed_up(m + "-auth"), auth=(WRITE_KEY, ""), timeout=30
+        )
+    )
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-bearer")))
+    assert_ok(daemon.post("/v1/track", {**signed_up(m + "-body"), "writeKey": WRITE_KEY}, key=None))
+    assert_ok(
+        daemon.post(
+            "/v1/batch", {"batch": [signed_up(m + "-batch")], "writeKey": WRITE_KEY}, key=None
+        )
+    )
+    packed = gzip.compress(orjson.dumps({"batch": [signed_up(m + "-gzip")], "writeKey": WRITE_KEY}))
+    assert_ok(daemon.post("/v1/batch", packed, key=None, headers={"Content-Encoding": "gzip"}))
+    assert_ok(
+        daemon.post(
+            "/v1/identify",
+            gzip.compress(orjson.dumps({"userId": m + "-gzid", "traits": {"a": 1}})),
+            headers={"Content-Encoding": "gzip"},
+        )
+    )
+    assert_ok(daemon.post("/v1/page", {"anonymousId": m + "-anon"}))
+    assert_error(
+        daemon.post("/v1/track", b"\x1f\x8bnot gzip", headers={"Content-Encoding": "gzip"}), 400
+    )
+    rows = daemon.query("SELECT contact FROM events WHERE contact LIKE ? ORDER BY contact", m + "%")
+    names = sorted(r[0].removeprefix(m + "-") for r in rows)
+    assert names == sorted(["basic", "auth", "bearer", "body", "batch", "gzip", "gzid", "anon"])
+
+
 def test_success_is_exactly_200_with_success_true_many_times(daemon: Daemon) -> None:
     m = mark()
     with requests.Session() as session:  # one kept-alive connection, several requests

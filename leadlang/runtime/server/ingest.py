@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.runtime.store.sql import Incoming, SqlStore
@@ -74,8 +75,11 @@ async def read_json(request: web.Request, limit: int = MAX_REQUEST) -> Any:
             if size > limit:
                 raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB")
             chunks.append(chunk)
-    except (ContentEncodingError, zlib.error) as exc:
-        raise BadRequest(400, "invalid body", f"cannot decompress the body: {exc}") from None
+    except (ContentEncodingError, RequestPayloadError, zlib.error) as exc:
+        # (aiohttp raises RequestPayloadError, its ContentEncodingError as the cause)
+        cause = exc.__cause__ if isinstance(exc.__cause__, ContentEncodingError) else exc
+        detail = getattr(cause, "message", "") or str(cause)
+        raise BadRequest(400, "invalid body", f"cannot decompress the body: {detail}") from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise BadRequest(400, "invalid JSON", "the request body is empty")
