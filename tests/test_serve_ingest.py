@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.serve_daemon import ADMIN_TOKEN, GREET, WRITE_KEY, Daemon, fresh_postgres
@@ -266,6 +267,20 @@ def test_success_is_exactly_200_with_success_true_many_times(daemon: Daemon) -> 
 # ---------------------------------------------------------------- deduplication and time
 
 
+def test_message_id_deduplicates_within_a_batch_and_across_requests(daemon: Daemon) -> None:
+    m = mark()
+    first = signed_up(m, messageId=m + "-a", properties={"email": f"{m}@example.com"})
+    other = signed_up(m, messageId=m + "-b", properties={"email": f"{m}@example.com"})
+    assert_ok(daemon.post("/v1/batch", {"batch": [first, first, other]}))
+    assert_ok(daemon.post("/v1/track", first))
+    assert_ok(daemon.post("/v1/batch", {"batch": [other, first]}))
+    assert_ok(daemon.post("/v1/track", {**first, "messageId": m + "-c"}))
+    assert stored(daemon, m)["events"] == 3
+    assert stored(daemon, m)["seen_messages"] == 3
+    assert wait_for_effects(daemon, m, "enter", 3) == 3
+    assert daemon.count("effects", "WHERE contact = ? AND action = 'send'", m) == 3
+
+
 def stored_times(daemon: Daemon, contact: str) -> tuple[float, float]:
     (row,) = daemon.query("SELECT t, received FROM events WHERE contact = ?", contact)
     return float(row[0]), float(row[1])
@@ -275,10 +290,151 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+def test_timestamp_rules(daemon: Daemon) -> None:
+    m = mark()
+    now = time.time()
+    cases: dict[str, dict[str, Any]] = {
+        "given": {"timestamp": "2025-06-01T02:00:00+02:00"},
+        "naive": {"timestamp": "2025-06-01T00:00:00"},
+        "skew": {"sentAt": "2020-01-01T00:01:00Z", "originalTimestamp": "2020-01-01T00:00:00Z"},
+        "missing": {},
+        "future": {"timestamp": iso(now + 86400)},
+        "future-skew": {
+            "sentAt": "2020-01-01T00:00:00Z",
+            "originalTimestamp": "2020-01-01T01:00:00Z",
+        },
+    }
+    for name, fields in cases.items():
+        assert_ok(daemon.post("/v1/track", {**signed_up(f"{m}-{name}"), **fields}))
+    june = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    assert stored_times(daemon, f"{m}-given")[0] == june
+    assert stored_times(daemon, f"{m}-naive")[0] == june
+    t, received = stored_times(daemon, f"{m}-skew")  # receivedAt - (sentAt - originalTimestamp)
+    assert abs(t - (received - 60.0)) < 1e-6
+    assert now - 5 < received < time.time() + 1
+    t, received = stored_times(daemon, f"{m}-missing")
+    assert t == received
+    t, received = stored_times(daemon, f"{m}-future")  # clamped to the receive time
+    assert t == received
+    t, received = stored_times(daemon, f"{m}-future-skew")
+    assert t == received
+
+
 # ---------------------------------------------------------------- admin
 
 
+def test_admin_routes_need_the_admin_token_never_a_write_key(daemon: Daemon) -> None:
+    m = mark()
+    assert_ok(daemon.post("/v1/track", signed_up(m, properties={"email": f"{m}@example.com"})))
+    daemon.wait_idle()
+    for path in (f"/v1/contacts/{m}", "/v1/flows", "/v1/flows/greet", "/v1/effects", "/v1/outbox"):
+        assert_error(daemon.admin(path, token=None), 401)
+        assert_error(daemon.admin(path, token=WRITE_KEY), 401)
+        assert_error(daemon.admin(path, token="wrong"), 401)
+        basic = base64.b64encode(f"{ADMIN_TOKEN}:".encode()).decode()
+        response = requests.get(
+            daemon.url + path, headers={"Authorization": f"Basic {basic}"}, timeout=10
+        )
+        assert_error(response, 401)
+        assert daemon.admin(path).status_code == 200, path
+
+
+def test_contacts_and_flows(daemon: Daemon) -> None:
+    m = mark()
+    assert_error(daemon.admin(f"/v1/contacts/{m}"), 404)
+    assert_ok(daemon.post("/v1/identify", {"userId": m, "traits": {"first_name": "Ann"}}))
+    assert_ok(daemon.post("/v1/track", signed_up(m, properties={"email": f"{m}@example.com"})))
+    daemon.wait_idle()
+    profile = daemon.admin(f"/v1/contacts/{m}").json()
+    assert profile["traits"]["first_name"] == "Ann"
+    assert profile["traits"]["email"] == f"{m}@example.com"
+    for key in ("score", "metrics", "segments", "tags", "enrollments", "effects"):
+        assert key in profile, key
+    assert [e["action"] for e in profile["effects"]] == ["enter", "send", "exit"]
+    assert_error(daemon.admin(f"/v1/contacts/{mark()}"), 404)
+    flows = daemon.admin("/v1/flows").json()["flows"]
+    assert [f["name"] for f in flows] == ["greet"]
+    greet = daemon.admin("/v1/flows/greet").json()
+    assert greet["name"] == "greet" and greet["version"] == flows[0]["version"]
+    assert greet["entered"] >= 1 and greet["exited"] >= 1 and greet["sent"] >= 1
+    assert_error(daemon.admin("/v1/flows/nope"), 404)
+
+
+def test_effects_paging_follows_next_to_the_end(daemon: Daemon) -> None:
+    m = mark()
+    batch = [signed_up(m, properties={"email": f"{m}@example.com"}) for _ in range(4)]
+    assert_ok(daemon.post("/v1/batch", {"batch": batch}))
+    daemon.wait_idle()
+    whole = daemon.admin("/v1/effects?limit=1000").json()
+    assert whole["next"] is None
+    pages: list[dict[str, Any]] = []
+    after = "0"
+    while True:
+        page = daemon.admin(f"/v1/effects?after={after}&limit=4").json()
+        assert len(page["effects"]) <= 4
+        pages.extend(page["effects"])
+        if page["next"] is None:
+            break
+        assert page["next"] == str(page["effects"][-1]["id"])
+        after = page["next"]
+    assert pages == whole["effects"]
+    ids = [e["id"] for e in pages]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert sum(1 for e in pages if e["contact"] == m and e["action"] == "send") == 4
+    assert daemon.admin(f"/v1/effects?after={ids[-1]}&limit=5").json() == {
+        "effects": [],
+        "next": None,
+    }
+    for query in ("limit=0", "limit=abc", "after=x", "limit=100000"):
+        assert_error(daemon.admin(f"/v1/effects?{query}"), 400)
+
+
+def test_healthz_metrics_openapi_need_no_token(daemon: Daemon) -> None:
+    health = requests.get(daemon.url + "/healthz", timeout=10)
+    assert health.status_code == 200 and health.json()["ok"] is True
+    metrics = requests.get(daemon.url + "/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert metrics.headers["Content-Type"].startswith("text/plain")
+    names = {line.split()[2] for line in metrics.text.splitlines() if line.startswith("# TYPE")}
+    assert {
+        "leadlang_events_accepted_total",
+        "leadlang_pending_events",
+        "leadlang_outbox_rows",
+    } <= names
+    document = requests.get(daemon.url + "/openapi.json", timeout=10).json()
+    assert document["openapi"].startswith("3.")
+    for path in (
+        "/v1/track",
+        "/v1/identify",
+        "/v1/page",
+        "/v1/batch",
+        "/v1/contacts/{id}",
+        "/v1/flows",
+        "/v1/flows/{name}",
+        "/v1/effects",
+        "/v1/outbox",
+        "/healthz",
+        "/metrics",
+    ):
+        assert path in document["paths"], path
+
+
 # ---------------------------------------------------------------- texts PostgreSQL cannot hold
+
+
+def test_ids_that_a_database_cannot_index_are_400_not_500(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    for body in (
+        signed_up(m + "-nul\x00"),
+        signed_up(m + "-mid", messageId=m + "-nul\x00"),
+        signed_up(m + "-wide-" + "\U0001f600" * 1000),  # 1,000 characters, 4,000 bytes
+        signed_up(m + "-longmid", messageId=m + "-" + "z" * 20000),
+    ):
+        assert_error(daemon.post("/v1/track", body), 400)
+    assert_nothing_stored(daemon, m, before)
+    # and one bad request does not fail the good ones committed with it
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-after")))
 
 
 # ---------------------------------------------------------------- never a 5xx
@@ -323,3 +479,16 @@ bodies = (
     | st.lists(messages, max_size=4).map(lambda batch: orjson.dumps({"batch": batch}))
     | st.binary(max_size=64)
 )
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies, gzipped=st.booleans())
+def test_arbitrary_bodies_never_get_a_5xx(daemon: Daemon, body: bytes, gzipped: bool) -> None:
+    headers = {"Content-Encoding": "gzip"} if gzipped else {}
+    response = daemon.post("/v1/batch", gzip.compress(body) if gzipped else body, headers=headers)
+    assert response.status_code < 500, (body, response.text)
+    assert response.status_code in (200, 400, 413, 415), response.text

@@ -27,6 +27,7 @@ from leadlang.runtime.store.sql import Incoming, SqlStore
 
 MAX_REQUEST = 500 * 1024
 MAX_MESSAGE = 32 * 1024
+MAX_ID_BYTES = 1024  # userId / anonymousId / messageId, in UTF-8
 MAX_QUEUED_EVENTS = 200_000  # accepted but not yet committed: beyond this, 429
 SUCCESS = b'{"success":true}'
 KINDS = ("track", "identify", "page", "screen", "alias", "group")
@@ -168,8 +169,7 @@ def parse_message(
         contact = _id_text(item.get("anonymousId"))
     if contact is None:
         raise bad("missing `userId` or `anonymousId`")
-    if len(contact) > 1024:
-        raise bad("`userId` is longer than 1024 characters")
+    _check_key_text(contact, "userId", bad)
     props = item.get("properties")
     if props is None:
         props = {}
@@ -187,8 +187,11 @@ def parse_message(
             message_id = orjson.dumps(message_id).decode()
         else:
             raise bad("`messageId` must be a string")
+    if message_id:
+        _check_key_text(message_id, "messageId", bad)
     t = _event_time(item, received, bad)
     name: str | None
+    body: dict[str, Any]
     if kind == "track":
         event = item.get("event")
         if not isinstance(event, str) or not event.strip():
@@ -204,6 +207,16 @@ def parse_message(
     else:  # screen: the app's page view
         body = {"n": "screen_viewed", "p": props}
     return Incoming(message_id or None, contact, t, received, orjson.dumps(body).decode())
+
+
+def _check_key_text(text: str, field: str, bad: Callable[[str], BadRequest]) -> None:
+    """An id stored as a key: PostgreSQL text holds no NUL, and its indexes no entry much
+    over 2.7 KB, so both are refused here (a 400) rather than failing the commit (a 500 for
+    every request committed with this one)."""
+    if "\x00" in text:
+        raise bad(f"`{field}` contains a NUL character")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise bad(f"`{field}` is longer than {MAX_ID_BYTES} bytes")
 
 
 def _raise(exc: BadRequest) -> Any:
