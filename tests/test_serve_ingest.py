@@ -124,6 +124,7 @@ def bad_requests(m: str) -> list[tuple[str, str, Any, int, str]]:
         ("properties text", "/v1/track", {**ok, "properties": "x"}, 400, "properties"),
         ("traits text", "/v1/identify", {"userId": m, "traits": "x"}, 400, "traits"),
         ("context list", "/v1/page", {"userId": m, "context": []}, 400, "context"),
+        ("context traits", "/v1/identify", {"userId": m, "context": {"traits": 1}}, 400, "traits"),
         ("messageId object", "/v1/track", {**ok, "messageId": {"a": 1}}, 400, "messageId"),
         ("userId object", "/v1/track", {"userId": {"id": m}, "event": "x"}, 400, "userId"),
         ("batch not a list", "/v1/batch", {"batch": ok}, 400, "batch"),

@@ -181,6 +181,11 @@ def parse_message(
     context = item.get("context")
     if context is not None and not isinstance(context, dict):
         raise bad("`context` must be an object")
+    if kind == "identify" and context is not None and context.get("traits") is not None:
+        # RudderStack's client sends an identify's traits only as `context.traits`
+        if not isinstance(context["traits"], dict):
+            raise bad("`context.traits` must be an object")
+        traits = {**context["traits"], **(traits or {})}
     message_id = item.get("messageId")
     if message_id is not None and not isinstance(message_id, str):
         if isinstance(message_id, int | float) and not isinstance(message_id, bool):
