@@ -291,6 +291,27 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+def test_the_batch_sent_at_serves_messages_without_their_own(daemon: Daemon) -> None:
+    m = mark()
+    batch = {
+        "sentAt": "2020-01-01T00:02:00Z",
+        "batch": [
+            {**signed_up(f"{m}-a"), "originalTimestamp": "2020-01-01T00:00:00Z"},
+            {**signed_up(f"{m}-b"), "originalTimestamp": "2020-01-01T00:00:00Z"}
+            | {"sentAt": "2020-01-01T00:00:30Z"},
+        ],
+    }
+    assert_ok(daemon.post("/v1/batch", batch))
+    t, received = stored_times(daemon, f"{m}-a")
+    assert abs(t - (received - 120.0)) < 1e-6
+    t, received = stored_times(daemon, f"{m}-b")
+    assert abs(t - (received - 30.0)) < 1e-6
+    before = totals(daemon)
+    bad = {"sentAt": "later", "batch": [signed_up(f"{m}-c")]}
+    assert_error(daemon.post("/v1/batch", bad), 400)
+    assert stored(daemon, f"{m}-c")["events"] == 0 and totals(daemon) == before
+
+
 def test_timestamp_rules(daemon: Daemon) -> None:
     m = mark()
     now = time.time()
@@ -493,3 +514,9 @@ def test_arbitrary_bodies_never_get_a_5xx(daemon: Daemon, body: bytes, gzipped: 
     response = daemon.post("/v1/batch", gzip.compress(body) if gzipped else body, headers=headers)
     assert response.status_code < 500, (body, response.text)
     assert response.status_code in (200, 400, 413, 415), response.text
+
+
+def test_processing_goes_on_after_the_fuzz(daemon: Daemon) -> None:
+    m = mark()
+    assert_ok(daemon.post("/v1/track", signed_up(m, properties={"email": f"{m}@example.com"})))
+    assert wait_for_effects(daemon, m, "send", 1) == 1

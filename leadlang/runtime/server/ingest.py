@@ -371,11 +371,18 @@ def _events_of(body: Any, kind: str | None, received: float) -> list[Incoming]:
     if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
         raise BadRequest(400, "invalid batch", 'expected {"batch": [...]}')
     items = body["batch"]
+    # The Segment and RudderStack clients send `sentAt` once, for the batch: the clock-skew
+    # rule of a message without a `timestamp` uses it when the message has none of its own.
+    sent_at = body.get("sentAt")
+    if sent_at is not None and parse_time(sent_at) is None:
+        raise BadRequest(400, "invalid batch", "the batch's `sentAt` is not an ISO 8601 time")
     check_sizes = len(orjson.dumps(items)) > MAX_MESSAGE
     events: list[Incoming] = []
     for index, item in enumerate(items):
         if check_sizes and len(orjson.dumps(item)) > MAX_MESSAGE:
             raise BadRequest(413, "too large", f"a message is over {MAX_MESSAGE // 1024} KB", index)
+        if sent_at is not None and isinstance(item, dict) and item.get("sentAt") is None:
+            item = {**item, "sentAt": sent_at}
         event = parse_message(item, None, received, index)
         if event is not None:
             events.append(event)
