@@ -38,7 +38,8 @@ TIMER_BUG = (
     "a processing round for a contact with a due timer and no new event crashes in "
     "simulate._run_contact (zip(timeline, horizons, strict=True) with an empty timeline: "
     "'zip() argument 2 is longer than argument 1'), called from processor.Runner._contact; "
-    "so no wait ever fires in serve, and a timer due at start-up stops the start-up drain"
+    "the processor sets the contact aside and its wake is cleared, so no wait ever fires in "
+    "serve and every timer is lost, at start-up too"
 )
 
 
