@@ -59,7 +59,9 @@ def store_query(db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         path = db.split(":///", 1)[1]
         conn = sqlite3.connect(path, timeout=30)
         try:
-            return [tuple(row) for row in conn.execute(sql, args)]
+            rows = [tuple(row) for row in conn.execute(sql, args)]
+            conn.commit()  # (a test may write, e.g. to age a row)
+            return rows
         finally:
             conn.close()
     import asyncio

@@ -282,6 +282,19 @@ def test_message_id_deduplicates_within_a_batch_and_across_requests(daemon: Daem
     assert daemon.count("effects", "WHERE contact = ? AND action = 'send'", m) == 3
 
 
+def test_message_ids_are_remembered_for_24_hours(daemon: Daemon) -> None:
+    m = mark()
+    now = time.time()
+    for suffix, age in (("-old", 25 * 3600.0), ("-recent", 23 * 3600.0)):
+        daemon.query(
+            "INSERT INTO seen_messages (message_id, received) VALUES (?, ?)", m + suffix, now - age
+        )
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-old", messageId=m + "-old")))
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-recent", messageId=m + "-recent")))
+    assert stored(daemon, m + "-old")["events"] == 1  # seen more than 24 h ago: new again
+    assert stored(daemon, m + "-recent")["events"] == 0
+
+
 def stored_times(daemon: Daemon, contact: str) -> tuple[float, float]:
     (row,) = daemon.query("SELECT t, received FROM events WHERE contact = ?", contact)
     return float(row[0]), float(row[1])
