@@ -12,6 +12,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -550,3 +551,38 @@ def test_processing_goes_on_after_the_fuzz(daemon: Daemon) -> None:
     m = mark()
     assert_ok(daemon.post("/v1/track", signed_up(m, properties={"email": f"{m}@example.com"})))
     assert wait_for_effects(daemon, m, "send") == 1
+
+
+# ---------------------------------------------------------------- overload
+
+
+@pytest.mark.timeout(90)
+def test_overload_is_429_with_retry_after_and_stores_nothing_of_it(
+    tmp_path: Path,
+) -> None:
+    """More than 200,000 events waiting for their commit: 429 with Retry-After, never a dropped
+    connection, and nothing of a refused request stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    served = Daemon(tmp_path, [str(tmp_path / "greet.lead")]).start()
+    size = 15_000  # about 460 KB of small page views per request
+    body = orjson.dumps({"batch": [{"type": "page", "userId": f"o{i % 50}"} for i in range(size)]})
+
+    def post(_: int) -> requests.Response:
+        return served.post("/v1/batch", body)
+
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(post, range(20)))
+    finally:
+        served.kill()  # (processing 300,000 page views is not this test's business)
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 429}, statuses
+    refused = [a for a in answers if a.status_code == 429]
+    if not refused:
+        pytest.skip("this machine committed faster than 20 requests could queue 200,000 events")
+    for answer in refused:
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert answer.json()["error"]
+    assert served.count("events") == statuses.count(200) * size
