@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -337,26 +338,50 @@ def big_batch(contact: str, n: int) -> bytes:
     return orjson.dumps({"batch": [item] * n})
 
 
+def queued_events(daemon: Daemon) -> float:
+    for line in requests.get(daemon.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("leadlang_ingest_queued_events "):
+            return float(line.split()[1])
+    return 0.0
+
+
 @pytest.mark.timeout(60)
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path) -> None:
     script = tmp_path / "greet.lead"
     script.write_text(GREET, encoding="utf-8")
     daemon = Daemon(tmp_path, [str(script)]).start()
-    body = big_batch("inflight", 3000)  # about 400 KB: read, checked and committed in a while
+    body = big_batch("inflight", 3000)
+    # The test holds SQLite's write lock, so the request waits in its commit: truly in flight
+    # when SIGTERM comes (the daemon waits up to its busy timeout, 30 s).
+    lock = sqlite3.connect(tmp_path / "leadlang.db", timeout=30, isolation_level=None)
+    answer: list[bytes] = []
     try:
+        lock.execute("BEGIN IMMEDIATE")
         conn, head = raw_request(daemon, body)
-        with conn:
-            conn.sendall(head + body)
-            time.sleep(0.01)
-            assert daemon.proc is not None
-            daemon.proc.terminate()  # SIGTERM while the request is being handled
-            answer = read_answer(conn)
-        assert answer.startswith(b"HTTP/1.1 200"), answer
-        assert answer.endswith(b'{"success":true}'), answer
+        conn.settimeout(30)
+
+        def send() -> None:
+            with conn:
+                conn.sendall(head + body)
+                answer.append(read_answer(conn))
+
+        client = threading.Thread(target=send, daemon=True)
+        client.start()
+        wait_for(lambda: queued_events(daemon) == 3000, 10, "the request never reached its commit")
+        assert daemon.proc is not None
+        daemon.proc.terminate()  # SIGTERM while the request waits for its commit
+        wait_for(lambda: any("stopping" in line for line in daemon.output), 10, "no stop")
+        time.sleep(0.2)
+        assert client.is_alive(), "the request in flight was answered before its commit"
+        lock.execute("ROLLBACK")  # the commit goes through now
+        client.join(20)
+        assert answer and answer[0].startswith(b"HTTP/1.1 200"), answer
+        assert answer[0].endswith(b'{"success":true}'), answer
         assert daemon.proc.wait(20) == 0
         with pytest.raises(requests.ConnectionError):  # no new requests once stopped
             requests.get(daemon.url + "/healthz", timeout=2)
     finally:
+        lock.close()
         code = daemon.stop()
     assert code == 0, "\n".join(daemon.output)
     assert daemon.count("events", "WHERE contact = 'inflight'") == 3000
