@@ -196,7 +196,6 @@ def parse_message(
         _check_key_text(message_id, "messageId", bad)
     t = _event_time(item, received, bad)
     name: str | None
-    body: dict[str, Any]
     if kind == "track":
         event = item.get("event")
         if not isinstance(event, str) or not event.strip():
