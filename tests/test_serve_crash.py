@@ -253,33 +253,10 @@ def test_a_send_claimed_when_killed_is_delivered_soon_after_restart(tmp_path: Pa
 
 @pytest.mark.timeout(60)
 @pytest.mark.xfail(strict=True, reason=TIMER_BUG)
-@pytest.mark.parametrize("kind", ["sqlite"])
-def test_a_wait_fires_at_its_due_instant_while_running(kind: str, tmp_path: Path) -> None:
-    script = tmp_path / "slow.lead"
-    script.write_text(SLOW, encoding="utf-8")
-    with store(kind) as db:
-        daemon = Daemon(tmp_path, [str(script)], db=db).start()
-        try:
-            start = float(int(time.time()))
-            events = [
-                {"type": "track", "userId": f"w{i}", "event": "started", "timestamp": iso(start)}
-                | {"properties": {"email": f"w{i}@example.com"}}
-                for i in range(3)
-            ]
-            assert daemon.post("/v1/batch", {"batch": events}).status_code == 200
-            wait_for(
-                lambda: daemon.count("effects", "WHERE action = 'exit'") == 3, 6, "no wait fired"
-            )
-            sends = [e for e in daemon.ledger() if e["action"] == "send"]
-            assert [e["at"] for e in sends] == [iso(start + 3)] * 3
-        finally:
-            assert daemon.stop() == 0
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=TIMER_BUG)
 @pytest.mark.parametrize("kind", STORES)
-def test_late_timers_fire_at_start_up_with_their_due_instant(kind: str, tmp_path: Path) -> None:
+def test_waits_fire_at_their_due_instant_late_at_start_up_and_while_running(
+    kind: str, tmp_path: Path
+) -> None:
     script = tmp_path / "slow.lead"
     script.write_text(SLOW, encoding="utf-8")
     with store(kind) as db:
@@ -302,14 +279,30 @@ def test_late_timers_fire_at_start_up_with_their_due_instant(kind: str, tmp_path
             daemon.kill()  # before any wait is due
             assert daemon.count("effects", "WHERE action = 'send'") == 0
             time.sleep(max(0.0, start + 4 - time.time()) + 1.5)  # every wait is now overdue
-            daemon.start()
-            daemon.wait_idle()
+            daemon.start()  # the overdue waits are its first work
+            wait_for(
+                lambda: daemon.count("effects", "WHERE action = 'exit'") == 4,
+                10,
+                "the late waits never fired",
+            )
             ledger = daemon.ledger()
             sends = sorted((e["contact"], e["at"]) for e in ledger if e["action"] == "send")
             assert sends == [(f"w{i}", iso(start + i % 2 + 3)) for i in range(4)]
             exits = sorted((e["contact"], e["at"]) for e in ledger if e["action"] == "exit")
             assert exits == sends
             wait_for(lambda: len(maildir_files(tmp_path)) == 4, 10, "no email for the late sends")
+            # and a wait that comes due while it runs fires then, at its due instant
+            now = float(int(time.time()))
+            event = {"userId": "r", "event": "started", "timestamp": iso(now)}
+            event["properties"] = {"email": "r@example.com"}
+            assert daemon.post("/v1/track", event).status_code == 200
+            wait_for(
+                lambda: daemon.count("effects", "WHERE contact = 'r' AND action = 'exit'") == 1,
+                6,
+                "the wait never fired",
+            )
+            (send,) = [e for e in daemon.ledger() if e["contact"] == "r" and e["action"] == "send"]
+            assert send["at"] == iso(now + 3)
         finally:
             assert daemon.stop() == 0
 
