@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,10 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import requests
 
 WRITE_KEY = "test-write-key"
@@ -45,6 +49,38 @@ def postgres_admin(url: str, statement: str) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+def store_query(db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of `sql` (`?` placeholders) on the store at `db` (serve's `--db` URL)."""
+    if db.startswith("sqlite"):
+        import sqlite3
+
+        path = db.split(":///", 1)[1]
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            rows = [tuple(row) for row in conn.execute(sql, args)]
+            conn.commit()  # (a test may write, e.g. to age a row)
+            return rows
+        finally:
+            conn.close()
+    import asyncio
+    import re
+
+    import asyncpg
+
+    numbered = iter(range(1, len(args) + 1))
+    pg_sql = re.sub(r"\?", lambda _: f"${next(numbered)}", sql)
+
+    async def run() -> list[tuple[Any, ...]]:
+        url = re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", db)
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(row) for row in await conn.fetch(pg_sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 class Daemon:
@@ -158,6 +194,14 @@ class Daemon:
                 return effects
             after = int(page["next"])
 
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Rows of `sql` (`?` placeholders) read straight from the store: the SQLite file
+        with `sqlite3`, or PostgreSQL with asyncpg; never through the daemon."""
+        return store_query(self.db, sql, *args)
+
+    def count(self, table: str, where: str = "", *args: Any) -> int:
+        return int(self.query(f"SELECT count(*) FROM {table} {where}", *args)[0][0])
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Until every stored event has been processed (from the metrics)."""
         deadline = time.monotonic() + timeout
@@ -168,3 +212,53 @@ class Daemon:
                     return
             time.sleep(0.05)
         raise TimeoutError("serve still has pending events")
+
+
+@contextlib.contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """A new database on the server of `LEADLANG_TEST_POSTGRES`, dropped afterwards (for
+    module-scoped daemons; the `postgres_db` fixture is the per-test one)."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("LEADLANG_TEST_POSTGRES is not set")
+    name = "leadlang_test_" + uuid.uuid4().hex[:12]
+    postgres_admin(url, f'CREATE DATABASE "{name}"')
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Each `signed_up` is one enrollment: `enter`, `send hello` (one Maildir file), `exit`.
+GREET = """\
+message hello:
+  channel email
+  subject "hello {{ id }}"
+  text "hello {{ id }}"
+
+flow greet:
+  on signed_up
+  reenter always
+  set email = event.email
+  send hello
+"""
+
+# Each `started` waits 3 seconds, then sends and exits at the wait's due instant.
+SLOW = """\
+message later:
+  channel email
+  subject "later {{ id }}"
+  text "later {{ id }}"
+
+flow slow:
+  on started
+  reenter always
+  set email = event.email
+  wait 3s
+  send later
+"""
+
+
+def maildir_files(workdir: Path) -> list[Path]:
+    """Every delivered email (`outbox/new` and `outbox/cur`)."""
+    return [p for sub in ("new", "cur") for p in sorted((workdir / "outbox" / sub).glob("*"))]

@@ -116,6 +116,9 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
         secrets={k: str(v) for k, v in _table(data, "secrets").items()},
         base_dir=base,
     )
+    if config.admin_token is not None and config.admin_token in config.write_keys:
+        # a write key ships inside web pages and apps: it must never open the admin API
+        raise ConfigError("server.admin_token: must differ from every write key")
     config.host_port  # noqa: B018 (validates `listen`)
     return config
 

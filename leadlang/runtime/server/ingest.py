@@ -20,12 +20,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.runtime.store.sql import Incoming, SqlStore
 
 MAX_REQUEST = 500 * 1024
 MAX_MESSAGE = 32 * 1024
+MAX_ID_BYTES = 1024  # userId / anonymousId / messageId, in UTF-8
 MAX_QUEUED_EVENTS = 200_000  # accepted but not yet committed: beyond this, 429
 SUCCESS = b'{"success":true}'
 KINDS = ("track", "identify", "page", "screen", "alias", "group")
@@ -74,8 +76,11 @@ async def read_json(request: web.Request, limit: int = MAX_REQUEST) -> Any:
             if size > limit:
                 raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB")
             chunks.append(chunk)
-    except (ContentEncodingError, zlib.error) as exc:
-        raise BadRequest(400, "invalid body", f"cannot decompress the body: {exc}") from None
+    except (ContentEncodingError, RequestPayloadError, zlib.error) as exc:
+        # (aiohttp raises RequestPayloadError, its ContentEncodingError as the cause)
+        cause = exc.__cause__ if isinstance(exc.__cause__, ContentEncodingError) else exc
+        detail = getattr(cause, "message", "") or str(cause)
+        raise BadRequest(400, "invalid body", f"cannot decompress the body: {detail}") from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise BadRequest(400, "invalid JSON", "the request body is empty")
@@ -164,8 +169,7 @@ def parse_message(
         contact = _id_text(item.get("anonymousId"))
     if contact is None:
         raise bad("missing `userId` or `anonymousId`")
-    if len(contact) > 1024:
-        raise bad("`userId` is longer than 1024 characters")
+    _check_key_text(contact, "userId", bad)
     props = item.get("properties")
     if props is None:
         props = {}
@@ -177,12 +181,19 @@ def parse_message(
     context = item.get("context")
     if context is not None and not isinstance(context, dict):
         raise bad("`context` must be an object")
+    if kind == "identify" and context is not None and context.get("traits") is not None:
+        # RudderStack's client sends an identify's traits only as `context.traits`
+        if not isinstance(context["traits"], dict):
+            raise bad("`context.traits` must be an object")
+        traits = {**context["traits"], **(traits or {})}
     message_id = item.get("messageId")
     if message_id is not None and not isinstance(message_id, str):
         if isinstance(message_id, int | float) and not isinstance(message_id, bool):
             message_id = orjson.dumps(message_id).decode()
         else:
             raise bad("`messageId` must be a string")
+    if message_id:
+        _check_key_text(message_id, "messageId", bad)
     t = _event_time(item, received, bad)
     name: str | None
     if kind == "track":
@@ -200,6 +211,16 @@ def parse_message(
     else:  # screen: the app's page view
         body = {"n": "screen_viewed", "p": props}
     return Incoming(message_id or None, contact, t, received, orjson.dumps(body).decode())
+
+
+def _check_key_text(text: str, field: str, bad: Callable[[str], BadRequest]) -> None:
+    """An id stored as a key: PostgreSQL text holds no NUL, and its indexes no entry much
+    over 2.7 KB, so both are refused here (a 400) rather than failing the commit (a 500 for
+    every request committed with this one)."""
+    if "\x00" in text:
+        raise bad(f"`{field}` contains a NUL character")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        raise bad(f"`{field}` is longer than {MAX_ID_BYTES} bytes")
 
 
 def _raise(exc: BadRequest) -> Any:
@@ -349,11 +370,18 @@ def _events_of(body: Any, kind: str | None, received: float) -> list[Incoming]:
     if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
         raise BadRequest(400, "invalid batch", 'expected {"batch": [...]}')
     items = body["batch"]
+    # The Segment and RudderStack clients send `sentAt` once, for the batch: the clock-skew
+    # rule of a message without a `timestamp` uses it when the message has none of its own.
+    sent_at = body.get("sentAt")
+    if sent_at is not None and parse_time(sent_at) is None:
+        raise BadRequest(400, "invalid batch", "the batch's `sentAt` is not an ISO 8601 time")
     check_sizes = len(orjson.dumps(items)) > MAX_MESSAGE
     events: list[Incoming] = []
     for index, item in enumerate(items):
         if check_sizes and len(orjson.dumps(item)) > MAX_MESSAGE:
             raise BadRequest(413, "too large", f"a message is over {MAX_MESSAGE // 1024} KB", index)
+        if sent_at is not None and isinstance(item, dict) and item.get("sentAt") is None:
+            item = {**item, "sentAt": sent_at}
         event = parse_message(item, None, received, index)
         if event is not None:
             events.append(event)

@@ -1,0 +1,67 @@
+"""serve's config (RUNTIME.md section 1): `${VAR}` from the environment, the defaults, and a
+write key that can never be the admin token."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leadlang.runtime.server.config import ConfigError, load_config
+from tests.serve_daemon import GREET
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "leadlang.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None)
+    assert config.listen == "127.0.0.1:8484" and config.store == "sqlite:///leadlang.db"
+    assert config.write_keys == () and config.admin_token is None
+
+
+def test_variables_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LL_KEY", "k1")
+    monkeypatch.setenv("LL_ADMIN", "a1")
+    monkeypatch.delenv("LL_UNSET", raising=False)
+    path = write(
+        tmp_path,
+        '[server]\nwrite_keys = ["${LL_KEY}", "${LL_UNSET}"]\nadmin_token = "${LL_ADMIN}"\n',
+    )
+    config = load_config(path, db="sqlite:///x.db", listen="127.0.0.1:9")
+    assert config.write_keys == ("k1",) and config.admin_token == "a1"
+    assert config.store == "sqlite:///x.db" and config.listen == "127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[server]\nwrite_keys = ["same"]\nadmin_token = "same"\n',
+        '[server]\nwrite_keys = "same"\nadmin_token = "same"\n',
+    ],
+)
+def test_a_write_key_is_never_the_admin_token(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="admin_token"):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.timeout(60)
+def test_serve_refuses_such_a_config_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    path = write(tmp_path, '[server]\nwrite_keys = ["same"]\nadmin_token = "same"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "leadlang", "serve", "greet.lead", "--config", path],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=50,
+    )
+    assert result.returncode == 2
+    assert b"admin_token" in result.stderr
+    assert not (tmp_path / "leadlang.db").exists()

@@ -1,0 +1,588 @@
+"""Ingest and admin over real HTTP against a real `leadlang serve` (RUNTIME.md section 2):
+every bad input answered as specified with nothing stored (read back from the store itself),
+the three ways to pass the write key, gzip, the size limits (a gzip bomb included), `messageId`
+deduplication, the timestamp rules, the admin routes and their token; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.serve_daemon import ADMIN_TOKEN, GREET, WRITE_KEY, Daemon, fresh_postgres
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def daemon(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Daemon]:
+    workdir = tmp_path_factory.mktemp("ingest")
+    (workdir / "greet.lead").write_text(GREET, encoding="utf-8")
+    with _store(request.param) as db:
+        served = Daemon(workdir, [str(workdir / "greet.lead")], db=db).start()
+        try:
+            yield served
+        finally:
+            assert served.stop() == 0, "\n".join(served.output)
+
+
+def _store(kind: str) -> Any:
+    if kind == "sqlite":
+        from contextlib import nullcontext
+
+        return nullcontext(None)
+    return fresh_postgres()
+
+
+def mark() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+def signed_up(contact: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "track", "userId": contact, "event": "Signed Up", **extra}
+
+
+def stored(daemon: Daemon, prefix: str) -> dict[str, int]:
+    """Rows about contacts or message ids starting with `prefix`, per table."""
+    like = prefix + "%"
+    return {
+        "events": daemon.count("events", "WHERE contact LIKE ?", like),
+        "seen_messages": daemon.count("seen_messages", "WHERE message_id LIKE ?", like),
+        "contacts": daemon.count("contacts", "WHERE id LIKE ?", like),
+    }
+
+
+def totals(daemon: Daemon) -> tuple[int, int]:
+    return daemon.count("events"), daemon.count("seen_messages")
+
+
+def assert_nothing_stored(daemon: Daemon, prefix: str, before: tuple[int, int]) -> None:
+    assert stored(daemon, prefix) == {"events": 0, "seen_messages": 0, "contacts": 0}
+    assert totals(daemon) == before
+
+
+def assert_error(
+    response: requests.Response, status: int, index: int | None = None
+) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if index is not None:
+        assert body.get("index") == index, body
+    return body
+
+
+def assert_ok(response: requests.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert response.json() == {"success": True}
+
+
+def wait_for_effects(daemon: Daemon, contact: str, action: str) -> int:
+    """The number of effects `action` of `contact` once processing is idle."""
+    daemon.wait_idle()
+    return daemon.count("effects", "WHERE contact = ? AND action = ?", contact, action)
+
+
+# ---------------------------------------------------------------- bad input, nothing stored
+
+
+def bad_requests(m: str) -> list[tuple[str, str, Any, int, str]]:
+    """(name, path, body, status, a word the detail or error must contain)."""
+    ok = signed_up(m + "-ok", messageId=m + "-ok")
+    return [
+        ("invalid json", "/v1/track", b'{"userId": "' + m.encode() + b'", ', 400, "json"),
+        ("empty body", "/v1/track", b"", 400, "empty"),
+        ("not an object", "/v1/track", [ok], 400, "object"),
+        ("no user", "/v1/track", {"event": "Signed Up", "messageId": m + "-1"}, 400, "userId"),
+        (
+            "empty user",
+            "/v1/track",
+            {"userId": "", "event": "x", "messageId": m + "-2"},
+            400,
+            "userId",
+        ),
+        ("no event", "/v1/track", {"userId": m, "messageId": m + "-3"}, 400, "event"),
+        ("blank event", "/v1/track", {"userId": m, "event": "  "}, 400, "event"),
+        ("bad timestamp", "/v1/track", {**ok, "timestamp": "yesterday"}, 400, "timestamp"),
+        ("numeric timestamp", "/v1/track", {**ok, "timestamp": 1700000000}, 400, "timestamp"),
+        ("bad sentAt", "/v1/track", {**ok, "sentAt": "soon"}, 400, "sentAt"),
+        ("properties list", "/v1/track", {**ok, "properties": [1]}, 400, "properties"),
+        ("properties text", "/v1/track", {**ok, "properties": "x"}, 400, "properties"),
+        ("traits text", "/v1/identify", {"userId": m, "traits": "x"}, 400, "traits"),
+        ("context list", "/v1/page", {"userId": m, "context": []}, 400, "context"),
+        ("context traits", "/v1/identify", {"userId": m, "context": {"traits": 1}}, 400, "traits"),
+        ("messageId object", "/v1/track", {**ok, "messageId": {"a": 1}}, 400, "messageId"),
+        ("userId object", "/v1/track", {"userId": {"id": m}, "event": "x"}, 400, "userId"),
+        ("batch not a list", "/v1/batch", {"batch": ok}, 400, "batch"),
+        ("batch missing", "/v1/batch", {"events": [ok]}, 400, "batch"),
+        ("unknown type", "/v1/batch", {"batch": [{**ok, "type": "purchase"}]}, 400, "type"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "case", range(len(bad_requests("x"))), ids=[c[0] for c in bad_requests("x")]
+)
+def test_bad_input_is_400_and_stores_nothing(daemon: Daemon, case: int) -> None:
+    m = mark()
+    name, path, body, status, word = bad_requests(m)[case]
+    before = totals(daemon)
+    response = daemon.post(path, body)
+    error = assert_error(response, status)
+    assert word.lower() in (error["detail"] + " " + error["error"]).lower(), (name, error)
+    assert_nothing_stored(daemon, m, before)
+
+
+def test_a_batch_with_one_bad_item_names_its_index_and_stores_none_of_it(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    items = [signed_up(f"{m}-{i}", messageId=f"{m}-{i}") for i in range(5)]
+    for index, broken in [(3, {"properties": 7}), (0, {"event": None}), (4, {"timestamp": "x"})]:
+        batch = [dict(item) for item in items]
+        batch[index].update(broken)
+        assert_error(daemon.post("/v1/batch", {"batch": batch}), 400, index)
+    batch = [*items[:2], {"type": "track", "event": "x"}, *items[2:]]
+    body = assert_error(daemon.post("/v1/batch", {"batch": batch}), 400, 2)
+    assert "userId" in body["detail"]
+    assert_nothing_stored(daemon, m, before)
+    # and the same batch, mended, is stored whole
+    assert_ok(daemon.post("/v1/batch", {"batch": items}))
+    assert stored(daemon, m)["events"] == 5
+
+
+def test_size_limits_are_413_and_store_nothing(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    big = {**signed_up(m, messageId=m + "-big"), "properties": {"pad": "x" * (33 * 1024)}}
+    assert_error(daemon.post("/v1/track", big), 413)
+    small = [signed_up(f"{m}-{i}", messageId=f"{m}-{i}") for i in range(3)]
+    assert_error(daemon.post("/v1/batch", {"batch": [*small, big]}), 413, 3)
+    # 600 KB of messages each under 32 KB: the request is over 500 KB
+    pad = {"pad": "y" * (20 * 1024)}
+    many = [{**signed_up(f"{m}-m{i}", messageId=f"{m}-m{i}"), "properties": pad} for i in range(30)]
+    assert_error(daemon.post("/v1/batch", {"batch": many}), 413)
+    # the same, gzipped: small on the wire, over the limit once decompressed
+    packed = gzip.compress(orjson.dumps({"batch": many}))
+    assert len(packed) < 100 * 1024
+    assert_error(daemon.post("/v1/batch", packed, headers={"Content-Encoding": "gzip"}), 413)
+    assert_nothing_stored(daemon, m, before)
+
+
+def test_a_gzip_bomb_is_413_and_cheap(daemon: Daemon) -> None:
+    # 64 MB of spaces inside a JSON string, gzipped to about 64 KB
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b'{"batch": [], "pad": "')]
+    parts += [packer.compress(b" " * (1 << 20)) for _ in range(64)]
+    bomb = b"".join([*parts, packer.compress(b'"}'), packer.flush()])
+    assert len(bomb) < 100 * 1024
+    started = time.monotonic()
+    assert_error(daemon.post("/v1/batch", bomb, headers={"Content-Encoding": "gzip"}), 413)
+    assert time.monotonic() - started < 2.0
+    assert daemon.admin("/healthz").status_code == 200
+
+
+def test_write_key_wrong_or_missing_is_401_and_stores_nothing(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    body = signed_up(m, messageId=m)
+    assert_error(daemon.post("/v1/track", body, key=None), 401)
+    assert_error(daemon.post("/v1/track", body, key="wrong"), 401)
+    assert_error(daemon.post("/v1/track", body, key=ADMIN_TOKEN), 401)
+    assert_error(daemon.post("/v1/track", {**body, "writeKey": "wrong"}, key=None), 401)
+    assert_error(daemon.post("/v1/batch", {"batch": [body], "writeKey": ""}, key=None), 401)
+    basic = base64.b64encode(b"wrong:").decode()
+    assert_error(daemon.post("/v1/track", body, headers={"Authorization": f"Basic {basic}"}), 401)
+    assert_error(daemon.post("/v1/track", body, headers={"Authorization": "Basic %%%"}), 401)
+    assert_nothing_stored(daemon, m, before)
+
+
+def test_the_three_ways_to_pass_the_write_key_and_gzip(daemon: Daemon) -> None:
+    m = mark()
+    basic = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    assert_ok(
+        daemon.post(
+            "/v1/track", signed_up(m + "-basic"), headers={"Authorization": f"Basic {basic}"}
+        )
+    )
+    assert_ok(
+        requests.post(
+            daemon.url + "/v1/track", json=signed_up(m + "-auth"), auth=(WRITE_KEY, ""), timeout=30
+        )
+    )
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-bearer")))
+    assert_ok(daemon.post("/v1/track", {**signed_up(m + "-body"), "writeKey": WRITE_KEY}, key=None))
+    assert_ok(
+        daemon.post(
+            "/v1/batch", {"batch": [signed_up(m + "-batch")], "writeKey": WRITE_KEY}, key=None
+        )
+    )
+    packed = gzip.compress(orjson.dumps({"batch": [signed_up(m + "-gzip")], "writeKey": WRITE_KEY}))
+    assert_ok(daemon.post("/v1/batch", packed, key=None, headers={"Content-Encoding": "gzip"}))
+    assert_ok(
+        daemon.post(
+            "/v1/identify",
+            gzip.compress(orjson.dumps({"userId": m + "-gzid", "traits": {"a": 1}})),
+            headers={"Content-Encoding": "gzip"},
+        )
+    )
+    assert_ok(daemon.post("/v1/page", {"anonymousId": m + "-anon"}))
+    assert_error(
+        daemon.post("/v1/track", b"\x1f\x8bnot gzip", headers={"Content-Encoding": "gzip"}), 400
+    )
+    rows = daemon.query("SELECT contact FROM events WHERE contact LIKE ? ORDER BY contact", m + "%")
+    names = sorted(r[0].removeprefix(m + "-") for r in rows)
+    assert names == sorted(["basic", "auth", "bearer", "body", "batch", "gzip", "gzid", "anon"])
+
+
+def test_success_is_exactly_200_with_success_true_many_times(daemon: Daemon) -> None:
+    m = mark()
+    with requests.Session() as session:  # one kept-alive connection, several requests
+        for i in range(5):
+            response = session.post(
+                daemon.url + "/v1/track",
+                data=orjson.dumps(signed_up(f"{m}-{i}")),
+                headers={
+                    "Authorization": f"Bearer {WRITE_KEY}",
+                    "Content-Type": "application/json",
+                },
+                timeout=10,
+            )
+            assert response.status_code == 200
+            assert response.content.strip() in (b'{"success":true}', b'{"success": true}')
+    assert stored(daemon, m)["events"] == 5
+
+
+# ---------------------------------------------------------------- deduplication and time
+
+
+def test_message_id_deduplicates_within_a_batch_and_across_requests(daemon: Daemon) -> None:
+    m = mark()
+    first = signed_up(m, messageId=m + "-a", properties={"email": f"{m}@example.com"})
+    other = signed_up(m, messageId=m + "-b", properties={"email": f"{m}@example.com"})
+    assert_ok(daemon.post("/v1/batch", {"batch": [first, first, other]}))
+    assert_ok(daemon.post("/v1/track", first))
+    assert_ok(daemon.post("/v1/batch", {"batch": [other, first]}))
+    assert_ok(daemon.post("/v1/track", {**first, "messageId": m + "-c"}))
+    assert stored(daemon, m)["events"] == 3
+    assert stored(daemon, m)["seen_messages"] == 3
+    assert wait_for_effects(daemon, m, "enter") == 3
+    assert daemon.count("effects", "WHERE contact = ? AND action = 'send'", m) == 3
+
+
+def test_message_ids_are_remembered_for_24_hours(daemon: Daemon) -> None:
+    m = mark()
+    now = time.time()
+    for suffix, age in (("-old", 25 * 3600.0), ("-recent", 23 * 3600.0)):
+        daemon.query(
+            "INSERT INTO seen_messages (message_id, received) VALUES (?, ?)", m + suffix, now - age
+        )
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-old", messageId=m + "-old")))
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-recent", messageId=m + "-recent")))
+    assert stored(daemon, m + "-old")["events"] == 1  # seen more than 24 h ago: new again
+    assert stored(daemon, m + "-recent")["events"] == 0
+
+
+def stored_times(daemon: Daemon, contact: str) -> tuple[float, float]:
+    (row,) = daemon.query("SELECT t, received FROM events WHERE contact = ?", contact)
+    return float(row[0]), float(row[1])
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_the_batch_sent_at_serves_messages_without_their_own(daemon: Daemon) -> None:
+    m = mark()
+    batch = {
+        "sentAt": "2020-01-01T00:02:00Z",
+        "batch": [
+            {**signed_up(f"{m}-a"), "originalTimestamp": "2020-01-01T00:00:00Z"},
+            {**signed_up(f"{m}-b"), "originalTimestamp": "2020-01-01T00:00:00Z"}
+            | {"sentAt": "2020-01-01T00:00:30Z"},
+        ],
+    }
+    assert_ok(daemon.post("/v1/batch", batch))
+    t, received = stored_times(daemon, f"{m}-a")
+    assert abs(t - (received - 120.0)) < 1e-6
+    t, received = stored_times(daemon, f"{m}-b")
+    assert abs(t - (received - 30.0)) < 1e-6
+    before = totals(daemon)
+    bad = {"sentAt": "later", "batch": [signed_up(f"{m}-c")]}
+    assert_error(daemon.post("/v1/batch", bad), 400)
+    assert stored(daemon, f"{m}-c")["events"] == 0 and totals(daemon) == before
+
+
+def test_timestamp_rules(daemon: Daemon) -> None:
+    m = mark()
+    now = time.time()
+    cases: dict[str, dict[str, Any]] = {
+        "given": {"timestamp": "2025-06-01T02:00:00+02:00"},
+        "naive": {"timestamp": "2025-06-01T00:00:00"},
+        "skew": {"sentAt": "2020-01-01T00:01:00Z", "originalTimestamp": "2020-01-01T00:00:00Z"},
+        "missing": {},
+        "future": {"timestamp": iso(now + 86400)},
+        "future-skew": {
+            "sentAt": "2020-01-01T00:00:00Z",
+            "originalTimestamp": "2020-01-01T01:00:00Z",
+        },
+    }
+    for name, fields in cases.items():
+        assert_ok(daemon.post("/v1/track", {**signed_up(f"{m}-{name}"), **fields}))
+    june = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    assert stored_times(daemon, f"{m}-given")[0] == june
+    assert stored_times(daemon, f"{m}-naive")[0] == june
+    t, received = stored_times(daemon, f"{m}-skew")  # receivedAt - (sentAt - originalTimestamp)
+    assert abs(t - (received - 60.0)) < 1e-6
+    assert now - 5 < received < time.time() + 1
+    t, received = stored_times(daemon, f"{m}-missing")
+    assert t == received
+    t, received = stored_times(daemon, f"{m}-future")  # clamped to the receive time
+    assert t == received
+    t, received = stored_times(daemon, f"{m}-future-skew")
+    assert t == received
+
+
+# ---------------------------------------------------------------- admin
+
+
+def test_admin_routes_need_the_admin_token_never_a_write_key(daemon: Daemon) -> None:
+    m = mark()
+    assert_ok(daemon.post("/v1/track", signed_up(m, properties={"email": f"{m}@example.com"})))
+    daemon.wait_idle()
+    for path in (f"/v1/contacts/{m}", "/v1/flows", "/v1/flows/greet", "/v1/effects", "/v1/outbox"):
+        assert_error(daemon.admin(path, token=None), 401)
+        assert_error(daemon.admin(path, token=WRITE_KEY), 401)
+        assert_error(daemon.admin(path, token="wrong"), 401)
+        basic = base64.b64encode(f"{ADMIN_TOKEN}:".encode()).decode()
+        response = requests.get(
+            daemon.url + path, headers={"Authorization": f"Basic {basic}"}, timeout=10
+        )
+        assert_error(response, 401)
+        assert daemon.admin(path).status_code == 200, path
+
+
+def test_contacts_and_flows(daemon: Daemon) -> None:
+    m = mark()
+    assert_error(daemon.admin(f"/v1/contacts/{m}"), 404)
+    assert_ok(daemon.post("/v1/identify", {"userId": m, "traits": {"first_name": "Ann"}}))
+    assert_ok(daemon.post("/v1/track", signed_up(m, properties={"email": f"{m}@example.com"})))
+    daemon.wait_idle()
+    profile = daemon.admin(f"/v1/contacts/{m}").json()
+    assert profile["traits"]["first_name"] == "Ann"
+    assert profile["traits"]["email"] == f"{m}@example.com"
+    for key in ("score", "metrics", "segments", "tags", "enrollments", "effects"):
+        assert key in profile, key
+    assert [e["action"] for e in profile["effects"]] == ["enter", "send", "exit"]
+    assert_error(daemon.admin(f"/v1/contacts/{mark()}"), 404)
+    flows = daemon.admin("/v1/flows").json()["flows"]
+    assert [f["name"] for f in flows] == ["greet"]
+    greet = daemon.admin("/v1/flows/greet").json()
+    assert greet["name"] == "greet" and greet["version"] == flows[0]["version"]
+    assert greet["entered"] >= 1 and greet["exited"] >= 1 and greet["sent"] >= 1
+    assert_error(daemon.admin("/v1/flows/nope"), 404)
+    deadline = time.monotonic() + 10
+    while True:  # the outbox row, delivered into the Maildir
+        rows = daemon.admin("/v1/outbox?status=sent&limit=1000").json()["outbox"]
+        mine = [r for r in rows if r["contact"] == m]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (row,) = mine
+    assert (row["flow"], row["message"], row["channel"], row["status"]) == (
+        "greet",
+        "hello",
+        "email",
+        "sent",
+    )
+    for key in ("key", "attempts", "last_error", "next_attempt"):
+        assert key in row, key
+    assert_error(daemon.admin("/v1/outbox?status=bogus"), 400)
+
+
+def test_effects_paging_follows_next_to_the_end(daemon: Daemon) -> None:
+    m = mark()
+    batch = [signed_up(m, properties={"email": f"{m}@example.com"}) for _ in range(4)]
+    assert_ok(daemon.post("/v1/batch", {"batch": batch}))
+    daemon.wait_idle()
+    whole = daemon.admin("/v1/effects?limit=1000").json()
+    assert whole["next"] is None
+    pages: list[dict[str, Any]] = []
+    after = "0"
+    while True:
+        page = daemon.admin(f"/v1/effects?after={after}&limit=4").json()
+        assert len(page["effects"]) <= 4
+        pages.extend(page["effects"])
+        if page["next"] is None:
+            break
+        assert page["next"] == str(page["effects"][-1]["id"])
+        after = page["next"]
+    assert pages == whole["effects"]
+    ids = [e["id"] for e in pages]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert sum(1 for e in pages if e["contact"] == m and e["action"] == "send") == 4
+    assert daemon.admin(f"/v1/effects?after={ids[-1]}&limit=5").json() == {
+        "effects": [],
+        "next": None,
+    }
+    for query in ("limit=0", "limit=abc", "after=x", "limit=100000"):
+        assert_error(daemon.admin(f"/v1/effects?{query}"), 400)
+
+
+def test_healthz_metrics_openapi_need_no_token(daemon: Daemon) -> None:
+    health = requests.get(daemon.url + "/healthz", timeout=10)
+    assert health.status_code == 200 and health.json()["ok"] is True
+    metrics = requests.get(daemon.url + "/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert metrics.headers["Content-Type"].startswith("text/plain")
+    names = {line.split()[2] for line in metrics.text.splitlines() if line.startswith("# TYPE")}
+    assert {
+        "leadlang_events_accepted_total",
+        "leadlang_pending_events",
+        "leadlang_outbox_rows",
+    } <= names
+    document = requests.get(daemon.url + "/openapi.json", timeout=10).json()
+    assert document["openapi"].startswith("3.")
+    for path in (
+        "/v1/track",
+        "/v1/identify",
+        "/v1/page",
+        "/v1/batch",
+        "/v1/contacts/{id}",
+        "/v1/flows",
+        "/v1/flows/{name}",
+        "/v1/effects",
+        "/v1/outbox",
+        "/healthz",
+        "/metrics",
+    ):
+        assert path in document["paths"], path
+
+
+# ---------------------------------------------------------------- texts PostgreSQL cannot hold
+
+
+def test_ids_that_a_database_cannot_index_are_400_not_500(daemon: Daemon) -> None:
+    m = mark()
+    before = totals(daemon)
+    for body in (
+        signed_up(m + "-nul\x00"),
+        signed_up(m + "-mid", messageId=m + "-nul\x00"),
+        signed_up(m + "-wide-" + "\U0001f600" * 1000),  # 1,000 characters, 4,000 bytes
+        signed_up(m + "-longmid", messageId=m + "-" + "z" * 20000),
+    ):
+        assert_error(daemon.post("/v1/track", body), 400)
+    assert_nothing_stored(daemon, m, before)
+    # and one bad request does not fail the good ones committed with it
+    assert_ok(daemon.post("/v1/track", signed_up(m + "-after")))
+
+
+# ---------------------------------------------------------------- never a 5xx
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_names = st.sampled_from(
+    [
+        "type",
+        "userId",
+        "anonymousId",
+        "event",
+        "properties",
+        "traits",
+        "context",
+        "timestamp",
+        "sentAt",
+        "originalTimestamp",
+        "messageId",
+        "writeKey",
+    ]
+)
+messages = st.dictionaries(
+    field_names,
+    json_values
+    | st.sampled_from(
+        ["track", "identify", "page", "screen", "alias", "2025-01-01T00:00:00Z", "x\x00"]
+    ),
+    max_size=8,
+)
+bodies = (
+    json_values.map(orjson.dumps)
+    | st.lists(messages, max_size=4).map(lambda batch: orjson.dumps({"batch": batch}))
+    | st.binary(max_size=64)
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies, gzipped=st.booleans())
+def test_arbitrary_bodies_never_get_a_5xx(daemon: Daemon, body: bytes, gzipped: bool) -> None:
+    headers = {"Content-Encoding": "gzip"} if gzipped else {}
+    response = daemon.post("/v1/batch", gzip.compress(body) if gzipped else body, headers=headers)
+    assert response.status_code < 500, (body, response.text)
+    assert response.status_code in (200, 400, 413, 415), response.text
+
+
+def test_processing_goes_on_after_the_fuzz(daemon: Daemon) -> None:
+    m = mark()
+    assert_ok(daemon.post("/v1/track", signed_up(m, properties={"email": f"{m}@example.com"})))
+    assert wait_for_effects(daemon, m, "send") == 1
+
+
+# ---------------------------------------------------------------- overload
+
+
+@pytest.mark.timeout(90)
+def test_overload_is_429_with_retry_after_and_stores_nothing_of_it(
+    tmp_path: Path,
+) -> None:
+    """More than 200,000 events waiting for their commit: 429 with Retry-After, never a dropped
+    connection, and nothing of a refused request stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    served = Daemon(tmp_path, [str(tmp_path / "greet.lead")]).start()
+    size = 15_000  # about 460 KB of small page views per request
+    body = orjson.dumps({"batch": [{"type": "page", "userId": f"o{i % 50}"} for i in range(size)]})
+
+    def post(_: int) -> requests.Response:
+        return served.post("/v1/batch", body)
+
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(post, range(20)))
+    finally:
+        served.kill()  # (processing 300,000 page views is not this test's business)
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 429}, statuses
+    refused = [a for a in answers if a.status_code == 429]
+    if not refused:
+        pytest.skip("this machine committed faster than 20 requests could queue 200,000 events")
+    for answer in refused:
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert answer.json()["error"]
+    assert served.count("events") == statuses.count(200) * size
