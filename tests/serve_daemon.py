@@ -254,7 +254,7 @@ flow slow:
   on started
   reenter always
   set email = event.email
-  wait 3s
+  wait 5s
   send later
 """
 

@@ -51,6 +51,7 @@ class Daemon:
     backend: Backend | ChildBackend | None = None
     stop: asyncio.Event = attrs.field(factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
+    inflight: int = 0  # HTTP requests being handled
 
     def __attrs_post_init__(self) -> None:
         self.committer = Committer(self.store, self.clock, on_commit=self._committed)
@@ -105,6 +106,8 @@ async def open_daemon(config: Config, program: dict[str, Any]) -> Daemon:
     if new:
         generated["admin token"] = admin
     secret, _ = await store.credential("secret", config.secret)
+    # One daemon per database (for now): deliveries a killed daemon had claimed are free again.
+    await store.release_leases()
     await store.record_versions(
         ((f["name"], f["version"], orjson.dumps(f).decode()) for f in program["flows"]),
         time.time(),
@@ -122,7 +125,15 @@ async def open_daemon(config: Config, program: dict[str, Any]) -> Daemon:
 
 
 def make_app(daemon: Daemon) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    @web.middleware
+    async def count_inflight(request: web.Request, handler: Any) -> web.StreamResponse:
+        daemon.inflight += 1
+        try:
+            return await handler(request)
+        finally:
+            daemon.inflight -= 1
+
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[count_inflight])
     metrics = Metrics(daemon)
     app.add_routes(Ingest(daemon.committer, daemon.write_keys).routes())
     admin = Admin(daemon.store, daemon.admin_token, daemon.flows(), daemon.engine, daemon.clock)
@@ -191,7 +202,14 @@ async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> i
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     print("leadlang serve: stopping", flush=True)
-    await runner.cleanup()  # no new requests; in-flight ones finish
+    # No new connections; requests in flight finish (those still receiving their body too),
+    # then idle connections are closed and the committer and the back end stop.
+    for running in list(runner.sites):
+        await running.stop()
+    deadline = loop.time() + SHUTDOWN_TIMEOUT
+    while daemon.inflight and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    await runner.cleanup()
     await daemon.shutdown()
     print("leadlang serve: stopped", flush=True)
     return 0

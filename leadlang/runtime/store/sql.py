@@ -461,6 +461,17 @@ class SqlStore:
                 self._marking = False
         await future
 
+    async def release_leases(self) -> int:
+        """Free every claimed delivery (at start-up: the daemon that claimed them is gone)."""
+        o = s.outbox
+        async with self.write() as conn:
+            done = await conn.execute(
+                update(o)
+                .where(and_(o.c.status == "pending", o.c.lease_until.is_not(None)))
+                .values(lease_until=None)
+            )
+            return int(done.rowcount or 0)
+
     async def outbox_requeue(self, keys: Sequence[str] | None, now: float) -> int:
         """Put dead rows (those of `keys`, or all when None) back to pending, due now, with
         their attempts counted afresh; returns how many."""
