@@ -1,0 +1,253 @@
+"""Tracking and consent links (RUNTIME.md sections 2 and 3): signed tokens and HTML rewriting.
+
+Pure functions of their inputs, so the processor can run them in its thread and every
+retry of a send delivers the same bytes.
+
+Tokens are itsdangerous URL-safe signed payloads (HMAC-SHA256, keyed by the daemon's stored
+`secret`), one salt per purpose, so an open token is no click token and neither unsubscribes.
+The payload names the contact, the send (its idempotency key), the channel and the message,
+and for a click the link's index and URL: nothing in a request can change whom or where a
+token acts for. Tokens are signed, not encrypted: whoever holds the email can read the
+contact id and the link, which is the recipient.
+
+HTML is rewritten with the standard library's tokenizer (`html.parser`), using its own
+attribute regular expressions on each `<a>` start tag it reports, and edits are spliced
+into the original text at the positions it reports: everything else stays byte for byte,
+and `<a` inside comments, scripts or attribute values is never taken for a link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import html.parser
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import attrs
+from itsdangerous import BadData, URLSafeSerializer
+
+Purpose = Literal["open", "click", "unsubscribe"]
+PURPOSES: tuple[Purpose, ...] = ("open", "click", "unsubscribe")
+UNSUBSCRIBE_PLACEHOLDER = "leadlang:unsubscribe"  # `<a href="leadlang:unsubscribe">` in html
+ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058
+_TRACKED_SCHEMES = ("http://", "https://")
+_URL_WHITESPACE = re.compile(r"[\t\n\r]")  # browsers drop these from a URL (WHATWG URL)
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+@attrs.frozen
+class Send:
+    """What a token is bound to: one send to one contact."""
+
+    contact: str
+    key: str  # the send's idempotency key (the outbox row's key, `message_id` in events)
+    channel: str
+    message: str
+
+
+@attrs.frozen
+class Link:
+    """A verified token: the send, and for a click the link's index and URL."""
+
+    purpose: Purpose
+    send: Send
+    index: int | None = None
+    url: str | None = None
+
+
+class Tracker:
+    """Makes and reads the tokens of one daemon, and the links that carry them."""
+
+    def __init__(self, secret: str, public_url: str) -> None:
+        if not secret:
+            raise ValueError("tracking needs a secret")
+        self.public_url = public_url.rstrip("/")
+        self._serializers = {
+            purpose: URLSafeSerializer(
+                secret,
+                salt=f"leadlang.{purpose}",
+                signer_kwargs={"digest_method": hashlib.sha256},
+            )
+            for purpose in PURPOSES
+        }
+
+    # ---------------------------------------------------------------- tokens
+
+    def token(self, purpose: Purpose, send: Send, index: int | None = None, url: str = "") -> str:
+        payload: list[Any] = [send.contact, send.key, send.channel, send.message]
+        if purpose == "click":
+            payload += [index, url]
+        token = self._serializers[purpose].dumps(payload)
+        assert isinstance(token, str)
+        return token
+
+    def read(self, purpose: Purpose, token: str) -> Link | None:
+        """The link a token stands for; None when it is not one this daemon signed for
+        `purpose` (forged, altered, truncated, or made for another purpose)."""
+        try:
+            payload = self._serializers[purpose].loads(token)
+        except (BadData, ValueError, TypeError, UnicodeError):
+            return None
+        size = 6 if purpose == "click" else 4
+        if not isinstance(payload, list) or len(payload) != size:
+            return None
+        if not all(isinstance(part, str) for part in payload[:4]):
+            return None
+        send = Send(*payload[:4])
+        if purpose != "click":
+            return Link(purpose, send)
+        index, url = payload[4], payload[5]
+        if not isinstance(index, int) or isinstance(index, bool) or not isinstance(url, str):
+            return None
+        if not is_trackable(url):
+            return None
+        return Link(purpose, send, index, url)
+
+    def url(self, purpose: Purpose, send: Send, index: int | None = None, url: str = "") -> str:
+        route = {"open": "o", "click": "c", "unsubscribe": "u"}[purpose]
+        return f"{self.public_url}/{route}/{self.token(purpose, send, index, url)}"
+
+    # ---------------------------------------------------------------- emails
+
+    def decorate_email(self, content: dict[str, Any], send: Send) -> dict[str, Any]:
+        """The email's content with its html rewritten (click links, the open pixel, the
+        unsubscribe placeholder) and the List-Unsubscribe headers (RFC 2369, RFC 8058)."""
+        unsubscribe = self.url("unsubscribe", send)
+        out = dict(content)
+        if out.get("html"):
+            out["html"] = rewrite_html(
+                out["html"],
+                click_url=lambda index, url: self.url("click", send, index, url),
+                pixel_url=self.url("open", send),
+                unsubscribe_url=unsubscribe,
+            )
+        headers = dict(out.get("headers") or {})
+        headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+        headers["List-Unsubscribe-Post"] = ONE_CLICK
+        out["headers"] = headers
+        return out
+
+
+def is_trackable(url: str) -> bool:
+    """An absolute http(s) URL with a host and nothing a Location header cannot carry."""
+    lower = url.lower()
+    if not lower.startswith(_TRACKED_SCHEMES):
+        return False
+    rest = url.split("://", 1)[1]
+    return bool(rest) and rest[0] not in "/\\" and not _URL_WHITESPACE.search(url)
+
+
+def clean_href(value: str) -> str:
+    """An href as a browser follows it: outer spaces and any tab or newline dropped."""
+    return _URL_WHITESPACE.sub("", value.strip(" \t\n\r\f"))
+
+
+def location(url: str) -> str:
+    """`url` for a Location header: control characters, spaces and non-ASCII percent-encoded
+    (what a browser would send), everything else as it was."""
+    return "".join(
+        "".join(f"%{b:02X}" for b in ch.encode()) if _CONTROL.match(ch) or ord(ch) > 126 else ch
+        for ch in url
+    )
+
+
+# ---------------------------------------------------------------- html
+
+
+class _Scanner(html.parser.HTMLParser):
+    """Finds, by offset into the text, each `<a>` href value and the last `</body>`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = text
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.hrefs: list[tuple[int, int, str]] = []  # (start, end, unescaped value)
+        self.body_end: int | None = None
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self.line_starts[line - 1] + column
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "a":
+            return
+        raw = self.get_starttag_text()
+        start = self._offset()
+        if raw is None or self.text[start : start + len(raw)] != raw:
+            return  # positions out of step: leave this link alone rather than guess
+        found = _href_span(raw)
+        if found is not None:
+            self.hrefs.append((start + found[0], start + found[1], found[2]))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "body":
+            self.body_end = self._offset()
+
+
+def _href_span(raw: str) -> tuple[int, int, str] | None:
+    """The first `href` attribute's value in one start tag: (start, end, unescaped value),
+    the span including its quotes. Walks the attributes exactly as `html.parser` does."""
+    match = html.parser.tagfind_tolerant.match(raw, 1)  # type: ignore[attr-defined]
+    if match is None:
+        return None
+    k = match.end()
+    while k < len(raw):
+        m = html.parser.attrfind_tolerant.match(raw, k)  # type: ignore[attr-defined]
+        if not m:
+            return None
+        name, rest, value = m.group(1, 2, 3)
+        if name.lower() == "href":
+            if not rest:
+                return None
+            if value[:1] in ("'", '"') and value[:1] == value[-1:] and len(value) >= 2:
+                value = value[1:-1]
+            return m.start(3), m.end(3), html.unescape(value)
+        k = m.end()
+    return None
+
+
+def rewrite_html(
+    text: str,
+    click_url: Callable[[int, str], str],
+    pixel_url: str | None,
+    unsubscribe_url: str | None,
+) -> str:
+    """`text` with each `<a href="http(s)://...">` pointing at `click_url(index, url)`
+    (index: 0, 1, ... in document order), `href="leadlang:unsubscribe"` at `unsubscribe_url`,
+    and a 1x1 image of `pixel_url` before the last `</body>` (else at the end). Other links
+    (`mailto:`, `tel:`, `#...`, relative) and every other byte are left as they were."""
+    scanner = _Scanner(text)
+    scanner.feed(text)
+    scanner.close()
+    edits: list[tuple[int, int, str]] = []
+    index = 0
+    for start, end, value in scanner.hrefs:
+        href = clean_href(value)
+        if unsubscribe_url is not None and href.lower() == UNSUBSCRIBE_PLACEHOLDER:
+            edits.append((start, end, _quoted(unsubscribe_url)))
+        elif is_trackable(href):
+            edits.append((start, end, _quoted(click_url(index, href))))
+            index += 1
+    if pixel_url is not None:
+        at = scanner.body_end if scanner.body_end is not None else len(text)
+        pixel = (
+            f'<img src="{html.escape(pixel_url)}" width="1" height="1" alt="" '
+            'style="display:block;border:0;width:1px;height:1px">'
+        )
+        edits.append((at, at, pixel))
+    pieces: list[str] = []
+    done = 0
+    for start, end, replacement in sorted(edits, key=lambda e: e[0]):
+        pieces += (text[done:start], replacement)
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _quoted(url: str) -> str:
+    return '"' + html.escape(url, quote=True) + '"'
