@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import string
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import URLSafeSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from leadlang.runtime.delivery.tracking import (
     PURPOSES,
@@ -71,16 +72,15 @@ def test_another_secret_cannot_make_tokens() -> None:
 def test_a_payload_swapped_under_a_valid_signature_is_refused() -> None:
     # another contact, another URL: the signature covers the payload
     token = make("click")
-    payload, signature = token.removeprefix(".").rsplit(".", 1)
-    plain = URLSafeSerializer("x", salt="y")
+    payload, signature = token.split(".")
+    assert orjson.loads(base64_decode(payload)) == ["alice", SEND.key, "email", "welcome", 0, URL]
     for changed in (
         ["bob", SEND.key, "email", "welcome", 0, URL],
         ["alice", SEND.key, "email", "welcome", 0, "https://evil.example/"],
+        ["alice", SEND.key, "email", "welcome", 1, URL],
     ):
-        other = plain.dumps(changed).removeprefix(".").rsplit(".", 1)[0]
+        other = base64_encode(orjson.dumps(changed)).decode()
         assert TRACKER.read("click", f"{other}.{signature}") is None
-        assert TRACKER.read("click", f".{other}.{signature}") is None
-    assert payload
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,10 @@
 Pure functions of their inputs, so the processor can run them in its thread and every
 retry of a send delivers the same bytes.
 
-Tokens are itsdangerous URL-safe signed payloads (HMAC-SHA256, keyed by the daemon's stored
-`secret`), one salt per purpose, so an open token is no click token and neither unsubscribes.
+A token is `BASE64(JSON payload).BASE64(HMAC-SHA256)`, signed with itsdangerous's `Signer`
+keyed by the daemon's stored `secret`, with one salt (so one derived key) per purpose: an
+open token is no click token and neither unsubscribes. (Not its `URLSafeSerializer`: that
+tries zlib on every payload, half the cost of a token, for nothing on payloads this small.)
 The payload names the contact, the send (its idempotency key), the channel and the message,
 and for a click the link's index and URL: nothing in a request can change whom or where a
 token acts for. Tokens are signed, not encrypted: whoever holds the email can read the
@@ -26,7 +28,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
-from itsdangerous import BadData, URLSafeSerializer
+import orjson
+from itsdangerous import BadData, Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 Purpose = Literal["open", "click", "unsubscribe"]
@@ -65,12 +68,8 @@ class Tracker:
         if not secret:
             raise ValueError("tracking needs a secret")
         self.public_url = public_url.rstrip("/")
-        self._serializers = {
-            purpose: URLSafeSerializer(
-                secret,
-                salt=f"leadlang.{purpose}",
-                signer_kwargs={"digest_method": hashlib.sha256},
-            )
+        self._signers = {
+            purpose: Signer(secret, salt=f"leadlang.{purpose}", digest_method=hashlib.sha256)
             for purpose in PURPOSES
         }
 
@@ -80,9 +79,7 @@ class Tracker:
         payload: list[Any] = [send.contact, send.key, send.channel, send.message]
         if purpose == "click":
             payload += [index, url]
-        token = self._serializers[purpose].dumps(payload)
-        assert isinstance(token, str)
-        return token
+        return self._signers[purpose].sign(base64_encode(orjson.dumps(payload))).decode()
 
     def read(self, purpose: Purpose, token: str) -> Link | None:
         """The link a token stands for; None when it is not one this daemon signed for
@@ -90,7 +87,7 @@ class Tracker:
         if not _canonical(token):
             return None
         try:
-            payload = self._serializers[purpose].loads(token)
+            payload = orjson.loads(base64_decode(self._signers[purpose].unsign(token)))
         except (BadData, ValueError, TypeError, UnicodeError):
             return None
         size = 6 if purpose == "click" else 4
@@ -137,7 +134,7 @@ def _canonical(token: str) -> bool:
     """Each base64 part of the token exactly as it would be written. Base64 leaves a few
     bits of a part's last character unused, so without this check some one-character
     changes would decode to the same bytes and still verify."""
-    parts = token.removeprefix(".").split(".")
+    parts = token.split(".")
     if len(parts) != 2 or not all(parts):
         return False
     try:
