@@ -78,7 +78,13 @@ class Daemon:
             self.backend = child
         else:
             inline = Backend(
-                self.store, self.engine, self.program, self.config, self.clock, deliver
+                self.store,
+                self.engine,
+                self.program,
+                self.config,
+                self.clock,
+                deliver,
+                secret=self.secret,
             )
             inline.start()
             self.backend = inline
