@@ -383,6 +383,27 @@ def test_tracking_routes_need_no_other_credentials_and_never_fail(daemon: Daemon
     assert requests.post(welcome.pixel(daemon.url), timeout=30).status_code == 405
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_both_back_ends_track_and_share_the_secret(tmp_path: Path, processes: int) -> None:
+    # no `secret` in the config: the daemon generates and stores one, and the back end (in
+    # this process or its own) signs with that very secret, so the routes accept its links
+    (tmp_path / "shop.lead").write_text(SCRIPT, encoding="utf-8")
+    serve = Daemon(tmp_path, ["shop.lead"])
+    serve.config_path.write_text(
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+        f'public_url = "{serve.url}"\nprocesses = {processes}\n',
+        encoding="utf-8",
+    )
+    serve.start()
+    try:
+        welcome = sign_up(serve, "pat")
+        assert welcome.message["List-Unsubscribe"] == f"<{welcome.unsubscribe(serve.url)}>"
+        assert get(welcome.pixel(serve.url)).status_code == 200
+        wait_for_effect(serve, "pat", action="tag", tag="engaged")
+    finally:
+        serve.stop()
+
+
 def test_without_public_url_emails_are_left_as_written(tmp_path: Path) -> None:
     (tmp_path / "shop.lead").write_text(SCRIPT, encoding="utf-8")
     serve = Daemon(tmp_path, ["shop.lead"]).start()
