@@ -231,3 +231,18 @@ def test_decorate_email_adds_both_list_unsubscribe_headers() -> None:
     assert content["headers"] == {"X-A": "1"}  # the input is left as it was
     text_only = TRACKER.decorate_email({"subject": "s", "text": "t", "html": None}, SEND)
     assert text_only["html"] is None and "List-Unsubscribe" in text_only["headers"]
+
+
+def test_markup_the_parser_gives_up_on_keeps_the_links_before_it() -> None:
+    # html.parser raises AssertionError on `<![foo[`: the email still goes out
+    text = "<a href='http://a.example'>a</a><![foo[ <a href='http://b.example'>b</a></body>"
+    after = rewrite(text)
+    assert after.startswith('<a href="https://t/c/0/http://a.example">a</a><![foo[ ')
+    assert "<a href='http://b.example'>b</a></body><img " in after
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="<>![]-?/ahrefbodyst=\"' :p&#;x\n", max_size=120))
+def test_rewriting_never_raises(text: str) -> None:
+    after = rewrite(text)
+    assert after.count('<img src="https://t/o/P"') == 1

@@ -191,7 +191,8 @@ class _Scanner(html.parser.HTMLParser):
         if raw is None or self.text[start : start + len(raw)] != raw:
             return  # positions out of step: leave this link alone rather than guess
         found = _href_span(raw)
-        if found is not None:
+        href = next((value for name, value in attrs if name == "href"), None)
+        if found is not None and found[2] == href:  # the very attribute the parser saw
             self.hrefs.append((start + found[0], start + found[1], found[2]))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -202,15 +203,30 @@ class _Scanner(html.parser.HTMLParser):
             self.body_end = self._offset()
 
 
+# html.parser's own patterns for a start tag's name and attributes, so a value is found where
+# the parser found it; the Python 3.11 ones should a later version rename them
+_TAG_NAME = getattr(
+    html.parser, "tagfind_tolerant", re.compile(r"([a-zA-Z][^\t\n\r\f />\x00]*)(?:\s|/(?!>))*")
+)
+_ATTRIBUTE = getattr(
+    html.parser,
+    "attrfind_tolerant",
+    re.compile(
+        r'((?<=[\'"\s/])[^\s/>][^\s/=>]*)(\s*=+\s*'
+        r'(\'[^\']*\'|"[^"]*"|(?![\'"])[^>\s]*))?(?:\s|/(?!>))*'
+    ),
+)
+
+
 def _href_span(raw: str) -> tuple[int, int, str] | None:
     """The first `href` attribute's value in one start tag: (start, end, unescaped value),
     the span including its quotes. Walks the attributes exactly as `html.parser` does."""
-    match = html.parser.tagfind_tolerant.match(raw, 1)  # type: ignore[attr-defined]
+    match = _TAG_NAME.match(raw, 1)
     if match is None:
         return None
     k = match.end()
     while k < len(raw):
-        m = html.parser.attrfind_tolerant.match(raw, k)  # type: ignore[attr-defined]
+        m = _ATTRIBUTE.match(raw, k)
         if not m:
             return None
         name, rest, value = m.group(1, 2, 3)
@@ -235,8 +251,14 @@ def rewrite_html(
     and a 1x1 image of `pixel_url` before the last `</body>` (else at the end). Other links
     (`mailto:`, `tel:`, `#...`, relative) and every other byte are left as they were."""
     scanner = _Scanner(text)
-    scanner.feed(text)
-    scanner.close()
+    try:
+        scanner.feed(text)
+        scanner.close()
+    except Exception:
+        # html.parser gives up on some broken markup (`<![foo[` raises AssertionError):
+        # what it found before that is right, the rest is left untouched; an email is
+        # better sent with fewer tracked links than not at all
+        scanner.body_end = None
     edits: list[tuple[int, int, str]] = []
     index = 0
     for start, end, value in scanner.hrefs:
