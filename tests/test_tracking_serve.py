@@ -41,7 +41,7 @@ message receipt:
 trait first_name: text
 
 on signed_up then send welcome ; check opened within 2d else send nudge ; tag "engaged"
-on message_clicked then tag "clicked"
+on message_clicked where message == "welcome" and channel == "email" then tag "clicked"
 on purchased then send receipt
 """
 LINKS = ["https://shop.example/new?a=1&b=2", "http://blog.example/post"]
