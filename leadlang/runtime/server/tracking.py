@@ -121,7 +121,7 @@ class Tracking:
             return _not_found()
         channel = html.escape(link.send.channel)
         body = (
-            f"<p>Stop receiving {channel} messages like this one?</p>"
+            f"<p>Stop all {channel} messages from us?</p>"
             '<form method="post">'  # no action: it posts to this very URL, token and all
             '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
             '<button type="submit">Unsubscribe</button></form>'
