@@ -246,3 +246,21 @@ def test_markup_the_parser_gives_up_on_keeps_the_links_before_it() -> None:
 def test_rewriting_never_raises(text: str) -> None:
     after = rewrite(text)
     assert after.count('<img src="https://t/o/P"') == 1
+
+
+@pytest.mark.parametrize(
+    ("written", "followed"),
+    [
+        ("https://x.example/?a=1&amp;b=2", "https://x.example/?a=1&b=2"),
+        # a browser keeps `&reg`, `&copy`, `&not` when a letter, digit or `=` follows
+        ("https://x.example/?a=1&region=eu", "https://x.example/?a=1&region=eu"),
+        ("https://x.example/?a=1&copy=2", "https://x.example/?a=1&copy=2"),
+        ("https://x.example/?&notit;", "https://x.example/?&notit;"),
+        ("https://x.example/?q=&#38;&#x26;&amp", "https://x.example/?q=&&&"),
+        ("https://x.example/?q=&copy 2", "https://x.example/?q=\u00a9 2"),
+    ],
+)
+def test_the_tracked_url_is_the_one_a_browser_follows(written: str, followed: str) -> None:
+    seen: list[str] = []
+    rewrite_html(f'<a href="{written}">x</a>', lambda i, u: seen.append(u) or "z", None, None)
+    assert seen == [followed]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import html.entities
 import html.parser
 import re
 from collections.abc import Callable
@@ -192,8 +193,9 @@ class _Scanner(html.parser.HTMLParser):
             return  # positions out of step: leave this link alone rather than guess
         found = _href_span(raw)
         href = next((value for name, value in attrs if name == "href"), None)
-        if found is not None and found[2] == href:  # the very attribute the parser saw
-            self.hrefs.append((start + found[0], start + found[1], found[2]))
+        if found is not None and (html.unescape(found[2]) if found[2] else None) == href:
+            # the very attribute the parser saw, decoded as a browser decodes it
+            self.hrefs.append((start + found[0], start + found[1], unescape_attribute(found[2])))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -219,7 +221,7 @@ _ATTRIBUTE = getattr(
 
 
 def _href_span(raw: str) -> tuple[int, int, str] | None:
-    """The first `href` attribute's value in one start tag: (start, end, unescaped value),
+    """The first `href` attribute's value in one start tag: (start, end, value as written),
     the span including its quotes. Walks the attributes exactly as `html.parser` does."""
     match = _TAG_NAME.match(raw, 1)
     if match is None:
@@ -235,9 +237,33 @@ def _href_span(raw: str) -> tuple[int, int, str] | None:
                 return None
             if value[:1] in ("'", '"') and value[:1] == value[-1:] and len(value) >= 2:
                 value = value[1:-1]
-            return m.start(3), m.end(3), html.unescape(value)
+            return m.start(3), m.end(3), value
         k = m.end()
     return None
+
+
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+
+
+def unescape_attribute(value: str) -> str:
+    """An attribute value's character references decoded as a browser decodes them (HTML
+    standard, "named character reference state"): like `html.unescape`, except that a
+    named reference without its `;` followed by `=` or a letter or digit stays as written,
+    so `?a=1&region=eu` keeps its `&reg` (`html.unescape` makes it `®ion=eu`)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name[0] == "#" or (name.endswith(";") and name in html.entities.html5):
+            return html.unescape(match.group(0))
+        for end in range(len(name), 1, -1):  # the longest name, as html.unescape takes it
+            if name[:end] in html.entities.html5:  # here a legacy name, without its `;`
+                following = name[end : end + 1]
+                if following == "=" or following.isalnum():
+                    return match.group(0)
+                return html.entities.html5[name[:end]] + name[end:]
+        return match.group(0)
+
+    return _CHARREF.sub(replace, value)
 
 
 def rewrite_html(
