@@ -264,3 +264,9 @@ def test_the_tracked_url_is_the_one_a_browser_follows(written: str, followed: st
     seen: list[str] = []
     rewrite_html(f'<a href="{written}">x</a>', lambda i, u: seen.append(u) or "z", None, None)
     assert seen == [followed]
+
+
+def test_the_placeholder_in_the_text_part_becomes_the_unsubscribe_link() -> None:
+    content = {"subject": "s", "text": "Hi.\nUnsubscribe: leadlang:unsubscribe\n", "html": None}
+    out = TRACKER.decorate_email(content, SEND)
+    assert out["text"] == f"Hi.\nUnsubscribe: {TRACKER.url('unsubscribe', SEND)}\n"

@@ -114,7 +114,8 @@ class Tracker:
 
     def decorate_email(self, content: dict[str, Any], send: Send) -> dict[str, Any]:
         """The email's content with its html rewritten (click links, the open pixel, the
-        unsubscribe placeholder) and the List-Unsubscribe headers (RFC 2369, RFC 8058)."""
+        unsubscribe placeholder), the placeholder in its text replaced, and the
+        List-Unsubscribe headers (RFC 2369, RFC 8058)."""
         unsubscribe = self.url("unsubscribe", send)
         out = dict(content)
         if out.get("html"):
@@ -124,6 +125,8 @@ class Tracker:
                 pixel_url=self.url("open", send),
                 unsubscribe_url=unsubscribe,
             )
+        if out.get("text"):  # plain text has no links to rewrite, only the placeholder
+            out["text"] = out["text"].replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe)
         headers = dict(out.get("headers") or {})
         headers["List-Unsubscribe"] = f"<{unsubscribe}>"
         headers["List-Unsubscribe-Post"] = ONE_CLICK
