@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.serve_daemon import ADMIN_TOKEN, WRITE_KEY, Daemon
+from tests.serve_daemon import ADMIN_TOKEN, WRITE_KEY, Daemon, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -414,3 +414,68 @@ def test_without_public_url_emails_are_left_as_written(tmp_path: Path) -> None:
         assert welcome.message["List-Unsubscribe"] is None
     finally:
         serve.stop()
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps every message's bytes as they came over the wire."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.original_content)
+        return "250 2.0.0 OK queued"
+
+
+def test_one_click_through_a_real_smtp_server(tmp_path: Path) -> None:
+    # what a mailbox provider does: read List-Unsubscribe off the wire, POST one-click to it
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    smtp_port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    (tmp_path / "shop.lead").write_text(SCRIPT, encoding="utf-8")
+    serve = Daemon(tmp_path, ["shop.lead"])
+    serve.config_path.write_text(
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+        f'public_url = "{serve.url}"\nsecret = "s"\n'
+        "[channels.email]\n"
+        f'driver = "smtp"\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+        'from = "Shop <shop@example.com>"\nmailto_unsubscribe = "unsubscribe@example.com"\n',
+        encoding="utf-8",
+    )
+    serve.start()
+    try:
+        batch = [
+            {"type": "identify", "userId": "sam", "traits": {"email": "sam@x.example"}},
+            {"type": "track", "userId": "sam", "event": "signed_up"},
+        ]
+        assert serve.post("/v1/batch", {"batch": batch}).status_code == 200
+        deadline = time.monotonic() + 30
+        while not mailbox.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (raw,) = mailbox.received
+        headers = raw.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
+        (unsubscribe,) = (h for h in headers if h.startswith("List-Unsubscribe: "))
+        assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in headers
+        https, mailto = unsubscribe.removeprefix("List-Unsubscribe: ").split(", ")
+        assert https.startswith(f"<{serve.url}/u/") and https.endswith(">")
+        assert mailto == "<mailto:unsubscribe@example.com>"
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        welcome = Welcome(parsed)
+        assert len(welcome.clicks(serve.url)) == 2 and welcome.pixel(serve.url)
+        response = requests.post(
+            https[1:-1],
+            data="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        assert serve.post("/v1/track", {"userId": "sam", "event": "purchased"}).status_code == 200
+        effects = wait_for_effect(serve, "sam", action="skip", message="receipt")
+        assert [e["reason"] for e in effects if e["action"] == "skip"] == ["unsubscribed"]
+    finally:
+        serve.stop()
+        controller.stop()
