@@ -161,7 +161,7 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(45)  # (a loaded 2-core machine can be slow to shut down)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)

@@ -24,6 +24,7 @@ from jinja2 import TemplateError, meta
 from leadlang.interpreter.templates import template_environment
 from leadlang.runtime.context import Context
 from leadlang.runtime.delivery.render import RenderError, render_message
+from leadlang.runtime.delivery.tracking import Send, Tracker
 from leadlang.runtime.effects import Effect, public
 from leadlang.runtime.engine import Cond, Engine, Event, _jsonable
 from leadlang.runtime.log_types import apply_declared_types
@@ -141,11 +142,19 @@ class Runner:
     """Turns one round's rows into what the round writes (a function of its inputs and `now`
     alone: no I/O, so it can run in a thread)."""
 
-    def __init__(self, engine: Engine, program: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        program: dict[str, Any],
+        secret: str | None = None,
+        public_url: str | None = None,
+    ) -> None:
         self.engine = engine
         self.messages: dict[str, Any] = program["messages"]
         self.event_types: dict[str, dict[str, str]] = program.get("event_types") or {}
         self.values = MessageValues(self.messages)
+        # emails get tracked links, the open pixel and List-Unsubscribe once links can reach us
+        self.tracker = Tracker(secret, public_url) if secret and public_url else None
         self._reads: dict[str, frozenset[str] | None] = {}
         self.failures = 0
 
@@ -289,6 +298,9 @@ class Runner:
             content = render_message(message, variables)
             if message.get("secrets"):
                 content["secrets"] = message["secrets"]  # the only names drivers fill in
+            if channel == "email" and self.tracker is not None:
+                send = Send(contact.id, effect["key"], channel, effect["message"])
+                content = self.tracker.decorate_email(content, send)
             row["content"] = orjson.dumps(content, default=str).decode()
         except (RenderError, KeyError, TypeError, ValueError) as exc:
             # a message that cannot be rendered is dead-lettered with why; the daemon goes on
@@ -309,9 +321,11 @@ class Processor:
         on_output: Callable[[], None] = lambda: None,
         batch: int = 500,
         max_events: int = 20_000,
+        secret: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.store = store
-        self.runner = Runner(engine, program)
+        self.runner = Runner(engine, program, secret, public_url)
         self.clock = clock
         self.on_output = on_output
         self.batch = batch

@@ -21,6 +21,7 @@ import attrs
 import orjson
 from aiohttp import web
 
+from leadlang.runtime.delivery.tracking import Tracker
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.admin import Admin
 from leadlang.runtime.server.backend import Backend, ChildBackend
@@ -28,6 +29,7 @@ from leadlang.runtime.server.config import Config
 from leadlang.runtime.server.ingest import Committer, Ingest
 from leadlang.runtime.server.metrics import Metrics
 from leadlang.runtime.server.openapi import openapi_document
+from leadlang.runtime.server.tracking import Tracking
 from leadlang.runtime.store.sql import SqlStore, describe_url, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
@@ -77,7 +79,13 @@ class Daemon:
             self.backend = child
         else:
             inline = Backend(
-                self.store, self.engine, self.program, self.config, self.clock, deliver
+                self.store,
+                self.engine,
+                self.program,
+                self.config,
+                self.clock,
+                deliver,
+                secret=self.secret,
             )
             inline.start()
             self.backend = inline
@@ -139,6 +147,9 @@ def make_app(daemon: Daemon) -> web.Application:
     admin = Admin(daemon.store, daemon.admin_token, daemon.flows(), daemon.engine, daemon.clock)
     app.add_routes(admin.routes())
     app.add_routes([web.get("/metrics", metrics.handler)])
+    # always served: links in mail already sent keep working if public_url is later unset
+    tracker = Tracker(daemon.secret, daemon.config.public_url or "")
+    app.add_routes(Tracking(tracker, daemon.committer, daemon.clock).routes())
     document = orjson.dumps(openapi_document())
 
     async def openapi(request: web.Request) -> web.Response:

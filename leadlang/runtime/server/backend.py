@@ -42,6 +42,7 @@ class Backend:
         config: Config,
         clock: Callable[[], float],
         deliver: bool = True,
+        secret: str | None = None,
     ) -> None:
         self.store = store
         self.worker: Any = None
@@ -61,7 +62,15 @@ class Backend:
                 max_attempts=config.max_attempts,
                 timeout=config.timeout,
             )
-        self.processor = Processor(store, engine, program, clock, on_output=self._output)
+        self.processor = Processor(
+            store,
+            engine,
+            program,
+            clock,
+            on_output=self._output,
+            secret=secret,  # signs the tracking links in emails when public_url is set
+            public_url=config.public_url,
+        )
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -165,7 +174,8 @@ def _die_with(parent: int) -> None:
 
 async def _child(config: Config, program: dict[str, Any], wake_fd: int) -> None:
     store = await open_store(config.store)
-    backend = Backend(store, Engine(program), program, config, _wall_clock())
+    secret, _ = await store.credential("secret", config.secret)  # the parent stored it
+    backend = Backend(store, Engine(program), program, config, _wall_clock(), secret=secret)
     loop = asyncio.get_running_loop()
     os.set_blocking(wake_fd, False)
 

@@ -47,7 +47,9 @@ class _HeaderClasses(HeaderRegistry):
         return made
 
 
-_POLICY = default_policy.clone(header_factory=_HeaderClasses())
+# (headers on one line: a folded List-Unsubscribe URL would be written as encoded words,
+# which mail clients do not decode in that header)
+_POLICY = default_policy.clone(header_factory=_HeaderClasses(), max_line_length=998)
 _KEY = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _INFO_SEPARATORS = (":", "!", ";")  # `KEY:2,S` in cur/ (";" and "!" on some platforms)
 
