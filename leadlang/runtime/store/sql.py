@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from leadlang.runtime.delivery.outbox import Delivery
@@ -285,8 +286,11 @@ class SqlStore:
 
     async def save_round(self, result: RoundResult) -> None:
         """Write what a round decided, in one transaction."""
-        async with self.write() as conn:
-            await self._write_round(conn, result)
+        try:
+            async with self.write() as conn:
+                await self._write_round(conn, result)
+        except IntegrityError as exc:  # another processor created one of its contacts first
+            raise RoundConflict(str(exc)) from exc
 
     async def _write_round(self, conn: AsyncConnection, r: RoundResult) -> None:
         """Write a round, first checking that what it read still stands (its events still
@@ -462,7 +466,11 @@ class SqlStore:
         await future
 
     async def release_leases(self) -> int:
-        """Free every claimed delivery (at start-up: the daemon that claimed them is gone)."""
+        """Free every claimed delivery (at start-up on SQLite, which one daemon uses: the
+        daemon that claimed them is gone). On PostgreSQL other daemons may hold live claims:
+        a dead daemon's claims come back when their leases run out."""
+        if not self.sqlite:
+            return 0
         o = s.outbox
         async with self.write() as conn:
             done = await conn.execute(
