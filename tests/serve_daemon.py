@@ -243,7 +243,7 @@ flow greet:
   send hello
 """
 
-# Each `started` waits 3 seconds, then sends and exits at the wait's due instant.
+# Each `started` waits 5 seconds, then sends and exits at the wait's due instant.
 SLOW = """\
 message later:
   channel email
