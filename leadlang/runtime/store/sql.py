@@ -28,6 +28,36 @@ from leadlang.runtime.store import schema as s
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEDUP_SECONDS = 24 * 3600.0
+EFFECT_COLUMNS = (
+    "contact",
+    "at",
+    "kind",
+    "k1",
+    "k2",
+    "sub",
+    "flow",
+    "action",
+    "step",
+    "arm",
+    "body",
+)
+OUTBOX_COLUMNS = (
+    "key",
+    "contact",
+    "flow",
+    "message",
+    "channel",
+    "at",
+    "recipient",
+    "content",
+    "status",
+    "attempts",
+    "next_attempt",
+    "lease_until",
+    "last_error",
+    "created",
+    "delivered",
+)
 
 
 class StoreError(Exception):
@@ -272,14 +302,15 @@ class SqlStore:
             pending: dict[str, list[Pending]] = {}
             with_events = [name for name in chosen if counts.get(name)]
             for chunk in _chunks(with_events, 500):
-                query = (
-                    select(s.events.c.id, s.events.c.contact, s.events.c.t, s.events.c.body)
-                    .where(and_(s.events.c.pending == 1, s.events.c.contact.in_(chunk)))
-                    .order_by(s.events.c.contact, s.events.c.t, s.events.c.id)
+                # (driver SQL: this reads every event processed, rows are plain tuples)
+                sql = (
+                    "SELECT id, contact, t, body FROM events WHERE pending = 1 AND contact IN ("
+                    + ", ".join(["?"] * len(chunk))
+                    + ") ORDER BY contact, t, id"
+                    + (f" LIMIT {int(max_events)}" if cut else "")
                 )
-                if cut:
-                    query = query.limit(max_events)
-                for r in await conn.execute(query):
+                found_events: Any = await conn.exec_driver_sql(self._sql(sql), tuple(chunk))
+                for r in found_events:
                     pending.setdefault(r[1], []).append(Pending(r[0], r[1], r[2], r[3]))
         contacts = [rows.get(name) or ContactRow(name, None, -math.inf, 0.0, 0) for name in chosen]
         return contacts, pending, cut
@@ -339,9 +370,28 @@ class SqlStore:
         if r.positions:
             await conn.execute(insert(s.positions), r.positions)
         if r.effects:
-            await conn.execute(insert(s.effects), r.effects)
+            await self._insert_many(conn, "effects", EFFECT_COLUMNS, r.effects)
         if r.outbox:
-            await conn.execute(self._upsert(s.outbox, ["key"]).on_conflict_do_nothing(), r.outbox)
+            await self._insert_many(
+                conn, "outbox", OUTBOX_COLUMNS, r.outbox, " ON CONFLICT (key) DO NOTHING"
+            )
+
+    async def _insert_many(
+        self,
+        conn: AsyncConnection,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[dict[str, Any]],
+        tail: str = "",
+    ) -> None:
+        """One driver `executemany` (rows the processor makes by the thousand)."""
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ("
+            + ", ".join(["?"] * len(columns))
+            + ")"
+            + tail
+        )
+        await conn.exec_driver_sql(self._sql(sql), [tuple(row[c] for c in columns) for row in rows])
 
     def _upsert(self, table: Any, keys: list[str]) -> Any:
         dialect = sqlite if self.sqlite else postgresql
