@@ -9,10 +9,11 @@ user data, so a bad property never becomes a traceback.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
+
+from leadlang.regex import compile_pattern
 
 NUM = (int, float)  # compared by `__class__`, so `bool` is not a number here
 
@@ -155,15 +156,12 @@ def not_in(a: Any, b: Any) -> bool:
     return not in_(a, b)
 
 
-@lru_cache(maxsize=1024)
-def regex(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern)
-    except re.error:
-        return None
+def regex(pattern: str) -> Any:
+    """`pattern` compiled for `matches` (on RE2: linear time), None when it cannot run."""
+    return compile_pattern(pattern)
 
 
-def search(pattern: re.Pattern[str] | None, text: Any) -> bool:
+def search(pattern: Any, text: Any) -> bool:
     return pattern is not None and isinstance(text, str) and pattern.search(text) is not None
 
 
