@@ -33,6 +33,10 @@ MAX_INTEGER = 2**53 - 1
 # whatever it says (and Python refuses to convert more than 4,300 digits to an int).
 MAX_DIGITS = 400
 
+# Depth of a metric or segment counting the definitions it reads (as the parser bounds one
+# expression's own depth): the passes that follow names to definitions recurse that deep.
+MAX_DEFINITION_DEPTH = 150
+
 # Nesting of a JSON value in an event-log line (objects and arrays): deeper is a bad line.
 MAX_JSON_DEPTH = 64
 
