@@ -364,7 +364,13 @@ def parse_until(text: str | None, last_event: float | None) -> float | None:
             return LAST_INSTANT  # (beyond the end of time: the clock runs to its end)
         total = sum(int(n) * _UNITS[u] for n, u in parts)
         return min(base + total, LAST_INSTANT)
-    return parse_timestamp(text)
+    t = parse_timestamp(text)
+    if t is None and _time_problem(text).endswith(f"to {LAST_TEXT})"):
+        # a valid ISO time out of range: after the end, the clock runs to the end of time
+        # (`--until 9999-12-31` is "run everything"); before the start, nothing can run
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+        return LAST_INSTANT if moment.year > 5000 else None
+    return t
 
 
 def simulate(
