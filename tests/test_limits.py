@@ -261,3 +261,21 @@ def test_the_range_holds_a_day_of_zone_arithmetic_either_side() -> None:
         moment = datetime.fromtimestamp(t, UTC)
         assert moment - timedelta(days=1, hours=14) > datetime.min.replace(tzinfo=UTC)
         assert moment + timedelta(days=1, hours=14) < datetime.max.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("field", ["properties", "traits"])
+def test_nesting_past_the_limit_is_a_bad_line_in_both_readers(field: str) -> None:
+    def line(brackets: int) -> bytes:
+        kind = "identify" if field == "traits" else "track"
+        value = {"a": json.loads("[" * brackets + "]" * brackets)}
+        return json.dumps(
+            {**json.loads(_line("2025-01-01T00:00:00Z")), "type": kind, field: value}
+        ).encode()
+
+    # the line's object, then `field`, then the brackets: 64 levels in all is the limit
+    lines = [line(n) for n in (1, 61, 62, 63, 64, 500)] + [_line("2025-01-02T00:00:00Z")] * 100
+    text = b"\n".join(lines) + b"\n"
+    for source in (io.BytesIO(text), text.splitlines()):
+        log = read_events(source)  # type: ignore[arg-type]
+        assert [bad.line for bad in log.bad] == [4, 5, 6]
+        assert len(log.events) == 103

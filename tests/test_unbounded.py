@@ -105,7 +105,7 @@ def test_a_json_line_nested_1000_deep_is_a_bad_line(tmp_path: Path) -> None:
     result = run_leadlang("simulate", script, "--events", log)
     assert result.returncode == 2
     assert no_traceback(result), result.stderr
-    assert "line 2: JSON nested more than 64 levels deep" in result.stderr
+    assert "line 2: properties or traits nested more than 64 levels deep" in result.stderr
 
 
 def test_nested_blocks_are_a_diagnostic_or_work(tmp_path: Path) -> None:
