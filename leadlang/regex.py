@@ -10,8 +10,8 @@ and at run time such a pattern matches nothing. Shared by the checker and the en
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 import re2
 
@@ -33,6 +33,12 @@ _INSIDE = {"s": _SPACE, "d": _DIGIT, "D": r"\P{Nd}", "w": _WORD}
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # (RE2 would print every refused pattern on stderr)
 _OPTIONS.max_mem = 8 << 20  # a pattern whose program needs more is refused, not run slowly
+# `matches` only asks whether there is a match: no groups, and the leftmost-longest mode,
+# which finds the same matches with the DFA alone (faster than Python's engine on the
+# standard library's patterns; the wrapper's `search` costs three times as much)
+_OPTIONS.never_capture = True
+_OPTIONS.longest_match = True
+_UNANCHORED = re2._Anchor.UNANCHORED
 
 _HINTS = (
     ("(?=", "lookahead `(?=...)`"),
@@ -112,10 +118,21 @@ def _re2_error(pattern: str) -> str:
     return "unsupported"
 
 
+Search = Callable[[str], bool]
+
+
 @lru_cache(maxsize=1024)
-def compile_pattern(pattern: str) -> Any:
-    """The compiled pattern (with a `search(text)` method), or None when RE2 cannot run it."""
+def compile_pattern(pattern: str) -> Search | None:
+    """`search(text)`: whether `pattern` matches somewhere in `text`; None when RE2 cannot
+    run the pattern."""
     try:
-        return re2.compile(translate(pattern), options=_OPTIONS)
+        program = re2.compile(translate(pattern), options=_OPTIONS)._regexp
     except (re2.error, TypeError, ValueError):
         return None
+    match = program.Match
+
+    def search(text: str) -> bool:
+        data = text.encode("utf-8", "surrogatepass")
+        return match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
+
+    return search

@@ -166,7 +166,7 @@ def regex(pattern: str) -> Any:
 
 
 def search(pattern: Any, text: Any) -> bool:
-    return pattern is not None and isinstance(text, str) and pattern.search(text) is not None
+    return pattern is not None and isinstance(text, str) and pattern(text)
 
 
 def matches(text: Any, pattern: Any) -> bool:
