@@ -167,3 +167,13 @@ def test_a_100_mb_line_is_read_in_linear_time(tmp_path: Path) -> None:
     result = run_leadlang("simulate", script, "--events", log)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('"action":"tag"') == 1  # (reenter never: the first enrolls)
+
+
+def test_a_long_chain_of_use_lines_loads(tmp_path: Path) -> None:
+    # each file uses the next (a recursive loader stopped near 480): followed with a stack
+    for i in range(600):
+        uses = f'use "m{i + 1}.lead"\n' if i < 599 else 'use "m0.lead"\n'  # (and a cycle)
+        (tmp_path / f"m{i}.lead").write_text(f"{uses}event e{i}()\n")
+    result = _invoke("check", "--format", "concise", tmp_path / "m0.lead")
+    assert result.exit_code == 1
+    assert result.output.count("N011") == 1 and "S001" not in result.output
