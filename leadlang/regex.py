@@ -32,7 +32,10 @@ _INSIDE = {"s": _SPACE, "d": _DIGIT, "D": r"\P{Nd}", "w": _WORD}
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # (RE2 would print every refused pattern on stderr)
-_OPTIONS.max_mem = 8 << 20  # a pattern whose program needs more is refused, not run slowly
+# A pattern whose program and DFA cache need more memory is refused (the DFA falls back to
+# the NFA, still linear): with the cache of compiled patterns below, patterns computed from
+# event data hold at most 256 MB however many there are.
+_OPTIONS.max_mem = 1 << 20
 # `matches` only asks whether there is a match: no groups, and the leftmost-longest mode,
 # which finds the same matches with the DFA alone (faster than Python's engine on the
 # standard library's patterns; the wrapper's `search` costs three times as much)
@@ -121,7 +124,7 @@ def _re2_error(pattern: str) -> str:
 Search = Callable[[str], bool]
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)
 def compile_pattern(pattern: str) -> Search | None:
     """`search(text)`: whether `pattern` matches somewhere in `text`; None when RE2 cannot
     run the pattern."""

@@ -21,6 +21,8 @@ from leadlang.runtime.simulate import read_events, simulate
 from leadlang.source import Source
 from leadlang.syntax import parse
 
+pytestmark = pytest.mark.timeout(120)
+
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

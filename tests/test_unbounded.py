@@ -16,6 +16,8 @@ from click.testing import CliRunner, Result
 from leadlang.cli import main
 from leadlang.regex import compile_pattern, problem, translate
 
+pytestmark = pytest.mark.timeout(60)  # (the cases run in this process too)
+
 TRACK = {"type": "track", "userId": "u", "event": "e", "timestamp": "2025-01-01T00:00:00Z"}
 
 
