@@ -10,6 +10,7 @@ Names are classified with `scope.classify`, the rule the compiler uses as well.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import attrs
