@@ -85,8 +85,30 @@ The file does not exist, cannot be read, or is not UTF-8 text.
         "error",
         "nesting too deep",
         """
-The expression nests brackets deeper than the parser supports. Split it with a `metric`
-or a `segment`.
+The script nests deeper than the checker supports: an expression more than 150 levels deep
+or with more than 100 open brackets, or blocks (`if` inside `if`...) more than 100 levels
+deep. Split the expression with a `metric` or a `segment`; move deeply nested steps to a
+flow of their own and `enroll` it.
+""",
+    ),
+    _code(
+        "S008",
+        "error",
+        "literal out of range",
+        """
+A number, duration, date or datetime is outside the range leadlang represents exactly:
+
+- whole numbers at most 9,007,199,254,740,991 (2^53 - 1) either side of 0, and finite
+  decimals (a decimal with hundreds of digits is out of range);
+- durations at most 521,722w, the span from year 1 to year 9999;
+- dates and datetimes from 0001-01-03T00:00:00Z to 9999-12-29T23:59:59Z (a date or a
+  datetime without an offset is judged as if in UTC).
+
+Event logs are held to the same range for timestamps, and a wait or a wake-up computed past
+the end of the range never fires.
+
+    wait 99999999999w        # wrong: longer than any span of time leadlang represents
+    wait 52w                 # right
 """,
     ),
     # ------------------------------------------------------------------ modules (loader.py)
@@ -444,6 +466,21 @@ In a string, a backslash is written `\\\\`.
 
     role matches "(chief|ceo"       # wrong: unclosed group
     role matches "(chief|ceo)"      # right
+""",
+    ),
+    _code(
+        "T013",
+        "error",
+        "regular expression not supported",
+        """
+`matches` takes Python's regular-expression syntax but runs it on RE2, an engine whose time
+is linear in the length of the text, so no pattern can stall the engine on a long property.
+RE2 cannot run lookahead and lookbehind (`(?=...)`, `(?!...)`, `(?<=...)`, `(?<!...)`),
+backreferences (`\\\\1`, `(?P=name)`), `(?x)` verbose patterns, or patterns whose compiled
+program is very large. Match the parts separately instead:
+
+    email matches "^(?!test).*@example\\\\.com$"                        # wrong: lookahead
+    email matches "@example\\\\.com$" and not email starts with "test"   # right
 """,
     ),
     _code(

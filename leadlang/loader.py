@@ -10,7 +10,7 @@ a missing command-line path is a usage error.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -64,11 +64,35 @@ class _Loader:
         self.active: list[Path] = []  # the `use` chain being loaded, for cycles
 
     def load_file(self, path: Path, used_at: Span | None = None) -> None:
+        """Load `path` and what it uses, depth first, dependencies before their users; with
+        a stack rather than recursion, so a chain of thousands of `use` lines is fine."""
+        first = self._open(path, used_at)
+        stack = [first] if first is not None else []
+        while stack:
+            resolved, name, module, uses = stack[-1]
+            use = next(uses, None)
+            if use is None:
+                stack.pop()
+                self.active.pop()
+                self.done[resolved] = name
+                self.result.modules.append(module)
+                continue
+            target = self.follow(use, resolved)
+            if target is not None:
+                opened = self._open(target, use.span)
+                if opened is not None:
+                    stack.append(opened)
+
+    def _open(
+        self, path: Path, used_at: Span | None
+    ) -> tuple[Path, str, ast.Module, Iterator[ast.Use]] | None:
+        """Read and parse a file not loaded yet (made active); None when it is loaded, being
+        loaded, or unreadable (reported)."""
         resolved = path.resolve()
         if resolved in self.done:
-            return
+            return None
         if resolved in self.active:
-            return  # reported by the caller, which knows the `use` span
+            return None  # reported by the caller, which knows the `use` span
         name = display_path(resolved)
         try:
             # `utf-8-sig`: an editor's byte-order mark is not text (it would shift columns).
@@ -89,20 +113,17 @@ class _Loader:
                 )
             )
             self.done[resolved] = name
-            return
+            return None
         source = Source(name, text)
         self.result.sources[name] = source
         module, diagnostics = parse(source)
         self.result.diagnostics.extend(diagnostics)
         self.active.append(resolved)
-        for decl in module.decls:
-            if isinstance(decl, ast.Use):
-                self.follow(decl, resolved)
-        self.active.pop()
-        self.done[resolved] = name
-        self.result.modules.append(module)
+        uses = (decl for decl in module.decls if isinstance(decl, ast.Use))
+        return resolved, name, module, uses
 
-    def follow(self, use: ast.Use, from_file: Path) -> None:
+    def follow(self, use: ast.Use, from_file: Path) -> Path | None:
+        """The file a `use` line names, when it exists and closes no cycle (else reported)."""
         if use.is_path:
             target = (from_file.parent / use.target).resolve()
             if not target.is_file():
@@ -111,7 +132,7 @@ class _Loader:
                     f"file `{use.target}` not found (relative to `{display_path(from_file.parent)}`)",
                     None,
                 )
-                return
+                return None
         else:
             parts = use.target.split(".")
             if len(parts) != 2 or parts[0] != "std":
@@ -120,7 +141,7 @@ class _Loader:
                     f"unknown module `{use.target}`",
                     "standard modules are written `use std.NAME`",
                 )
-                return
+                return None
             target = (stdlib_dir() / f"{parts[1]}.lead").resolve()
             if not target.is_file():
                 import difflib  # only needed on this error path
@@ -137,7 +158,7 @@ class _Loader:
                     )
                 )
                 self.missing(use, f"no standard module `{use.target}`", help)
-                return
+                return None
         if target in self.active:
             start = self.active.index(target)
             chain = [display_path(p) for p in self.active[start:]] + [display_path(target)]
@@ -150,8 +171,8 @@ class _Loader:
                     help="move what both files need into a third file that both `use`",
                 )
             )
-            return
-        self.load_file(target, used_at=use.span)
+            return None
+        return target
 
     def missing(self, use: ast.Use, message: str, help: str | None) -> None:
         self.result.diagnostics.append(

@@ -15,6 +15,7 @@ import datetime as dt
 import gc
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -29,7 +30,7 @@ from lark import Lark, Token
 from lark.exceptions import LarkError, UnexpectedInput
 from lark.indenter import Indenter
 
-from leadlang import ast
+from leadlang import ast, limits
 from leadlang.diagnostics import Diagnostic
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.source import Source, Span
@@ -41,6 +42,8 @@ MAX_NESTING = 100  # open brackets; deeper input gets S007
 # so an expression deeper than this is S007 rather than a RecursionError in the checker.
 MAX_EXPR_DEPTH = 150
 MAX_ERRORS_PER_FILE = 100
+# Blocks inside blocks (`if` in `if`...): later passes walk steps recursively too.
+MAX_BLOCK_DEPTH = 100
 
 # Tokens the indenter adds or that span line breaks: they never start or end a node's span.
 _LAYOUT = frozenset({"_NL", "_INDENT", "_DEDENT"})
@@ -84,6 +87,23 @@ class LeadIndenter(Indenter):
         indent_str = token.rsplit("\n", 1)[1]
         indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
         if indent > self.indent_level[-1]:
+            if len(self.indent_level) > MAX_BLOCK_DEPTH:
+                end = token.end_pos or 0
+                raise SyntaxProblem(
+                    "S007",
+                    f"nesting too deep (blocks more than {MAX_BLOCK_DEPTH} levels deep)",
+                    Token(
+                        "INDENT_AT",
+                        indent_str,
+                        end,
+                        token.end_line,
+                        1,
+                        token.end_line,
+                        indent + 1,
+                        end,
+                    ),
+                    help="move the inner steps to a flow of their own and `enroll` it",
+                )
             self.indent_level.append(indent)
             yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
             return
@@ -187,15 +207,37 @@ def duration_help(text: str) -> str:
 
 
 def duration_seconds(text: str) -> int | None:
-    """Seconds in `30s`, `1d12h`...; None when malformed."""
+    """Seconds in `30s`, `1d12h`...; None when malformed; more than `limits.MAX_DURATION`
+    (however many digits) when out of range."""
     total = 0
     pos = 0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
             return None
-        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        digits = match.group(1)
+        if len(digits) > limits.MAX_DIGITS:  # (never converted: it is out of range anyway)
+            return limits.MAX_DURATION + 1
+        total += int(digits) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     return total if pos == len(text) and pos > 0 else None
+
+
+def _out_of_range(what: str) -> str:
+    return f"{what} is out of range"
+
+
+def _shorten(text: str) -> str:
+    """A literal as a message quotes it: a 4,000-digit one by its ends."""
+    return text if len(text) <= 24 else f"{text[:10]}...{text[-10:]}"
+
+
+_RANGE_HELP = {
+    "number": f"numbers are finite, and whole numbers at most {limits.MAX_INTEGER:,} "
+    "(2^53 - 1) either side of 0",
+    "duration": f"durations are at most {limits.MAX_DURATION // 604800:,}w "
+    "(the span from year 1 to year 9999)",
+    "instant": f"dates and datetimes run from {limits.FIRST_TEXT} to {limits.LAST_TEXT}",
+}
 
 
 class AstBuilder:
@@ -324,10 +366,22 @@ class AstBuilder:
     def number_value(self, tok: Token) -> int | float:
         text = str(tok.value).rstrip("%")
         try:
-            return float(text) if "." in text else int(text)
+            if len(text) > limits.MAX_DIGITS:  # (not converted: Python refuses long ints)
+                value: int | float = math.inf
+            else:
+                value = float(text) if "." in text else int(text)
         except ValueError:
             self.error("S005", f"invalid number `{tok.value}`", self.tspan(tok))
             return 0
+        if not limits.number_ok(value):
+            self.error(
+                "S008",
+                _out_of_range(f"the number `{_shorten(str(tok.value))}`"),
+                self.tspan(tok),
+                help=_RANGE_HELP["number"],
+            )
+            return 1  # (not 0, which would add "must be positive" to the same literal)
+        return value
 
     def where_of(self, children: Sequence[Any]) -> Any:
         return self.after(children, "where")
@@ -687,23 +741,46 @@ class AstBuilder:
                 help=duration_help(text),
             )
             return ast.Duration(seconds=0, text=text, span=self.tspan(tok), valid=False)
+        if not limits.duration_ok(seconds):
+            self.error(
+                "S008",
+                _out_of_range(f"the duration `{_shorten(text)}`"),
+                self.tspan(tok),
+                help=_RANGE_HELP["duration"],
+            )
+            return ast.Duration(seconds=1, text=text, span=self.tspan(tok), valid=False)
         return ast.Duration(seconds=seconds, text=text, span=self.tspan(tok))
 
     def date(self, c: list[Any]) -> ast.Date:
         tok = c[0]
         try:
-            dt.date.fromisoformat(str(tok.value))
+            day = dt.date.fromisoformat(str(tok.value))
         except ValueError:
             self.error(
                 "S005", f"invalid date `{tok.value}`", self.tspan(tok), help="dates are YYYY-MM-DD"
             )
+        else:
+            # (a date is local to the script's time zone, judged here as if in UTC: the
+            # range's margins hold any zone's offset)
+            self._check_instant(dt.datetime(day.year, day.month, day.day), tok, "date")
         return ast.Date(text=str(tok.value), span=self.tspan(tok))
+
+    def _check_instant(self, moment: dt.datetime, tok: Token, what: str) -> None:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        if not limits.moment_ok(moment):
+            self.error(
+                "S008",
+                _out_of_range(f"the {what} `{tok.value}`"),
+                self.tspan(tok),
+                help=_RANGE_HELP["instant"],
+            )
 
     def datetime(self, c: list[Any]) -> ast.DateTime:
         tok = c[0]
         text = str(tok.value)
         try:
-            dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             self.error(
                 "S005",
@@ -711,6 +788,8 @@ class AstBuilder:
                 self.tspan(tok),
                 help="datetimes are like `2025-10-01T09:00`, `...:00Z` or `...+02:00`",
             )
+        else:
+            self._check_instant(moment, tok, "datetime")
         return ast.DateTime(text=text, span=self.tspan(tok))
 
     def time(self, c: list[Any]) -> ast.Time:

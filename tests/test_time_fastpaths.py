@@ -37,11 +37,14 @@ LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-# The reference: the code before the fast paths, verbatim.
+# The reference: the code before the fast paths, verbatim, except that an instant past the
+# calendar is `math.inf` (never), as `leadlang.limits` decides, where pendulum raises.
 
 
 def ref_format_time(t: float) -> str:
-    return datetime.fromtimestamp(math.floor(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # (the year in four digits, as `YYYY-MM-DD` says: strftime's `%Y` writes year 1 as `1`)
+    d = datetime.fromtimestamp(math.floor(t), UTC)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
 
 
 def ref_local(pol: DeliveryPolicy, contact: Contact, t: float) -> Any:
@@ -50,10 +53,13 @@ def ref_local(pol: DeliveryPolicy, contact: Contact, t: float) -> Any:
 
 def ref_at_local(pol: DeliveryPolicy, contact: Contact, day: Any, sod: int) -> float:
     zone = pol.zone(contact)
-    moment = pendulum.datetime(
-        day.year, day.month, day.day, sod // 3600, sod // 60 % 60, sod % 60, tz=zone
-    )
-    return float(moment.timestamp())
+    try:
+        moment = pendulum.datetime(
+            day.year, day.month, day.day, sod // 3600, sod // 60 % 60, sod % 60, tz=zone
+        )
+        return float(moment.timestamp())
+    except Exception:  # past the calendar: a day that never comes (the engine's limits)
+        return math.inf
 
 
 def ref_quiet_end(pol: DeliveryPolicy, contact: Contact, t: float) -> float | None:
@@ -64,7 +70,12 @@ def ref_quiet_end(pol: DeliveryPolicy, contact: Contact, t: float) -> float | No
     inside = start <= sod < end if start < end else (sod >= start or sod < end)
     if not inside:
         return None
-    day = local.date() if sod < end else local.date().add(days=1)
+    if sod < end:
+        return ref_at_local(pol, contact, local.date(), end)
+    try:
+        day = local.date().add(days=1)
+    except Exception:  # after 9999-12-31: a day that never comes
+        return math.inf
     return ref_at_local(pol, contact, day, end)
 
 
@@ -81,7 +92,11 @@ def ref_until_instant(pol: DeliveryPolicy, contact: Contact, target: Any, t: flo
     if at < t:
         at = ref_at_local(pol, contact, local.date(), sod)
         if at < t:
-            at = ref_first_at_local(pol, contact, local.date().add(days=1), sod)
+            try:
+                day = local.date().add(days=1)
+            except Exception:  # after 9999-12-31: a day that never comes
+                return math.inf
+            at = ref_first_at_local(pol, contact, day, sod)
     return at
 
 
@@ -90,7 +105,10 @@ def ref_first_at_local(pol: DeliveryPolicy, contact: Contact, day: Any, sod: int
     never does (a gap), the instant the gap's length later (pendulum's fold=1)."""
     zone = pol.zone(contact)
     wall = (sod // 3600, sod // 60 % 60, sod % 60)
-    early = pendulum.datetime(day.year, day.month, day.day, *wall, tz=zone, fold=0)
+    try:
+        early = pendulum.datetime(day.year, day.month, day.day, *wall, tz=zone, fold=0)
+    except Exception:  # past the calendar: a day that never comes (the engine's limits)
+        return math.inf
     if (early.hour, early.minute, early.second) == wall:
         return float(early.timestamp())
     return ref_at_local(pol, contact, day, sod)

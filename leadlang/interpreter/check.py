@@ -20,11 +20,13 @@ import attrs
 from leadlang import ast
 from leadlang.diagnostics import Diagnostic, sort_key
 from leadlang.interpreter.declarations import check_declarations
+from leadlang.interpreter.depth import check_depth
 from leadlang.interpreter.fold import check_when_triggers
 from leadlang.interpreter.lints import lint_flows
 from leadlang.interpreter.program import Cap, Program
 from leadlang.interpreter.resolve import Symbols, check_event_names, collect
 from leadlang.interpreter.templates import check_templates
+from leadlang.limits import MAX_DEFINITION_DEPTH
 from leadlang.loader import LoadResult, load
 from leadlang.source import Source
 
@@ -102,6 +104,10 @@ def check_modules(loaded: LoadResult) -> CheckResult:
     if loaded.usage_error is not None:
         return CheckResult(None, diagnostics, sources, loaded.usage_error)
     symbols = collect(loaded.modules, diagnostics)
+    if check_depth(loaded.modules, symbols, MAX_DEFINITION_DEPTH, diagnostics):
+        # (the passes below follow definitions recursively: they are not run on these)
+        diagnostics.sort(key=sort_key)
+        return CheckResult(None, _unique(diagnostics), sources)
     check_declarations(loaded.modules, symbols, diagnostics)
     check_event_names(symbols, diagnostics)
     lint_flows(symbols, diagnostics)

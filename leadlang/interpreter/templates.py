@@ -15,8 +15,11 @@ import re
 from collections.abc import Iterator, MutableMapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateError, TemplateSyntaxError, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.meta import TrackingCodeGenerator
 from jinja2.sandbox import SandboxedEnvironment
 
 from leadlang import ast
@@ -47,13 +50,17 @@ def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
         return (1, error.message or "invalid template"), {}
     except RecursionError:
         return (1, "the template nests too deeply"), {}
+    except (ValueError, OverflowError):  # the lexer converting a 5,000-digit number
+        return (1, "a number in the template is out of range"), {}
     unknown = _unknown_filter_or_test(env, tree)
     if unknown is not None:
         return unknown, {}
     try:
-        undeclared = meta.find_undeclared_variables(tree) - set(env.globals)
+        undeclared = _undeclared_variables(tree) - set(env.globals)
     except RecursionError:
         return (1, "the template nests too deeply"), {}
+    except TemplateError as error:
+        return (getattr(error, "lineno", None) or 1, error.message or "invalid template"), {}
     if not undeclared:
         return None, {}
     # A variable tested with `is defined` anywhere is taken to be guarded where it is used.
@@ -67,6 +74,25 @@ def analyse(text: str) -> tuple[tuple[int, str] | None, dict[str, int]]:
         if name.name in undeclared and name.name not in tested:
             unguarded.setdefault(name.name, name.lineno)
     return None, unguarded
+
+
+class _Reader(TrackingCodeGenerator):
+    """Jinja2's own scoping rules (`meta.find_undeclared_variables` walks the code generator)
+    without its constant folding: the generator evaluates constant expressions, so checking
+    `{{ 'a' * 10**10 }}` would build that string. Here nothing is ever evaluated."""
+
+    def __init__(self, environment: SandboxedEnvironment) -> None:
+        CodeGenerator.__init__(self, environment, "<check>", "<check>", optimized=False)
+        self.undeclared_identifiers: set[str] = set()
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        raise nodes.Impossible()  # (the generator then treats the output as not constant)
+
+
+def _undeclared_variables(tree: nodes.Template) -> set[str]:
+    reader = _Reader(template_environment())
+    reader.visit(tree)
+    return reader.undeclared_identifiers
 
 
 def _unknown_filter_or_test(env: SandboxedEnvironment, tree: nodes.Node) -> tuple[int, str] | None:

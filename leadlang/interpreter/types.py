@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
-from leadlang import ast
+from leadlang import ast, regex
 from leadlang.diagnostics import Diagnostic, with_article
 from leadlang.interpreter import scope
 from leadlang.interpreter.resolve import Symbols, did_you_mean
@@ -441,16 +441,21 @@ class TypeChecker:
         )
 
     def _regex(self, pattern: ast.String) -> None:
-        try:
-            re.compile(pattern.value)
-        except re.error as error:
-            self.error(
-                "T010",
-                f"invalid regular expression: {error.msg}",
-                pattern.span,
-                help="`matches` takes a Python regular expression; "
-                "escape a backslash in a string as `\\\\`",
-            )
+        found = regex.problem(pattern.value)
+        if found is None:
+            return
+        code, message = found
+        self.error(
+            code,
+            message,
+            pattern.span,
+            help="`matches` takes a Python regular expression; "
+            "escape a backslash in a string as `\\\\`"
+            if code == "T010"
+            else "`matches` runs in time linear in the text, without lookaround or "
+            'backreferences: match the parts separately (`x matches "a" and not '
+            'x matches "b"`)',
+        )
 
     def _unary(self, expr: ast.Unary, ctx: Context) -> str:
         t = self.infer(expr.operand, ctx)

@@ -29,7 +29,6 @@ OUTPUT_FIELDS = (
 )
 
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # format_time's fast path: "YYYY-MM-DDTHH:" per hour number (whole seconds // 3600), each
 # cut from a string the exact expression below produced, and "MM:SSZ" per second of the hour.
 _HOUR_PREFIX: dict[int, str] = {}
@@ -40,17 +39,17 @@ _MINUTE_SECOND = tuple(f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60)
 def format_time(t: float) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
 
-    Exactly `datetime.fromtimestamp(math.floor(t), UTC).strftime(...)`: the first time an hour
-    is seen the string is made that way (so any error, and strftime's rendering of unusual
-    years, is unchanged) and its `YYYY-MM-DDTHH:` part is kept; POSIX time has no leap
-    seconds, so the rest of that hour is the kept part plus minutes and seconds.
+    The first time an hour is seen the string is made from `datetime.fromtimestamp` (the
+    year always four digits, `0001`, where strftime's `%Y` would write `1`) and its
+    `YYYY-MM-DDTHH:` part is kept; POSIX time has no leap seconds, so the rest of that hour
+    is the kept part plus minutes and seconds.
     """
     second = math.floor(t)
     hour, rest = divmod(second, 3600)
     prefix = _HOUR_PREFIX.get(hour)
     if prefix is not None:
         return prefix + _MINUTE_SECOND[rest]
-    text = datetime.fromtimestamp(second, UTC).strftime(_TIME_FORMAT)
+    text = datetime.fromtimestamp(second, UTC).replace(tzinfo=None).isoformat() + "Z"
     if len(_HOUR_PREFIX) >= _HOUR_PREFIX_MAX:
         _HOUR_PREFIX.clear()
     _HOUR_PREFIX[hour] = text[:-6]

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from leadlang.limits import LAST_INSTANT
 from leadlang.runtime import monotone, policy
 from leadlang.runtime.context import Context
 from leadlang.runtime.effects import Effect, format_time, idempotency_key
@@ -484,7 +485,9 @@ class Engine:
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
             changed, name, props = step_changes, None, None
-        contact.wake = self._wake(contact, t, ctx, horizon)
+        wake = self._wake(contact, t, ctx, horizon)
+        # (an instant past the end of time never comes: nothing is scheduled for it)
+        contact.wake = wake if wake is None or wake <= LAST_INSTANT else None
 
     def _bind(self, ctx: Context, enr: Enrollment) -> None:
         ctx.enr = enr
@@ -1092,7 +1095,8 @@ def _resume(enr: Enrollment, state: str | None) -> None:
 
 def _wait(enr: Enrollment, kind: str, deadline: float, resume: str | None) -> None:
     enr.wait = kind
-    enr.deadline = deadline
+    # a deadline past the end of time never comes (a `wait for` then waits for its event)
+    enr.deadline = deadline if deadline <= LAST_INSTANT else None
     enr.resume = resume
 
 

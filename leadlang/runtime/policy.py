@@ -5,12 +5,15 @@ The zones are pendulum's (`pendulum.timezone`), and the rules are pendulum's: a 
 clock is `pendulum.from_timestamp(t, tz=zone)`, a local date and time is the instant of
 `pendulum.datetime(..., tz=zone)`. The hot paths compute the same with the standard library
 (a pendulum `Timezone` is a `zoneinfo.ZoneInfo`, whose conversions are in C): see `_wall`
-and `_instant`. The pendulum forms stay as the fallback when the fast form raises.
+and `_instant`. The pendulum forms stay as the fallback when the fast form raises; past
+the end of the representable range (see `leadlang.limits`) a local instant is `math.inf`,
+one that never comes.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from datetime import date, datetime, time
 from functools import lru_cache
 from typing import Any
@@ -78,8 +81,11 @@ def _instant(zone: Any, ordinal: int, sod: int, fold: int = 1) -> float:
         if after > before:  # skipped (gap): pendulum's "post" rule
             moment = moment + (after - before)
         result = float(moment.replace(tzinfo=zone).timestamp())
-    except Exception:  # out of range: whatever pendulum does (raise) is the answer
-        return _instant_pendulum(zone, ordinal, sod)
+    except Exception:  # out of range: whatever pendulum does is the answer
+        try:
+            return _instant_pendulum(zone, ordinal, sod)
+        except Exception:  # past year 9999: a day that never comes
+            return math.inf
     if len(_INSTANTS) >= _INSTANTS_MAX:
         _INSTANTS.clear()
     _INSTANTS[key] = result
@@ -178,7 +184,10 @@ class DeliveryPolicy:
             return at
         moment = to_datetime(target)
         if isinstance(moment, datetime):
-            return moment.timestamp()
+            try:
+                return moment.timestamp()
+            except (OverflowError, ValueError):  # year 0 or 10000 in UTC: passed or never
+                return t if moment.year < 5000 else math.inf
         return None
 
 

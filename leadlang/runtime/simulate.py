@@ -27,6 +27,15 @@ import attrs
 import msgspec
 
 from leadlang.interpreter.scope import normalize_event_name
+from leadlang.limits import (
+    FIRST_INSTANT,
+    FIRST_TEXT,
+    LAST_INSTANT,
+    LAST_TEXT,
+    MAX_DIGITS,
+    MAX_JSON_DEPTH,
+    json_depth_ok,
+)
 from leadlang.runtime.effects import Effect, format_text, public
 from leadlang.runtime.engine import Engine, Event
 from leadlang.runtime.state import Contact
@@ -70,26 +79,44 @@ def contact_id(data: dict[str, Any]) -> str | None:
 
 
 def parse_timestamp(text: Any) -> float | None:
+    """An ISO 8601 time as POSIX seconds; None when it is not one, or out of range."""
     if not isinstance(text, str):
         return None
     try:
         moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        t = moment.timestamp()
+    except (ValueError, OverflowError):  # (year 0 or 10000 once in UTC: out of range)
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return t if FIRST_INSTANT <= t <= LAST_INSTANT else None
 
 
 def _instant(raw: Any) -> float | None:
-    """A line's `timestamp` as POSIX seconds (None: not an ISO 8601 time)."""
+    """A line's `timestamp` as POSIX seconds (None: not an ISO 8601 time in range)."""
     try:  # the common `2025-01-01T10:00:00Z`, at C speed
         moment = datetime.fromisoformat(raw)
         if moment.tzinfo is not None:
-            return moment.timestamp()
-    except (TypeError, ValueError):
+            t = moment.timestamp()
+            if FIRST_INSTANT <= t <= LAST_INSTANT:
+                return t
+            return None
+    except (TypeError, ValueError, OverflowError):
         pass
     return parse_timestamp(raw)
+
+
+def _time_problem(raw: Any) -> str:
+    """Why a line's `timestamp` was refused."""
+    shown = _show(raw)
+    if isinstance(raw, str):
+        try:
+            datetime.fromisoformat(raw.strip().replace("z", "Z"))
+        except ValueError:
+            pass
+        else:
+            return f"timestamp {shown} is out of range ({FIRST_TEXT} to {LAST_TEXT})"
+    return f"timestamp {shown} is not an ISO 8601 time"
 
 
 _BYTE = re.compile(r"\s*\(byte (\d+)\)$")
@@ -116,8 +143,12 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | str | None:
         if not raw.strip():
             return None
         return BadLine(number, f"not valid JSON ({_json_problem(exc, raw)})")
+    except RecursionError:
+        return BadLine(number, _TOO_DEEP)
     if not isinstance(data, dict):
         return BadLine(number, "expected a JSON object")
+    if not _shallow(data.get("properties"), data.get("traits")):
+        return BadLine(number, _TOO_DEEP)
     kind = data.get("type")
     if isinstance(kind, str) and kind in IGNORED_TYPES:
         return kind
@@ -133,8 +164,7 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | str | None:
         return BadLine(number, "missing timestamp")
     t = _instant(raw_time)
     if t is None:
-        shown = _show(raw_time)
-        return BadLine(number, f"timestamp {shown} is not an ISO 8601 time")
+        return BadLine(number, _time_problem(raw_time))
     props = data.get("properties")
     if not isinstance(props, dict):
         props = {}
@@ -153,8 +183,12 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | str | None:
 
 
 def _show(value: Any) -> str:
-    """A JSON value as the log wrote it."""
-    return msgspec.json.encode(value).decode()
+    """A JSON value as the log wrote it (a long one by its start)."""
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_TOO_DEEP = f"properties or traits nested more than {MAX_JSON_DEPTH} levels deep"
 
 
 class _Line(msgspec.Struct, gc=False):
@@ -181,13 +215,14 @@ def _parse_chunk(chunk: bytes, first: int, ignored: dict[str, int]) -> list[Even
     the chunk line by line, naming the bad lines)."""
     try:
         lines = _decode_lines(chunk)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return None
     if len(lines) != chunk.count(b"\n") + (not chunk.endswith(b"\n")):
         return None  # blank lines (skipped by msgspec, but counted)
     events: list[Event] = []
     append = events.append
     skipped: dict[str, int] = {}
+    known = len(lines)  # `{` or `[` of the chunk: each line's own object, ...
     for number, line in enumerate(lines, start=first):
         kind = line.type
         if kind in IGNORED_TYPES:
@@ -202,6 +237,10 @@ def _parse_chunk(chunk: bytes, first: int, ignored: dict[str, int]) -> list[Even
         props = line.properties
         if props is None:
             props = {}
+        else:
+            known += 1  # ... its properties ...
+        if line.traits is not None:
+            known += 1  # ... and its traits
         if kind == "track":
             name = line.event
             if name is None or not (name := _event_name(name)):
@@ -213,9 +252,24 @@ def _parse_chunk(chunk: bytes, first: int, ignored: dict[str, int]) -> list[Even
             append(Event(t, number, contact, VIEW_EVENTS[kind], props, None))
         else:
             return None
+    # Any other opening bracket belongs to a nested value (or a string, or a field simulate
+    # does not read). A line nested more than MAX_JSON_DEPTH deep needs MAX_JSON_DEPTH - 2 of
+    # them: with fewer in the whole chunk, no line is walked to measure its depth.
+    if chunk.count(b"{") + chunk.count(b"[") - known > MAX_JSON_DEPTH - 3:
+        for line in lines:
+            if not _shallow(line.properties, line.traits):
+                return None
     for kind, count in skipped.items():  # counted only once the whole chunk is good
         ignored[kind] = ignored.get(kind, 0) + count
     return events
+
+
+def _shallow(props: Any, traits: Any) -> bool:
+    """Whether a line's properties and traits nest at most MAX_JSON_DEPTH deep, counting
+    the line's own object."""
+    return (props is None or json_depth_ok(props, MAX_JSON_DEPTH - 1)) and (
+        traits is None or json_depth_ok(traits, MAX_JSON_DEPTH - 1)
+    )
 
 
 _NAMES: dict[str, str] = {}
@@ -280,11 +334,15 @@ def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
         if isinstance(source, io.IOBase):
             number = 1
             rest = b""
+            pieces: list[bytes] = []  # of a line longer than a block (joined once: linear)
             while block := source.read(CHUNK):
                 end = block.rfind(b"\n") + 1
                 if not end:
-                    rest += block
+                    pieces.append(block)
                     continue
+                if pieces:
+                    rest = b"".join([rest, *pieces])
+                    pieces = []
                 chunk, rest = rest + block[:end], block[end:]
                 parsed = _parse_chunk(chunk, number, ignored)
                 if parsed is None:
@@ -292,6 +350,8 @@ def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
                 else:
                     events.extend(parsed)
                     number += chunk.count(b"\n")
+            if pieces:
+                rest = b"".join([rest, *pieces])
             if rest:
                 line_by_line([rest], number)
         else:
@@ -308,12 +368,21 @@ def parse_until(text: str | None, last_event: float | None) -> float | None:
     """`--until`: an ISO time, or `+D` after the last event; None when unparseable."""
     base = last_event if last_event is not None else 0.0
     if text is None:
-        return base + DEFAULT_RUN_ON
+        return min(base + DEFAULT_RUN_ON, LAST_INSTANT)
     match = _RELATIVE.match(text.strip())
     if match:
-        total = sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)([smhdw])", match.group(1)))
-        return base + total
-    return parse_timestamp(text)
+        parts = re.findall(r"(\d+)([smhdw])", match.group(1))
+        if any(len(n) > MAX_DIGITS for n, _ in parts):
+            return LAST_INSTANT  # (beyond the end of time: the clock runs to its end)
+        total = sum(int(n) * _UNITS[u] for n, u in parts)
+        return min(base + total, LAST_INSTANT)
+    t = parse_timestamp(text)
+    if t is None and _time_problem(text).endswith(f"to {LAST_TEXT})"):
+        # a valid ISO time out of range: after the end, the clock runs to the end of time
+        # (`--until 9999-12-31` is "run everything"); before the start, nothing can run
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+        return LAST_INSTANT if moment.year > 5000 else None
+    return t
 
 
 def simulate(

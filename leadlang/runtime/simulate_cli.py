@@ -12,6 +12,7 @@ import msgspec
 
 from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
+from leadlang.limits import FIRST_TEXT, LAST_TEXT
 from leadlang.runtime.engine import Effect, Engine
 from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.simulate import format_text, parse_until, public, read_events, simulate
@@ -76,7 +77,11 @@ def run_simulate(
     last = log.events[-1].t if log.events else None
     until = parse_until(until_text, last)
     if until is None:
-        click.echo(f"error: --until `{until_text}` is neither an ISO time nor +DURATION", err=True)
+        click.echo(
+            f"error: --until `{until_text}` is neither an ISO time (from {FIRST_TEXT} to "
+            f"{LAST_TEXT}) nor +DURATION",
+            err=True,
+        )
         return 2
     engine = Engine(compile_program(program))
     render: Callable[[Effect], bytes]

@@ -9,12 +9,17 @@ user data, so a bad property never becomes a traceback.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
+from leadlang.regex import compile_pattern
+
 NUM = (int, float)  # compared by `__class__`, so `bool` is not a number here
+# What an operation raises when its result is out of range (a datetime past year 9999, a
+# duration or an integer too large for a float, the rounding of an infinity): the helpers
+# below give `none` then, as for any other value they cannot compute.
+_RANGE = (OverflowError, ValueError)
 
 
 def is_num(value: object) -> bool:
@@ -155,16 +160,13 @@ def not_in(a: Any, b: Any) -> bool:
     return not in_(a, b)
 
 
-@lru_cache(maxsize=1024)
-def regex(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern)
-    except re.error:
-        return None
+def regex(pattern: str) -> Any:
+    """`pattern` compiled for `matches` (on RE2: linear time), None when it cannot run."""
+    return compile_pattern(pattern)
 
 
-def search(pattern: re.Pattern[str] | None, text: Any) -> bool:
-    return pattern is not None and isinstance(text, str) and pattern.search(text) is not None
+def search(pattern: Any, text: Any) -> bool:
+    return pattern is not None and isinstance(text, str) and pattern(text)
 
 
 def matches(text: Any, pattern: Any) -> bool:
@@ -179,14 +181,17 @@ def add(a: Any, b: Any) -> Any:
     ca, cb = a.__class__, b.__class__
     if ca in NUM and cb in NUM:
         return a + b
-    if ca is timedelta and cb is timedelta:
-        return a + b
-    if cb is timedelta:
-        d = to_datetime(a)
-        return None if d is None else d + b
-    if ca is timedelta:
-        d = to_datetime(b)
-        return None if d is None else d + a
+    try:
+        if ca is timedelta and cb is timedelta:
+            return a + b
+        if cb is timedelta:
+            d = to_datetime(a)
+            return None if d is None else d + b
+        if ca is timedelta:
+            d = to_datetime(b)
+            return None if d is None else d + a
+    except _RANGE:
+        return None
     if ca is str and cb is str:
         return a + b
     if ca is list and cb is list:
@@ -200,14 +205,17 @@ def sub(a: Any, b: Any) -> Any:
     ca, cb = a.__class__, b.__class__
     if ca in NUM and cb in NUM:
         return a - b
-    if ca is timedelta and cb is timedelta:
-        return a - b
-    if cb is timedelta:
-        d = to_datetime(a)
-        return None if d is None else d - b
-    if ca is datetime or cb is datetime:
-        d1, d2 = to_datetime(a), to_datetime(b)
-        return None if d1 is None or d2 is None else d1 - d2
+    try:
+        if ca is timedelta and cb is timedelta:
+            return a - b
+        if cb is timedelta:
+            d = to_datetime(a)
+            return None if d is None else d - b
+        if ca is datetime or cb is datetime:
+            d1, d2 = to_datetime(a), to_datetime(b)
+            return None if d1 is None or d2 is None else d1 - d2
+    except _RANGE:
+        return None
     return None
 
 
@@ -215,12 +223,15 @@ def mul(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     ca, cb = a.__class__, b.__class__
-    if ca in NUM and cb in NUM:
-        return a * b
-    if ca in NUM and cb is timedelta:
-        return b * a
-    if ca is timedelta and cb in NUM:
-        return a * b
+    try:
+        if ca in NUM and cb in NUM:
+            return a * b
+        if ca in NUM and cb is timedelta:
+            return b * a
+        if ca is timedelta and cb in NUM:
+            return a * b
+    except _RANGE:
+        return None
     return None
 
 
@@ -230,18 +241,24 @@ def div(a: Any, b: Any) -> Any:
     ca, cb = a.__class__, b.__class__
     if cb in NUM and b == 0:
         return None
-    if ca in NUM and cb in NUM:
-        return a / b
-    if ca is timedelta and cb in NUM:
-        return a / b
-    if ca is timedelta and cb is timedelta and b:
-        return a / b
+    try:
+        if ca in NUM and cb in NUM:
+            return a / b
+        if ca is timedelta and cb in NUM:
+            return a / b
+        if ca is timedelta and cb is timedelta and b:
+            return a / b
+    except _RANGE:
+        return None
     return None
 
 
 def mod(a: Any, b: Any) -> Any:
     if a.__class__ in NUM and b.__class__ in NUM and b != 0:
-        return a % b
+        try:
+            return a % b
+        except _RANGE:
+            return None
     return None
 
 
@@ -269,6 +286,8 @@ def sigmoid(x: Any) -> float | None:
         return None
     if x < -700:
         return 0.0
+    if x > 700:
+        return 1.0
     return 1.0 / (1.0 + math.exp(-x))
 
 
@@ -299,7 +318,10 @@ def abs_(x: Any) -> Any:
 def round_(x: Any, digits: Any = 0) -> Any:
     if x.__class__ not in NUM or digits.__class__ is not int:
         return None
-    return round(x) if digits == 0 else round(x, digits)
+    try:
+        return round(x) if digits == 0 else round(x, digits)
+    except _RANGE:  # (an infinity, or digits too many to count)
+        return None
 
 
 def lower(x: Any) -> Any:
