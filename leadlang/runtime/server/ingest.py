@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from leadlang.interpreter.scope import normalize_event_name
+from leadlang.limits import FIRST_TEXT, LAST_TEXT, MAX_JSON_DEPTH, instant_ok, json_depth_ok
 from leadlang.runtime.store.sql import Incoming, SqlStore
 
 MAX_REQUEST = 500 * 1024
@@ -186,6 +187,10 @@ def parse_message(
         if not isinstance(context["traits"], dict):
             raise bad("`context.traits` must be an object")
         traits = {**context["traits"], **(traits or {})}
+    for field, value in (("properties", props), ("traits", traits)):
+        # (as simulate's log reader: counting the message's own object)
+        if value and not json_depth_ok(value, MAX_JSON_DEPTH - 1):
+            raise bad(f"`{field}` nests deeper than {MAX_JSON_DEPTH} levels")
     message_id = item.get("messageId")
     if message_id is not None and not isinstance(message_id, str):
         if isinstance(message_id, int | float) and not isinstance(message_id, bool):
@@ -248,8 +253,8 @@ def _event_time(item: dict[str, Any], received: float, bad: Callable[[str], BadR
                 t = received - (sent_t - original_t)
             elif original_t is not None:
                 t = original_t
-    if not -62135596800.0 <= t <= 253402300799.0:  # years 1 to 9999
-        raise bad("`timestamp` is outside years 1 to 9999")
+    if not instant_ok(t):  # the range simulate takes too
+        raise bad(f"`timestamp` is outside {FIRST_TEXT} to {LAST_TEXT}")
     return min(t, received)
 
 
