@@ -15,6 +15,9 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 import attrs
@@ -1054,15 +1057,24 @@ class _WakePlan:
 
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
-    """LANGUAGE.md section 5.3, normative."""
+    """LANGUAGE.md section 5.3, normative. The cumulative percentages and `u` are compared
+    exactly (as fractions: the percents as the decimals written, `u` as n / 2**64), so no
+    float rounding moves a contact across an arm's edge."""
     digest = hashlib.sha256(f"{contact}/{flow}/{split}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    cumulative = 0.0
+    u = Fraction(int.from_bytes(digest[:8], "big"), 2**64)
+    cumulative = Fraction(0)
     for arm in arms:
-        cumulative += arm["percent"]
+        cumulative += _share(arm["percent"])
         if cumulative > u:
             return arm
     return arms[-1]
+
+
+@lru_cache(maxsize=256)
+def _share(percent: float) -> Fraction:
+    """An arm's share as written in the script (the IR keeps it as the float of that
+    decimal, whose shortest repr is the decimal)."""
+    return Fraction(Decimal(repr(percent)))
 
 
 def _where(cond: Cond, ctx: Context, props: dict[str, Any] | None) -> bool:
