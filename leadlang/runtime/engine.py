@@ -37,7 +37,11 @@ MESSAGE_STATUS_EVENTS = {
 }
 _EVENT_KEYS: dict[str, str] = {}  # event name -> its dependency key, "e:NAME"
 BLOCKED = "blocked"  # a false `when` trigger time alone cannot raise (see `_plan_for`)
-MAX_ROUNDS = 8  # re-evaluation rounds after steps change the profile in one instant
+# A chain of flows entering one another within one instant is followed to its end however
+# long it is; one that never settles is stopped (see `_Chain`): when the contact's whole state
+# repeats at a re-entry, or after this many re-entries in one instant (a chain that changes
+# something at every turn, e.g. `score +1` with no `max`, may not repeat for a long time).
+MAX_REENTRIES = 10_000
 
 
 @attrs.define(slots=True)
@@ -459,7 +463,8 @@ class Engine:
                             touched.append(enr)
         props = event.props if event is not None else None
         name = event.name if event is not None else None
-        rounds = 0
+        # Rounds go on while steps change the profile: every chain is followed to its end
+        # (one that never settles is stopped where it re-enters a flow, `_never_settles`).
         while True:
             if contact.enrollments:
                 self._recheck_waits(contact, ctx, changed, touched)
@@ -474,8 +479,7 @@ class Engine:
                 if not enr.ended and enr.wait is None:
                     self._run(contact, enr, ctx, out, touched, step_changes)
             touched = []
-            rounds += 1
-            if not step_changes or rounds == MAX_ROUNDS:
+            if not step_changes:
                 if any(not e.ended and self.flow_by_name[e.flow].exit_when for e in ran):
                     if step_changes:
                         ctx.invalidate()
@@ -609,7 +613,7 @@ class Engine:
             return
         for flow in self.flows:  # enroll in flow (source) order
             if flow in fire:
-                enr = self._enroll(contact, flow, ctx.t, props, out)
+                enr = self._enroll(contact, flow, ctx, props, out)
                 if enr is not None:
                     touched.append(enr)
 
@@ -617,15 +621,18 @@ class Engine:
         self,
         contact: Contact,
         flow: Flow,
-        t: float,
+        ctx: Context,
         event: dict[str, Any] | None,
         out: list[Effect],
     ) -> Enrollment | None:
         if flow.name in contact.enrollments:
             return None
+        t = ctx.t
         count, last = contact.entries.get(flow.name, (0, 0.0))
         mode = flow.reenter["mode"]
         if count and (mode == "never" or (mode == "after" and t - last < flow.reenter["after"])):
+            return None
+        if count and last == t and self._never_settles(contact, flow, ctx, out):
             return None
         enr = Enrollment(flow.name, flow.version, count + 1, t)
         enr.state = flow.start
@@ -634,6 +641,58 @@ class Engine:
         contact.enrollments[flow.name] = enr
         out.append(self._effect(t, contact, "enter", flow=flow.name))
         return enr
+
+    def _never_settles(self, contact: Contact, flow: Flow, ctx: Context, out: list[Effect]) -> bool:
+        """Whether entering `flow` again at this instant is refused: the chain of flows that
+        re-enters it never settles (LANGUAGE.md section 7: a bounded, reported stop).
+
+        A re-entry at the same instant is where a cycle shows: if the contact's whole state
+        (tags, traits, score, enrollments and where they stand, trigger values, sends, which
+        flows were entered now) is the same as at an earlier re-entry of the same flow, what
+        follows is the same again, forever. The first such repeat (or the `MAX_REENTRIES`th
+        re-entry) gives a `stop` effect naming the cycle; from then on no flow is entered at
+        this instant, so the enrollments already running finish their steps and it ends.
+        """
+        chain = ctx.chain
+        if chain is None:
+            chain = ctx.chain = _Chain()
+        if chain.stopped:
+            return True
+        state = (flow.name, self._fingerprint(contact, ctx.t))
+        first = chain.seen.get(state)
+        chain.order.append(flow.name)
+        if first is None and len(chain.order) <= MAX_REENTRIES:
+            chain.seen[state] = len(chain.order) - 1
+            return False
+        if first is None:  # too long: name the turn since the flow's previous re-entry
+            previous = [i for i, name in enumerate(chain.order[:-1]) if name == flow.name]
+            first = previous[-1] if previous else len(chain.order) - 1
+        chain.stopped = True
+        cycle = chain.order[first:] if first < len(chain.order) - 1 else [flow.name] * 2
+        out.append(
+            self._effect(
+                ctx.t, contact, "stop", flow=flow.name, reason="never_settles", cycle=cycle
+            )
+        )
+        return True
+
+    @staticmethod
+    def _fingerprint(contact: Contact, t: float) -> tuple[Any, ...]:
+        """Everything about the contact the rest of an instant's work can read (not what
+        grows without mattering: enrollment numbers, the effects made so far)."""
+        return (
+            tuple(contact.tags),
+            repr(sorted(contact.traits.items())),
+            contact.score,
+            contact.applied_decay,
+            tuple(
+                (name, e.state, e.wait, e.deadline, e.resume, id(e.event), e.last_sent is None)
+                for name, e in contact.enrollments.items()
+            ),
+            tuple(sorted(contact.when_values.items())),
+            tuple((channel, len(times)) for channel, times in sorted(contact.sends.items())),
+            frozenset(name for name, (_, last) in contact.entries.items() if last == t),
+        )
 
     def _end(
         self, contact: Contact, enr: Enrollment, t: float, reason: str, out: list[Effect]
@@ -745,7 +804,7 @@ class Engine:
             elif kind == "enroll":
                 target_flow = self.flow_by_name.get(state["flow"])
                 if target_flow is not None:
-                    new = self._enroll(contact, target_flow, t, enr.event, out)
+                    new = self._enroll(contact, target_flow, ctx, enr.event, out)
                     if new is not None:
                         touched.append(new)
                 enr.state = nxt
@@ -1040,6 +1099,17 @@ class Engine:
                 if t < instant < best:
                     best = instant
         return None if best == math.inf else best
+
+
+class _Chain:
+    """The flows re-entered at one instant, in order (see `Engine._never_settles`)."""
+
+    __slots__ = ("order", "seen", "stopped")
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.seen: dict[tuple[Any, ...], int] = {}  # (flow, state) -> index in `order`
+        self.stopped = False
 
 
 @attrs.frozen(slots=True)

@@ -34,6 +34,11 @@ def _workers(asked: int | None, events: int) -> int:
     return max(1, min(cpus, 4))
 
 
+class _Stop(bytes):
+    """The rendered line of a `stop` effect (a chain that never settles), also reported on
+    standard error; a bytes subclass, so it travels from the worker processes as it is."""
+
+
 _encode = msgspec.json.Encoder().encode  # any value a log line can carry (ints of any size)
 _decode = msgspec.json.Decoder().decode
 
@@ -79,15 +84,19 @@ def run_simulate(
         click.echo(f"error: --until `{until_text}` is neither an ISO time nor +DURATION", err=True)
         return 2
     engine = Engine(compile_program(program))
-    render: Callable[[Effect], bytes]
+    shown: Callable[[Effect], bytes]
     if fmt == "json" or expect_path:
 
-        def render(effect: Effect) -> bytes:
+        def shown(effect: Effect) -> bytes:
             return _encode(public(effect))
     else:
 
-        def render(effect: Effect) -> bytes:
+        def shown(effect: Effect) -> bytes:
             return format_text(public(effect)).encode()
+
+    def render(effect: Effect) -> bytes:
+        line = shown(effect)
+        return _Stop(line) if effect["action"] == "stop" else line
 
     lines: list[bytes] = []
     progress = None
@@ -108,6 +117,13 @@ def run_simulate(
     finally:
         if bar is not None:
             bar.stop()
+    for line in lines:
+        if isinstance(line, _Stop):
+            click.echo(
+                "warning: a chain of flows that never settles was stopped: "
+                + line.decode("utf-8", "replace"),
+                err=True,
+            )
     if expect_path:
         return _compare(lines, expect_path)
     if lines:
