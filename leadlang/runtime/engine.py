@@ -42,6 +42,10 @@ BLOCKED = "blocked"  # a false `when` trigger time alone cannot raise (see `_pla
 # repeats at a re-entry, or after this many re-entries in one instant (a chain that changes
 # something at every turn, e.g. `score +1` with no `max`, may not repeat for a long time).
 MAX_REENTRIES = 10_000
+# Probing a condition that reads `now` (`_probe`) looks this far ahead at most (then looks
+# again from there), and samples a leaf whose direction is not known at this step.
+PROBE_AHEAD = 366 * 86400.0
+PROBE_STEP = 3600.0
 
 
 @attrs.define(slots=True)
@@ -63,6 +67,7 @@ class Cond:
     """A compiled expression and what can change its value."""
 
     __slots__ = (
+        "atoms",
         "dirs",
         "fn",
         "free_now",
@@ -93,6 +98,9 @@ class Cond:
         # the value time alone cannot change it from: True (it only rises), False (it only
         # falls), None (either way, or not known)
         self.time_keeps: bool | None = None
+        # Leaves that change with `now` at instants nothing schedules (`now >= X`,
+        # `days_since(E) * 24 >= 60`): their instants are found by probing (`_probe`).
+        self.atoms: list[monotone.Atom] = []
 
     def affected(self, changed: set[str] | None) -> bool:
         return changed is None or self.now or not self.keys.isdisjoint(changed)
@@ -222,6 +230,19 @@ class Engine:
             for i, (guards, bounds) in enumerate(zip(when_guards, when_bounds, strict=True))
             if guards or bounds
         ]
+        # Conditions that change with `now` where no instant is scheduled: the leaves to probe
+        self.probing = False
+        probed = [*self.when_conds]
+        for flow in self.flows:
+            probed.extend(flow.exit_when)
+            probed.extend(c for key, c in flow.conds.items() if key.endswith("/cond"))
+        for cond in probed:
+            if not cond.now:
+                continue
+            atoms = monotone.time_atoms(cond.src, cond.fn.__globals__, segment, resolve)
+            cond.atoms = [(cond.fn, None)] if atoms is None else atoms
+            self.probing = self.probing or bool(cond.atoms)
+        self.when_probed = [(tid, cond) for tid, cond, _ in self.when_triggers if cond.atoms]
         # A trigger that is just a segment (`when potential`) runs the segment's code: the
         # same value, without the trigger's and the segment cache's calls around it.
         for cond in self.when_conds:
@@ -866,7 +887,124 @@ class Engine:
     # ------------------------------------------------------------------ timers
 
     def _wake(self, contact: Contact, t: float, ctx: Context, horizon: float) -> float | None:
-        """The next instant at which time alone may change something for this contact.
+        """The next instant at which time alone may change something for this contact: the
+        first of the scheduled instants (`_scheduled_wake`) and, for conditions that read
+        `now` freely, the instants they change at (`_probe`)."""
+        wake = self._scheduled_wake(contact, t, ctx, horizon)
+        if not self.probing:
+            return wake
+        return self._probe(contact, t, wake, horizon)
+
+    def _probe(
+        self, contact: Contact, t: float, wake: float | None, horizon: float
+    ) -> float | None:
+        """The first instant after `t` (and by `wake`, `horizon`) at which a probed leaf of a
+        condition that matters now changes (LANGUAGE.md section 7: every condition whose value
+        changes with time alone is re-evaluated at that exact instant)."""
+        later = math.inf if wake is None else wake
+        look = t + PROBE_AHEAD
+        limit = min(later, horizon, look)
+        best = math.inf
+        probed = False
+        values = contact.when_values
+        for tid, cond in self.when_probed:
+            keeps = cond.time_keeps
+            # only falls: false stays false, a true one's fall is noticed lazily (`on_event`);
+            # only rises: true stays true
+            if keeps is False or (keeps is True and values.get(tid)):
+                continue
+            probed = True
+            found = self._first_change(cond, contact, None, t, min(limit, best))
+            if found < best:
+                best = found
+        for enr in contact.enrollments.values():
+            flow = self.flow_by_name[enr.flow]
+            conds = [c for c in flow.exit_when if c.atoms]
+            if enr.wait == "check":
+                check = flow.conds[f"{enr.state}/cond"]
+                if check.atoms:
+                    conds.append(check)
+            for cond in conds:
+                probed = True
+                found = self._first_change(cond, contact, enr, t, min(limit, best))
+                if found < best:
+                    best = found
+        if best <= limit:
+            return best
+        if probed and look < later and look < horizon:
+            return look  # nothing changes that far ahead: look again from there
+        return wake
+
+    def _first_change(
+        self, cond: Cond, contact: Contact, enr: Enrollment | None, t: float, hi: float
+    ) -> float:
+        """The first instant in (t, hi] at which one of the condition's probed leaves has a
+        truth value other than at `t` (inf: none does). A leaf that time moves one way only
+        is bisected over whole microseconds (the clock's resolution); one whose direction is
+        not known is looked at every `PROBE_STEP` up to a day ahead, and bisected where it
+        changed between two looks."""
+        best = math.inf
+        for fn, direction in cond.atoms:
+            before = self._leaf(fn, contact, enr, t)
+            if direction == 0 or (direction == 1 and before) or (direction == -1 and not before):
+                continue
+            end = min(hi, best)
+            if direction is not None:
+                found = self._bisect(fn, contact, enr, before, t, end)
+            else:
+                found = math.inf
+                step_end = min(end, t + 86400.0)
+                lo = t
+                while lo < step_end:
+                    nxt = min(lo + PROBE_STEP, step_end)
+                    if self._leaf(fn, contact, enr, nxt) != before:
+                        found = self._bisect(fn, contact, enr, before, lo, nxt)
+                        break
+                    lo = nxt
+                if found == math.inf and step_end < end:
+                    found = step_end  # look again from there
+            if found < best:
+                best = found
+        return best
+
+    def _bisect(
+        self,
+        fn: Any,
+        contact: Contact,
+        enr: Enrollment | None,
+        before: bool,
+        t: float,
+        hi: float,
+    ) -> float:
+        """The first whole microsecond in (t, hi] at which the leaf is not `before`, given it
+        changes at most once there (inf: it does not change by `hi`)."""
+        a, b = math.floor(t * 1e6), math.floor(hi * 1e6)
+        if b <= a or self._leaf(fn, contact, enr, b / 1e6) == before:
+            return math.inf
+        while b - a > 1:
+            middle = (a + b) // 2
+            if self._leaf(fn, contact, enr, middle / 1e6) == before:
+                a = middle
+            else:
+                b = middle
+        found = b / 1e6
+        return found if found > t else math.nextafter(t, math.inf)
+
+    def _leaf(self, fn: Any, contact: Contact, enr: Enrollment | None, t: float) -> bool:
+        """A probed leaf's truth value at `t`, all else as it stands."""
+        ctx = Context(self, contact, t)
+        if enr is not None:
+            ctx.enr = enr
+            ctx.event = enr.event
+        try:
+            return bool(fn(ctx, None))
+        except Exception:  # a leaf that cannot say reads as false, as its condition does
+            return False
+
+    def _scheduled_wake(
+        self, contact: Contact, t: float, ctx: Context, horizon: float
+    ) -> float | None:
+        """The next scheduled instant at which time alone may change something.
 
         Candidates are the instants the conditions' inputs change at (deadlines, decay steps,
         window expiries, `days_since` bounds), as the semantics define. Those at which no
