@@ -88,6 +88,12 @@ def test_a_metric_computed_from_days_since(tmp_path: Path) -> None:
     assert first(effects, "enter") == iso(T0 + timedelta(hours=36))
 
 
+def test_days_since_against_a_trait(tmp_path: Path) -> None:
+    script = 'trait wait_days: number = 2\nflow f:\n  when days_since(page_viewed) >= wait_days\n  tag "x"\n'
+    effects = effects_of(tmp_path, script, PAGE)
+    assert first(effects, "enter") == iso(T0 + timedelta(days=2))
+
+
 def test_days_since_with_a_where_counts_from_the_last_matching_event(tmp_path: Path) -> None:
     script = 'flow f:\n  when days_since(page_viewed where path == "/pricing") >= 7\n  tag "x"\n'
     later = T0 + timedelta(days=2, hours=3)

@@ -167,10 +167,15 @@ class Analyzer:
     def _compare(self, op: ast.cmpop, left: ast.expr, right: ast.expr) -> Dirs:
         a, b = self._value(left), self._value(right)
         if isinstance(a, _DaysSince) != isinstance(b, _DaysSince):
-            # `days_since(E) OP number` is scheduled (at last E + N days).
-            other = b if isinstance(a, _DaysSince) else a
+            # `days_since(E) OP number` (a number written in the script) is scheduled (at
+            # last E + N days); against anything else (a trait, say) it is probed.
             grows_left = isinstance(a, _DaysSince)
-            if other == CONST and isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE):
+            other = right if grows_left else left
+            if (
+                isinstance(other, ast.Constant)
+                and other.value.__class__ in (int, float)
+                and isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE)
+            ):
                 rises = isinstance(op, ast.Gt | ast.GtE) == grows_left
                 return (0, 0, 1 if rises else -1)
         a, b = self._number(a), self._number(b)
