@@ -502,8 +502,6 @@ class Engine:
             touched = []
             if not step_changes:
                 if any(not e.ended and self.flow_by_name[e.flow].exit_when for e in ran):
-                    if step_changes:
-                        ctx.invalidate()
                     # `exit when` holds or not at every pass (it is not an edge): one that
                     # holds for an enrollment that just ran (e.g. entered) removes it now,
                     # whether or not its steps changed the profile
