@@ -510,7 +510,10 @@ class Engine:
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
             changed, name, props = step_changes, None, None
-        contact.wake = self._wake(contact, t, ctx, horizon)
+        if self.probing:
+            contact.wake = self._wake(contact, t, ctx, horizon)
+        else:  # (the common case, one call fewer on the hot path)
+            contact.wake = self._scheduled_wake(contact, t, ctx, horizon)
 
     def _bind(self, ctx: Context, enr: Enrollment) -> None:
         ctx.enr = enr
@@ -889,9 +892,7 @@ class Engine:
         first of the scheduled instants (`_scheduled_wake`) and, for conditions that read
         `now` freely, the instants they change at (`_probe`)."""
         wake = self._scheduled_wake(contact, t, ctx, horizon)
-        if not self.probing:
-            return wake
-        return self._probe(contact, t, wake, horizon)
+        return self._probe(contact, t, wake, horizon) if self.probing else wake
 
     def _probe(
         self, contact: Contact, t: float, wake: float | None, horizon: float
@@ -1264,23 +1265,28 @@ class _WakePlan:
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
     """LANGUAGE.md section 5.3, normative. The cumulative percentages and `u` are compared
-    exactly (as fractions: the percents as the decimals written, `u` as n / 2**64), so no
-    float rounding moves a contact across an arm's edge."""
+    exactly (the percents as the decimals written, `u` as n / 2**64), so no float rounding
+    moves a contact across an arm's edge."""
     digest = hashlib.sha256(f"{contact}/{flow}/{split}".encode()).digest()
-    u = Fraction(int.from_bytes(digest[:8], "big"), 2**64)
-    cumulative = Fraction(0)
-    for arm in arms:
-        cumulative += _share(arm["percent"])
-        if cumulative > u:
+    n = int.from_bytes(digest[:8], "big")
+    for arm, edge in zip(arms, _edges(tuple(arm["percent"] for arm in arms)), strict=True):
+        if n < edge:  # cumulative > n / 2**64
             return arm
     return arms[-1]
 
 
 @lru_cache(maxsize=256)
-def _share(percent: float) -> Fraction:
-    """An arm's share as written in the script (the IR keeps it as the float of that
-    decimal, whose shortest repr is the decimal)."""
-    return Fraction(Decimal(repr(percent)))
+def _edges(percents: tuple[float, ...]) -> tuple[int, ...]:
+    """For each arm, the least integer n with n / 2**64 not below its cumulative share:
+    `cumulative > n / 2**64` exactly when `n < edge`. The shares are the decimals written
+    (the IR keeps each as the float of that decimal, whose shortest repr is the decimal)."""
+    edges = []
+    cumulative = Fraction(0)
+    for percent in percents:
+        cumulative += Fraction(Decimal(repr(percent)))
+        scaled = cumulative * 2**64
+        edges.append(-(-scaled.numerator // scaled.denominator))
+    return tuple(edges)
 
 
 def _where(cond: Cond, ctx: Context, props: dict[str, Any] | None) -> bool:
