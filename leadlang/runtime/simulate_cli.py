@@ -84,19 +84,19 @@ def run_simulate(
         click.echo(f"error: --until `{until_text}` is neither an ISO time nor +DURATION", err=True)
         return 2
     engine = Engine(compile_program(program))
-    shown: Callable[[Effect], bytes]
+    as_line: Callable[[Effect], bytes]
     if fmt == "json" or expect_path:
 
-        def shown(effect: Effect) -> bytes:
+        def as_line(effect: Effect) -> bytes:
             return _encode(public(effect))
     else:
 
-        def shown(effect: Effect) -> bytes:
+        def as_line(effect: Effect) -> bytes:
             return format_text(public(effect)).encode()
 
     def render(effect: Effect) -> bytes:
-        line = shown(effect)
-        return _Stop(line) if effect["action"] == "stop" else line
+        rendered = as_line(effect)
+        return _Stop(rendered) if effect["action"] == "stop" else rendered
 
     lines: list[bytes] = []
     progress = None
@@ -117,11 +117,11 @@ def run_simulate(
     finally:
         if bar is not None:
             bar.stop()
-    for line in lines:
-        if isinstance(line, _Stop):
+    for rendered in lines:
+        if isinstance(rendered, _Stop):
             click.echo(
                 "warning: a chain of flows that never settles was stopped: "
-                + line.decode("utf-8", "replace"),
+                + rendered.decode("utf-8", "replace"),
                 err=True,
             )
     if expect_path:
