@@ -14,7 +14,7 @@ import hashlib
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -46,6 +46,13 @@ MAX_REENTRIES = 10_000
 # again from there), and samples a leaf whose direction is not known at this step.
 PROBE_AHEAD = 366 * 86400.0
 PROBE_STEP = 3600.0
+# ... for a day ahead, then looks again a day later, for this long after the contact's last
+# tracked event at most (so that a year-1 contact in a log that ends in 9999 does not cost a
+# look every day for 10,000 years)
+PROBE_UNKNOWN_FOR = 400 * 86400.0
+# The last second a datetime can hold: leaves are not probed past it (`now` beyond it has no
+# value, which would read as false and hide a change before it).
+LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 @attrs.define(slots=True)
@@ -901,7 +908,7 @@ class Engine:
         condition that matters now changes (LANGUAGE.md section 7: every condition whose value
         changes with time alone is re-evaluated at that exact instant)."""
         later = math.inf if wake is None else wake
-        look = t + PROBE_AHEAD
+        look = min(t + PROBE_AHEAD, LAST_INSTANT)
         limit = min(later, horizon, look)
         best = math.inf
         probed = False
@@ -930,7 +937,7 @@ class Engine:
                     best = found
         if best <= limit:
             return best
-        if probed and look < later and look < horizon:
+        if probed and t < look < later and look < horizon:
             return look  # nothing changes that far ahead: look again from there
         return wake
 
@@ -940,7 +947,8 @@ class Engine:
         """The first instant in (t, hi] at which one of the condition's probed leaves has a
         truth value other than at `t` (inf: none does). A leaf that time moves one way only
         is bisected over whole microseconds (the clock's resolution); one whose direction is
-        not known is looked at every `PROBE_STEP` up to a day ahead, and bisected where it
+        not known is looked at every `PROBE_STEP` up to a day ahead (and again a day later,
+        up to `PROBE_UNKNOWN_FOR` after the contact's last tracked event), and bisected where it
         changed between two looks."""
         best = math.inf
         for fn, direction in cond.atoms:
@@ -960,7 +968,13 @@ class Engine:
                         found = self._bisect(fn, contact, enr, before, lo, nxt)
                         break
                     lo = nxt
-                if found == math.inf and step_end < end:
+                last = contact.last_activity
+                if (
+                    found == math.inf
+                    and step_end < end
+                    and last is not None
+                    and step_end - last < PROBE_UNKNOWN_FOR
+                ):
                     found = step_end  # look again from there
             if found < best:
                 best = found
