@@ -38,10 +38,11 @@ MESSAGE_STATUS_EVENTS = {
 _EVENT_KEYS: dict[str, str] = {}  # event name -> its dependency key, "e:NAME"
 BLOCKED = "blocked"  # a false `when` trigger time alone cannot raise (see `_plan_for`)
 # A chain of flows entering one another within one instant is followed to its end however
-# long it is; one that never settles is stopped (see `_Chain`): when the contact's whole state
-# repeats at a re-entry, or after this many re-entries in one instant (a chain that changes
-# something at every turn, e.g. `score +1` with no `max`, may not repeat for a long time).
-MAX_REENTRIES = 10_000
+# long it is (first entries are not counted); one that never settles is stopped (see
+# `_Chain`): when the contact's whole state repeats at a re-entry of a flow, or after this many
+# re-entries in one instant (a chain that changes something at every turn, e.g. `score +1`
+# with no `max`, may not repeat for a long time).
+MAX_REENTRIES = 1_000
 # Probing a condition that reads `now` (`_probe`) looks this far ahead at most (then looks
 # again from there), and samples a leaf whose direction is not known at this step.
 PROBE_AHEAD = 366 * 86400.0
