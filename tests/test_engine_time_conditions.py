@@ -94,6 +94,15 @@ def test_days_since_against_a_trait(tmp_path: Path) -> None:
     assert first(effects, "enter") == iso(T0 + timedelta(days=2))
 
 
+def test_a_window_whose_length_is_a_trait(tmp_path: Path) -> None:
+    script = (
+        "trait recent: duration = 2d\n"
+        'flow f:\n  when count(page_viewed within recent) < 1\n  tag "x"\n'
+    )
+    effects = effects_of(tmp_path, script, PAGE)
+    assert first(effects, "enter") == iso(T0 + timedelta(days=2))
+
+
 def test_days_since_with_a_where_counts_from_the_last_matching_event(tmp_path: Path) -> None:
     script = 'flow f:\n  when days_since(page_viewed where path == "/pricing") >= 7\n  tag "x"\n'
     later = T0 + timedelta(days=2, hours=3)

@@ -10,9 +10,11 @@ a `when` trigger that is false and can only fall at a decay step cannot fire the
 re-evaluating it would store the same false (see `Engine._wake`).
 
 The analysis reads the Python source the code generator emitted (the IR stays unchanged)
-and is conservative: anything it does not recognise is "either way". A condition that reads
-`now` other than through a `days_since` compared with a number changes at every instant, so
-it is reported as `ALWAYS` and the engine keeps every instant for that contact.
+and is conservative: anything it does not recognise is "either way". `now` and
+`days_since(...)` grow with time (the SINCE direction); a condition that reads them other
+than as `days_since(E)` compared with a number written in the script changes at instants no
+schedule knows, so `time_atoms` gives the engine its leaves that read time, each with the way
+time moves it, and the engine finds the instant each changes at by bisection (`Engine._probe`).
 """
 
 from __future__ import annotations
@@ -285,6 +287,8 @@ class Analyzer:
         if method in ("count", "total", "average", "last"):
             where = args[-2] if len(args) >= 3 else None
             within = args[-1] if args else None
+            if within is not None and not isinstance(within, ast.Constant):
+                self.uncovered = True  # a window whose length is computed: not scheduled
             if where is None or within is None or not self._where_is_timeless(where):
                 return ALWAYS
             if isinstance(within, ast.Constant) and within.value is None:
