@@ -195,3 +195,52 @@ def test_check_warns_of_the_enroll_cycles_it_can_see(tmp_path: Path, graph: Grap
     warned = any(d.code == "F020" for d in checked.diagnostics)
     if not warned:
         assert model(graph) is not None
+
+
+@st.composite
+def tag_graphs(draw: st.DrawFn) -> str:
+    """Flows raised by tags and enrolling each other, with any reenter mode: any script."""
+    n = draw(st.integers(1, 6))
+    tags = st.integers(0, 3)
+    step = st.one_of(
+        tags.map(lambda k: f'tag "t{k}"'),
+        tags.map(lambda k: f'untag "t{k}"'),
+        st.integers(0, n - 1).map(lambda j: f"enroll f{j}"),
+        st.just("wait 1h"),
+        st.just("score +1"),
+    )
+    flows = []
+    for i in range(n):
+        trigger = draw(
+            st.one_of(
+                st.just("on signed_up"),
+                tags.map(lambda k: f'when "t{k}" in tags'),
+                tags.map(lambda k: f'when not ("t{k}" in tags)'),
+                st.just(""),
+            )
+        )
+        reenter = draw(st.sampled_from(["always", "never", "after 1h"]))
+        steps = draw(st.lists(step, min_size=1, max_size=4))
+        lines = [f"flow f{i}:", *([f"  {trigger}"] if trigger else []), f"  reenter {reenter}"]
+        flows.append("\n".join(lines + [f"  {s}" for s in steps]))
+    return "\n\n".join(flows) + "\n"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tag_graphs())
+def test_any_graph_of_tags_and_enrolls_ends_with_paired_enrollments(
+    tmp_path: Path, script: str
+) -> None:
+    events = [track("u", "signed_up", START), track("u", "signed_up", "2025-01-01T00:30:00Z")]
+    effects = simulate(tmp_path, script, events)
+    stops_at = [e["at"] for e in effects if e["action"] == "stop"]
+    assert len(stops_at) == len(set(stops_at))  # at most one stop per instant
+    open_flows: set[str] = set()
+    for effect in effects:  # a flow is entered only when not in it, and left once
+        if effect["action"] == "enter":
+            assert effect["flow"] not in open_flows
+            open_flows.add(effect["flow"])
+        elif effect["action"] == "exit":
+            open_flows.remove(effect["flow"])
