@@ -515,8 +515,9 @@ message fields take quoted strings (`headers` and `json` take objects), and ever
         "error",
         "split percents do not sum to 100%",
         """
-The arms of a `split` must share all contacts: their percents must add up to exactly 100%
-(to 0.01%). Three times 33.33% is 99.99%: one contact in ten thousand would fall in no arm.
+The arms of a `split` must share all contacts: their percents must add up to exactly 100%,
+compared as the decimals written (no rounding). Three times 33.33% is 99.99%: one contact in
+ten thousand would fall in no arm; 50.002% and 50.002% make 100.004%, which is wrong too.
 
     split subject_test:
       33.33% a: send deal_a
@@ -678,6 +679,39 @@ Two arms of one `split` have the same name, so effects could not tell them apart
     split t:
       50% a: send deal_a
       50% a: send deal_b     # wrong: name it `b`
+""",
+    ),
+    _code(
+        "F020",
+        "warning",
+        "enroll cycle that never settles",
+        """
+Flows that `enroll` each other in a cycle, each with `reenter always` and no wait before its
+`enroll`, enter one another at the same instant forever: a chain that never settles.
+`simulate` stops such a chain and reports it (a `stop` effect, and a line on standard error),
+but the script is wrong. Let time pass somewhere on the cycle, or let one flow be entered
+again only later.
+
+    flow a:
+      reenter always
+      enroll b
+    flow b:
+      reenter always
+      enroll a            # warned: a -> b -> a
+      wait 1d             # fine if the `wait` comes before `enroll a`
+""",
+    ),
+    _code(
+        "F021",
+        "warning",
+        "empty quiet hours",
+        """
+`quiet hours A to A` starts and ends at the same time, so the window is empty and no send is
+ever held back. Give it a length, or remove it.
+
+    settings:
+      quiet hours 09:00 to 09:00     # warned: holds nothing back
+      quiet hours 21:00 to 08:00     # sends between 21:00 and 08:00 wait until 08:00
 """,
     ),
 ]

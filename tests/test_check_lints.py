@@ -23,6 +23,11 @@ def flow(*steps: str, header: str = "on signed_up") -> str:
         (("33.33%", "33.33%", "33.33%"), False),
         (("10%", "20%", "30%", "40%"), True),
         (("60%", "50%"), False),
+        (("50.002%", "50.002%"), False),  # 100.004%: exact, not rounded to hundredths
+        (("49.999%", "50.001%"), True),
+        (("0.1%", "0.2%", "99.7%"), True),  # 0.1 + 0.2 is not 0.3 in floats, but is here
+        (("33.333333%", "33.333333%", "33.333334%"), True),
+        (("33.333333%", "33.333333%", "33.333333%"), False),
     ],
 )
 def test_split_percents_must_sum_to_100(
@@ -31,6 +36,30 @@ def test_split_percents_must_sum_to_100(
     arms = "".join(f'    {p}: tag "x{i}"\n' for i, p in enumerate(percents))
     text = MESSAGES + "flow f:\n  on signed_up\n  split t:\n" + arms
     assert codes(check_text(tmp_path, text)) == ([] if ok else ["F001"])
+
+
+def test_a_sum_off_by_a_thousandth_is_reported_exactly(tmp_path: Path) -> None:
+    arms = '    50.002%: tag "a"\n    50.002%: tag "b"\n'
+    d = only(check_text(tmp_path, "flow f:\n  on s\n  split t:\n" + arms), "F001")
+    assert "100.004%" in d.message and "remove 0.004%" in (d.help or "")
+
+
+def test_enroll_cycles_are_warned_with_the_cycle(tmp_path: Path) -> None:
+    cycle = (
+        'flow a:\n  on s\n  reenter always\n  tag "a"\n  enroll b\n'
+        "flow b:\n  reenter always\n  enroll c\n"
+        "flow c:\n  reenter always\n  if score > 1:\n    enroll a\n"
+    )
+    d = only(check_text(tmp_path, cycle), "F020")
+    assert "`a` -> `b` -> `c` -> `a`" in d.message
+    # a wait before one `enroll`, or a flow not entered again at once, breaks the cycle
+    waits = cycle.replace("  enroll c\n", "  wait 1h\n  enroll c\n")
+    assert codes(check_text(tmp_path, waits)) == []
+    once = cycle.replace("flow b:\n  reenter always\n", "flow b:\n  reenter after 1d\n")
+    assert codes(check_text(tmp_path, once)) == []
+    # a flow still waiting when the next one runs cannot be entered again: no cycle
+    stays = cycle.replace('  tag "a"\n  enroll b\n', "  enroll b\n  wait 1d\n")
+    assert codes(check_text(tmp_path, stays)) == []
 
 
 def test_thirds_report_the_exact_sum(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from engine_build import attr, b, call, dur, name, num, program, s
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadlang import ast
@@ -147,3 +147,31 @@ def test_edits_clause_is_recorded_and_keep_changes_no_version(tmp_path: Path) ->
     plain, keep, migrate = flow_ir(""), flow_ir("  edits keep\n"), flow_ir("  edits migrate\n")
     assert keep == plain and "edits" not in plain  # the default: existing versions unchanged
     assert migrate["edits"] == "migrate" and migrate["version"] != plain["version"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sampled_from(["order_kind", "_k0", "kind_k1", "x_w0k1", "_f"]),
+    st.sampled_from(["gift", "_k0", "a_k1b", "def _f("]),
+    st.integers(1, 4),
+)
+def test_aggregate_wheres_count_whatever_their_names_and_nesting(
+    prop: str, value: str, depth: int
+) -> None:
+    """Names and strings that look like generated names are not rewritten, and aggregates
+    nested in a `where` (to any depth) each get a function of their own."""
+    from engine_build import program as build
+
+    from leadlang.interpreter.compile import compile_program
+    from leadlang.runtime.context import Context
+    from leadlang.runtime.engine import Engine
+    from leadlang.runtime.state import Contact
+
+    where: ast.Expr = b("==", name(prop), s(value))
+    for _ in range(depth - 1):  # ... and count(order where PROP == VALUE) >= 1, nested
+        where = b("and", where, b(">=", call("count", name("order"), where=where), num(1)))
+    metrics = {"n": call("count", name("order"), where=where)}
+    engine = Engine(compile_program(build(metrics=metrics, events={"order": {prop: "text"}})))
+    contact = Contact("u")
+    contact.history["order"] = ([0.0, 0.0], [{prop: value}, {prop: "other"}])
+    assert engine.metrics["n"](Context(engine, contact, 1.0), None) == 1

@@ -161,3 +161,25 @@ def test_split_shares_converge_to_the_declared_percents() -> None:
     # and each arm is the one the normative formula gives
     first = hashlib.sha256(f"{users[0]}/ab/t".encode()).digest()
     assert arms[0] == ("a" if int.from_bytes(first[:8], "big") / 2**64 < 0.3 else "b")
+
+
+def test_split_edges_are_compared_exactly(monkeypatch: Any) -> None:
+    """0.1 + 0.2 is 0.30000000000000004 in floats: a contact with u just at 0.3 belongs to the
+    third arm (the cumulative 30% does not exceed u), not the second."""
+    from leadlang.runtime import engine as engine_module
+
+    n = -(-3 * 2**64 // 10)  # the least n with n / 2**64 >= 0.3
+    digest = n.to_bytes(8, "big") + bytes(24)
+
+    class Fixed:
+        def __init__(self, data: bytes) -> None:
+            pass
+
+        def digest(self) -> bytes:
+            return digest
+
+    arms = [{"name": name, "percent": p} for name, p in (("a", 0.1), ("b", 0.2), ("c", 0.7))]
+    monkeypatch.setattr(engine_module.hashlib, "sha256", Fixed)
+    assert engine_module.split_arm("x", "f", "s", arms)["name"] == "c"
+    digest = (n - 1).to_bytes(8, "big") + bytes(24)  # just below 0.3: the second arm
+    assert engine_module.split_arm("x", "f", "s", arms)["name"] == "b"

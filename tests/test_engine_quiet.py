@@ -176,7 +176,8 @@ def test_the_analysis_marks_decay_and_window_directions(tmp_path: Path) -> None:
 
 def test_days_since_with_a_where_is_not_scheduled_as_if_it_had_none(tmp_path: Path) -> None:
     """The `days_since` instant is the last such event of any kind plus N days; with a `where`
-    the last matching one may be earlier, so the analysis must not call it understood."""
+    the last matching one may be earlier, so the analysis must not call it a bound: it is a
+    leaf that grows with time, whose instant is probed."""
     from leadlang.interpreter.compile import compile_program
 
     result = check_text(
@@ -185,4 +186,7 @@ def test_days_since_with_a_where_is_not_scheduled_as_if_it_had_none(tmp_path: Pa
     assert result.program is not None, [d.message for d in result.diagnostics]
     program_ir = compile_program(result.program)
     resolve = monotone.table_resolver({"segment": program_ir["segments"]})
-    assert monotone.directions(program_ir["segments"]["idle"]["src"], resolve) == monotone.ALWAYS
+    src = program_ir["segments"]["idle"]["src"]
+    assert monotone.rising_bounds(src, lambda name: None, resolve) == []
+    atoms = monotone.time_atoms(src, {}, lambda name: None, resolve)
+    assert atoms is not None and [direction for _, direction in atoms] == [1]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from unittest import mock
 
+from bounded import bounded
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -384,3 +385,36 @@ def test_a_text_line_is_one_printable_line_whatever_the_ids(contact: str, tag: s
     line = format_text(effect)
     assert line.isprintable()  # no control, separator or other unprintable character
     assert len(line.splitlines()) == 1
+
+
+CYCLE = """
+flow a:
+  on signed_up
+  reenter always
+  enroll b
+
+flow b:
+  reenter always
+  enroll a
+"""
+
+
+def test_a_chain_that_never_settles_is_reported_not_a_hang(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, GOOD, CYCLE)
+    with bounded(seconds=20):
+        code, out, err = _simulate(lead, "--events", events)
+        text_code, text, _ = _simulate(lead, "--events", events, "--format", "text")
+    assert code == 0 and text_code == 0
+    stops = [e for e in map(json.loads, out.splitlines()) if e["action"] == "stop"]
+    assert stops == [
+        {
+            "at": "2025-01-01T10:00:00Z",
+            "contact": "ann",
+            "action": "stop",
+            "flow": "a",
+            "reason": "never_settles",
+            "cycle": ["a", "b", "a"],
+        }
+    ]
+    assert "warning: a chain of flows that never settles was stopped" in err
+    assert "cycle=a -> b -> a" in text

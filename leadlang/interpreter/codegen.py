@@ -68,16 +68,27 @@ def literal_value(expr: ast.Expr) -> Any:
 
 
 class _Unit:
-    """State of compiling one expression: hoisted constants, temporaries, what it reads."""
+    """State of compiling one expression: hoisted constants and nested `where` functions
+    (module-level names, each numbered once, so no two can clash however deeply aggregates
+    nest), temporaries, what it reads."""
 
     def __init__(self) -> None:
         self.consts: list[str] = []
+        self.names = 0
         self.temps = 0
         self.deps = ir.empty_deps()
 
     def hoist(self, code: str) -> str:
-        name = f"_k{len(self.consts)}"
+        name = f"_k{self.names}"
+        self.names += 1
         self.consts.append(f"{name} = {code}")
+        return name
+
+    def function(self, body: str) -> str:
+        """Define `def _wN(c, p)` returning `body` (after the constants it uses)."""
+        name = f"_w{self.names}"
+        self.names += 1
+        self.consts.extend(_function(name, body))
         return name
 
     def temp(self) -> str:
@@ -98,16 +109,7 @@ class ExprCompiler:
     def compile(self, expr: ast.Expr, scope: Scope = Scope()) -> ir.JSON:
         unit = _Unit()
         body, _ = self._gen(expr, scope, unit)
-        # A value the helpers do not foresee (an overflowing date, say) makes the expression
-        # missing rather than a traceback; `try` costs nothing when nothing is raised.
-        lines = [
-            *unit.consts,
-            "def _f(c, p):",
-            "    try:",
-            f"        return {body}",
-            "    except (ArithmeticError, TypeError, ValueError, AttributeError, KeyError):",
-            "        return None",
-        ]
+        lines = [*unit.consts, *_function("_f", body)]
         compiled = ir.expr("\n".join(lines) + "\n", unit.deps)
         compiled["text"] = unparse(expr)  # for people: graphs, timelines, the IR dump
         return compiled
@@ -376,13 +378,10 @@ class ExprCompiler:
             u.deps["now"] = True
         where = "None"
         if e.where is not None:
-            inner = self.compile(e.where, Scope(event=event, in_flow=scope.in_flow))
-            ir.merge_deps(u.deps, inner["deps"])
-            # The nested lambda's own constants are renamed so they cannot clash with ours.
-            prefix = f"_w{len(u.consts)}"
-            src = inner["src"].replace("_k", f"{prefix}k").replace("def _f(", f"def {prefix}(")
-            u.consts.extend(line for line in src.splitlines() if line)
-            where = prefix
+            # Generated into this unit: its constants and any aggregate nested in it get
+            # names of their own, and what it reads joins this expression's dependencies.
+            body, _ = self._gen(e.where, Scope(event=event, in_flow=scope.in_flow), u)
+            where = u.function(body)
         within = "None"
         if e.within is not None:
             if isinstance(e.within, ast.Duration):
@@ -402,6 +401,19 @@ class ExprCompiler:
         if func == "last":
             return f"c.last({event!r}, {where}, {within})", ANY
         return f"c.days_since({event!r}, {where})", ANY
+
+
+def _function(name: str, body: str) -> list[str]:
+    """The lines of `def NAME(c, p)` returning `body`. A value the helpers do not foresee (an
+    overflowing date, say) makes it missing rather than a traceback; `try` costs nothing when
+    nothing is raised."""
+    return [
+        f"def {name}(c, p):",
+        "    try:",
+        f"        return {body}",
+        "    except (ArithmeticError, TypeError, ValueError, AttributeError, KeyError):",
+        "        return None",
+    ]
 
 
 def _is_simple(code: str) -> bool:

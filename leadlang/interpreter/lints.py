@@ -1,19 +1,23 @@
 """Flow lints: mistakes in the shape of a flow rather than in its names or types.
 
-- F001 split percents that do not sum to exactly 100% (to the hundredth of a percent, so
-  `33.33% + 33.33% + 33.33%` = 99.99% is an error: the normative arm choice would then
-  leave 0.01% of contacts in no arm; write `33.34%` for one of them);
+- F001 split percents that do not sum to exactly 100%, compared as the decimals written
+  (`33.33% + 33.33% + 33.33%` = 99.99% is an error: the normative arm choice would then
+  leave 0.01% of contacts in no arm; write `33.34%` for one of them; 100.004% is one too);
 - F002 steps after `exit` (or after an `if`/`split` whose every path exits): an error, since
   such a step is certainly a mistake (a step meant for another branch, or a stray `exit`);
 - F011 two sends on the same path with nothing between them that lets time pass (`wait`,
   `wait until`, `wait for`, `check ... within`), also across `if`/`split` rejoins: a warning;
 - F012 a flow with no trigger that no flow ever `enroll`s: a warning;
-- F013 split arm names given twice.
+- F013 split arm names given twice;
+- F020 flows that `enroll` each other in a cycle at the same instant, every one of them
+  `reenter always` (a chain that never settles: simulate stops it, but it is a mistake);
+- F021 `quiet hours A to A`: an empty window, so nothing is ever held back (a warning).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from leadlang import ast
 from leadlang.diagnostics import Diagnostic, Label
@@ -23,6 +27,8 @@ _TRIGGERS = (ast.OnTrigger, ast.WhenTrigger)
 
 
 def lint_flows(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
+    _lint_quiet_hours(symbols, diagnostics)
+    _lint_enroll_cycles(symbols, diagnostics)
     for flow in symbols.flows.values():
         _FlowLinter(diagnostics).block(flow.steps, None)
         if not any(isinstance(c, _TRIGGERS) for c in flow.header) and (
@@ -114,18 +120,16 @@ class _FlowLinter:
         )
 
     def _split(self, split: ast.Split) -> None:
-        hundredths = 0
-        for arm in split.arms:
-            hundredths += round(arm.percent.value * 10_000)
-        if hundredths != 10_000:
-            total = f"{hundredths / 100:.2f}".rstrip("0").rstrip(".")
+        total = sum((arm_share(arm.percent) for arm in split.arms), Decimal(0))
+        if total != 1:
             self.diagnostics.append(
                 Diagnostic(
                     code="F001",
                     severity="error",
-                    message=f"split `{split.name.name}` percents sum to {total}%, not 100%",
+                    message=f"split `{split.name.name}` percents sum to {_percent(total)}%, "
+                    "not 100%",
                     span=split.name.span,
-                    help=_split_help(split, hundredths),
+                    help=_split_help(total),
                 )
             )
         seen: dict[str, ast.Ident] = {}
@@ -148,13 +152,24 @@ class _FlowLinter:
                 seen[arm.name.name] = arm.name
 
 
-def _split_help(split: ast.Split, hundredths: int) -> str:
-    diff = 10_000 - hundredths
-    amount = f"{abs(diff) / 100:.2f}".rstrip("0").rstrip(".")
+def arm_share(percent: ast.Number) -> Decimal:
+    """An arm's share of contacts, exactly as written (`33.34%` is 0.3334, with no float
+    rounding; a bare `50` is read as a percent too)."""
+    share = Decimal(repr(percent.value))
+    return share if percent.percent else share / 100
+
+
+def _percent(share: Decimal) -> str:
+    text = f"{share * 100:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _split_help(total: Decimal) -> str:
+    diff = 1 - total
     how = "add" if diff > 0 else "remove"
     return (
-        f"{how} {amount}% so every contact falls in exactly one arm "
-        "(percents are exact to 0.01%: for thirds write 33.34%, 33.33%, 33.33%)"
+        f"{how} {_percent(abs(diff))}% so every contact falls in exactly one arm "
+        "(for thirds write 33.34%, 33.33%, 33.33%)"
     )
 
 
@@ -164,3 +179,114 @@ def _rejoin(results: list[tuple[_Pending, bool]]) -> tuple[_Pending, bool]:
     if not live:
         return None, True
     return next((p for p in live if p is not None), None), False
+
+
+def _lint_quiet_hours(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
+    quiet = symbols.quiet_hours
+    if quiet is None:
+        return
+    start, end = quiet.start, quiet.end
+    if (start.hour, start.minute, start.second) != (end.hour, end.minute, end.second):
+        return
+    diagnostics.append(
+        Diagnostic(
+            code="F021",
+            severity="warning",
+            message="quiet hours start and end at the same time: the window is empty",
+            span=quiet.span,
+            help="no send is ever held back; give the window a length "
+            "(e.g. `quiet hours 21:00 to 08:00`), or remove the setting",
+        )
+    )
+
+
+# ---------------------------------------------------------------- enroll cycles
+
+
+def _lint_enroll_cycles(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
+    """F020: a cycle of flows, each `reenter always`, each enrolling the next with no wait
+    before its `enroll` and some path to its end with no wait (so it has ended by the time
+    the next one runs, and can be entered again): at one instant it never stops."""
+    edges: dict[str, list[ast.Enroll]] = {}
+    for name, flow in symbols.flows.items():
+        if not _reenters_always(flow):
+            continue
+        found: list[ast.Enroll] = []
+        if _instant_enrolls(flow.steps, found):
+            edges[name] = [
+                step for step in found if step.flow.name != name and step.flow.name in symbols.flows
+            ]
+    reported: set[frozenset[str]] = set()
+    for start in edges:
+        for cycle in _cycles_from(start, edges):
+            key = frozenset(step.flow.name for step in cycle)
+            if key in reported:
+                continue
+            reported.add(key)
+            path = " -> ".join(f"`{n}`" for n in [start, *(s.flow.name for s in cycle)])
+            diagnostics.append(
+                Diagnostic(
+                    code="F020",
+                    severity="warning",
+                    message=f"flows enroll each other in a cycle that never settles: {path}",
+                    span=cycle[0].span,
+                    labels=tuple(
+                        Label(span=step.span, message="and this enrolls the next")
+                        for step in cycle[1:]
+                    ),
+                    help="each enters the next at the same instant, forever (simulate stops "
+                    "it and reports a `stop`); put a `wait` before one `enroll`, or give one "
+                    "of these flows `reenter after D` or `reenter never`",
+                )
+            )
+
+
+def _reenters_always(flow: ast.FlowDecl) -> bool:
+    return any(isinstance(c, ast.Reenter) and c.mode == "always" for c in flow.header)
+
+
+def _cycles_from(start: str, edges: dict[str, list[ast.Enroll]]) -> list[list[ast.Enroll]]:
+    """One shortest cycle back to `start` through `edges` (breadth first), if any."""
+    previous: dict[str, tuple[str, ast.Enroll]] = {}
+    frontier = [start]
+    while frontier:
+        following: list[str] = []
+        for name in frontier:
+            for step in edges.get(name, ()):
+                target = step.flow.name
+                if target == start:
+                    cycle = [step]
+                    while name != start:
+                        name, back = previous[name]
+                        cycle.append(back)
+                    return [cycle[::-1]]
+                if target not in previous and target in edges:
+                    previous[target] = (name, step)
+                    following.append(target)
+        frontier = following
+    return []
+
+
+def _instant_enrolls(steps: Sequence[ast.Step], found: list[ast.Enroll]) -> bool:
+    """Collect the `enroll` steps reached from the start with nothing that lets time pass
+    before them; returns whether some path runs through the block that way (to its end, or
+    to an `exit`, which ends the flow as well)."""
+    for step in steps:
+        if isinstance(step, ast.Enroll):
+            found.append(step)
+        elif isinstance(step, ast.ExitStep):
+            return True
+        elif isinstance(step, ast.Wait | ast.WaitUntil | ast.WaitFor):
+            return False
+        elif isinstance(step, ast.Check) and step.else_ is not None:
+            # the condition may hold now or not: both paths may run at once
+            _instant_enrolls(step.else_, found)
+        elif isinstance(step, ast.If):
+            blocks = [b.steps for b in step.branches] + [step.else_ or ()]
+            if not any([_instant_enrolls(block, found) for block in blocks]):
+                return False
+        elif isinstance(step, ast.Split) and not any(
+            [_instant_enrolls(arm.steps, found) for arm in step.arms]
+        ):
+            return False
+    return True

@@ -23,6 +23,7 @@ class Context:
         "_metrics",
         "_score",
         "_segments",
+        "chain",
         "contact",
         "engine",
         "enr",
@@ -45,6 +46,7 @@ class Context:
         self._metrics: dict[str, Any] = {}
         self._segments: dict[str, bool] = {}
         self._score: float | None = None
+        self.chain: Any = None  # flows re-entered at this instant (the engine's `_Chain`)
 
     def invalidate(self) -> None:
         if self._metrics:

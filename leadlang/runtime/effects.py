@@ -3,6 +3,9 @@
 An effect is a dict with the fields of LANGUAGE.md section 9. A `send` also carries, for
 serve, its idempotency `key` (RUNTIME.md section 3) and the evaluated `with` values (`data`);
 `public` keeps only the specified fields, in a stable order, which is what simulate prints.
+Beyond the actions of section 9, a `stop` reports a chain of flows that never settles at one
+instant (`flow`: the flow not entered again, `reason`: `never_settles`, `cycle`: the flows of
+one turn, the first repeated at the end).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ OUTPUT_FIELDS = (
     "split",
     "arm",
     "tag",
+    "cycle",
 )
 
 
@@ -87,7 +91,12 @@ def _printable(value: object) -> str:
 def format_text(effect: Effect) -> str:
     """One readable timeline line."""
     details = " ".join(
-        f"{key}={_printable(effect[key])}" for key in OUTPUT_FIELDS[3:] if key in effect
+        f"{key}={_printable(_text(effect[key]))}" for key in OUTPUT_FIELDS[3:] if key in effect
     )
     contact = _printable(effect["contact"])
     return f"{effect['at']}  {contact:<16} {effect['action']:<7} {details}".rstrip()
+
+
+def _text(value: object) -> object:
+    """A field as the text timeline shows it (a stop's cycle as `a -> b -> a`)."""
+    return " -> ".join(map(str, value)) if isinstance(value, list) else value

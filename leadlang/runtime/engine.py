@@ -14,7 +14,10 @@ import hashlib
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 import attrs
@@ -35,7 +38,23 @@ MESSAGE_STATUS_EVENTS = {
 }
 _EVENT_KEYS: dict[str, str] = {}  # event name -> its dependency key, "e:NAME"
 BLOCKED = "blocked"  # a false `when` trigger time alone cannot raise (see `_plan_for`)
-MAX_ROUNDS = 8  # re-evaluation rounds after steps change the profile in one instant
+# A chain of flows entering one another within one instant is followed to its end however
+# long it is (first entries are not counted); one that never settles is stopped (see
+# `_Chain`): when the contact's whole state repeats at a re-entry of a flow, or after this many
+# re-entries in one instant (a chain that changes something at every turn, e.g. `score +1`
+# with no `max`, may not repeat for a long time).
+MAX_REENTRIES = 1_000
+# Probing a condition that reads `now` (`_probe`) looks this far ahead at most (then looks
+# again from there), and samples a leaf whose direction is not known at this step.
+PROBE_AHEAD = 366 * 86400.0
+PROBE_STEP = 3600.0
+# ... for a day ahead, then looks again a day later, for this long after the contact's last
+# tracked event at most (so that a year-1 contact in a log that ends in 9999 does not cost a
+# look every day for 10,000 years)
+PROBE_UNKNOWN_FOR = 400 * 86400.0
+# The last second a datetime can hold: leaves are not probed past it (`now` beyond it has no
+# value, which would read as false and hide a change before it).
+LAST_PROBE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 @attrs.define(slots=True)
@@ -57,6 +76,7 @@ class Cond:
     """A compiled expression and what can change its value."""
 
     __slots__ = (
+        "atoms",
         "dirs",
         "fn",
         "free_now",
@@ -87,6 +107,9 @@ class Cond:
         # the value time alone cannot change it from: True (it only rises), False (it only
         # falls), None (either way, or not known)
         self.time_keeps: bool | None = None
+        # Leaves that change with `now` at instants nothing schedules (`now >= X`,
+        # `days_since(E) * 24 >= 60`): their instants are found by probing (`_probe`).
+        self.atoms: list[monotone.Atom] = []
 
     def affected(self, changed: set[str] | None) -> bool:
         return changed is None or self.now or not self.keys.isdisjoint(changed)
@@ -216,6 +239,19 @@ class Engine:
             for i, (guards, bounds) in enumerate(zip(when_guards, when_bounds, strict=True))
             if guards or bounds
         ]
+        # Conditions that change with `now` where no instant is scheduled: the leaves to probe
+        self.probing = False
+        probed = [*self.when_conds]
+        for flow in self.flows:
+            probed.extend(flow.exit_when)
+            probed.extend(c for key, c in flow.conds.items() if key.endswith("/cond"))
+        for cond in probed:
+            if not cond.now:
+                continue
+            atoms = monotone.time_atoms(cond.src, cond.fn.__globals__, segment, resolve)
+            cond.atoms = [(cond.fn, None)] if atoms is None else atoms
+            self.probing = self.probing or bool(cond.atoms)
+        self.when_probed = [(tid, cond) for tid, cond, _ in self.when_triggers if cond.atoms]
         # A trigger that is just a segment (`when potential`) runs the segment's code: the
         # same value, without the trigger's and the segment cache's calls around it.
         for cond in self.when_conds:
@@ -457,7 +493,8 @@ class Engine:
                             touched.append(enr)
         props = event.props if event is not None else None
         name = event.name if event is not None else None
-        rounds = 0
+        # Rounds go on while steps change the profile: every chain is followed to its end
+        # (one that never settles is stopped where it re-enters a flow, `_never_settles`).
         while True:
             if contact.enrollments:
                 self._recheck_waits(contact, ctx, changed, touched)
@@ -472,11 +509,8 @@ class Engine:
                 if not enr.ended and enr.wait is None:
                     self._run(contact, enr, ctx, out, touched, step_changes)
             touched = []
-            rounds += 1
-            if not step_changes or rounds == MAX_ROUNDS:
+            if not step_changes:
                 if any(not e.ended and self.flow_by_name[e.flow].exit_when for e in ran):
-                    if step_changes:
-                        ctx.invalidate()
                     # `exit when` holds or not at every pass (it is not an edge): one that
                     # holds for an enrollment that just ran (e.g. entered) removes it now,
                     # whether or not its steps changed the profile
@@ -485,7 +519,10 @@ class Engine:
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
             changed, name, props = step_changes, None, None
-        wake = self._wake(contact, t, ctx, horizon)
+        if self.probing:
+            wake = self._wake(contact, t, ctx, horizon)
+        else:  # (the common case, one call fewer on the hot path)
+            wake = self._scheduled_wake(contact, t, ctx, horizon)
         # (an instant past the end of time never comes: nothing is scheduled for it)
         contact.wake = wake if wake is None or wake <= LAST_INSTANT else None
 
@@ -609,7 +646,7 @@ class Engine:
             return
         for flow in self.flows:  # enroll in flow (source) order
             if flow in fire:
-                enr = self._enroll(contact, flow, ctx.t, props, out)
+                enr = self._enroll(contact, flow, ctx, props, out)
                 if enr is not None:
                     touched.append(enr)
 
@@ -617,15 +654,18 @@ class Engine:
         self,
         contact: Contact,
         flow: Flow,
-        t: float,
+        ctx: Context,
         event: dict[str, Any] | None,
         out: list[Effect],
     ) -> Enrollment | None:
         if flow.name in contact.enrollments:
             return None
+        t = ctx.t
         count, last = contact.entries.get(flow.name, (0, 0.0))
         mode = flow.reenter["mode"]
         if count and (mode == "never" or (mode == "after" and t - last < flow.reenter["after"])):
+            return None
+        if count and last == t and self._never_settles(contact, flow, ctx, out):
             return None
         enr = Enrollment(flow.name, flow.version, count + 1, t)
         enr.state = flow.start
@@ -634,6 +674,58 @@ class Engine:
         contact.enrollments[flow.name] = enr
         out.append(self._effect(t, contact, "enter", flow=flow.name))
         return enr
+
+    def _never_settles(self, contact: Contact, flow: Flow, ctx: Context, out: list[Effect]) -> bool:
+        """Whether entering `flow` again at this instant is refused: the chain of flows that
+        re-enters it never settles (LANGUAGE.md section 7: a bounded, reported stop).
+
+        A re-entry at the same instant is where a cycle shows: if the contact's whole state
+        (tags, traits, score, enrollments and where they stand, trigger values, sends, which
+        flows were entered now) is the same as at an earlier re-entry of the same flow, what
+        follows is the same again, forever. The first such repeat (or the `MAX_REENTRIES`th
+        re-entry) gives a `stop` effect naming the cycle; from then on no flow is entered at
+        this instant, so the enrollments already running finish their steps and it ends.
+        """
+        chain = ctx.chain
+        if chain is None:
+            chain = ctx.chain = _Chain()
+        if chain.stopped:
+            return True
+        state = (flow.name, self._fingerprint(contact, ctx.t))
+        first = chain.seen.get(state)
+        chain.order.append(flow.name)
+        if first is None and len(chain.order) <= MAX_REENTRIES:
+            chain.seen[state] = len(chain.order) - 1
+            return False
+        if first is None:  # too long: name the turn since the flow's previous re-entry
+            previous = [i for i, name in enumerate(chain.order[:-1]) if name == flow.name]
+            first = previous[-1] if previous else len(chain.order) - 1
+        chain.stopped = True
+        cycle = chain.order[first:] if first < len(chain.order) - 1 else [flow.name] * 2
+        out.append(
+            self._effect(
+                ctx.t, contact, "stop", flow=flow.name, reason="never_settles", cycle=cycle
+            )
+        )
+        return True
+
+    @staticmethod
+    def _fingerprint(contact: Contact, t: float) -> tuple[Any, ...]:
+        """Everything about the contact the rest of an instant's work can read (not what
+        grows without mattering: enrollment numbers, the effects made so far)."""
+        return (
+            tuple(contact.tags),
+            repr(sorted(contact.traits.items())),
+            contact.score,
+            contact.applied_decay,
+            tuple(
+                (name, e.state, e.wait, e.deadline, e.resume, id(e.event), e.last_sent is None)
+                for name, e in contact.enrollments.items()
+            ),
+            tuple(sorted(contact.when_values.items())),
+            tuple((channel, len(times)) for channel, times in sorted(contact.sends.items())),
+            frozenset(name for name, (_, last) in contact.entries.items() if last == t),
+        )
 
     def _end(
         self, contact: Contact, enr: Enrollment, t: float, reason: str, out: list[Effect]
@@ -745,7 +837,7 @@ class Engine:
             elif kind == "enroll":
                 target_flow = self.flow_by_name.get(state["flow"])
                 if target_flow is not None:
-                    new = self._enroll(contact, target_flow, t, enr.event, out)
+                    new = self._enroll(contact, target_flow, ctx, enr.event, out)
                     if new is not None:
                         touched.append(new)
                 enr.state = nxt
@@ -807,7 +899,129 @@ class Engine:
     # ------------------------------------------------------------------ timers
 
     def _wake(self, contact: Contact, t: float, ctx: Context, horizon: float) -> float | None:
-        """The next instant at which time alone may change something for this contact.
+        """The next instant at which time alone may change something for this contact: the
+        first of the scheduled instants (`_scheduled_wake`) and, for conditions that read
+        `now` freely, the instants they change at (`_probe`)."""
+        wake = self._scheduled_wake(contact, t, ctx, horizon)
+        return self._probe(contact, t, wake, horizon) if self.probing else wake
+
+    def _probe(
+        self, contact: Contact, t: float, wake: float | None, horizon: float
+    ) -> float | None:
+        """The first instant after `t` (and by `wake`, `horizon`) at which a probed leaf of a
+        condition that matters now changes (LANGUAGE.md section 7: every condition whose value
+        changes with time alone is re-evaluated at that exact instant)."""
+        later = math.inf if wake is None else wake
+        look = min(t + PROBE_AHEAD, LAST_PROBE)
+        limit = min(later, horizon, look)
+        best = math.inf
+        probed = False
+        values = contact.when_values
+        for tid, cond in self.when_probed:
+            keeps = cond.time_keeps
+            # only falls: false stays false, a true one's fall is noticed lazily (`on_event`);
+            # only rises: true stays true
+            if keeps is False or (keeps is True and values.get(tid)):
+                continue
+            probed = True
+            found = self._first_change(cond, contact, None, t, min(limit, best))
+            if found < best:
+                best = found
+        for enr in contact.enrollments.values():
+            flow = self.flow_by_name[enr.flow]
+            conds = [c for c in flow.exit_when if c.atoms]
+            if enr.wait == "check":
+                check = flow.conds[f"{enr.state}/cond"]
+                if check.atoms:
+                    conds.append(check)
+            for cond in conds:
+                probed = True
+                found = self._first_change(cond, contact, enr, t, min(limit, best))
+                if found < best:
+                    best = found
+        if best <= limit:
+            return best
+        if probed and t < look < later and look < horizon:
+            return look  # nothing changes that far ahead: look again from there
+        return wake
+
+    def _first_change(
+        self, cond: Cond, contact: Contact, enr: Enrollment | None, t: float, hi: float
+    ) -> float:
+        """The first instant in (t, hi] at which one of the condition's probed leaves has a
+        truth value other than at `t` (inf: none does). A leaf that time moves one way only
+        is bisected over whole microseconds (the clock's resolution); one whose direction is
+        not known is looked at every `PROBE_STEP` up to a day ahead (and again a day later,
+        up to `PROBE_UNKNOWN_FOR` after the contact's last tracked event), and bisected where it
+        changed between two looks."""
+        best = math.inf
+        for fn, direction in cond.atoms:
+            before = self._leaf(fn, contact, enr, t)
+            if direction == 0 or (direction == 1 and before) or (direction == -1 and not before):
+                continue
+            end = min(hi, best)
+            if direction is not None:
+                found = self._bisect(fn, contact, enr, before, t, end)
+            else:
+                found = math.inf
+                step_end = min(end, t + 86400.0)
+                lo = t
+                while lo < step_end:
+                    nxt = min(lo + PROBE_STEP, step_end)
+                    if self._leaf(fn, contact, enr, nxt) != before:
+                        found = self._bisect(fn, contact, enr, before, lo, nxt)
+                        break
+                    lo = nxt
+                last = contact.last_activity
+                if (
+                    found == math.inf
+                    and step_end < end
+                    and last is not None
+                    and step_end - last < PROBE_UNKNOWN_FOR
+                ):
+                    found = step_end  # look again from there
+            if found < best:
+                best = found
+        return best
+
+    def _bisect(
+        self,
+        fn: Any,
+        contact: Contact,
+        enr: Enrollment | None,
+        before: bool,
+        t: float,
+        hi: float,
+    ) -> float:
+        """The first whole microsecond in (t, hi] at which the leaf is not `before`, given it
+        changes at most once there (inf: it does not change by `hi`)."""
+        a, b = math.floor(t * 1e6), math.floor(hi * 1e6)
+        if b <= a or self._leaf(fn, contact, enr, b / 1e6) == before:
+            return math.inf
+        while b - a > 1:
+            middle = (a + b) // 2
+            if self._leaf(fn, contact, enr, middle / 1e6) == before:
+                a = middle
+            else:
+                b = middle
+        found = b / 1e6
+        return found if found > t else math.nextafter(t, math.inf)
+
+    def _leaf(self, fn: Any, contact: Contact, enr: Enrollment | None, t: float) -> bool:
+        """A probed leaf's truth value at `t`, all else as it stands."""
+        ctx = Context(self, contact, t)
+        if enr is not None:
+            ctx.enr = enr
+            ctx.event = enr.event
+        try:
+            return bool(fn(ctx, None))
+        except Exception:  # a leaf that cannot say reads as false, as its condition does
+            return False
+
+    def _scheduled_wake(
+        self, contact: Contact, t: float, ctx: Context, horizon: float
+    ) -> float | None:
+        """The next scheduled instant at which time alone may change something.
 
         Candidates are the instants the conditions' inputs change at (deadlines, decay steps,
         window expiries, `days_since` bounds), as the semantics define. Those at which no
@@ -1042,6 +1256,17 @@ class Engine:
         return None if best == math.inf else best
 
 
+class _Chain:
+    """The flows re-entered at one instant, in order (see `Engine._never_settles`)."""
+
+    __slots__ = ("order", "seen", "stopped")
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.seen: dict[tuple[Any, ...], int] = {}  # (flow, state) -> index in `order`
+        self.stopped = False
+
+
 @attrs.frozen(slots=True)
 class _WakePlan:
     """The time-driven instants `when` triggers need for one combination of their values."""
@@ -1057,15 +1282,29 @@ class _WakePlan:
 
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
-    """LANGUAGE.md section 5.3, normative."""
+    """LANGUAGE.md section 5.3, normative. The cumulative percentages and `u` are compared
+    exactly (the percents as the decimals written, `u` as n / 2**64), so no float rounding
+    moves a contact across an arm's edge."""
     digest = hashlib.sha256(f"{contact}/{flow}/{split}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    cumulative = 0.0
-    for arm in arms:
-        cumulative += arm["percent"]
-        if cumulative > u:
+    n = int.from_bytes(digest[:8], "big")
+    for arm, edge in zip(arms, _edges(tuple(arm["percent"] for arm in arms)), strict=True):
+        if n < edge:  # cumulative > n / 2**64
             return arm
     return arms[-1]
+
+
+@lru_cache(maxsize=256)
+def _edges(percents: tuple[float, ...]) -> tuple[int, ...]:
+    """For each arm, the least integer n with n / 2**64 not below its cumulative share:
+    `cumulative > n / 2**64` exactly when `n < edge`. The shares are the decimals written
+    (the IR keeps each as the float of that decimal, whose shortest repr is the decimal)."""
+    edges = []
+    cumulative = Fraction(0)
+    for percent in percents:
+        cumulative += Fraction(Decimal(repr(percent)))
+        scaled = cumulative * 2**64
+        edges.append(-(-scaled.numerator // scaled.denominator))
+    return tuple(edges)
 
 
 def _where(cond: Cond, ctx: Context, props: dict[str, Any] | None) -> bool:

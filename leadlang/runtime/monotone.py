@@ -10,9 +10,11 @@ a `when` trigger that is false and can only fall at a decay step cannot fire the
 re-evaluating it would store the same false (see `Engine._wake`).
 
 The analysis reads the Python source the code generator emitted (the IR stays unchanged)
-and is conservative: anything it does not recognise is "either way". A condition that reads
-`now` other than through a `days_since` compared with a number changes at every instant, so
-it is reported as `ALWAYS` and the engine keeps every instant for that contact.
+and is conservative: anything it does not recognise is "either way". `now` and
+`days_since(...)` grow with time (the SINCE direction); a condition that reads them other
+than as `days_since(E)` compared with a number written in the script changes at instants no
+schedule knows, so `time_atoms` gives the engine its leaves that read time, each with the way
+time moves it, and the engine finds the instant each changes at by bisection (`Engine._probe`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ Dirs = tuple[Dir, Dir, Dir]  # (decay step, window expiry, days_since instant)
 
 CONST: Dirs = (0, 0, 0)
 ALWAYS: Dirs = (None, None, None)
+RISING: Dirs = (0, 0, 1)  # `now`, `days_since(...)`: they grow as time passes
 SCORE, WINDOW, SINCE = 0, 1, 2
 
 # `c.` methods whose value does not change with time alone (inputs change them).
@@ -78,6 +81,9 @@ Resolver = Callable[[str, str], Dirs]  # ("metric" | "segment", name) -> directi
 class Analyzer:
     def __init__(self, src: str, resolve: Resolver) -> None:
         self.resolve = resolve
+        # Set when the code reads `now` other than as a `days_since(E) OP number` bound
+        # (those instants are scheduled): such a condition's changes are found by probing.
+        self.uncovered = False
         self.tree = ast.parse(src)
         self.functions: dict[str, ast.FunctionDef] = {
             node.name: node for node in self.tree.body if isinstance(node, ast.FunctionDef)
@@ -102,7 +108,14 @@ class Analyzer:
 
     def _dirs(self, node: ast.expr) -> Dirs:
         value = self._value(node)
-        return ALWAYS if isinstance(value, _DaysSince) else value
+        return self._number(value)
+
+    def _number(self, value: Dirs | _DaysSince) -> Dirs:
+        """`days_since(...)` as a number: it grows with time (its instants are probed)."""
+        if isinstance(value, _DaysSince):
+            self.uncovered = True
+            return RISING
+        return value
 
     def _value(self, node: ast.expr) -> Dirs | _DaysSince:
         if isinstance(node, ast.Constant):
@@ -132,6 +145,7 @@ class Analyzer:
             return self._if(node)
         if isinstance(node, ast.Attribute):
             # `x.__class__`, `c.traits`, `c.id`, `c.event`: none of them moves with time
+            # (whether `days_since` is a number or none does not either)
             obj = self._value(node.value)
             return CONST if isinstance(obj, _DaysSince) else _unknown(obj)
         if isinstance(node, ast.Call):
@@ -154,16 +168,19 @@ class Analyzer:
 
     def _compare(self, op: ast.cmpop, left: ast.expr, right: ast.expr) -> Dirs:
         a, b = self._value(left), self._value(right)
-        if isinstance(a, _DaysSince) or isinstance(b, _DaysSince):
-            # Only `days_since(E) OP number` is scheduled (at last E + N days).
-            other = b if isinstance(a, _DaysSince) else a
+        if isinstance(a, _DaysSince) != isinstance(b, _DaysSince):
+            # `days_since(E) OP number` (a number written in the script) is scheduled (at
+            # last E + N days); against anything else (a trait, say) it is probed.
             grows_left = isinstance(a, _DaysSince)
-            if other != CONST or isinstance(other, _DaysSince):
-                return ALWAYS
-            if not isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE):
-                return ALWAYS
-            rises = isinstance(op, ast.Gt | ast.GtE) == grows_left
-            return (0, 0, 1 if rises else -1)
+            other = right if grows_left else left
+            if (
+                isinstance(other, ast.Constant)
+                and other.value.__class__ in (int, float)
+                and isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE)
+            ):
+                rises = isinstance(op, ast.Gt | ast.GtE) == grows_left
+                return (0, 0, 1 if rises else -1)
+        a, b = self._number(a), self._number(b)
         if isinstance(op, ast.Gt | ast.GtE):
             return join(a, neg(b))
         if isinstance(op, ast.Lt | ast.LtE):
@@ -211,8 +228,10 @@ class Analyzer:
                 and func.attr == "get"
             ):
                 return join(*(_unknown(self._dirs(a)) for a in args))
+            self.uncovered = True
             return ALWAYS
         if not isinstance(func, ast.Name):
+            self.uncovered = True
             return ALWAYS
         name = func.id
         if name in _ORDER:
@@ -253,13 +272,23 @@ class Analyzer:
             return (-1, 0, 0)
         if method in _TIMELESS_METHODS:
             return CONST
+        if method == "now":
+            self.uncovered = True
+            return RISING
         if method in ("metric", "segment"):
             if len(args) != 1 or not isinstance(args[0], ast.Constant):
+                self.uncovered = True
                 return ALWAYS
-            return self.resolve(method, str(args[0].value))
+            name = str(args[0].value)
+            uncovered = getattr(self.resolve, "uncovered", None)
+            if uncovered is None or uncovered(method, name):
+                self.uncovered = True
+            return self.resolve(method, name)
         if method in ("count", "total", "average", "last"):
             where = args[-2] if len(args) >= 3 else None
             within = args[-1] if args else None
+            if within is not None and not isinstance(within, ast.Constant):
+                self.uncovered = True  # a window whose length is computed: not scheduled
             if where is None or within is None or not self._where_is_timeless(where):
                 return ALWAYS
             if isinstance(within, ast.Constant) and within.value is None:
@@ -269,11 +298,17 @@ class Analyzer:
             return ALWAYS if not isinstance(within, ast.Constant) else (0, None, 0)
         if method == "days_since":
             # Its instant is scheduled after the last such event of any kind (`Engine`), so
-            # only `days_since(E)` without a `where` is understood.
-            if len(args) != 2 or not (isinstance(args[1], ast.Constant) and args[1].value is None):
+            # only `days_since(E)` without a `where` is a bound; with a `where` that reads
+            # only the event, it still grows with time, and its instants are probed.
+            if len(args) != 2:
+                self.uncovered = True
                 return ALWAYS
+            if not (isinstance(args[1], ast.Constant) and args[1].value is None):
+                self.uncovered = True
+                return RISING if self._where_is_timeless(args[1]) else ALWAYS
             return _DaysSince()
-        return ALWAYS  # `now` and anything new
+        self.uncovered = True
+        return ALWAYS  # anything new
 
 
 def directions(src: str, resolve: Resolver) -> Dirs:
@@ -283,22 +318,40 @@ def directions(src: str, resolve: Resolver) -> Dirs:
         return ALWAYS
 
 
-def table_resolver(sources: dict[str, dict[str, Any]]) -> Resolver:
-    """Directions of metrics and segments by name, memoised; a cycle is unknown."""
-    memo: dict[tuple[str, str], Dirs] = {}
+class TableResolver:
+    """Directions of metrics and segments by name, memoised; a cycle is unknown. Also
+    whether one reads `now` other than as a scheduled bound (`uncovered`)."""
 
-    def resolve(kind: str, name: str) -> Dirs:
+    def __init__(self, sources: dict[str, dict[str, Any]]) -> None:
+        self.sources = sources
+        self.memo: dict[tuple[str, str], tuple[Dirs, bool]] = {}
+
+    def _get(self, kind: str, name: str) -> tuple[Dirs, bool]:
         key = (kind, name)
-        if key in memo:
-            return memo[key]
-        src = sources.get(kind, {}).get(name)
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        src = self.sources.get(kind, {}).get(name)
         if src is None:
-            return CONST  # an unknown name evaluates to none / false, constantly
-        memo[key] = ALWAYS  # while resolving: a cycle reads as unknown
-        memo[key] = directions(src["src"], resolve)
-        return memo[key]
+            return CONST, False  # an unknown name evaluates to none / false, constantly
+        self.memo[key] = (ALWAYS, True)  # while resolving: a cycle reads as unknown
+        try:
+            analyzer = Analyzer(src["src"], self)
+            found = (analyzer.run(), analyzer.uncovered)
+        except _UNREADABLE:
+            found = (ALWAYS, True)
+        self.memo[key] = found
+        return found
 
-    return resolve
+    def __call__(self, kind: str, name: str) -> Dirs:
+        return self._get(kind, name)[0]
+
+    def uncovered(self, kind: str, name: str) -> bool:
+        return self._get(kind, name)[1]
+
+
+def table_resolver(sources: dict[str, dict[str, Any]]) -> TableResolver:
+    return TableResolver(sources)
 
 
 Guard = Callable[[Any, Any], Any]
@@ -472,3 +525,61 @@ def _context_method(node: ast.expr) -> bool:
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "c"
     )
+
+
+Atom = tuple[Guard, Dir]  # a compiled leaf of a condition, and which way real time moves it
+
+
+def time_atoms(
+    src: str, namespace: dict[str, Any], segment: Segments, resolve: Resolver
+) -> list[Atom] | None:
+    """The leaves of a condition's `and`/`or`/`not` structure (segments looked into) that
+    read `now` other than as a scheduled `days_since` bound, compiled, each with the
+    direction time moves it in: +1 (it can only turn true), -1 (only false), None (either:
+    not known). The condition can change by time alone only when one of them does, so the
+    engine finds the first instant each changes at (see `Engine._probe`). Each direction is
+    over real time, all kinds of change joined: the score's decay steps and events leaving
+    windows move the leaf the same way as `now`, or the direction is None. None: the code
+    cannot be read (the whole condition is then one leaf of unknown direction).
+    """
+    atoms: list[Atom] = []
+    seen: set[str] = set()
+
+    def visit(analyzer: Analyzer, node: ast.expr, ns: dict[str, Any]) -> None:
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                visit(analyzer, value, ns)
+            return
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            visit(analyzer, node.operand, ns)
+            return
+        name = _segment_name(node)
+        if name is not None:
+            if name in seen:
+                return
+            seen.add(name)
+            found = segment(name)
+            if found is not None:
+                inner = Analyzer(found[0], resolve)
+                body = inner._returned(inner.functions.get("_f"))
+                if body is not None:
+                    visit(inner, body, found[1])
+                    return
+        analyzer.uncovered = False
+        dirs = analyzer._dirs(node)
+        if not analyzer.uncovered or dirs == CONST:
+            return
+        total: Dir = 0
+        for d in dirs:
+            total = _join(total, d)
+        code = f"lambda c, p: ({ast.unparse(node)})"
+        atoms.append((eval(compile(code, "<atom>", "eval"), ns), total))
+
+    try:
+        analyzer = Analyzer(src, resolve)
+        body = analyzer._returned(analyzer.functions.get("_f"))
+        if body is not None:
+            visit(analyzer, body, namespace)
+    except _UNREADABLE:
+        return None
+    return atoms

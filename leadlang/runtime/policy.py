@@ -116,7 +116,10 @@ class DeliveryPolicy:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.default_zone = _zone(settings.get("timezone") or "UTC") or _zone("UTC")
         quiet = settings.get("quiet_hours")
-        self.quiet: tuple[int, int] | None = (quiet[0], quiet[1]) if quiet else None
+        # equal times are an empty window (nothing is quiet), which `check` warns about
+        self.quiet: tuple[int, int] | None = (
+            (quiet[0], quiet[1]) if quiet and quiet[0] != quiet[1] else None
+        )
         self.caps: dict[str, list[tuple[int, float]]] = {}
         for cap in settings.get("caps", ()):
             self.caps.setdefault(cap["channel"], []).append((int(cap["count"]), float(cap["per"])))
@@ -150,17 +153,41 @@ class DeliveryPolicy:
         return SEND
 
     def _quiet_end(self, contact: Contact, t: float) -> float | None:
-        """The end of the quiet window `t` falls in (local time), or None when outside it."""
-        assert self.quiet is not None
+        """The end of the quiet window `t` falls in, or None when outside it: the first
+        instant at which the contact's local clock reads a time outside the window.
+
+        Usually that is when the clock reads the window's end. On a night the clocks change
+        it can come sooner (they jump from inside the window past its end: 02:00 becomes
+        03:00 with a window ending at 02:30) or later (they fall back into the window, or the
+        end happens twice and its first reading counts), so each clock change before the
+        naive end is crossed and the reading after it looked at.
+        """
+        if self.quiet is None:
+            return None
         start, end = self.quiet
         zone = self.zone(contact)
-        local = _wall(zone, t)
-        sod = local.hour * 3600 + local.minute * 60 + local.second
-        inside = start <= sod < end if start < end else (sod >= start or sod < end)
-        if not inside:
-            return None
-        day = local.toordinal() if sod < end else local.toordinal() + 1
-        return _instant(zone, day, end)
+        at = t
+        try:
+            for _ in range(_MAX_CHANGES):
+                local = _wall(zone, at)
+                sod = local.hour * 3600 + local.minute * 60 + local.second
+                inside = start <= sod < end if start < end else (sod >= start or sod < end)
+                if not inside:
+                    return None if at == t else at
+                # the wall clock reaches `end` this many seconds later, if it runs evenly
+                # (counted from the whole second: offsets are whole seconds, so the end is one)
+                whole = math.floor(at)
+                if whole != at:
+                    local = _wall(zone, whole)
+                    sod = local.hour * 3600 + local.minute * 60 + local.second
+                naive = float(whole + ((end - sod) % 86400 or 86400))
+                offset = local.utcoffset()
+                if _wall(zone, naive).utcoffset() == offset:
+                    return naive
+                at = _change(zone, at, naive, offset)
+        except (OverflowError, ValueError, OSError):
+            return math.inf  # past the end of the calendar: the send never comes
+        return at
 
     def until_instant(self, contact: Contact, target: Any, t: float) -> float | None:
         """`wait until`: a time of day is the next such local instant at or after `t` (on the
@@ -189,6 +216,22 @@ class DeliveryPolicy:
             except (OverflowError, ValueError):  # year 0 or 10000 in UTC: passed or never
                 return t if moment.year < 5000 else math.inf
         return None
+
+
+_MAX_CHANGES = 8  # clock changes crossed within one quiet window (real zones: one)
+
+
+def _change(zone: Any, lo: float, hi: float, offset: Any) -> float:
+    """The first whole second in (lo, hi] at which the zone's UTC offset is no longer
+    `offset` (it is `offset` at `lo`, another at `hi`): offsets change on whole seconds."""
+    a, b = math.floor(lo), math.ceil(hi)
+    while b - a > 1:
+        mid = (a + b) // 2
+        if _wall(zone, mid).utcoffset() == offset:
+            a = mid
+        else:
+            b = mid
+    return float(b)
 
 
 def _unsubscribed(contact: Contact, channel: str) -> bool:

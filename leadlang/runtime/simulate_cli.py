@@ -35,6 +35,11 @@ def _workers(asked: int | None, events: int) -> int:
     return max(1, min(cpus, 4))
 
 
+class _Stop(bytes):
+    """The rendered line of a `stop` effect (a chain that never settles), also reported on
+    standard error; a bytes subclass, so it travels from the worker processes as it is."""
+
+
 _encode = msgspec.json.Encoder().encode  # any value a log line can carry (ints of any size)
 _decode = msgspec.json.Decoder().decode
 
@@ -84,15 +89,19 @@ def run_simulate(
         )
         return 2
     engine = Engine(compile_program(program))
-    render: Callable[[Effect], bytes]
+    as_line: Callable[[Effect], bytes]
     if fmt == "json" or expect_path:
 
-        def render(effect: Effect) -> bytes:
+        def as_line(effect: Effect) -> bytes:
             return _encode(public(effect))
     else:
 
-        def render(effect: Effect) -> bytes:
+        def as_line(effect: Effect) -> bytes:
             return format_text(public(effect)).encode()
+
+    def render(effect: Effect) -> bytes:
+        rendered = as_line(effect)
+        return _Stop(rendered) if effect["action"] == "stop" else rendered
 
     lines: list[bytes] = []
     progress = None
@@ -113,6 +122,13 @@ def run_simulate(
     finally:
         if bar is not None:
             bar.stop()
+    for rendered in lines:
+        if isinstance(rendered, _Stop):
+            click.echo(
+                "warning: a chain of flows that never settles was stopped: "
+                + rendered.decode("utf-8", "replace"),
+                err=True,
+            )
     if expect_path:
         return _compare(lines, expect_path)
     if lines:

@@ -1,0 +1,246 @@
+"""Changes that steps make within one instant are followed to their end, however long the
+chain; a chain that never settles is stopped and reported (a `stop` effect), never a hang.
+
+Generated chains of N flows raised by each other's tags (N up to 50) run to the last flow at
+the same instant; generated enroll graphs are compared with a small independent model of
+`enroll` at one instant, which says whether the chain settles and in which order flows enter.
+Every simulate runs under a time limit and a memory cap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bounded import bounded
+from checking import check_text
+from engine_run import run, track
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+START = "2025-01-01T00:00:00Z"
+
+
+def simulate(tmp_path: Path, script: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    with bounded(seconds=10):
+        return run(checked.program, events)
+
+
+def tag_chain(n: int, reenter: str = "never") -> str:
+    """flow_0 on signed_up tags t1; flow_i (when t_i in tags) tags t_{i+1}."""
+    flows = [f'flow flow_0:\n  on signed_up\n  reenter {reenter}\n  tag "t1"\n']
+    for i in range(1, n):
+        flows.append(
+            f'flow flow_{i}:\n  when "t{i}" in tags\n  reenter {reenter}\n  tag "t{i + 1}"\n'
+        )
+    return "\n".join(flows)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(1, 50))
+def test_a_chain_of_n_flows_runs_to_its_end_at_one_instant(tmp_path: Path, n: int) -> None:
+    effects = simulate(tmp_path, tag_chain(n), [track("u", "signed_up", START)])
+    entered = [e["flow"] for e in effects if e["action"] == "enter"]
+    assert entered == [f"flow_{i}" for i in range(n)]
+    assert {e["at"] for e in effects} == {START}
+    assert not [e for e in effects if e["action"] == "stop"]
+
+
+@pytest.mark.parametrize("n", [2, 9, 50])
+def test_a_tag_cycle_that_never_settles_is_stopped_and_named(tmp_path: Path, n: int) -> None:
+    # flow_i untags its own tag and tags the next; the last tags t1 again: round and round
+    flows = ['flow start:\n  on signed_up\n  tag "t0"\n']
+    for i in range(n):
+        flows.append(
+            f'flow flow_{i}:\n  when "t{i}" in tags\n  reenter always\n'
+            f'  untag "t{i}"\n  tag "t{(i + 1) % n}"\n'
+        )
+    effects = simulate(tmp_path, "\n".join(flows), [track("u", "signed_up", START)])
+    stops = [e for e in effects if e["action"] == "stop"]
+    assert len(stops) == 1
+    cycle = stops[0]["cycle"]
+    assert cycle[0] == cycle[-1] and sorted(cycle[:-1]) == sorted(f"flow_{i}" for i in range(n))
+    assert stops[0]["reason"] == "never_settles"
+    # every enrollment still ends exactly once
+    enters = [e["flow"] for e in effects if e["action"] == "enter"]
+    exits = [e["flow"] for e in effects if e["action"] == "exit"]
+    assert sorted(enters) == sorted(exits)
+    assert len(effects) < 20 * n  # stopped at the first repeat, not after thousands of turns
+
+
+def test_a_chain_that_changes_at_every_turn_is_stopped_too(tmp_path: Path) -> None:
+    # the score grows at every turn (no max), so the state never repeats: the bound stops it
+    script = """
+flow up:
+  on signed_up
+  reenter always
+  score +1
+  enroll down
+flow down:
+  reenter always
+  enroll up
+"""
+    effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
+    assert [e["action"] for e in effects].count("stop") == 1
+
+
+def test_a_long_settling_chain_is_not_stopped(tmp_path: Path) -> None:
+    # 60 turns of a two-flow loop that ends by itself (score reaches its max of 60)
+    script = """
+score:
+  max 60
+segment more = score < 60
+flow ping:
+  on signed_up
+  reenter always
+  score +1
+  if more:
+    enroll pong
+flow pong:
+  reenter always
+  enroll ping
+"""
+    effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
+    assert not [e for e in effects if e["action"] == "stop"]
+    assert [e["flow"] for e in effects if e["action"] == "enter"].count("ping") == 60
+
+
+# ---------------------------------------------------------------- generated enroll graphs
+
+# A flow: reenter always?, its steps: ("enroll", j) or ("wait",)
+Graph = list[tuple[bool, list[tuple[Any, ...]]]]
+
+
+@st.composite
+def graphs(draw: st.DrawFn) -> Graph:
+    n = draw(st.integers(1, 6))
+    steps = st.one_of(st.tuples(st.just("enroll"), st.integers(0, n - 1)), st.just(("wait",)))
+    return [(draw(st.booleans()), draw(st.lists(steps, max_size=4))) for _ in range(n)]
+
+
+def script_of(graph: Graph) -> str:
+    out = []
+    for i, (always, steps) in enumerate(graph):
+        lines = [f"flow f{i}:"]
+        if i == 0:
+            lines.append("  on signed_up")
+        lines.append(f"  reenter {'always' if always else 'never'}")
+        lines += [f"  enroll f{s[1]}" if s[0] == "enroll" else "  wait 1h" for s in steps]
+        if not steps:
+            lines.append('  tag "x"')
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def model(graph: Graph, limit: int = 500) -> list[str] | None:
+    """The flows entered at the first instant, in order, by the rules of `enroll`: a flow
+    is entered unless it is enrolled now, or was entered before and is not `reenter always`;
+    the entered flow runs after the one enrolling it waits or ends. None: it never settles."""
+    queue, enrolled, entered, order = [0], {0}, {0}, ["f0"]
+    while queue:
+        flow = queue.pop(0)
+        waits = False
+        for step in graph[flow][1]:
+            if step[0] == "wait":
+                waits = True
+                break
+            target = step[1]
+            if target not in enrolled and (target not in entered or graph[target][0]):
+                enrolled.add(target)
+                entered.add(target)
+                queue.append(target)
+                order.append(f"f{target}")
+                if len(order) > limit:
+                    return None
+        if not waits:
+            enrolled.discard(flow)
+    return order
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(graphs())
+def test_enroll_graphs_settle_as_the_model_says_or_are_stopped(
+    tmp_path: Path, graph: Graph
+) -> None:
+    effects = simulate(tmp_path, script_of(graph), [track("u", "signed_up", START)])
+    now = [e for e in effects if e["at"] == START]
+    stopped = [e for e in now if e["action"] == "stop"]
+    expected = model(graph)
+    if expected is None:
+        assert len(stopped) == 1
+    else:
+        assert not stopped
+        assert [e["flow"] for e in now if e["action"] == "enter"] == expected
+    enters = sorted(e["flow"] for e in effects if e["action"] == "enter")
+    exits = sorted(e["flow"] for e in effects if e["action"] == "exit")
+    # each enrollment ends once, except those still waiting when the run ends
+    assert len(exits) <= len(enters)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(graphs())
+def test_check_warns_of_the_enroll_cycles_it_can_see(tmp_path: Path, graph: Graph) -> None:
+    """A cycle of `reenter always` flows each enrolling the next before any wait, none of
+    them waiting at all: F020. Without one the graph settles (the model says so)."""
+    checked = check_text(tmp_path, script_of(graph))
+    warned = any(d.code == "F020" for d in checked.diagnostics)
+    if not warned:
+        assert model(graph) is not None
+
+
+@st.composite
+def tag_graphs(draw: st.DrawFn) -> str:
+    """Flows raised by tags and enrolling each other, with any reenter mode: any script."""
+    n = draw(st.integers(1, 6))
+    tags = st.integers(0, 3)
+    step = st.one_of(
+        tags.map(lambda k: f'tag "t{k}"'),
+        tags.map(lambda k: f'untag "t{k}"'),
+        st.integers(0, n - 1).map(lambda j: f"enroll f{j}"),
+        st.just("wait 1h"),
+        st.just("score +1"),
+    )
+    flows = []
+    for i in range(n):
+        trigger = draw(
+            st.one_of(
+                st.just("on signed_up"),
+                tags.map(lambda k: f'when "t{k}" in tags'),
+                tags.map(lambda k: f'when not ("t{k}" in tags)'),
+                st.just(""),
+            )
+        )
+        reenter = draw(st.sampled_from(["always", "never", "after 1h"]))
+        steps = draw(st.lists(step, min_size=1, max_size=4))
+        lines = [f"flow f{i}:", *([f"  {trigger}"] if trigger else []), f"  reenter {reenter}"]
+        flows.append("\n".join(lines + [f"  {s}" for s in steps]))
+    return "\n\n".join(flows) + "\n"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tag_graphs())
+def test_any_graph_of_tags_and_enrolls_ends_with_paired_enrollments(
+    tmp_path: Path, script: str
+) -> None:
+    events = [track("u", "signed_up", START), track("u", "signed_up", "2025-01-01T00:30:00Z")]
+    effects = simulate(tmp_path, script, events)
+    stops_at = [e["at"] for e in effects if e["action"] == "stop"]
+    assert len(stops_at) == len(set(stops_at))  # at most one stop per instant
+    open_flows: set[str] = set()
+    for effect in effects:  # a flow is entered only when not in it, and left once
+        if effect["action"] == "enter":
+            assert effect["flow"] not in open_flows
+            open_flows.add(effect["flow"])
+        elif effect["action"] == "exit":
+            open_flows.remove(effect["flow"])
