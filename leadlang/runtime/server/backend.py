@@ -28,6 +28,7 @@ from leadlang.runtime.server.config import Config, resolve_secrets, used_secrets
 from leadlang.runtime.store.sql import SqlStore, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
+BACKEND_NICENESS = 5
 log = logging.getLogger("leadlang.serve")
 
 
@@ -204,6 +205,10 @@ def main() -> None:
     wake_fd = int(sys.argv[1])
     config, program, parent = pickle.loads(sys.stdin.buffer.read())
     _die_with(parent)
+    # Ingest answers clients and keeps only what they sent; the back end's work can wait. On a
+    # busy machine the scheduler favours the HTTP process.
+    with contextlib.suppress(OSError):
+        os.nice(BACKEND_NICENESS)
     logging.basicConfig(level=logging.INFO, format="leadlang serve (back end): %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:

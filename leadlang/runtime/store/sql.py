@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from leadlang.runtime.delivery.outbox import Delivery
@@ -28,6 +28,7 @@ from leadlang.runtime.store import schema as s
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEDUP_SECONDS = 24 * 3600.0
+WRITE_LOCK_PATIENCE = 60.0  # seconds a writer waits for another process's SQLite write lock
 EFFECT_COLUMNS = (
     "contact",
     "at",
@@ -688,14 +689,28 @@ class _Write:
         self._conn: Any = None
 
     async def __aenter__(self) -> AsyncConnection:
-        if self.store.sqlite:
-            await self.store._write_lock.acquire()
-        try:
+        if not self.store.sqlite:
             self._cm = self.store.writer.begin()
             return await self._cm.__aenter__()
+        await self.store._write_lock.acquire()
+        try:
+            # Another process (serve's back end) may hold SQLite's write lock. The writer's
+            # connection does not wait inside SQLite (its busy handler sleeps in steps of up to
+            # 100 ms, so two processes would hand the lock over a few times a second): BEGIN
+            # IMMEDIATE fails at once and is tried again here, soon, without blocking the loop.
+            delay, waited = 0.0005, 0.0
+            while True:
+                self._cm = self.store.writer.begin()
+                try:
+                    return await self._cm.__aenter__()
+                except OperationalError as exc:
+                    if not _locked(exc) or waited > WRITE_LOCK_PATIENCE:
+                        raise
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 0.005)
         except BaseException:
-            if self.store.sqlite:
-                self.store._write_lock.release()
+            self.store._write_lock.release()
             raise
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -713,6 +728,11 @@ def _contact_values(row: dict[str, Any]) -> dict[str, Any]:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _locked(exc: OperationalError) -> bool:
+    text = str(exc.orig if exc.orig is not None else exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -753,7 +773,7 @@ async def open_store(url: str) -> SqlStore:
         )
     store = SqlStore(engine, writer)
     try:
-        async with store.writer.begin() as conn:
+        async with store.write() as conn:
             await conn.run_sync(_upgrade)
     except Exception as exc:
         await store.close()
@@ -763,6 +783,11 @@ async def open_store(url: str) -> SqlStore:
 
 def _sqlite_writer(dbapi_connection: Any, record: Any) -> None:
     _sqlite_pragmas(dbapi_connection, record)
+    # (its transactions start with BEGIN IMMEDIATE, retried by `_Write` when another process
+    # writes: the only statement that can find the database locked in WAL mode)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.close()
     dbapi_connection.isolation_level = None  # transactions begin as `_begin_immediate` says
 
 
