@@ -73,6 +73,7 @@ ADMIN_TOKEN = "a"
 BASIC = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
 CONFIG = f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
 WORKLOADS = ("ingest-batch", "ingest-track", "processing", "timers", "maildir", "memory")
+ENV = dict(os.environ)  # of the daemons and `leadlang simulate` (--pythonpath)
 CONTEXT = {"library": {"name": "analytics-python", "version": "2.3.2"}}
 
 TIMER_SCRIPT = 'on ping then wait {wait}s ; tag "x"\n'
@@ -124,7 +125,7 @@ class Daemon:
         ready = threading.Event()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            argv, cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            argv, cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV
         )
 
         def read() -> None:
@@ -138,7 +139,7 @@ class Daemon:
             ready.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
+        if not ready.wait(timeout) or not self.listening:
             self.stop()
             raise SystemExit("serve did not start:\n" + "\n".join(self.output[-30:]))
         return self
@@ -190,6 +191,12 @@ class Ceiling:
         if self.proc.stdout.readline().strip() != b"ready":
             self.stop()
             raise SystemExit("the ceiling server did not start")
+        for _ in range(200):  # `ready` comes at start-up, just before it binds
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
 
     @property
     def url(self) -> str:
@@ -426,7 +433,7 @@ def ingest(folder: Path, args: argparse.Namespace, kind: str) -> dict[str, Any]:
         sub = folder / target
         sub.mkdir()
         if target == "serve":
-            server: Any = Daemon(sub, [str(FLOWIO)]).start()
+            server: Any = Daemon(sub, [str(args.script)]).start()
         else:
             server = Ceiling(sub)
         try:
@@ -441,8 +448,17 @@ def ingest(folder: Path, args: argparse.Namespace, kind: str) -> dict[str, Any]:
                 }
         finally:
             server.stop()
-        results[target] = {**rate_row(target, r["requests"] * per, r, per), **extra}
+        results[target] = {
+            **rate_row(target, r["requests"] * per, r, per),
+            **extra,
+            "answered": r["requests"],
+        }
     s, c = results["serve"], results["ceiling"]
+    if s["answered"] < 10 * connections:
+        print(
+            f"  WARNING: serve answered {s['answered']} requests on {connections} connections: "
+            "requests left unanswered (see the report)"
+        )
     print(
         f"\n{kind}: {route}, {per} event(s) a request, wrk -t2 -c{connections} "
         f"-d{int(args.seconds)}s"
@@ -475,7 +491,7 @@ def simulate_times(script: Path, log: Path, until: str) -> tuple[float, float, i
     argv = [sys.executable, "-m", "leadlang", "simulate", str(script), "--events", str(log)]
     argv += ["--until", until]
     started = time.perf_counter()
-    out = subprocess.run(argv, capture_output=True, check=True)
+    out = subprocess.run(argv, capture_output=True, check=True, env=ENV)
     command = time.perf_counter() - started
     return best, command, len(out.stdout.splitlines())
 
@@ -793,8 +809,20 @@ def main() -> None:
     parser.add_argument("--mail-seconds", type=float, default=20.0)
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--max-wait", type=float, default=120.0, help="for any queue to drain")
-    parser.add_argument("--keep", type=Path, help="keep the files here")
+    parser.add_argument(
+        "--script", type=Path, default=FLOWIO, help="of the ingest workloads (default flowio)"
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep the files in a folder made here (/dev/shm: no fsync cost)"
+    )
+    parser.add_argument(
+        "--pythonpath",
+        help="PYTHONPATH of the daemons: measure a working copy of `leadlang` (a candidate fix)",
+    )
     args = parser.parse_args()
+    if args.pythonpath:
+        ENV["PYTHONPATH"] = args.pythonpath
+        print(f"daemons run `leadlang` from {args.pythonpath}")
     chosen = args.workload or list(WORKLOADS)
     print(
         f"bench_serve: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, "
