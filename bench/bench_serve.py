@@ -171,6 +171,14 @@ class Daemon:
                 values[name] = float(value)
         return values
 
+    def wait_processed(self, limit: float) -> float:
+        """Seconds from spawn until `leadlang_pending_events` is 0 (polled every 20 ms)."""
+        while time.perf_counter() - self.started < limit:
+            if self.metrics().get("leadlang_pending_events", 1) == 0:
+                break
+            time.sleep(0.02)
+        return time.perf_counter() - self.started
+
     def rss(self) -> tuple[int, int]:
         """(VmRSS, VmHWM) in KB."""
         status = Path(f"/proc/{self.pid}/status").read_text()
@@ -509,8 +517,9 @@ def processing(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     d = Daemon(drain, [str(FLOWIO)]).start()
     try:
         until = iso(time.time())
+        done = d.wait_processed(args.max_wait)
         m = d.metrics()
-        drain_s = d.listening - base
+        drain_s = done - base
         rss = d.rss()
     finally:
         d.stop()
@@ -520,8 +529,9 @@ def processing(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     sim, command, sim_effects = simulate_times(FLOWIO, log, until)
     print(f"\nprocessing: flowio, {n:,} events from {n // 10:,} contacts, state in SQLite")
     print(
-        f"  (a) drain at start-up   {n / drain_s:>10,.0f} events/s  ({drain_s:.2f} s: start-up "
-        f"{d.listening:.2f} s on the filled file minus {base:.2f} s on an empty one); "
+        f"  (a) drain at start-up   {n / drain_s:>10,.0f} events/s  ({drain_s:.2f} s: spawn to 0 "
+        f"pending {done:.2f} s on the filled file minus spawn to listening {base:.2f} s on an "
+        "empty one); "
         f"{effects:,} effects; pending left {m.get('leadlang_pending_events', -1):.0f}; "
         f"RSS {rss[0] / 1024:.0f} MB (peak {rss[1] / 1024:.0f} MB)"
     )
@@ -586,6 +596,7 @@ def timers(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     due = datetime.fromisoformat(iso(t0)).timestamp() + args.timer_wait
     d = Daemon(folder, [str(script)]).start()
     try:
+        enrolled = d.wait_processed(args.max_wait)
         listening = time.time()
         con = sqlite3.connect(f"file:{folder / 'x.db'}?mode=ro", uri=True)
         first = last = 0.0
@@ -593,7 +604,7 @@ def timers(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         while time.time() < due + args.max_wait:
             seen = con.execute("SELECT count(*) FROM effects WHERE action = 'tag'").fetchone()[0]
             now = time.time()
-            if seen and not first:
+            if seen and not first and now >= due:
                 first = now
             if seen >= n:
                 last = now
@@ -606,11 +617,12 @@ def timers(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     fire = (last or time.time()) - due
     print(f"\ntimers: {n:,} waits due at one instant (`wait {args.timer_wait}s`)")
     print(
-        f"  enrolled by start-up in {d.listening:.1f} s (listening {due - listening:.1f} s "
-        "before they were due)"
+        f"  all enrolled {enrolled:.1f} s after spawn ({due - listening:.1f} s before they "
+        "were due)"
     )
     print(
-        f"  first tag {first - due:+.2f} s after due, all {seen:,} by {fire:.2f} s: "
+        f"  first tag {f'{first - due:+.2f} s after due' if first else 'never'}, {seen:,} of "
+        f"{n:,} by {fire:.2f} s: "
         f"{seen / fire:,.0f} timers/s; RSS {rss[0] / 1024:.0f} MB (peak {rss[1] / 1024:.0f} MB)"
     )
     return {"rate": seen / fire, "first": first - due}
