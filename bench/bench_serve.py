@@ -180,10 +180,21 @@ class Daemon:
         return time.perf_counter() - self.started
 
     def rss(self) -> tuple[int, int]:
-        """(VmRSS, VmHWM) in KB."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+        """(VmRSS, VmHWM) in KB, of the daemon and its child processes (the back end) summed."""
+        rss = hwm = 0
+        pids = [self.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            rss += int(fields["VmRSS"].split()[0])
+            hwm += int(fields["VmHWM"].split()[0])
+        return rss, hwm
 
 
 class Ceiling:
@@ -803,7 +814,7 @@ def memory(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         f"\nmemory: {total:,} contacts in the store ({size:,.0f} MB file, filled in {fill_s:.0f} s;"
         f" start-up {d.listening:.1f} s)"
     )
-    print(f"  RSS listening, idle: {idle[0] / 1024:.0f} MB")
+    print(f"  RSS listening, idle: {idle[0] / 1024:.0f} MB (the daemon and its back end)")
     print(
         f"  after {r['requests'] * 100:,} events to random contacts ({int(args.seconds)} s of "
         f"wrk) and their processing: RSS {loaded[0] / 1024:.0f} MB, peak {loaded[1] / 1024:.0f} MB"
