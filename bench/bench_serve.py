@@ -15,15 +15,15 @@ under a temporary folder and stops it):
 - `processing`: the flowio workload (100,000 events, 10,000 contacts, bench_simulate's
   generator, its times shifted to end two minutes ago) through the engine with state persisted.
   (a) drain: the events are written as pending rows into the daemon's own schema (made by the
-  daemon, rows made by serve's own `parse_message`), then the daemon is started: it processes
-  every pending event before it listens, so processing time = start-up time on that file minus
-  start-up time on the same schema with no events; (b) live: the log posted in batches of 100
+  daemon, rows made by serve's own `parse_message`), then the daemon is started and `/metrics`
+  polled until `leadlang_pending_events` is 0: processing time = spawn to 0 pending on that
+  file minus spawn to listening on the same schema with no events; (b) live: the log posted in batches of 100
   by a client process, timed from the first post until `leadlang_pending_events` in `/metrics`
   is 0. Both against `simulate` on the same log in the same run (in-process, one worker, reading
   included, as bench_simulate's "one process"; and the whole `leadlang simulate` command).
 - `timers`: `on ping then wait Ws ; tag "x"`: 100,000 contacts' `ping` at one instant T0
-  written as pending rows, the daemon started (it enrolls them all before listening), then the
-  SQLite file polled read-only for the `tag` effects once T0 + W is due: tags/s.
+  written as pending rows, the daemon started and left to enrol them all (0 pending), then the
+  SQLite file polled read-only for the `tag` effects once T0 + W is due: tags/s (W = 90 s).
 - `maildir`: `on signed_up then send welcome` (email): 20,000 contacts identified first, then
   one `/v1/track` per contact at a steady 1,000 events/s from a client process (open loop:
   sends on schedule, however slow the answers); `outbox/new` listed every 5 ms: latency from
@@ -31,8 +31,13 @@ under a temporary folder and stops it):
 - `memory`: 1,000,000 contacts in the store: 1,000 flowio contacts processed by serve (their
   events posted, then processed), their rows (contacts, positions, events) copied 1,000 times
   under new ids straight into the SQLite file (wake-ups moved an hour ahead when due sooner,
-  so start-up does not run a million timers), then the daemon started: RSS when listening,
-  and peak RSS after `--seconds` of batches to random contacts among the million.
+  so start-up does not run a million timers), then the daemon started: RSS (the daemon and
+  its back-end process) when listening, and peak RSS after `--seconds` of batches to random
+  contacts among the million.
+
+`--script` runs the ingest workloads on another script (a flow that never matches: ingest
+without sends); `--keep DIR` puts the files under DIR (`/dev/shm`: no fsync cost) and keeps
+them; `--pythonpath DIR` runs the daemons on a working copy of `leadlang` (a candidate fix).
 
 Load tools come from Debian (`apt-get install -y wrk`, run by the bench when missing); only
 127.0.0.1 is used. Every load is bounded in time, every daemon stopped (SIGTERM, then SIGKILL).
