@@ -435,23 +435,32 @@ def main() -> None:
         + ", ".join(f"{one:.1f}" for one, _, _ in load)
         + f"  ({os.cpu_count()} CPUs)"
     )
+    print(
+        "columns: sends/s best / median; vs the ceiling: best / best, then the median of each"
+        " round's ratio; client CPU us per send, best / median (threads included), and the"
+        " CPU ratio ceiling / run (what a CPU-bound client would reach); median CPU shares"
+        " of a core (client, receivers' process)"
+    )
     for channel in channels:
         print(f"{channel}:")
+        top = max(r[0] for r in figures[(channel, "ceiling")])
+        base_cpu = median(r[1] / r[0] for r in figures[(channel, "ceiling")])
         for run in runs:
             rows = figures[(channel, run)]
             rates = [r[0] for r in rows]
             ratio = ratios[(channel, run)]
-            line = f"  {run:16} {max(rates):8,.0f} / {median(rates):8,.0f} sends/s"
+            cpu = [r[1] / r[0] for r in rows]
+            line = f"  {run:16} {max(rates):6,.0f} / {median(rates):6,.0f} sends/s"
             if run != "ceiling":
-                line += f"   {max(ratio):.2f}x / {median(ratio):.2f}x the ceiling"
+                line += f"  {max(rates) / top:.2f}x / {median(ratio):.2f}x"
             else:
-                line += "   " + " " * 25
-            cpu_per_send = [r[1] / r[0] * 1e6 for r in rows]
-            line += (
-                f"   client CPU {min(cpu_per_send):5.0f} / {median(cpu_per_send):5.0f} us/send"
-                f" ({median(r[1] for r in rows):4.0%}"
-                f"), receivers' CPU {median(r[2] for r in rows):4.0%} (medians)"
-            )
+                line += " " * 15
+            line += f"  CPU {min(cpu) * 1e6:5.0f} / {median(cpu) * 1e6:5.0f} us"
+            if run != "ceiling":
+                line += f" ({base_cpu / median(cpu):.2f}x)"
+            else:
+                line += " " * 8
+            line += f"  shares {median(r[1] for r in rows):4.0%}, {median(r[2] for r in rows):4.0%}"
             print(line)
 
 
