@@ -24,7 +24,8 @@ Every run checks that the receiver got each message once (distinct `Message-ID`s
 each run's ratio to the ceiling of the same round (best / median of those ratios).
 
     python bench/bench_delivery.py [--channel smtp|webhook|both] [--messages 3000]
-        [--repeat 5] [--timeout 120] [--no-uvloop] [--profile RUN]
+        [--repeat 5] [--timeout 120] [--smtp-connections 4] [--runs ceiling,driver,...]
+        [--no-uvloop] [--profile RUN]
 
 `--profile RUN` (e.g. `smtp-worker-run`) runs that one once under cProfile and prints the top
 functions by own time. For a sampling profile of the whole process, threads included:
@@ -378,15 +379,23 @@ def measure(
 
 
 def main() -> None:
+    global SMTP_CONNECTIONS
     parser = argparse.ArgumentParser()
     parser.add_argument("--channel", choices=["smtp", "webhook", "both"], default="both")
     parser.add_argument("--messages", type=int, default=3000, help="sends per run")
     parser.add_argument("--repeat", type=int, default=5, help="rounds (best and median shown)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds, per run")
+    parser.add_argument(
+        "--smtp-connections",
+        type=int,
+        default=SMTP_CONNECTIONS,
+        help="the driver's `connections` and the ceiling's (default 4, the driver's default)",
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="the default asyncio loop")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"some of {','.join(RUNS)}")
     parser.add_argument("--profile", metavar="CHANNEL-RUN", help="e.g. smtp-worker-run")
     args = parser.parse_args()
+    SMTP_CONNECTIONS = args.smtp_connections
     channels = ["smtp", "webhook"] if args.channel == "both" else [args.channel]
     runs = [r for r in args.runs.split(",") if r]
     if "ceiling" not in runs or any(r not in RUNS for r in runs):
