@@ -272,6 +272,12 @@ def outbox_retry(
     "--db", default=None, help="Store URL (default: the config's, or sqlite:///leadlang.db)."
 )
 @click.option("--event", "event_json", default=None, help="The bound event's properties, as JSON.")
+@click.option(
+    "--at",
+    "at_text",
+    default=None,
+    help="Render as of this ISO time (the Date header, score decay; default: now).",
+)
 def render(
     message: str,
     paths: tuple[str, ...],
@@ -280,6 +286,7 @@ def render(
     config_path: str | None,
     db: str | None,
     event_json: str | None,
+    at_text: str | None,
 ) -> None:
     """Show a message rendered for one contact, exactly as serve would deliver it."""
     from leadlang.runtime.render_cli import run_render
@@ -292,4 +299,4 @@ def render(
     if contact_id is not None:
         store = config_or_exit(config_path, db).store
     program = _load_program(paths or (".",))
-    sys.exit(run_render(program, message, traits_json, contact_id, store, event_json))
+    sys.exit(run_render(program, message, traits_json, contact_id, store, event_json, at_text))

@@ -25,6 +25,7 @@ from leadlang.runtime.delivery.render import RenderError, render_message
 from leadlang.runtime.effects import format_time, idempotency_key
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.processor import ADDRESS_TRAITS, MessageValues, template_variables
+from leadlang.runtime.simulate import parse_timestamp
 from leadlang.runtime.state import Contact, contact_from_json
 
 PREVIEW_FLOW = "preview"
@@ -38,14 +39,21 @@ def run_render(
     contact_id: str | None,
     store_url: str | None,
     event_json: str | None,
+    at_text: str | None = None,
 ) -> int:
+    now = time.time()
+    if at_text is not None:
+        at = parse_timestamp(at_text)
+        if at is None:
+            click.echo(f"error: --at `{at_text}` is not an ISO 8601 time", err=True)
+            return 2
+        now = at
     ir = compile_program(program)
     if message not in ir["messages"]:
         known = ", ".join(f"`{name}`" for name in ir["messages"]) or "none"
         click.echo(f"error: no message `{message}` (messages: {known})", err=True)
         return 2
     engine = Engine(ir)
-    now = time.time()
     contact = _contact(traits_json, contact_id, store_url)
     if contact is None:
         return 2
