@@ -679,6 +679,46 @@ class SqlStore:
                 )
             return out
 
+    async def metric_figures(
+        self, now: float, flows: Sequence[str], late_after: float
+    ) -> dict[str, Any]:
+        """What `/metrics` reads from the store beyond `counts`, each from an index: when the
+        oldest pending event was received, timers due (contacts whose wake is past) and late
+        (past by more than `late_after` seconds) and the oldest wake, pending and dead sends
+        per channel, and each flow's enter/exit/goal effects (one index range per flow)."""
+        ev, c, o, e = s.events, s.contacts, s.outbox, s.effects
+        out: dict[str, Any] = {}
+        async with self.engine.connect() as conn:
+            out["oldest_pending_received"] = (
+                await conn.execute(
+                    select(ev.c.received).where(ev.c.pending == 1).order_by(ev.c.id).limit(1)
+                )
+            ).scalar()
+            out["oldest_wake"] = (await conn.execute(select(func.min(c.c.wake)))).scalar()
+            for name, cutoff in (("timers_due", now), ("timers_late", now - late_after)):
+                due = select(func.count()).select_from(c).where(c.c.wake <= cutoff)
+                out[name] = int((await conn.execute(due)).scalar() or 0)
+            sends: dict[tuple[str, str], int] = {}
+            for status in ("pending", "dead"):
+                query = (
+                    select(o.c.channel, func.count())
+                    .where(o.c.status == status)
+                    .group_by(o.c.channel)
+                )
+                for channel, n in await conn.execute(query):
+                    sends[(channel, status)] = int(n)
+            out["sends"] = sends
+            per_flow: dict[str, dict[str, int]] = {}
+            for flow in flows:
+                counted = (
+                    select(e.c.action, func.count())
+                    .where(e.c.flow == flow, e.c.action.in_(("enter", "exit", "goal")))
+                    .group_by(e.c.action)
+                )
+                per_flow[flow] = {action: int(n) for action, n in await conn.execute(counted)}
+            out["flows"] = per_flow
+        return out
+
 
 class _Write:
     """A write transaction: on SQLite writers take turns (one writer is what SQLite allows;
