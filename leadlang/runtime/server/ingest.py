@@ -320,10 +320,29 @@ class Committer:
 # ---------------------------------------------------------------- routes
 
 
+# What `/metrics` calls each status ingest rejects a request with.
+REJECTION_REASONS = {
+    400: "invalid",
+    401: "unauthorized",
+    413: "too_large",
+    415: "unsupported_encoding",
+    429: "overloaded",
+}
+
+
 class Ingest:
     def __init__(self, committer: Committer, write_keys: tuple[str, ...]) -> None:
         self.committer = committer
         self.write_keys = write_keys
+        # requests rejected, by reason (REJECTION_REASONS, or "store_error"): for /metrics
+        self.rejected: dict[str, int] = dict.fromkeys(
+            [*REJECTION_REASONS.values(), "store_error"], 0
+        )
+
+    def _reject(self, response: web.Response) -> web.Response:
+        reason = REJECTION_REASONS.get(response.status, str(response.status))
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        return response
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -348,15 +367,21 @@ class Ingest:
         received = time.time()
         try:
             if self.committer.overloaded():
-                return _overloaded()
+                return self._reject(_overloaded())
             body = await read_json(request)
             if not key_matches(write_key_of(request, body), self.write_keys):
-                return error_response(401, "unauthorized", "a valid write key is required")
+                return self._reject(
+                    error_response(401, "unauthorized", "a valid write key is required")
+                )
             events = _events_of(body, kind, received)
         except BadRequest as exc:
-            return exc.response()
+            return self._reject(exc.response())
         if events:
-            await self.committer.submit(events)
+            try:
+                await self.committer.submit(events)
+            except Exception:
+                self.rejected["store_error"] += 1
+                raise
         return web.Response(status=200, body=SUCCESS, content_type="application/json")
 
 
