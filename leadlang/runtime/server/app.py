@@ -141,9 +141,12 @@ def make_app(daemon: Daemon) -> web.Application:
         finally:
             daemon.inflight -= 1
 
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[count_inflight])
-    metrics = Metrics(daemon)
-    app.add_routes(Ingest(daemon.committer, daemon.write_keys).routes())
+    ingest = Ingest(daemon.committer, daemon.write_keys)
+    metrics = Metrics(daemon, ingest)
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[count_inflight, metrics.middleware()]
+    )
+    app.add_routes(ingest.routes())
     admin = Admin(daemon.store, daemon.admin_token, daemon.flows(), daemon.engine, daemon.clock)
     app.add_routes(admin.routes())
     app.add_routes([web.get("/metrics", metrics.handler)])
