@@ -171,7 +171,9 @@ def test_metrics_of_a_live_daemon(tmp_path: Path) -> None:
         assert daemon.post("/v1/track", {"userId": "x"}).status_code == 400
         big = {"userId": "x", "event": "e", "properties": {"k": "v" * 40_000}}
         assert daemon.post("/v1/track", big).status_code == 413
-        encoded = daemon.post("/v1/track", gzip.compress(b"{}"), headers={"Content-Encoding": "compress"})
+        encoded = daemon.post(
+            "/v1/track", gzip.compress(b"{}"), headers={"Content-Encoding": "compress"}
+        )
         assert encoded.status_code == 415
         assert daemon.admin("/v1/contacts/nobody").status_code == 404
         assert requests.get(daemon.url + "/no/such/route", timeout=10).status_code == 404
