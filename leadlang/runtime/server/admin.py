@@ -140,7 +140,9 @@ class Admin:
             limit = int(request.query.get("limit", "100"))
         except ValueError:
             return error_response(400, "bad query", "`after` and `limit` must be whole numbers")
-        if after < 0 or not 1 <= limit <= MAX_LIMIT:
+        if not 0 <= after < 2**63:  # (a database integer: a larger cursor is no cursor)
+            return error_response(400, "bad query", "`after` is not a cursor of this ledger")
+        if not 1 <= limit <= MAX_LIMIT:
             return error_response(400, "bad query", f"`limit` must be 1 to {MAX_LIMIT}")
         contact = request.query.get("contact")
         rows = await self.store.effects_after(after, limit, contact)
