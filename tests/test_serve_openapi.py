@@ -18,7 +18,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
+from schemathesis import GenerationMode, checks
 
 from leadlang.interpreter.check import check_paths
 from leadlang.interpreter.compile import compile_program
@@ -120,6 +120,12 @@ def test_request_schemas_describe_what_ingest_takes() -> None:
 # ---------------------------------------------------------------- schemathesis, live
 
 EXAMPLES_PER_OPERATION = 20
+CONFORMANCE = [
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+]
 
 
 def auth_for(path: str) -> dict[str, str]:
@@ -147,6 +153,7 @@ def test_schemathesis_finds_no_5xx_on_the_live_daemon(tmp_path: Path) -> None:
         schema = schemathesis.openapi.from_url(daemon.url + "/openapi.json")
         assert schema.get_base_url().rstrip("/") == daemon.url
         failures: list[str] = []
+        mismatches: list[str] = []
         statuses: dict[int, int] = {}
         session = requests.Session()
         operations = [result.ok() for result in schema.get_all_operations()]
@@ -182,6 +189,11 @@ def test_schemathesis_finds_no_5xx_on_the_live_daemon(tmp_path: Path) -> None:
                         f"{status} {operation.method.upper()} {operation.path}: "
                         f"{case.as_curl_command()}\n{response.text[:300]}"
                     )
+                    return
+                try:  # and the answer is the one documented (status, type, body, headers)
+                    case.validate_response(response, checks=CONFORMANCE)
+                except (Exception, BaseExceptionGroup) as exc:  # schemathesis's FailureGroup
+                    mismatches.append(f"{operation.label}: {case.as_curl_command()}\n{exc}")
 
             try:
                 run()
@@ -197,6 +209,7 @@ def test_schemathesis_finds_no_5xx_on_the_live_daemon(tmp_path: Path) -> None:
         elapsed = time.monotonic() - started
         print(f"schemathesis: {sum(statuses.values())} requests in {elapsed:.1f} s: {statuses}")
         assert not failures, "\n\n".join(failures[:10])
+        assert not mismatches, "\n\n".join(mismatches[:10])
         # the credentials worked: generated requests got past 401 to real answers
         assert statuses.get(200, 0) > 100, statuses
         assert elapsed < 120, elapsed
