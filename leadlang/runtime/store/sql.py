@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -649,6 +649,48 @@ class SqlStore:
             for name, step, n in await conn.execute(q3):
                 entry(name)["steps"][step or "(entering)"] = n
         return stats
+
+    async def histories(
+        self, page: int = 200
+    ) -> AsyncIterator[tuple[str, list[tuple[int, float, str, int]], list[str]]]:
+        """Every contact's stored history, contact by contact (in contact id order), for
+        `leadlang diff`'s replay: (contact, its events as (id, t, body, pending) in (t, id)
+        order, its ledger bodies in simulate's order). Read `page` contacts at a time, so
+        memory holds one page, each page from one snapshot of the database (its events and
+        its effects agree even while a daemon writes). Reads only."""
+        ev, ef = s.events, s.effects
+        after: str | None = None
+        while True:
+            async with self.engine.connect() as conn:
+                if self.sqlite:
+                    await conn.exec_driver_sql("BEGIN")  # (a read transaction: one snapshot)
+                else:
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                query = select(ev.c.contact).distinct().order_by(ev.c.contact).limit(page)
+                if after is not None:
+                    query = query.where(ev.c.contact > after)
+                names = [r[0] for r in await conn.execute(query)]
+                if not names:
+                    return
+                events: dict[str, list[tuple[int, float, str, int]]] = {}
+                rows = await conn.execute(
+                    select(ev.c.contact, ev.c.id, ev.c.t, ev.c.body, ev.c.pending)
+                    .where(ev.c.contact.in_(names))
+                    .order_by(ev.c.contact, ev.c.t, ev.c.id)
+                )
+                for r in rows:
+                    events.setdefault(r[0], []).append((r[1], r[2], r[3], r[4]))
+                ledger: dict[str, list[str]] = {}
+                rows = await conn.execute(
+                    select(ef.c.contact, ef.c.body)
+                    .where(ef.c.contact.in_(names))
+                    .order_by(ef.c.contact, ef.c.at, ef.c.kind, ef.c.k1, ef.c.k2, ef.c.sub, ef.c.id)
+                )
+                for r in rows:
+                    ledger.setdefault(r[0], []).append(r[1])
+            for name in names:
+                yield name, events.get(name, []), ledger.get(name, [])
+            after = names[-1]
 
     async def counts(self) -> dict[str, int]:
         """Rows per table, for the start-up summary and metrics."""
