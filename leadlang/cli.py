@@ -168,6 +168,26 @@ def simulate(
     sys.exit(code)
 
 
+@main.command(short_help="Show what an edit changes: flows, steps, and effects on stored history.")
+@click.argument("old_path")
+@click.argument("new_path")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--db", default=None, help="Also replay this store's history through both.")
+@click.option("--config", "config_path", default=None, help="serve's TOML config (its store).")
+def diff(old_path: str, new_path: str, fmt: str, db: str | None, config_path: str | None) -> None:
+    """Compare two versions of a program: flows and steps added, removed and changed (by step
+    id); with --db or --config, the effects each contact of the store would get from the new
+    version that differ from its ledger. Exit code 0: no difference, 1: differences, 2: trouble.
+    """
+    from leadlang.runtime.diff import run_diff
+    from leadlang.runtime.serve_cli import config_or_exit
+
+    url = config_or_exit(config_path, db).store if db or config_path else None
+    sys.exit(run_diff(old_path, new_path, fmt, url))
+
+
 @main.command(short_help="Draw flows as diagrams (Mermaid, DOT or SVG).")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--flow", "flow_name", default=None, help="Draw only this flow.")

@@ -1,0 +1,345 @@
+"""`leadlang diff --db`: replay a store's event history through the edited program, on
+simulate's engine, and say per contact which effects would differ from the ledger.
+
+Each contact's processed events (`pending` = 0) are rebuilt as the engine's `Event`s, in
+(t, id) order, and run from a fresh state to `until` (now) with `simulate.run_contact`,
+through the new version and through the old one. The effects are compared with the
+contact's ledger as multisets of the lines `leadlang simulate` prints: the ledger's order
+at one instant follows serve's processing rounds, and what matters is which effects happen
+(each line carries its instant). The old version's replay tells the edit from the rest: the
+ledger may hold effects of earlier versions, or of late events serve ran at a later
+instant, and then the old replay differs from it too, and the report says so instead of
+blaming the edit.
+
+Memory holds one page of contacts (the store reads them so), and the report only the
+contacts that differ (`max_contacts` of them in `diff_report`; the command streams them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import click
+import msgspec
+import orjson
+
+from leadlang.diff import diff_programs, format_text
+from leadlang.runtime.effects import format_text as effect_text
+from leadlang.runtime.effects import format_time, public
+from leadlang.runtime.engine import Engine, Event
+from leadlang.runtime.log_types import apply_declared_types
+from leadlang.runtime.simulate import run_contact
+from leadlang.runtime.state import Contact
+from leadlang.runtime.store.sql import SqlStore, StoreError, open_store
+
+JSON = dict[str, Any]
+BATCH = 200  # contacts replayed per call into a worker thread
+_encode = msgspec.json.Encoder().encode  # as serve writes the ledger's bodies
+_decode = msgspec.json.Decoder().decode
+
+
+async def diff_report(
+    old_program_ir: JSON,
+    new_program_ir: JSON,
+    store: SqlStore | None = None,
+    *,
+    now: float | None = None,
+    max_contacts: int | None = 1000,
+) -> JSON:
+    """What going from `old_program_ir` to `new_program_ir` changes: the flows and steps
+    (`leadlang.diff.diff_programs`) and, with a store, the replay of its history (under
+    `"replay"`: a summary and the first `max_contacts` contacts that differ, None: all).
+    The IRs are serve's (with `event_types` beside them, when declared). The replay runs in
+    worker threads, so an event loop serving requests meanwhile is not held up."""
+    report = diff_programs(old_program_ir, new_program_ir)
+    if store is not None:
+        contacts: list[JSON] = []
+
+        def keep(entry: JSON) -> None:
+            if max_contacts is None or len(contacts) < max_contacts:
+                contacts.append(entry)
+
+        until = time.time() if now is None else now
+        summary = await replay(old_program_ir, new_program_ir, store, until, keep)
+        report["replay"] = {**summary, "contacts": contacts}
+    return report
+
+
+async def replay(
+    old_ir: JSON, new_ir: JSON, store: SqlStore, until: float, on_contact: Callable[[JSON], None]
+) -> JSON:
+    """Replay every contact of `store`; `on_contact` hears about each one that differs (in
+    contact id order); returns the counts."""
+    replayer = _Replayer(old_ir, new_ir, until)
+    summary: JSON = {
+        "until": format_time(until),
+        "contacts": 0,
+        "events": 0,
+        "unprocessed_events": 0,
+        "failed_events": 0,
+        "differ": 0,
+        "changed_by_edit": 0,
+        "ledger_not_old": 0,
+        "errors": 0,
+    }
+    batch: list[tuple[str, list[tuple[int, float, str, int]], list[str]]] = []
+
+    async def flush() -> None:
+        entries = await asyncio.to_thread(replayer.batch, batch, summary)
+        batch.clear()
+        for entry in entries:
+            on_contact(entry)
+
+    async for history in store.histories(BATCH):
+        batch.append(history)
+        if len(batch) >= BATCH:
+            await flush()
+    if batch:
+        await flush()
+    return summary
+
+
+class _Replayer:
+    def __init__(self, old_ir: JSON, new_ir: JSON, until: float) -> None:
+        self.old = (Engine(old_ir), old_ir.get("event_types") or {})
+        self.new = (Engine(new_ir), new_ir.get("event_types") or {})
+        self.until = until
+
+    def batch(
+        self,
+        histories: list[tuple[str, list[tuple[int, float, str, int]], list[str]]],
+        summary: JSON,
+    ) -> list[JSON]:
+        out = []
+        for contact, events, ledger in histories:
+            entry = self.contact(contact, events, ledger, summary)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def contact(
+        self,
+        contact: str,
+        events: list[tuple[int, float, str, int]],
+        ledger: list[str],
+        summary: JSON,
+    ) -> JSON | None:
+        """The contact's entry of the report, None when its replay equals its ledger."""
+        summary["contacts"] += 1
+        rows = []
+        for row in events:
+            if row[3] == 0:
+                rows.append(row)
+            elif row[3] == 1:
+                summary["unprocessed_events"] += 1
+            else:
+                summary["failed_events"] += 1
+        summary["events"] += len(rows)
+        kept = [_normal(body) for body in ledger]
+        try:
+            old = self.run(self.old, contact, rows)
+        except Exception as exc:  # the engine failed on this history: say so, go on
+            return self.failed(contact, "old", exc, summary)
+        try:
+            new = self.run(self.new, contact, rows)
+        except Exception as exc:
+            return self.failed(contact, "new", exc, summary)
+        ledger_only, replay_only = _differ(kept, new)
+        edit = Counter(old) != Counter(new)
+        old_ledger_only, old_replay_only = _differ(kept, old)
+        drift = bool(old_ledger_only or old_replay_only)
+        summary["changed_by_edit"] += edit
+        summary["ledger_not_old"] += drift
+        if not (ledger_only or replay_only):
+            return None
+        summary["differ"] += 1
+        entry: JSON = {
+            "contact": contact,
+            "ledger_only": ledger_only,
+            "replay_only": replay_only,
+            "edit": edit,
+            "old_replay_matches_ledger": not drift,
+        }
+        if drift:
+            entry["old_replay"] = {"ledger_only": old_ledger_only, "replay_only": old_replay_only}
+            if edit:
+                old_only, new_only = _differ(old, new)
+                entry["edit_only"] = {"old_only": old_only, "new_only": new_only}
+        return entry
+
+    def run(self, version: tuple[Engine, JSON], contact: str, rows: list[Any]) -> list[str]:
+        """The effect lines of one contact's history run through one version."""
+        engine, types = version
+        timeline = []
+        for event_id, t, body, _ in rows:
+            data = orjson.loads(body)
+            timeline.append(
+                Event(t, event_id, contact, data.get("n"), data.get("p") or {}, data.get("tr"))
+            )
+        apply_declared_types(timeline, types)
+        steps: list[Any] = []
+        if timeline:
+            run_contact(engine, Contact(contact), 0, timeline, self.until, steps)
+        return [_encode(public(effect)).decode() for step in steps for effect in step[4]]
+
+    def failed(self, contact: str, which: str, exc: Exception, summary: JSON) -> JSON:
+        summary["errors"] += 1
+        return {
+            "contact": contact,
+            "error": f"the {which} version's replay failed: {type(exc).__name__}: {exc}",
+        }
+
+
+def _normal(body: str) -> str:
+    return _encode(_decode(body)).decode()
+
+
+def _differ(before: list[str], after: list[str]) -> tuple[list[str], list[str]]:
+    """(lines only in `before`, lines only in `after`), as multisets, each in its order."""
+    surplus = Counter(before)
+    surplus.subtract(after)
+    gone = _take(before, surplus)
+    surplus = Counter(after)
+    surplus.subtract(before)
+    return gone, _take(after, surplus)
+
+
+def _take(lines: list[str], surplus: Counter[str]) -> list[str]:
+    out = []
+    for line in lines:
+        if surplus[line] > 0:
+            surplus[line] -= 1
+            out.append(line)
+    return out
+
+
+# ---------------------------------------------------------------------- text
+
+
+def replay_summary_text(summary: JSON) -> str:
+    s = summary
+    skipped = []
+    if s["unprocessed_events"]:
+        skipped.append(f"{s['unprocessed_events']} not yet processed")
+    if s["failed_events"]:
+        skipped.append(f"{s['failed_events']} the engine failed on")
+    left = f"; left out: {', '.join(skipped)}" if skipped else ""
+    lines = [
+        f"replayed {s['events']} events of {s['contacts']} contacts to {s['until']}{left}",
+        f"  {s['differ']} contacts' effects differ from the ledger;"
+        f" {s['changed_by_edit']} changed by the edit",
+    ]
+    if s["ledger_not_old"]:
+        lines.append(
+            f"  the ledger of {s['ledger_not_old']} contacts differs from the old version's replay"
+            " too: it holds effects of earlier versions or of late events, not this edit's"
+        )
+    if s["errors"]:
+        lines.append(f"  {s['errors']} contacts could not be replayed")
+    return "\n".join(lines)
+
+
+def contact_text(entry: JSON) -> str:
+    contact = entry["contact"]
+    if "error" in entry:
+        return f"contact {contact}: {entry['error']}"
+    if entry["edit"] and entry["old_replay_matches_ledger"]:
+        head = f"contact {contact}: the edit changes its effects"
+    elif entry["edit"]:
+        head = (
+            f"contact {contact}: the edit changes its effects, and its ledger differs from the"
+            " old version's replay too (effects of earlier versions or late events), so not"
+            " every line is the edit's"
+        )
+    else:
+        head = (
+            f"contact {contact}: differs from the ledger, but the old version's replay differs"
+            " the same way (effects of earlier versions or late events): not this edit"
+        )
+    lines = [head]
+    lines += [f"  - {_line(body)}" for body in entry["ledger_only"]]
+    lines += [f"  + {_line(body)}" for body in entry["replay_only"]]
+    edit_only = entry.get("edit_only")
+    if edit_only:
+        lines.append("  the edit alone (old version's replay -> new version's):")
+        lines += [f"    - {_line(body)}" for body in edit_only["old_only"]]
+        lines += [f"    + {_line(body)}" for body in edit_only["new_only"]]
+    return "\n".join(lines)
+
+
+def _line(body: str) -> str:
+    return effect_text(orjson.loads(body))
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def run_diff(old_path: str, new_path: str, fmt: str, store_url: str | None) -> int:
+    """`leadlang diff`: 0 nothing differs, 1 something does, 2 a broken script or store."""
+    from leadlang.interpreter.compile import compile_program
+
+    programs = [_checked(path) for path in (old_path, new_path)]
+    if any(program is None for program in programs):
+        return 2
+    irs = []
+    for program in programs:
+        assert program is not None
+        program_ir = compile_program(program)
+        # (as serve keeps them: the declared property types, applied to stored events)
+        program_ir["event_types"] = {n: dict(p) for n, p in program.event_params.items()}
+        irs.append(program_ir)
+    try:
+        return asyncio.run(_diff(irs[0], irs[1], fmt, store_url))
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+
+
+async def _diff(old_ir: JSON, new_ir: JSON, fmt: str, store_url: str | None) -> int:
+    store = await open_store(store_url) if store_url is not None else None
+    try:
+        if fmt == "json":
+            report = await diff_report(old_ir, new_ir, store, max_contacts=None)
+            sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+            replayed = report.get("replay") or {}
+            differ = replayed.get("differ", 0) or replayed.get("errors", 0)
+            return 1 if report["changed"] or differ else 0
+        report = diff_programs(old_ir, new_ir)
+        click.echo(format_text(report))
+        if store is None:
+            return 1 if report["changed"] else 0
+        click.echo()
+
+        def show(entry: JSON) -> None:
+            click.echo(contact_text(entry))
+
+        summary = await replay(old_ir, new_ir, store, time.time(), show)
+        click.echo(replay_summary_text(summary))
+        return 1 if report["changed"] or summary["differ"] or summary["errors"] else 0
+    finally:
+        if store is not None:
+            await store.close()
+
+
+def _checked(path: str) -> Any:
+    """The checked program at `path`, or None after printing why it cannot be had."""
+    from leadlang.diagnostics import render
+    from leadlang.interpreter.check import check_paths
+
+    result = check_paths([path])
+    if result.usage_error:
+        click.echo(f"error: {result.usage_error}", err=True)
+        return None
+    if any(d.is_error for d in result.diagnostics):
+        output = render(result.diagnostics, result.sources, "full")
+        click.echo(output, err=True, nl=not output.endswith("\n"))
+        return None
+    if result.program is None:
+        click.echo(f"error: `{path}` holds several programs (one folder each): name one", err=True)
+        return None
+    return result.program
