@@ -179,7 +179,8 @@ def simulate(
 def diff(old_path: str, new_path: str, fmt: str, db: str | None, config_path: str | None) -> None:
     """Compare two versions of a program: flows and steps added, removed and changed (by step
     id); with --db or --config, the effects each contact of the store would get from the new
-    version that differ from its ledger. Exit code 0: no difference, 1: differences, 2: trouble.
+    version that differ from its ledger. Exit code 0: the programs are the same, 1: they
+    differ, 2: a script is broken or the store cannot be read.
     """
     from leadlang.runtime.diff import run_diff
     from leadlang.runtime.serve_cli import config_or_exit
