@@ -78,8 +78,8 @@ async def replay(
     replayer = _Replayer(old_ir, new_ir, until)
     summary: JSON = {
         "until": format_time(until),
-        "contacts": 0,
-        "events": 0,
+        "replayed_contacts": 0,
+        "replayed_events": 0,
         "unprocessed_events": 0,
         "failed_events": 0,
         "differ": 0,
@@ -130,7 +130,7 @@ class _Replayer:
         summary: JSON,
     ) -> JSON | None:
         """The contact's entry of the report, None when its replay equals its ledger."""
-        summary["contacts"] += 1
+        summary["replayed_contacts"] += 1
         rows = []
         for row in events:
             if row[3] == 0:
@@ -139,7 +139,7 @@ class _Replayer:
                 summary["unprocessed_events"] += 1
             else:
                 summary["failed_events"] += 1
-        summary["events"] += len(rows)
+        summary["replayed_events"] += len(rows)
         kept = [_normal(body) for body in ledger]
         try:
             old = self.run(self.old, contact, rows)
@@ -230,7 +230,8 @@ def replay_summary_text(summary: JSON) -> str:
         skipped.append(f"{s['failed_events']} the engine failed on")
     left = f"; left out: {', '.join(skipped)}" if skipped else ""
     lines = [
-        f"replayed {_count(s['events'], 'event')} of {_count(s['contacts'], 'contact')}"
+        f"replayed {_count(s['replayed_events'], 'event')}"
+        f" of {_count(s['replayed_contacts'], 'contact')}"
         f" to {s['until']}{left}:",
         f"  the edit changes the effects of {_count(s['changed_by_edit'], 'contact')};"
         f" the replay differs from the ledger for {_count(s['differ'], 'contact')}",
