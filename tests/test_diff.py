@@ -15,6 +15,7 @@ from leadlang.cli import main
 from leadlang.diff import diff_programs, format_text
 from leadlang.interpreter.check import check_paths
 from leadlang.interpreter.compile import compile_program
+from leadlang.runtime.diff import in_flight
 
 WriteFiles = Callable[[dict[str, str]], Path]
 
@@ -226,6 +227,32 @@ def test_a_moved_one_line_flow_is_named_after_its_new_line(write_files: WriteFil
     statuses = {f["flow"]: (f["status"], f.get("same_as")) for f in report["flows"]}
     assert statuses == {"card:5": ("added", "card:4"), "card:4": ("removed", None)}
     assert "same steps as removed flow `card:4`" in format_text(report)
+
+
+def test_contacts_inside_a_changed_flow_meet_its_edits_policy(write_files: WriteFiles) -> None:
+    migrating = NEW.replace("  reenter always\n", "  reenter always\n  edits migrate\n")
+    root = write_files({"old/shop.lead": OLD, "new/shop.lead": NEW, "mig/shop.lead": migrating})
+    old = program_ir(root / "old")
+    where = {"welcome": {"s4": 1, "s2": 3, "s1": 2}, "winback": {"s0": 5}, "legacy": {"s0": 1}}
+    for folder, policy in (("new", "keep"), ("mig", "migrate")):
+        new = program_ir(root / folder)
+        entries = in_flight(diff_programs(old, new), where, new)
+        assert [(e["flow"], e["step"], e["contacts"], e["edits"]) for e in entries] == [
+            ("welcome", "s1", 2, policy),
+            ("welcome", "s2", 3, policy),
+            ("welcome", "s4", 1, policy),
+            ("legacy", "s0", 1, None),  # (winback did not change: its contacts go on as they are)
+        ]
+        outcomes = [e["outcome"] for e in entries]
+        if policy == "keep":
+            assert outcomes[:3] == ["they finish on the old version (edits keep)"] * 3
+        else:
+            assert outcomes[:3] == [
+                "they move to the new version at this same step (edits migrate)",
+                "they move to the new version at this step, now `wait 2d` (edits migrate)",
+                "their step is gone: they finish on the old version (edits migrate)",
+            ]
+        assert outcomes[3] == "the flow is removed"
 
 
 # ---------------------------------------------------------------------- the command

@@ -65,6 +65,7 @@ flow vip:
 
 CHANGED = {"bob", "cat", "eve"}  # a pro, a team, a big order
 UNCHANGED = {"ann", "dan", "fay"}  # basic plans, small orders
+WAITING = "hal"  # signed up minutes ago: at `wait 1h` (s2), nothing differs yet
 EARLIER = "gus"  # welcomed under V0
 
 
@@ -108,6 +109,7 @@ def build_store(root: Path, db: str | None) -> str:
         order("eve", 500, now - 86000),
         signed_up("fay", "basic", now - 85900),
         order("fay", 20, now - 85800),
+        signed_up(WAITING, "team", now - 600),
     ]
     return serve(root, root / "v1", batch, db)
 
@@ -152,9 +154,18 @@ def check_replay(replay: dict[str, Any]) -> None:
     assert gus["old_replay"]["ledger_only"] == gus["ledger_only"]
     assert replay["contacts"] == sorted(replay["contacts"], key=lambda e: e["contact"])
     counts = [replay[k] for k in ("replayed_contacts", "replayed_events", "differ")]
-    assert counts == [7, 8, 4]
+    assert counts == [8, 9, 4]
     assert replay["changed_by_edit"] == 3
     assert (replay["ledger_not_old"], replay["errors"], replay["unprocessed_events"]) == (1, 0, 0)
+    assert replay["in_flight"] == [
+        {
+            "flow": "welcome",
+            "step": "s2",
+            "contacts": 1,
+            "edits": "keep",
+            "outcome": "they finish on the old version (edits keep)",
+        }
+    ]
 
 
 @pytest.mark.timeout(180)
@@ -186,6 +197,10 @@ def test_the_text_report_tells_the_edit_from_earlier_versions(store: tuple[Path,
     assert "  + " in text and "tag=early" in text
     assert "the edit changes the effects of 3 contacts" in text
     assert "the ledger of 1 contact differs from the old version's replay too" in text
+    assert text.endswith(
+        "contacts inside the changed flows now (where the old version's replay leaves them):\n"
+        "  welcome s2: 1 contact; they finish on the old version (edits keep)\n"
+    )
 
 
 @pytest.mark.timeout(180)

@@ -28,7 +28,7 @@ import click
 import msgspec
 import orjson
 
-from leadlang.diff import diff_programs, format_text
+from leadlang.diff import diff_programs, format_text, step_order
 from leadlang.runtime.effects import format_text as effect_text
 from leadlang.runtime.effects import format_time, public
 from leadlang.runtime.engine import Engine, Event
@@ -66,6 +66,7 @@ async def diff_report(
 
         until = time.time() if now is None else now
         summary = await replay(old_program_ir, new_program_ir, store, until, keep)
+        summary["in_flight"] = in_flight(report, summary["in_flight"], new_program_ir)
         report["replay"] = {**summary, "contacts": contacts}
     return report
 
@@ -86,6 +87,9 @@ async def replay(
         "changed_by_edit": 0,
         "ledger_not_old": 0,
         "errors": 0,
+        # where the old version's replay leaves contacts now, {flow: {step id: contacts}}: the
+        # enrollments an edit meets (see `in_flight`)
+        "in_flight": {},
     }
     batch: list[tuple[str, list[tuple[int, float, str, int]], list[str]]] = []
 
@@ -142,7 +146,7 @@ class _Replayer:
         summary["replayed_events"] += len(rows)
         kept = [_normal(body) for body in ledger]
         try:
-            old = self.run(self.old, contact, rows)
+            old = self.run(self.old, contact, rows, summary["in_flight"])
         except Exception as exc:  # the engine failed on this history: say so, go on
             return self.failed(contact, "old", exc, summary)
         try:
@@ -172,8 +176,11 @@ class _Replayer:
                 entry["edit_only"] = {"old_only": old_only, "new_only": new_only}
         return entry
 
-    def run(self, version: tuple[Engine, JSON], contact: str, rows: list[Any]) -> list[str]:
-        """The effect lines of one contact's history run through one version."""
+    def run(
+        self, version: tuple[Engine, JSON], contact: str, rows: list[Any], where: JSON | None = None
+    ) -> list[str]:
+        """The effect lines of one contact's history run through one version (and, into
+        `where`, the steps its active enrollments are at in the end: {flow: {step: n}})."""
         engine, types = version
         timeline = []
         for event_id, t, body, _ in rows:
@@ -183,8 +190,14 @@ class _Replayer:
             )
         apply_declared_types(timeline, types)
         steps: list[Any] = []
+        state = Contact(contact)
         if timeline:
-            run_contact(engine, Contact(contact), 0, timeline, self.until, steps)
+            run_contact(engine, state, 0, timeline, self.until, steps)
+        if where is not None:
+            for enrollment in state.enrollments.values():
+                at = where.setdefault(enrollment.flow, {})
+                step = enrollment.state or "(entering)"
+                at[step] = at.get(step, 0) + 1
         return [_encode(public(effect)).decode() for step in steps for effect in step[4]]
 
     def failed(self, contact: str, which: str, exc: Exception, summary: JSON) -> JSON:
@@ -193,6 +206,37 @@ class _Replayer:
             "contact": contact,
             "error": f"the {which} version's replay failed: {type(exc).__name__}: {exc}",
         }
+
+
+def in_flight(report: JSON, where: JSON, new_ir: JSON) -> list[JSON]:
+    """What the edit means for the contacts inside a changed flow now, step by step, as each
+    flow's `edits` policy in the new version says: `keep` (they finish on the old version),
+    `migrate` (they move to the new version at the step of the same id, or keep when it is
+    gone). Removed flows: their contacts are listed, what becomes of them is reload's."""
+    policies = {flow["name"]: flow.get("edits", "keep") for flow in new_ir["flows"]}
+    out = []
+    for flow in report["flows"]:
+        name, status = flow["flow"], flow["status"]
+        if status in ("added", "unchanged") or name not in where:
+            continue
+        changed = {step["id"]: step["new"] for step in flow["steps"]["changed"]}
+        removed = {step["id"] for step in flow["steps"]["removed"]}
+        policy = policies.get(name)
+        for step, count in sorted(where[name].items(), key=lambda item: step_order(item[0])):
+            if status == "removed":
+                outcome = "the flow is removed"
+            elif policy == "keep":
+                outcome = "they finish on the old version (edits keep)"
+            elif step in removed:
+                outcome = "their step is gone: they finish on the old version (edits migrate)"
+            elif step in changed:
+                outcome = f"they move to the new version at this step, now `{changed[step]}`"
+                outcome += " (edits migrate)"
+            else:
+                outcome = "they move to the new version at this same step (edits migrate)"
+            entry = {"flow": name, "step": step, "contacts": count, "edits": policy}
+            out.append({**entry, "outcome": outcome})
+    return out
 
 
 def _normal(body: str) -> str:
@@ -332,6 +376,16 @@ async def _diff(old_ir: JSON, new_ir: JSON, fmt: str, store_url: str | None) -> 
 
         summary = await replay(old_ir, new_ir, store, time.time(), show)
         click.echo(replay_summary_text(summary))
+        waiting = in_flight(report, summary["in_flight"], new_ir)
+        if waiting:
+            click.echo(
+                "contacts inside the changed flows now (where the old version's replay leaves them):"
+            )
+        for entry in waiting:
+            click.echo(
+                f"  {entry['flow']} {entry['step']}: {_count(entry['contacts'], 'contact')};"
+                f" {entry['outcome']}"
+            )
         return 1 if report["changed"] else 0
     finally:
         if store is not None:
