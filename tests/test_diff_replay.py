@@ -94,14 +94,14 @@ def serve(workdir: Path, script: Path, batch: list[dict[str, Any]], db: str | No
     return daemon.db
 
 
-def build_store(root: Path, db: str | None) -> str:
-    """gus welcomed under V0; then the others under V1 (a day or two ago: every timer due)."""
+def write_versions(root: Path) -> None:
     for name, text in (("v0", V0), ("v1", V1), ("v2", V2)):
         (root / name).mkdir()
         (root / name / "shop.lead").write_text(text, encoding="utf-8")
-    now = time.time()
-    db = serve(root, root / "v0", [signed_up(EARLIER, "basic", now - 2 * 86400)], db)
-    batch = [
+
+
+def v1_batch(now: float) -> list[dict[str, Any]]:
+    return [
         signed_up("ann", "basic", now - 86400),
         signed_up("bob", "pro", now - 86300),
         signed_up("cat", "team", now - 86200),
@@ -111,7 +111,14 @@ def build_store(root: Path, db: str | None) -> str:
         order("fay", 20, now - 85800),
         signed_up(WAITING, "team", now - 600),
     ]
-    return serve(root, root / "v1", batch, db)
+
+
+def build_store(root: Path, db: str | None) -> str:
+    """gus welcomed under V0; then the others under V1 (a day or two ago: every timer due)."""
+    write_versions(root)
+    now = time.time()
+    db = serve(root, root / "v0", [signed_up(EARLIER, "basic", now - 2 * 86400)], db)
+    return serve(root, root / "v1", v1_batch(now), db)
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +247,27 @@ def test_diff_report_for_a_dry_run_reload(store: tuple[Path, str]) -> None:
     # without a store: the flows and steps only
     alone = asyncio.run(diff_report(program_ir(root / "v1"), program_ir(root / "v2")))
     assert "replay" not in alone and alone["changed"] is True
+
+
+@pytest.mark.timeout(180)
+def test_diff_next_to_a_running_daemon(tmp_path: Path) -> None:
+    """What a dry-run reload does: read the store while the daemon that owns it runs."""
+    write_versions(tmp_path)
+    daemon = Daemon(tmp_path, [str(tmp_path / "v1")]).start()
+    try:
+        assert daemon.post("/v1/batch", {"batch": v1_batch(time.time())}).status_code == 200
+        daemon.wait_idle()
+        result = leadlang(tmp_path, "diff", "v1", "v2", "--db", daemon.db, "--format", "json")
+        assert result.returncode == 1, result.stderr
+        replay = orjson.loads(result.stdout)["replay"]
+        assert {e["contact"] for e in replay["contacts"]} == CHANGED
+        assert all(e["old_replay_matches_ledger"] for e in replay["contacts"])
+        # the daemon goes on taking events
+        more = [order("ivy", 900, time.time() - 60)]
+        assert daemon.post("/v1/batch", {"batch": more}).status_code == 200
+        daemon.wait_idle()
+    finally:
+        assert daemon.stop() == 0
 
 
 @pytest.mark.timeout(240)
