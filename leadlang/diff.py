@@ -14,7 +14,6 @@ segment or trait type that the code inlines).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,8 @@ def _flow(old: JSON | None, new: JSON | None) -> JSON:
         entry["status"] = "added" if old is None else "removed"
         flow = new or old or {}
         entry["header"] = _header(None, flow) if old is None else _header(flow, None)
-        states = [_step(sid, state) for sid, state in flow["states"].items()]
+        ids = sorted(flow["states"], key=lambda sid: step_order(sid, flow["states"]))
+        states = [_step(sid, flow["states"][sid]) for sid in ids]
         entry["steps"] = {
             "added": states if old is None else [],
             "removed": states if new is None else [],
@@ -75,13 +75,15 @@ def _flow(old: JSON | None, new: JSON | None) -> JSON:
         }
         return entry
     entry["header"] = _header(old, new)
-    added = [_step(sid, s) for sid, s in new["states"].items() if sid not in old["states"]]
-    removed = [_step(sid, s) for sid, s in old["states"].items() if sid not in new["states"]]
+    both = {**old["states"], **new["states"]}
+    ids = sorted(both, key=lambda sid: step_order(sid, both))
+    added = [_step(sid, new["states"][sid]) for sid in ids if sid not in old["states"]]
+    removed = [_step(sid, old["states"][sid]) for sid in ids if sid not in new["states"]]
     changed = []
-    for sid, state in new["states"].items():
-        before = old["states"].get(sid)
-        if before is not None and ir.canonical(before) != ir.canonical(state):
-            changed.append(_changed_step(sid, before, state))
+    for sid in ids:
+        before, after = old["states"].get(sid), new["states"].get(sid)
+        if before is not None and after is not None and ir.canonical(before) != ir.canonical(after):
+            changed.append(_changed_step(sid, before, after))
     entry["steps"] = {"added": added, "removed": removed, "changed": changed}
     if old["version"] == new["version"] and not entry["header"] and not (added or removed):
         entry["status"] = "unchanged"
@@ -89,11 +91,25 @@ def _flow(old: JSON | None, new: JSON | None) -> JSON:
 
 
 def _step(sid: str, state: JSON) -> JSON:
-    return {"id": sid, "step": state_label(state)}
+    return {"id": sid, "step": step_text(state)}
+
+
+def step_text(state: JSON) -> str:
+    """A step in the language's words: the graph's labels, with the conditions of an `if`
+    and the arms of a `split` (a diagram puts those on its edges)."""
+    if state["kind"] == "branch":
+        cases = [_expr_text(case["cond"]) for case in state["cases"]]
+        return "if " + "; elif ".join(cases)
+    if state["kind"] == "split":
+        arms = ", ".join(
+            f"{arm['name']} {_shown('percent', arm['percent'])}" for arm in state["arms"]
+        )
+        return f"{state_label(state)}: {arms}"
+    return state_label(state)
 
 
 def _changed_step(sid: str, old: JSON, new: JSON) -> JSON:
-    entry: JSON = {"id": sid, "old": state_label(old), "new": state_label(new)}
+    entry: JSON = {"id": sid, "old": step_text(old), "new": step_text(new)}
     if old["kind"] != new["kind"]:
         changes = [{"field": "step", "old": entry["old"], "new": entry["new"]}]
         if old["next"] != new["next"]:
@@ -249,7 +265,7 @@ def _program(old: JSON, new: JSON) -> list[JSON]:
     out += _named("message", old["messages"], new["messages"], _message_changes)
     out += _named("segment", old["segments"], new["segments"], _expr_changes)
     out += _named("metric", old["metrics"], new["metrics"], _expr_changes)
-    out += _named("trait", old["traits"], new["traits"], lambda a, b: ["default"])
+    out += _named("trait", old["traits"], new["traits"], _default_changes)
     if ir.canonical(old["score"]) != ir.canonical(new["score"]):
         parts = [
             k
@@ -278,6 +294,10 @@ def _named(kind: str, old: JSON, new: JSON, fields: Any) -> list[JSON]:
         if changed:
             out.append({"kind": kind, "name": name, "status": "changed", "fields": changed})
     return out
+
+
+def _default_changes(old: Any, new: Any) -> list[str]:
+    return [] if ir.canonical(old) == ir.canonical(new) else ["default"]
 
 
 def _expr_changes(old: JSON, new: JSON) -> list[str]:
@@ -346,6 +366,7 @@ def format_text(report: JSON) -> str:
         rows = [("+", step, "  (new step)") for step in steps["added"]]
         rows += [("-", step, "  (step removed)") for step in steps["removed"]]
         rows += [("~", step, "") for step in steps["changed"]]
+        # (each list is in written order; merged, split arms of removed steps go by name)
         for sign, step, note in sorted(rows, key=lambda row: step_order(row[1]["id"])):
             if sign != "~":
                 lines.append(f"  {sign} {step['id']:<12} {step['step']}{note}")
@@ -378,9 +399,34 @@ def _header_lines(change: JSON, status: str) -> list[str]:
     return [f"  ~ {clause} {change['old']} -> {change['new']}  (header)"]
 
 
-def step_order(sid: str) -> list[Any]:
-    """`s2` before `s10`, and a branch's steps right after the step they belong to."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", sid)]
+def step_order(sid: str, states: JSON | None = None) -> list[Any]:
+    """The order steps are written in: `s2` before `s10`, and the steps inside a step right
+    after it, block by block in their written order (`then`, `elif1`, ..., `else`; split
+    arms as declared), as far as `states` (the flow's, old and new merged) tell."""
+    parts = sid.split(".")
+    key: list[Any] = [_number(parts[0][1:])]
+    for i in range(1, len(parts) - 1, 2):
+        parent = ".".join(parts[:i])
+        labels = _block_labels((states or {}).get(parent))
+        label = parts[i]
+        key += [labels.index(label) if label in labels else len(labels), label]
+        key.append(_number(parts[i + 1]))
+    return key
+
+
+def _number(text: str) -> int:
+    return int(text) if text.isdigit() else -1
+
+
+def _block_labels(state: JSON | None) -> list[str]:
+    """The labels of a state's blocks, in written order."""
+    if state is None:
+        return ["then"] + [f"elif{i}" for i in range(1, 100)] + ["else"]
+    if state["kind"] == "branch":
+        return ["then"] + [f"elif{i}" for i in range(1, len(state["cases"]))] + ["else"]
+    if state["kind"] == "split":
+        return [arm["name"] for arm in state["arms"]]
+    return ["else"]
 
 
 def _change_text(change: JSON) -> str:
