@@ -75,8 +75,9 @@ async def replay(
     old_ir: JSON, new_ir: JSON, store: SqlStore, until: float, on_contact: Callable[[JSON], None]
 ) -> JSON:
     """Replay every contact of `store`; `on_contact` hears about each one that differs (in
-    contact id order); returns the counts."""
-    replayer = _Replayer(old_ir, new_ir, until)
+    contact id order); returns the counts, and `in_flight` as {flow: {step id: contacts}}
+    (`in_flight()` says what the edit does to them)."""
+    replayer = await asyncio.to_thread(_Replayer, old_ir, new_ir, until)  # (compiles both)
     summary: JSON = {
         "until": format_time(until),
         "replayed_contacts": 0,
@@ -87,9 +88,7 @@ async def replay(
         "changed_by_edit": 0,
         "ledger_not_old": 0,
         "errors": 0,
-        # where the old version's replay leaves contacts now, {flow: {step id: contacts}}: the
-        # enrollments an edit meets (see `in_flight`)
-        "in_flight": {},
+        "in_flight": {},  # where the old version's replay leaves contacts: what an edit meets
     }
     batch: list[tuple[str, list[tuple[int, float, str, int]], list[str]]] = []
 
