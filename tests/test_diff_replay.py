@@ -276,3 +276,25 @@ def test_the_replay_on_postgresql(tmp_path: Path, postgres_db: str) -> None:
     result = leadlang(tmp_path, "diff", "v1", "v2", "--db", db, "--format", "json")
     assert result.returncode == 1, result.stderr
     check_replay(orjson.loads(result.stdout)["replay"])
+
+
+@pytest.mark.timeout(180)
+def test_an_edit_that_also_changes_a_contact_with_an_older_ledger(store: tuple[Path, str]) -> None:
+    """gus's ledger is V0's; an edit of V1 that changes gus too: the lines against the
+    ledger, and the edit's own lines (old replay -> new replay) beside them."""
+    root, db = store
+    (root / "v3").mkdir(exist_ok=True)
+    (root / "v3" / "shop.lead").write_text(V1 + '  tag "welcomed"\n', encoding="utf-8")
+    result = leadlang(root, "diff", "v1", "v3", "--db", db, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    gus = next(
+        e for e in orjson.loads(result.stdout)["replay"]["contacts"] if e["contact"] == "gus"
+    )
+    assert gus["edit"] is True and gus["old_replay_matches_ledger"] is False
+    assert [effect(b) for b in gus["ledger_only"]] == [("tag", "welcome", "early")]
+    assert [effect(b) for b in gus["replay_only"]] == [("tag", "welcome", "welcomed")]
+    assert gus["edit_only"]["old_only"] == []
+    assert [effect(b) for b in gus["edit_only"]["new_only"]] == [("tag", "welcome", "welcomed")]
+    text = leadlang(root, "diff", "v1", "v3", "--db", db).stdout
+    assert "contact gus: the edit changes its effects, and its ledger differs" in text
+    assert "  the edit alone (old version's replay -> new version's):\n    + " in text
