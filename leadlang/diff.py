@@ -333,7 +333,7 @@ def _field_content(message: JSON, key: str) -> Any:
 
 
 def short(version: str | None) -> str:
-    return "-" if version is None else version[:7]
+    return "-" if version is None else version[:12]  # as serve prints it
 
 
 def format_text(report: JSON) -> str:

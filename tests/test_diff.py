@@ -163,7 +163,7 @@ def test_the_text_report_reads_step_by_step(
 ) -> None:
     old, new = versions
     text = format_text(diff_programs(old, new))
-    w_old, w_new = flow_version(old, "welcome")[:7], flow_version(new, "welcome")[:7]
+    w_old, w_new = flow_version(old, "welcome")[:12], flow_version(new, "welcome")[:12]
     assert text == (
         f"flow welcome: changed (version {w_old} -> {w_new})\n"
         "  + goal order_completed within 3d  (header)\n"
@@ -174,10 +174,10 @@ def test_the_text_report_reads_step_by_step(
         "      next: goes to the end of the flow (was s4)\n"
         "  + s3.then.0    send email reminder  (new step)\n"
         '  - s4           tag "welcomed"  (step removed)\n'
-        f"flow vip: added (version {flow_version(new, 'vip')[:7]})\n"
+        f"flow vip: added (version {flow_version(new, 'vip')[:12]})\n"
         "  + on order_completed where total > 100\n"
         '  + s0           tag "vip"\n'
-        f"flow legacy: removed (version {flow_version(old, 'legacy')[:7]})\n"
+        f"flow legacy: removed (version {flow_version(old, 'legacy')[:12]})\n"
         "  - on page_viewed\n"
         '  - s0           tag "seen"\n'
         "message reminder: changed (subject)\n"
