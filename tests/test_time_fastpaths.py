@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from leadlang.limits import LAST_INSTANT
 from leadlang.runtime import effects, policy
 from leadlang.runtime.effects import format_time
 from leadlang.runtime.policy import DeliveryPolicy
@@ -301,7 +302,17 @@ def test_quiet_decision_through_the_settings_zone(
     name, t = zi
     pol = DeliveryPolicy({"timezone": name, "quiet_hours": [start, end]})
     for contact in (Contact("plain"), contact_in("Not/A_Zone")):
-        assert outcome(pol._quiet_end, contact, t) == outcome(ref_quiet_end, pol, contact, t)
+        assert _never_past_the_end(outcome(pol._quiet_end, contact, t)) == _never_past_the_end(
+            outcome(ref_quiet_end, pol, contact, t)
+        )
+
+
+def _never_past_the_end(result: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An end of quiet hours past the last representable instant never comes (the engine
+    schedules nothing there): any such instant is `inf`, whichever one was computed."""
+    if result[0] == "value" and result[1] is float and float(result[2]) > LAST_INSTANT:
+        return ("value", float, repr(math.inf))
+    return result
 
 
 # wait until a time of day
