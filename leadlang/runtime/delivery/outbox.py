@@ -8,6 +8,7 @@ there; retries, backoff and dead letters live in the worker, never in a driver.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -53,6 +54,9 @@ class Outcome:
         return cls(FAILED, error)
 
 
+OTHER_CHANNELS = "*"  # in `claim_outbox`'s rooms: every channel not named there
+
+
 class Driver(Protocol):
     """Delivers over one channel; idempotent by `delivery.key`."""
 
@@ -64,8 +68,12 @@ class Driver(Protocol):
 class OutboxStore(Protocol):
     """The store's outbox queries, as the worker needs them."""
 
-    async def claim_outbox(self, now: float, limit: int, lease: float) -> list[Delivery]:
-        """Pending rows with next_attempt <= now, or claimed rows whose lease expired.
+    async def claim_outbox(
+        self, now: float, limit: int, lease: float, rooms: Mapping[str, int] | None = None
+    ) -> list[Delivery]:
+        """Pending rows with next_attempt <= now, or claimed rows whose lease expired; with
+        `rooms`, at most that many of each channel named, and of all others together at most
+        `rooms[OTHER_CHANNELS]` (none without that key).
 
         Each claim sets a lease until now + lease so no other worker takes them meanwhile.
         """

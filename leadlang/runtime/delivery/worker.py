@@ -25,6 +25,7 @@ from typing import Any
 
 from leadlang.runtime.delivery.outbox import (
     FAILED,
+    OTHER_CHANNELS,
     RETRY,
     SENT,
     Delivery,
@@ -166,7 +167,11 @@ class OutboxWorker:
             if woken:
                 self._wake.set()
         now = self.clock()
-        rows = await self.store.claim_outbox(now, limit, self.lease)
+        # each channel claims only what it has room for: rows past a busy channel's backlog
+        # stay due in the outbox instead of being claimed and put back for later
+        rooms = {channel: self.backlog - self._held[channel] for channel in self.drivers}
+        rooms[OTHER_CHANNELS] = self.batch_size  # (no driver: they are dead at once)
+        rows = await self.store.claim_outbox(now, limit, self.lease, rooms)
         tasks: list[asyncio.Task[None]] = []
         for delivery in rows:
             if delivery.key in self._in_flight:

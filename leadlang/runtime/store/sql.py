@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from leadlang.runtime.delivery.outbox import Delivery
+from leadlang.runtime.delivery.outbox import OTHER_CHANNELS, Delivery
 from leadlang.runtime.store import schema as s
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -431,24 +431,36 @@ class SqlStore:
 
     # ------------------------------------------------------------------ outbox
 
-    async def claim_outbox(self, now: float, limit: int, lease: float) -> list[Delivery]:
+    async def claim_outbox(
+        self, now: float, limit: int, lease: float, rooms: Mapping[str, int] | None = None
+    ) -> list[Delivery]:
         o = s.outbox
-        async with self.write() as conn:
-            query = (
-                select(o)
-                .where(
-                    and_(
-                        o.c.status == "pending",
-                        o.c.next_attempt <= now,
-                        or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
-                    )
+        due = and_(
+            o.c.status == "pending",
+            o.c.next_attempt <= now,
+            or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
+        )
+        if rooms is None:
+            wanted: list[tuple[Any, int]] = [(due, limit)]
+        else:
+            named = [channel for channel in rooms if channel != OTHER_CHANNELS]
+            wanted = [
+                (
+                    and_(due, o.c.channel.not_in(named))
+                    if channel == OTHER_CHANNELS
+                    else and_(due, o.c.channel == channel),
+                    min(room, limit),
                 )
-                .order_by(o.c.next_attempt)
-                .limit(limit)
-            )
-            if not self.sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = (await conn.execute(query)).mappings().all()
+                for channel, room in rooms.items()
+                if room > 0
+            ]
+        async with self.write() as conn:
+            rows: list[Any] = []
+            for where, count in wanted:
+                query = select(o).where(where).order_by(o.c.next_attempt).limit(count)
+                if not self.sqlite:
+                    query = query.with_for_update(skip_locked=True)
+                rows += (await conn.execute(query)).mappings().all()
             if not rows:
                 return []
             await conn.execute(
