@@ -233,3 +233,75 @@ on morning then wait until 09:00 ; send b
         (e["at"], e["message"]) for e in _effects(tmp_path, script, events) if e["action"] == "send"
     ]
     assert sends == [("2025-01-16T13:00:00Z", "a"), ("2025-01-20T14:00:00Z", "b")]
+
+
+# Kills: `hour * 3601` or `minute * 61` in the local second of day (a window's edges move).
+def test_quiet_hours_start_inclusive_end_exclusive_to_the_second(tmp_path: Path) -> None:
+    script = (
+        MESSAGES
+        + """
+settings:
+  quiet hours 21:00 to 08:00
+
+on go then send a
+"""
+    )
+    moments = {
+        "before_start": "2025-01-15T20:59:59Z",  # sent at once
+        "at_start": "2025-01-15T21:00:00Z",  # inside: 08:00 the next day
+        "before_end": "2025-01-16T07:59:59Z",  # inside: 08:00 the same day
+        "at_end": "2025-01-16T08:00:00Z",  # outside: sent at once
+    }
+    events = [identify(u, "2025-01-01T00:00:00Z", email=f"{u}@x") for u in moments]
+    events += sorted(
+        (track(u, "go", at) for u, at in moments.items()), key=lambda e: e["timestamp"]
+    )
+    sends = {
+        e["contact"]: e["at"] for e in _effects(tmp_path, script, events) if e["action"] == "send"
+    }
+    assert sends == {
+        "before_start": "2025-01-15T20:59:59Z",
+        "at_start": "2025-01-16T08:00:00Z",
+        "before_end": "2025-01-16T08:00:00Z",
+        "at_end": "2025-01-16T08:00:00Z",
+    }
+
+
+# Kills: `<=` for `<` when `wait until` compares the candidate instant with now (now counts,
+# including the second 01:30 of the night New York's clocks fall back), and a datetime
+# target that is not waited for.
+def test_wait_until_at_the_very_instant_continues_now(tmp_path: Path) -> None:
+    script = (
+        MESSAGES
+        + """
+settings:
+  timezone "America/New_York"
+
+on nine then wait until 09:00 ; send a
+on half_past_one then wait until 01:30 ; send a
+on later then wait until 2025-03-01T12:00:00Z ; send b
+on past then wait until 2025-01-01T12:00:00Z ; send b
+"""
+    )
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+        track("u", "nine", "2025-01-15T14:00:00Z"),  # 09:00 EST exactly
+        track("u", "later", "2025-02-01T00:00:00Z"),
+        track("u", "past", "2025-02-01T00:00:00Z"),
+        # 05:30Z and 06:30Z on 2025-11-02 are the first (EDT) and second (EST) 01:30 of the night
+        identify("v", "2025-01-01T00:00:00Z", email="v@x"),
+        track("v", "half_past_one", "2025-11-02T05:30:00Z"),
+        track("u", "half_past_one", "2025-11-02T06:30:00Z"),
+    ]
+    sends = [
+        (e["at"], e["contact"], e["flow"])
+        for e in _effects(tmp_path, script, events)
+        if e["action"] == "send"
+    ]
+    assert sorted(sends) == [  # one-line flows are named FILESTEM:LINE
+        ("2025-01-15T14:00:00Z", "u", "main:13"),
+        ("2025-02-01T00:00:00Z", "u", "main:16"),
+        ("2025-03-01T12:00:00Z", "u", "main:15"),
+        ("2025-11-02T05:30:00Z", "v", "main:14"),
+        ("2025-11-02T06:30:00Z", "u", "main:14"),
+    ]
