@@ -12,6 +12,7 @@ import math
 import zoneinfo
 from datetime import UTC, datetime, time
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 import pendulum
@@ -368,3 +369,31 @@ def test_the_instant_cache_is_emptied_when_full(monkeypatch: pytest.MonkeyPatch)
             "Europe/Paris", "08:00", t
         )
         assert len(policy._INSTANTS) <= 2  # bounded memory, whatever the log
+
+
+def test_in_range_instants_never_fall_back_to_pendulum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standard-library path alone serves the instants of 1850-2045 around every DST
+    change (the pendulum fallback is for the ends of the calendar): a fast path that raised
+    and fell back would give the right answers, slowly."""
+
+    def no_fallback(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"fell back to pendulum for {args}")
+
+    monkeypatch.setattr(policy, "_instant_pendulum", no_fallback)
+    monkeypatch.setattr(
+        policy, "pendulum", SimpleNamespace(timezone=pendulum.timezone, from_timestamp=no_fallback)
+    )
+    monkeypatch.setattr(policy, "_INSTANTS", {})
+    window = (22 * 3600, 2 * 3600 + 30 * 60)  # ends inside spring-forward gaps and fall-back folds
+    pol = DeliveryPolicy({"timezone": "UTC", "quiet_hours": list(window)})
+    for name in ZONES:
+        contact = contact_in(name)
+        for base in transitions(name)[-12:]:
+            for offset in range(-6 * 3600, 6 * 3600 + 1, 3600):
+                t = float(base + offset)
+                assert pol._quiet_end(contact, t) == ref_quiet_end(window, name, t)
+                for sod in (3600 + 1800, 2 * 3600 + 1800):
+                    expected = ref_until_instant(name, time(sod // 3600, sod // 60 % 60), t)
+                    assert (
+                        pol.until_instant(contact, time(sod // 3600, sod // 60 % 60), t) == expected
+                    )
