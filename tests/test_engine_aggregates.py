@@ -98,3 +98,28 @@ def test_metrics_segments_and_now_read_the_documented_values(tmp_path: Path) -> 
         "w": {"spent_100", "no_basket", "no_recent_shop"},  # its shop order is 7 days old
         "x": {"spent_0", "no_basket", "no_recent_shop", "from_the_8th"},
     }
+
+
+def test_days_since_with_a_where_is_the_latest_matching_event(tmp_path: Path) -> None:
+    script = """
+event order(kind: text)
+metric web_days = days_since(order where kind == "web")
+metric gift_days = days_since(order where kind == "gift")
+
+flow probing:
+  on probe
+  if web_days == 4:
+    tag "web_4"
+  if gift_days == none:
+    tag "no_gift"
+"""
+    result = check_text(tmp_path, script)
+    assert result.program is not None, [d.message for d in result.diagnostics]
+    events = [
+        track("u", "order", "2025-01-01T00:00:00Z", kind="web"),
+        track("u", "order", "2025-01-02T00:00:00Z", kind="web"),  # the latest web order
+        track("u", "order", "2025-01-03T00:00:00Z", kind="shop"),
+        track("u", "probe", "2025-01-06T00:00:00Z"),
+    ]
+    tags = [e["tag"] for e in run(result.program, events) if e["action"] == "tag"]
+    assert tags == ["web_4", "no_gift"]

@@ -305,3 +305,33 @@ on past then wait until 2025-01-01T12:00:00Z ; send b
         ("2025-11-02T05:30:00Z", "v", "main:14"),
         ("2025-11-02T06:30:00Z", "u", "main:14"),
     ]
+
+
+# Kills: `<` for `<=` where statuses are compared with the send (the event that caused a send
+# did not arrive after it).
+def test_the_open_that_triggers_a_send_is_not_an_open_of_that_send(tmp_path: Path) -> None:
+    script = (
+        MESSAGES
+        + """
+flow first:
+  on go
+  send a
+
+flow again:
+  on message_opened where message == "a"
+  send a
+  if opened:
+    tag "opened_at_once"
+  wait 1d
+  if opened:
+    tag "opened_later"
+"""
+    )
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+        track("u", "go", "2025-01-01T00:00:00Z"),
+        track("u", "message_opened", "2025-01-01T01:00:00Z", message="a"),
+        track("u", "message_opened", "2025-01-01T02:00:00Z", message="a"),
+    ]
+    tags = [e["tag"] for e in _effects(tmp_path, script, events) if e["action"] == "tag"]
+    assert tags == ["opened_later"]
