@@ -759,6 +759,8 @@ def test_a_bad_duration_is_reported_once(tmp_path: Path) -> None:
     )
     codes = [d.code for d in check_paths([str(path)]).diagnostics]
     assert codes == ["S005"] * 4  # no "longer than zero" about the placeholder value
+
+
 def test_only_a_newline_ends_a_line(parse_text: ParseText) -> None:
     # U+2028 and U+001E are line breaks to `str.splitlines`, not to editors or to `Source`:
     # the error is on line 2, where the user sees it.
