@@ -18,6 +18,7 @@ metric spent = total(order.total within 7d)
 metric web_total = total(order.total where kind == "web")
 metric big_total = total(order.total where total >= min_order)
 metric basket = average(order.total where kind == "web")
+metric recent_basket = average(order.total within 7d)
 metric orders = count(order)
 segment big = spent >= 250
 
@@ -37,6 +38,8 @@ flow probing:
     tag "basket_75"
   if basket == none:
     tag "no_basket"
+  if recent_basket == 125:
+    tag "recent_basket_125"
   if orders == 4:
     tag "four_orders"
   if last(order).kind == "gift":
@@ -85,6 +88,7 @@ def test_metrics_segments_and_now_read_the_documented_values(tmp_path: Path) -> 
             "web_150",
             "big_300",
             "basket_75",
+            "recent_basket_125",
             "four_orders",
             "last_gift",
             "last_web_50",
