@@ -85,7 +85,7 @@ def test_a_split_that_misses_100_says_the_sum_and_the_fix(
     assert d.message == f"split `t` percents sum to {total}%, not 100%"
     assert d.help == (
         f"{advice} so every contact falls in exactly one arm "
-        "(percents are exact to 0.01%: for thirds write 33.34%, 33.33%, 33.33%)"
+        "(for thirds write 33.34%, 33.33%, 33.33%)"
     )
 
 
