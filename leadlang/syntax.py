@@ -113,7 +113,14 @@ class LeadIndenter(Indenter):
         if indent != self.indent_level[-1]:
             end = token.end_pos or 0
             at = Token(
-                "INDENT_AT", indent_str, end, token.end_line, 1, token.end_line, indent + 1, end
+                "INDENT_AT",
+                indent_str,
+                end - len(indent_str),  # the start of the line, which column 1 names
+                token.end_line,
+                1,
+                token.end_line,
+                indent + 1,
+                end,
             )
             raise SyntaxProblem(
                 "S004",
@@ -1043,7 +1050,7 @@ def _parse_recovering(
     (and the lines indented under it) and try again, so that every bad line is reported
     and the declaration still reaches the checker."""
     errors: list[Diagnostic] = []
-    lines = chunk.splitlines(keepends=True)
+    lines = _lines(chunk)
     skipped: set[int] = set()
     for _ in range(MAX_RECOVERIES_PER_DECLARATION):
         attempt = _parse_chunk(source, "".join(lines), line_offset, pos_offset)
@@ -1173,13 +1180,22 @@ def _tab_diagnostics(source: Source) -> list[Diagnostic]:
     return out
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of `text` with their ends, split at `\n` only, as `Source` counts lines
+    (`str.splitlines` also splits at U+000B, U+001E, U+2028 and others, which would shift
+    every later line number)."""
+    lines = text.split("\n")
+    last = lines.pop()
+    return [line + "\n" for line in lines] + ([last] if last else [])
+
+
 def _top_level_chunks(text: str) -> Iterator[tuple[int, int, str]]:
     """Split the file before each line that starts a top-level declaration.
 
     A line starts one when it begins at column 0 with something other than a comment and
     no bracket is open. Yields (lines before the chunk, offset of the chunk, chunk text).
     """
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     depth = 0
     start_line = 0
     start_pos = 0

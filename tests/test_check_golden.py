@@ -7,6 +7,10 @@ Helper files a case needs (e.g. the other half of a `use` cycle) live in `suppor
 After a deliberate change of the output, refresh the expected files and review the diff:
 
     LEADLANG_UPDATE_GOLDENS=1 pytest tests/test_check_golden.py
+
+A regenerating run never passes a rendering test (it would compare the output with itself):
+each one writes its file, then fails if the file changed and is skipped if not, with
+"regenerated: review the diff". Run the tests again without the variable to see them pass.
 """
 
 from __future__ import annotations
@@ -60,9 +64,33 @@ def test_rendering_matches_golden(code: str, fmt: str) -> None:
     output = render(result.diagnostics, result.sources, fmt, color=False)
     expected_path = ROOT / GOLDEN / f"{code}.{fmt}"
     if UPDATE:
-        expected_path.write_text(output, encoding="utf-8")
+        regenerate(expected_path, output)
     assert expected_path.exists(), f"run LEADLANG_UPDATE_GOLDENS=1 pytest to create {expected_path}"
     assert output == expected_path.read_text(encoding="utf-8")
+
+
+def regenerate(path: Path, output: str) -> None:
+    """Write `output` to `path`, then end the test without passing: a changed file fails, an
+    unchanged one is skipped, both saying "regenerated: review the diff"."""
+    before = path.read_text(encoding="utf-8") if path.exists() else None
+    path.write_text(output, encoding="utf-8")
+    if before != output:
+        pytest.fail(f"regenerated: review the diff of {path}", pytrace=False)
+    pytest.skip(f"regenerated: review the diff ({path} is unchanged)")
+
+
+def test_regenerating_never_passes(tmp_path: Path) -> None:
+    """With the update flag a rendering test writes its file and fails (changed) or is skipped
+    (unchanged): it never passes by comparing the output with itself."""
+    path = tmp_path / "CODE.full"
+    with pytest.raises(pytest.fail.Exception, match="regenerated: review the diff"):
+        regenerate(path, "new output\n")  # created
+    assert path.read_text(encoding="utf-8") == "new output\n"
+    with pytest.raises(pytest.skip.Exception, match="regenerated: review the diff"):
+        regenerate(path, "new output\n")  # unchanged
+    with pytest.raises(pytest.fail.Exception, match="regenerated: review the diff"):
+        regenerate(path, "other output\n")  # changed
+    assert path.read_text(encoding="utf-8") == "other output\n"
 
 
 @pytest.mark.parametrize("code", CASES)

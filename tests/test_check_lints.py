@@ -68,8 +68,32 @@ def test_thirds_report_the_exact_sum(tmp_path: Path) -> None:
     assert "99.99%" in d.message
 
 
+@pytest.mark.parametrize(
+    ("percents", "total", "advice"),
+    [
+        (("60%", "30%"), "90", "add 10%"),
+        (("60%", "50%"), "110", "remove 10%"),
+        (("50.5%", "50%"), "100.5", "remove 0.5%"),
+        (("33.33%", "33.33%", "33.33%"), "99.99", "add 0.01%"),
+    ],
+)
+def test_a_split_that_misses_100_says_the_sum_and_the_fix(
+    tmp_path: Path, percents: tuple[str, ...], total: str, advice: str
+) -> None:
+    arms = "".join(f'    {p}: tag "x{i}"\n' for i, p in enumerate(percents))
+    d = only(check_text(tmp_path, "flow f:\n  on s\n  split t:\n" + arms), "F001")
+    assert d.message == f"split `t` percents sum to {total}%, not 100%"
+    assert d.help == (
+        f"{advice} so every contact falls in exactly one arm "
+        "(for thirds write 33.34%, 33.33%, 33.33%)"
+    )
+
+
 def test_duplicate_arm_names(tmp_path: Path) -> None:
     arms = '    50% a: tag "a"\n    50% a: tag "b"\n'
+    assert codes(check_text(tmp_path, "flow f:\n  on s\n  split t:\n" + arms)) == ["F013"]
+    # unnamed arms (`a`, `b`, ... by position) before the named ones do not hide them
+    arms = '    50%: tag "a"\n    25% x: tag "b"\n    25% x: tag "c"\n'
     assert codes(check_text(tmp_path, "flow f:\n  on s\n  split t:\n" + arms)) == ["F013"]
 
 
@@ -80,6 +104,25 @@ def test_step_after_exit_is_unreachable(tmp_path: Path) -> None:
     d = only(check_text(tmp_path, flow("exit", 'tag "x"')), "F002")
     assert d.span.line == 17
     assert d.labels[0].span.line == 16
+
+
+def test_the_unreachable_span_and_label_say_what_ends_the_flow(tmp_path: Path) -> None:
+    # one line: the span runs over every unreachable step; the label names the `exit`
+    text = 'on signed_up then exit ; tag "x" ; tag "y"\n'
+    d = only(check_text(tmp_path, text), "F002")
+    assert (d.span.line, d.span.column, d.span.end_line) == (1, 26, 1)
+    assert d.span.end_column == len(text)  # through `tag "y"`
+    assert d.labels[0].message == "the flow always ends at this `exit`"
+    # several lines: the first unreachable step; the label names the block
+    text = flow("if score > 5:", "  exit", "else:", "  exit", 'tag "x"', 'tag "y"')
+    d = only(check_text(tmp_path, text), "F002")
+    assert (d.span.line, d.span.end_line) == (20, 20)
+    assert d.labels[0].message == "the flow always ends in this block: every path exits"
+
+
+def test_steps_after_an_exit_are_still_checked(tmp_path: Path) -> None:
+    text = flow("exit", "split t:", '  60%: tag "a"', '  30%: tag "b"')
+    assert sorted(codes(check_text(tmp_path, text))) == ["F001", "F002"]
 
 
 def test_exit_in_one_branch_is_fine(tmp_path: Path) -> None:
@@ -111,6 +154,7 @@ def test_one_line_flow_exit(tmp_path: Path) -> None:
         (("send deal", "if score > 5:", '  tag "x"', "send final"), True),
         (("send deal", "if score > 5:", "  wait 1d", "else:", "  wait 2d", "send final"), False),
         (("if score > 5:", "  send deal", "send final"), True),
+        (("send deal", "if score > 5:", "  send final"), True),
         (("split t:", "  50%: send deal", "  50%: wait 1d", "send final"), True),
         (("send deal", 'tag "x"', "score +5", "send final"), True),
     ],

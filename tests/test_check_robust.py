@@ -1,4 +1,5 @@
-"""Any script, however broken, gives diagnostics and never a Python exception.
+"""Any script, however broken, gives well-formed diagnostics (a known code, a span inside the
+text) and never a Python exception.
 
 Scripts are assembled from the lines of the examples and the standard library, shuffled,
 re-indented and with words swapped, so that the parser recovers partial declarations and
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wellformed import assert_well_formed
 
 from leadlang.diagnostics import render
 from leadlang.interpreter.check import check_paths
@@ -51,6 +53,8 @@ def test_checking_never_raises(text: str) -> None:
         path = Path(folder) / "fuzz.lead"
         path.write_text(text, encoding="utf-8")
         result = check_paths([str(path)])
+        assert result.usage_error is None
+        assert_well_formed(result.diagnostics, result.sources)
         for fmt in ("full", "concise", "json", "sarif"):
             render(result.diagnostics, result.sources, fmt, color=False)
         assert (result.program is None) == any(d.is_error for d in result.diagnostics)

@@ -166,3 +166,36 @@ def test_every_cap_on_a_channel_applies() -> None:
         ("2025-01-04", "send", None),  # sms
         ("2025-01-08", "send", None),  # 1 Jan has left the week: 2 in the window
     ]
+
+
+def test_a_channel_subscribed_lifts_an_unsubscribe_from_every_channel_for_it_alone() -> None:
+    # Unsubscribed from everything (no `channel`), then subscribed again to email only.
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="u@x", phone="+1"),
+        track("u", "unsubscribed", "2025-01-01T00:10:00Z"),
+        track("u", "subscribed", "2025-01-01T00:20:00Z", channel="email"),
+        track("u", "go", "2025-01-01T01:00:00Z"),
+        track("u", "sms_go", "2025-01-01T01:00:00Z"),
+    ]
+    outcome = [
+        (e["message"], e["action"], e.get("reason"))
+        for e in run(_prog(), events)
+        if e["action"] in ("send", "skip")
+    ]
+    assert outcome == [("hello", "send", None), ("text", "skip", "unsubscribed")]
+
+
+def test_an_unsubscribed_trait_written_as_text_counts() -> None:
+    # Forms and CRMs often send booleans as text: "true" in any case is true, "false" is not.
+    events = [
+        identify("yes", "2025-01-01T00:00:00Z", email="y@x", unsubscribed="True"),
+        identify("no", "2025-01-01T00:00:00Z", email="n@x", unsubscribed="false"),
+        track("yes", "go", "2025-01-01T01:00:00Z"),
+        track("no", "go", "2025-01-01T01:00:00Z"),
+    ]
+    outcome = {
+        e["contact"]: (e["action"], e.get("reason"))
+        for e in run(_prog(), events)
+        if e["action"] in ("send", "skip")
+    }
+    assert outcome == {"yes": ("skip", "unsubscribed"), "no": ("send", None)}

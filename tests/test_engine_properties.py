@@ -118,7 +118,7 @@ def test_interleaving_other_contacts_changes_nothing(
 
 @settings(max_examples=25, deadline=None)
 @given(logs())
-def test_enrollments_alternate_and_nothing_happens_outside_them(
+def test_enrollments_alternate_nothing_happens_outside_them_and_triggers_enroll(
     events: list[dict[str, Any]],
 ) -> None:
     effects = run(PROGRAM, events)
@@ -133,6 +133,21 @@ def test_enrollments_alternate_and_nothing_happens_outside_them(
             active.discard(key)
         else:
             assert key in active, f"{effect} outside an enrollment"
+    # And contacts who meet a trigger do enter (an engine that emits nothing fails here):
+    # each contact's first input evaluates `lapsed`'s `when` for the first time, and it holds
+    # (no visit in the last day), so that is a rising edge; each contact's first `visit`
+    # enrolls it in `ab`, where it has never been.
+    enters = {(e["contact"], e["flow"], e["at"]) for e in effects if e["action"] == "enter"}
+    first_input: dict[str, str] = {}
+    first_visit: dict[str, str] = {}
+    for event in events:
+        first_input.setdefault(event["userId"], event["timestamp"])
+        if event.get("event") == "visit":
+            first_visit.setdefault(event["userId"], event["timestamp"])
+    for contact, at in first_input.items():
+        assert (contact, "lapsed", at) in enters, f"{contact} did not enter `lapsed` at {at}"
+    for contact, at in first_visit.items():
+        assert (contact, "ab", at) in enters, f"{contact} did not enter `ab` at {at}"
 
 
 @settings(max_examples=10, deadline=None)

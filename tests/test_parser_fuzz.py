@@ -1,5 +1,5 @@
 """Property tests: any text, and any mutation of a valid script, parses to an AST or to
-diagnostics with a location in the file, never to an exception."""
+well-formed diagnostics (a known syntax code, a span inside the text), never to an exception."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wellformed import assert_well_formed
 
 from leadlang import ast
 from leadlang.source import Source
@@ -54,12 +55,12 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 
 
 def check_total(text: str) -> None:
-    module, diagnostics = parse(Source("fuzz.lead", text))
+    source = Source("fuzz.lead", text)
+    module, diagnostics = parse(source)
     assert isinstance(module, ast.Module)
+    assert_well_formed(diagnostics, {source.path: source})
     for diagnostic in diagnostics:
         assert diagnostic.code.startswith("S")
-        assert 0 <= diagnostic.span.start <= diagnostic.span.end <= len(text) + 1
-        assert diagnostic.message
         # in words: never a grammar terminal name such as NAME, _NL or $END
         words = re.sub(r"`[^`]*`", "", diagnostic.message)  # quoted user text may be anything
         assert not TERMINAL_NAME.search(words), diagnostic.message

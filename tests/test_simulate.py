@@ -98,7 +98,13 @@ def test_text_format_is_readable(tmp_path: Path) -> None:
     lead, events = _files(tmp_path, GOOD)
     code, out, _ = _simulate(lead, "--events", events, "--format", "text")
     assert code == 0
-    assert "2025-01-01T10:00:00Z" in out and "send" in out and "message=hello" in out
+    # One line per effect: time, contact and action in columns, then the fields as key=value.
+    assert out.splitlines() == [
+        "2025-01-01T10:00:00Z  ann              enter   flow=welcome",
+        "2025-01-01T10:00:00Z  ann              send    flow=welcome step=s0 channel=email message=hello",
+        "2025-01-02T10:00:00Z  ann              send    flow=welcome step=s2 channel=email message=hello",
+        "2025-01-02T10:00:00Z  ann              exit    flow=welcome reason=done",
+    ]
 
 
 def test_expect_passes_and_fails_with_a_diff(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import attrs
 import pytest
+from wellformed import assert_well_formed
 
 from leadlang import ast
 from leadlang.diagnostics import Diagnostic
+from leadlang.source import Source
 
 ParseText = Callable[..., tuple[ast.Module, list[Diagnostic]]]  # the `parse_text` fixture
 
@@ -545,8 +547,6 @@ def test_deep_nesting_is_s007(parse_text: ParseText, text: str) -> None:
         "metric a = \x00\n",
         'metric a = "' + "x" * 1_000_000 + "\n",
         "x" * 1_000_000,
-        "\ufeffmetric a = 1\n",
-        "flow f:\r\n  send a\r\n",
         "",
         "\n\n   \n# only a comment",
     ],
@@ -554,9 +554,25 @@ def test_deep_nesting_is_s007(parse_text: ParseText, text: str) -> None:
 def test_bad_input_gives_diagnostics_not_exceptions(parse_text: ParseText, text: str) -> None:
     module, diagnostics = parse_text(text)
     assert isinstance(module, ast.Module)
+    assert_well_formed(diagnostics, {"t.lead": Source("t.lead", text)})
     for diagnostic in diagnostics:
         assert diagnostic.code.startswith("S")
         assert not TERMINAL_NAME.search(diagnostic.message), diagnostic.message
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_read_as_plain_text(parse_text: ParseText) -> None:
+    """Files saved by Windows editors: a BOM before the first line, CRLF line ends."""
+    module, diagnostics = parse_text("\ufeffmetric a = 1\r\nflow f:\r\n  on go\r\n  send a\r\n")
+    assert diagnostics == []
+    metric, flow = module.decls
+    assert isinstance(metric, ast.MetricDecl) and metric.name.name == "a"
+    assert isinstance(metric.expr, ast.Number) and metric.expr.value == 1
+    assert isinstance(flow, ast.FlowDecl) and flow.name.name == "f"
+    (trigger,) = flow.header
+    assert isinstance(trigger, ast.OnTrigger) and trigger.event.name == "go"
+    (send,) = flow.steps
+    assert isinstance(send, ast.Send) and send.message.name == "a"
+    assert (send.span.line, send.span.column) == (4, 3)
 
 
 def test_recovery_inside_a_block_reports_each_bad_line_and_keeps_the_flow(
@@ -743,3 +759,26 @@ def test_a_bad_duration_is_reported_once(tmp_path: Path) -> None:
     )
     codes = [d.code for d in check_paths([str(path)]).diagnostics]
     assert codes == ["S005"] * 4  # no "longer than zero" about the placeholder value
+
+
+def test_only_a_newline_ends_a_line(parse_text: ParseText) -> None:
+    # U+2028 and U+001E are line breaks to `str.splitlines`, not to editors or to `Source`:
+    # the error is on line 2, where the user sees it.
+    text = 'metric a = "x\u2028y\x1ez"\nsegment s = )\n'
+    module, diagnostics = parse_text(text)
+    (diagnostic,) = diagnostics
+    assert (diagnostic.span.line, diagnostic.span.column) == (2, 13)
+    assert text[diagnostic.span.start] == ")"
+    (metric,) = module.decls
+    assert isinstance(metric, ast.MetricDecl)
+    assert isinstance(metric.expr, ast.String) and metric.expr.value == "x\u2028y\x1ez"
+
+
+def test_a_stray_indentation_is_reported_at_the_start_of_its_line(parse_text: ParseText) -> None:
+    text = "flow f:\n  on go\n send a\n"
+    _, diagnostics = parse_text(text)
+    (diagnostic,) = diagnostics
+    span = diagnostic.span
+    assert diagnostic.code == "S004"
+    assert (span.line, span.column, span.end_line, span.end_column) == (3, 1, 3, 2)
+    assert (span.start, span.end) == (text.index(" send"), text.index("send"))

@@ -107,14 +107,17 @@ class _FlowLinter:
         return pending, False
 
     def _unreachable(self, first: ast.Step, last: ast.Step, ender: ast.Step) -> None:
-        what = "`exit`" if isinstance(ender, ast.ExitStep) else "a block whose every path exits"
+        if isinstance(ender, ast.ExitStep):
+            why = "the flow always ends at this `exit`"
+        else:
+            why = "the flow always ends in this block: every path exits"
         self.diagnostics.append(
             Diagnostic(
                 code="F002",
                 severity="error",
                 message="unreachable step",
                 span=first.span.to(last.span) if first.span.line == last.span.line else first.span,
-                labels=(Label(span=ender.span, message=f"the flow always ends at this {what}"),),
+                labels=(Label(span=ender.span, message=why),),
                 help="remove the steps after it, or move the `exit` into a branch",
             )
         )

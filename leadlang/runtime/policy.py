@@ -132,10 +132,6 @@ class DeliveryPolicy:
                 return found
         return self.default_zone
 
-    def local(self, contact: Contact, t: float) -> pendulum.DateTime:
-        """The contact's local time at `t` as a pendulum DateTime (not on the hot paths)."""
-        return pendulum.from_timestamp(t, tz=self.zone(contact))
-
     def decide(self, contact: Contact, channel: str, t: float) -> Decision:
         if _unsubscribed(contact, channel):
             return UNSUBSCRIBED
