@@ -1122,7 +1122,7 @@ def _parse_chunk(source: Source, text: str, line_offset: int, pos_offset: int) -
     except UnexpectedInput as error:
         from leadlang.syntax_messages import describe_unexpected  # only needed on errors
 
-        diag = describe_unexpected(error, builder, _INDENTER, text)
+        diag = describe_unexpected(error, builder, _INDENTER, text, get_parser().terminals)
         bad_line = error.line if isinstance(error.line, int) and error.line > 0 else None
         token = getattr(error, "token", None)
         if isinstance(token, Token) and token.type == "_INDENT":

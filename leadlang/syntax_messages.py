@@ -8,10 +8,12 @@ token gives context; no terminal name ever reaches a message.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import TerminalDef
 
 from leadlang.diagnostics import Diagnostic
 from leadlang.syntax_lexer import CALENDAR_DAYS, UNIT_WORDS, calendar_help
@@ -208,12 +210,14 @@ def _line_keyword(text: str, token: Token) -> str | None:
 
 
 def describe_unexpected(
-    error: UnexpectedInput, builder: AstBuilder, indenter: LeadIndenter, text: str
+    error: UnexpectedInput,
+    builder: AstBuilder,
+    indenter: LeadIndenter,
+    text: str,
+    grammar_terminals: Iterable[TerminalDef],
 ) -> Diagnostic:
-    """A diagnostic in words for a Lark parse error."""
-    from leadlang.syntax import get_parser
-
-    terminals = {t.name: t for t in get_parser().terminals}
+    """A diagnostic in words for a Lark parse error (`grammar_terminals`: the parser's)."""
+    terminals = {t.name: t for t in grammar_terminals}
     if isinstance(error, UnexpectedCharacters):
         return _unexpected_character(error, builder, text)
     if isinstance(error, UnexpectedEOF):

@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadlang.diagnostics import render
 from leadlang.interpreter.check import check_paths
+from leadlang.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted(
