@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lexer import TerminalDef
 
 from leadlang.diagnostics import Diagnostic
-from leadlang.syntax_lexer import CALENDAR_DAYS, UNIT_WORDS, calendar_help
-
-if TYPE_CHECKING:
-    from leadlang.syntax import AstBuilder, LeadIndenter
+from leadlang.syntax.build import AstBuilder
+from leadlang.syntax.lexer import CALENDAR_DAYS, UNIT_WORDS, LeadIndenter, calendar_help
 
 # Phrases for terminals whose text is not the word itself.
 _PHRASES: dict[str, str] = {
