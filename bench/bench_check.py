@@ -20,7 +20,8 @@ from lark import Lark
 
 from leadlang.interpreter.check import check_paths
 from leadlang.source import Source
-from leadlang.syntax import GRAMMAR_PATH, LeadIndenter, parse
+from leadlang.syntax import GRAMMAR_PATH, parse
+from leadlang.syntax.lexer import LeadIndenter
 
 HEADER = """\
 settings:

@@ -2,7 +2,7 @@
 
 Every node carries the `span` it was parsed from. Names that a later pass resolves
 (events, messages, flows, traits) are kept as `Ident`s so diagnostics can point at them.
-Nothing here knows about Lark; `syntax.py` builds these nodes and the interpreter
+Nothing here knows about Lark; `syntax/build.py` builds these nodes and the interpreter
 passes read them.
 """
 

@@ -43,8 +43,8 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def check(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     """Check .lead scripts (files or folders) and report every problem found."""
-    from leadlang.diagnostics import render
     from leadlang.interpreter.check import check_paths
+    from leadlang.render import render
 
     result = check_paths(list(paths))
     if result.usage_error:
@@ -94,8 +94,8 @@ def checked_summary(checked: dict[str, int], warnings: int) -> str:
 
 def _load_program(paths: tuple[str, ...]) -> Program:
     """Check the scripts; print diagnostics and exit 2 when they have errors."""
-    from leadlang.diagnostics import render
     from leadlang.interpreter.check import check_paths
+    from leadlang.render import render
 
     result = check_paths(list(paths))
     if result.usage_error:

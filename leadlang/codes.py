@@ -1,7 +1,7 @@
 """Every diagnostic code, with its one-line summary and the explanation `leadlang explain` prints.
 
 Codes are grouped by the pass that reports them:
-  S...  syntax (syntax.py) and reading files (loader.py)
+  S...  syntax (syntax/) and reading files (loader.py)
   N...  names: resolution, duplicates, modules (interpreter/resolve.py)
   T...  types (interpreter/types.py)
   F...  flow and message lints (interpreter/lints.py)

@@ -1,20 +1,18 @@
 """Diagnostics: user mistakes found in a script, as values (never exceptions).
 
-A pass returns a list of `Diagnostic`s; `render` (formats in `render.py`) turns them into
+A pass returns a list of `Diagnostic`s; `render.render` turns them into
 text for people (`full`, `concise`), tools (`json`) and GitHub code scanning (`sarif`).
 Messages are short, lower case, identifiers in backticks; the renderer adds the location.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import attrs
 
-from leadlang.source import Source, Span
+from leadlang.source import Span
 
 Severity = Literal["error", "warning"]
 
@@ -68,33 +66,3 @@ def count_summary(diagnostics: Sequence[Diagnostic]) -> str:
     if warnings:
         parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
     return ", ".join(parts)
-
-
-def render(
-    diagnostics: Sequence[Diagnostic],
-    sources: Mapping[str, Source],
-    fmt: str,
-    *,
-    color: bool | None = None,
-) -> str:
-    """Render diagnostics in one of the `leadlang check --format` formats.
-
-    `color=None` colours the `full` format only when stdout is a terminal (and NO_COLOR is
-    not set).
-    Empty diagnostics give "" for `full` and `concise`, and an empty list for `json`/`sarif`.
-    """
-    # The formats live in `render.py`, which imports this module for the Diagnostic type.
-    from leadlang.render import render_concise, render_full, render_json, render_sarif
-
-    ordered = sorted(diagnostics, key=sort_key)
-    if fmt == "full":
-        if color is None:  # https://no-color.org: an empty NO_COLOR does not count
-            color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        return render_full(ordered, sources, color=color)
-    if fmt == "concise":
-        return render_concise(ordered)
-    if fmt == "json":
-        return render_json(ordered)
-    if fmt == "sarif":
-        return render_sarif(ordered)
-    raise ValueError(f"unknown diagnostics format {fmt!r}")

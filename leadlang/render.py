@@ -1,19 +1,21 @@
 """The four `leadlang check --format`s: `full` (for people), `concise`, `json`, `sarif`.
 
-Every renderer takes diagnostics already sorted (see `diagnostics.render`). Columns are
+Every renderer takes diagnostics already sorted (see `render`). Columns are
 1-based; `end_column` is exclusive in every format (as SARIF's `endColumn` is).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
 from leadlang import __version__
 from leadlang.codes import CODES
-from leadlang.diagnostics import Diagnostic, count_summary
+from leadlang.diagnostics import Diagnostic, count_summary, sort_key
 from leadlang.source import Source, Span
 
 _RED = "\x1b[1;31m"
@@ -239,3 +241,30 @@ def _rule_name(summary: str) -> str:
     """SARIF rule names are PascalCase identifiers: `unknown message` -> `UnknownMessage`."""
     words = "".join(ch if ch.isalnum() else " " for ch in summary).split()
     return "".join(word[:1].upper() + word[1:] for word in words)
+
+
+def render(
+    diagnostics: Sequence[Diagnostic],
+    sources: Mapping[str, Source],
+    fmt: str,
+    *,
+    color: bool | None = None,
+) -> str:
+    """Render diagnostics in one of the `leadlang check --format` formats.
+
+    `color=None` colours the `full` format only when stdout is a terminal (and NO_COLOR is
+    not set).
+    Empty diagnostics give "" for `full` and `concise`, and an empty list for `json`/`sarif`.
+    """
+    ordered = sorted(diagnostics, key=sort_key)
+    if fmt == "full":
+        if color is None:  # https://no-color.org: an empty NO_COLOR does not count
+            color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        return render_full(ordered, sources, color=color)
+    if fmt == "concise":
+        return render_concise(ordered)
+    if fmt == "json":
+        return render_json(ordered)
+    if fmt == "sarif":
+        return render_sarif(ordered)
+    raise ValueError(f"unknown diagnostics format {fmt!r}")

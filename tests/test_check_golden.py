@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from leadlang.codes import CODES
-from leadlang.diagnostics import render
 from leadlang.interpreter.check import check_paths
+from leadlang.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path("tests/golden/diagnostics")  # relative to ROOT, as the renderings show it

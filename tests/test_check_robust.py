@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wellformed import assert_well_formed
 
-from leadlang.diagnostics import render
 from leadlang.interpreter.check import check_paths
+from leadlang.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from leadlang.codes import CODES
-from leadlang.diagnostics import Diagnostic, Label, render
+from leadlang.diagnostics import Diagnostic, Label
+from leadlang.render import render
 from leadlang.source import Source
 
 TEXT = "message deal:\n  channel email\n\nflow f:\n\tsend dael ; wait 1d\n"

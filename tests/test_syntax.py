@@ -611,7 +611,7 @@ def test_parser_works_without_a_usable_cache_dir(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(blocker / "cache"), "TMPDIR": str(blocker)}
     code = (
         "import os, tempfile; tempfile.tempdir = os.environ['TMPDIR'];"
-        "from leadlang import syntax; from leadlang.source import Source;"
+        "from leadlang.syntax import parser as syntax; from leadlang.source import Source;"
         "assert syntax._cache_file(syntax.GRAMMAR_PATH.read_text()) is None;"
         "m, d = syntax.parse(Source('x.lead', 'metric a = 1\\n')); print(len(m.decls), len(d))"
     )

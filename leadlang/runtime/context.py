@@ -7,15 +7,29 @@ the profile changes (`invalidate`).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from leadlang.runtime.state import Contact, Enrollment
 
-if TYPE_CHECKING:
-    from leadlang.runtime.engine import Engine
-
 DAY = 86400.0
+
+
+class Profiles(Protocol):
+    """What a context reads from the engine: the score and the compiled metrics and segments.
+
+    A protocol rather than the `Engine` class, so this module does not import the engine
+    that imports it.
+    """
+
+    @property
+    def metrics(self) -> Mapping[str, Callable[..., Any]]: ...
+
+    @property
+    def segments(self) -> Mapping[str, Callable[..., Any]]: ...
+
+    def score_at(self, contact: Contact, t: float) -> float: ...
 
 
 class Context:
@@ -34,7 +48,7 @@ class Context:
         "traits",
     )
 
-    def __init__(self, engine: Engine, contact: Contact, t: float) -> None:
+    def __init__(self, engine: Profiles, contact: Contact, t: float) -> None:
         self.engine = engine
         self.contact = contact
         self.id = contact.id

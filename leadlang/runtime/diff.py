@@ -393,8 +393,8 @@ async def _diff(old_ir: JSON, new_ir: JSON, fmt: str, store_url: str | None) -> 
 
 def _checked(path: str) -> Any:
     """The checked program at `path`, or None after printing why it cannot be had."""
-    from leadlang.diagnostics import render
     from leadlang.interpreter.check import check_paths
+    from leadlang.render import render
 
     result = check_paths([path])
     if result.usage_error:

@@ -6,6 +6,9 @@ alone can change something (a wait deadline, a decay step, an event leaving a `w
 window). simulate drives it over an in-memory store; serve will run it inside a database
 transaction. It never reads the wall clock. Order of work per instant: LANGUAGE.md
 section 7 (profile, waiting enrollments, exit/goal clauses, triggers, run).
+
+This module runs instants and steps; `wakeup.py` (a base class of `Engine`) plans the next
+wake-up, and `compiled.py` holds the compiled conditions and flows.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -24,11 +26,13 @@ import attrs
 
 from leadlang.limits import LAST_INSTANT
 from leadlang.runtime import monotone, policy
+from leadlang.runtime.compiled import Cond, Flow, optional_cond
 from leadlang.runtime.context import Context
 from leadlang.runtime.effects import Effect, format_time, idempotency_key
 from leadlang.runtime.reorder import cheap_first
 from leadlang.runtime.state import Contact, Enrollment
 from leadlang.runtime.values import compile_expr, seconds, to_datetime
+from leadlang.runtime.wakeup import WakeupPlanner
 
 MESSAGE_STATUS_EVENTS = {
     "message_delivered": "delivered",
@@ -37,24 +41,12 @@ MESSAGE_STATUS_EVENTS = {
     "message_bounced": "bounced",
 }
 _EVENT_KEYS: dict[str, str] = {}  # event name -> its dependency key, "e:NAME"
-BLOCKED = "blocked"  # a false `when` trigger time alone cannot raise (see `_plan_for`)
 # A chain of flows entering one another within one instant is followed to its end however
 # long it is (first entries are not counted); one that never settles is stopped (see
 # `_Chain`): when the contact's whole state repeats at a re-entry of a flow, or after this many
 # re-entries in one instant (a chain that changes something at every turn, e.g. `score +1`
 # with no `max`, may not repeat for a long time).
 MAX_REENTRIES = 1_000
-# Probing a condition that reads `now` (`_probe`) looks this far ahead at most (then looks
-# again from there), and samples a leaf whose direction is not known at this step.
-PROBE_AHEAD = 366 * 86400.0
-PROBE_STEP = 3600.0
-# ... for a day ahead, then looks again a day later, for this long after the contact's last
-# tracked event at most (so that a year-1 contact in a log that ends in 9999 does not cost a
-# look every day for 10,000 years)
-PROBE_UNKNOWN_FOR = 400 * 86400.0
-# The last second a datetime can hold: leaves are not probed past it (`now` beyond it has no
-# value, which would read as false and hide a change before it).
-LAST_PROBE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 @attrs.define(slots=True)
@@ -72,94 +64,7 @@ class Event:
     happened: float | None = None
 
 
-class Cond:
-    """A compiled expression and what can change its value."""
-
-    __slots__ = (
-        "atoms",
-        "dirs",
-        "fn",
-        "free_now",
-        "keys",
-        "now",
-        "score",
-        "since",
-        "src",
-        "time_keeps",
-        "windows",
-    )
-
-    def __init__(self, node: dict[str, Any], label: str, truth: bool = False) -> None:
-        """`truth`: only the truth value is used (the engine may reorder conjunctions)."""
-        self.src: str = node["src"]
-        self.fn = compile_expr(cheap_first(self.src) if truth else self.src, label)
-        deps = node["deps"]
-        self.now: bool = deps["now"]
-        self.score: bool = deps["score"]
-        self.windows: list[tuple[str, float]] = [(w[0], float(w[1])) for w in deps["windows"]]
-        self.since: list[tuple[str, float]] = [(w[0], float(w[1])) for w in deps.get("since", ())]
-        keys = {f"t:{name}" for name in deps["traits"]} | {f"e:{name}" for name in deps["events"]}
-        keys |= {key for key in ("score", "tags", "status") if deps[key]}
-        self.keys = frozenset(keys)
-        # Set by the engine (`_time_directions`): which way time alone can move the value.
-        self.dirs: monotone.Dirs = monotone.ALWAYS
-        self.free_now = True  # reads `now` other than via a scheduled `days_since` bound
-        # the value time alone cannot change it from: True (it only rises), False (it only
-        # falls), None (either way, or not known)
-        self.time_keeps: bool | None = None
-        # Leaves that change with `now` at instants nothing schedules (`now >= X`,
-        # `days_since(E) * 24 >= 60`): their instants are found by probing (`_probe`).
-        self.atoms: list[monotone.Atom] = []
-
-    def affected(self, changed: set[str] | None) -> bool:
-        return changed is None or self.now or not self.keys.isdisjoint(changed)
-
-
-def _cond(node: dict[str, Any] | None, label: str) -> Cond | None:
-    return None if node is None else Cond(node, label)
-
-
-class Flow:
-    def __init__(self, node: dict[str, Any], trigger_ids: list[int]) -> None:
-        self.name: str = node["name"]
-        self.version: str = node["version"]
-        self.start: str | None = node["start"]
-        self.reenter: dict[str, Any] = node["reenter"]
-        self.on: list[tuple[str, Cond | None]] = []
-        self.when: list[tuple[int, Cond]] = []
-        for trig in node["triggers"]:
-            if trig["kind"] == "on":
-                self.on.append((trig["event"], _cond(trig["where"], f"<{self.name}:on>")))
-            else:
-                tid = len(trigger_ids)
-                trigger_ids.append(tid)
-                cond = Cond(trig["cond"], f"<{self.name}:when>", truth=True)
-                self.when.append((tid, cond))
-        self.exit_on: list[tuple[str, Cond | None]] = []
-        self.exit_when: list[Cond] = []
-        for ex in node["exits"]:
-            if ex["kind"] == "on":
-                self.exit_on.append((ex["event"], _cond(ex["where"], f"<{self.name}:exit>")))
-            else:
-                self.exit_when.append(Cond(ex["cond"], f"<{self.name}:exit>"))
-        self.goals = [
-            (g["event"], _cond(g["where"], f"<{self.name}:goal>"), g["within"])
-            for g in node["goals"]
-        ]
-        self.states: dict[str, dict[str, Any]] = {}
-        self.conds: dict[str, Cond] = {}  # "state-id/field" -> compiled expression
-        for sid, state in node["states"].items():
-            self.states[sid] = state
-            for key in ("duration", "target", "where", "up_to", "cond", "within", "tag", "value"):
-                if state.get(key) is not None:
-                    self.conds[f"{sid}/{key}"] = Cond(state[key], f"<{self.name}:{sid}>")
-            for i, case in enumerate(state.get("cases") or ()):
-                self.conds[f"{sid}/case{i}"] = Cond(case["cond"], f"<{self.name}:{sid}>")
-            for key, value in (state.get("with") or {}).items():
-                self.conds[f"{sid}/with/{key}"] = Cond(value, f"<{self.name}:{sid}>")
-
-
-class Engine:
+class Engine(WakeupPlanner):
     def __init__(self, program: dict[str, Any]) -> None:
         self.program = program
         settings = program["settings"]
@@ -173,7 +78,7 @@ class Engine:
         self.rules: dict[str, list[tuple[float, Cond | None]]] = {}
         for rule in score["rules"]:
             self.rules.setdefault(rule["event"], []).append(
-                (rule["points"], _cond(rule["where"], f"<score:{rule['event']}>"))
+                (rule["points"], optional_cond(rule["where"], f"<score:{rule['event']}>"))
             )
         self.metrics = {
             n: compile_expr(e["src"], f"<metric {n}>") for n, e in program["metrics"].items()
@@ -258,7 +163,7 @@ class Engine:
             only = monotone.segment_only(cond.src)
             if only is not None and only in self.segments:
                 cond.fn = self.segments[only]
-        self._wake_plans: dict[tuple[bool | str | None, ...], _WakePlan] = {}
+        self._wake_plans = {}  # (typed in `WakeupPlanner`)
         self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
         for flow in self.flows:
             for ev, where in flow.on:
@@ -284,45 +189,6 @@ class Engine:
                 cond.time_keeps = True
             elif all(d is not None and d <= 0 for d in cond.dirs):
                 cond.time_keeps = False
-
-    def _wake_plan(self, values: tuple[bool | str | None, ...]) -> _WakePlan:
-        """What time-driven instants the `when` triggers need, given their current values.
-
-        A trigger cannot fire at an instant that can only lower it when it is false (or only
-        raise it when it is true), and evaluating it there would store the value it already
-        has: such instants change nothing and are not scheduled for it. Instants of a kind
-        the trigger can move either way, or towards a change, are kept.
-        """
-        plan = self._wake_plans.get(values)
-        if plan is not None:
-            return plan
-        score = False
-        windows: set[tuple[str, float]] = set()
-        since: set[tuple[str, float]] = set()
-        for (_, cond), value in zip(self.when_timed, values, strict=True):
-            if value == BLOCKED or cond.time_keeps is False:
-                # a falling trigger: false, time cannot raise it; true, its fall is seen
-                # lazily, at its next input or time-driven step
-                need = [False, False, False]
-            else:
-                need = [
-                    d is None or (d == -1 and bool(value)) or (d == 1 and not value)
-                    for d in cond.dirs
-                ]
-            if cond.score and need[monotone.SCORE]:
-                score = True
-            if need[monotone.WINDOW]:
-                windows.update(cond.windows)
-            if need[monotone.SINCE]:
-                since.update(cond.since)
-        decay = bool(self.decay_every)
-        plan = _WakePlan(
-            decay and score,
-            tuple(sorted(windows)),
-            tuple(sorted(since)),
-        )
-        self._wake_plans[values] = plan
-        return plan
 
     @staticmethod
     def _history_events(program: dict[str, Any]) -> frozenset[str]:
@@ -896,365 +762,6 @@ class Engine:
         enr.sent[message] = record
         return True
 
-    # ------------------------------------------------------------------ timers
-
-    def _wake(self, contact: Contact, t: float, ctx: Context, horizon: float) -> float | None:
-        """The next instant at which time alone may change something for this contact: the
-        first of the scheduled instants (`_scheduled_wake`) and, for conditions that read
-        `now` freely, the instants they change at (`_probe`)."""
-        wake = self._scheduled_wake(contact, t, ctx, horizon)
-        return self._probe(contact, t, wake, horizon) if self.probing else wake
-
-    def _probe(
-        self, contact: Contact, t: float, wake: float | None, horizon: float
-    ) -> float | None:
-        """The first instant after `t` (and by `wake`, `horizon`) at which a probed leaf of a
-        condition that matters now changes (LANGUAGE.md section 7: every condition whose value
-        changes with time alone is re-evaluated at that exact instant)."""
-        later = math.inf if wake is None else wake
-        look = min(t + PROBE_AHEAD, LAST_PROBE)
-        limit = min(later, horizon, look)
-        best = math.inf
-        probed = False
-        values = contact.when_values
-        for tid, cond in self.when_probed:
-            keeps = cond.time_keeps
-            # only falls: false stays false, a true one's fall is noticed lazily (`on_event`);
-            # only rises: true stays true
-            if keeps is False or (keeps is True and values.get(tid)):
-                continue
-            probed = True
-            found = self._first_change(cond, contact, None, t, min(limit, best))
-            if found < best:
-                best = found
-        for enr in contact.enrollments.values():
-            flow = self.flow_by_name[enr.flow]
-            conds = [c for c in flow.exit_when if c.atoms]
-            if enr.wait == "check":
-                check = flow.conds[f"{enr.state}/cond"]
-                if check.atoms:
-                    conds.append(check)
-            for cond in conds:
-                probed = True
-                found = self._first_change(cond, contact, enr, t, min(limit, best))
-                if found < best:
-                    best = found
-        if best <= limit:
-            return best
-        if probed and t < look < later and look < horizon:
-            return look  # nothing changes that far ahead: look again from there
-        return wake
-
-    def _first_change(
-        self, cond: Cond, contact: Contact, enr: Enrollment | None, t: float, hi: float
-    ) -> float:
-        """The first instant in (t, hi] at which one of the condition's probed leaves has a
-        truth value other than at `t` (inf: none does). A leaf that time moves one way only
-        is bisected over whole microseconds (the clock's resolution); one whose direction is
-        not known is looked at every `PROBE_STEP` up to a day ahead (and again a day later,
-        up to `PROBE_UNKNOWN_FOR` after the contact's last tracked event), and bisected where it
-        changed between two looks."""
-        best = math.inf
-        for fn, direction in cond.atoms:
-            before = self._leaf(fn, contact, enr, t)
-            if direction == 0 or (direction == 1 and before) or (direction == -1 and not before):
-                continue
-            end = min(hi, best)
-            if direction is not None:
-                found = self._bisect(fn, contact, enr, before, t, end)
-            else:
-                found = math.inf
-                step_end = min(end, t + 86400.0)
-                lo = t
-                while lo < step_end:
-                    nxt = min(lo + PROBE_STEP, step_end)
-                    if self._leaf(fn, contact, enr, nxt) != before:
-                        found = self._bisect(fn, contact, enr, before, lo, nxt)
-                        break
-                    lo = nxt
-                last = contact.last_activity
-                if (
-                    found == math.inf
-                    and step_end < end
-                    and last is not None
-                    and step_end - last < PROBE_UNKNOWN_FOR
-                ):
-                    found = step_end  # look again from there
-            if found < best:
-                best = found
-        return best
-
-    def _bisect(
-        self,
-        fn: Any,
-        contact: Contact,
-        enr: Enrollment | None,
-        before: bool,
-        t: float,
-        hi: float,
-    ) -> float:
-        """The first whole microsecond in (t, hi] at which the leaf is not `before`, given it
-        changes at most once there (inf: it does not change by `hi`)."""
-        a, b = math.floor(t * 1e6), math.floor(hi * 1e6)
-        if b <= a or self._leaf(fn, contact, enr, b / 1e6) == before:
-            return math.inf
-        while b - a > 1:
-            middle = (a + b) // 2
-            if self._leaf(fn, contact, enr, middle / 1e6) == before:
-                a = middle
-            else:
-                b = middle
-        found = b / 1e6
-        return found if found > t else math.nextafter(t, math.inf)
-
-    def _leaf(self, fn: Any, contact: Contact, enr: Enrollment | None, t: float) -> bool:
-        """A probed leaf's truth value at `t`, all else as it stands."""
-        ctx = Context(self, contact, t)
-        if enr is not None:
-            ctx.enr = enr
-            ctx.event = enr.event
-        try:
-            return bool(fn(ctx, None))
-        except Exception:  # a leaf that cannot say reads as false, as its condition does
-            return False
-
-    def _scheduled_wake(
-        self, contact: Contact, t: float, ctx: Context, horizon: float
-    ) -> float | None:
-        """The next scheduled instant at which time alone may change something.
-
-        Candidates are the instants the conditions' inputs change at (deadlines, decay steps,
-        window expiries, `days_since` bounds), as the semantics define. Those at which no
-        condition can change (`_wake_plan`: a false `when` trigger time can only lower, a
-        waiting `check` time can only lower, ...) are passed over: nothing would happen there.
-
-        `horizon` is the caller's promise to come back with an input by then (simulate knows
-        the contact's next event): when no candidate instant at all comes before it, which
-        ones are needed does not matter, and None is returned without working that out.
-        """
-        if not contact.enrollments and not self.when_free_now:
-            if horizon != math.inf and not self._any_instant_by(contact, t, horizon):
-                return None
-            plan, until = self._plan_for(contact, ctx)
-            if plan.empty:
-                return None if until == math.inf else until
-            return self._next_instant(contact, t, until, plan.score, plan.windows, plan.since)
-        best = math.inf  # the next instant that may change something
-        full = self.when_free_now  # some condition reads `now` freely: every instant matters
-        need_score = False
-        need_windows: list[tuple[str, float]] = []
-        need_since: list[tuple[str, float]] = []
-        checks: list[Cond] = []
-        if contact.enrollments:
-            for enr in contact.enrollments.values():
-                if enr.deadline is not None and enr.deadline < best:
-                    best = enr.deadline
-                flow = self.flow_by_name[enr.flow]
-                for cond in flow.exit_when:
-                    # `exit when` is checked (not as an edge) at every instant the contact is
-                    # looked at, and may hold unacted since entry: keep every instant.
-                    full = True
-                    need_score = need_score or cond.score
-                    need_windows.extend(cond.windows)
-                    need_since.extend(cond.since)
-                if enr.wait == "check":
-                    cond = flow.conds[f"{enr.state}/cond"]
-                    full = full or cond.free_now
-                    checks.append(cond)
-        if full:
-            need_score = need_score or self.when_score
-            need_windows.extend(self.when_windows)
-            need_since.extend(self.when_since)
-            for cond in checks:
-                need_score = need_score or cond.score
-                need_windows.extend(cond.windows)
-                need_since.extend(cond.since)
-        else:
-            # A waiting condition is false now: only instants that may raise it matter.
-            for cond in checks:
-                up_score, up_window, up_since = (d != 0 and d != -1 for d in cond.dirs)
-                need_score = need_score or (cond.score and up_score)
-                if up_window:
-                    need_windows.extend(cond.windows)
-                if up_since:
-                    need_since.extend(cond.since)
-            # (no `when` candidate by the next deadline or input: the plan cannot matter)
-            if self._any_instant_by(contact, t, min(best, horizon)):
-                plan, until = self._plan_for(contact, ctx)
-                best = min(best, until)
-                need_score = need_score or plan.score
-                need_windows.extend(plan.windows)
-                need_since.extend(plan.since)
-        return self._next_instant(contact, t, best, need_score, need_windows, need_since)
-
-    def _any_instant_by(self, contact: Contact, t: float, horizon: float) -> bool:
-        """Whether some `when` trigger's candidate instant (of any kind, needed or not) comes
-        after `t` and by `horizon`."""
-        every = self.decay_every
-        last = contact.last_activity
-        if (
-            self.when_score
-            and every
-            and last is not None
-            and contact.score > 0
-            # the next decay step (whether score is left to lose then or not)
-            and last + ((t - last) // every + 1) * every <= horizon
-        ):
-            return True
-        history = contact.history
-        for event, after in self.when_since:
-            entry = history.get(event)
-            if entry:
-                instant = entry[0][-1] + after
-                # (at `t` itself, the candidate is the moment just after: see `_next_instant`)
-                if t < instant <= horizon or t == instant < horizon:
-                    return True
-        return _earliest_expiry(history, self.when_windows, t) <= horizon
-
-    def _plan_for(self, contact: Contact, ctx: Context) -> tuple[_WakePlan, float]:
-        """The wake-up plan for the contact's trigger values, and an instant to look again
-        at for the triggers it leaves out until then.
-
-        A false trigger one of whose falling conjuncts is false is marked blocked: time alone
-        cannot raise it. A false trigger with conjuncts whose first instant of truth is known
-        (`score <= 50` at a decay step, `days_since(E) >= 7` a week after the last E) cannot
-        turn true before the latest of those instants: it is left out of the plan until then.
-        """
-        values = contact.when_values
-        # (a trigger never evaluated reads None here, false in the plan)
-        key: tuple[bool | str | None, ...] = tuple(map(values.get, self.when_timed_ids))
-        plan = self._wake_plans.get(key)
-        if plan is not None and plan.empty:
-            # nothing needed even without the guards: they could not make anything quieter
-            return plan, math.inf
-        marked: list[bool | str | None] | None = None
-        inf = until = math.inf
-        t = ctx.t
-        ctx.enr = None
-        ctx.event = None
-        for i, guards, bounds in self.when_checks:
-            if key[i]:
-                continue
-            blocked = False
-            if guards:
-                for guard in guards:
-                    try:
-                        if not guard(ctx, None):
-                            blocked = True
-                            break
-                    except Exception:  # a guard that cannot say blocks nothing
-                        pass
-            if not blocked and bounds:
-                first = t
-                for bound in bounds:
-                    instant = self._first_true(contact, ctx, bound)
-                    if instant > first:
-                        first = instant
-                        if first == inf:
-                            break
-                if first > t:
-                    blocked = True
-                    if first < until:
-                        until = first
-            if blocked:
-                if marked is None:
-                    marked = list(key)
-                marked[i] = BLOCKED
-        if marked is not None:
-            key = tuple(marked)
-        plan = self._wake_plans.get(key)
-        if plan is None:
-            plan = self._wake_plan(key)
-        return plan, until
-
-    def _first_true(self, contact: Contact, ctx: Context, bound: monotone.Bound) -> float:
-        """The first instant at or after `t` at which `bound`'s conjunct holds if no input
-        arrives before (inf: never by time alone)."""
-        t = ctx.t
-        if isinstance(bound, monotone.SinceAtLeast):
-            entry = contact.history.get(bound.event)
-            if not entry:
-                return math.inf  # days_since is none: the comparison stays false
-            instant = entry[0][-1] + bound.seconds
-            if bound.strict:  # `> N` holds from just after N days
-                instant = math.nextafter(instant, math.inf)
-            return max(t, instant)
-        limit, strict = bound.limit, bound.strict
-        score = ctx.score()
-        if score < limit or (not strict and score == limit):
-            return t
-        every, last = self.decay_every, contact.last_activity
-        if every is None or last is None or self.decay_amount <= 0:
-            return math.inf
-        if limit < 0 or (strict and limit <= 0):
-            return math.inf  # the score never goes below 0
-        # the score after n decay steps counted from `last_activity`, exactly as `score_at`
-        applied, base, amount = contact.applied_decay, contact.score, self.decay_amount
-        if not self.decay_percent:
-            guess = math.ceil((base - limit) / amount)
-        elif amount >= 1:
-            guess = 1
-        elif limit <= 0:
-            return math.inf  # compounding never reaches 0 (in any span simulated)
-        else:
-            guess = math.ceil(math.log(limit / base) / math.log(1 - amount))
-
-        def holds(steps: int) -> bool:
-            if self.decay_percent:
-                value = float(base * (1 - amount) ** steps)
-            else:
-                value = max(0.0, base - steps * amount)
-            return value < limit or (not strict and value == limit)
-
-        steps = max(1, guess)
-        while not holds(steps):
-            steps += 1
-        while steps > 1 and holds(steps - 1):
-            steps -= 1
-        return last + (steps + applied) * every
-
-    def _next_instant(
-        self,
-        contact: Contact,
-        t: float,
-        best: float,
-        need_score: bool,
-        need_windows: Sequence[tuple[str, float]],
-        need_since: Sequence[tuple[str, float]],
-    ) -> float | None:
-        """The earliest candidate instant after `t` (deadlines already in `best`)."""
-        every = self.decay_every
-        if need_score and every:
-            last = contact.last_activity
-            score = contact.score
-            if last is not None and score > 0:
-                taken = (t - last) // every
-                steps = int(taken) - contact.applied_decay
-                # (as `score_at`: is there score left to lose after the steps due by now?)
-                if steps > 0:
-                    if self.decay_percent:
-                        score = float(score * (1 - self.decay_amount) ** steps)
-                    else:
-                        score = max(0.0, score - steps * self.decay_amount)
-                if score > 0:
-                    step = last + (taken + 1) * every
-                    if step < best:
-                        best = step
-        history = contact.history
-        if need_windows:
-            best = min(best, _earliest_expiry(history, need_windows, t))
-        for event, after in need_since:
-            entry = history.get(event)
-            if entry:
-                instant = entry[0][-1] + after
-                if instant == t:
-                    # `days_since(E) > N` (or `<= N`) turns just after this instant: the next
-                    # float is that moment (printed as this second)
-                    instant = math.nextafter(instant, math.inf)
-                if t < instant < best:
-                    best = instant
-        return None if best == math.inf else best
-
 
 class _Chain:
     """The flows re-entered at one instant, in order (see `Engine._never_settles`)."""
@@ -1265,20 +772,6 @@ class _Chain:
         self.order: list[str] = []
         self.seen: dict[tuple[Any, ...], int] = {}  # (flow, state) -> index in `order`
         self.stopped = False
-
-
-@attrs.frozen(slots=True)
-class _WakePlan:
-    """The time-driven instants `when` triggers need for one combination of their values."""
-
-    score: bool
-    windows: tuple[tuple[str, float], ...]
-    since: tuple[tuple[str, float], ...]
-    empty: bool = attrs.field(init=False)
-
-    @empty.default
-    def _empty(self) -> bool:
-        return not (self.score or self.windows or self.since)
 
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1347,19 +840,4 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["Effect", "Engine", "Event", "split_arm", "to_datetime"]
-
-
-def _earliest_expiry(
-    history: dict[str, Any], windows: Iterable[tuple[str, float]], t: float
-) -> float:
-    """The next instant after `t` at which an event leaves one of the `within` windows."""
-    earliest = math.inf
-    for event, within in windows:
-        entry = history.get(event)
-        if entry:
-            times = entry[0]
-            i = bisect_right(times, t - within)
-            if i < len(times) and times[i] + within < earliest:
-                earliest = times[i] + within
-    return earliest
+__all__ = ["Cond", "Effect", "Engine", "Event", "split_arm", "to_datetime"]

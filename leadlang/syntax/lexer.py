@@ -6,6 +6,9 @@ keeps the one contextual rule the language needs: a word that spells a keyword i
 keyword only where the parser can accept the keyword, and a plain name elsewhere, so
 `score`, `event` or `max` still read as names in expressions. Terminal names and patterns
 come from grammar.lark (the `TOKENS` below must stay in step with its terminals).
+
+`LeadIndenter` then lays the lines out: Python-style INDENT/DEDENT tokens, with the nesting
+limits (too deep is S007) and the problems only layout can see (`SyntaxProblem`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters
+from lark.indenter import Indenter
 from lark.lexer import Lexer
 
 # (terminal, pattern) in matching order: longer literals before their prefixes.
@@ -139,3 +143,127 @@ class LeadLexer(Lexer):
             elif kind == "PUNCT":
                 kind = punctuation[value]
             yield Token(kind, value, start, line, column, line, column + len(value), pos)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- layout
+
+MAX_NESTING = 100  # open brackets; deeper input gets S007
+# Blocks inside blocks (`if` in `if`...): later passes walk steps recursively too.
+MAX_BLOCK_DEPTH = 100
+
+
+class SyntaxProblem(Exception):
+    """Raised inside the parse for a problem found while lexing or laying out lines."""
+
+    def __init__(self, code: str, message: str, token: Token, help: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.token = token
+        self.help = help
+
+
+class LeadIndenter(Indenter):
+    """Python-style INDENT/DEDENT tokens, tolerant of stray closing brackets.
+
+    It remembers the open brackets (to report an unclosed one) and the last token (to give
+    an error message context).
+    """
+
+    NL_type = "_NL"
+    OPEN_PAREN_types = ["LPAR", "LSQB", "LBRACE"]  # noqa: RUF012 (Lark's interface)
+    CLOSE_PAREN_types = ["RPAR", "RSQB", "RBRACE"]  # noqa: RUF012
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open_brackets: list[Token] = []
+        self.previous: Token | None = None
+        self.current: Token | None = None
+
+    def handle_NL(self, token: Token) -> Iterator[Token]:
+        if self.paren_level > 0:
+            return
+        yield token
+        indent_str = token.rsplit("\n", 1)[1]
+        indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
+        if indent > self.indent_level[-1]:
+            if len(self.indent_level) > MAX_BLOCK_DEPTH:
+                end = token.end_pos or 0
+                raise SyntaxProblem(
+                    "S007",
+                    f"nesting too deep (blocks more than {MAX_BLOCK_DEPTH} levels deep)",
+                    Token(
+                        "INDENT_AT",
+                        indent_str,
+                        end,
+                        token.end_line,
+                        1,
+                        token.end_line,
+                        indent + 1,
+                        end,
+                    ),
+                    help="move the inner steps to a flow of their own and `enroll` it",
+                )
+            self.indent_level.append(indent)
+            yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
+            return
+        while indent < self.indent_level[-1]:
+            self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, indent_str, token)
+        if indent != self.indent_level[-1]:
+            end = token.end_pos or 0
+            at = Token(
+                "INDENT_AT",
+                indent_str,
+                end - len(indent_str),  # the start of the line, which column 1 names
+                token.end_line,
+                1,
+                token.end_line,
+                indent + 1,
+                end,
+            )
+            raise SyntaxProblem(
+                "S004",
+                f"this line is indented to column {indent + 1}, which matches no enclosing block",
+                at,
+                help=f"indent it to column {self.indent_level[-1] + 1} or to a block's column",
+            )
+
+    def _process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        token = None
+        for token in stream:
+            self.previous, self.current = self.current, token
+            if token.type == self.NL_type:
+                yield from self.handle_NL(token)
+                continue
+            yield token
+            if token.type in self.OPEN_PAREN_types:
+                self.paren_level += 1
+                self.open_brackets.append(token)
+                if self.paren_level > MAX_NESTING:
+                    raise SyntaxProblem(
+                        "S007",
+                        f"nesting too deep (more than {MAX_NESTING} brackets)",
+                        token,
+                        help="split the expression with a `metric` or a `segment`",
+                    )
+            elif token.type in self.CLOSE_PAREN_types and self.paren_level > 0:
+                self.paren_level -= 1
+                self.open_brackets.pop()
+        while len(self.indent_level) > 1:
+            self.indent_level.pop()
+            yield (
+                Token.new_borrow_pos(self.DEDENT_type, "", token)
+                if token
+                else Token(self.DEDENT_type, "", 0, 1, 1, 1, 1, 0)
+            )
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        self.paren_level = 0
+        self.indent_level = [0]
+        self.open_brackets = []
+        self.previous = self.current = None
+        return self._process(stream)

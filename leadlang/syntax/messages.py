@@ -8,16 +8,16 @@ token gives context; no terminal name ever reaches a message.
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import TerminalDef
 
 from leadlang.diagnostics import Diagnostic
-from leadlang.syntax_lexer import CALENDAR_DAYS, UNIT_WORDS, calendar_help
-
-if TYPE_CHECKING:
-    from leadlang.syntax import AstBuilder, LeadIndenter
+from leadlang.syntax.build import AstBuilder
+from leadlang.syntax.lexer import CALENDAR_DAYS, UNIT_WORDS, LeadIndenter, calendar_help
 
 # Phrases for terminals whose text is not the word itself.
 _PHRASES: dict[str, str] = {
@@ -208,12 +208,14 @@ def _line_keyword(text: str, token: Token) -> str | None:
 
 
 def describe_unexpected(
-    error: UnexpectedInput, builder: AstBuilder, indenter: LeadIndenter, text: str
+    error: UnexpectedInput,
+    builder: AstBuilder,
+    indenter: LeadIndenter,
+    text: str,
+    grammar_terminals: Iterable[TerminalDef],
 ) -> Diagnostic:
-    """A diagnostic in words for a Lark parse error."""
-    from leadlang.syntax import get_parser
-
-    terminals = {t.name: t for t in get_parser().terminals}
+    """A diagnostic in words for a Lark parse error (`grammar_terminals`: the parser's)."""
+    terminals = {t.name: t for t in grammar_terminals}
     if isinstance(error, UnexpectedCharacters):
         return _unexpected_character(error, builder, text)
     if isinstance(error, UnexpectedEOF):
