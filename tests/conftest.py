@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,14 +46,7 @@ def write_files(
 def postgres_db() -> Iterator[str]:
     """A fresh PostgreSQL database on the server of `LEADLANG_TEST_POSTGRES` (CI sets it;
     the test fails when it is set but unusable, and is skipped only when it is not set)."""
-    from tests.serve_daemon import postgres_admin, postgres_url
+    from tests.serve_daemon import fresh_postgres
 
-    url = postgres_url()
-    if url is None:
-        pytest.skip("LEADLANG_TEST_POSTGRES is not set")
-    name = "leadlang_test_" + uuid.uuid4().hex[:12]
-    postgres_admin(url, f'CREATE DATABASE "{name}"')
-    try:
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres() as url:
+        yield url
