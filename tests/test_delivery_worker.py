@@ -404,10 +404,12 @@ def test_run_polls_and_survives_a_failing_store() -> None:
     failures = [RuntimeError("database is locked")]
     claim = store.claim_outbox
 
-    async def flaky(now: float, limit: int, lease: float) -> list[Delivery]:
+    async def flaky(
+        now: float, limit: int, lease: float, rooms: dict[str, int] | None = None
+    ) -> list[Delivery]:
         if failures:
             raise failures.pop()
-        return await claim(now, limit, lease)
+        return await claim(now, limit, lease, rooms)
 
     store.claim_outbox = flaky  # type: ignore[method-assign]
 

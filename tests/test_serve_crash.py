@@ -77,7 +77,9 @@ class Sender(threading.Thread):
                     self.acked.extend(batch)
                     break
                 time.sleep(0.02)  # 429 or 5xx: back off, send the same batch again
-            time.sleep(0.005)
+            # paced, so the stream outlasts the first kills however fast the machine is (a
+            # quick machine used to post it all before the first kill)
+            time.sleep(0.08)
 
 
 def stream(contacts: int, batches: int, size: int, start: float) -> list[list[dict[str, Any]]]:
