@@ -28,6 +28,7 @@ from leadlang.runtime.delivery.tracking import Send, Tracker
 from leadlang.runtime.effects import Effect, public
 from leadlang.runtime.engine import Cond, Engine, Event, _jsonable
 from leadlang.runtime.log_types import apply_declared_types
+from leadlang.runtime.policy import ADDRESS_TRAIT
 from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
 from leadlang.runtime.store.sql import (
@@ -42,7 +43,6 @@ from leadlang.runtime.store.sql import (
 log = logging.getLogger("leadlang.serve")
 
 PURGE_EVERY = 300.0  # seconds between drops of `messageId`s past the deduplication window
-ADDRESS_TRAITS = {"email": "email", "sms": "phone"}
 _encode = msgspec.json.Encoder().encode  # the bytes simulate prints (ints of any size)
 
 
@@ -80,10 +80,16 @@ class MessageValues:
     def __init__(self, messages: dict[str, Any]) -> None:
         self.messages = messages
         self._conds: dict[int, Cond] = {}
+        self._dynamic: dict[str, bool] = {}  # message -> whether it has expressions
 
     def evaluated(self, name: str, ctx: Context, event: dict[str, Any] | None) -> dict[str, Any]:
         message = self.messages[name]
-        if not any(_has_expr(f["value"]) for f in message["fields"].values()):
+        dynamic = self._dynamic.get(name)
+        if dynamic is None:
+            dynamic = self._dynamic[name] = any(
+                _has_expr(f["value"]) for f in message["fields"].values()
+            )
+        if not dynamic:
             return message
         ctx.enr = None
         ctx.event = event
@@ -113,12 +119,12 @@ def _has_expr(value: Any) -> bool:
 
 
 def template_variables(
-    engine: Engine, contact: Contact, t: float, effect: Effect, reads: frozenset[str] | None = None
+    ctx: Context, effect: Effect, reads: frozenset[str] | None = None
 ) -> dict[str, Any]:
-    """What a message template reads: the profile at `t` (traits, `score`, `tags`, `id`,
-    metrics, segments), the bound `event` and the send's `with` values. Metrics and segments
-    are computed only when in `reads` (the names the templates read; None: all of them)."""
-    ctx = Context(engine, contact, t)
+    """What a message template reads: the profile at the context's instant (traits, `score`,
+    `tags`, `id`, metrics, segments), the bound `event` and the send's `with` values. Metrics
+    and segments are computed only when in `reads` (the names the templates read; None: all)."""
+    contact, engine = ctx.contact, ctx.engine
     variables: dict[str, Any] = dict(contact.traits)
     for name in engine.metrics:
         if reads is None or name in reads:
@@ -136,6 +142,25 @@ def template_variables(
     )
     variables.update(effect.get("data") or {})
     return variables
+
+
+def render_send(
+    engine: Engine,
+    values: MessageValues,
+    contact: Contact,
+    t: float,
+    effect: Effect,
+    reads: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """The content of a send's message for the contact at `t` (one evaluation context
+    serves its templates and its expressions); raises RenderError."""
+    ctx = Context(engine, contact, t)
+    variables = template_variables(ctx, effect, reads)
+    message = values.evaluated(effect["message"], ctx, effect.get("event"))
+    content = render_message(message, variables)
+    if message.get("secrets"):
+        content["secrets"] = message["secrets"]  # the only names drivers fill in
+    return content
 
 
 class Runner:
@@ -156,7 +181,6 @@ class Runner:
         # emails get tracked links, the open pixel and List-Unsubscribe once links can reach us
         self.tracker = Tracker(secret, public_url) if secret and public_url else None
         self._reads: dict[str, frozenset[str] | None] = {}
-        self.failures = 0
 
     def reads(self, message: str) -> frozenset[str] | None:
         if message not in self._reads:
@@ -184,7 +208,6 @@ class Runner:
                 result.failed.extend(p.id for p in events)
                 if row.state is not None:
                     result.parked.append(row.id)
-                self.failures += 1
         return result
 
     def _contact(
@@ -271,7 +294,7 @@ class Runner:
 
     def _outbox_row(self, contact: Contact, t: float, effect: Effect, now: float) -> dict[str, Any]:
         channel = effect["channel"]
-        trait = ADDRESS_TRAITS.get(channel)
+        trait = ADDRESS_TRAIT.get(channel)
         recipient = contact.traits.get(trait) if trait else None
         row: dict[str, Any] = {
             "key": effect["key"],
@@ -291,13 +314,7 @@ class Runner:
         }
         try:
             reads = self.reads(effect["message"])
-            variables = template_variables(self.engine, contact, t, effect, reads)
-            message = self.values.evaluated(
-                effect["message"], Context(self.engine, contact, t), effect.get("event")
-            )
-            content = render_message(message, variables)
-            if message.get("secrets"):
-                content["secrets"] = message["secrets"]  # the only names drivers fill in
+            content = render_send(self.engine, self.values, contact, t, effect, reads)
             if channel == "email" and self.tracker is not None:
                 send = Send(contact.id, effect["key"], channel, effect["message"])
                 content = self.tracker.decorate_email(content, send)
@@ -332,7 +349,6 @@ class Processor:
         self.max_events = max_events
         self.wakeup = asyncio.Event()
         self.rounds = 0
-        self.processed_contacts = 0
         self._next_purge = 0.0
 
     async def run_once(self) -> int:
@@ -349,15 +365,9 @@ class Processor:
             log.info("another processor took some of this round's work first; reading again")
             return len(rows)
         self.rounds += 1
-        self.processed_contacts += len(rows)
         if result.outbox:
             self.on_output()
         return len(rows)
-
-    async def drain(self) -> None:
-        """Run rounds until nothing is pending or due (start-up catch-up, tests)."""
-        while await self.run_once():
-            pass
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

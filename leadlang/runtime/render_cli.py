@@ -9,7 +9,6 @@ its parts, decoded; an SMS as its recipient and text; a push as the webhook requ
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any
 
@@ -18,18 +17,18 @@ import orjson
 
 from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
-from leadlang.runtime.context import Context
 from leadlang.runtime.delivery.drivers.maildir import build_message
+from leadlang.runtime.delivery.drivers.placeholders import PLACEHOLDER
 from leadlang.runtime.delivery.outbox import Delivery
-from leadlang.runtime.delivery.render import RenderError, render_message
+from leadlang.runtime.delivery.render import RenderError
 from leadlang.runtime.effects import format_time, idempotency_key
 from leadlang.runtime.engine import Engine
-from leadlang.runtime.processor import ADDRESS_TRAITS, MessageValues, template_variables
+from leadlang.runtime.policy import ADDRESS_TRAIT
+from leadlang.runtime.processor import MessageValues, render_send
 from leadlang.runtime.simulate import parse_timestamp
 from leadlang.runtime.state import Contact, contact_from_json
 
 PREVIEW_FLOW = "preview"
-SECRET = re.compile(r"\{\{secret:([A-Za-z_][A-Za-z0-9_]*)\}\}")
 
 
 def run_render(
@@ -72,14 +71,11 @@ def run_render(
     key = idempotency_key(contact.id, PREVIEW_FLOW, "preview", 1, message)
     effect = {"event": event, "message": message, "channel": channel, "key": key}
     try:
-        evaluated = MessageValues(ir["messages"]).evaluated(
-            message, Context(engine, contact, now), event
-        )
-        content = render_message(evaluated, template_variables(engine, contact, now, effect))
+        content = render_send(engine, MessageValues(ir["messages"]), contact, now, effect)
     except RenderError as exc:
         click.echo(f"error: message `{message}` cannot be rendered: {exc}", err=True)
         return 1
-    trait = ADDRESS_TRAITS.get(channel)
+    trait = ADDRESS_TRAIT.get(channel)
     to = contact.traits.get(trait) if trait else None
     delivery = Delivery(
         key=key,
@@ -93,7 +89,7 @@ def run_render(
         attempts=0,
     )
     # a secret is never shown: `secret(NAME)` stands for it
-    click.echo(SECRET.sub(r"secret(\1)", show(delivery)), nl=False)
+    click.echo(PLACEHOLDER.sub(r"secret(\1)", show(delivery)), nl=False)
     return 0
 
 

@@ -24,7 +24,7 @@ from aiohttp import web
 from leadlang.runtime.delivery.tracking import Tracker
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.admin import Admin
-from leadlang.runtime.server.backend import Backend, ChildBackend
+from leadlang.runtime.server.backend import Backend, ChildBackend, event_loop_runner
 from leadlang.runtime.server.config import Config
 from leadlang.runtime.server.ingest import Committer, Ingest
 from leadlang.runtime.server.metrics import Metrics
@@ -231,12 +231,5 @@ async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> i
 
 def run(config: Config, program: dict[str, Any], paths: list[str]) -> int:
     """Run the daemon until stopped; returns the exit code."""
-    loop_factory = None
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # uvloop is optional
-        pass
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with event_loop_runner() as runner:
         return runner.run(_serve(config, program, paths))

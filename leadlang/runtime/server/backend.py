@@ -19,6 +19,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -176,7 +177,7 @@ def _die_with(parent: int) -> None:
 async def _child(config: Config, program: dict[str, Any], wake_fd: int) -> None:
     store = await open_store(config.store)
     secret, _ = await store.credential("secret", config.secret)  # the parent stored it
-    backend = Backend(store, Engine(program), program, config, _wall_clock(), secret=secret)
+    backend = Backend(store, Engine(program), program, config, time.time, secret=secret)
     loop = asyncio.get_running_loop()
     os.set_blocking(wake_fd, False)
 
@@ -195,10 +196,13 @@ async def _child(config: Config, program: dict[str, Any], wake_fd: int) -> None:
     await store.close()
 
 
-def _wall_clock() -> Callable[[], float]:
-    import time
-
-    return time.time
+def event_loop_runner() -> asyncio.Runner:
+    """An asyncio runner on uvloop where it is installed (both of serve's processes)."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def main() -> None:
@@ -211,13 +215,7 @@ def main() -> None:
         os.nice(BACKEND_NICENESS)
     logging.basicConfig(level=logging.INFO, format="leadlang serve (back end): %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:  # uvloop is optional
-        runner = asyncio.Runner()
-    with runner:
+    with event_loop_runner() as runner:
         runner.run(_child(config, program, wake_fd))
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import attrs
 import orjson
 from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -394,20 +393,9 @@ class SqlStore:
         )
         await conn.exec_driver_sql(self._sql(sql), [tuple(row[c] for c in columns) for row in rows])
 
-    def _upsert(self, table: Any, keys: list[str]) -> Any:
-        dialect = sqlite if self.sqlite else postgresql
-        return dialect.insert(table)
-
     async def next_wake(self) -> float | None:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.min(s.contacts.c.wake)))).scalar()
-
-    async def has_pending(self) -> bool:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(s.events.c.id).where(s.events.c.pending == 1).limit(1))
-            ).first()
-            return row is not None
 
     async def record_versions(self, flows: Iterable[tuple[str, str, str]], now: float) -> None:
         """Keep the IR of each (flow, version, ir) that is loaded."""
