@@ -24,6 +24,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.limits import FIRST_TEXT, LAST_TEXT, MAX_JSON_DEPTH, instant_ok, json_depth_ok
+from leadlang.runtime.group_commit import settle
 from leadlang.runtime.store.sql import Incoming, SqlStore
 
 MAX_REQUEST = 500 * 1024
@@ -301,18 +302,11 @@ class Committer:
             taken, self.queue = self.queue, []
             count = sum(len(events) for events, _ in taken)
             try:
-                await self.store.accept([events for events, _ in taken], self.clock())
-            except Exception as exc:
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, future in taken:
-                    if not future.done():
-                        future.set_result(None)
-                self.commits += 1
-                self.committed_events += count
-                self.on_commit()
+                write = self.store.accept([events for events, _ in taken], self.clock())
+                if await settle(write, [future for _, future in taken]):
+                    self.commits += 1
+                    self.committed_events += count
+                    self.on_commit()
             finally:
                 self.queued_events -= count
 

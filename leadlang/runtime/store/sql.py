@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from leadlang.runtime.delivery.outbox import OTHER_CHANNELS, Delivery
+from leadlang.runtime.group_commit import settle
 from leadlang.runtime.store import schema as s
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -498,23 +499,17 @@ class SqlStore:
                 while self._marks:
                     await asyncio.sleep(0)  # let the outcomes arriving now join this commit
                     batch, self._marks = self._marks, []
-                    try:
-                        async with self.write() as conn:
-                            for k, v, _ in batch:
-                                await conn.execute(
-                                    update(s.outbox).where(s.outbox.c.key == k).values(**v)
-                                )
-                    except Exception as exc:
-                        for _, _, f in batch:
-                            if not f.done():
-                                f.set_exception(exc)
-                    else:
-                        for _, _, f in batch:
-                            if not f.done():
-                                f.set_result(None)
+                    await settle(self._write_marks(batch), [f for _, _, f in batch])
             finally:
                 self._marking = False
         await future
+
+    async def _write_marks(
+        self, batch: list[tuple[str, dict[str, Any], asyncio.Future[None]]]
+    ) -> None:
+        async with self.write() as conn:
+            for key, values, _ in batch:
+                await conn.execute(update(s.outbox).where(s.outbox.c.key == key).values(**values))
 
     async def release_leases(self) -> int:
         """Free every claimed delivery (at start-up on SQLite, which one daemon uses: the

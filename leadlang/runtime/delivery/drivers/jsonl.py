@@ -31,6 +31,7 @@ import orjson
 
 from leadlang.runtime.delivery.drivers.files import fsync_dir
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
+from leadlang.runtime.group_commit import settle
 
 MAX_KEYS = 1_000_000
 _MESSAGE_ID = re.compile(rb'"message_id"\s*:\s*("(?:[^"\\]|\\.)*")')
@@ -81,16 +82,10 @@ class JsonLinesDriver:
     async def _write_queued(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
-            try:
-                await asyncio.to_thread(self._file.append, [(k, line) for k, line, _ in batch])
-            except Exception as error:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(error)
-            else:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+            await settle(
+                asyncio.to_thread(self._file.append, [(k, line) for k, line, _ in batch]),
+                [done for _, _, done in batch],
+            )
 
 
 class _LinesFile:
