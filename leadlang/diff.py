@@ -187,20 +187,14 @@ def _clauses(flow: JSON | None) -> dict[str, list[tuple[str, bytes]]]:
     if flow is None:
         return {}
     out: dict[str, list[tuple[str, bytes]]] = {"triggers": [], "exits": [], "goals": []}
-    for trigger in flow["triggers"]:
-        text = (
-            f"on {_event_text(trigger)}"
-            if trigger["kind"] == "on"
-            else f"when {_expr_text(trigger['cond'])}"
-        )
-        out["triggers"].append((text, ir.canonical(trigger)))
-    for clause in flow["exits"]:
-        text = (
-            f"exit on {_event_text(clause)}"
-            if clause["kind"] == "on"
-            else f"exit when {_expr_text(clause['cond'])}"
-        )
-        out["exits"].append((text, ir.canonical(clause)))
+    for kind, word in (("triggers", ""), ("exits", "exit ")):
+        for clause in flow[kind]:
+            text = (
+                f"{word}on {_event_text(clause)}"
+                if clause["kind"] == "on"
+                else f"{word}when {_expr_text(clause['cond'])}"
+            )
+            out[kind].append((text, ir.canonical(clause)))
     for goal in flow["goals"]:
         within = f" within {_duration(goal['within'])}" if goal.get("within") else ""
         out["goals"].append((f"goal {_event_text(goal)}{within}", ir.canonical(goal)))
