@@ -158,6 +158,25 @@ def test_the_report_lists_steps_added_removed_and_changed_by_id(
     ]
 
 
+def test_exits_and_when_triggers_are_put_in_words(write_files: WriteFiles) -> None:
+    flow = MESSAGES + "\nflow nudge:\n  {header}\n  send hello\n"
+    root = write_files(
+        {
+            "old/shop.lead": flow.format(header="on signed_up\n  exit on order_completed"),
+            "new/shop.lead": flow.format(header="when score > 10\n  exit when score > 50"),
+        }
+    )
+    [nudge] = diff_programs(program_ir(root / "old"), program_ir(root / "new"))["flows"]
+    assert nudge["header"] == [
+        {"clause": "triggers", "removed": ["on signed_up"], "added": ["when score > 10"]},
+        {
+            "clause": "exits",
+            "removed": ["exit on order_completed"],
+            "added": ["exit when score > 50"],
+        },
+    ]
+
+
 def test_the_text_report_reads_step_by_step(
     versions: tuple[dict[str, Any], dict[str, Any]],
 ) -> None:
