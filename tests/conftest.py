@@ -1,16 +1,19 @@
-"""Shared fixtures: parse a script from a string, write scripts into a temporary folder."""
+"""Shared fixtures: parse a script from a string, write scripts into a temporary folder, a
+fresh PostgreSQL database, a recording HTTP receiver."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from leadlang import ast
 from leadlang.diagnostics import Diagnostic
 from leadlang.source import Source
 from leadlang.syntax import parse
+from tests.receiver import Receiver
 
 ParseText = Callable[..., tuple[ast.Module, list[Diagnostic]]]
 
@@ -50,3 +53,14 @@ def postgres_db() -> Iterator[str]:
 
     with fresh_postgres() as url:
         yield url
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A started `Receiver` (tests/receiver.py), stopped after the test."""
+    server = Receiver()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

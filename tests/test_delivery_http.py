@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -12,98 +9,18 @@ from typing import Any
 
 import attrs
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from leadlang.runtime.delivery.drivers import HttpSmsDriver, make_drivers
 from leadlang.runtime.delivery.drivers.http import retry_after
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
 from leadlang.runtime.delivery.worker import OutboxWorker
+from tests.receiver import Answer, Receiver
 from tests.test_delivery_worker import Clock, MemoryOutbox
 
 pytestmark = pytest.mark.timeout(30)
 
 KEY = "0123456789abcdef0123456789abcdef"
 NOW = 1_760_000_000.0
-
-
-@attrs.frozen
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@attrs.frozen
-class Answer:
-    status: int = 200
-    headers: dict[str, str] = attrs.field(factory=dict)
-    body: str = "ok"
-    hang: bool = False
-    echo: bool = False  # answer with the request's headers and body (a chatty provider)
-
-
-class Receiver:
-    """Records every request; each path answers from its script (the last answer repeats)."""
-
-    def __init__(self) -> None:
-        self.seen: list[Seen] = []
-        self.scripts: dict[str, list[Answer]] = {}
-        self.port = 0
-        self.released = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-
-    def script(self, path: str, *answers: Answer) -> str:
-        self.scripts[path] = list(answers)
-        return self.url(path)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def at(self, path: str) -> list[Seen]:
-        return [seen for seen in self.seen if seen.path == path]
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        seen = Seen(request.method, request.path, dict(request.headers), body)
-        self.seen.append(seen)
-        script = self.scripts.get(request.path) or [Answer()]
-        answer = script.pop(0) if len(script) > 1 else script[0]
-        if answer.hang:
-            await self.released.wait()  # until the test ends
-        text = answer.body
-        if answer.echo:
-            text = json.dumps(seen.headers) + body.decode()
-        return web.Response(status=answer.status, headers=answer.headers, text=text)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        self.released.set()
-        await asyncio.sleep(0.01)
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def sms(key: str = KEY, **changes: Any) -> Delivery:

@@ -4,34 +4,22 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from standardwebhooks import Webhook
 
 from leadlang.runtime.delivery.drivers import WebhookDriver, make_drivers
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
 from leadlang.runtime.delivery.worker import OutboxWorker
-from tests.test_delivery_http import Answer, Receiver
+from tests.receiver import Answer, Receiver
 from tests.test_delivery_worker import Clock, MemoryOutbox
 
 pytestmark = pytest.mark.timeout(30)
 
 KEY = "fedcba9876543210fedcba9876543210"
 SECRET = "whsec_" + base64.b64encode(b"a push signing secret, 32 bytes!").decode()
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def push(url: str, key: str = KEY, **content: Any) -> Delivery:
