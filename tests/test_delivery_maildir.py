@@ -9,37 +9,14 @@ import os
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
 
 from leadlang.runtime.delivery.drivers.maildir import MaildirDriver
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
+from tests.deliveries import KEY, ann_email
 
 pytestmark = pytest.mark.timeout(30)
-
-KEY = "0123456789abcdef0123456789abcdef"
-
-
-def delivery(key: str = KEY, **changes: Any) -> Delivery:
-    content = {
-        "subject": "Your order, Ann",
-        "text": "Thanks, Ann!\n",
-        "html": "<p>Thanks, <b>Ann</b>!</p>\n",
-    }
-    base = Delivery(
-        key=key,
-        contact="c1",
-        flow="winter_thank_you",
-        message="thank_you",
-        channel="email",
-        at="2025-10-02T09:30:00Z",
-        to="Ann Example <ann@example.com>",
-        content=content,
-        attempts=0,
-    )
-    return attrs.evolve(base, **changes)
 
 
 def deliver(driver: MaildirDriver, d: Delivery) -> Outcome:
@@ -57,7 +34,7 @@ def read_all(path: Path) -> dict[str, EmailMessage]:
 
 def test_one_rfc5322_file_named_from_the_key(tmp_path: Path) -> None:
     driver = MaildirDriver(tmp_path / "outbox")
-    assert deliver(driver, delivery()) == Outcome.sent()
+    assert deliver(driver, ann_email()) == Outcome.sent()
     assert sorted(os.listdir(tmp_path / "outbox")) == ["cur", "new", "tmp"]
     assert os.listdir(tmp_path / "outbox" / "new") == [KEY]
     assert os.listdir(tmp_path / "outbox" / "tmp") == []
@@ -89,21 +66,21 @@ def test_from_reply_to_and_extra_headers_come_from_the_content(tmp_path: Path) -
         "reply_to": "help@example.com",
         "headers": {"List-Unsubscribe": "<https://t.example/u/x>"},
     }
-    deliver(driver, delivery(content=content))
+    deliver(driver, ann_email(content=content))
     (message,) = read_all(tmp_path).values()
     assert message["From"] == "Shop <shop@example.com>"
     assert message["Reply-To"] == "help@example.com"
     assert message["List-Unsubscribe"] == "<https://t.example/u/x>"
     assert message.get_content_type() == "text/plain"
-    deliver(driver, delivery("f" * 32, content={"subject": "s", "text": "t", "html": None}))
+    deliver(driver, ann_email("f" * 32, content={"subject": "s", "text": "t", "html": None}))
     assert read_all(tmp_path)["f" * 32]["From"] == "Default <d@example.com>"
 
 
 def test_a_second_delivery_of_the_same_key_writes_nothing(tmp_path: Path) -> None:
     driver = MaildirDriver(tmp_path)
-    first = deliver(driver, delivery())
+    first = deliver(driver, ann_email())
     before = (tmp_path / "new" / KEY).read_bytes()
-    again = deliver(MaildirDriver(tmp_path), delivery(attempts=1, content={"subject": "x"}))
+    again = deliver(MaildirDriver(tmp_path), ann_email(attempts=1, content={"subject": "x"}))
     assert first == again == Outcome.sent()
     assert os.listdir(tmp_path / "new") == [KEY]
     assert (tmp_path / "new" / KEY).read_bytes() == before
@@ -111,7 +88,7 @@ def test_a_second_delivery_of_the_same_key_writes_nothing(tmp_path: Path) -> Non
 
 def test_a_message_a_client_moved_to_cur_is_not_written_again(tmp_path: Path) -> None:
     driver = MaildirDriver(tmp_path)
-    deliver(driver, delivery())
+    deliver(driver, ann_email())
     box = mailbox.Maildir(tmp_path, create=False)
     message = box.get_message(KEY)
     message.set_subdir("cur")
@@ -119,30 +96,30 @@ def test_a_message_a_client_moved_to_cur_is_not_written_again(tmp_path: Path) ->
     box[KEY] = message  # what a mail client does on reading: new/KEY -> cur/KEY:2,S
     assert os.listdir(tmp_path / "new") == []
     assert os.listdir(tmp_path / "cur") == [f"{KEY}:2,S"]
-    assert deliver(driver, delivery(attempts=1)) == Outcome.sent()
-    assert deliver(MaildirDriver(tmp_path), delivery(attempts=1)) == Outcome.sent()
+    assert deliver(driver, ann_email(attempts=1)) == Outcome.sent()
+    assert deliver(MaildirDriver(tmp_path), ann_email(attempts=1)) == Outcome.sent()
     assert os.listdir(tmp_path / "new") == []
     assert len(box) == 1
 
 
 def test_every_attempt_builds_the_same_bytes(tmp_path: Path) -> None:
     one, two = MaildirDriver(tmp_path / "a"), MaildirDriver(tmp_path / "b")
-    deliver(one, delivery())
-    deliver(two, delivery(attempts=3))
+    deliver(one, ann_email())
+    deliver(two, ann_email(attempts=3))
     assert (tmp_path / "a/new" / KEY).read_bytes() == (tmp_path / "b/new" / KEY).read_bytes()
 
 
-def test_a_leftover_from_a_crash_in_tmp_does_not_stop_delivery(tmp_path: Path) -> None:
+def test_a_leftover_from_a_crash_in_tmp_does_not_stop_email(tmp_path: Path) -> None:
     driver = MaildirDriver(tmp_path)
     (tmp_path / "tmp" / f"{KEY}.999.dead").write_bytes(b"half a mess")
-    assert deliver(driver, delivery()) == Outcome.sent()
+    assert deliver(driver, ann_email()) == Outcome.sent()
     assert read_all(tmp_path)[KEY]["Subject"] == "Your order, Ann"
 
 
 def test_a_newline_in_a_value_cannot_inject_a_header(tmp_path: Path) -> None:
     driver = MaildirDriver(tmp_path)
     content = {"subject": "Hi\nBcc: victim@example.com", "text": "t", "html": None}
-    deliver(driver, delivery(content=content))
+    deliver(driver, ann_email(content=content))
     (message,) = read_all(tmp_path).values()
     assert message["Bcc"] is None
     assert message["Subject"] == "Hi Bcc: victim@example.com"
@@ -152,14 +129,14 @@ def test_a_newline_in_a_value_cannot_inject_a_header(tmp_path: Path) -> None:
     "to", [None, "", "not an address", "a@example.com, b@example.com", "x@y\nBcc: z@w"]
 )
 def test_an_unusable_address_fails_for_good(tmp_path: Path, to: str | None) -> None:
-    outcome = deliver(MaildirDriver(tmp_path), delivery(to=to))
+    outcome = deliver(MaildirDriver(tmp_path), ann_email(to=to))
     assert outcome.status == "failed" and outcome.error
     assert os.listdir(tmp_path / "new") == []
 
 
 def test_non_ascii_names_and_subjects_are_encoded(tmp_path: Path) -> None:
     content = {"subject": "Ünïcode ✓", "text": "Grüße\n", "html": "<p>Grüße</p>"}
-    deliver(MaildirDriver(tmp_path), delivery(to="Åsa Öberg <asa@example.com>", content=content))
+    deliver(MaildirDriver(tmp_path), ann_email(to="Åsa Öberg <asa@example.com>", content=content))
     raw = (tmp_path / "new" / KEY).read_bytes()
     raw.decode("ascii")  # headers and bodies are encoded for 7-bit transports
     (message,) = read_all(tmp_path).values()
@@ -173,7 +150,7 @@ def test_concurrent_deliveries_each_get_their_file(tmp_path: Path) -> None:
     keys = [f"{n:032x}" for n in range(50)]
 
     async def all_of_them() -> list[Outcome]:
-        return await asyncio.gather(*(driver.deliver(delivery(key)) for key in keys * 2))
+        return await asyncio.gather(*(driver.deliver(ann_email(key)) for key in keys * 2))
 
     assert set(asyncio.run(all_of_them())) == {Outcome.sent()}
     assert sorted(os.listdir(tmp_path / "new")) == keys
@@ -192,7 +169,7 @@ def test_a_rendered_message_read_back_by_a_mail_client(tmp_path: Path) -> None:
         },
     }
     content = render_message(compiled, {"first_name": "<script>x()</script>", "event": {}})
-    deliver(MaildirDriver(tmp_path), delivery(content=content))
+    deliver(MaildirDriver(tmp_path), ann_email(content=content))
     (message,) = read_all(tmp_path).values()
     html = message.get_body(("html",)).get_content()
     assert html == "<h1>Hello &lt;script&gt;x()&lt;/script&gt;</h1>\n"  # the package ends lines

@@ -26,11 +26,11 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from leadlang.runtime.delivery.drivers import SmtpDriver, make_drivers
 from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
 from leadlang.runtime.delivery.worker import OutboxWorker
+from tests.deliveries import KEY, ann_email
 from tests.test_delivery_worker import Clock, MemoryOutbox
 
 pytestmark = pytest.mark.timeout(30)
 
-KEY = "0123456789abcdef0123456789abcdef"
 USER, PASSWORD = "shop", "correct horse"
 FROM = "Shop <shop@example.com>"
 ONE_CLICK = {
@@ -235,23 +235,8 @@ def start_server(certificate: tuple[Path, Path]) -> Iterator[Any]:
 
 
 def mail(key: str = KEY, **changes: Any) -> Delivery:
-    base = Delivery(
-        key=key,
-        contact="c1",
-        flow="winter_thank_you",
-        message="thank_you",
-        channel="email",
-        at="2025-10-02T09:30:00Z",
-        to="Ann Example <ann@example.com>",
-        content={
-            "subject": "Your order, Ann",
-            "text": "Thanks, Ann!\n",
-            "html": "<p>Thanks, <b>Ann</b>!</p>\n",
-            "headers": dict(ONE_CLICK),
-        },
-        attempts=0,
-    )
-    return attrs.evolve(base, **changes)
+    """Ann's email with the one-click unsubscribe headers serve adds."""
+    return ann_email(key, headers=dict(ONE_CLICK), **changes)
 
 
 def smtp(server: Server, tmp_path: Path, secrets: Any = None, **settings: Any) -> Driver:
