@@ -77,63 +77,65 @@ HTML = (
 )
 
 
+def _delivery(i: int, tag: str, message: str, channel: str, content: dict[str, Any]) -> Delivery:
+    """The `i`-th delivery of a run (its key made from `tag`), to `user{i}`."""
+    name = f"user{i}"
+    return Delivery(
+        key=f"{tag}{i:08d}".ljust(32, "0")[:32],
+        contact=name,
+        flow="potential_offer",
+        message=message,
+        channel=channel,
+        at="2026-11-30T12:00:00Z",
+        to=f"{name}@example.com" if channel == "email" else None,
+        content=content,
+        attempts=0,
+    )
+
+
 def emails(n: int, tag: str) -> list[Delivery]:
     """Realistic emails: subject, text and HTML (about 2.7 KB), List-Unsubscribe headers."""
-    out = []
-    for i in range(n):
-        name = f"user{i}"
-        out.append(
-            Delivery(
-                key=f"{tag}{i:08d}".ljust(32, "0")[:32],
-                contact=name,
-                flow="potential_offer",
-                message="coupon",
-                channel="email",
-                at="2026-11-30T12:00:00Z",
-                to=f"{name}@example.com",
-                content={
-                    "subject": "15% off your next order",
-                    "text": f"Hi {name},\n\nYour coupon: SAVE15.\n\n-- The shop\n" * 3,
-                    "html": HTML.format(name=name),
-                    "headers": {
-                        "List-Unsubscribe": f"<https://shop.example.com/u/{'t' * 60}{i}>",
-                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                    },
+    return [
+        _delivery(
+            i,
+            tag,
+            "coupon",
+            "email",
+            {
+                "subject": "15% off your next order",
+                "text": f"Hi user{i},\n\nYour coupon: SAVE15.\n\n-- The shop\n" * 3,
+                "html": HTML.format(name=f"user{i}"),
+                "headers": {
+                    "List-Unsubscribe": f"<https://shop.example.com/u/{'t' * 60}{i}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 },
-                attempts=0,
-            )
+            },
         )
-    return out
+        for i in range(n)
+    ]
 
 
 def pushes(n: int, tag: str, port: int) -> list[Delivery]:
     """Push webhooks: the message's URL, a header and a JSON body (about 300 bytes)."""
-    out = []
-    for i in range(n):
-        name = f"user{i}"
-        out.append(
-            Delivery(
-                key=f"{tag}{i:08d}".ljust(32, "0")[:32],
-                contact=name,
-                flow="potential_offer",
-                message="push_coupon",
-                channel="push",
-                at="2026-11-30T12:00:00Z",
-                to=None,
-                content={
-                    "url": f"http://127.0.0.1:{port}/hook",
-                    "headers": {"Authorization": "Bearer bench-token", "X-Shop": "bench"},
-                    "json": {
-                        "to": f"device-{i:06d}",
-                        "title": "15% off",
-                        "text": f"Hi {name}, your coupon SAVE15 is waiting",
-                        "data": {"contact": name, "flow": "potential_offer", "n": i},
-                    },
+    return [
+        _delivery(
+            i,
+            tag,
+            "push_coupon",
+            "push",
+            {
+                "url": f"http://127.0.0.1:{port}/hook",
+                "headers": {"Authorization": "Bearer bench-token", "X-Shop": "bench"},
+                "json": {
+                    "to": f"device-{i:06d}",
+                    "title": "15% off",
+                    "text": f"Hi user{i}, your coupon SAVE15 is waiting",
+                    "data": {"contact": f"user{i}", "flow": "potential_offer", "n": i},
                 },
-                attempts=0,
-            )
+            },
         )
-    return out
+        for i in range(n)
+    ]
 
 
 class BenchOutbox:
