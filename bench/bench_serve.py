@@ -155,14 +155,8 @@ class Daemon:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            terminate(self.proc, signal.SIGTERM, 30)
 
     def metrics(self) -> dict[str, float]:
         import urllib.request
@@ -227,13 +221,19 @@ class Ceiling:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, signal.SIGINT, 10)
+
+
+def terminate(proc: subprocess.Popen[Any], sig: int, grace: float) -> None:
+    """Stop a process with `sig`, then SIGKILL once `grace` seconds have passed."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def ensure_wrk() -> str:

@@ -121,6 +121,7 @@ _STEP_WORDS = (
     "enroll",
     "exit",
 )
+_CLOSING_BRACKET = {"(": ")", "[": "]", "{": "}"}  # the bracket that closes each one
 _HEADER_WORDS = ("on", "when", "exit", "goal", "reenter", "edits")
 
 
@@ -236,7 +237,7 @@ def describe_unexpected(
     at_end = token.type == "$END" or (token.type == "_DEDENT" and not token.value)
     if token.type == "$END" and indenter.open_brackets:
         bracket = indenter.open_brackets[-1]
-        closing = {"(": ")", "[": "]", "{": "}"}[str(bracket.value)]
+        closing = _CLOSING_BRACKET[str(bracket.value)]
         return _diag(
             builder,
             "S002",
@@ -267,7 +268,7 @@ def describe_unexpected(
     if indenter.open_brackets and raw.type != "$END":
         bracket = indenter.open_brackets[-1]
         if (raw.line or 0) > (bracket.line or 0) and raw.column == 1:
-            closing = {"(": ")", "[": "]", "{": "}"}[str(bracket.value)]
+            closing = _CLOSING_BRACKET[str(bracket.value)]
             return _diag(
                 builder,
                 "S001",
