@@ -89,12 +89,13 @@ class Analyzer:
             node.name: node for node in self.tree.body if isinstance(node, ast.FunctionDef)
         }
         self.bound: dict[str, Dirs | _DaysSince] = {}
+        # the condition itself: what the compiled `_f` returns (None: not in that form)
+        self.body = self._returned(self.functions.get("_f"))
 
     def run(self) -> Dirs:
-        body = self._returned(self.functions.get("_f"))
-        if body is None:
+        if self.body is None:
             return ALWAYS
-        return self._dirs(body)
+        return self._dirs(self.body)
 
     @staticmethod
     def _returned(fn: ast.FunctionDef | None) -> ast.expr | None:
@@ -378,19 +379,34 @@ def _conjuncts(
         name = _segment_name(node)
         if name is not None and name not in seen:
             seen.add(name)
-            found = segment(name)
-            if found is not None:
-                inner = Analyzer(found[0], resolve)
-                body = inner._returned(inner.functions.get("_f"))
-                if body is not None:
-                    yield from visit(inner, body, found[1])
-                    return
+            inner = _segment_code(name, segment, resolve)
+            if inner is not None:
+                yield from visit(*inner)
+                return
         yield analyzer, node, ns
 
     analyzer = Analyzer(src, resolve)
-    body = analyzer._returned(analyzer.functions.get("_f"))
-    if body is not None:
-        yield from visit(analyzer, body, namespace)
+    if analyzer.body is not None:
+        yield from visit(analyzer, analyzer.body, namespace)
+
+
+def _segment_code(
+    name: str, segment: Segments, resolve: Resolver
+) -> tuple[Analyzer, ast.expr, dict[str, Any]] | None:
+    """Segment NAME's code to look into: its analyzer, the condition it returns and its
+    namespace (None: not a segment, or its code is not in the compiled form)."""
+    found = segment(name)
+    if found is None:
+        return None
+    inner = Analyzer(found[0], resolve)
+    return None if inner.body is None else (inner, inner.body, found[1])
+
+
+def _leaf_function(node: ast.expr, namespace: dict[str, Any], label: str) -> Guard:
+    """A part of a condition's generated code as `lambda c, p: PART`, in that code's namespace
+    (so it reads what the condition reads)."""
+    code = f"lambda c, p: ({ast.unparse(node)})"
+    return eval(compile(code, label, "eval"), namespace)
 
 
 def falling_guards(
@@ -407,8 +423,7 @@ def falling_guards(
     try:
         for analyzer, node, ns in _conjuncts(src, namespace, segment, resolve):
             if all(d is not None and d <= 0 for d in analyzer._dirs(node)):
-                code = f"lambda c, p: ({ast.unparse(node)})"
-                guards.append(eval(compile(code, "<guard>", "eval"), ns))
+                guards.append(_leaf_function(node, ns, "<guard>"))
     except _UNREADABLE:
         return []
     return guards
@@ -420,8 +435,7 @@ def segment_only(src: str) -> str | None:
         analyzer = Analyzer(src, lambda kind, name: ALWAYS)
     except SyntaxError:
         return None
-    body = analyzer._returned(analyzer.functions.get("_f"))
-    return None if body is None else _segment_name(body)
+    return None if analyzer.body is None else _segment_name(analyzer.body)
 
 
 def _segment_name(node: ast.expr) -> str | None:
@@ -558,13 +572,10 @@ def time_atoms(
             if name in seen:
                 return
             seen.add(name)
-            found = segment(name)
-            if found is not None:
-                inner = Analyzer(found[0], resolve)
-                body = inner._returned(inner.functions.get("_f"))
-                if body is not None:
-                    visit(inner, body, found[1])
-                    return
+            inner = _segment_code(name, segment, resolve)
+            if inner is not None:
+                visit(*inner)
+                return
         analyzer.uncovered = False
         dirs = analyzer._dirs(node)
         if not analyzer.uncovered or dirs == CONST:
@@ -572,14 +583,12 @@ def time_atoms(
         total: Dir = 0
         for d in dirs:
             total = _join(total, d)
-        code = f"lambda c, p: ({ast.unparse(node)})"
-        atoms.append((eval(compile(code, "<atom>", "eval"), ns), total))
+        atoms.append((_leaf_function(node, ns, "<atom>"), total))
 
     try:
         analyzer = Analyzer(src, resolve)
-        body = analyzer._returned(analyzer.functions.get("_f"))
-        if body is not None:
-            visit(analyzer, body, namespace)
+        if analyzer.body is not None:
+            visit(analyzer, analyzer.body, namespace)
     except _UNREADABLE:
         return None
     return atoms
