@@ -259,7 +259,7 @@ def test_contacts_inside_a_changed_flow_meet_its_edits_policy(write_files: Write
     where = {"welcome": {"s4": 1, "s2": 3, "s1": 2}, "winback": {"s0": 5}, "legacy": {"s0": 1}}
     for folder, policy in (("new", "keep"), ("mig", "migrate")):
         new = program_ir(root / folder)
-        entries = in_flight(diff_programs(old, new), where, new)
+        entries = in_flight(diff_programs(old, new), where, old, new)
         assert [(e["flow"], e["step"], e["contacts"], e["edits"]) for e in entries] == [
             ("welcome", "s1", 2, policy),
             ("welcome", "s2", 3, policy),
@@ -275,7 +275,7 @@ def test_contacts_inside_a_changed_flow_meet_its_edits_policy(write_files: Write
                 "they move to the new version at this step, now `wait 2d` (edits migrate)",
                 "their step is gone: they finish on the old version (edits migrate)",
             ]
-        assert outcomes[3] == "the flow is removed"
+        assert outcomes[3] == "the flow is removed: they finish on its last version"
 
 
 # ---------------------------------------------------------------------- the command

@@ -66,6 +66,7 @@ class Flow:
     def __init__(self, node: dict[str, Any], trigger_ids: list[int]) -> None:
         self.name: str = node["name"]
         self.version: str = node["version"]
+        self.edits: str = node.get("edits", "keep")  # what a reload does to its enrollments
         self.start: str | None = node["start"]
         self.reenter: dict[str, Any] = node["reenter"]
         self.on: list[tuple[str, Cond | None]] = []

@@ -31,7 +31,7 @@ import orjson
 from leadlang.diff import diff_programs, format_text, step_order
 from leadlang.runtime.effects import format_text as effect_text
 from leadlang.runtime.effects import format_time, public
-from leadlang.runtime.engine import Engine, Event
+from leadlang.runtime.engine import WAIT_AT_STEP, Engine, Event
 from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact
@@ -66,7 +66,9 @@ async def diff_report(
 
         until = time.time() if now is None else now
         summary = await replay(old_program_ir, new_program_ir, store, until, keep)
-        summary["in_flight"] = in_flight(report, summary["in_flight"], new_program_ir)
+        summary["in_flight"] = in_flight(
+            report, summary["in_flight"], old_program_ir, new_program_ir
+        )
         report["replay"] = {**summary, "contacts": contacts}
     return report
 
@@ -207,12 +209,21 @@ class _Replayer:
         }
 
 
-def in_flight(report: JSON, where: JSON, new_ir: JSON) -> list[JSON]:
+def _step_kinds(ir: JSON) -> dict[str, dict[str, str]]:
+    return {
+        flow["name"]: {sid: state["kind"] for sid, state in flow["states"].items()}
+        for flow in ir["flows"]
+    }
+
+
+def in_flight(report: JSON, where: JSON, old_ir: JSON, new_ir: JSON) -> list[JSON]:
     """What the edit means for the contacts inside a changed flow now, step by step, as each
     flow's `edits` policy in the new version says: `keep` (they finish on the old version),
     `migrate` (they move to the new version at the step of the same id, or keep when it is
-    gone). Removed flows: their contacts are listed, what becomes of them is reload's."""
+    gone, or is now a step of another kind, where their wait cannot go on). Contacts in a
+    removed flow finish on its last version."""
     policies = {flow["name"]: flow.get("edits", "keep") for flow in new_ir["flows"]}
+    old_kinds, new_kinds = _step_kinds(old_ir), _step_kinds(new_ir)
     out = []
     for flow in report["flows"]:
         name, status = flow["flow"], flow["status"]
@@ -223,11 +234,16 @@ def in_flight(report: JSON, where: JSON, new_ir: JSON) -> list[JSON]:
         policy = policies.get(name)
         for step, count in sorted(where[name].items(), key=lambda item: step_order(item[0])):
             if status == "removed":
-                outcome = "the flow is removed"
+                outcome = "the flow is removed: they finish on its last version"
             elif policy == "keep":
                 outcome = "they finish on the old version (edits keep)"
             elif step in removed:
                 outcome = "their step is gone: they finish on the old version (edits migrate)"
+            elif WAIT_AT_STEP.get(old_kinds[name].get(step, "")) != WAIT_AT_STEP.get(
+                new_kinds[name].get(step, "")
+            ):
+                outcome = "their step is now of another kind: they finish on the old version"
+                outcome += " (edits migrate)"
             elif step in changed:
                 outcome = f"they move to the new version at this step, now `{changed[step]}`"
                 outcome += " (edits migrate)"
@@ -375,7 +391,7 @@ async def _diff(old_ir: JSON, new_ir: JSON, fmt: str, store_url: str | None) -> 
 
         summary = await replay(old_ir, new_ir, store, time.time(), show)
         click.echo(replay_summary_text(summary))
-        waiting = in_flight(report, summary["in_flight"], new_ir)
+        waiting = in_flight(report, summary["in_flight"], old_ir, new_ir)
         if waiting:
             click.echo(
                 "contacts inside the changed flows now (where the old version's replay leaves them):"

@@ -47,6 +47,25 @@ _EVENT_KEYS: dict[str, str] = {}  # event name -> its dependency key, "e:NAME"
 # re-entries in one instant (a chain that changes something at every turn, e.g. `score +1`
 # with no `max`, may not repeat for a long time).
 MAX_REENTRIES = 1_000
+# The wait an enrollment at rest on a step of each kind is in (`edits migrate` moves it only
+# to a step where the same wait goes on).
+WAIT_AT_STEP = {
+    "wait": "time",
+    "wait_until": "time",
+    "wait_for": "event",
+    "check": "check",
+    "send": "quiet",
+}
+
+
+class UnknownVersion(Exception):
+    """An enrollment is on a version of its flow this engine has not loaded: serve loads it
+    from the store (`Engine.add_version`) and runs the contact again."""
+
+    def __init__(self, flow: str, version: str) -> None:
+        super().__init__(f"flow {flow!r} version {version[:12]} is not loaded")
+        self.flow = flow
+        self.version = version
 
 
 @attrs.define(slots=True)
@@ -91,6 +110,14 @@ class Engine(WakeupPlanner):
         trigger_ids: list[int] = []
         self.flows = [Flow(node, trigger_ids) for node in program["flows"]]
         self.flow_by_name = {flow.name: flow for flow in self.flows}
+        # Every loaded version of every flow (the program's own, and older ones that
+        # enrollments started on: `add_version`), and the IR each was built from.
+        self.versions: dict[tuple[str, str], Flow] = {(f.name, f.version): f for f in self.flows}
+        self.version_nodes: dict[tuple[str, str], dict[str, Any]] = {
+            (node["name"], node["version"]): node for node in program["flows"]
+        }
+        # flows that are no longer in the program but of which versions are loaded
+        self.retired: list[str] = []
         self.history_events = self._history_events(program)
         self.when_conds = [c for flow in self.flows for _, c in flow.when]
         self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
@@ -106,18 +133,6 @@ class Engine(WakeupPlanner):
         }
         # `when` triggers flattened, in flow order: (trigger id, condition, flow)
         self.when_triggers = [(tid, cond, flow) for flow in self.flows for tid, cond in flow.when]
-        self._time_directions(program)
-        # Some `when` trigger changes with `now` at every instant: every instant is kept.
-        self.when_free_now = any(c.free_now for c in self.when_conds)
-        # `when` triggers time can move, with their ids (see `_wake`)
-        self.when_timed = [
-            (tid, cond) for tid, cond, _ in self.when_triggers if cond.dirs != monotone.CONST
-        ]
-        self.when_timed_ids = [tid for tid, _ in self.when_timed]
-        # `when` triggers time alone can only lower: their fall is noticed lazily (`on_event`)
-        self.when_falling = [
-            (tid, cond) for tid, cond in self.when_timed if cond.time_keeps is False
-        ]
         segment_sources = program["segments"]
 
         def segment(name: str) -> tuple[str, dict[str, Any]] | None:
@@ -129,6 +144,22 @@ class Engine(WakeupPlanner):
         resolve = monotone.table_resolver(
             {"metric": program["metrics"], "segment": program["segments"]}
         )
+        self._segment_code = segment
+        self._resolve = resolve
+        # Conditions that change with `now` where no instant is scheduled: the leaves to probe
+        self.probing = False
+        self._analyse_time([*self.when_conds, *_timed_conds(self.flows)])
+        # Some `when` trigger changes with `now` at every instant: every instant is kept.
+        self.when_free_now = any(c.free_now for c in self.when_conds)
+        # `when` triggers time can move, with their ids (see `_wake`)
+        self.when_timed = [
+            (tid, cond) for tid, cond, _ in self.when_triggers if cond.dirs != monotone.CONST
+        ]
+        self.when_timed_ids = [tid for tid, _ in self.when_timed]
+        # `when` triggers time alone can only lower: their fall is noticed lazily (`on_event`)
+        self.when_falling = [
+            (tid, cond) for tid, cond in self.when_timed if cond.time_keeps is False
+        ]
         # per timed trigger: the conjuncts that time can only lower (see `_plan_for`)
         when_guards = [
             monotone.falling_guards(cond.src, cond.fn.__globals__, segment, resolve)
@@ -144,18 +175,6 @@ class Engine(WakeupPlanner):
             for i, (guards, bounds) in enumerate(zip(when_guards, when_bounds, strict=True))
             if guards or bounds
         ]
-        # Conditions that change with `now` where no instant is scheduled: the leaves to probe
-        self.probing = False
-        probed = [*self.when_conds]
-        for flow in self.flows:
-            probed.extend(flow.exit_when)
-            probed.extend(c for key, c in flow.conds.items() if key.endswith("/cond"))
-        for cond in probed:
-            if not cond.now:
-                continue
-            atoms = monotone.time_atoms(cond.src, cond.fn.__globals__, segment, resolve)
-            cond.atoms = [(cond.fn, None)] if atoms is None else atoms
-            self.probing = self.probing or bool(cond.atoms)
         self.when_probed = [(tid, cond) for tid, cond, _ in self.when_triggers if cond.atoms]
         # A trigger that is just a segment (`when potential`) runs the segment's code: the
         # same value, without the trigger's and the segment cache's calls around it.
@@ -164,23 +183,18 @@ class Engine(WakeupPlanner):
             if only is not None and only in self.segments:
                 cond.fn = self.segments[only]
         self._wake_plans = {}  # (typed in `WakeupPlanner`)
+        self.migrating = any(flow.edits == "migrate" for flow in self.flows)
         self.on_triggers: dict[str, list[tuple[Flow, Cond | None]]] = {}
         for flow in self.flows:
             for ev, where in flow.on:
                 self.on_triggers.setdefault(ev, []).append((flow, where))
 
-    def _time_directions(self, program: dict[str, Any]) -> None:
-        """Direction analysis (see `monotone`) of the conditions time-driven instants serve."""
-        resolve = monotone.table_resolver(
-            {"metric": program["metrics"], "segment": program["segments"]}
-        )
-        conds = [*self.when_conds]
-        for flow in self.flows:
-            conds.extend(flow.exit_when)
-            conds.extend(c for key, c in flow.conds.items() if key.endswith("/cond"))
+    def _analyse_time(self, conds: list[Cond]) -> None:
+        """Direction analysis (see `monotone`) of the conditions time-driven instants serve,
+        and the leaves of those that read `now` to probe (where nothing schedules them)."""
         for cond in conds:
             cond.dirs = (
-                monotone.directions(cond.src, resolve)
+                monotone.directions(cond.src, self._resolve)
                 if cond.keys or cond.now
                 else (monotone.CONST)
             )
@@ -189,6 +203,64 @@ class Engine(WakeupPlanner):
                 cond.time_keeps = True
             elif all(d is not None and d <= 0 for d in cond.dirs):
                 cond.time_keeps = False
+            if cond.now:
+                atoms = monotone.time_atoms(
+                    cond.src, cond.fn.__globals__, self._segment_code, self._resolve
+                )
+                cond.atoms = [(cond.fn, None)] if atoms is None else atoms
+                self.probing = self.probing or bool(cond.atoms)
+
+    # ------------------------------------------------------------------ flow versions
+
+    def add_version(self, node: dict[str, Any]) -> None:
+        """Load a version of a flow other than the program's (serve keeps each version's IR
+        in its store): the enrollments that started on it finish on it. Its `when` triggers
+        never fire (only the program's own flows enroll contacts)."""
+        key = (node["name"], node["version"])
+        if key in self.versions:
+            return
+        flow = Flow(node, [])
+        self._analyse_time(_timed_conds([flow]))
+        self.versions[key] = flow
+        self.version_nodes[key] = node
+        if flow.name not in self.flow_by_name and flow.name not in self.retired:
+            self.retired.append(flow.name)
+        for cond in [*flow.conds.values(), *flow.exit_when]:
+            self.time_keys |= {"e:" + ev for ev, _ in cond.windows}
+        self.history_events = self.history_events | self._history_events(node)
+
+    def adopt_versions(self, other: Engine) -> None:
+        """Load every flow version `other` (the engine before a reload) had loaded."""
+        for node in other.version_nodes.values():
+            self.add_version(node)
+
+    def flow_of(self, enr: Enrollment) -> Flow:
+        """The version of its flow an enrollment runs on: the one it started on (LANGUAGE.md
+        section 5.1, `edits keep`), unless it was moved to the program's (`_migrate`)."""
+        flow = self.flow_by_name.get(enr.flow)
+        if flow is not None and flow.version == enr.version:
+            return flow
+        found = self.versions.get((enr.flow, enr.version))
+        if found is None:
+            raise UnknownVersion(enr.flow, enr.version)
+        return found
+
+    def _migrate(self, contact: Contact) -> None:
+        """`edits migrate`: an enrollment waiting on an older version of a flow that says so
+        moves to the program's version when it has a step of the same id where the same kind
+        of wait goes on (a `wait` for a time wait, `wait for` for an event, `check` for a
+        check, the `send` deferred by quiet hours); otherwise it stays where it is. Its wait's
+        deadline stands; what comes after the step is the new version's."""
+        for enr in contact.enrollments.values():
+            flow = self.flow_by_name.get(enr.flow)
+            if flow is None or flow.version == enr.version or flow.edits != "migrate":
+                continue
+            state = flow.states.get(enr.state) if enr.state is not None else None
+            if state is None or WAIT_AT_STEP.get(state["kind"]) != enr.wait:
+                continue
+            enr.version = flow.version
+            if enr.wait == "time":
+                enr.resume = state["next"]
 
     @staticmethod
     def _history_events(program: dict[str, Any]) -> frozenset[str]:
@@ -341,6 +413,8 @@ class Engine(WakeupPlanner):
         t = ctx.t
         timed = event is None  # a time-driven instant: only time moved, so far
         touched: list[Enrollment] = []
+        if self.migrating and contact.enrollments:
+            self._migrate(contact)
         # Waits that are due (simulate fires them before a same-instant event).
         enrolled = list(contact.enrollments.values()) if contact.enrollments else ()
         for enr in enrolled:
@@ -349,9 +423,9 @@ class Engine(WakeupPlanner):
         if enrolled and event is not None and event.name is not None:
             for enr in enrolled:
                 if enr.wait == "event":
-                    state = self.flow_by_name[enr.flow].states[enr.state]  # type: ignore[index]
+                    state = self.flow_of(enr).states[enr.state]  # type: ignore[index]
                     if state["event"] == event.name:
-                        where = self.flow_by_name[enr.flow].conds.get(f"{enr.state}/where")
+                        where = self.flow_of(enr).conds.get(f"{enr.state}/where")
                         self._bind(ctx, enr)
                         if where is None or _where_bound(where, ctx, event.props):
                             enr.event = event.props
@@ -376,7 +450,7 @@ class Engine(WakeupPlanner):
                     self._run(contact, enr, ctx, out, touched, step_changes)
             touched = []
             if not step_changes:
-                if any(not e.ended and self.flow_by_name[e.flow].exit_when for e in ran):
+                if any(not e.ended and self.flow_of(e).exit_when for e in ran):
                     # `exit when` holds or not at every pass (it is not an edge): one that
                     # holds for an enrollment that just ran (e.g. entered) removes it now,
                     # whether or not its steps changed the profile
@@ -399,7 +473,7 @@ class Engine(WakeupPlanner):
     def _deadline(
         self, contact: Contact, enr: Enrollment, ctx: Context, touched: list[Enrollment]
     ) -> None:
-        flow = self.flow_by_name[enr.flow]
+        flow = self.flow_of(enr)
         state = flow.states[enr.state]  # type: ignore[index]
         kind = enr.wait
         enr.deadline = None
@@ -423,7 +497,7 @@ class Engine(WakeupPlanner):
         for enr in list(contact.enrollments.values()):
             if enr.wait != "check":
                 continue
-            flow = self.flow_by_name[enr.flow]
+            flow = self.flow_of(enr)
             cond = flow.conds[f"{enr.state}/cond"]
             if not cond.affected(changed) and not cond.windows and not cond.score:
                 continue
@@ -443,10 +517,7 @@ class Engine(WakeupPlanner):
     ) -> None:
         if not contact.enrollments:
             return
-        for flow in self.flows:
-            enr = contact.enrollments.get(flow.name)
-            if enr is None:
-                continue
+        for enr, flow in self._enrolled(contact):
             self._bind(ctx, enr)
             reason = None
             if name is not None:
@@ -469,6 +540,20 @@ class Engine(WakeupPlanner):
                         break
             if reason is not None:
                 self._end(contact, enr, ctx.t, reason, out)
+
+    def _enrolled(self, contact: Contact) -> list[tuple[Enrollment, Flow]]:
+        """The contact's enrollments with the flow version each runs on, in flow (source)
+        order, then those in flows a reload removed."""
+        found = []
+        for flow in self.flows:
+            enr = contact.enrollments.get(flow.name)
+            if enr is not None:
+                found.append((enr, flow if enr.version == flow.version else self.flow_of(enr)))
+        for name in self.retired:
+            enr = contact.enrollments.get(name)
+            if enr is not None:
+                found.append((enr, self.flow_of(enr)))
+        return found
 
     def _triggers(
         self,
@@ -616,7 +701,7 @@ class Engine(WakeupPlanner):
         touched: list[Enrollment],
         changes: set[str],
     ) -> None:
-        flow = self.flow_by_name[enr.flow]
+        flow = self.flow_of(enr)
         conds = flow.conds
         t = ctx.t
         while not enr.ended:
@@ -772,6 +857,15 @@ class _Chain:
         self.order: list[str] = []
         self.seen: dict[tuple[Any, ...], int] = {}  # (flow, state) -> index in `order`
         self.stopped = False
+
+
+def _timed_conds(flows: list[Flow]) -> list[Cond]:
+    """The flows' conditions time-driven instants re-evaluate: `exit when` and `check`."""
+    conds: list[Cond] = []
+    for flow in flows:
+        conds.extend(flow.exit_when)
+        conds.extend(c for key, c in flow.conds.items() if key.endswith("/cond"))
+    return conds
 
 
 def split_arm(contact: str, flow: str, split: str, arms: list[dict[str, Any]]) -> dict[str, Any]:

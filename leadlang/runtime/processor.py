@@ -26,7 +26,7 @@ from leadlang.runtime.context import Context
 from leadlang.runtime.delivery.render import RenderError, render_message
 from leadlang.runtime.delivery.tracking import Send, Tracker
 from leadlang.runtime.effects import Effect, public
-from leadlang.runtime.engine import Cond, Engine, Event, _jsonable
+from leadlang.runtime.engine import Cond, Engine, Event, UnknownVersion, _jsonable
 from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.policy import ADDRESS_TRAIT
 from leadlang.runtime.simulate import run_contact
@@ -181,6 +181,8 @@ class Runner:
         # emails get tracked links, the open pixel and List-Unsubscribe once links can reach us
         self.tracker = Tracker(secret, public_url) if secret and public_url else None
         self._reads: dict[str, frozenset[str] | None] = {}
+        # flow versions the store does not keep: their contacts fail instead of waiting
+        self.lost: set[tuple[str, str]] = set()
 
     def reads(self, message: str) -> frozenset[str] | None:
         if message not in self._reads:
@@ -199,16 +201,27 @@ class Runner:
             events = pending.get(row.id, [])
             try:
                 self._contact(row, events, cut.get(row.id, False), now, result)
+            except UnknownVersion as exc:
+                if (exc.flow, exc.version) in self.lost:
+                    self._failed(row, events, result)
+                    continue
+                # on a flow version not loaded yet: the processor loads it from the store,
+                # and the contact runs at the next round (its events stay pending)
+                _drop_partial(result, row.id, {p.id for p in events})
+                result.unknown.add((exc.flow, exc.version))
             except Exception:
                 # A bug or an input the engine cannot take must not stop every other contact
                 # (nor this one's next round, forever): its events are set aside as failed,
                 # its timers stop, its state stays as it was; the log says why.
-                log.exception("contact %r could not be processed; its events are set aside", row.id)
-                _drop_partial(result, row.id, {p.id for p in events})
-                result.failed.extend(p.id for p in events)
-                if row.state is not None:
-                    result.parked.append(row.id)
+                self._failed(row, events, result)
         return result
+
+    def _failed(self, row: ContactRow, events: list[Pending], result: RoundResult) -> None:
+        log.exception("contact %r could not be processed; its events are set aside", row.id)
+        _drop_partial(result, row.id, {p.id for p in events})
+        result.failed.extend(p.id for p in events)
+        if row.state is not None:
+            result.parked.append(row.id)
 
     def _contact(
         self, row: ContactRow, events: list[Pending], cut: bool, now: float, out: RoundResult
@@ -340,9 +353,15 @@ class Processor:
         max_events: int = 20_000,
         secret: str | None = None,
         public_url: str | None = None,
+        generation: int = 0,
+        on_program: Callable[[dict[str, Any]], None] = lambda program: None,
     ) -> None:
         self.store = store
         self.runner = Runner(engine, program, secret, public_url)
+        self.secret = secret
+        self.public_url = public_url
+        self.generation = generation  # of the program run (`publish_program`)
+        self.on_program = on_program
         self.clock = clock
         self.on_output = on_output
         self.batch = batch
@@ -358,6 +377,9 @@ class Processor:
         rows, pending, cut = await self.store.load_round(now, self.batch, self.max_events)
         if not rows:
             return 0
+        # Read after the round's work: an event stored after a reload was published is run
+        # on the new program (its commit came later, so the generation is already there).
+        await self.follow()
         result = await asyncio.to_thread(self.runner, rows, pending, cut, now)
         try:
             await self.store.save_round(result)
@@ -365,9 +387,38 @@ class Processor:
             log.info("another processor took some of this round's work first; reading again")
             return len(rows)
         self.rounds += 1
+        if result.unknown:
+            await self._load_versions(result.unknown)
         if result.outbox:
             self.on_output()
         return len(rows)
+
+    async def follow(self) -> None:
+        """Switch to the program last published in the store (a reload, here or on another
+        daemon), if it is not the one run now; the flow versions loaded so far stay loaded."""
+        if await self.store.program_generation() == self.generation:
+            return
+        generation, text = await self.store.current_program()
+        if text is None:
+            return
+        program = orjson.loads(text)
+        engine = await asyncio.to_thread(Engine, program)
+        engine.adopt_versions(self.runner.engine)
+        self.runner = Runner(engine, program, self.secret, self.public_url)
+        self.generation = generation
+        self.on_program(program)
+        log.info("running the program of generation %s (reloaded)", generation)
+
+    async def _load_versions(self, wanted: set[tuple[str, str]]) -> None:
+        """Load the flow versions some enrollments are on from the store (their contacts
+        run at the next round); one that is not kept fails its contacts from now on."""
+        found = await self.store.flow_version_irs(wanted)
+        for key in wanted:
+            if key in found:
+                self.runner.engine.add_version(orjson.loads(found[key]))
+            else:
+                log.error("flow %r version %s is not in the store", key[0], key[1][:12])
+                self.runner.lost.add(key)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

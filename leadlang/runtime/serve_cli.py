@@ -10,16 +10,10 @@ from typing import Any
 import click
 import orjson
 
-from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
 from leadlang.runtime.effects import format_text, format_time
-from leadlang.runtime.server.config import (
-    Config,
-    ConfigError,
-    load_config,
-    resolve_secrets,
-    used_secrets,
-)
+from leadlang.runtime.server.config import Config, ConfigError, load_config
+from leadlang.runtime.server.programs import missing_secrets, serve_ir
 from leadlang.runtime.store.sql import StoreError, open_store
 
 FOLLOW_POLL = 0.5
@@ -37,20 +31,10 @@ def run_serve(program: Program, paths: list[str], config: Config) -> int:
     from leadlang.runtime.server.app import run
 
     try:
-        ir = compile_program(program)
-        _, missing = resolve_secrets(config, used_secrets(ir))
+        ir, missing = serve_ir(program, config)
         if missing:
-            names = ", ".join(f"`{name}`" for name in missing)
-            these = "it" if len(missing) == 1 else "them"
-            click.echo(
-                f"error: the messages use {'secrets' if len(missing) > 1 else 'secret'} {names},"
-                f" not set: set {these} in the environment or in the config's [secrets] table",
-                err=True,
-            )
+            click.echo(f"error: {missing_secrets(missing)}", err=True)
             return 2
-        # beside the IR (not part of its versions): the declared property types, applied to
-        # stored events before the engine sees them, as simulate applies them to its log
-        ir["event_types"] = {name: dict(params) for name, params in program.event_params.items()}
         return run(config, ir, paths)
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)

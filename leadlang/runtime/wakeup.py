@@ -44,6 +44,7 @@ class WakeupPlanner:
     segments: dict[str, Any]
     score_at: Callable[[Contact, float], float]
     flow_by_name: dict[str, Flow]
+    flow_of: Callable[[Enrollment], Flow]
     probing: bool
     decay_every: float | None
     decay_amount: float
@@ -127,7 +128,7 @@ class WakeupPlanner:
             if found < best:
                 best = found
         for enr in contact.enrollments.values():
-            flow = self.flow_by_name[enr.flow]
+            flow = self.flow_of(enr)
             conds = [c for c in flow.exit_when if c.atoms]
             if enr.wait == "check":
                 check = flow.conds[f"{enr.state}/cond"]
@@ -248,7 +249,7 @@ class WakeupPlanner:
             for enr in contact.enrollments.values():
                 if enr.deadline is not None and enr.deadline < best:
                     best = enr.deadline
-                flow = self.flow_by_name[enr.flow]
+                flow = self.flow_of(enr)
                 for cond in flow.exit_when:
                     # `exit when` is checked (not as an edge) at every instant the contact is
                     # looked at, and may hold unacted since entry: keep every instant.

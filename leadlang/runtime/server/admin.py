@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -29,19 +29,27 @@ def _json(value: Any, status: int = 200) -> web.Response:
     )
 
 
+class Running(Protocol):
+    """What the admin API reads of the daemon: the program it runs, and its reload."""
+
+    engine: Engine
+
+    def flows(self) -> dict[str, dict[str, Any]]:
+        """name -> {"version", "states": [...]} of the program run now."""
+        ...
+
+    async def reload(self, dry_run: bool) -> tuple[int, dict[str, Any]]:
+        """Read the scripts again: (HTTP status, JSON answer)."""
+        ...
+
+
 class Admin:
     def __init__(
-        self,
-        store: SqlStore,
-        token: str,
-        flows: dict[str, dict[str, Any]],
-        engine: Engine,
-        clock: Callable[[], float],
+        self, store: SqlStore, token: str, daemon: Running, clock: Callable[[], float]
     ) -> None:
         self.store = store
         self.token = token
-        self.flows = flows  # name -> {"version", "states": [...]} of the loaded program
-        self.engine = engine
+        self.daemon = daemon
         self.clock = clock
 
     def routes(self) -> list[web.RouteDef]:
@@ -53,6 +61,7 @@ class Admin:
             web.get("/v1/flows/{name}", guarded(self.flow_one)),
             web.get("/v1/effects", guarded(self.effects)),
             web.get("/v1/outbox", guarded(self.outbox)),
+            web.post("/v1/reload", guarded(self.reload)),
         ]
 
     def guarded(self, handler: Handler) -> Handler:
@@ -85,13 +94,14 @@ class Admin:
         """The contact as of now: score with decay, metric values and segments computed by
         the engine from its stored state."""
         contact = contact_from_json(state)
-        ctx = Context(self.engine, contact, self.clock())
+        engine = self.daemon.engine
+        ctx = Context(engine, contact, self.clock())
         return {
             "id": contact.id,
             "traits": contact.traits,
             "score": ctx.score(),
-            "metrics": {name: ctx.metric(name) for name in self.engine.metrics},
-            "segments": [name for name in self.engine.segments if ctx.segment(name)],
+            "metrics": {name: ctx.metric(name) for name in engine.metrics},
+            "segments": [name for name in engine.segments if ctx.segment(name)],
             "tags": list(contact.tags),
             "enrollments": [
                 {
@@ -109,19 +119,22 @@ class Admin:
 
     async def flow_list(self, request: web.Request) -> web.Response:
         stats = await self.store.flow_stats()
-        return _json({"flows": [self._flow(name, stats.get(name)) for name in self.flows]})
+        flows = self.daemon.flows()
+        return _json({"flows": [self._flow(flows[name], name, stats.get(name)) for name in flows]})
 
     async def flow_one(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if name not in self.flows:
+        flow = self.daemon.flows().get(name)
+        if flow is None:
             return error_response(404, "not found", f"no flow `{name}`")
         stats = await self.store.flow_stats(name)
-        return _json(self._flow(name, stats.get(name)))
+        return _json(self._flow(flow, name, stats.get(name)))
 
-    def _flow(self, name: str, stats: dict[str, Any] | None) -> dict[str, Any]:
+    def _flow(
+        self, flow: dict[str, Any], name: str, stats: dict[str, Any] | None
+    ) -> dict[str, Any]:
         stats = stats or {"actions": {}, "arms": {}, "steps": {}}
         actions = stats["actions"]
-        flow = self.flows[name]
         return {
             "name": name,
             "version": flow["version"],
@@ -170,3 +183,11 @@ class Admin:
             if row["delivered"] is not None:
                 row["delivered"] = format_time(row["delivered"])
         return _json({"outbox": rows})
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Read the scripts again (`?dry_run=1`: only say what it would change)."""
+        flag = request.query.get("dry_run", "0").lower()
+        if flag not in ("", "0", "1", "true", "false"):
+            return error_response(400, "bad query", "`dry_run` is 1 or 0")
+        status, answer = await self.daemon.reload(flag in ("", "1", "true"))
+        return _json(answer, status)

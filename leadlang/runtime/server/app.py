@@ -21,7 +21,10 @@ import attrs
 import orjson
 from aiohttp import web
 
+from leadlang.diff import diff_programs
+from leadlang.runtime.delivery.render import clear_template_cache
 from leadlang.runtime.delivery.tracking import Tracker
+from leadlang.runtime.diff import diff_report
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.admin import Admin
 from leadlang.runtime.server.backend import Backend, ChildBackend, event_loop_runner
@@ -29,10 +32,12 @@ from leadlang.runtime.server.config import Config
 from leadlang.runtime.server.ingest import Committer, Ingest
 from leadlang.runtime.server.metrics import Metrics
 from leadlang.runtime.server.openapi import openapi_document
+from leadlang.runtime.server.programs import load_scripts, publish
 from leadlang.runtime.server.tracking import Tracking
 from leadlang.runtime.store.sql import SqlStore, describe_url, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
+FOLLOW_EVERY = 1.0  # seconds between looks for a program another daemon published
 
 
 @attrs.define
@@ -48,12 +53,16 @@ class Daemon:
     admin_token: str
     secret: str
     generated: dict[str, str]
+    paths: list[str] = attrs.field(factory=list)  # the scripts, read again by a reload
+    generation: int = 0  # of the program run (`programs.publish`)
     clock: Callable[[], float] = time.time
     committer: Committer = attrs.field(init=False)
     backend: Backend | ChildBackend | None = None
     stop: asyncio.Event = attrs.field(factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = attrs.field(factory=list)
     inflight: int = 0  # HTTP requests being handled
+
+    _reloading: asyncio.Lock = attrs.field(factory=asyncio.Lock)
 
     def __attrs_post_init__(self) -> None:
         self.committer = Committer(self.store, self.clock, on_commit=self._committed)
@@ -68,13 +77,72 @@ class Daemon:
             for flow in self.program["flows"]
         }
 
+    async def reload(self, dry_run: bool = False) -> tuple[int, dict[str, Any]]:
+        """Read the scripts again (`POST /v1/reload`, SIGHUP): (HTTP status, JSON answer).
+        Scripts with errors (or using a secret that is not set) are refused with their
+        diagnostics, and the running program stays. Otherwise the new program is published
+        in the store, run by this daemon's processor from its next round and by every other
+        daemon of the store within `FOLLOW_EVERY` seconds; each enrollment goes on on the
+        flow version its `edits` policy says. `dry_run`: only the report of what it would
+        change (`leadlang diff --db`), nothing is published."""
+        async with self._reloading:
+            loaded = await asyncio.to_thread(load_scripts, self.paths, self.config)
+            if loaded.ir is None:
+                if loaded.text:
+                    print(loaded.text, file=sys.stderr, flush=True)
+                print(
+                    f"leadlang serve: reload refused: {loaded.error}", file=sys.stderr, flush=True
+                )
+                return 422, {
+                    "error": "invalid scripts",
+                    "detail": loaded.error,
+                    "diagnostics": loaded.diagnostics,
+                }
+            if dry_run:
+                report = await diff_report(self.program, loaded.ir, self.store, now=self.clock())
+                return 200, {"dry_run": True, **report}
+            engine = await asyncio.to_thread(Engine, loaded.ir)
+            engine.adopt_versions(self.engine)
+            before = self.program
+            generation = await publish(self.store, loaded.ir)
+            self.program, self.engine, self.generation = loaded.ir, engine, generation
+            clear_template_cache()
+            self._committed()  # the processor picks the program up at its next round
+            print(f"leadlang serve: reloaded (generation {generation})", flush=True)
+            return 200, {
+                "reloaded": True,
+                "generation": generation,
+                **diff_programs(before, loaded.ir),
+            }
+
+    async def follow(self) -> None:
+        """Take up a program another daemon of the store published (every `FOLLOW_EVERY`
+        seconds): the admin API and /metrics then show it."""
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), FOLLOW_EVERY)
+            try:
+                if await self.store.program_generation() == self.generation:
+                    continue
+                async with self._reloading:
+                    generation, text = await self.store.current_program()
+                    if text is None or generation == self.generation:
+                        continue
+                    program = orjson.loads(text)
+                    engine = await asyncio.to_thread(Engine, program)
+                    engine.adopt_versions(self.engine)
+                    self.program, self.engine, self.generation = program, engine, generation
+                    clear_template_cache()
+            except Exception:  # the store is away: try again at the next turn
+                continue
+
     async def start(self, deliver: bool = True, processes: int | None = None) -> None:
         """Start ingest's committer and the back end: in a child process when `processes`
         (default: the config's, else 2 on a machine with two cores or more) is 2."""
         if processes is None:
             processes = self.config.processes or (2 if (os.cpu_count() or 1) >= 2 else 1)
         if processes >= 2 and deliver:
-            child = ChildBackend(self.config, self.program)
+            child = ChildBackend(self.config, self.program, self.generation)
             await child.start()
             self.backend = child
         else:
@@ -86,10 +154,13 @@ class Daemon:
                 self.clock,
                 deliver,
                 secret=self.secret,
+                generation=self.generation,
             )
             inline.start()
             self.backend = inline
-        self.tasks.append(asyncio.get_running_loop().create_task(self.committer.run(self.stop)))
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.committer.run(self.stop)))
+        self.tasks.append(loop.create_task(self.follow()))
 
     async def shutdown(self) -> None:
         self.stop.set()
@@ -101,7 +172,9 @@ class Daemon:
         await self.store.close()
 
 
-async def open_daemon(config: Config, program: dict[str, Any]) -> Daemon:
+async def open_daemon(
+    config: Config, program: dict[str, Any], paths: list[str] | None = None
+) -> Daemon:
     store = await open_store(config.store)
     generated: dict[str, str] = {}
     write_keys = config.write_keys
@@ -116,10 +189,8 @@ async def open_daemon(config: Config, program: dict[str, Any]) -> Daemon:
     secret, _ = await store.credential("secret", config.secret)
     # One daemon per database (for now): deliveries a killed daemon had claimed are free again.
     await store.release_leases()
-    await store.record_versions(
-        ((f["name"], f["version"], orjson.dumps(f).decode()) for f in program["flows"]),
-        time.time(),
-    )
+    # What this daemon was started with is what every daemon of the store runs from now on.
+    generation = await publish(store, program)
     return Daemon(
         config=config,
         store=store,
@@ -129,6 +200,8 @@ async def open_daemon(config: Config, program: dict[str, Any]) -> Daemon:
         admin_token=admin,
         secret=secret,
         generated=generated,
+        paths=list(paths or ()),
+        generation=generation,
     )
 
 
@@ -147,7 +220,7 @@ def make_app(daemon: Daemon) -> web.Application:
         client_max_size=1024 * 1024, middlewares=[count_inflight, metrics.middleware()]
     )
     app.add_routes(ingest.routes())
-    admin = Admin(daemon.store, daemon.admin_token, daemon.flows(), daemon.engine, daemon.clock)
+    admin = Admin(daemon.store, daemon.admin_token, daemon, daemon.clock)
     app.add_routes(admin.routes())
     app.add_routes([web.get("/metrics", metrics.handler)])
     # always served: links in mail already sent keep working if public_url is later unset
@@ -190,7 +263,7 @@ def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
 
 
 async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> int:
-    daemon = await open_daemon(config, program)
+    daemon = await open_daemon(config, program, paths)
     host, port = config.host_port
     await daemon.start()
     app = make_app(daemon)
@@ -214,6 +287,14 @@ async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> i
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def hangup() -> None:
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     await stopping.wait()
     print("leadlang serve: stopping", flush=True)
     # No new connections; requests in flight finish (those still receiving their body too),

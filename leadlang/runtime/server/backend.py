@@ -45,21 +45,21 @@ class Backend:
         clock: Callable[[], float],
         deliver: bool = True,
         secret: str | None = None,
+        generation: int = 0,
     ) -> None:
         self.store = store
+        self.config = config
         self.worker: Any = None
+        # only the secrets the program's messages use reach the drivers (filled in again
+        # when a reload brings another program: the drivers read this very dict)
+        self.secrets = dict(resolve_secrets(config, used_secrets(program))[0])
         if deliver:
             from leadlang.runtime.delivery.drivers import make_drivers
             from leadlang.runtime.delivery.worker import OutboxWorker
 
             self.worker = OutboxWorker(
                 store,
-                # only the secrets the loaded messages use reach the drivers
-                make_drivers(
-                    config.channels,
-                    config.base_dir,
-                    resolve_secrets(config, used_secrets(program))[0],
-                ),
+                make_drivers(config.channels, config.base_dir, self.secrets),
                 clock,
                 max_attempts=config.max_attempts,
                 timeout=config.timeout,
@@ -72,9 +72,14 @@ class Backend:
             on_output=self._output,
             secret=secret,  # signs the tracking links in emails when public_url is set
             public_url=config.public_url,
+            generation=generation,
+            on_program=self._program,
         )
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+
+    def _program(self, program: dict[str, Any]) -> None:
+        self.secrets.update(resolve_secrets(self.config, used_secrets(program))[0])
 
     def _output(self) -> None:
         if self.worker is not None:
@@ -109,9 +114,10 @@ class Backend:
 class ChildBackend:
     """The back end in a child process, driven from the daemon's process."""
 
-    def __init__(self, config: Config, program: dict[str, Any]) -> None:
+    def __init__(self, config: Config, program: dict[str, Any], generation: int = 0) -> None:
         self.config = config
         self.program = program
+        self.generation = generation
         self.proc: asyncio.subprocess.Process | None = None
         self._wake_w = -1
         self._watch: asyncio.Task[None] | None = None
@@ -130,7 +136,9 @@ class ChildBackend:
         )
         os.close(read)
         assert self.proc.stdin is not None
-        self.proc.stdin.write(pickle.dumps((self.config, self.program, os.getpid())))
+        self.proc.stdin.write(
+            pickle.dumps((self.config, self.program, self.generation, os.getpid()))
+        )
         await self.proc.stdin.drain()
         self.proc.stdin.close()
         self._watch = asyncio.get_running_loop().create_task(self._supervise())
@@ -174,10 +182,12 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-async def _child(config: Config, program: dict[str, Any], wake_fd: int) -> None:
+async def _child(config: Config, program: dict[str, Any], generation: int, wake_fd: int) -> None:
     store = await open_store(config.store)
     secret, _ = await store.credential("secret", config.secret)  # the parent stored it
-    backend = Backend(store, Engine(program), program, config, time.time, secret=secret)
+    backend = Backend(
+        store, Engine(program), program, config, time.time, secret=secret, generation=generation
+    )
     loop = asyncio.get_running_loop()
     os.set_blocking(wake_fd, False)
 
@@ -207,7 +217,7 @@ def event_loop_runner() -> asyncio.Runner:
 
 def main() -> None:
     wake_fd = int(sys.argv[1])
-    config, program, parent = pickle.loads(sys.stdin.buffer.read())
+    config, program, generation, parent = pickle.loads(sys.stdin.buffer.read())
     _die_with(parent)
     # Ingest answers clients and keeps only what they sent; the back end's work can wait. On a
     # busy machine the scheduler favours the HTTP process.
@@ -216,7 +226,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="leadlang serve (back end): %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     with event_loop_runner() as runner:
-        runner.run(_child(config, program, wake_fd))
+        runner.run(_child(config, program, generation, wake_fd))
 
 
 if __name__ == "__main__":

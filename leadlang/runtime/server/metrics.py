@@ -55,7 +55,6 @@ class Metrics:
     def __init__(self, daemon: Daemon, ingest: Ingest | None = None) -> None:
         self.daemon = daemon
         self.ingest = ingest
-        self.flows = list(daemon.flows())
         self.registry = CollectorRegistry(auto_describe=False)
         self.latency = Histogram(
             "leadlang_http_request_duration_seconds",
@@ -182,7 +181,7 @@ class Metrics:
             try:
                 self._counts = await self.daemon.store.counts()
                 self._figures = await self.daemon.store.metric_figures(
-                    self._now, self.flows, LATE_AFTER
+                    self._now, list(self.daemon.flows()), LATE_AFTER
                 )
             except Exception:
                 log.exception("metrics: the store did not answer")

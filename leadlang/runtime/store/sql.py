@@ -28,6 +28,9 @@ from leadlang.runtime.store import schema as s
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEDUP_SECONDS = 24 * 3600.0
+# the `meta` rows of the program every daemon runs (`publish_program`)
+PROGRAM = "program"
+PROGRAM_GENERATION = "program_generation"
 WRITE_LOCK_PATIENCE = 60.0  # seconds a writer waits for another process's SQLite write lock
 EFFECT_COLUMNS = (
     "contact",
@@ -129,6 +132,8 @@ class RoundResult:
     effects: list[dict[str, Any]] = attrs.field(factory=list)
     outbox: list[dict[str, Any]] = attrs.field(factory=list)
     positions: list[dict[str, Any]] = attrs.field(factory=list)
+    # (flow, version) some contacts are on that the engine has not loaded: not run this round
+    unknown: set[tuple[str, str]] = attrs.field(factory=set)
 
 
 class SqlStore:
@@ -398,25 +403,81 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(func.min(s.contacts.c.wake)))).scalar()
 
-    async def record_versions(self, flows: Iterable[tuple[str, str, str]], now: float) -> None:
-        """Keep the IR of each (flow, version, ir) that is loaded."""
+    # ------------------------------------------------------------------ programs
+
+    async def publish_program(
+        self, program: str, flows: Iterable[tuple[str, str, str]], now: float
+    ) -> int:
+        """Make `program` (the IR as JSON) the one every daemon of this store runs, keeping
+        the IR of each of its flow versions `(flow, version, ir)`, in one transaction;
+        returns its generation (1, 2, ...: one more than the program it replaces)."""
+        for attempt in range(3):
+            try:
+                return await self._publish(program, list(flows), now)
+            except IntegrityError:  # two daemons stored the same new row at once: again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _publish(self, program: str, flows: list[tuple[str, str, str]], now: float) -> int:
+        m, v = s.meta.c, s.flow_versions.c
         async with self.write() as conn:
+            query = select(m.value).where(m.key == PROGRAM_GENERATION)
+            if not self.sqlite:
+                query = query.with_for_update()  # two daemons publishing take turns
+            generation = int((await conn.execute(query)).scalar() or 0) + 1
             for flow, version, ir in flows:
-                found = (
-                    await conn.execute(
-                        select(s.flow_versions.c.version).where(
-                            and_(
-                                s.flow_versions.c.flow == flow, s.flow_versions.c.version == version
-                            )
-                        )
-                    )
-                ).first()
-                if found is None:
+                where = and_(v.flow == flow, v.version == version)
+                if (await conn.execute(select(v.version).where(where))).first() is None:
                     await conn.execute(
                         insert(s.flow_versions).values(
                             flow=flow, version=version, ir=ir, loaded=now
                         )
                     )
+            for key, value in ((PROGRAM, program), (PROGRAM_GENERATION, str(generation))):
+                done = await conn.execute(update(s.meta).where(m.key == key).values(value=value))
+                if not done.rowcount:
+                    await conn.execute(insert(s.meta).values(key=key, value=value))
+            return generation
+
+    async def program_generation(self) -> int:
+        """The generation of the program last published (0: none yet)."""
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(select(s.meta.c.value).where(s.meta.c.key == PROGRAM_GENERATION))
+            ).scalar()
+        return int(found or 0)
+
+    async def current_program(self) -> tuple[int, str | None]:
+        """The program last published, as JSON, with its generation (0, None: none yet)."""
+        async with self.engine.connect() as conn:
+            rows = dict(
+                (
+                    await conn.execute(
+                        select(s.meta.c.key, s.meta.c.value).where(
+                            s.meta.c.key.in_([PROGRAM, PROGRAM_GENERATION])
+                        )
+                    )
+                ).all()
+            )
+        return int(rows.get(PROGRAM_GENERATION) or 0), rows.get(PROGRAM)
+
+    async def flow_version_irs(
+        self, wanted: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """The stored IR (JSON) of each wanted `(flow, version)` that is kept."""
+        v = s.flow_versions.c
+        found: dict[tuple[str, str], str] = {}
+        async with self.engine.connect() as conn:
+            for flow, version in set(wanted):
+                ir = (
+                    await conn.execute(
+                        select(v.ir).where(and_(v.flow == flow, v.version == version))
+                    )
+                ).scalar()
+                if ir is not None:
+                    found[(flow, version)] = ir
+        return found
 
     # ------------------------------------------------------------------ outbox
 

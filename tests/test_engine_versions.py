@@ -1,0 +1,167 @@
+"""Flow versions in the engine (LANGUAGE.md section 5.1, `edits`): an enrollment runs on the
+version of its flow it started on (`edits keep`), or moves to the program's version at the
+step of the same id when the same wait goes on there (`edits migrate`); a flow a reload
+removed runs its enrollments to their end; a version that is not loaded is asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from leadlang.interpreter.check import check_modules
+from leadlang.interpreter.compile import compile_program
+from leadlang.loader import LoadResult
+from leadlang.runtime.effects import idempotency_key
+from leadlang.runtime.engine import Engine, Event, UnknownVersion
+from leadlang.runtime.state import Contact
+from leadlang.source import Source
+from leadlang.syntax import parse
+
+DAY = 86400.0
+T0 = 1_700_000_000.0
+
+MESSAGES = """\
+message first:
+  channel email
+  subject "first"
+  text "first"
+
+message a_later:
+  channel email
+  subject "a"
+  text "a"
+
+message b_later:
+  channel email
+  subject "b"
+  text "b"
+
+"""
+
+V1 = (
+    MESSAGES
+    + """\
+flow onboard:
+  on started
+  exit on stop
+  send first
+  wait 1d
+  send a_later
+"""
+)
+V2 = V1.replace("send a_later", "send b_later")
+V2_MIGRATE = V2.replace("  on started\n", "  on started\n  edits migrate\n")
+
+
+def ir_of(text: str) -> dict[str, Any]:
+    source = Source("t.lead", text)
+    module, syntax = parse(source)
+    result = check_modules(LoadResult([module], {"t.lead": source}, syntax))
+    assert result.program is not None, result.diagnostics
+    return compile_program(result.program)
+
+
+def event(t: float, name: str, order: int = 1, contact: str = "c1") -> Event:
+    return Event(t, order, contact, name, {}, {"email": f"{contact}@example.com"})
+
+
+def entered(ir: dict[str, Any]) -> Contact:
+    """A contact that entered `onboard` on the engine of `ir` and waits at `wait 1d`."""
+    contact = Contact("c1")
+    effects = Engine(ir).on_event(contact, event(T0, "started"))
+    assert [e["action"] for e in effects] == ["enter", "send"]
+    assert contact.enrollments["onboard"].state == "s1"
+    return contact
+
+
+def sends(effects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["message"], e["key"]) for e in effects if e["action"] == "send"]
+
+
+def reloaded(old: dict[str, Any], new: dict[str, Any]) -> Engine:
+    engine = Engine(new)
+    engine.adopt_versions(Engine(old))
+    return engine
+
+
+def key(ir: dict[str, Any], step: str = "s2") -> str:
+    return idempotency_key("c1", "onboard", ir["flows"][0]["version"], 1, step)
+
+
+def test_edits_keep_finishes_on_the_version_it_started_on() -> None:
+    v1, v2 = ir_of(V1), ir_of(V2)
+    assert v1["flows"][0]["version"] != v2["flows"][0]["version"]
+    contact = entered(v1)
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
+    # a contact entering now runs the new version
+    other = Contact("c2")
+    effects = engine.on_event(other, event(T0, "started", 1, "c2"))
+    assert other.enrollments["onboard"].version == v2["flows"][0]["version"]
+    assert [e["message"] for e in effects if e["action"] == "send"] == ["first"]
+    assert [e["message"] for e in engine.on_time(other, T0 + DAY) if e.get("message")] == [
+        "b_later"
+    ]
+
+
+def test_edits_migrate_moves_a_waiting_contact_at_the_same_step() -> None:
+    v1, v2 = ir_of(V1), ir_of(V2_MIGRATE)
+    contact = entered(v1)
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("b_later", key(v2))]
+
+
+def test_migration_happens_at_the_contacts_next_instant_and_keeps_the_deadline() -> None:
+    v1, v2 = ir_of(V1), ir_of(V2_MIGRATE.replace("wait 1d", "wait 3d"))
+    contact = entered(v1)
+    engine = reloaded(v1, v2)
+    engine.on_event(contact, event(T0 + 3600, "browsed", 2))
+    enr = contact.enrollments["onboard"]
+    assert (enr.version, enr.deadline) == (v2["flows"][0]["version"], T0 + DAY)
+    assert contact.wake == T0 + DAY
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("b_later", key(v2))]
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        # the step of the same id is now another kind: the wait cannot go on there
+        V2_MIGRATE.replace("  wait 1d\n", "  check score > 5\n"),
+        # the step is gone
+        V2_MIGRATE.replace("  wait 1d\n  send b_later\n", "  send b_later\n"),
+    ],
+)
+def test_edits_migrate_keeps_the_old_version_when_the_step_cannot_take_it(edited: str) -> None:
+    v1, v2 = ir_of(V1), ir_of(edited)
+    contact = entered(v1)
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
+    assert "onboard" not in contact.enrollments
+
+
+def test_a_removed_flow_runs_its_enrollments_to_their_end() -> None:
+    v1 = ir_of(V1)
+    v2 = ir_of(MESSAGES + "flow other:\n  on started\n  send first\n")
+    engine = reloaded(v1, v2)
+    contact = entered(v1)
+    assert engine.retired == ["onboard"]
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
+    # and its exit clauses still hold
+    contact = entered(v1)
+    effects = engine.on_event(contact, event(T0 + 60, "stop", 2))
+    assert [(e["action"], e.get("flow"), e.get("reason")) for e in effects] == [
+        ("exit", "onboard", "removed")
+    ]
+
+
+def test_a_version_not_loaded_is_asked_for() -> None:
+    v1, v2 = ir_of(V1), ir_of(V2)
+    contact = entered(v1)
+    engine = Engine(v2)
+    with pytest.raises(UnknownVersion) as caught:
+        engine.on_time(contact, T0 + DAY)
+    assert (caught.value.flow, caught.value.version) == ("onboard", v1["flows"][0]["version"])
+    engine.add_version(v1["flows"][0])
+    contact = entered(v1)
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
