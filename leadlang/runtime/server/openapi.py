@@ -275,6 +275,46 @@ def _token(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _reload() -> dict[str, Any]:
+    operation = _admin(
+        "read the scripts again and run them (a broken script is refused, the running version"
+        " stays)",
+        _json(
+            "reloaded; with `dry_run`, the report of what it would change (`leadlang diff --db`)",
+            {
+                "type": "object",
+                "properties": {
+                    "reloaded": {"type": "boolean"},
+                    "dry_run": {"type": "boolean"},
+                    "generation": {"type": "integer"},
+                    "changed": {"type": "boolean"},
+                    "flows": {"type": "array", "items": _OBJECT},
+                },
+            },
+        ),
+        [
+            _query(
+                "dry_run",
+                {"enum": ["0", "1", "true", "false"], "default": "0"},
+                "1: only report what the reload would change",
+            )
+        ],
+    )
+    operation["responses"]["422"] = _json(
+        "the scripts have errors (or use a secret that is not set): the running version stays",
+        {
+            "type": "object",
+            "required": ["error", "detail", "diagnostics"],
+            "properties": {
+                "error": {"const": "invalid scripts"},
+                "detail": {"type": "string"},
+                "diagnostics": {"type": "array", "items": _OBJECT},
+            },
+        },
+    )
+    return operation
+
+
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 
 
@@ -370,6 +410,7 @@ def openapi_document() -> dict[str, Any]:
                 ],
             )
         },
+        "/v1/reload": {"post": _reload()},
         "/o/{token}": {
             "get": _token(
                 "open pixel: records `message_opened`",
