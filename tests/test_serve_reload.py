@@ -10,6 +10,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -217,10 +218,11 @@ def test_dry_run_reports_the_edit_and_changes_nothing(tmp_path: Path) -> None:
         daemon.stop()
 
 
-def test_a_reload_on_one_daemon_reaches_the_others(tmp_path: Path) -> None:
-    """Two daemons of one PostgreSQL: contacts wait on v1, the scripts change and only the
-    first daemon is told; the second runs the new version within seconds, and each waiting
-    contact finishes on v1 (edits keep) exactly once across the two."""
+@pytest.mark.parametrize("policy", ["keep", "migrate"])
+def test_reload_on_every_daemon_at_once_under_both_policies(tmp_path: Path, policy: str) -> None:
+    """Two daemons of one PostgreSQL: contacts wait on v1 (entered through both), the scripts
+    change and both daemons are reloaded at the same moment; each waiting contact finishes on
+    the version its policy says, exactly once across the two, and new contacts run v2."""
     with fresh_postgres() as db:
         script = tmp_path / "onboard.lead"
         script.write_text(V1, encoding="utf-8")
@@ -237,8 +239,10 @@ def test_a_reload_on_one_daemon_reaches_the_others(tmp_path: Path) -> None:
             assert second.post("/v1/batch", started(early[3:])).status_code == 200
             until(lambda: len(sends(first)) == 6)
             v1 = flow_version(second)
-            script.write_text(V2, encoding="utf-8")
-            assert reload(first).status_code == 200
+            script.write_text(V2 if policy == "keep" else V2_MIGRATE, encoding="utf-8")
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(reload, daemons))
+            assert [a.status_code for a in answers] == [200, 200]
             v2 = flow_version(first)
             assert v2 != v1
             until(lambda: flow_version(second) == v2, timeout=10)
@@ -246,12 +250,40 @@ def test_a_reload_on_one_daemon_reaches_the_others(tmp_path: Path) -> None:
             assert second.post("/v1/batch", started(late)).status_code == 200
             until(lambda: len(sends(first)) == 2 * (len(early) + len(late)), timeout=WAIT + 60)
             time.sleep(0.5)
+            later = "old_later" if policy == "keep" else "new_later"
             assert sends(second) == {
                 **{(user, "first"): 1 for user in early + late},
-                **{(user, "old_later"): 1 for user in early},
+                **{(user, later): 1 for user in early},
                 **{(user, "new_later"): 1 for user in late},
             }
             assert len(maildir_files(dirs[0])) == 2 * (len(early) + len(late))
+        finally:
+            for daemon in daemons:
+                daemon.stop()
+
+
+def test_a_reload_on_one_daemon_reaches_the_others(tmp_path: Path) -> None:
+    """Only the first daemon is told; the second runs the new program within seconds, for
+    its admin API and for the events it takes."""
+    with fresh_postgres() as db:
+        script = tmp_path / "onboard.lead"
+        script.write_text(V1, encoding="utf-8")
+        dirs = [tmp_path / "a", tmp_path / "b"]
+        for d in dirs:
+            d.mkdir()
+        daemons = [Daemon(d, [str(script)], db=db).start() for d in dirs]
+        try:
+            first, second = daemons
+            v1 = flow_version(second)
+            script.write_text(V2, encoding="utf-8")
+            assert reload(first).status_code == 200
+            v2 = flow_version(first)
+            assert v2 != v1
+            until(lambda: flow_version(second) == v2, timeout=10)
+            assert second.post("/v1/batch", started(["n1"])).status_code == 200
+            until(lambda: len(sends(second)) == 1)
+            contact = second.admin("/v1/contacts/n1").json()
+            assert [e["version"] for e in contact["enrollments"]] == [v2]
         finally:
             for daemon in daemons:
                 daemon.stop()

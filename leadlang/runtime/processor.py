@@ -23,7 +23,7 @@ from jinja2 import TemplateError, meta
 
 from leadlang.interpreter.templates import template_environment
 from leadlang.runtime.context import Context
-from leadlang.runtime.delivery.render import RenderError, render_message
+from leadlang.runtime.delivery.render import RenderError, clear_template_cache, render_message
 from leadlang.runtime.delivery.tracking import Send, Tracker
 from leadlang.runtime.effects import Effect, public
 from leadlang.runtime.engine import Cond, Engine, Event, UnknownVersion, _jsonable
@@ -406,6 +406,7 @@ class Processor:
         engine.adopt_versions(self.runner.engine)
         self.runner = Runner(engine, program, self.secret, self.public_url)
         self.generation = generation
+        clear_template_cache()  # template files may have been edited with the scripts
         self.on_program(program)
         log.info("running the program of generation %s (reloaded)", generation)
 
