@@ -118,6 +118,9 @@ class Engine(WakeupPlanner):
         }
         # flows that are no longer in the program but of which versions are loaded
         self.retired: list[str] = []
+        # the order exit clauses are looked at in: the program's flows (source order), then
+        # the retired ones (None: no version of the program's own)
+        self.exit_order: list[tuple[str, Flow | None]] = [(f.name, f) for f in self.flows]
         self.history_events = self._history_events(program)
         self.when_conds = [c for flow in self.flows for _, c in flow.when]
         self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
@@ -146,9 +149,8 @@ class Engine(WakeupPlanner):
         )
         self._segment_code = segment
         self._resolve = resolve
-        # Conditions that change with `now` where no instant is scheduled: the leaves to probe
-        self.probing = False
-        self._analyse_time([*self.when_conds, *_timed_conds(self.flows)])
+        timed_conds = [*self.when_conds, *_timed_conds(self.flows)]
+        self._analyse_time(timed_conds)
         # Some `when` trigger changes with `now` at every instant: every instant is kept.
         self.when_free_now = any(c.free_now for c in self.when_conds)
         # `when` triggers time can move, with their ids (see `_wake`)
@@ -175,6 +177,8 @@ class Engine(WakeupPlanner):
             for i, (guards, bounds) in enumerate(zip(when_guards, when_bounds, strict=True))
             if guards or bounds
         ]
+        self.probing = False
+        self._probe_leaves(timed_conds)
         self.when_probed = [(tid, cond) for tid, cond, _ in self.when_triggers if cond.atoms]
         # A trigger that is just a segment (`when potential`) runs the segment's code: the
         # same value, without the trigger's and the segment cache's calls around it.
@@ -190,8 +194,7 @@ class Engine(WakeupPlanner):
                 self.on_triggers.setdefault(ev, []).append((flow, where))
 
     def _analyse_time(self, conds: list[Cond]) -> None:
-        """Direction analysis (see `monotone`) of the conditions time-driven instants serve,
-        and the leaves of those that read `now` to probe (where nothing schedules them)."""
+        """Direction analysis (see `monotone`) of the conditions time-driven instants serve."""
         for cond in conds:
             cond.dirs = (
                 monotone.directions(cond.src, self._resolve)
@@ -203,6 +206,11 @@ class Engine(WakeupPlanner):
                 cond.time_keeps = True
             elif all(d is not None and d <= 0 for d in cond.dirs):
                 cond.time_keeps = False
+
+    def _probe_leaves(self, conds: list[Cond]) -> None:
+        """The leaves of conditions reading `now` that change at instants nothing schedules
+        (`now >= X`, `days_since(E) * 24 >= 60`): their instants are found by probing."""
+        for cond in conds:
             if cond.now:
                 atoms = monotone.time_atoms(
                     cond.src, cond.fn.__globals__, self._segment_code, self._resolve
@@ -221,10 +229,12 @@ class Engine(WakeupPlanner):
             return
         flow = Flow(node, [])
         self._analyse_time(_timed_conds([flow]))
+        self._probe_leaves(_timed_conds([flow]))
         self.versions[key] = flow
         self.version_nodes[key] = node
         if flow.name not in self.flow_by_name and flow.name not in self.retired:
             self.retired.append(flow.name)
+            self.exit_order.append((flow.name, None))
         for cond in [*flow.conds.values(), *flow.exit_when]:
             self.time_keys |= {"e:" + ev for ev, _ in cond.windows}
         self.history_events = self.history_events | self._history_events(node)
@@ -517,7 +527,14 @@ class Engine(WakeupPlanner):
     ) -> None:
         if not contact.enrollments:
             return
-        for enr, flow in self._enrolled(contact):
+        enrollments = contact.enrollments
+        for flow_name, current in self.exit_order:
+            enr = enrollments.get(flow_name)
+            if enr is None:
+                continue
+            flow = current if current is not None and current.version == enr.version else None
+            if flow is None:
+                flow = self.flow_of(enr)
             self._bind(ctx, enr)
             reason = None
             if name is not None:
@@ -540,20 +557,6 @@ class Engine(WakeupPlanner):
                         break
             if reason is not None:
                 self._end(contact, enr, ctx.t, reason, out)
-
-    def _enrolled(self, contact: Contact) -> list[tuple[Enrollment, Flow]]:
-        """The contact's enrollments with the flow version each runs on, in flow (source)
-        order, then those in flows a reload removed."""
-        found = []
-        for flow in self.flows:
-            enr = contact.enrollments.get(flow.name)
-            if enr is not None:
-                found.append((enr, flow if enr.version == flow.version else self.flow_of(enr)))
-        for name in self.retired:
-            enr = contact.enrollments.get(name)
-            if enr is not None:
-                found.append((enr, self.flow_of(enr)))
-        return found
 
     def _triggers(
         self,

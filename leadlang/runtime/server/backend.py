@@ -200,6 +200,8 @@ async def _child(config: Config, program: dict[str, Any], generation: int, wake_
     loop.add_reader(wake_fd, woken)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, backend.stop.set)
+    # a reload is the parent's (the program reaches this process through the store)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
     backend.start()
     await backend.stop.wait()
     await backend.close()
