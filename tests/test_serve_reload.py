@@ -121,7 +121,9 @@ def run_edit(tmp_path: Path, new_script: str, how: str) -> tuple[Daemon, Counter
             answer = reload(daemon)
             assert answer.status_code == 200, answer.text
             assert answer.json()["reloaded"] is True
-        assert flow_version(daemon) != v1
+        v2 = flow_version(daemon)
+        assert v2 != v1
+        assert daemon.admin("/v1/flows/onboard").json()["versions"] == {v1: len(early)}
         assert daemon.post("/v1/batch", started(late)).status_code == 200
         everyone = len(early) + len(late)
         until(lambda: len(sends(daemon)) == 2 * everyone, timeout=WAIT + 60)

@@ -133,12 +133,14 @@ class Admin:
     def _flow(
         self, flow: dict[str, Any], name: str, stats: dict[str, Any] | None
     ) -> dict[str, Any]:
-        stats = stats or {"actions": {}, "arms": {}, "steps": {}}
+        stats = stats or {"actions": {}, "arms": {}, "steps": {}, "versions": {}}
         actions = stats["actions"]
         return {
             "name": name,
             "version": flow["version"],
             "steps": {sid: stats["steps"].get(sid, 0) for sid in flow["states"]},
+            # contacts inside, per version they run on (older ones finish on theirs)
+            "versions": stats["versions"],
             "entered": actions.get("enter", 0),
             "exited": actions.get("exit", 0),
             "goals": actions.get("goal", 0),

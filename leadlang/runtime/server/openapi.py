@@ -183,6 +183,11 @@ _FLOW = {
             "additionalProperties": {"type": "integer"},
             "description": "contacts at each step",
         },
+        "versions": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "contacts inside, per flow version they run on",
+        },
         "entered": {"type": "integer"},
         "exited": {"type": "integer"},
         "goals": {"type": "integer"},

@@ -681,7 +681,7 @@ class SqlStore:
         stats: dict[str, dict[str, Any]] = {}
 
         def entry(name: str) -> dict[str, Any]:
-            return stats.setdefault(name, {"actions": {}, "arms": {}, "steps": {}})
+            return stats.setdefault(name, {"actions": {}, "arms": {}, "steps": {}, "versions": {}})
 
         async with self.engine.connect() as conn:
             q1 = select(e.c.flow, e.c.action, func.count()).group_by(e.c.flow, e.c.action)
@@ -691,11 +691,13 @@ class SqlStore:
                 .group_by(e.c.flow, e.c.step, e.c.arm)
             )
             q3 = select(p.c.flow, p.c.step, func.count()).group_by(p.c.flow, p.c.step)
+            q4 = select(p.c.flow, p.c.version, func.count()).group_by(p.c.flow, p.c.version)
             if flow is not None:
-                q1, q2, q3 = (
+                q1, q2, q3, q4 = (
                     q1.where(e.c.flow == flow),
                     q2.where(e.c.flow == flow),
                     q3.where(p.c.flow == flow),
+                    q4.where(p.c.flow == flow),
                 )
             for name, action, n in await conn.execute(q1):
                 if name is not None:
@@ -704,6 +706,8 @@ class SqlStore:
                 entry(name)["arms"].setdefault(step, {})[arm] = n
             for name, step, n in await conn.execute(q3):
                 entry(name)["steps"][step or "(entering)"] = n
+            for name, version, n in await conn.execute(q4):
+                entry(name)["versions"][version] = n
         return stats
 
     async def histories(
