@@ -130,6 +130,8 @@ outbox = Table(
     Column("delivered", Float, nullable=True),
 )
 Index("outbox_due", outbox.c.status, outbox.c.next_attempt)
+# `/metrics` counts sends per (status, channel) from this index alone (migration 0002).
+Index("outbox_status_channel", outbox.c.status, outbox.c.channel)
 
 # Where each contact's active enrollments stand (for the flows API's counts per step):
 # replaced with the contact's state at every commit.
