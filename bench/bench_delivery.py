@@ -45,7 +45,7 @@ import sys
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
@@ -57,7 +57,7 @@ import orjson
 from standardwebhooks import Webhook
 
 from leadlang.runtime.delivery.drivers import SmtpDriver, WebhookDriver
-from leadlang.runtime.delivery.outbox import Delivery, Outcome
+from leadlang.runtime.delivery.outbox import OTHER_CHANNELS, Delivery, Outcome
 from leadlang.runtime.delivery.worker import OutboxWorker
 
 HERE = Path(__file__).resolve().parent
@@ -154,9 +154,13 @@ class BenchOutbox:
         if self.sent + len(self.errors) >= self.total:
             self.done.set()
 
-    async def claim_outbox(self, now: float, limit: int, lease: float) -> list[Delivery]:
+    async def claim_outbox(
+        self, now: float, limit: int, lease: float, rooms: Mapping[str, int] | None = None
+    ) -> list[Delivery]:
         pending = self.pending
-        return [pending.popleft() for _ in range(min(limit, len(pending)))]
+        if rooms is not None and pending:  # (every row is of one channel)
+            limit = min(limit, rooms.get(pending[0].channel, rooms.get(OTHER_CHANNELS, 0)))
+        return [pending.popleft() for _ in range(max(0, min(limit, len(pending))))]
 
     async def outbox_sent(self, key: str, now: float) -> None:
         self.sent += 1
