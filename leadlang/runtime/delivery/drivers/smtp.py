@@ -8,6 +8,11 @@ receiver can recognise a retry by its `Message-ID`. A configured `mailto_unsubsc
 (dkimpy, relaxed/relaxed) over From, To, Subject, Date, Message-ID, the MIME headers and both
 List-Unsubscribe headers.
 
+The bytes are written directly (`email_bytes`: the very bytes the email package writes, about
+0.1 ms instead of 1.5 ms), on the event loop; a message it leaves to the email package (an
+address that is not `Name <local@domain>`, a custom header the package treats specially) and
+DKIM signing (RSA) are done in a thread.
+
 Outcomes: a 5xx on RCPT is final with an error starting `bounced:` (the daemon records
 `message_bounced`); a 5xx on MAIL FROM or DATA is final; 4xx answers, connection failures,
 TLS and AUTH failures (the server's or the config's, not the message's) are retries.
@@ -30,7 +35,7 @@ import aiosmtplib
 import attrs
 import dkim
 
-from leadlang.runtime.delivery.drivers.maildir import build_message
+from leadlang.runtime.delivery.drivers.maildir import EmailBytes, Layout, build_message, email_bytes
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
 
 # Signed when present (From always): what a receiver shows, threads on, or acts on.
@@ -62,6 +67,7 @@ class _WirePolicy(EmailPolicy):
 
 
 _WIRE = _WirePolicy(linesep="\r\n")
+_LAYOUT = Layout(_WIRE, one_line_unsubscribe=True)
 
 
 @attrs.frozen
@@ -126,7 +132,11 @@ class SmtpDriver:
         if not delivery.to:
             return Outcome.failed("no email address")
         try:
-            sender, recipient, data = await asyncio.to_thread(self.prepare, delivery)
+            quick = None if self.dkim_key is not None else self._quick(delivery)
+            if quick is not None:  # (a tenth of a millisecond: on the loop)
+                sender, recipient, data = quick.sender, quick.recipient, quick.data
+            else:  # milliseconds of CPU (the email package, DKIM's RSA): in a thread
+                sender, recipient, data = await asyncio.to_thread(self.prepare, delivery)
         except _Unsendable as error:
             return Outcome.failed(str(error))
         return await self._send(sender, recipient, data)
@@ -141,6 +151,17 @@ class SmtpDriver:
 
     def prepare(self, delivery: Delivery) -> tuple[str, str, bytes]:
         """(envelope sender, envelope recipient, the bytes of the message) for a delivery."""
+        built = self._quick(delivery) or self.build(delivery)
+        data = built.data
+        if self.dkim_key is not None:
+            written = {name.lower() for name in built.headers}
+            present = [name.lower().encode() for name in DKIM_HEADERS if name.lower() in written]
+            data = self.dkim_key.sign(data, present) + data
+        return built.sender, built.recipient, data
+
+    def build(self, delivery: Delivery) -> EmailBytes:
+        """The message as the email package builds and writes it (`build_message`): what
+        `email_bytes` writes directly when it can, and the judge of a message it cannot."""
         try:
             message = build_message(delivery, self.from_address)
             sender = _address(message, "From")
@@ -150,10 +171,15 @@ class SmtpDriver:
             data = message.as_bytes(policy=_WIRE)
         except (ValueError, TypeError, LookupError) as error:
             raise _Unsendable(f"cannot build the email: {error}") from error
-        if self.dkim_key is not None:
-            present = [name.lower().encode() for name in DKIM_HEADERS if name in message]
-            data = self.dkim_key.sign(data, present) + data
-        return sender, recipient, data
+        return EmailBytes(data, sender, recipient, tuple(message.keys()))
+
+    def _quick(self, delivery: Delivery) -> EmailBytes | None:
+        """The message written directly (`email_bytes`), or None when the email package must
+        build it (and say what is wrong with it)."""
+        try:
+            return email_bytes(delivery, self.from_address, _LAYOUT, self.mailto_unsubscribe)
+        except Exception:
+            return None  # (the email package's path finds the same fault and names it)
 
     async def _send(self, sender: str, recipient: str, data: bytes) -> Outcome:
         for last_try in (False, True):
