@@ -271,8 +271,8 @@ An `event` declaration lists the same property twice.
         "set twice",
         """
 Something that exists once per program is given twice: the score's `decay` or `max`, the
-`timezone` or `quiet hours` setting (across all loaded files), or a field in one message.
-Remove one of them. (Several `cap` lines for one channel are fine: they all apply.)
+`timezone` or `quiet hours` setting (across all loaded files), a field in one message, or a
+flow's `reenter` or `edits` clause. Remove one of them. (Several `cap` lines for one channel are fine: they all apply.)
 
     score:
       decay 10 every 7d idle

@@ -185,6 +185,20 @@ def test_message_field_given_twice_and_unknown_field(tmp_path: Path) -> None:
     assert [d.severity for d in result.diagnostics] == ["error", "warning"]
 
 
+@pytest.mark.parametrize(
+    ("first", "second"), [("reenter always", "reenter never"), ("edits migrate", "edits keep")]
+)
+def test_a_flow_clause_given_twice(tmp_path: Path, first: str, second: str) -> None:
+    text = MESSAGES + f"flow f:\n  on started\n  {first}\n  {second}\n  send deal\n"
+    result = check_text(tmp_path, text)
+    assert codes(result) == ["N013"]
+    (problem,) = result.diagnostics
+    line = text.splitlines().index(f"  {second}") + 1
+    assert (problem.span.line, problem.span.column) == (line, 3)
+    assert problem.labels[0].span.line == line - 1
+    assert f"`{second.split()[0]}` is set twice in flow `f`" == problem.message
+
+
 @pytest.mark.parametrize("decl", ["event signed_up", "event signed_up()", 'event "Signed Up"'])
 def test_an_event_declared_without_properties(tmp_path: Path, decl: str) -> None:
     text = f"{decl}\nscore:\n  signed_up +1\n  signed_upp +1\n"

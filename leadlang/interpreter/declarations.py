@@ -320,7 +320,22 @@ class _DeclarationChecker:
         triggers = {c.event.name for c in flow.header if isinstance(c, ast.OnTrigger)}
         bound = next(iter(triggers)) if len(triggers) == 1 else ANY_EVENT
         inside = Context(bound=bound, in_flow=True)
+        once: dict[str, ast.Reenter | ast.Edits] = {}  # one `reenter`, one `edits` per flow
         for clause in flow.header:
+            if isinstance(clause, ast.Reenter | ast.Edits):
+                word = "reenter" if isinstance(clause, ast.Reenter) else "edits"
+                if word in once:
+                    self.diagnostics.append(
+                        Diagnostic(
+                            code="N013",
+                            severity="error",
+                            message=f"`{word}` is set twice in flow `{flow.name.name}`",
+                            span=clause.span,
+                            labels=(Label(span=once[word].span, message="first set here"),),
+                            help=f"a flow has one `{word}` clause: keep one of them",
+                        )
+                    )
+                once.setdefault(word, clause)
             if isinstance(clause, ast.OnTrigger | ast.ExitOn | ast.Goal):
                 event = clause.event.name
                 self.symbols.note_event(event, clause.event.span)
