@@ -244,6 +244,13 @@ class Engine(WakeupPlanner):
         for node in other.version_nodes.values():
             self.add_version(node)
 
+    def successor(self, program: dict[str, Any]) -> Engine:
+        """The engine of `program` (a reload's), with every flow version this one had
+        loaded, so that the enrollments on them go on."""
+        engine = Engine(program)
+        engine.adopt_versions(self)
+        return engine
+
     def flow_of(self, enr: Enrollment) -> Flow:
         """The version of its flow an enrollment runs on: the one it started on (LANGUAGE.md
         section 5.1, `edits keep`), unless it was moved to the program's (`_migrate`)."""

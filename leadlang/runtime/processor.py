@@ -402,8 +402,7 @@ class Processor:
         if text is None:
             return
         program = orjson.loads(text)
-        engine = await asyncio.to_thread(Engine, program)
-        engine.adopt_versions(self.runner.engine)
+        engine = await asyncio.to_thread(self.runner.engine.successor, program)
         self.runner = Runner(engine, program, self.secret, self.public_url)
         self.generation = generation
         clear_template_cache()  # template files may have been edited with the scripts

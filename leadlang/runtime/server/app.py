@@ -101,12 +101,10 @@ class Daemon:
             if dry_run:
                 report = await diff_report(self.program, loaded.ir, self.store, now=self.clock())
                 return 200, {"dry_run": True, **report}
-            engine = await asyncio.to_thread(Engine, loaded.ir)
-            engine.adopt_versions(self.engine)
+            engine = await asyncio.to_thread(self.engine.successor, loaded.ir)
             before = self.program
             generation = await publish(self.store, loaded.ir)
-            self.program, self.engine, self.generation = loaded.ir, engine, generation
-            clear_template_cache()
+            self._take_up(loaded.ir, engine, generation)
             self._committed()  # the processor picks the program up at its next round
             print(f"leadlang serve: reloaded (generation {generation})", flush=True)
             return 200, {
@@ -114,6 +112,10 @@ class Daemon:
                 "generation": generation,
                 **diff_programs(before, loaded.ir),
             }
+
+    def _take_up(self, program: dict[str, Any], engine: Engine, generation: int) -> None:
+        self.program, self.engine, self.generation = program, engine, generation
+        clear_template_cache()
 
     async def follow(self) -> None:
         """Take up a program another daemon of the store published (every `FOLLOW_EVERY`
@@ -129,10 +131,8 @@ class Daemon:
                     if text is None or generation == self.generation:
                         continue
                     program = orjson.loads(text)
-                    engine = await asyncio.to_thread(Engine, program)
-                    engine.adopt_versions(self.engine)
-                    self.program, self.engine, self.generation = program, engine, generation
-                    clear_template_cache()
+                    engine = await asyncio.to_thread(self.engine.successor, program)
+                    self._take_up(program, engine, generation)
             except Exception:  # the store is away: try again at the next turn
                 continue
 
