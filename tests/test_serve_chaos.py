@@ -249,34 +249,50 @@ def metric(daemon: Daemon, name: str) -> float:
 
 # ---------------------------------------------------------------- daemons killed
 
+_DONE = threading.Thread()  # (a thread never started: not alive)
+
 
 def test_daemons_killed_at_random_lose_and_repeat_nothing(
     tmp_path: Path, pg_cluster: PgCluster
 ) -> None:
     url = pg_cluster.create_database()
     script, daemons = start_daemons(tmp_path, url, 3)
-    client = Client([d.url for d in daemons], stream(45, "k"), pace=0.15)
+    client = Client([d.url for d in daemons], stream(60, "k"), pace=0.2)
     rng = random.Random(13)
     kills = 0
+    restarts: dict[int, threading.Thread] = {}  # a killed daemon starts again meanwhile
+
+    def restart(daemon: Daemon) -> None:
+        time.sleep(rng.uniform(0.0, 0.3))
+        daemon.start()
+
     try:
         client.start()
-        while client.is_alive() and kills < 12:
-            time.sleep(rng.uniform(0.8, 2.0))
-            victim = rng.choice(daemons)
-            victim.kill()
+        while client.is_alive() and kills < 8:
+            time.sleep(rng.uniform(0.8, 1.8))
+            up = [i for i in range(len(daemons)) if not restarts.get(i, _DONE).is_alive()]
+            if not up:
+                continue
+            victim = rng.choice(up)
+            daemons[victim].kill()
             kills += 1
-            time.sleep(rng.uniform(0.0, 0.3))
-            victim.start()
+            restarts[victim] = threading.Thread(target=restart, args=(daemons[victim],))
+            restarts[victim].start()
+        for thread in restarts.values():
+            thread.join(60)
+        assert all(d.proc is not None and d.proc.poll() is None for d in daemons), "not restarted"
         client.join(60)
         assert not client.is_alive(), "the stream never finished"
         settle(daemons, client.acked, kills=True)
     finally:
         client.stop.set()
+        for thread in restarts.values():
+            thread.join(60)
         codes = stop_all(daemons)
     assert codes == [0] * len(daemons), "\n".join(daemons[0].output)
-    assert kills >= 3, "too few kills during the stream: the test proves little"
+    assert kills >= 5, "too few kills during the stream: the test proves little"
     assert client.broken > 0, "no request was ever cut by a kill: the test proves little"
-    assert len(client.acked) == 45 * 8
+    assert len(client.acked) == 60 * 8
     check_once(tmp_path, script, url, daemons[0], client.acked, kills=True)
 
 
