@@ -472,6 +472,45 @@ def test_a_slow_database_and_a_tiny_pool_answer_429_and_lose_nothing(
     check_once(tmp_path, script, url, daemons[0], acked)
 
 
+def test_a_request_that_cannot_get_a_connection_is_a_429_and_stores_nothing(
+    tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    url = pg_cluster.create_database()
+    config = (
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+        '[store]\npool_size = 1\npool_timeout = "1s"\n'
+    )
+    _, (daemon,) = start_daemons(tmp_path, url, 1, config)
+    lock = TableLock(url)
+    scrape: list[requests.Response] = []
+    try:
+        lock.start()
+        assert lock.locked.wait(10) and lock.error is None, lock.error
+        # a scrape reads `events`: it waits for the lock, holding the one connection
+        scraper = threading.Thread(
+            target=lambda: scrape.append(requests.get(daemon.url + "/metrics", timeout=60))
+        )
+        scraper.start()
+        time.sleep(0.5)
+        event = track("pool", "Signed Up", just_now())
+        begun = time.monotonic()
+        answer = daemon.post("/v1/batch", {"batch": [event]})
+        waited = time.monotonic() - begun
+        assert answer.status_code == 429, answer.text
+        assert answer.json()["error"] == "overloaded"
+        assert answer.headers["Retry-After"] == "1"
+        assert waited < 10, "the request waited far past pool_timeout"
+        lock.release.set()
+        scraper.join(30)
+        assert scrape and scrape[0].status_code == 200
+        assert daemon.count("events", "WHERE contact = 'pool'") == 0  # nothing of it stored
+        assert daemon.post("/v1/batch", {"batch": [event]}).status_code == 200  # the retry
+        assert daemon.count("events", "WHERE contact = 'pool'") == 1
+    finally:
+        lock.release.set()
+        assert daemon.stop() == 0
+
+
 # ---------------------------------------------------------------- encodings
 
 
