@@ -118,12 +118,15 @@ class OutboxWorker:
                         claimed, _ = await self._dispatch(min(self.batch_size, room))
                         failures = 0
                     except Exception as exc:
-                        # retried at the next poll; the traceback once, then one line each
+                        # (the store down or restarting) the traceback once, then one line a
+                        # retry, retried after a backoff of at most 5 s
                         failures += 1
                         if failures == 1:
                             log.exception("claiming outbox rows failed; retrying")
                         else:
                             log.warning("claiming outbox rows failed again (%s)", exc)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), min(5.0, 0.1 * 2**failures))
                 if room > 0 and claimed == min(self.batch_size, room) and self._room() > 0:
                     await asyncio.sleep(0)  # a full batch: more may be due right now
                     continue
