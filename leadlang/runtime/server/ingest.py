@@ -335,23 +335,29 @@ class Committer:
     async def submit(self, events: list[Incoming], patient: bool = False) -> None:
         """Wait until `events` are committed (or the commit fails: its exception). `patient`:
         give up (`Backpressure`) when the commit has not begun after `self.patience`."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         entry = (events, future)
         self.queue.append(entry)
         self.queued_events += len(events)
         self._ready.set()
-        if not patient:
-            await future
-            return
+        timer = loop.call_later(self.patience, self._expire, entry) if patient else None
         try:
-            await asyncio.wait_for(asyncio.shield(future), self.patience)
-        except TimeoutError:
-            for index, waiting in enumerate(self.queue):
-                if waiting is entry:  # still queued: withdrawn, nothing of it stored
-                    del self.queue[index]
-                    self.queued_events -= len(events)
-                    raise Backpressure() from None
-            await future  # its commit is running: its outcome is the answer
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, entry: tuple[list[Incoming], asyncio.Future[None]]) -> None:
+        """A request out of patience leaves the queue, nothing of it stored; one whose commit
+        has begun (no longer queued) waits for that commit's outcome."""
+        for index, waiting in enumerate(self.queue):
+            if waiting is entry:
+                del self.queue[index]
+                self.queued_events -= len(entry[0])
+                if not entry[1].done():
+                    entry[1].set_exception(Backpressure())
+                return
 
     async def run(self, stop: asyncio.Event) -> None:
         while True:
