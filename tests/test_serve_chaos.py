@@ -3,8 +3,9 @@ on one database and clients that retry as Segment's do (the same batch, the same
 on any answer but 200 or a broken connection, to the next daemon as a load balancer would):
 
 - daemons SIGKILLed at random and restarted under a stream of batches and timers;
-- the server restarted mid-load and the daemons' connections cut (`pg_terminate_backend`),
-  and a real outage: requests then get 503, never a false 200, and the daemons go on;
+- the server restarted mid-load, the daemons' connections cut (`pg_terminate_backend`), and
+  the server SIGKILLed (an outage, then crash recovery): requests get 503, never a false 200,
+  and the daemons go on;
 - a slow database (a table locked by the test) under a flood, with a tiny connection pool:
   back-pressure (429), no other 5xx than 503, no crash.
 
@@ -352,7 +353,7 @@ def test_a_restarted_server_and_cut_connections_get_503_never_a_false_200(
         time.sleep(1.0)
         assert pg_cluster.terminate_backends(name) > 0  # the daemons' pooled connections
         time.sleep(1.0)
-        pg_cluster.stop("fast")  # an outage long enough to be seen
+        pg_cluster.kill()  # a crash (SIGKILL), and an outage long enough to be seen
         try:
             for daemon in daemons:
                 event = track(f"probe-{daemon.port}", "Signed Up", just_now())
