@@ -421,21 +421,32 @@ class Processor:
                 self.runner.lost.add(key)
 
     async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
         while not stop.is_set():
             try:
                 n = await self.run_once()
-            except Exception:  # a store hiccup must not kill the loop: log it, retry soon
-                log.exception("processing round failed; retrying")
-                n = 0
-                await asyncio.sleep(1.0)
+                if not n:
+                    if self.clock() >= self._next_purge:
+                        self._next_purge = self.clock() + PURGE_EVERY
+                        await self.store.forget_seen(self.clock() - DEDUP_SECONDS)
+                    wake = await self.store.next_wake()
+                failures = 0
+            except Exception as exc:
+                # The store is down, restarting, or cut a connection: the loop must outlive it.
+                # Log it (the traceback once, then one line a retry), retry with a backoff.
+                failures += 1
+                if failures == 1:
+                    log.exception("processing failed; retrying")
+                else:
+                    log.warning(
+                        "processing failed again (%s: %s); retrying", type(exc).__name__, exc
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(5.0, 0.25 * 2**failures))
+                continue
             if n:
                 await asyncio.sleep(0)  # let ingest in between rounds
                 continue
-            if self.clock() >= self._next_purge:
-                self._next_purge = self.clock() + PURGE_EVERY
-                with contextlib.suppress(Exception):
-                    await self.store.forget_seen(self.clock() - DEDUP_SECONDS)
-            wake = await self.store.next_wake()
             delay = 1.0 if wake is None else min(1.0, max(0.0, wake - self.clock()))
             self.wakeup.clear()
             if delay > 0:

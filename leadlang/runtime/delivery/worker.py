@@ -38,6 +38,7 @@ log = logging.getLogger("leadlang.delivery")
 
 BACKOFF_BASE = 1.0  # seconds: the first retry waits up to this long
 BACKOFF_CAP = 3600.0  # seconds: no retry waits longer than this (unless a driver asks)
+RECORD_PATIENCE = 20.0  # seconds an outcome is retried on a failing store (see _attempt)
 
 
 class OutboxWorker:
@@ -104,6 +105,7 @@ class OutboxWorker:
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         """Deliver until `stop` is set, then let the attempts in flight finish."""
+        failures = 0  # claims failed in a row (the store down or restarting)
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -114,8 +116,17 @@ class OutboxWorker:
                 if room > 0:
                     try:
                         claimed, _ = await self._dispatch(min(self.batch_size, room))
-                    except Exception:
-                        log.exception("claiming outbox rows failed")
+                        failures = 0
+                    except Exception as exc:
+                        # (the store down or restarting) the traceback once, then one line a
+                        # retry, retried after a backoff of at most 5 s
+                        failures += 1
+                        if failures == 1:
+                            log.exception("claiming outbox rows failed; retrying")
+                        else:
+                            log.warning("claiming outbox rows failed again (%s)", exc)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), min(5.0, 0.1 * 2**failures))
                 if room > 0 and claimed == min(self.batch_size, room) and self._room() > 0:
                     await asyncio.sleep(0)  # a full batch: more may be due right now
                     continue
@@ -206,7 +217,7 @@ class OutboxWorker:
             else:
                 async with self._slot(delivery.channel):
                     outcome = await self._deliver(driver, delivery)
-            await self._record(delivery, outcome)
+            await self._record_patiently(delivery, outcome)
         except Exception:
             # The row keeps its lease and comes back when it expires; delivery is idempotent.
             log.exception("recording the outcome of outbox row %s failed", delivery.key)
@@ -230,6 +241,28 @@ class OutboxWorker:
         if not isinstance(outcome, Outcome) or outcome.status not in (SENT, RETRY, FAILED):
             return Outcome.retry(f"the {delivery.channel} driver answered {outcome!r}")
         return outcome
+
+    async def _record_patiently(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Record the outcome, trying again for up to RECORD_PATIENCE seconds while the store
+        fails (a restart, a cut connection): a delivery made is then not made again when the
+        row's lease runs out. Past that, the exception (and the lease) stand."""
+        loop = asyncio.get_running_loop()  # (real time: `clock` may be a test's)
+        deadline = loop.time() + RECORD_PATIENCE
+        delay = 0.25
+        while True:
+            try:
+                await self._record(delivery, outcome)
+                return
+            except Exception as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning(
+                    "recording the outcome of outbox row %s failed (%s); retrying",
+                    delivery.key,
+                    exc,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
 
     async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
         now = self.clock()

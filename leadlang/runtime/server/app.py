@@ -29,7 +29,7 @@ from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.admin import Admin
 from leadlang.runtime.server.backend import Backend, ChildBackend, event_loop_runner
 from leadlang.runtime.server.config import Config
-from leadlang.runtime.server.ingest import Committer, Ingest
+from leadlang.runtime.server.ingest import HANDLER_ARGS, Committer, Ingest
 from leadlang.runtime.server.metrics import Metrics
 from leadlang.runtime.server.openapi import openapi_document
 from leadlang.runtime.server.programs import load_scripts, publish
@@ -217,7 +217,9 @@ def make_app(daemon: Daemon) -> web.Application:
     ingest = Ingest(daemon.committer, daemon.write_keys)
     metrics = Metrics(daemon, ingest)
     app = web.Application(
-        client_max_size=1024 * 1024, middlewares=[count_inflight, metrics.middleware()]
+        client_max_size=1024 * 1024,
+        middlewares=[count_inflight, metrics.middleware()],
+        handler_args=HANDLER_ARGS,
     )
     app.add_routes(ingest.routes())
     admin = Admin(daemon.store, daemon.admin_token, daemon, daemon.clock)

@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import attrs
 
@@ -105,7 +106,7 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
     config = Config(
         processes=processes,
         listen=listen or _text(server, "listen", "server") or DEFAULT_LISTEN,
-        store=db or _text(store, "url", "store") or DEFAULT_STORE,
+        store=_with_pool(db or _text(store, "url", "store") or DEFAULT_STORE, store),
         public_url=(_text(server, "public_url", "server") or None),
         write_keys=tuple(k for k in write_keys if k),
         admin_token=_text(server, "admin_token", "server") or None,
@@ -121,6 +122,24 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
         raise ConfigError("server.admin_token: must differ from every write key")
     config.host_port  # noqa: B018 (validates `listen`)
     return config
+
+
+def _with_pool(url: str, store: dict[str, Any]) -> str:
+    """The store URL with `[store] pool_size` and `pool_timeout` as its parameters (the store
+    takes them off the URL: `open_store`); a parameter already in the URL wins."""
+    params: dict[str, str] = {}
+    size = store.get("pool_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ConfigError("store.pool_size: expected a whole number of at least 1")
+        params["pool_size"] = str(size)
+    if store.get("pool_timeout") is not None:
+        params["pool_timeout"] = f"{_duration(store['pool_timeout'], 'store.pool_timeout'):g}"
+    given = parse_qs(urlsplit(url).query)
+    extra = urlencode({k: v for k, v in params.items() if k not in given})
+    if not extra:
+        return url
+    return url + ("&" if "?" in url else "?") + extra
 
 
 def _table(data: dict[str, Any], name: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import logging
 import time
 import zlib
 from collections.abc import Callable
@@ -19,8 +20,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.limits import FIRST_TEXT, LAST_TEXT, MAX_JSON_DEPTH, instant_ok, json_depth_ok
@@ -34,6 +36,9 @@ MAX_QUEUED_EVENTS = 200_000  # accepted but not yet committed: beyond this, 429
 SUCCESS = b'{"success":true}'
 KINDS = ("track", "identify", "page", "screen", "alias", "group")
 IGNORED_KINDS = ("alias", "group")  # accepted (clients send them) and not stored
+RETRY_AFTER = 2  # seconds, in a 503's `Retry-After`: how soon a restarting store is back
+DEFAULT_PATIENCE = 10.0  # seconds a request waits for its commit to begin (see Committer)
+log = logging.getLogger("leadlang.serve")
 
 
 class BadRequest(Exception):
@@ -61,28 +66,49 @@ def error_response(status: int, error: str, detail: str, **extra: Any) -> web.Re
 # ---------------------------------------------------------------- reading a request
 
 
+# The encodings a body may come in, and zlib's window bits for each (deflate: decided by the
+# first byte, as a zlib stream or a raw one, since clients send both).
+DECODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 0}
+
+
 async def read_json(request: web.Request, limit: int = MAX_REQUEST) -> Any:
-    """The request's JSON body, 413 past `limit` bytes. aiohttp decompresses a gzip (or
-    deflate) body as it is read, a bounded piece at a time, so the limit applies to what it
-    unpacks to and a small "zip bomb" is cut off after `limit` bytes of output."""
+    """The request's JSON body, 413 past `limit` bytes. A gzip (or deflate) body is unpacked
+    here, a bounded piece at a time, so the limit applies to what it unpacks to and a small
+    "zip bomb" is cut off after `limit` bytes of output. (aiohttp's own decompression is off,
+    `HANDLER_ARGS`: it answered an encoding it cannot decode, `br`, with a plain-text 400.)"""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+    if encoding not in ("", "identity", *DECODINGS):
         raise BadRequest(415, "unsupported encoding", f"Content-Encoding `{encoding}`: use gzip")
-    if not encoding and request.content_length is not None and request.content_length > limit:
+    packed = encoding in DECODINGS
+    if not packed and request.content_length is not None and request.content_length > limit:
         raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB")
     chunks: list[bytes] = []
     size = 0
+    decoder: Any = None
     try:
         while chunk := await request.content.readany():
+            if packed:
+                if decoder is None:
+                    decoder = zlib.decompressobj(_window(encoding, chunk))
+                chunk = decoder.decompress(chunk, limit + 1 - size)
+                if decoder.unconsumed_tail:
+                    size = limit + 1  # it unpacks to more than the limit
             size += len(chunk)
             if size > limit:
                 raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB")
             chunks.append(chunk)
-    except (ContentEncodingError, RequestPayloadError, zlib.error) as exc:
-        # (aiohttp raises RequestPayloadError, its ContentEncodingError as the cause)
-        cause = exc.__cause__ if isinstance(exc.__cause__, ContentEncodingError) else exc
-        detail = getattr(cause, "message", "") or str(cause)
-        raise BadRequest(400, "invalid body", f"cannot decompress the body: {detail}") from None
+        if decoder is not None:
+            chunks.append(decoder.flush())
+            size += len(chunks[-1])
+            if size > limit:
+                raise BadRequest(413, "too large", f"the request is over {limit // 1024} KB")
+        if decoder is not None and (not decoder.eof or decoder.unused_data):
+            detail = "data after its end" if decoder.eof else "it is cut short"
+            raise BadRequest(400, "invalid body", f"cannot decompress the body: {detail}")
+    except zlib.error as exc:
+        raise BadRequest(400, "invalid body", f"cannot decompress the body: {exc}") from None
+    except RequestPayloadError as exc:  # a malformed chunked body
+        raise BadRequest(400, "invalid body", f"cannot read the body: {exc}") from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise BadRequest(400, "invalid JSON", "the request body is empty")
@@ -90,6 +116,17 @@ async def read_json(request: web.Request, limit: int = MAX_REQUEST) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(400, "invalid JSON", str(exc)) from None
+
+
+def _window(encoding: str, first: bytes) -> int:
+    window = DECODINGS[encoding]
+    if window == 0:  # deflate: a zlib stream starts with a byte whose low 4 bits are 8
+        window = zlib.MAX_WBITS if first[0] & 0x0F == 8 else -zlib.MAX_WBITS
+    return window
+
+
+# What the app's HTTP server is given (`make_app`): bodies reach ingest as sent.
+HANDLER_ARGS = {"auto_decompress": False}
 
 
 def write_key_of(request: web.Request, body: Any) -> str | None:
@@ -262,15 +299,30 @@ def _event_time(item: dict[str, Any], received: float, bad: Callable[[str], BadR
 # ---------------------------------------------------------------- group commit
 
 
+class Backpressure(Exception):
+    """A request waited longer than its patience for its commit to begin: nothing of it is
+    stored (answered 429)."""
+
+
 class Committer:
-    """Requests' events queued, committed together, each request answered after its commit."""
+    """Requests' events queued, committed together, each request answered after its commit.
+
+    A request waits for its commit to begin at most `patience` seconds (default: as long as
+    the store's pool lets a transaction wait for a connection, `[store] pool_timeout`); past
+    that it leaves the queue, nothing of it stored, and is told so (`Backpressure`: a 429). A
+    request whose commit has begun always waits for that commit's outcome."""
 
     def __init__(
-        self, store: SqlStore, clock: Callable[[], float], on_commit: Callable[[], None]
+        self,
+        store: SqlStore,
+        clock: Callable[[], float],
+        on_commit: Callable[[], None],
+        patience: float | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.on_commit = on_commit
+        self.patience = patience if patience is not None else store_patience(store)
         self.queue: list[tuple[list[Incoming], asyncio.Future[None]]] = []
         self.queued_events = 0
         self._ready = asyncio.Event()
@@ -280,12 +332,32 @@ class Committer:
     def overloaded(self) -> bool:
         return self.queued_events >= MAX_QUEUED_EVENTS
 
-    async def submit(self, events: list[Incoming]) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.queue.append((events, future))
+    async def submit(self, events: list[Incoming], patient: bool = False) -> None:
+        """Wait until `events` are committed (or the commit fails: its exception). `patient`:
+        give up (`Backpressure`) when the commit has not begun after `self.patience`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        entry = (events, future)
+        self.queue.append(entry)
         self.queued_events += len(events)
         self._ready.set()
-        await future
+        timer = loop.call_later(self.patience, self._expire, entry) if patient else None
+        try:
+            await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, entry: tuple[list[Incoming], asyncio.Future[None]]) -> None:
+        """A request out of patience leaves the queue, nothing of it stored; one whose commit
+        has begun (no longer queued) waits for that commit's outcome."""
+        for index, waiting in enumerate(self.queue):
+            if waiting is entry:
+                del self.queue[index]
+                self.queued_events -= len(entry[0])
+                if not entry[1].done():
+                    entry[1].set_exception(Backpressure())
+                return
 
     async def run(self, stop: asyncio.Event) -> None:
         while True:
@@ -372,15 +444,63 @@ class Ingest:
             return self._reject(exc.response())
         if events:
             try:
-                await self.committer.submit(events)
-            except Exception:
-                self.rejected["store_error"] += 1
-                raise
+                await self.committer.submit(events, patient=True)
+            except Exception as exc:
+                return self._store_failed(exc)
         return web.Response(status=200, body=SUCCESS, content_type="application/json")
 
+    def _store_failed(self, exc: Exception) -> web.Response:
+        """The answer when the events could not be committed: never a 200, and nothing of
+        the request stored (or, when the connection broke during the commit, stored whole:
+        the client's retry is then deduplicated by `messageId`)."""
+        if isinstance(exc, Backpressure | PoolTimeout):
+            return self._reject(_overloaded("the store is slow to take more events; retry"))
+        self.rejected["store_error"] += 1
+        if store_unavailable(exc):
+            log.warning("ingest: the store is unavailable (%s: %s)", type(exc).__name__, exc)
+            response = error_response(
+                503, "unavailable", "the store cannot be reached; nothing was stored; retry"
+            )
+            response.headers["Retry-After"] = str(RETRY_AFTER)
+            return response
+        log.error("ingest: the commit failed", exc_info=exc)
+        return error_response(500, "store error", "the events could not be stored; retry")
 
-def _overloaded() -> web.Response:
-    response = error_response(429, "overloaded", "too many events waiting to be stored; retry")
+
+# SQLSTATE classes of a server that cannot serve now: 08 connection exception, 53 insufficient
+# resources (too many connections), 57 operator intervention (shutting down, starting up).
+UNAVAILABLE_SQLSTATES = ("08", "53", "57")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` is the store being out of reach (down, restarting, a connection cut or
+    refused), rather than something wrong with what was written."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc
+    for _ in range(4):  # the error, the driver's error it wraps, and theirs
+        if seen is None:
+            break
+        if isinstance(seen, OSError | TimeoutError):  # refused, reset (ConnectionError)
+            return True
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(UNAVAILABLE_SQLSTATES):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def store_patience(store: SqlStore) -> float:
+    """How long the store's write pool lets a transaction wait for a connection."""
+    pool = store.writer.pool
+    timeout = getattr(pool, "timeout", None)
+    return float(timeout()) if callable(timeout) else DEFAULT_PATIENCE
+
+
+def _overloaded(detail: str = "too many events waiting to be stored; retry") -> web.Response:
+    response = error_response(429, "overloaded", detail)
     response.headers["Retry-After"] = "1"
     return response
 

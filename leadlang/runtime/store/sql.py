@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import orjson
 from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -889,27 +889,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def open_store(url: str) -> SqlStore:
-    """Connect, and bring the schema up to date (Alembic migrations, in one transaction)."""
+    """Connect, and bring the schema up to date (Alembic migrations, in one transaction).
+
+    The URL may carry the connection pool's size and patience as parameters, which are taken
+    off it here (as pgx's `pool_max_conns`): `?pool_size=N` (at most N connections per
+    process; default 4 kept open and 4 more under load) and `?pool_timeout=SECONDS` (how long
+    a transaction waits for a connection before `sqlalchemy.exc.TimeoutError`; default 10)."""
     full = database_url(url)
     try:
         parsed = make_url(full)
     except Exception as exc:
         raise StoreError(f"not a database URL: `{url}`") from exc
+    parsed, size, timeout = _pool_options(parsed, url)
+    pool: dict[str, Any] = {
+        "pool_size": size or 4,
+        "max_overflow": 0 if size else 4,
+        "pool_timeout": timeout,
+    }
     writer = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(full, pool_size=4, max_overflow=4)
+        engine = create_async_engine(parsed, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # One connection writes, and takes SQLite's write lock when its transaction begins
         # (BEGIN IMMEDIATE): a transaction that read first and then found another process had
         # written meanwhile would fail instead of waiting its turn.
-        writer = create_async_engine(full, pool_size=1, max_overflow=0)
+        writer = create_async_engine(parsed, pool_size=1, max_overflow=0, pool_timeout=timeout)
         event.listen(writer.sync_engine, "connect", _sqlite_writer)
         event.listen(writer.sync_engine, "begin", _begin_immediate)
     elif parsed.get_backend_name() == "postgresql":
-        engine = create_async_engine(full, pool_size=4, max_overflow=4, pool_pre_ping=True)
+        # A pooled connection is checked before use (`pool_pre_ping`), so connections a
+        # restarted server or `pg_terminate_backend` cut are replaced, not failed on; a
+        # server that does not answer at all fails a connection attempt after `timeout`.
+        engine = create_async_engine(
+            parsed, pool_pre_ping=True, connect_args={"timeout": timeout}, **pool
+        )
     else:
         raise StoreError(
             f"unsupported database `{parsed.get_backend_name()}`: use sqlite or postgresql"
@@ -922,6 +938,29 @@ async def open_store(url: str) -> SqlStore:
         await store.close()
         raise StoreError(f"cannot open the store {describe_url(full)}: {exc}") from exc
     return store
+
+
+DEFAULT_POOL_TIMEOUT = 10.0  # seconds
+
+
+def _pool_options(parsed: URL, url: str) -> tuple[URL, int | None, float]:
+    """The URL without `pool_size` and `pool_timeout`, and their values."""
+    query = dict(parsed.query)
+    size_text, timeout_text = query.pop("pool_size", None), query.pop("pool_timeout", None)
+    size = timeout = None
+    try:
+        if size_text is not None:
+            size = int(str(size_text))
+        if timeout_text is not None:
+            timeout = float(str(timeout_text))
+    except ValueError:
+        size = timeout = -1
+    if (size is not None and size < 1) or (timeout is not None and not 0 < timeout < math.inf):
+        raise StoreError(
+            f"`{describe_url(url)}`: pool_size must be a whole number of at least 1 and "
+            "pool_timeout a positive number of seconds"
+        )
+    return parsed.set(query=query), size, timeout or DEFAULT_POOL_TIMEOUT
 
 
 def _sqlite_writer(dbapi_connection: Any, record: Any) -> None:
