@@ -364,6 +364,10 @@ def test_a_restarted_server_and_cut_connections_get_503_never_a_false_200(
                 assert int(answer.headers["Retry-After"]) > 0
                 health = requests.get(daemon.url + "/healthz", timeout=10)
                 assert health.status_code == 503
+                # the admin routes too answer in JSON, never aiohttp's plain-text 500
+                contact = daemon.admin("/v1/contacts/anyone")
+                assert contact.status_code == 503, contact.text
+                assert contact.json()["error"] == "unavailable"
             time.sleep(1.0)
         finally:
             pg_cluster.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -29,7 +30,14 @@ from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.admin import Admin
 from leadlang.runtime.server.backend import Backend, ChildBackend, event_loop_runner
 from leadlang.runtime.server.config import Config
-from leadlang.runtime.server.ingest import HANDLER_ARGS, Committer, Ingest
+from leadlang.runtime.server.ingest import (
+    HANDLER_ARGS,
+    RETRY_AFTER,
+    Committer,
+    Ingest,
+    error_response,
+    store_unavailable,
+)
 from leadlang.runtime.server.metrics import Metrics
 from leadlang.runtime.server.openapi import openapi_document
 from leadlang.runtime.server.programs import load_scripts, publish
@@ -37,6 +45,7 @@ from leadlang.runtime.server.tracking import Tracking
 from leadlang.runtime.store.sql import SqlStore, describe_url, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
+log = logging.getLogger("leadlang.serve")
 FOLLOW_EVERY = 1.0  # seconds between looks for a program another daemon published
 
 
@@ -211,6 +220,18 @@ def make_app(daemon: Daemon) -> web.Application:
         daemon.inflight += 1
         try:
             return await handler(request)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (404, 405, ...)
+        except Exception as exc:  # every route answers in JSON, even when the store is away
+            if store_unavailable(exc):
+                log.warning(
+                    "%s %s: the store is unavailable (%s)", request.method, request.path, exc
+                )
+                response = error_response(503, "unavailable", "the store cannot be reached; retry")
+                response.headers["Retry-After"] = str(RETRY_AFTER)
+                return response
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(500, "internal error", "the request could not be answered")
         finally:
             daemon.inflight -= 1
 

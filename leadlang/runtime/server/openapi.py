@@ -125,6 +125,12 @@ def _ingest(summary: str, schema: dict[str, Any]) -> dict[str, Any]:
                 "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                 "content": {"application/json": {"schema": ERROR}},
             },
+            "503": {
+                "description": "the store cannot be reached: nothing was stored; retry after"
+                " `Retry-After` seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": ERROR}},
+            },
         },
     }
 
