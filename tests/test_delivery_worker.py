@@ -7,7 +7,7 @@ import asyncio
 import mailbox
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 
 from leadlang.runtime.delivery.drivers import make_drivers
 from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
-from leadlang.runtime.delivery.worker import OutboxWorker
+from leadlang.runtime.delivery.worker import LEASE, OutboxWorker
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,6 +67,11 @@ class MemoryOutbox:
             row.status, row.lease_until = "claimed", now + lease
             out.append(attrs.evolve(row.delivery, attempts=row.attempts))
         return out
+
+    async def renew_outbox_leases(self, keys: Sequence[str], now: float, lease: float) -> None:
+        for key in keys:
+            if self.rows[key].status == "claimed":
+                self.rows[key].lease_until = now + lease
 
     async def outbox_sent(self, key: str, now: float) -> None:
         row = self.rows[key]
@@ -346,12 +351,31 @@ def test_at_most_concurrency_attempts_per_channel_at_once() -> None:
     assert all(row.status == "sent" for row in store.rows.values())
 
 
-def test_the_lease_covers_waiting_for_a_slot_and_the_attempt() -> None:
-    store, clock = MemoryOutbox(), Clock()
-    w = worker(store, {}, clock, timeout=15.0, concurrency=16, backlog=200)
-    asyncio.run(w.run_once())
-    ((_, limit, lease),) = store.claims
-    assert limit == 100 and lease >= 15.0 * (200 / 16 + 1)
+def test_leases_are_renewed_while_a_row_is_held() -> None:
+    """A short lease (so that a killed daemon's rows come back soon) covers a long attempt
+    (and rows queued behind one): the worker renews the leases of the rows it holds."""
+    store = MemoryOutbox()
+    store.add(delivery(1))
+
+    async def slow(_: Delivery) -> Outcome:
+        await asyncio.sleep(1.0)
+        return Outcome.sent()
+
+    async def go() -> list[Delivery]:
+        # (one slot, no room to claim more meanwhile: only a renewal keeps the lease)
+        options: dict[str, Any] = {"lease": 0.3, "concurrency": 1, "backlog": 1}
+        w = worker(store, {"email": Scripted(slow)}, time.time, **options)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        await asyncio.sleep(0.7)  # over two leases into the attempt
+        stolen = await store.claim_outbox(time.time(), 10, 0.3)  # another daemon's claim
+        stop.set()
+        await running
+        return stolen
+
+    assert asyncio.run(go()) == []
+    assert store.rows[delivery(1).key].status == "sent"
+    assert worker(MemoryOutbox(), {}, Clock()).lease == LEASE == 15.0
 
 
 def test_a_row_still_in_flight_here_is_not_attempted_twice() -> None:

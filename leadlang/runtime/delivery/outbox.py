@@ -8,7 +8,7 @@ there; retries, backoff and dead letters live in the worker, never in a driver.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -86,3 +86,5 @@ class OutboxStore(Protocol):
     ) -> None: ...
 
     async def outbox_dead(self, key: str, attempts: int, error: str) -> None: ...
+
+    async def renew_outbox_leases(self, keys: Sequence[str], now: float, lease: float) -> None: ...

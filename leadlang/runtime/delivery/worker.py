@@ -38,6 +38,8 @@ log = logging.getLogger("leadlang.delivery")
 
 BACKOFF_BASE = 1.0  # seconds: the first retry waits up to this long
 BACKOFF_CAP = 3600.0  # seconds: no retry waits longer than this (unless a driver asks)
+# seconds a claim holds an outbox row unless renewed (every third of it, while held)
+LEASE = 15.0
 RECORD_PATIENCE = 20.0  # seconds an outcome is retried on a failing store (see _attempt)
 
 
@@ -71,9 +73,11 @@ class OutboxWorker:
         self.concurrency = concurrency
         self.backlog = max(backlog, concurrency)
         # A claimed row may wait for a slot behind a full backlog of hanging attempts, then
-        # make its own: the lease covers that, so no other worker takes it meanwhile.
-        waves = math.ceil(self.backlog / concurrency) + 1
-        self.lease = lease if lease is not None else timeout * waves + 30.0
+        # make its own: the lease is renewed every third of it while the row is held here
+        # (`_renew`), so no other worker takes it meanwhile, and a killed daemon's rows are
+        # free again one lease after its last renewal.
+        self.lease = lease if lease is not None else LEASE
+        self._renewed = -math.inf  # (loop time) when the leases were last renewed
         self.poll = poll
         self.base = base
         self.cap = cap
@@ -108,6 +112,7 @@ class OutboxWorker:
         failures = 0  # claims failed in a row (the store down or restarting)
         try:
             while not stop.is_set():
+                await self._renew()
                 self._wake.clear()
                 if wake is not None:
                     wake.clear()
@@ -140,6 +145,17 @@ class OutboxWorker:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _renew(self) -> None:
+        """Renew the leases of the rows held here, every third of a lease."""
+        loop = asyncio.get_running_loop()
+        if not self._in_flight or loop.time() < self._renewed + self.lease / 3:
+            return
+        self._renewed = loop.time()
+        try:
+            await self.store.renew_outbox_leases(list(self._in_flight), self.clock(), self.lease)
+        except Exception as exc:  # the store away: the next turn tries again
+            log.warning("renewing the outbox leases failed (%s)", exc)
 
     async def close(self) -> None:
         """Close every driver (after `run` has returned)."""

@@ -548,6 +548,19 @@ class SqlStore:
             key, status="dead", attempts=attempts, last_error=error, lease_until=None
         )
 
+    async def renew_outbox_leases(self, keys: Sequence[str], now: float, lease: float) -> None:
+        """Extend the leases of deliveries still being attempted (or waiting for a slot)
+        here, so that a short lease can cover a long wait: a killed daemon's rows come back
+        to the others as soon as its last renewal runs out."""
+        o = s.outbox
+        async with self.write() as conn:
+            for chunk in _chunks(keys, 500):
+                await conn.execute(
+                    update(o)
+                    .where(and_(o.c.key.in_(chunk), o.c.status == "pending"))
+                    .values(lease_until=now + lease)
+                )
+
     async def _outbox_set(self, key: str, **values: Any) -> None:
         """Record a delivery's outcome. Outcomes that arrive together are written in one
         transaction (each commit costs an fsync: one per delivery would cap delivery at a
