@@ -371,21 +371,23 @@ class Processor:
         self._next_purge = 0.0
 
     async def run_once(self) -> int:
-        """One round: read the work, run it (in a thread, so ingest is served meanwhile),
-        write what it decided in one transaction. Returns the number of contacts run."""
+        """One round: claim and read the work, run it (in a thread, so ingest is served
+        meanwhile), write what it decided in one transaction. Returns the number of contacts
+        run (0: no work, or all of it claimed by other processors)."""
         now = self.clock()
-        rows, pending, cut = await self.store.load_round(now, self.batch, self.max_events)
-        if not rows:
-            return 0
-        # Read after the round's work: an event stored after a reload was published is run
-        # on the new program (its commit came later, so the generation is already there).
-        await self.follow()
-        result = await asyncio.to_thread(self.runner, rows, pending, cut, now)
-        try:
-            await self.store.save_round(result)
-        except RoundConflict:
-            log.info("another processor took some of this round's work first; reading again")
-            return len(rows)
+        async with self.store.claim_round(now, self.batch, self.max_events) as work:
+            rows = work.rows
+            if not rows:
+                return 0
+            # Read after the round's work: an event stored after a reload was published is run
+            # on the new program (its commit came later, so the generation is already there).
+            await self.follow()
+            result = await asyncio.to_thread(self.runner, rows, work.pending, work.cut, now)
+            try:
+                await work.save(result)
+            except RoundConflict:
+                log.info("another processor took some of this round's work first; reading again")
+                return len(rows)
         self.rounds += 1
         if result.unknown:
             await self._load_versions(result.unknown)

@@ -9,6 +9,7 @@ connections (WAL lets them read while a write is in progress).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -17,7 +18,18 @@ from typing import Any
 
 import attrs
 import orjson
-from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -32,6 +44,12 @@ DEDUP_SECONDS = 24 * 3600.0
 PROGRAM = "program"
 PROGRAM_GENERATION = "program_generation"
 WRITE_LOCK_PATIENCE = 60.0  # seconds a writer waits for another process's SQLite write lock
+# PostgreSQL: a round's claims (see `SqlStore._claim`) end with its transaction; one left idle
+# this long (a processor frozen, its host unreachable) is ended by the database, claims and all.
+CLAIM_LEASE = 60.0
+CLAIM_WINDOW = 4  # candidates read at a time when claiming, per contact of the round
+CLAIM_WINDOWS = 4  # windows read at most, per source (due timers, pending events)
+_DB_NOW: Any = literal_column("extract(epoch from clock_timestamp())::float8")  # PostgreSQL's clock
 EFFECT_COLUMNS = (
     "contact",
     "at",
@@ -241,88 +259,141 @@ class SqlStore:
     # ------------------------------------------------------------------ processing
 
     async def load_round(
-        self, now: float, limit: int, max_events: int
+        self, conn: AsyncConnection, now: float, limit: int, max_events: int
     ) -> tuple[list[ContactRow], dict[str, list[Pending]], dict[str, bool]]:
-        """The work of one processing round: up to `limit` contacts that have pending events
-        or a timer due by `now` (earliest timers, then oldest events first), their state, and
-        their pending events in time order (at most `max_events` in all: a contact with more
-        than that alone gets its first `max_events`, and is marked in the third result, cut).
+        """The work of one processing round, read on `conn`: up to `limit` contacts that have
+        pending events or a timer due by `now` (earliest timers, then oldest events first),
+        their state, and their pending events in time order (at most `max_events` in all: a
+        contact with more than that alone gets its first `max_events`, and is marked in the
+        third result, cut).
 
-        Only the processor writes contacts and marks events processed, so what it reads here
-        stays true until it writes (ingest only adds events; one that arrives meanwhile waits
-        for the next round)."""
-        async with self.engine.connect() as conn:
-            due = await conn.execute(
-                select(s.contacts.c.id)
-                .where(s.contacts.c.wake <= now)
-                .order_by(s.contacts.c.wake)
-                .limit(limit)
+        On PostgreSQL the contacts are claimed first (`_claim`), in `conn`'s transaction, so
+        concurrent processors read disjoint contacts, and everything about them is read after
+        the claim. On SQLite one processor runs: what it reads stays true until it writes
+        (ingest only adds events; one that arrives meanwhile waits for the next round)."""
+        names = await (
+            self._unclaimed(conn, now, limit) if self.sqlite else self._claim(conn, now, limit)
+        )
+        if not names:
+            return [], {}, {}
+        counts: dict[str, int] = {}
+        rows: dict[str, ContactRow] = {}
+        due: set[str] = set()
+        c = s.contacts.c
+        for chunk in _chunks(names, 500):
+            counted = await conn.execute(
+                select(s.events.c.contact, func.count())
+                .where(and_(s.events.c.pending == 1, s.events.c.contact.in_(chunk)))
+                .group_by(s.events.c.contact)
             )
-            ids: dict[str, None] = dict.fromkeys(row[0] for row in due)
-            if len(ids) < limit:
-                queued = await conn.execute(
-                    select(s.events.c.contact)
-                    .where(s.events.c.pending == 1)
-                    .order_by(s.events.c.id)
-                    .limit(limit * 4)
+            counts.update((r[0], int(r[1])) for r in counted)
+            found = await conn.execute(
+                select(c.id, c.state, c.clock, c.rank_t, c.rank_id, c.updated, c.wake).where(
+                    c.id.in_(chunk)
                 )
-                for row in queued:
-                    ids.setdefault(row[0], None)
-                    if len(ids) >= limit:
-                        break
-            if not ids:
-                return [], {}, {}
-            names = list(ids)
-            counts: dict[str, int] = {}
-            rows: dict[str, ContactRow] = {}
-            for chunk in _chunks(names, 500):
-                counted = await conn.execute(
-                    select(s.events.c.contact, func.count())
-                    .where(and_(s.events.c.pending == 1, s.events.c.contact.in_(chunk)))
-                    .group_by(s.events.c.contact)
-                )
-                counts.update((r[0], int(r[1])) for r in counted)
-                found = await conn.execute(
-                    select(
-                        s.contacts.c.id,
-                        s.contacts.c.state,
-                        s.contacts.c.clock,
-                        s.contacts.c.rank_t,
-                        s.contacts.c.rank_id,
-                        s.contacts.c.updated,
-                    ).where(s.contacts.c.id.in_(chunk))
-                )
-                rows.update((r[0], ContactRow(r[0], r[1], r[2], r[3], r[4], r[5])) for r in found)
-            chosen: list[str] = []
-            cut: dict[str, bool] = {}
-            budget = max_events
-            for name in names:
-                n = counts.get(name, 0)
-                if n > budget:
-                    if not chosen:  # alone over the budget: its first events
-                        chosen.append(name)
-                        cut[name] = True
-                    break
-                chosen.append(name)
-                budget -= n
-            pending: dict[str, list[Pending]] = {}
-            with_events = [name for name in chosen if counts.get(name)]
-            for chunk in _chunks(with_events, 500):
-                # (driver SQL: this reads every event processed, rows are plain tuples)
-                sql = (
-                    "SELECT id, contact, t, body FROM events WHERE pending = 1 AND contact IN ("
-                    + ", ".join(["?"] * len(chunk))
-                    + ") ORDER BY contact, t, id"
-                    + (f" LIMIT {int(max_events)}" if cut else "")
-                )
-                found_events: Any = await conn.exec_driver_sql(self._sql(sql), tuple(chunk))
-                for r in found_events:
-                    pending.setdefault(r[1], []).append(Pending(r[0], r[1], r[2], r[3]))
+            )
+            for r in found:
+                rows[r[0]] = ContactRow(r[0], r[1], r[2], r[3], r[4], r[5])
+                if r[6] is not None and r[6] <= now:
+                    due.add(r[0])
+        chosen: list[str] = []
+        cut: dict[str, bool] = {}
+        budget = max_events
+        for name in names:
+            n = counts.get(name, 0)
+            if not n and name not in due:
+                continue  # another processor ran it between our reading and our claim
+            if n > budget:
+                if not chosen:  # alone over the budget: its first events
+                    chosen.append(name)
+                    cut[name] = True
+                break
+            chosen.append(name)
+            budget -= n
+        pending: dict[str, list[Pending]] = {}
+        with_events = [name for name in chosen if counts.get(name)]
+        for chunk in _chunks(with_events, 500):
+            # (driver SQL: this reads every event processed, rows are plain tuples)
+            sql = (
+                "SELECT id, contact, t, body FROM events WHERE pending = 1 AND contact IN ("
+                + ", ".join(["?"] * len(chunk))
+                + ") ORDER BY contact, t, id"
+                + (f" LIMIT {int(max_events)}" if cut else "")
+            )
+            found_events: Any = await conn.exec_driver_sql(self._sql(sql), tuple(chunk))
+            for r in found_events:
+                pending.setdefault(r[1], []).append(Pending(r[0], r[1], r[2], r[3]))
         contacts = [rows.get(name) or ContactRow(name, None, -math.inf, 0.0, 0) for name in chosen]
         return contacts, pending, cut
 
+    async def _unclaimed(self, conn: AsyncConnection, now: float, limit: int) -> list[str]:
+        """Up to `limit` contacts with work, earliest timers first, then oldest events (the
+        one processor's pick: nothing to claim from)."""
+        due = await conn.execute(
+            select(s.contacts.c.id)
+            .where(s.contacts.c.wake <= now)
+            .order_by(s.contacts.c.wake)
+            .limit(limit)
+        )
+        ids: dict[str, None] = dict.fromkeys(row[0] for row in due)
+        if len(ids) < limit:
+            queued = await conn.execute(
+                select(s.events.c.contact)
+                .where(s.events.c.pending == 1)
+                .order_by(s.events.c.id)
+                .limit(limit * 4)
+            )
+            for row in queued:
+                ids.setdefault(row[0], None)
+                if len(ids) >= limit:
+                    break
+        return list(ids)
+
+    async def _claim(self, conn: AsyncConnection, now: float, limit: int) -> list[str]:
+        """Claim up to `limit` contacts with work for `conn`'s transaction (PostgreSQL): in the
+        order `_unclaimed` reads them, each one whose transaction-level advisory lock (keyed
+        by a 64-bit hash of its id) no other transaction holds. A lock needs no row, so a
+        contact seen for the first time (only pending events) is claimed like any other; the
+        database drops the locks when the transaction ends, commit, rollback or a lost
+        connection (a killed daemon's claims are free at once), and a processor that stops
+        answering loses them after `CLAIM_LEASE` idle seconds (see `ClaimedRound`).
+        Candidates are read `CLAIM_WINDOW` rows at a time, past those other processors hold,
+        for at most `CLAIM_WINDOWS` windows a source."""
+        claimed: list[str] = []
+        tried: set[str] = set()
+        window = limit * CLAIM_WINDOW
+        sources = (
+            select(s.contacts.c.id).where(s.contacts.c.wake <= now).order_by(s.contacts.c.wake),
+            select(s.events.c.contact).where(s.events.c.pending == 1).order_by(s.events.c.id),
+        )
+        for source in sources:
+            for step in range(CLAIM_WINDOWS):
+                if len(claimed) >= limit:
+                    return claimed
+                found = [
+                    r[0] for r in await conn.execute(source.offset(step * window).limit(window))
+                ]
+                fresh = [name for name in dict.fromkeys(found) if name not in tried]
+                tried.update(fresh)
+                if fresh:
+                    # (the scan stops at the LIMIT: no lock is taken past the last one needed)
+                    locked = await conn.exec_driver_sql(
+                        "SELECT c FROM unnest($1::text[]) AS c"
+                        " WHERE pg_try_advisory_xact_lock(hashtextextended(c, 0)) LIMIT $2",
+                        (fresh, limit - len(claimed)),
+                    )
+                    claimed += [r[0] for r in locked]
+                if len(found) < window:
+                    break
+        return claimed
+
+    def claim_round(self, now: float, limit: int, max_events: int) -> ClaimedRound:
+        """`async with store.claim_round(...) as work:` the work of one round (`load_round`),
+        held until `await work.save(result)` writes it, or the block ends without it."""
+        return ClaimedRound(self, now, limit, max_events)
+
     async def save_round(self, result: RoundResult) -> None:
-        """Write what a round decided, in one transaction."""
+        """Write what a round decided, in one transaction (SQLite's: see `ClaimedRound`)."""
         try:
             async with self.write() as conn:
                 await self._write_round(conn, result)
@@ -332,7 +403,8 @@ class SqlStore:
     async def _write_round(self, conn: AsyncConnection, r: RoundResult) -> None:
         """Write a round, first checking that what it read still stands (its events still
         pending, its contacts not written since): two processors that read the same work
-        cannot both write it (RoundConflict rolls the second back)."""
+        cannot both write it (RoundConflict rolls the second back). Under PostgreSQL's claims
+        no two rounds read the same contact; the check is the net should a claim be lost."""
         c = s.contacts.c
         for ids, state in ((r.processed, 0), (r.failed, 2)):
             for chunk in _chunks(ids, 500):
@@ -484,11 +556,17 @@ class SqlStore:
     async def claim_outbox(
         self, now: float, limit: int, lease: float, rooms: Mapping[str, int] | None = None
     ) -> list[Delivery]:
+        """Claim up to `limit` due deliveries (at most `rooms[channel]` of a channel) under a
+        lease of `lease` seconds. On PostgreSQL, where several daemons claim, the rows are
+        taken `FOR UPDATE SKIP LOCKED` and the database's clock sets and reads the leases (a
+        daemon's clock that runs behind cannot take a row whose lease still runs); on
+        SQLite the one daemon's `now` does."""
         o = s.outbox
+        clock: Any = now if self.sqlite else _DB_NOW
         due = and_(
             o.c.status == "pending",
             o.c.next_attempt <= now,
-            or_(o.c.lease_until.is_(None), o.c.lease_until <= now),
+            or_(o.c.lease_until.is_(None), o.c.lease_until <= clock),
         )
         if rooms is None:
             wanted: list[tuple[Any, int]] = [(due, limit)]
@@ -516,7 +594,7 @@ class SqlStore:
             await conn.execute(
                 update(o)
                 .where(o.c.key.in_([r["key"] for r in rows]))
-                .values(lease_until=now + lease)
+                .values(lease_until=clock + lease)
             )
         return [
             Delivery(
@@ -836,6 +914,77 @@ class SqlStore:
         return out
 
 
+class ClaimedRound:
+    """The work of one processing round and its claim: `rows`, `pending` and `cut` as
+    `SqlStore.load_round` returns them, held until `save` writes what the round decided.
+
+    On PostgreSQL the round is one transaction on a connection of its own: the claim (advisory
+    locks), the reads, and after the engine has run, the write and the commit. The claims last
+    as long as the transaction and no longer: a killed processor's connection closes and the
+    database ends its transaction; one idle in it for `CLAIM_LEASE` seconds (the engine still
+    running, or the process frozen) is ended by the database too
+    (`idle_in_transaction_session_timeout`), so its write fails and cannot land after another
+    processor took the contacts over. The write's own check (`_write_round`) stays as the net
+    under both. On SQLite the one processor reads without a claim and writes in the store's
+    write transaction."""
+
+    def __init__(self, store: SqlStore, now: float, limit: int, max_events: int) -> None:
+        self.store = store
+        self.now, self.limit, self.max_events = now, limit, max_events
+        self.rows: list[ContactRow] = []
+        self.pending: dict[str, list[Pending]] = {}
+        self.cut: dict[str, bool] = {}
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> ClaimedRound:
+        store = self.store
+        if store.sqlite:
+            async with store.engine.connect() as conn:
+                self.rows, self.pending, self.cut = await store.load_round(
+                    conn, self.now, self.limit, self.max_events
+                )
+            return self
+        self._conn = conn = await store.writer.connect()
+        try:
+            await conn.begin()
+            await conn.exec_driver_sql(
+                f"SET LOCAL idle_in_transaction_session_timeout = {int(CLAIM_LEASE * 1000)}"
+            )
+            self.rows, self.pending, self.cut = await store.load_round(
+                conn, self.now, self.limit, self.max_events
+            )
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def save(self, result: RoundResult) -> None:
+        """Write the round (its contacts, events, effects, outbox rows) and end the claim."""
+        conn = self._conn
+        if conn is None:
+            await self.store.save_round(result)
+            return
+        try:
+            await self.store._write_round(conn, result)
+            await conn.commit()
+        except IntegrityError as exc:  # (cannot happen under a claim; kept as the net)
+            raise RoundConflict(str(exc)) from exc
+        finally:
+            await self._close()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._close()  # without `save`: rolled back, the claims released
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()  # (rolls back what was not committed)
+            except Exception:  # a connection the database ended: the pool drops it
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+
+
 class _Write:
     """A write transaction: on SQLite writers take turns (one writer is what SQLite allows;
     taking turns in-process avoids its busy waits), on PostgreSQL they run side by side."""
@@ -1001,6 +1150,7 @@ def _upgrade(connection: Any) -> None:
 
 
 __all__ = [
+    "ClaimedRound",
     "ContactRow",
     "Incoming",
     "Pending",

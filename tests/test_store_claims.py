@@ -1,0 +1,201 @@
+"""Claims on PostgreSQL (RUNTIME.md section 3, scale-out): processors sharing one database
+run disjoint contacts, every event once, and a claim whose processor was killed, or went
+quiet past its lease, is taken over by another processor, whose write is the only one
+that lands. Two stores (two connection pools, as two daemons have) in one test process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from leadlang.interpreter.check import check_paths
+from leadlang.interpreter.compile import compile_program
+from leadlang.runtime.engine import Engine
+from leadlang.runtime.processor import Processor, Runner
+from leadlang.runtime.server.ingest import parse_message
+from leadlang.runtime.store import sql
+from leadlang.runtime.store.sql import ContactRow, Pending, RoundResult, SqlStore, open_store
+from tests.serve_daemon import GREET
+from tests.test_serve_crash import iso, ledger_text, simulate
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def program(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    script = tmp_path / "greet.lead"
+    script.write_text(GREET, encoding="utf-8")
+    checked = check_paths([str(script)])
+    assert checked.program is not None
+    ir = compile_program(checked.program)
+    ir["event_types"] = {}
+    return script, ir
+
+
+def signups(n: int, contacts: int, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    start = time.time() - 3600
+    return [
+        {
+            "type": "track",
+            "userId": f"u{rng.randrange(contacts)}",
+            "event": "Signed Up",
+            "timestamp": iso(start + i),
+            "messageId": f"m{i}",
+            "properties": {"email": f"u{i}@example.com"},
+        }
+        for i in range(n)
+    ]
+
+
+async def ingest(store: SqlStore, events: list[dict[str, Any]]) -> None:
+    now = time.time()
+    rows = [parse_message(e, None, now, i) for i, e in enumerate(events)]
+    await store.accept([[row for row in rows if row is not None]], now)
+
+
+async def pending_events(store: SqlStore) -> int:
+    return (await store.counts())["pending_events"]
+
+
+class Watch:
+    """A runner that counts the contacts its processor runs, and records each contact it
+    runs while another processor runs it too (`overlaps`)."""
+
+    def __init__(self, runner: Runner, name: str, running: dict[str, str], lock: Any) -> None:
+        self.runner, self.name, self.running, self.lock = runner, name, running, lock
+        self.contacts = 0
+        self.overlaps: list[tuple[str, str]] = []
+
+    def __call__(
+        self,
+        rows: list[ContactRow],
+        pending: dict[str, list[Pending]],
+        cut: dict[str, bool],
+        now: float,
+    ) -> RoundResult:
+        with self.lock:
+            self.overlaps += [
+                (row.id, self.running[row.id]) for row in rows if row.id in self.running
+            ]
+            self.running.update((row.id, self.name) for row in rows)
+        try:
+            time.sleep(0.002)  # (a round that takes a moment, as real ones do)
+            return self.runner(rows, pending, cut, now)
+        finally:
+            self.contacts += len(rows)
+            with self.lock:
+                for row in rows:
+                    self.running.pop(row.id, None)
+
+
+async def with_stores(db: str, body: Callable[[SqlStore, SqlStore], Awaitable[None]]) -> None:
+    first, second = await open_store(db), await open_store(db)
+    try:
+        await body(first, second)
+    finally:
+        await first.close()
+        await second.close()
+
+
+def test_two_processors_run_disjoint_contacts_and_every_event_once(
+    tmp_path: Path, postgres_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    script, ir = program(tmp_path)
+    events = signups(3000, 400)
+    running: dict[str, str] = {}
+    lock = threading.Lock()
+    watches: list[Watch] = []
+
+    async def body(first: SqlStore, second: SqlStore) -> None:
+        await ingest(first, events)
+        processors = []
+        for name, store in (("a", first), ("b", second)):
+            p = Processor(store, Engine(ir), ir, time.time, batch=40)
+            p.runner = watch = Watch(p.runner, name, running, lock)  # type: ignore[assignment]
+            watches.append(watch)
+            processors.append(p)
+
+        async def drain(p: Processor) -> None:
+            while await p.run_once() or await pending_events(p.store):
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(drain(p) for p in processors))
+        assert await pending_events(first) == 0
+
+    with caplog.at_level(logging.INFO, logger="leadlang.serve"):
+        asyncio.run(with_stores(postgres_db, body))
+    a, b = watches
+    assert a.contacts and b.contacts, "the work was not shared"
+    assert a.overlaps == b.overlaps == []  # never one contact in two processors at once
+    # claimed, not collided: no round read contacts another round was running
+    assert "another processor took" not in caplog.text
+    assert ledger_text(postgres_db, tmp_path) == simulate(script, events, time.time(), tmp_path)
+
+
+# the connection of a round that holds claims while its engine runs
+IDLE_CLAIMS = (
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+    " AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+)
+
+
+async def takeover(first: SqlStore, second: SqlStore, ir: dict[str, Any], lost: str) -> float:
+    """`first` claims every contact and goes quiet; `lost` says how its claim ends ("killed":
+    its connection is cut, as when its process dies; "lease": it stays quiet past its lease).
+    Returns the seconds until `second` has claimed the contacts, after running them; checks
+    that `first`'s late write fails."""
+    now = time.time()
+    held = first.claim_round(now, 1000, 20_000)
+    work = await held.__aenter__()
+    assert work.rows
+    async with second.claim_round(now, 1000, 20_000) as other:
+        assert not other.rows  # claimed: nothing for another processor
+    result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, now)
+    started = time.monotonic()
+    if lost == "killed":
+        async with second.engine.connect() as admin:
+            pids = [r[0] for r in await admin.exec_driver_sql(IDLE_CLAIMS)]
+            assert len(pids) == 1
+            await admin.exec_driver_sql(f"SELECT pg_terminate_backend({pids[0]})")
+    processor = Processor(second, Engine(ir), ir, time.time)
+    while not await processor.run_once():
+        assert time.monotonic() - started < 10, "the claim was not taken over"
+        await asyncio.sleep(0.05)
+    waited = time.monotonic() - started
+    while await processor.run_once():
+        pass
+    with pytest.raises(DBAPIError):  # the round's transaction is gone: its write cannot land
+        await work.save(result)
+    await held.__aexit__(None, None, None)
+    assert await pending_events(second) == 0
+    return waited
+
+
+@pytest.mark.parametrize("lost", ["killed", "lease"])
+def test_a_lost_claim_is_taken_over_and_its_late_write_fails(
+    tmp_path: Path, postgres_db: str, monkeypatch: pytest.MonkeyPatch, lost: str
+) -> None:
+    monkeypatch.setattr(sql, "CLAIM_LEASE", 1.5)
+    script, ir = program(tmp_path)
+    events = signups(300, 60)
+    waited: list[float] = []
+
+    async def body(first: SqlStore, second: SqlStore) -> None:
+        await ingest(first, events)
+        waited.append(await takeover(first, second, ir, lost))
+
+    asyncio.run(with_stores(postgres_db, body))
+    if lost == "killed":
+        assert waited[0] < 1.0  # the database drops a dead connection's claims at once
+    else:
+        assert 1.0 < waited[0] < 5.0  # after the lease, not before
+    assert ledger_text(postgres_db, tmp_path) == simulate(script, events, time.time(), tmp_path)
