@@ -105,12 +105,14 @@ def iso(t: float) -> str:
 
 
 class Daemon:
-    """`python -m leadlang serve PATHS --db sqlite:///DIR/x.db` on a free 127.0.0.1 port."""
+    """`python -m leadlang serve PATHS --db sqlite:///DIR/x.db` on a free 127.0.0.1 port
+    (or `--db URL`: bench_scaleout's daemons on PostgreSQL)."""
 
-    def __init__(self, folder: Path, paths: list[str]) -> None:
+    def __init__(self, folder: Path, paths: list[str], url: str | None = None) -> None:
         self.folder = folder
         self.paths = paths
         self.db = folder / "x.db"
+        self.db_url = url or f"sqlite:///{self.db}"
         self.port = free_port()
         self.config = folder / "leadlang.toml"
         self.config.write_text(CONFIG, encoding="utf-8")
@@ -125,7 +127,7 @@ class Daemon:
 
     def start(self, timeout: float = 600.0) -> Daemon:
         argv = [sys.executable, "-m", "leadlang", "serve", *self.paths]
-        argv += ["--db", f"sqlite:///{self.db}", "--listen", f"127.0.0.1:{self.port}"]
+        argv += ["--db", self.db_url, "--listen", f"127.0.0.1:{self.port}"]
         argv += ["--config", str(self.config)]
         ready = threading.Event()
         self.started = time.perf_counter()

@@ -43,6 +43,10 @@ from leadlang.runtime.store.sql import (
 log = logging.getLogger("leadlang.serve")
 
 PURGE_EVERY = 300.0  # seconds between drops of `messageId`s past the deduplication window
+# An idle processor looks for work this often (its own daemon's ingest wakes it at once; on
+# PostgreSQL this is how events that other daemons accepted reach it when theirs are busy).
+IDLE_POLL = 1.0
+BUSY_ELSEWHERE = 0.02  # seconds to wait when the due work is all claimed by other processors
 _encode = msgspec.json.Encoder().encode  # the bytes simulate prints (ints of any size)
 
 
@@ -449,11 +453,16 @@ class Processor:
             if n:
                 await asyncio.sleep(0)  # let ingest in between rounds
                 continue
-            delay = 1.0 if wake is None else min(1.0, max(0.0, wake - self.clock()))
+            now = self.clock()
+            if wake is None:
+                delay = IDLE_POLL
+            elif wake <= now:  # due, and claimed by another processor (PostgreSQL)
+                delay = BUSY_ELSEWHERE
+            else:
+                delay = min(IDLE_POLL, wake - now)
             self.wakeup.clear()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), delay)
 
 
 def _drop_partial(result: RoundResult, contact: str, event_ids: set[int]) -> None:

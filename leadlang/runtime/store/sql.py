@@ -49,6 +49,9 @@ WRITE_LOCK_PATIENCE = 60.0  # seconds a writer waits for another process's SQLit
 CLAIM_LEASE = 60.0
 CLAIM_WINDOW = 4  # candidates read at a time when claiming, per contact of the round
 CLAIM_WINDOWS = 4  # windows read at most, per source (due timers, pending events)
+# (written out, not a parameter: a prepared statement's generic plan can then still use the
+# partial indexes on pending events)
+_PENDING: Any = s.events.c.pending == literal_column("1")
 _DB_NOW: Any = literal_column("extract(epoch from clock_timestamp())::float8")  # PostgreSQL's clock
 EFFECT_COLUMNS = (
     "contact",
@@ -283,7 +286,7 @@ class SqlStore:
         for chunk in _chunks(names, 500):
             counted = await conn.execute(
                 select(s.events.c.contact, func.count())
-                .where(and_(s.events.c.pending == 1, s.events.c.contact.in_(chunk)))
+                .where(and_(_PENDING, s.events.c.contact.in_(chunk)))
                 .group_by(s.events.c.contact)
             )
             counts.update((r[0], int(r[1])) for r in counted)
@@ -338,10 +341,7 @@ class SqlStore:
         ids: dict[str, None] = dict.fromkeys(row[0] for row in due)
         if len(ids) < limit:
             queued = await conn.execute(
-                select(s.events.c.contact)
-                .where(s.events.c.pending == 1)
-                .order_by(s.events.c.id)
-                .limit(limit * 4)
+                select(s.events.c.contact).where(_PENDING).order_by(s.events.c.id).limit(limit * 4)
             )
             for row in queued:
                 ids.setdefault(row[0], None)
@@ -364,7 +364,7 @@ class SqlStore:
         window = limit * CLAIM_WINDOW
         sources = (
             select(s.contacts.c.id).where(s.contacts.c.wake <= now).order_by(s.contacts.c.wake),
-            select(s.events.c.contact).where(s.events.c.pending == 1).order_by(s.events.c.id),
+            select(s.events.c.contact).where(_PENDING).order_by(s.events.c.id),
         )
         for source in sources:
             for step in range(CLAIM_WINDOWS):
