@@ -13,6 +13,10 @@ and drops it after. Workloads (all by default):
   HTTP processes, their back ends, PostgreSQL's server processes: where the time went). One run
   each of SQLite (1 daemon), PostgreSQL with 1 daemon and with 2, `--rounds` times in turn,
   and the ratio 2 daemons / 1 daemon of each round.
+- `processors`: the processing loop alone, 1 or 2 processes each running
+  `Processor.run_once` in a loop on its own store (no HTTP, no delivery) on one database
+  filled with the flowio log: events/s (the slower process's time) and the cores used by the
+  processes and PostgreSQL, `--rounds` times.
 - `timers`: `on ping then wait Ws ; tag "x"`, 100,000 contacts' `ping` at one instant T0
   written as pending rows, 1 or 2 daemons started and left to enrol them all; then timers
   fired/s from the due instant T0 + W until no contact's wake is due (`min(contacts.wake)`,
@@ -58,7 +62,7 @@ from bench_serve import (  # noqa: E402
     wrk,
 )
 
-WORKLOADS = ("processing", "timers", "ingest", "wakeup")
+WORKLOADS = ("processing", "processors", "timers", "ingest", "wakeup")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -318,6 +322,87 @@ def processing(root: Path, args: argparse.Namespace) -> None:
     print(f"  ratios 2/1: {', '.join(f'{x:.2f}' for x in ratios)}")
 
 
+def _processor_main(url: str, start_at: float, out: Any) -> None:
+    """One processor process (`processors`): rounds until nothing is pending or due."""
+    from leadlang.interpreter.check import check_paths
+    from leadlang.interpreter.compile import compile_program
+    from leadlang.runtime.engine import Engine
+    from leadlang.runtime.processor import Processor
+    from leadlang.runtime.store.sql import open_store
+
+    checked = check_paths([str(FLOWIO)])
+    assert checked.program is not None
+    ir = compile_program(checked.program)
+    ir["event_types"] = {}
+
+    async def main() -> None:
+        store = await open_store(url)
+        p = Processor(store, Engine(ir), ir, time.time)
+        while time.time() < start_at:
+            await asyncio.sleep(0.001)
+        started, contacts = time.perf_counter(), 0
+        while True:
+            n = await p.run_once()
+            contacts += n
+            if not n:
+                if not (await store.counts())["pending_events"]:
+                    break
+                await asyncio.sleep(0.02)
+        out.put((time.perf_counter() - started, contacts))
+        await store.close()
+
+    asyncio.run(main())
+
+
+def processors(root: Path, args: argparse.Namespace) -> None:
+    """The processing loop alone: 1 or 2 processes, each `Processor.run_once` in a loop on
+    its own store (no HTTP, no delivery), on one database filled with the flowio log."""
+    import multiprocessing
+
+    n = args.events
+    rows = pending_rows(flowio_log(root / "log.jsonl", n, n // 10, time.time() - 120), time.time())
+    print(f"\nprocessors: the processing loop alone, flowio, {n:,} events, PostgreSQL")
+    ctx = multiprocessing.get_context("spawn")
+    for r in range(args.rounds):
+        rates = {}
+        for k in (1, 2):
+            with database(args.pg, f"bench_claims_p{k}") as url:
+                prefill_pg(url, rows)
+                pg = Pg(url)
+                wal_from = pg.value("SELECT pg_current_wal_lsn()")
+                out = ctx.Queue()
+                start_at = time.time() + 4.0
+                procs = [
+                    ctx.Process(target=_processor_main, args=(url, start_at, out)) for _ in range(k)
+                ]
+                for proc in procs:
+                    proc.start()
+                cpu: dict[tuple[str, int], float] = {}
+                while time.time() < start_at - 0.5:
+                    time.sleep(0.05)
+                first = {("processor", p.pid or 0): cpu_seconds(p.pid or 0) for p in procs}
+                first |= {("postgres", pid): cpu_seconds(pid) for pid in postgres_pids()}
+                results = [out.get(timeout=args.max_wait) for _ in procs]
+                for kind, pid in first:
+                    cpu[(kind, pid)] = cpu_seconds(pid)
+                for proc in procs:
+                    proc.join(30)
+                wal = pg.value("SELECT pg_current_wal_lsn() - $1::pg_lsn", wal_from)
+                pg.close()
+            wall = max(seconds for seconds, _ in results)
+            rates[k] = n / wall
+            spent: dict[str, float] = {}
+            for (kind, pid), t in cpu.items():
+                spent[kind] = spent.get(kind, 0.0) + max(0.0, t - first[(kind, pid)])
+            print(
+                f"  round {r + 1}  {k} processor(s) {rates[k]:>8,.0f} events/s ({wall:.2f} s; "
+                f"contacts {', '.join(str(c) for _, c in results)}); cores: "
+                f"{cores(spent, wall)}; WAL {float(wal) / n:,.0f} bytes/event (server-wide)",
+                flush=True,
+            )
+        print(f"  round {r + 1}  2 processors / 1: {rates[2] / rates[1]:.2f}x", flush=True)
+
+
 def timers(root: Path, args: argparse.Namespace) -> None:
     n = args.timers
     script = root / "timers.lead"
@@ -407,17 +492,19 @@ def wakeup(root: Path, args: argparse.Namespace) -> None:
         "processor on PostgreSQL (40 events, 0-300 ms apart)"
     )
     for mode in ("poll 1.0 s", "poll 0.1 s", "listen/notify"):
+        idle: dict[str, float] = {}
         with database(args.pg, "bench_claims_w") as url:
-            latencies = asyncio.run(_wakeup(url, mode, root))
+            latencies = asyncio.run(_wakeup(url, mode, root, idle))
         latencies.sort()
         print(
             f"  {mode:<14} p50 {latencies[len(latencies) // 2] * 1000:7.1f} ms  "
-            f"max {latencies[-1] * 1000:7.1f} ms",
+            f"max {latencies[-1] * 1000:7.1f} ms; idle, cores: processor "
+            f"{idle['processor']:.3f}, postgres {idle['postgres']:.3f}",
             flush=True,
         )
 
 
-async def _wakeup(url: str, mode: str, root: Path) -> list[float]:
+async def _wakeup(url: str, mode: str, root: Path, idle_cpu: dict[str, float]) -> list[float]:
     import asyncpg
 
     from leadlang.interpreter.check import check_paths
@@ -435,8 +522,8 @@ async def _wakeup(url: str, mode: str, root: Path) -> list[float]:
     ir["event_types"] = {}
     a, b = await open_store(url), await open_store(url)
     idle = {"poll 1.0 s": 1.0, "poll 0.1 s": 0.1}.get(mode, 1.0)
-    saved = processing.IDLE_POLL
-    processing.IDLE_POLL = idle
+    saved = processing.IDLE_POLL_SHARED
+    processing.IDLE_POLL_SHARED = idle
     p = processing.Processor(b, Engine(ir), ir, time.time)
     stop = asyncio.Event()
     listener = await asyncpg.connect(url)
@@ -463,11 +550,17 @@ async def _wakeup(url: str, mode: str, root: Path) -> list[float]:
             ):
                 await asyncio.sleep(0.001)
             latencies.append(time.perf_counter() - committed)
+        # what idling costs: the processor's looks for 5 s (this process; the database's side)
+        before = {pid: cpu_seconds(pid) for pid in postgres_pids()}
+        mine = time.process_time()
+        await asyncio.sleep(5.0)
+        idle_cpu["processor"] = (time.process_time() - mine) / 5.0
+        idle_cpu["postgres"] = sum(cpu_seconds(p) - t for p, t in before.items()) / 5.0
     finally:
         stop.set()
         p.wakeup.set()
         await task
-        processing.IDLE_POLL = saved
+        processing.IDLE_POLL_SHARED = saved
         await listener.close()
         await notifier.close()
         await a.close()
