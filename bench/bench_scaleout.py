@@ -322,7 +322,7 @@ def processing(root: Path, args: argparse.Namespace) -> None:
     print(f"  ratios 2/1: {', '.join(f'{x:.2f}' for x in ratios)}")
 
 
-def _processor_main(url: str, start_at: float, out: Any) -> None:
+def _processor_main(url: str, go: Any, out: Any) -> None:
     """One processor process (`processors`): rounds until nothing is pending or due."""
     from leadlang.interpreter.check import check_paths
     from leadlang.interpreter.compile import compile_program
@@ -338,7 +338,9 @@ def _processor_main(url: str, start_at: float, out: Any) -> None:
     async def main() -> None:
         store = await open_store(url)
         p = Processor(store, Engine(ir), ir, time.time)
-        while time.time() < start_at:
+        await store.counts()  # (its connection open)
+        out.put(None)  # ready
+        while not go.is_set():
             await asyncio.sleep(0.001)
         started, contacts = time.perf_counter(), 0
         while True:
@@ -370,18 +372,16 @@ def processors(root: Path, args: argparse.Namespace) -> None:
                 prefill_pg(url, rows)
                 pg = Pg(url)
                 wal_from = pg.value("SELECT pg_current_wal_lsn()")
-                out = ctx.Queue()
-                start_at = time.time() + 4.0
-                procs = [
-                    ctx.Process(target=_processor_main, args=(url, start_at, out)) for _ in range(k)
-                ]
+                out, go = ctx.Queue(), ctx.Event()
+                procs = [ctx.Process(target=_processor_main, args=(url, go, out)) for _ in range(k)]
                 for proc in procs:
                     proc.start()
+                for _ in procs:
+                    out.get(timeout=120)  # each one ready, its connection open
                 cpu: dict[tuple[str, int], float] = {}
-                while time.time() < start_at - 0.5:
-                    time.sleep(0.05)
                 first = {("processor", p.pid or 0): cpu_seconds(p.pid or 0) for p in procs}
                 first |= {("postgres", pid): cpu_seconds(pid) for pid in postgres_pids()}
+                go.set()
                 results = [out.get(timeout=args.max_wait) for _ in procs]
                 for kind, pid in first:
                     cpu[(kind, pid)] = cpu_seconds(pid)
@@ -594,9 +594,14 @@ def main() -> None:
         for name in chosen:
             folder = root / name
             folder.mkdir()
-            {"processing": processing, "timers": timers, "ingest": ingest, "wakeup": wakeup}[name](
-                folder, args
-            )
+            workloads = {
+                "processing": processing,
+                "processors": processors,
+                "timers": timers,
+                "ingest": ingest,
+                "wakeup": wakeup,
+            }
+            workloads[name](folder, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -491,15 +491,9 @@ class SqlStore:
                     raise RoundConflict("events already processed")
         if r.contacts:
             names = [row["id"] for row in r.contacts]
-            found = await run(
-                "SELECT id, updated FROM contacts WHERE id = ANY($1::text[]) FOR UPDATE", names
-            )
-            current = {row[0]: row[1] for row in found}
-            if any(current.get(row["id"]) != row["expected"] for row in r.contacts):
-                raise RoundConflict("contacts written meanwhile")
             fresh = [row for row in r.contacts if row["expected"] is None]
             known = [row for row in r.contacts if row["expected"] is not None]
-            if fresh:
+            if fresh:  # (one written meanwhile: a duplicate key, a RoundConflict)
                 await run(
                     "INSERT INTO contacts (id, state, wake, clock, rank_t, rank_id, updated)"
                     " SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[],"
@@ -507,13 +501,18 @@ class SqlStore:
                     *_columns(fresh, CONTACT_COLUMNS),
                 )
             if known:
-                await run(
+                # compare and set: a row written since it was read is not matched (the
+                # update reads each row's latest version under its row lock)
+                done = await run(
                     "UPDATE contacts AS c SET state = u.state, wake = u.wake, clock = u.clock,"
                     " updated = u.updated FROM unnest($1::text[], $2::text[], $3::float8[],"
-                    " $4::float8[], $5::float8[]) AS u(id, state, wake, clock, updated)"
-                    " WHERE c.id = u.id",
-                    *_columns(known, ("id", "state", "wake", "clock", "updated")),
+                    " $4::float8[], $5::float8[], $6::float8[])"
+                    " AS u(id, state, wake, clock, updated, expected)"
+                    " WHERE c.id = u.id AND c.updated = u.expected",
+                    *_columns(known, ("id", "state", "wake", "clock", "updated", "expected")),
                 )
+                if done.rowcount != len(known):
+                    raise RoundConflict("contacts written meanwhile")
             await run("DELETE FROM positions WHERE contact = ANY($1::text[])", names)
         if r.parked:
             await run("UPDATE contacts SET wake = NULL WHERE id = ANY($1::text[])", r.parked)
