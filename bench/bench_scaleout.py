@@ -153,24 +153,37 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def postgres_pids() -> list[int]:
+def postgres_pids(database: str | None = None) -> list[int]:
+    """PostgreSQL's processes on this machine; with `database`, only the connections to it
+    (other sessions' work on the same server, and the server's own background processes,
+    are left out)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
+                if (entry / "comm").read_text().strip() != "postgres":
+                    continue
+                words = (
+                    (entry / "cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .decode(errors="replace")
+                    .split()
+                )
             except OSError:
                 continue
+            # ("postgres: [CLUSTER:] USER DATABASE HOST STATE")
+            if database is None or database in words[:5]:
+                pids.append(int(entry.name))
     return pids
 
 
 class Cpu:
-    """CPU seconds of the daemons' HTTP processes, their back ends and PostgreSQL, between
-    `start()` and `stop()` (PostgreSQL's connection processes come and go: each one's time is
-    counted from its first sight)."""
+    """CPU seconds of the daemons' HTTP processes, their back ends and PostgreSQL's
+    connections to the database `postgres` (each process's time counted from its first
+    sight: connections come and go)."""
 
-    def __init__(self, daemons: list[Daemon], postgres: bool) -> None:
+    def __init__(self, daemons: list[Daemon], postgres: str | None) -> None:
         self.daemons, self.postgres = daemons, postgres
         self.first: dict[tuple[str, int], float] = {}
         self.last: dict[tuple[str, int], float] = {}
@@ -181,7 +194,7 @@ class Cpu:
             for child in children(d.pid):
                 self._see("back end", child)
         if self.postgres:
-            for pid in postgres_pids():
+            for pid in postgres_pids(self.postgres):
                 self._see("postgres", pid)
 
     def _see(self, kind: str, pid: int) -> None:
@@ -238,7 +251,7 @@ def drain(
         daemons = start_daemons(folder, paths, url, n_daemons)
         pg = Pg(url)
         pending = lambda: pg.value(PENDING)  # noqa: E731
-    cpu = Cpu(daemons, url is not None)
+    cpu = Cpu(daemons, url and url.rsplit("/", 1)[1])
     try:
         time.sleep(2.0)  # (the daemons idle: their start-up work done)
         cpu.sample()
@@ -380,7 +393,8 @@ def processors(root: Path, args: argparse.Namespace) -> None:
                     out.get(timeout=120)  # each one ready, its connection open
                 cpu: dict[tuple[str, int], float] = {}
                 first = {("processor", p.pid or 0): cpu_seconds(p.pid or 0) for p in procs}
-                first |= {("postgres", pid): cpu_seconds(pid) for pid in postgres_pids()}
+                name = url.rsplit("/", 1)[1]
+                first |= {("postgres", pid): cpu_seconds(pid) for pid in postgres_pids(name)}
                 go.set()
                 results = [out.get(timeout=args.max_wait) for _ in procs]
                 for kind, pid in first:
@@ -427,7 +441,7 @@ def timers(root: Path, args: argparse.Namespace) -> None:
                         raise SystemExit("enrolment did not finish before the timers were due")
                     time.sleep(0.2)
                 enrolled = time.time()
-                cpu = Cpu(daemons, True)
+                cpu = Cpu(daemons, url.rsplit("/", 1)[1])
                 while time.time() < due:
                     time.sleep(0.01)
                 cpu.sample()
@@ -551,7 +565,7 @@ async def _wakeup(url: str, mode: str, root: Path, idle_cpu: dict[str, float]) -
                 await asyncio.sleep(0.001)
             latencies.append(time.perf_counter() - committed)
         # what idling costs: the processor's looks for 5 s (this process; the database's side)
-        before = {pid: cpu_seconds(pid) for pid in postgres_pids()}
+        before = {pid: cpu_seconds(pid) for pid in postgres_pids(url.rsplit("/", 1)[1])}
         mine = time.process_time()
         await asyncio.sleep(5.0)
         idle_cpu["processor"] = (time.process_time() - mine) / 5.0
