@@ -23,7 +23,14 @@ from leadlang.runtime.engine import Engine
 from leadlang.runtime.processor import Processor, Runner
 from leadlang.runtime.server.ingest import parse_message
 from leadlang.runtime.store import sql
-from leadlang.runtime.store.sql import ContactRow, Pending, RoundResult, SqlStore, open_store
+from leadlang.runtime.store.sql import (
+    ContactRow,
+    Pending,
+    RoundConflict,
+    RoundResult,
+    SqlStore,
+    open_store,
+)
 from tests.serve_daemon import GREET
 from tests.test_serve_crash import iso, ledger_text, simulate
 
@@ -199,3 +206,33 @@ def test_a_lost_claim_is_taken_over_and_its_late_write_fails(
     else:
         assert 1.0 < waited[0] < 5.0  # after the lease, not before
     assert ledger_text(postgres_db, tmp_path) == simulate(script, events, time.time(), tmp_path)
+
+
+def test_a_round_whose_contacts_were_written_meanwhile_is_refused(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    """The net under the claims: were a claim ever lost, a write whose contacts another
+    writer changed since the round read them writes nothing (RoundConflict)."""
+    _, ir = program(tmp_path)
+    events = signups(200, 20)
+
+    async def body(first: SqlStore, second: SqlStore) -> None:
+        await ingest(first, events[:100])
+        processor = Processor(first, Engine(ir), ir, time.time)
+        while await processor.run_once():
+            pass
+        await ingest(first, events[100:])
+        effects = await first.last_effect_id()
+        async with first.claim_round(time.time(), 1000, 20_000) as work:
+            result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, time.time())
+            known = next(row.id for row in work.rows if row.state is not None)
+            async with second.write() as conn:  # a write that ignores the claim
+                await conn.exec_driver_sql(
+                    "UPDATE contacts SET updated = updated + 1 WHERE id = $1", (known,)
+                )
+            with pytest.raises(RoundConflict):
+                await work.save(result)
+        assert await first.last_effect_id() == effects  # nothing of the round was written
+        assert await pending_events(first) == 100
+
+    asyncio.run(with_stores(postgres_db, body))
