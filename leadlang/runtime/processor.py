@@ -45,8 +45,8 @@ log = logging.getLogger("leadlang.serve")
 PURGE_EVERY = 300.0  # seconds between drops of `messageId`s past the deduplication window
 # An idle processor looks for work this often. Its own daemon's ingest wakes it at once; on
 # PostgreSQL, where other daemons accept events too, this is how theirs reach it while their
-# own processors are busy: 0.1 s brings one in 61 ms at the median, against 854 ms at 1 s and
-# 15 ms woken by LISTEN/NOTIFY (bench_scaleout's `wakeup`), for a few cheap queries a look.
+# own processors are busy: 0.1 s brings one in 52-61 ms at the median, against 824-854 ms at
+# 1 s and 10-17 ms woken by LISTEN/NOTIFY (bench_scaleout's `wakeup`), for a few index reads.
 IDLE_POLL = 1.0
 IDLE_POLL_SHARED = 0.1
 BUSY_ELSEWHERE = 0.02  # seconds to wait when the due work is all claimed by other processors
@@ -464,9 +464,11 @@ class Processor:
                 delay = BUSY_ELSEWHERE
             else:
                 delay = min(poll, wake - now)
-            self.wakeup.clear()
+            # (cleared after the wait, not before it: a wake-up that came during the round or
+            # the look above ends the wait at once instead of being lost)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), delay)
+            self.wakeup.clear()
 
 
 def _drop_partial(result: RoundResult, contact: str, event_ids: set[int]) -> None:
