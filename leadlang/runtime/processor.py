@@ -33,6 +33,7 @@ from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
 from leadlang.runtime.store.sql import (
     DEDUP_SECONDS,
+    ClaimedRound,
     ContactRow,
     Pending,
     RoundConflict,
@@ -386,9 +387,8 @@ class Processor:
             rows = work.rows
             if not rows:
                 return 0
-            # Read after the round's work: an event stored after a reload was published is run
-            # on the new program (its commit came later, so the generation is already there).
-            await self.follow()
+            if work.generation != self.generation:
+                await self.follow(work)
             result = await asyncio.to_thread(self.runner, rows, work.pending, work.cut, now)
             try:
                 await work.save(result)
@@ -402,12 +402,10 @@ class Processor:
             self.on_output()
         return len(rows)
 
-    async def follow(self) -> None:
+    async def follow(self, work: ClaimedRound) -> None:
         """Switch to the program last published in the store (a reload, here or on another
-        daemon), if it is not the one run now; the flow versions loaded so far stay loaded."""
-        if await self.store.program_generation() == self.generation:
-            return
-        generation, text = await self.store.current_program()
+        daemon), which is not the one run now; the flow versions loaded so far stay loaded."""
+        generation, text = await work.program()
         if text is None:
             return
         program = orjson.loads(text)

@@ -601,24 +601,12 @@ class SqlStore:
     async def program_generation(self) -> int:
         """The generation of the program last published (0: none yet)."""
         async with self.engine.connect() as conn:
-            found = (
-                await conn.execute(select(s.meta.c.value).where(s.meta.c.key == PROGRAM_GENERATION))
-            ).scalar()
-        return int(found or 0)
+            return await _generation(conn)
 
     async def current_program(self) -> tuple[int, str | None]:
         """The program last published, as JSON, with its generation (0, None: none yet)."""
         async with self.engine.connect() as conn:
-            rows = dict(
-                (
-                    await conn.execute(
-                        select(s.meta.c.key, s.meta.c.value).where(
-                            s.meta.c.key.in_([PROGRAM, PROGRAM_GENERATION])
-                        )
-                    )
-                ).all()
-            )
-        return int(rows.get(PROGRAM_GENERATION) or 0), rows.get(PROGRAM)
+            return await _program(conn)
 
     async def flow_version_irs(
         self, wanted: Iterable[tuple[str, str]]
@@ -715,14 +703,16 @@ class SqlStore:
     async def renew_outbox_leases(self, keys: Sequence[str], now: float, lease: float) -> None:
         """Extend the leases of deliveries still being attempted (or waiting for a slot)
         here, so that a short lease can cover a long wait: a killed daemon's rows come back
-        to the others as soon as its last renewal runs out."""
+        to the others as soon as its last renewal runs out (on the clock the claims use: the
+        database's on PostgreSQL)."""
         o = s.outbox
+        clock: Any = now if self.sqlite else _DB_NOW
         async with self.write() as conn:
             for chunk in _chunks(keys, 500):
                 await conn.execute(
                     update(o)
                     .where(and_(o.c.key.in_(chunk), o.c.status == "pending"))
-                    .values(lease_until=now + lease)
+                    .values(lease_until=clock + lease)
                 )
 
     async def _outbox_set(self, key: str, **values: Any) -> None:
@@ -1020,6 +1010,9 @@ class ClaimedRound:
         self.rows: list[ContactRow] = []
         self.pending: dict[str, list[Pending]] = {}
         self.cut: dict[str, bool] = {}
+        # the generation of the program published when the work was read (`publish_program`):
+        # an event stored after a reload is run on the program of that reload or a later one
+        self.generation = 0
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> ClaimedRound:
@@ -1029,6 +1022,7 @@ class ClaimedRound:
                 self.rows, self.pending, self.cut = await store.load_round(
                     conn, self.now, self.limit, self.max_events
                 )
+                self.generation = await _generation(conn)  # (in the reads' snapshot)
             return self
         self._conn = conn = await store.writer.connect()
         try:
@@ -1039,10 +1033,20 @@ class ClaimedRound:
             self.rows, self.pending, self.cut = await store.load_round(
                 conn, self.now, self.limit, self.max_events
             )
+            # read after the round's work: a program published before an event it read was
+            # committed is seen (a statement sees what was committed before it began)
+            self.generation = await _generation(conn)
         except BaseException:
             await self._close()
             raise
         return self
+
+    async def program(self) -> tuple[int, str | None]:
+        """The program last published, with its generation (`SqlStore.current_program`), read
+        on the round's own connection when it has one (so a pool of one connection will do)."""
+        if self._conn is None:
+            return await self.store.current_program()
+        return await _program(self._conn)
 
     async def save(self, result: RoundResult) -> None:
         """Write the round (its contacts, events, effects, outbox rows) and end the claim."""
@@ -1115,6 +1119,19 @@ class _Write:
 def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
     """The rows as one list per column (the arrays of an `unnest`)."""
     return [[row[name] for row in rows] for name in names]
+
+
+async def _generation(conn: AsyncConnection) -> int:
+    m = s.meta.c
+    found = (await conn.execute(select(m.value).where(m.key == PROGRAM_GENERATION))).scalar()
+    return int(found or 0)
+
+
+async def _program(conn: AsyncConnection) -> tuple[int, str | None]:
+    m = s.meta.c
+    query = select(m.key, m.value).where(m.key.in_([PROGRAM, PROGRAM_GENERATION]))
+    rows = dict((await conn.execute(query)).all())
+    return int(rows.get(PROGRAM_GENERATION) or 0), rows.get(PROGRAM)
 
 
 def _contact_values(row: dict[str, Any]) -> dict[str, Any]:
