@@ -165,3 +165,15 @@ def test_a_version_not_loaded_is_asked_for() -> None:
     engine.add_version(v1["flows"][0])
     contact = entered(v1)
     assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
+
+
+def test_a_migrated_time_wait_goes_on_with_the_steps_the_new_version_has_after_it() -> None:
+    """The wait's next step is the new version's: here the old version ended after the wait,
+    the new one sends a follow-up there."""
+    old = V1.replace("  send a_later\n", "")
+    v1, v2 = ir_of(old), ir_of(V2_MIGRATE)
+    contact = entered(v1)
+    assert contact.enrollments["onboard"].resume is None  # the old version ends after it
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("b_later", key(v2))]
+    assert "onboard" not in contact.enrollments
