@@ -272,3 +272,18 @@ def test_edits_apply_flow_by_flow_to_a_contact_in_several_flows() -> None:
         ("onboard", "b_later", idempotency_key("c1", "onboard", new["onboard"], 1, "s2")),
         ("stuck", "a_later", idempotency_key("c1", "stuck", old["stuck"], 1, "s2")),
     ]
+
+
+def test_the_exit_clauses_are_those_of_the_version_the_contact_runs_on() -> None:
+    v1, v2 = ir_of(V1), ir_of(V2.replace("exit on stop", "exit on cancel"))
+    engine = reloaded(v1, v2)
+    contact = entered(v1)
+    assert engine.on_event(contact, event(T0 + 60, "cancel", 2)) == []
+    effects = engine.on_event(contact, event(T0 + 120, "stop", 3))
+    assert [(e["action"], e.get("reason")) for e in effects] == [("exit", "removed")]
+    # a contact on the program's version leaves on the program's clause
+    other = Contact("c2")
+    engine.on_event(other, event(T0, "started", 1, "c2"))
+    assert engine.on_event(other, event(T0 + 60, "stop", 2, "c2")) == []
+    effects = engine.on_event(other, event(T0 + 120, "cancel", 3, "c2"))
+    assert [(e["action"], e.get("reason")) for e in effects] == [("exit", "removed")]
