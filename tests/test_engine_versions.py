@@ -287,3 +287,20 @@ def test_the_exit_clauses_are_those_of_the_version_the_contact_runs_on() -> None
     assert engine.on_event(other, event(T0 + 60, "stop", 2, "c2")) == []
     effects = engine.on_event(other, event(T0 + 120, "cancel", 3, "c2"))
     assert [(e["action"], e.get("reason")) for e in effects] == [("exit", "removed")]
+
+
+def test_a_when_flow_a_reload_adds_enrolls_at_the_contacts_next_instant_even_a_timer() -> None:
+    """A trigger a contact was never evaluated for is evaluated at its next instant, also a
+    time-driven one, and enrolls it when it holds (the first evaluation is a rising edge),
+    here for a condition time can both raise and lower. (T0 is 2023-11-14T22:13:20Z.)"""
+    added = (
+        "\nflow late:\n  when now >= 2023-11-15T12:00:00Z and now < 2023-11-20T00:00:00Z\n"
+        '  tag "late"\n'
+    )
+    v1, v2 = ir_of(V1), ir_of(V1 + added)
+    contact = entered(v1)
+    engine = reloaded(v1, v2)
+    effects = engine.on_time(contact, T0 + DAY)
+    assert [(e["action"], e.get("flow")) for e in effects if e["action"] == "enter"] == [
+        ("enter", "late")
+    ]
