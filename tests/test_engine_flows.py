@@ -325,3 +325,12 @@ def test_any_of_several_goals_counts() -> None:
             (at, "goal", None),
             (at, "exit", "goal"),
         ], u
+
+
+def test_reenter_after_d_allows_exactly_d_after_the_last_entry_not_a_second_sooner() -> None:
+    prog = program(
+        messages={"m": "email"}, flows=[flow("f", [on("go"), _reenter("after", D)], [send("m")])]
+    )
+    times = ["2025-01-02T00:00:00Z", "2025-01-02T23:59:59Z", "2025-01-03T00:00:00Z"]
+    effects = run(prog, _who("u") + [track("u", "go", t) for t in times])
+    assert [e["at"] for e in effects if e["action"] == "enter"] == [times[0], times[2]]
