@@ -300,3 +300,37 @@ def test_wait_until_a_time_of_day_in_the_contacts_zone() -> None:
     ]
     sends = {e["contact"]: e["at"] for e in run(prog, events) if e["action"] == "send"}
     assert sends == {"tokyo": "2025-01-03T00:00:00Z", "utc": "2025-01-02T09:00:00Z"}
+
+
+def test_any_of_several_goals_counts() -> None:
+    """The goals are looked at in turn: one that does not match (another event, or past its
+    `within`) does not hide a later one that does."""
+    order = ast.Goal(event=ast.EventRef(name="order", span=S), where=None, within=None, span=S)
+    quick = ast.Goal(event=ast.EventRef(name="demo", span=S), where=None, within=dur(D), span=S)
+    demo = ast.Goal(event=ast.EventRef(name="demo", span=S), where=None, within=None, span=S)
+    prog = program(
+        messages={"m": "email"},
+        flows=[flow("f", [on("go"), order, quick, demo], [wait(10 * D), send("m")])],
+    )
+    events = [
+        *_who("a", "b"),
+        *(track(u, "go", "2025-01-02T00:00:00Z") for u in "ab"),
+        track("a", "demo", "2025-01-02T12:00:00Z"),  # the second goal (within 1d)
+        track("b", "demo", "2025-01-05T00:00:00Z"),  # past the second's 1d: the third
+    ]
+    effects = run(prog, events)
+    for u, at in (("a", "2025-01-02T12:00:00Z"), ("b", "2025-01-05T00:00:00Z")):
+        assert actions([e for e in effects if e["contact"] == u], "reason") == [
+            ("2025-01-02T00:00:00Z", "enter", None),
+            (at, "goal", None),
+            (at, "exit", "goal"),
+        ], u
+
+
+def test_reenter_after_d_allows_exactly_d_after_the_last_entry_not_a_second_sooner() -> None:
+    prog = program(
+        messages={"m": "email"}, flows=[flow("f", [on("go"), _reenter("after", D)], [send("m")])]
+    )
+    times = ["2025-01-02T00:00:00Z", "2025-01-02T23:59:59Z", "2025-01-03T00:00:00Z"]
+    effects = run(prog, _who("u") + [track("u", "go", t) for t in times])
+    assert [e["at"] for e in effects if e["action"] == "enter"] == [times[0], times[2]]

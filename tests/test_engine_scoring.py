@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from checking import check_text
 from engine_build import attr, b, call, dur, flow, name, num, program, rule, s, send, when
 from engine_run import identify, run, track
 
@@ -119,3 +122,34 @@ def test_days_since_threshold_is_an_instant() -> None:
     ]
     enters = [e["at"] for e in run(prog, events, until="+10d") if e["action"] == "enter"]
     assert enters == ["2025-01-10T12:00:00Z"]
+
+
+def test_a_when_trigger_time_cannot_change_hides_no_later_one(tmp_path: Path) -> None:
+    """At a time-driven instant the `when` triggers that read nothing time changes are
+    skipped, one by one: `low`, after such a trigger, still fires at the decay instant."""
+    script = """
+trait plan: text = "free"
+
+score:
+  page_viewed +10
+  decay 5 every 1d idle
+
+flow pro:
+  when plan == "pro"
+  tag "pro"
+
+flow low:
+  when score < 8
+  reenter always
+  tag "low"
+"""
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    events = [
+        identify("u", "2025-01-01T09:00:00Z", email="u@x"),
+        track("u", "page_viewed", "2025-01-01T10:00:00Z"),
+    ]
+    effects = run(checked.program, events, until="+3d")
+    tags = [(e["at"], e["tag"]) for e in effects if e["action"] == "tag"]
+    # score 0 at the identify (a first evaluation is a rising edge), 10 at 10:00, 5 a day later
+    assert tags == [("2025-01-01T09:00:00Z", "low"), ("2025-01-02T10:00:00Z", "low")]

@@ -248,3 +248,25 @@ def test_probes_at_the_ends_of_the_calendar_are_bounded(tmp_path: Path) -> None:
         ("v", "9999-12-29T23:50:00Z"),
         ("u", "9999-12-29T23:50:00Z"),
     ]
+
+
+def test_check_whose_condition_turns_true_at_the_end_of_its_window_continues(
+    tmp_path: Path,
+) -> None:
+    """`check C within D`: C holding at the very end of D (its deadline) continues, it does not
+    take the else steps: the deadline looks at C once more."""
+    script = (
+        "event order_completed(completed_on: datetime)\n"
+        "flow f:\n  on order_completed\n"
+        '  check now >= event.completed_on + 2d within 2d else tag "late"\n'
+        '  tag "two_days"\n'
+    )
+    events = [track("u", "order_completed", iso(T0), completed_on=iso(T0))]
+    effects = effects_of(tmp_path, script, events)
+    assert first(effects, "tag", tag="two_days") == iso(T0 + timedelta(days=2))
+    assert first(effects, "tag", tag="late") is None
+    # a second earlier it does not hold at the deadline: the else steps run
+    late = [track("u", "order_completed", iso(T0), completed_on=iso(T0 + timedelta(seconds=1)))]
+    effects = effects_of(tmp_path, script, late)
+    assert first(effects, "tag", tag="late") == iso(T0 + timedelta(days=2))
+    assert first(effects, "tag", tag="two_days") is None

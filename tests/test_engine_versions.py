@@ -165,3 +165,142 @@ def test_a_version_not_loaded_is_asked_for() -> None:
     engine.add_version(v1["flows"][0])
     contact = entered(v1)
     assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
+
+
+def test_a_migrated_time_wait_goes_on_with_the_steps_the_new_version_has_after_it() -> None:
+    """The wait's next step is the new version's: here the old version ended after the wait,
+    the new one sends a follow-up there."""
+    old = V1.replace("  send a_later\n", "")
+    v1, v2 = ir_of(old), ir_of(V2_MIGRATE)
+    contact = entered(v1)
+    assert contact.enrollments["onboard"].resume is None  # the old version ends after it
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("b_later", key(v2))]
+    assert "onboard" not in contact.enrollments
+
+
+def test_a_contact_finishes_on_its_version_after_two_reloads() -> None:
+    """Each reload adopts every version the engine before it had loaded, not only the
+    program's: a contact that started two edits ago still finishes on its version."""
+    v1, v2 = ir_of(V1), ir_of(V2)
+    v3 = ir_of(V1.replace("send a_later", "send first"))
+    contact = entered(v1)
+    engine = Engine(v3)
+    engine.adopt_versions(reloaded(v1, v2))
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
+
+
+SCORED = "score:\n  started +10\n\n"
+
+
+def test_an_older_versions_when_trigger_is_loaded_but_never_enrolls() -> None:
+    old = SCORED + V1.replace("  on started\n", "  when score >= 10\n")
+    v1, v2 = ir_of(old), ir_of(old.replace("send a_later", "send b_later"))
+    contact = Contact("c1")
+    Engine(v1).on_event(contact, event(T0, "started"))
+    assert contact.enrollments["onboard"].version == v1["flows"][0]["version"]
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
+    # a contact meeting the trigger now enters the new version, once
+    other = Contact("c2")
+    effects = engine.on_event(other, event(T0, "started", 1, "c2"))
+    assert [(e["action"], e.get("message")) for e in effects] == [
+        ("enter", None),
+        ("send", "first"),
+    ]
+    assert other.enrollments["onboard"].version == v2["flows"][0]["version"]
+
+
+def test_an_older_version_keeps_the_event_history_its_conditions_read() -> None:
+    """The old version counts `clicked`, which the new program never mentions: the engine
+    still keeps those events for the contacts finishing on the old version."""
+    old = V1.replace(
+        "  wait 1d\n", "  check count(clicked within 7d) >= 1 within 2d else send b_later\n"
+    )
+    v1 = ir_of(old)
+    v2 = ir_of(MESSAGES + "flow onboard:\n  on started\n  send first\n")
+    contact = entered(v1)
+    assert contact.enrollments["onboard"].wait == "check"
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_event(contact, event(T0 + 3600, "clicked", 2))) == [("a_later", key(v1))]
+
+
+def test_loading_an_older_version_keeps_the_programs_time_driven_triggers() -> None:
+    """After a reload that loaded an older version (with a condition of its own), a decaying
+    score still fires the program's `when score < N` at the decay instant."""
+    decaying = "score:\n  started +10\n  decay 5 every 1d idle\n\n"
+    low = '\nflow low:\n  when score < 8\n  tag "low"\n'
+    old = decaying + V1.replace("  exit on stop\n", "  exit when score > 100\n") + low
+    v1, v2 = ir_of(old), ir_of(decaying + V2 + low)
+    contact = entered(v1)
+    engine = reloaded(v1, v2)
+    effects = engine.on_time(contact, T0 + DAY)
+    assert [(e["action"], e.get("tag")) for e in effects if e["action"] == "tag"] == [
+        ("tag", "low")
+    ]
+    assert sends(effects) == [("a_later", key(v1))]
+
+
+def test_edits_apply_flow_by_flow_to_a_contact_in_several_flows() -> None:
+    """One contact in four edited flows, the first three of which stay where they are: a
+    flow that keeps, one the reload removed, one whose step is now a check (migrate); the
+    fourth migrates."""
+
+    def flows(names: list[str], last: str, migrate: set[str], check: set[str]) -> str:
+        text = MESSAGES
+        for flow in names:
+            text += f"flow {flow}:\n  on started\n"
+            text += "  edits migrate\n" if flow in migrate else ""
+            text += "  send first\n"
+            text += "  check score > 5\n" if flow in check else "  wait 1d\n"
+            text += f"  send {last}\n\n"
+        return text
+
+    names = ["keeps", "gone", "stuck", "onboard"]
+    v1 = ir_of(flows(names, "a_later", set(), set()))
+    v2 = ir_of(flows(["keeps", "stuck", "onboard"], "b_later", {"stuck", "onboard"}, {"stuck"}))
+    contact = Contact("c1")
+    Engine(v1).on_event(contact, event(T0, "started"))
+    assert list(contact.enrollments) == names
+    engine = reloaded(v1, v2)
+    effects = engine.on_time(contact, T0 + DAY)
+    old = {f["name"]: f["version"] for f in v1["flows"]}
+    new = {f["name"]: f["version"] for f in v2["flows"]}
+    assert sorted((e["flow"], e["message"], e["key"]) for e in effects if "key" in e) == [
+        ("gone", "a_later", idempotency_key("c1", "gone", old["gone"], 1, "s2")),
+        ("keeps", "a_later", idempotency_key("c1", "keeps", old["keeps"], 1, "s2")),
+        ("onboard", "b_later", idempotency_key("c1", "onboard", new["onboard"], 1, "s2")),
+        ("stuck", "a_later", idempotency_key("c1", "stuck", old["stuck"], 1, "s2")),
+    ]
+
+
+def test_the_exit_clauses_are_those_of_the_version_the_contact_runs_on() -> None:
+    v1, v2 = ir_of(V1), ir_of(V2.replace("exit on stop", "exit on cancel"))
+    engine = reloaded(v1, v2)
+    contact = entered(v1)
+    assert engine.on_event(contact, event(T0 + 60, "cancel", 2)) == []
+    effects = engine.on_event(contact, event(T0 + 120, "stop", 3))
+    assert [(e["action"], e.get("reason")) for e in effects] == [("exit", "removed")]
+    # a contact on the program's version leaves on the program's clause
+    other = Contact("c2")
+    engine.on_event(other, event(T0, "started", 1, "c2"))
+    assert engine.on_event(other, event(T0 + 60, "stop", 2, "c2")) == []
+    effects = engine.on_event(other, event(T0 + 120, "cancel", 3, "c2"))
+    assert [(e["action"], e.get("reason")) for e in effects] == [("exit", "removed")]
+
+
+def test_a_when_flow_a_reload_adds_enrolls_at_the_contacts_next_instant_even_a_timer() -> None:
+    """A trigger a contact was never evaluated for is evaluated at its next instant, also a
+    time-driven one, and enrolls it when it holds (the first evaluation is a rising edge),
+    here for a condition time can both raise and lower. (T0 is 2023-11-14T22:13:20Z.)"""
+    added = (
+        "\nflow late:\n  when now >= 2023-11-15T12:00:00Z and now < 2023-11-20T00:00:00Z\n"
+        '  tag "late"\n'
+    )
+    v1, v2 = ir_of(V1), ir_of(V1 + added)
+    contact = entered(v1)
+    engine = reloaded(v1, v2)
+    effects = engine.on_time(contact, T0 + DAY)
+    assert [(e["action"], e.get("flow")) for e in effects if e["action"] == "enter"] == [
+        ("enter", "late")
+    ]
