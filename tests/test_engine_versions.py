@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from leadlang.interpreter.check import check_modules
@@ -14,7 +15,7 @@ from leadlang.interpreter.compile import compile_program
 from leadlang.loader import LoadResult
 from leadlang.runtime.effects import idempotency_key
 from leadlang.runtime.engine import Engine, Event, UnknownVersion
-from leadlang.runtime.state import Contact
+from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
 from leadlang.source import Source
 from leadlang.syntax import parse
 
@@ -304,3 +305,40 @@ def test_a_when_flow_a_reload_adds_enrolls_at_the_contacts_next_instant_even_a_t
     assert [(e["action"], e.get("flow")) for e in effects if e["action"] == "enter"] == [
         ("enter", "late")
     ]
+
+
+WHEN_A = """\
+score:
+  started +10
+
+flow a:
+  when score >= 5
+  reenter always
+  tag "a"
+"""
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "entered_then"),
+    [
+        # a flow added before `a`: its trigger has no last value yet, so it enters; `a` held
+        ("", 'flow b:\n  when score >= 1\n  tag "b"\n\n', ["b"]),
+        # a flow removed before `a`: `a` keeps its own last value (true): no second entry
+        ('flow x:\n  when score >= 100\n  tag "x"\n\n', "", []),
+    ],
+)
+def test_when_triggers_keep_their_last_values_across_a_reload(
+    before: str, after: str, entered_then: list[str]
+) -> None:
+    """A contact's last value of each `when` trigger is stored by trigger (flow and
+    condition), not by its position in the program, which a reload renumbers."""
+    old, new = ir_of(before + WHEN_A), ir_of(after + WHEN_A)
+    contact = Contact("c1")
+    first = Engine(old)
+    effects = first.on_event(contact, event(T0, "started"))
+    assert [e["flow"] for e in effects if e["action"] == "enter"] == ["a"]
+    stored = orjson.loads(orjson.dumps(contact_to_json(contact, first.trigger_names)))
+    engine = reloaded(old, new)
+    contact = contact_from_json(stored, engine.trigger_names)
+    effects = engine.on_event(contact, event(T0 + 60, "started", 2))
+    assert [e["flow"] for e in effects if e["action"] == "enter"] == entered_then

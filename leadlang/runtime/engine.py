@@ -136,6 +136,14 @@ class Engine(WakeupPlanner):
         }
         # `when` triggers flattened, in flow order: (trigger id, condition, flow)
         self.when_triggers = [(tid, cond, flow) for flow in self.flows for tid, cond in flow.when]
+        # each trigger's name, by which a contact's last value of it is stored: its flow and
+        # its condition (a reload that adds, removes or reorders flows renumbers the triggers)
+        self.trigger_names: list[str] = []
+        for _, cond, flow in self.when_triggers:
+            name = f"{flow.name}: {cond.src}"
+            while name in self.trigger_names:
+                name += " (again)"
+            self.trigger_names.append(name)
         segment_sources = program["segments"]
 
         def segment(name: str) -> tuple[str, dict[str, Any]] | None:

@@ -240,7 +240,7 @@ class Runner:
             rank_t, rank_id = (events[0].t, events[0].id) if events else (now, 0)
             clock = -math.inf
         else:
-            contact = contact_from_json(orjson.loads(row.state))
+            contact = contact_from_json(orjson.loads(row.state), engine.trigger_names)
             rank_t, rank_id, clock = row.rank_t, row.rank_id, row.clock
         timeline: list[Event] = []
         for p in events:
@@ -291,7 +291,7 @@ class Runner:
             {
                 "id": row.id,
                 "state": orjson.dumps(
-                    contact_to_json(contact), option=orjson.OPT_NON_STR_KEYS
+                    contact_to_json(contact, engine.trigger_names), option=orjson.OPT_NON_STR_KEYS
                 ).decode(),
                 "wake": contact.wake,
                 "clock": clock if clock != -math.inf else (timeline[0].t if timeline else now),

@@ -6,6 +6,7 @@ serialise them per contact row). Times are float seconds since the Unix epoch, U
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -132,7 +133,11 @@ def enrollment_from_json(data: dict[str, Any]) -> Enrollment:
 _ALL_CHANNELS = "*"  # JSON keys are text: the key for events without a `channel`
 
 
-def contact_to_json(contact: Contact) -> dict[str, Any]:
+def contact_to_json(contact: Contact, triggers: Sequence[str] | None = None) -> dict[str, Any]:
+    """The contact as JSON. `triggers`: the engine's `when` trigger names (`Engine.trigger_names`),
+    by which the triggers' last values are kept, so that they stay with their triggers when
+    a reload adds, removes or reorders flows (without: by the triggers' numbers)."""
+
     def consent(table: dict[str | None, tuple[float, int]]) -> dict[str, list[Any]]:
         return {(k if k is not None else _ALL_CHANNELS): list(v) for k, v in table.items()}
 
@@ -150,13 +155,18 @@ def contact_to_json(contact: Contact) -> dict[str, Any]:
         "msg_events": [list(e) for e in contact.msg_events],
         "enrollments": {k: enrollment_to_json(v) for k, v in contact.enrollments.items()},
         "entries": {k: list(v) for k, v in contact.entries.items()},
-        "when_values": {str(k): v for k, v in contact.when_values.items()},
+        "when_values": {
+            (str(k) if triggers is None else triggers[k]): v for k, v in contact.when_values.items()
+        },
         "wake": contact.wake,
         "seq": contact.seq,
     }
 
 
-def contact_from_json(data: dict[str, Any]) -> Contact:
+def contact_from_json(data: dict[str, Any], triggers: Sequence[str] | None = None) -> Contact:
+    """The contact `contact_to_json` wrote; `triggers` as there. A trigger the program no
+    longer has is forgotten; one it did not have yet has no last value (it counts as false)."""
+
     def consent(table: dict[str, list[Any]]) -> dict[str | None, tuple[float, int]]:
         return {(None if k == _ALL_CHANNELS else k): (v[0], v[1]) for k, v in table.items()}
 
@@ -173,7 +183,18 @@ def contact_from_json(data: dict[str, Any]) -> Contact:
     contact.msg_events = [(e[0], e[1], e[2], e[3], e[4]) for e in data["msg_events"]]
     contact.enrollments = {k: enrollment_from_json(v) for k, v in data["enrollments"].items()}
     contact.entries = {k: (v[0], v[1]) for k, v in data["entries"].items()}
-    contact.when_values = {int(k): v for k, v in data["when_values"].items()}
+    contact.when_values = _when_values(data["when_values"], triggers)
     contact.wake = data["wake"]
     contact.seq = data["seq"]
     return contact
+
+
+def _when_values(data: dict[str, Any], triggers: Sequence[str] | None) -> dict[int, Any]:
+    ids = {} if triggers is None else {name: tid for tid, name in enumerate(triggers)}
+    values: dict[int, Any] = {}
+    for key, value in data.items():
+        if key.isdigit():  # by number (a state written before triggers had names)
+            values[int(key)] = value
+        elif key in ids:
+            values[ids[key]] = value
+    return values
