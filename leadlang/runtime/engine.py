@@ -243,8 +243,6 @@ class Engine(WakeupPlanner):
         if flow.name not in self.flow_by_name and flow.name not in self.retired:
             self.retired.append(flow.name)
             self.exit_order.append((flow.name, None))
-        for cond in [*flow.conds.values(), *flow.exit_when]:
-            self.time_keys |= {"e:" + ev for ev, _ in cond.windows}
         self.history_events = self.history_events | self._history_events(node)
 
     def adopt_versions(self, other: Engine) -> None:
