@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import email
-import itertools
 import mailbox
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from leadlang.runtime.delivery.drivers.files import DirSync
 from leadlang.runtime.delivery.drivers.maildir import MaildirDriver
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
 from tests.deliveries import KEY, ann_email
@@ -179,30 +175,3 @@ def test_a_rendered_message_read_back_by_a_mail_client(tmp_path: Path) -> None:
     assert html == "<h1>Hello &lt;script&gt;x()&lt;/script&gt;</h1>\n"  # the package ends lines
     assert message.get_body(("plain",)).get_content() == "Hello <script>x()</script>\n"
     assert message["Subject"] == "Hi <script>x()</script>"
-
-
-def test_renames_into_new_are_made_durable_by_shared_directory_syncs(tmp_path: Path) -> None:
-    """Each caller returns only after a sync of `new/` that started after it called (so its
-    rename is durable), and callers arriving together share syncs instead of one each."""
-    calls = itertools.count()
-    syncs: list[tuple[int, int]] = []  # (sequence at its start, at its end)
-
-    def slow_fsync(path: Path) -> None:  # a disk that takes 5 ms a directory sync
-        start = next(calls)
-        time.sleep(0.005)
-        syncs.append((start, next(calls)))
-
-    shared = DirSync(tmp_path, slow_fsync)
-    covered: list[bool] = []
-
-    def deliver() -> None:
-        arrived = next(calls)  # (the rename happened before this)
-        shared.sync()
-        returned = next(calls)
-        covered.append(any(arrived < start and end < returned for start, end in syncs))
-
-    with ThreadPoolExecutor(16) as pool:
-        for future in [pool.submit(deliver) for _ in range(200)]:
-            future.result()
-    assert covered == [True] * 200
-    assert len(syncs) < 100  # shared: 200 renames, far fewer syncs

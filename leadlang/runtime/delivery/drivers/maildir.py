@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from leadlang.runtime.delivery.drivers.files import DirSync
+from leadlang.runtime.delivery.drivers.files import fsync_dir
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
 from leadlang.runtime.delivery.render import html_to_text
 
@@ -73,7 +73,6 @@ class MaildirDriver:
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="leadlang-maildir")
         for sub in ("tmp", "new", "cur"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
-        self._new = DirSync(self.path / "new")  # the renames into new/, made durable together
         # cur/ is listed again only when its modification time changes (a client moved mail)
         # or was too recent to be sure nothing else arrived within the same clock tick.
         self._cur_seen: tuple[int, frozenset[str]] | None = None
@@ -116,7 +115,7 @@ class MaildirDriver:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, final)
-        self._new.sync()
+        fsync_dir(self.path / "new")
         return Outcome.sent()
 
     def _in_cur(self, key: str) -> bool:
