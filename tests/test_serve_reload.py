@@ -220,20 +220,26 @@ def test_dry_run_reports_the_edit_and_changes_nothing(tmp_path: Path) -> None:
         daemon.stop()
 
 
+def two_daemons(tmp_path: Path, db: str) -> tuple[Path, list[Daemon]]:
+    """Two daemons on `db` running the script v1, with one Maildir between them."""
+    script = tmp_path / "onboard.lead"
+    script.write_text(V1, encoding="utf-8")
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+    (dirs[0] / "outbox").mkdir()
+    (dirs[1] / "outbox").symlink_to(dirs[0] / "outbox", target_is_directory=True)
+    return script, [Daemon(d, [str(script)], db=db).start() for d in dirs]
+
+
 @pytest.mark.parametrize("policy", ["keep", "migrate"])
 def test_reload_on_every_daemon_at_once_under_both_policies(tmp_path: Path, policy: str) -> None:
     """Two daemons of one PostgreSQL: contacts wait on v1 (entered through both), the scripts
     change and both daemons are reloaded at the same moment; each waiting contact finishes on
     the version its policy says, exactly once across the two, and new contacts run v2."""
     with fresh_postgres() as db:
-        script = tmp_path / "onboard.lead"
-        script.write_text(V1, encoding="utf-8")
-        dirs = [tmp_path / "a", tmp_path / "b"]
-        for d in dirs:
-            d.mkdir()
-        (dirs[0] / "outbox").mkdir()
-        (dirs[1] / "outbox").symlink_to(dirs[0] / "outbox", target_is_directory=True)
-        daemons = [Daemon(d, [str(script)], db=db).start() for d in dirs]
+        script, daemons = two_daemons(tmp_path, db)
+        dirs = [daemon.workdir for daemon in daemons]
         try:
             first, second = daemons
             early = [f"early{i}" for i in range(6)]
@@ -268,12 +274,7 @@ def test_a_reload_on_one_daemon_reaches_the_others(tmp_path: Path) -> None:
     """Only the first daemon is told; the second runs the new program within seconds, for
     its admin API and for the events it takes."""
     with fresh_postgres() as db:
-        script = tmp_path / "onboard.lead"
-        script.write_text(V1, encoding="utf-8")
-        dirs = [tmp_path / "a", tmp_path / "b"]
-        for d in dirs:
-            d.mkdir()
-        daemons = [Daemon(d, [str(script)], db=db).start() for d in dirs]
+        script, daemons = two_daemons(tmp_path, db)
         try:
             first, second = daemons
             v1 = flow_version(second)

@@ -29,6 +29,7 @@ from leadlang.runtime.effects import Effect, public
 from leadlang.runtime.engine import Cond, Engine, Event, UnknownVersion, _jsonable
 from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.policy import ADDRESS_TRAIT
+from leadlang.runtime.retrying import Retrying
 from leadlang.runtime.simulate import run_contact
 from leadlang.runtime.state import Contact, contact_from_json, contact_to_json
 from leadlang.runtime.store.sql import (
@@ -428,7 +429,7 @@ class Processor:
                 self.runner.lost.add(key)
 
     async def run(self, stop: asyncio.Event) -> None:
-        failures = 0
+        retrying = Retrying(log, "processing", first=0.25)
         while not stop.is_set():
             try:
                 n = await self.run_once()
@@ -437,19 +438,10 @@ class Processor:
                         self._next_purge = self.clock() + PURGE_EVERY
                         await self.store.forget_seen(self.clock() - DEDUP_SECONDS)
                     wake = await self.store.next_wake()
-                failures = 0
+                retrying.succeeded()
             except Exception as exc:
                 # The store is down, restarting, or cut a connection: the loop must outlive it.
-                # Log it (the traceback once, then one line a retry), retry with a backoff.
-                failures += 1
-                if failures == 1:
-                    log.exception("processing failed; retrying")
-                else:
-                    log.warning(
-                        "processing failed again (%s: %s); retrying", type(exc).__name__, exc
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(5.0, 0.25 * 2**failures))
+                await retrying.failed(exc, stop)
                 continue
             if n:
                 await asyncio.sleep(0)  # let ingest in between rounds

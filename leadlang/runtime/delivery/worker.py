@@ -33,6 +33,7 @@ from leadlang.runtime.delivery.outbox import (
     OutboxStore,
     Outcome,
 )
+from leadlang.runtime.retrying import Retrying
 
 log = logging.getLogger("leadlang.delivery")
 
@@ -109,7 +110,7 @@ class OutboxWorker:
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         """Deliver until `stop` is set, then let the attempts in flight finish."""
-        failures = 0  # claims failed in a row (the store down or restarting)
+        claims = Retrying(log, "claiming outbox rows", first=0.1)
         try:
             while not stop.is_set():
                 await self._renew()
@@ -121,17 +122,9 @@ class OutboxWorker:
                 if room > 0:
                     try:
                         claimed, _ = await self._dispatch(min(self.batch_size, room))
-                        failures = 0
-                    except Exception as exc:
-                        # (the store down or restarting) the traceback once, then one line a
-                        # retry, retried after a backoff of at most 5 s
-                        failures += 1
-                        if failures == 1:
-                            log.exception("claiming outbox rows failed; retrying")
-                        else:
-                            log.warning("claiming outbox rows failed again (%s)", exc)
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), min(5.0, 0.1 * 2**failures))
+                        claims.succeeded()
+                    except Exception as exc:  # (the store down or restarting)
+                        await claims.failed(exc, stop)
                 if room > 0 and claimed == min(self.batch_size, room) and self._room() > 0:
                     await asyncio.sleep(0)  # a full batch: more may be due right now
                     continue
