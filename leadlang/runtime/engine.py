@@ -116,11 +116,9 @@ class Engine(WakeupPlanner):
         self.version_nodes: dict[tuple[str, str], dict[str, Any]] = {
             (node["name"], node["version"]): node for node in program["flows"]
         }
-        # flows that are no longer in the program but of which versions are loaded
-        self.retired: list[str] = []
-        # the order exit clauses are looked at in: the program's flows (source order), then
-        # the retired ones (None: no version of the program's own)
-        self.exit_order: list[tuple[str, Flow | None]] = [(f.name, f) for f in self.flows]
+        # the flows whose exit clauses are looked at, in order: the program's (source order),
+        # then those no longer in it of which versions are loaded (`retired`)
+        self.exit_order: list[str] = [f.name for f in self.flows]
         self.history_events = self._history_events(program)
         self.when_conds = [c for flow in self.flows for _, c in flow.when]
         self.when_score = bool(self.decay_every) and any(c.score for c in self.when_conds)
@@ -236,14 +234,19 @@ class Engine(WakeupPlanner):
         if key in self.versions:
             return
         flow = Flow(node, [])
-        self._analyse_time(_timed_conds([flow]))
-        self._probe_leaves(_timed_conds([flow]))
+        timed = _timed_conds([flow])
+        self._analyse_time(timed)
+        self._probe_leaves(timed)
         self.versions[key] = flow
         self.version_nodes[key] = node
-        if flow.name not in self.flow_by_name and flow.name not in self.retired:
-            self.retired.append(flow.name)
-            self.exit_order.append((flow.name, None))
+        if flow.name not in self.exit_order:
+            self.exit_order.append(flow.name)
         self.history_events = self.history_events | self._history_events(node)
+
+    @property
+    def retired(self) -> list[str]:
+        """The flows no longer in the program of which versions are loaded."""
+        return self.exit_order[len(self.flows) :]
 
     def adopt_versions(self, other: Engine) -> None:
         """Load every flow version `other` (the engine before a reload) had loaded."""
@@ -446,9 +449,10 @@ class Engine(WakeupPlanner):
         if enrolled and event is not None and event.name is not None:
             for enr in enrolled:
                 if enr.wait == "event":
-                    state = self.flow_of(enr).states[enr.state]  # type: ignore[index]
+                    flow = self.flow_of(enr)
+                    state = flow.states[enr.state]  # type: ignore[index]
                     if state["event"] == event.name:
-                        where = self.flow_of(enr).conds.get(f"{enr.state}/where")
+                        where = flow.conds.get(f"{enr.state}/where")
                         self._bind(ctx, enr)
                         if where is None or _where_bound(where, ctx, event.props):
                             enr.event = event.props
@@ -541,13 +545,11 @@ class Engine(WakeupPlanner):
         if not contact.enrollments:
             return
         enrollments = contact.enrollments
-        for flow_name, current in self.exit_order:
+        for flow_name in self.exit_order:
             enr = enrollments.get(flow_name)
             if enr is None:
                 continue
-            flow = current if current is not None and current.version == enr.version else None
-            if flow is None:
-                flow = self.flow_of(enr)
+            flow = self.flow_of(enr)
             self._bind(ctx, enr)
             reason = None
             if name is not None:
