@@ -196,7 +196,7 @@ async def open_daemon(
     if new:
         generated["admin token"] = admin
     secret, _ = await store.credential("secret", config.secret)
-    # One daemon per database (for now): deliveries a killed daemon had claimed are free again.
+    # On SQLite (one daemon) deliveries a killed daemon had claimed are free again at once.
     await store.release_leases()
     # What this daemon was started with is what every daemon of the store runs from now on.
     generation = await publish(store, program)
