@@ -106,14 +106,7 @@ def _load_program(paths: tuple[str, ...]) -> Program:
         click.echo(output, err=True, nl=not output.endswith("\n"))
         sys.exit(2)
     if result.program is None:
-        # No errors but no single program: a folder whose subfolders are separate programs.
-        shown = ", ".join(f"`{name}`" for name in result.programs[:5])
-        more = f" and {len(result.programs) - 5} more" if len(result.programs) > 5 else ""
-        click.echo(
-            "error: these paths hold several programs (the .lead files of each folder are one"
-            f" program): {shown}{more}; name one of them",
-            err=True,
-        )
+        click.echo(f"error: {result.several_programs()}", err=True)
         sys.exit(2)
     return result.program
 

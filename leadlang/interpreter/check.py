@@ -46,6 +46,16 @@ class CheckResult:
     def has_errors(self) -> bool:
         return any(d.is_error for d in self.diagnostics)
 
+    def several_programs(self) -> str:
+        """Why no program is run when there are no errors but no single program: the paths
+        hold several (folders whose subfolders are separate programs)."""
+        shown = ", ".join(f"`{name}`" for name in self.programs[:5])
+        more = f" and {len(self.programs) - 5} more" if len(self.programs) > 5 else ""
+        return (
+            "these paths hold several programs (the .lead files of each folder are one"
+            f" program): {shown}{more}; name one of them"
+        )
+
 
 def check_paths(paths: Sequence[str]) -> CheckResult:
     """Check the `.lead` files (or folders of them) named on the command line.

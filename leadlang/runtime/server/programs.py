@@ -72,7 +72,7 @@ def load_scripts(paths: list[str], config: Config) -> Loaded:
             render(result.diagnostics, result.sources, "full", color=False),
         )
     if result.program is None:
-        return Loaded(None, "these paths hold several programs; name one of them")
+        return Loaded(None, result.several_programs())
     ir, missing = serve_ir(result.program, config)
     if missing:
         return Loaded(None, missing_secrets(missing))
