@@ -204,6 +204,8 @@ def test_dry_run_reports_the_edit_and_changes_nothing(tmp_path: Path) -> None:
         until(lambda: len(sends(daemon)) == 2)
         v1 = flow_version(daemon)
         script.write_text(V2_MIGRATE, encoding="utf-8")
+        garbage = reload(daemon, "?dry_run=%00maybe")
+        assert garbage.status_code == 400 and garbage.json()["error"] == "bad query"
         answer = reload(daemon, "?dry_run=1")
         assert answer.status_code == 200, answer.text
         report = answer.json()
