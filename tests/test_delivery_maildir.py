@@ -9,9 +9,11 @@ import os
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from leadlang.runtime.delivery.drivers import maildir
 from leadlang.runtime.delivery.drivers.maildir import MaildirDriver
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
 from tests.deliveries import KEY, ann_email
@@ -175,3 +177,66 @@ def test_a_rendered_message_read_back_by_a_mail_client(tmp_path: Path) -> None:
     assert html == "<h1>Hello &lt;script&gt;x()&lt;/script&gt;</h1>\n"  # the package ends lines
     assert message.get_body(("plain",)).get_content() == "Hello <script>x()</script>\n"
     assert message["Subject"] == "Hi <script>x()</script>"
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-each"])
+def test_sends_made_together_are_written_as_groups_each_once(
+    tmp_path: Path, syncfs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sends attempted at once are written in groups (made durable together, by one
+    `syncfs` on Linux or an fsync each elsewhere): every good one is a file, once; a bad
+    one fails alone; the same key twice in a group is one file."""
+    if not syncfs:
+        monkeypatch.setattr(maildir, "_SYNCFS", None)
+    elif maildir._SYNCFS is None:
+        pytest.skip("no syncfs on this platform")
+    driver = MaildirDriver(tmp_path)
+    keys = [f"k{n:04d}" for n in range(600)]
+    sends = [ann_email(key, to=f"c{n}@example.com") for n, key in enumerate(keys)]
+    sends[7] = ann_email(keys[7], to="not an address")
+    sends.append(ann_email(keys[3], to="c3@example.com"))  # (a retry racing its first try)
+
+    async def run() -> list[Outcome]:
+        try:
+            return await asyncio.gather(*(driver.deliver(d) for d in sends))
+        finally:
+            await driver.close()
+
+    outcomes = asyncio.run(run())
+    assert outcomes[7].status == "failed"
+    assert all(o == Outcome.sent() for n, o in enumerate(outcomes) if n != 7)
+    names = sorted(os.listdir(tmp_path / "new"))
+    assert names == sorted(k for n, k in enumerate(keys) if n != 7)
+    assert os.listdir(tmp_path / "tmp") == []
+    assert read_all(tmp_path)[keys[5]]["To"] == "c5@example.com"
+
+
+def test_a_send_whose_file_cannot_be_made_is_retried_and_the_group_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure to make one file (here: the disk refuses its fsync) is that send's
+    exception (the worker retries it); the rest of its group is delivered."""
+    real = maildir._fsync_close
+
+    def refuse_one(file: object) -> Exception | None:
+        if "k0002" in str(getattr(file, "name", "")):
+            getattr(file, "close")()  # noqa: B009
+            return OSError(5, "Input/output error")
+        return real(file)
+
+    monkeypatch.setattr(maildir, "_SYNCFS", None)
+    monkeypatch.setattr(maildir, "_fsync_close", refuse_one)
+    driver = MaildirDriver(tmp_path)
+    sends = [ann_email(f"k{n:04d}") for n in range(5)]
+
+    async def run() -> list[Any]:
+        try:
+            return await asyncio.gather(*(driver.deliver(d) for d in sends), return_exceptions=True)
+        finally:
+            await driver.close()
+
+    outcomes = asyncio.run(run())
+    assert isinstance(outcomes[2], OSError)
+    assert [o for n, o in enumerate(outcomes) if n != 2] == [Outcome.sent()] * 4
+    assert sorted(os.listdir(tmp_path / "new")) == ["k0000", "k0001", "k0003", "k0004"]
+    assert os.listdir(tmp_path / "tmp") == []

@@ -351,6 +351,27 @@ def test_at_most_concurrency_attempts_per_channel_at_once() -> None:
     assert all(row.status == "sent" for row in store.rows.values())
 
 
+def test_a_driver_may_ask_for_more_attempts_at_once_than_the_worker_default() -> None:
+    """The Maildir driver writes sends in groups: it asks for many attempts at once (its
+    `concurrency`), and gets that many; another channel keeps the worker's own limit."""
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(60):
+        store.add(delivery(n))
+    for n in range(100, 130):
+        store.add(delivery(n, "sms"))
+
+    async def slow(_: Delivery) -> Outcome:
+        await asyncio.sleep(0.01)
+        return Outcome.sent()
+
+    email, sms = Scripted(slow), Scripted(slow)
+    email.concurrency = 40  # type: ignore[attr-defined]
+    w = worker(store, {"email": email, "sms": sms}, clock, concurrency=3, batch_size=200)
+    assert asyncio.run(w.run_once()) == 90
+    assert email.most_active == 40 and sms.most_active == 3
+    assert all(row.status == "sent" for row in store.rows.values())
+
+
 def test_leases_are_renewed_while_a_row_is_held() -> None:
     """A short lease (so that a killed daemon's rows come back soon) covers a long attempt
     (and rows queued behind one): the worker renews the leases of the rows it holds."""

@@ -58,7 +58,11 @@ OTHER_CHANNELS = "*"  # in `claim_outbox`'s rooms: every channel not named there
 
 
 class Driver(Protocol):
-    """Delivers over one channel; idempotent by `delivery.key`."""
+    """Delivers over one channel; idempotent by `delivery.key`.
+
+    A driver may also have an int attribute `concurrency`: how many attempts it wants at
+    once (the Maildir driver writes its sends in groups, so it takes many); the worker's own
+    `concurrency` applies to the others."""
 
     async def deliver(self, delivery: Delivery) -> Outcome: ...
 

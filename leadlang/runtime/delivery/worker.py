@@ -1,7 +1,8 @@
 """The outbox worker: the only part of serve that talks to the outside world.
 
 It claims due outbox rows from the store under a lease, hands each to its channel's driver
-(at most `concurrency` attempts at once per channel, each under `timeout`), and records the
+(at most `concurrency` attempts at once per channel, or as many as its driver asks for, each
+under `timeout`), and records the
 outcome: sent; a retry after exponential backoff with full jitter (never sooner than a
 driver's `retry_after`); or dead after `max_attempts` or on a final failure. A driver that
 raises is a retry with the error's text, never a crash.
@@ -54,7 +55,7 @@ class OutboxWorker:
         timeout: float = 15.0,
         rng: random.Random | None = None,
         *,
-        batch_size: int = 100,
+        batch_size: int = 500,
         concurrency: int = 16,
         backlog: int = 200,
         lease: float | None = None,
@@ -72,6 +73,14 @@ class OutboxWorker:
         self.rng = rng if rng is not None else random.Random()
         self.batch_size = batch_size
         self.concurrency = concurrency
+        # per channel: attempts at once (its driver's `concurrency`, or ours) and claimed rows
+        self._concurrency = {
+            channel: max(1, int(getattr(driver, "concurrency", concurrency)))
+            for channel, driver in self.drivers.items()
+        }
+        self._backlog = {
+            channel: max(backlog, slots) for channel, slots in self._concurrency.items()
+        }
         self.backlog = max(backlog, concurrency)
         # A claimed row may wait for a slot behind a full backlog of hanging attempts, then
         # make its own: the lease is renewed every third of it while the row is held here
@@ -159,7 +168,7 @@ class OutboxWorker:
                 log.exception("closing a driver failed")
 
     def _room(self) -> int:
-        return self.backlog * max(1, len(self.drivers)) - len(self._tasks)
+        return max(sum(self._backlog.values()), self.backlog) - len(self._tasks)
 
     async def _idle(self, stop: asyncio.Event, wake: asyncio.Event | None, busy: bool) -> None:
         """Wait for a signal, the next poll, or (when slots are full) an attempt to finish."""
@@ -189,14 +198,14 @@ class OutboxWorker:
         now = self.clock()
         # each channel claims only what it has room for: rows past a busy channel's backlog
         # stay due in the outbox instead of being claimed and put back for later
-        rooms = {channel: self.backlog - self._held[channel] for channel in self.drivers}
+        rooms = {channel: self._backlog[channel] - self._held[channel] for channel in self.drivers}
         rooms[OTHER_CHANNELS] = self.batch_size  # (no driver: they are dead at once)
         rows = await self.store.claim_outbox(now, limit, self.lease, rooms)
         tasks: list[asyncio.Task[None]] = []
         for delivery in rows:
             if delivery.key in self._in_flight:
                 continue  # its lease ran out while it waited here; the claim renewed it
-            if self._held[delivery.channel] >= self.backlog:
+            if self._held[delivery.channel] >= self._backlog.get(delivery.channel, self.backlog):
                 await self._put_back(delivery, now)
                 continue
             self._held[delivery.channel] += 1
@@ -237,7 +246,8 @@ class OutboxWorker:
     def _slot(self, channel: str) -> asyncio.Semaphore:
         slot = self._slots.get(channel)
         if slot is None:
-            slot = self._slots[channel] = asyncio.Semaphore(self.concurrency)
+            slots = self._concurrency.get(channel, self.concurrency)
+            slot = self._slots[channel] = asyncio.Semaphore(slots)
         return slot
 
     async def _deliver(self, driver: Driver, delivery: Delivery) -> Outcome:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import math
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import attrs
 import orjson
 from sqlalchemy import (
+    ColumnElement,
     and_,
     bindparam,
     delete,
@@ -43,6 +46,7 @@ DEDUP_SECONDS = 24 * 3600.0
 # the `meta` rows of the program every daemon runs (`publish_program`)
 PROGRAM = "program"
 PROGRAM_GENERATION = "program_generation"
+GIVE_WAY = 0.05  # seconds a write waits at most for ingest's commits to go first (SQLite)
 WRITE_LOCK_PATIENCE = 60.0  # seconds a writer waits for another process's SQLite write lock
 # PostgreSQL: a round's claims (see `SqlStore._claim`) end with its transaction; one left idle
 # this long (a processor frozen, its host unreachable) is ended by the database, claims and all.
@@ -50,7 +54,11 @@ CLAIM_LEASE = 60.0
 CLAIM_WINDOWS = 4  # windows read at most, per source (due timers, pending events)
 # (written out, not a parameter: a prepared statement's generic plan can then still use the
 # partial indexes on pending events)
-_PENDING: Any = s.events.c.pending == literal_column("1")
+_PENDING: Any = s.events.c.pending == literal_column(str(s.PENDING))
+_NEW: Any = s.events.c.pending == literal_column(str(s.NEW))
+_NOT_NEW: Any = s.events.c.pending != literal_column(str(s.NEW))
+ADMIT_LIMIT = 2_000  # NEW events admitted by one transaction, about (whole requests)
+ADMIT_LOCK = 0x6C6561646C616E67  # advisory lock: one daemon admits at a time (PostgreSQL)
 _DB_NOW: Any = literal_column("extract(epoch from clock_timestamp())::float8")  # PostgreSQL's clock
 EFFECT_COLUMNS = (
     "contact",
@@ -158,24 +166,43 @@ class RoundResult:
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine, writer: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writer: AsyncEngine | None = None,
+        lazy_writer: AsyncEngine | None = None,
+    ) -> None:
         self.engine = engine  # reads
         self.writer = writer or engine  # write transactions (on SQLite: BEGIN IMMEDIATE)
+        self.lazy_writer = lazy_writer or self.writer  # `write(durable=False)`'s
         self.sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
         self._marks: list[tuple[str, dict[str, Any], asyncio.Future[None]]] = []
         self._marking = False
+        database = engine.url.database if self.sqlite else None
+        self.turns = _Turns(f"{database}-turns") if database and database != ":memory:" else None
 
     # ------------------------------------------------------------------ set-up
 
     async def close(self) -> None:
+        if self.turns is not None:
+            self.turns.close()
         await self.engine.dispose()
         if self.writer is not self.engine:
             await self.writer.dispose()
+        if self.lazy_writer is not self.writer:
+            await self.lazy_writer.dispose()
 
-    def write(self) -> _Write:
-        """`async with store.write() as conn:` one write transaction (on SQLite, one at a time)."""
-        return _Write(self)
+    def write(self, durable: bool = True, first: bool = False) -> _Write:
+        """`async with store.write() as conn:` one write transaction (on SQLite, one at a time).
+
+        `durable=False` (SQLite): the commit is not fsynced (`synchronous=NORMAL` for it), for
+        what a crash may lose: the outbox leases, which SQLite's one daemon frees at start-up
+        anyway. Later commits are fsynced as usual, and the log keeps commits in order.
+
+        `first=True` (SQLite): ingest's commits, which clients wait for, go before the other
+        writes of both processes (`_Turns`)."""
+        return _Write(self, durable, first)
 
     async def ping(self) -> bool:
         try:
@@ -214,7 +241,7 @@ class SqlStore:
             for e in batch:
                 if e.message_id and e.message_id not in fresh:
                     fresh[e.message_id] = e.received
-        async with self.write() as conn:
+        async with self.write(first=True) as conn:
             new: set[str] = set()
             ids = list(fresh.items())
             for chunk in _chunks(ids, 5000):
@@ -239,7 +266,8 @@ class SqlStore:
             if rows:
                 await conn.exec_driver_sql(
                     self._sql(
-                        "INSERT INTO events (contact, t, received, body) VALUES (?, ?, ?, ?)"
+                        "INSERT INTO events (contact, t, received, body, pending)"
+                        f" VALUES (?, ?, ?, ?, {s.NEW})"
                     ),
                     rows,
                 )
@@ -260,6 +288,45 @@ class SqlStore:
             return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------ processing
+
+    async def admit_events(self, limit: int = ADMIT_LIMIT) -> int:
+        """Admit NEW events (as ingest stored them) for processing: into the indexes keyed by
+        contact that the rounds read, in id order, about `limit` at a time and always whole
+        requests (the events of one request, which share their `received`, are admitted
+        together: a round never sees half a batch, whose events may be out of time order).
+        Ingest's commits stay appends; this does their indexing, in bigger transactions
+        (and on PostgreSQL on one daemon at a time). Returns how many were admitted."""
+        ev = s.events
+        async with self.engine.connect() as conn:  # (most rounds find none: a read first)
+            first = (await conn.execute(select(ev.c.id).where(_NEW).limit(1))).first()
+        if first is None:
+            return 0
+        async with self.write() as conn:
+            if not self.sqlite:
+                mine = await conn.execute(select(func.pg_try_advisory_xact_lock(ADMIT_LOCK)))
+                if not mine.scalar():
+                    return 0  # another daemon is admitting them now
+            boundary = (
+                await conn.execute(
+                    select(ev.c.id, ev.c.received)
+                    .where(_NEW)
+                    .order_by(ev.c.id)
+                    .offset(limit - 1)
+                    .limit(1)
+                )
+            ).first()
+            if boundary is None:
+                done = await conn.execute(update(ev).where(_NEW).values(pending=s.PENDING))
+                return int(done.rowcount or 0)
+            done = await conn.execute(
+                update(ev).where(_NEW, ev.c.id <= boundary[0]).values(pending=s.PENDING)
+            )
+            rest = await conn.execute(  # (the rest of the boundary's request)
+                update(ev)
+                .where(_NEW, ev.c.id > boundary[0], ev.c.received == boundary[1])
+                .values(pending=s.PENDING)
+            )
+            return int(done.rowcount or 0) + int(rest.rowcount or 0)
 
     async def load_round(
         self, conn: AsyncConnection, now: float, limit: int, max_events: int
@@ -642,21 +709,27 @@ class SqlStore:
             o.c.next_attempt <= now,
             or_(o.c.lease_until.is_(None), o.c.lease_until <= clock),
         )
-        if rooms is None:
-            wanted: list[tuple[Any, int]] = [(due, limit)]
-        else:
-            named = [channel for channel in rooms if channel != OTHER_CHANNELS]
-            wanted = [
-                (
-                    and_(due, o.c.channel.not_in(named))
-                    if channel == OTHER_CHANNELS
-                    else and_(due, o.c.channel == channel),
-                    min(room, limit),
-                )
-                for channel, room in rooms.items()
-                if room > 0
-            ]
-        async with self.write() as conn:
+        async with self.write(durable=False) as conn:  # (leases: see `write`)
+            if rooms is None:
+                wanted: list[tuple[Any, int]] = [(due, limit)]
+            else:
+                # each channel read from outbox(status, channel, next_attempt) in due order;
+                # the channels without a driver are found first (`_PENDING_CHANNELS`: a
+                # "channel NOT IN (...)" read every pending row to find, mostly, none)
+                others: list[str] = []
+                if rooms.get(OTHER_CHANNELS, 0) > 0:
+                    found = await conn.exec_driver_sql(_PENDING_CHANNELS)
+                    others = [r[0] for r in found if r[0] not in rooms]
+                wanted = [
+                    (
+                        and_(due, o.c.channel.in_(others))
+                        if channel == OTHER_CHANNELS
+                        else and_(due, o.c.channel == channel),
+                        min(room, limit),
+                    )
+                    for channel, room in rooms.items()
+                    if room > 0 and (channel != OTHER_CHANNELS or others)
+                ]
             rows: list[Any] = []
             for where, count in wanted:
                 query = select(o).where(where).order_by(o.c.next_attempt).limit(count)
@@ -707,7 +780,7 @@ class SqlStore:
         database's on PostgreSQL)."""
         o = s.outbox
         clock: Any = now if self.sqlite else _DB_NOW
-        async with self.write() as conn:
+        async with self.write(durable=False) as conn:
             for chunk in _chunks(keys, 500):
                 await conn.execute(
                     update(o)
@@ -735,9 +808,28 @@ class SqlStore:
     async def _write_marks(
         self, batch: list[tuple[str, dict[str, Any], asyncio.Future[None]]]
     ) -> None:
+        # one statement per kind of outcome, its rows as one executemany (a statement per row
+        # was a round trip to the driver's thread each: 2 ms a row under load)
+        kinds: dict[tuple[tuple[str, bool], ...], list[tuple[str, dict[str, Any]]]] = {}
+        for key, values, _ in batch:
+            kind = tuple(sorted((n, isinstance(v, ColumnElement)) for n, v in values.items()))
+            kinds.setdefault(kind, []).append((key, values))
         async with self.write() as conn:
-            for key, values, _ in batch:
-                await conn.execute(update(s.outbox).where(s.outbox.c.key == key).values(**values))
+            for kind, marks in kinds.items():
+                names = [n for n, _ in kind]
+                plain = [n for n, expression in kind if not expression]
+                statement = (
+                    update(s.outbox)
+                    .where(s.outbox.c.key == bindparam("mark_key"))
+                    .values(
+                        {n: bindparam(f"mark_{n}") if n in plain else marks[0][1][n] for n in names}
+                    )
+                )
+                rows = [
+                    {"mark_key": key, **{f"mark_{n}": values[n] for n in plain}}
+                    for key, values in marks
+                ]
+                await conn.execute(statement, rows)
 
     async def release_leases(self) -> int:
         """Free every claimed delivery (at start-up on SQLite, which one daemon uses: the
@@ -835,12 +927,18 @@ class SqlStore:
 
     async def contact_known(self, contact_id: str) -> bool:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(s.events.c.id).where(s.events.c.contact == contact_id).limit(1)
-                )
-            ).first()
-            return row is not None
+            # (admitted events by their index; NEW ones, not admitted yet, among the few NEW)
+            for stage in (_NOT_NEW, _NEW):
+                row = (
+                    await conn.execute(
+                        select(s.events.c.id)
+                        .where(stage, s.events.c.contact == contact_id)
+                        .limit(1)
+                    )
+                ).first()
+                if row is not None:
+                    return True
+            return False
 
     async def flow_stats(self, flow: str | None = None) -> dict[str, dict[str, Any]]:
         """Per flow: effects counted by action, split arms, and enrollments per step."""
@@ -893,7 +991,9 @@ class SqlStore:
                     await conn.exec_driver_sql("BEGIN")  # (a read transaction: one snapshot)
                 else:
                     conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-                query = select(ev.c.contact).distinct().order_by(ev.c.contact).limit(page)
+                query = (
+                    select(ev.c.contact).where(_NOT_NEW).distinct().order_by(ev.c.contact)
+                ).limit(page)
                 if after is not None:
                     query = query.where(ev.c.contact > after)
                 names = [r[0] for r in await conn.execute(query)]
@@ -902,7 +1002,7 @@ class SqlStore:
                 events: dict[str, list[tuple[int, float, str, int]]] = {}
                 rows = await conn.execute(
                     select(ev.c.contact, ev.c.id, ev.c.t, ev.c.body, ev.c.pending)
-                    .where(ev.c.contact.in_(names))
+                    .where(_NOT_NEW, ev.c.contact.in_(names))
                     .order_by(ev.c.contact, ev.c.t, ev.c.id)
                 )
                 for r in rows:
@@ -928,14 +1028,10 @@ class SqlStore:
             )
             # events are never deleted: the last id is their number, without a scan of history
             out["events"] = int((await conn.execute(select(func.max(s.events.c.id)))).scalar() or 0)
-            out["pending_events"] = int(
-                (
-                    await conn.execute(
-                        select(func.count()).select_from(s.events).where(s.events.c.pending == 1)
-                    )
-                ).scalar()
-                or 0
-            )
+            out["pending_events"] = 0  # (admitted or not: each stage counted from its index)
+            for stage in (_PENDING, _NEW):
+                counted = select(func.count()).select_from(s.events).where(stage)
+                out["pending_events"] += int((await conn.execute(counted)).scalar() or 0)
             for status in ("pending", "sent", "dead"):
                 out[f"outbox_{status}"] = int(
                     (
@@ -959,11 +1055,15 @@ class SqlStore:
         ev, c, o, e = s.events, s.contacts, s.outbox, s.effects
         out: dict[str, Any] = {}
         async with self.engine.connect() as conn:
-            out["oldest_pending_received"] = (
-                await conn.execute(
-                    select(ev.c.received).where(ev.c.pending == 1).order_by(ev.c.id).limit(1)
-                )
-            ).scalar()
+            oldest = [
+                (
+                    await conn.execute(
+                        select(ev.c.received).where(stage).order_by(ev.c.id).limit(1)
+                    )
+                ).scalar()
+                for stage in (_PENDING, _NEW)
+            ]
+            out["oldest_pending_received"] = min((r for r in oldest if r is not None), default=None)
             out["oldest_wake"] = (await conn.execute(select(func.min(c.c.wake)))).scalar()
             for name, cutoff in (("timers_due", now), ("timers_late", now - late_after)):
                 due = select(func.count()).select_from(c).where(c.c.wake <= cutoff)
@@ -988,6 +1088,19 @@ class SqlStore:
                 per_flow[flow] = {action: int(n) for action, n in await conn.execute(counted)}
             out["flows"] = per_flow
         return out
+
+
+# The channels of pending sends, one index seek each (a loose scan of
+# outbox(status, channel, next_attempt)), in both SQLite's and PostgreSQL's SQL.
+_PENDING_CHANNELS = """
+WITH RECURSIVE channels(channel) AS (
+    SELECT min(channel) FROM outbox WHERE status = 'pending'
+    UNION ALL
+    SELECT (SELECT min(o.channel) FROM outbox o WHERE o.status = 'pending' AND o.channel > c.channel)
+    FROM channels c WHERE c.channel IS NOT NULL
+)
+SELECT channel FROM channels WHERE channel IS NOT NULL
+"""
 
 
 class ClaimedRound:
@@ -1079,8 +1192,10 @@ class _Write:
     """A write transaction: on SQLite writers take turns (one writer is what SQLite allows;
     taking turns in-process avoids its busy waits), on PostgreSQL they run side by side."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlStore, durable: bool = True, first: bool = False) -> None:
         self.store = store
+        self.durable = durable
+        self.first = first and store.turns is not None
         self._conn: Any = None
 
     async def __aenter__(self) -> AsyncConnection:
@@ -1094,18 +1209,28 @@ class _Write:
             # 100 ms, so two processes would hand the lock over a few times a second): BEGIN
             # IMMEDIATE fails at once and is tried again here, soon, without blocking the loop.
             delay, waited = 0.0005, 0.0
+            writer = self.store.writer if self.durable else self.store.lazy_writer
+            turns = self.store.turns
+            if self.first:
+                await turns.claim()  # type: ignore[union-attr]
+            elif turns is not None:
+                await turns.give_way()
             while True:
-                self._cm = self.store.writer.begin()
+                self._cm = writer.begin()
                 try:
-                    return await self._cm.__aenter__()
+                    conn = await self._cm.__aenter__()
                 except OperationalError as exc:
                     if not _locked(exc) or waited > WRITE_LOCK_PATIENCE:
                         raise
+                else:
+                    break
                 await asyncio.sleep(delay)
                 waited += delay
-                delay = min(delay * 2, 0.005)
+                # (ingest's turn: the writer now holding the lock is the last before it)
+                delay = 0.0005 if self.first else min(delay * 2, 0.005)
+            return conn
         except BaseException:
-            self.store._write_lock.release()
+            self._release()
             raise
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -1113,7 +1238,59 @@ class _Write:
             await self._cm.__aexit__(*exc)
         finally:
             if self.store.sqlite:
-                self.store._write_lock.release()
+                self._release()
+
+    def _release(self) -> None:
+        if self.first:
+            self.store.turns.release()  # type: ignore[union-attr]
+        self.store._write_lock.release()
+
+
+class _Turns:
+    """Ingest first, on SQLite: one write lock serves both of serve's processes, and the back
+    end, always busy under load, would take it turn after turn while clients wait for their
+    commits (SQLite's lock is not fair: a waiter polls). Ingest announces that it waits or
+    commits by holding an exclusive `flock` on `DATABASE-turns`; every other write first
+    gives way while it is held, for at most `GIVE_WAY` seconds (so processing and delivery
+    still move when ingest never pauses). A lock file, not a database row: a kill releases
+    it with the process."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fds: list[int] = []
+
+    def _fd(self, which: int) -> int:
+        if not self._fds:  # (opened on first use: `open_store` may be given a read-only place)
+            self._fds = [os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2)]
+        return self._fds[which]
+
+    async def claim(self) -> None:
+        while True:
+            try:
+                fcntl.flock(self._fd(0), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:  # (another writer looking, for a moment)
+                await asyncio.sleep(0.0002)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd(0), fcntl.LOCK_UN)
+
+    async def give_way(self) -> None:
+        waited = 0.0
+        while waited < GIVE_WAY:
+            try:
+                fcntl.flock(self._fd(1), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+                waited += 0.001
+                continue
+            fcntl.flock(self._fd(1), fcntl.LOCK_UN)
+            return
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
 
 
 def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
@@ -1176,7 +1353,7 @@ async def open_store(url: str) -> SqlStore:
         "max_overflow": 0 if size else 4,
         "pool_timeout": timeout,
     }
-    writer = None
+    writer = lazy_writer = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
@@ -1189,6 +1366,10 @@ async def open_store(url: str) -> SqlStore:
         writer = create_async_engine(parsed, pool_size=1, max_overflow=0, pool_timeout=timeout)
         event.listen(writer.sync_engine, "connect", _sqlite_writer)
         event.listen(writer.sync_engine, "begin", _begin_immediate)
+        # and one more for the writes a crash may lose (`SqlStore.write(durable=False)`)
+        lazy_writer = create_async_engine(parsed, pool_size=1, max_overflow=0, pool_timeout=timeout)
+        event.listen(lazy_writer.sync_engine, "connect", _sqlite_lazy_writer)
+        event.listen(lazy_writer.sync_engine, "begin", _begin_immediate)
     elif parsed.get_backend_name() == "postgresql":
         # A pooled connection is checked before use (`pool_pre_ping`), so connections a
         # restarted server or `pg_terminate_backend` cut are replaced, not failed on; a
@@ -1200,7 +1381,7 @@ async def open_store(url: str) -> SqlStore:
         raise StoreError(
             f"unsupported database `{parsed.get_backend_name()}`: use sqlite or postgresql"
         )
-    store = SqlStore(engine, writer)
+    store = SqlStore(engine, writer, lazy_writer)
     try:
         async with store.write() as conn:
             await conn.run_sync(_upgrade)
@@ -1241,6 +1422,13 @@ def _sqlite_writer(dbapi_connection: Any, record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
     dbapi_connection.isolation_level = None  # transactions begin as `_begin_immediate` says
+
+
+def _sqlite_lazy_writer(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_writer(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")  # (in WAL mode: commits are not fsynced)
+    cursor.close()
 
 
 def _begin_immediate(conn: Any) -> None:

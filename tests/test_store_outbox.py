@@ -1,0 +1,110 @@
+"""The store's outbox queries on SQLite and PostgreSQL: claims by channel (those without a
+driver included), leases, and outcomes recorded together."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from leadlang.runtime.delivery.outbox import OTHER_CHANNELS
+from leadlang.runtime.store import schema as s
+from leadlang.runtime.store.sql import SqlStore, open_store
+
+pytestmark = pytest.mark.timeout(60)
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'outbox.db'}"
+    return str(request.getfixturevalue("postgres_db"))
+
+
+def _row(key: str, channel: str, next_attempt: float = NOW) -> dict[str, Any]:
+    return {
+        "key": key,
+        "contact": "ada",
+        "flow": "welcome",
+        "message": "hello",
+        "channel": channel,
+        "at": "2027-01-15T08:00:00Z",
+        "recipient": "ada@example.com",
+        "content": '{"subject": "hi"}',
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt": next_attempt,
+        "created": NOW,
+    }
+
+
+async def _with_rows(url: str, rows: list[dict[str, Any]]) -> SqlStore:
+    store = await open_store(url)
+    async with store.write() as conn:
+        await conn.execute(insert(s.outbox), rows)
+    return store
+
+
+async def _statuses(store: SqlStore) -> dict[str, tuple[Any, ...]]:
+    o = s.outbox
+    async with store.engine.connect() as conn:
+        found = await conn.execute(
+            select(o.c.key, o.c.status, o.c.attempts, o.c.last_error, o.c.lease_until)
+        )
+        return {r[0]: tuple(r[1:]) for r in found}
+
+
+def test_each_channel_is_claimed_in_due_order_and_only_up_to_its_room(store_url: str) -> None:
+    rows = [_row(f"e{n}", "email", NOW - n) for n in range(5)]
+    rows += [_row("s1", "sms"), _row("fax1", "fax"), _row("late", "email", NOW + 60)]
+
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        store = await _with_rows(store_url, rows)
+        try:
+            rooms = {"email": 3, "sms": 0, OTHER_CHANNELS: 10}
+            first = await store.claim_outbox(NOW, 100, 30.0, rooms)
+            # leased: not claimed again until the lease runs out
+            again = await store.claim_outbox(NOW + 1, 100, 30.0, rooms)
+            later = await store.claim_outbox(NOW + 1, 100, 30.0, {"email": 10, "sms": 10})
+            return [d.key for d in first], [d.key for d in again], [d.key for d in later]
+        finally:
+            await store.close()
+
+    first, again, later = asyncio.run(run())
+    # the three earliest emails, no sms (no room), the fax (no driver) for the worker to bury
+    assert sorted(first) == ["e2", "e3", "e4", "fax1"]
+    assert [k for k in first if k.startswith("e")] == ["e4", "e3", "e2"]
+    assert sorted(again) == ["e0", "e1"]
+    assert sorted(later) == ["s1"]
+
+
+def test_outcomes_of_every_kind_arriving_together_are_each_recorded(store_url: str) -> None:
+    rows = [_row(f"k{n}", "email") for n in range(6)]
+
+    async def run() -> dict[str, tuple[Any, ...]]:
+        store = await _with_rows(store_url, rows)
+        try:
+            claimed = await store.claim_outbox(NOW, 100, 30.0)
+            assert len(claimed) == 6
+            await asyncio.gather(
+                store.outbox_sent("k0", NOW + 1),
+                store.outbox_retry("k1", 1, NOW + 90, "421 try later"),
+                store.outbox_dead("k2", 8, "550 no such user"),
+                store.outbox_sent("k3", NOW + 1),
+                store.outbox_retry("k4", 3, NOW + 900, "timed out"),
+            )
+            return await _statuses(store)
+        finally:
+            await store.close()
+
+    found = asyncio.run(run())
+    assert found["k0"] == ("sent", 1, None, None)
+    assert found["k3"] == ("sent", 1, None, None)
+    assert found["k1"] == ("pending", 1, "421 try later", None)
+    assert found["k4"] == ("pending", 3, "timed out", None)
+    assert found["k2"] == ("dead", 8, "550 no such user", None)
+    assert found["k5"][0] == "pending" and found["k5"][-1] is not None  # still leased
