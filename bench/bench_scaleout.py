@@ -230,7 +230,7 @@ def start_daemons(folder: Path, paths: list[str], url: str | None, n: int) -> li
     return daemons
 
 
-PENDING = "SELECT EXISTS (SELECT 1 FROM events WHERE pending IN (1, 3))"  # (admitted or NEW)
+PENDING = "SELECT EXISTS (SELECT 1 FROM events WHERE pending = 1)"
 
 
 def drain(
@@ -284,16 +284,14 @@ def drain(
 
 
 def pending_rows(items: list[dict[str, Any]], received: float) -> list[tuple[Any, ...]]:
-    """`events` rows as `/v1/batch` commits them: each made by serve's `parse_message`, NEW
-    (the daemons admit them), in requests of 100 (each its own `received`)."""
+    """Pending `events` rows, each made by serve's `parse_message` (what `/v1/batch` commits)."""
     from leadlang.runtime.server.ingest import parse_message
-    from leadlang.runtime.store.schema import NEW
 
     rows = []
     for index, item in enumerate(items):
-        e = parse_message(item, None, received + index // 100 * 1e-6, index)
+        e = parse_message(item, None, received, index)
         if e is not None:
-            rows.append((e.contact, e.t, e.received, e.body, NEW))
+            rows.append((e.contact, e.t, e.received, e.body, 1))
     return rows
 
 

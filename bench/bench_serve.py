@@ -310,22 +310,19 @@ def write_tracks(path: Path, lines: list[dict[str, Any]]) -> int:
 
 
 def prefill(db: Path, items: list[dict[str, Any]], received: float) -> None:
-    """Events in the daemon's own `events` table, each row made by serve's own
-    `parse_message`, as `/v1/batch` would have committed them: NEW (the daemon admits them
-    before processing), in requests of 100 (each its own `received`)."""
+    """Pending events in the daemon's own `events` table, each row made by serve's own
+    `parse_message` (exactly what `/v1/batch` would have committed)."""
     from leadlang.runtime.server.ingest import parse_message
-    from leadlang.runtime.store.schema import NEW
 
     rows = []
     for index, item in enumerate(items):
-        e = parse_message(item, None, received + index // 100 * 1e-6, index)
+        e = parse_message(item, None, received, index)
         if e is not None:
             rows.append((e.contact, e.t, e.received, e.body))
     con = sqlite3.connect(db)
     with con:
         con.executemany(
-            f"INSERT INTO events (contact, t, received, body, pending) VALUES (?, ?, ?, ?, {NEW})",
-            rows,
+            "INSERT INTO events (contact, t, received, body, pending) VALUES (?, ?, ?, ?, 1)", rows
         )
     con.close()
 

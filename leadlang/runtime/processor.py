@@ -383,7 +383,6 @@ class Processor:
         """One round: claim and read the work, run it (in a thread, so ingest is served
         meanwhile), write what it decided in one transaction. Returns the number of contacts
         run (0: no work, or all of it claimed by other processors)."""
-        await self.store.admit_events()  # (what ingest stored since: see `admit_events`)
         now = self.clock()
         async with self.store.claim_round(now, self.batch, self.max_events) as work:
             rows = work.rows

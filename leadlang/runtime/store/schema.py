@@ -33,13 +33,9 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# Every accepted event, in the order it was accepted (`id`). `pending` says where it is:
-# NEW as ingest stores it (only `events_new` indexes it, so a commit appends and touches no
-# index keyed by contact); PENDING once a processor has admitted it (`SqlStore.admit_events`,
-# which moves whole requests to the contact-keyed indexes) until it has run through the
-# engine; then PROCESSED (kept as the history of what was received), or FAILED when the
-# engine failed on it (logged; see the processor).
-PROCESSED, PENDING, FAILED, NEW = 0, 1, 2, 3
+# Every accepted event, in the order it was accepted (`id`); `pending` is 1 until the
+# processor has run it through the engine, then 0 (kept as the history of what was received),
+# or 2 when the engine failed on it (logged; see the processor).
 events = Table(
     "events",
     metadata,
@@ -64,19 +60,7 @@ Index(
     sqlite_where=events.c.pending == 1,
     postgresql_where=events.c.pending == 1,
 )
-Index(
-    "events_contact",
-    events.c.contact,
-    events.c.id,
-    sqlite_where=events.c.pending != NEW,
-    postgresql_where=events.c.pending != NEW,
-)
-Index(
-    "events_new",
-    events.c.id,
-    sqlite_where=events.c.pending == NEW,
-    postgresql_where=events.c.pending == NEW,
-)
+Index("events_contact", events.c.contact, events.c.id)
 
 # `messageId`s seen in the last 24 hours: a repeat is acknowledged and not stored again.
 seen_messages = Table(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import math
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -46,7 +44,6 @@ DEDUP_SECONDS = 24 * 3600.0
 # the `meta` rows of the program every daemon runs (`publish_program`)
 PROGRAM = "program"
 PROGRAM_GENERATION = "program_generation"
-GIVE_WAY = 0.05  # seconds a write waits at most for ingest's commits to go first (SQLite)
 WRITE_LOCK_PATIENCE = 60.0  # seconds a writer waits for another process's SQLite write lock
 # PostgreSQL: a round's claims (see `SqlStore._claim`) end with its transaction; one left idle
 # this long (a processor frozen, its host unreachable) is ended by the database, claims and all.
@@ -54,11 +51,7 @@ CLAIM_LEASE = 60.0
 CLAIM_WINDOWS = 4  # windows read at most, per source (due timers, pending events)
 # (written out, not a parameter: a prepared statement's generic plan can then still use the
 # partial indexes on pending events)
-_PENDING: Any = s.events.c.pending == literal_column(str(s.PENDING))
-_NEW: Any = s.events.c.pending == literal_column(str(s.NEW))
-_NOT_NEW: Any = s.events.c.pending != literal_column(str(s.NEW))
-ADMIT_LIMIT = 2_000  # NEW events admitted by one transaction, about (whole requests)
-ADMIT_LOCK = 0x6C6561646C616E67  # advisory lock: one daemon admits at a time (PostgreSQL)
+_PENDING: Any = s.events.c.pending == literal_column("1")
 _DB_NOW: Any = literal_column("extract(epoch from clock_timestamp())::float8")  # PostgreSQL's clock
 EFFECT_COLUMNS = (
     "contact",
@@ -179,30 +172,23 @@ class SqlStore:
         self._write_lock = asyncio.Lock()
         self._marks: list[tuple[str, dict[str, Any], asyncio.Future[None]]] = []
         self._marking = False
-        database = engine.url.database if self.sqlite else None
-        self.turns = _Turns(f"{database}-turns") if database and database != ":memory:" else None
 
     # ------------------------------------------------------------------ set-up
 
     async def close(self) -> None:
-        if self.turns is not None:
-            self.turns.close()
         await self.engine.dispose()
         if self.writer is not self.engine:
             await self.writer.dispose()
         if self.lazy_writer is not self.writer:
             await self.lazy_writer.dispose()
 
-    def write(self, durable: bool = True, first: bool = False) -> _Write:
+    def write(self, durable: bool = True) -> _Write:
         """`async with store.write() as conn:` one write transaction (on SQLite, one at a time).
 
         `durable=False` (SQLite): the commit is not fsynced (`synchronous=NORMAL` for it), for
         what a crash may lose: the outbox leases, which SQLite's one daemon frees at start-up
-        anyway. Later commits are fsynced as usual, and the log keeps commits in order.
-
-        `first=True` (SQLite): ingest's commits, which clients wait for, go before the other
-        writes of both processes (`_Turns`)."""
-        return _Write(self, durable, first)
+        anyway. Later commits are fsynced as usual, and the log keeps commits in order."""
+        return _Write(self, durable)
 
     async def ping(self) -> bool:
         try:
@@ -241,7 +227,7 @@ class SqlStore:
             for e in batch:
                 if e.message_id and e.message_id not in fresh:
                     fresh[e.message_id] = e.received
-        async with self.write(first=True) as conn:
+        async with self.write() as conn:
             new: set[str] = set()
             ids = list(fresh.items())
             for chunk in _chunks(ids, 5000):
@@ -266,8 +252,7 @@ class SqlStore:
             if rows:
                 await conn.exec_driver_sql(
                     self._sql(
-                        "INSERT INTO events (contact, t, received, body, pending)"
-                        f" VALUES (?, ?, ?, ?, {s.NEW})"
+                        "INSERT INTO events (contact, t, received, body) VALUES (?, ?, ?, ?)"
                     ),
                     rows,
                 )
@@ -288,45 +273,6 @@ class SqlStore:
             return int(result.rowcount or 0)
 
     # ------------------------------------------------------------------ processing
-
-    async def admit_events(self, limit: int = ADMIT_LIMIT) -> int:
-        """Admit NEW events (as ingest stored them) for processing: into the indexes keyed by
-        contact that the rounds read, in id order, about `limit` at a time and always whole
-        requests (the events of one request, which share their `received`, are admitted
-        together: a round never sees half a batch, whose events may be out of time order).
-        Ingest's commits stay appends; this does their indexing, in bigger transactions
-        (and on PostgreSQL on one daemon at a time). Returns how many were admitted."""
-        ev = s.events
-        async with self.engine.connect() as conn:  # (most rounds find none: a read first)
-            first = (await conn.execute(select(ev.c.id).where(_NEW).limit(1))).first()
-        if first is None:
-            return 0
-        async with self.write() as conn:
-            if not self.sqlite:
-                mine = await conn.execute(select(func.pg_try_advisory_xact_lock(ADMIT_LOCK)))
-                if not mine.scalar():
-                    return 0  # another daemon is admitting them now
-            boundary = (
-                await conn.execute(
-                    select(ev.c.id, ev.c.received)
-                    .where(_NEW)
-                    .order_by(ev.c.id)
-                    .offset(limit - 1)
-                    .limit(1)
-                )
-            ).first()
-            if boundary is None:
-                done = await conn.execute(update(ev).where(_NEW).values(pending=s.PENDING))
-                return int(done.rowcount or 0)
-            done = await conn.execute(
-                update(ev).where(_NEW, ev.c.id <= boundary[0]).values(pending=s.PENDING)
-            )
-            rest = await conn.execute(  # (the rest of the boundary's request)
-                update(ev)
-                .where(_NEW, ev.c.id > boundary[0], ev.c.received == boundary[1])
-                .values(pending=s.PENDING)
-            )
-            return int(done.rowcount or 0) + int(rest.rowcount or 0)
 
     async def load_round(
         self, conn: AsyncConnection, now: float, limit: int, max_events: int
@@ -927,18 +873,12 @@ class SqlStore:
 
     async def contact_known(self, contact_id: str) -> bool:
         async with self.engine.connect() as conn:
-            # (admitted events by their index; NEW ones, not admitted yet, among the few NEW)
-            for stage in (_NOT_NEW, _NEW):
-                row = (
-                    await conn.execute(
-                        select(s.events.c.id)
-                        .where(stage, s.events.c.contact == contact_id)
-                        .limit(1)
-                    )
-                ).first()
-                if row is not None:
-                    return True
-            return False
+            row = (
+                await conn.execute(
+                    select(s.events.c.id).where(s.events.c.contact == contact_id).limit(1)
+                )
+            ).first()
+            return row is not None
 
     async def flow_stats(self, flow: str | None = None) -> dict[str, dict[str, Any]]:
         """Per flow: effects counted by action, split arms, and enrollments per step."""
@@ -991,9 +931,7 @@ class SqlStore:
                     await conn.exec_driver_sql("BEGIN")  # (a read transaction: one snapshot)
                 else:
                     conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-                query = (
-                    select(ev.c.contact).where(_NOT_NEW).distinct().order_by(ev.c.contact)
-                ).limit(page)
+                query = select(ev.c.contact).distinct().order_by(ev.c.contact).limit(page)
                 if after is not None:
                     query = query.where(ev.c.contact > after)
                 names = [r[0] for r in await conn.execute(query)]
@@ -1002,7 +940,7 @@ class SqlStore:
                 events: dict[str, list[tuple[int, float, str, int]]] = {}
                 rows = await conn.execute(
                     select(ev.c.contact, ev.c.id, ev.c.t, ev.c.body, ev.c.pending)
-                    .where(_NOT_NEW, ev.c.contact.in_(names))
+                    .where(ev.c.contact.in_(names))
                     .order_by(ev.c.contact, ev.c.t, ev.c.id)
                 )
                 for r in rows:
@@ -1028,10 +966,14 @@ class SqlStore:
             )
             # events are never deleted: the last id is their number, without a scan of history
             out["events"] = int((await conn.execute(select(func.max(s.events.c.id)))).scalar() or 0)
-            out["pending_events"] = 0  # (admitted or not: each stage counted from its index)
-            for stage in (_PENDING, _NEW):
-                counted = select(func.count()).select_from(s.events).where(stage)
-                out["pending_events"] += int((await conn.execute(counted)).scalar() or 0)
+            out["pending_events"] = int(
+                (
+                    await conn.execute(
+                        select(func.count()).select_from(s.events).where(s.events.c.pending == 1)
+                    )
+                ).scalar()
+                or 0
+            )
             for status in ("pending", "sent", "dead"):
                 out[f"outbox_{status}"] = int(
                     (
@@ -1055,15 +997,11 @@ class SqlStore:
         ev, c, o, e = s.events, s.contacts, s.outbox, s.effects
         out: dict[str, Any] = {}
         async with self.engine.connect() as conn:
-            oldest = [
-                (
-                    await conn.execute(
-                        select(ev.c.received).where(stage).order_by(ev.c.id).limit(1)
-                    )
-                ).scalar()
-                for stage in (_PENDING, _NEW)
-            ]
-            out["oldest_pending_received"] = min((r for r in oldest if r is not None), default=None)
+            out["oldest_pending_received"] = (
+                await conn.execute(
+                    select(ev.c.received).where(ev.c.pending == 1).order_by(ev.c.id).limit(1)
+                )
+            ).scalar()
             out["oldest_wake"] = (await conn.execute(select(func.min(c.c.wake)))).scalar()
             for name, cutoff in (("timers_due", now), ("timers_late", now - late_after)):
                 due = select(func.count()).select_from(c).where(c.c.wake <= cutoff)
@@ -1192,10 +1130,9 @@ class _Write:
     """A write transaction: on SQLite writers take turns (one writer is what SQLite allows;
     taking turns in-process avoids its busy waits), on PostgreSQL they run side by side."""
 
-    def __init__(self, store: SqlStore, durable: bool = True, first: bool = False) -> None:
+    def __init__(self, store: SqlStore, durable: bool = True) -> None:
         self.store = store
         self.durable = durable
-        self.first = first and store.turns is not None
         self._conn: Any = None
 
     async def __aenter__(self) -> AsyncConnection:
@@ -1210,11 +1147,6 @@ class _Write:
             # IMMEDIATE fails at once and is tried again here, soon, without blocking the loop.
             delay, waited = 0.0005, 0.0
             writer = self.store.writer if self.durable else self.store.lazy_writer
-            turns = self.store.turns
-            if self.first:
-                await turns.claim()  # type: ignore[union-attr]
-            elif turns is not None:
-                await turns.give_way()
             while True:
                 self._cm = writer.begin()
                 try:
@@ -1226,11 +1158,10 @@ class _Write:
                     break
                 await asyncio.sleep(delay)
                 waited += delay
-                # (ingest's turn: the writer now holding the lock is the last before it)
-                delay = 0.0005 if self.first else min(delay * 2, 0.005)
+                delay = min(delay * 2, 0.005)
             return conn
         except BaseException:
-            self._release()
+            self.store._write_lock.release()
             raise
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -1238,59 +1169,7 @@ class _Write:
             await self._cm.__aexit__(*exc)
         finally:
             if self.store.sqlite:
-                self._release()
-
-    def _release(self) -> None:
-        if self.first:
-            self.store.turns.release()  # type: ignore[union-attr]
-        self.store._write_lock.release()
-
-
-class _Turns:
-    """Ingest first, on SQLite: one write lock serves both of serve's processes, and the back
-    end, always busy under load, would take it turn after turn while clients wait for their
-    commits (SQLite's lock is not fair: a waiter polls). Ingest announces that it waits or
-    commits by holding an exclusive `flock` on `DATABASE-turns`; every other write first
-    gives way while it is held, for at most `GIVE_WAY` seconds (so processing and delivery
-    still move when ingest never pauses). A lock file, not a database row: a kill releases
-    it with the process."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fds: list[int] = []
-
-    def _fd(self, which: int) -> int:
-        if not self._fds:  # (opened on first use: `open_store` may be given a read-only place)
-            self._fds = [os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2)]
-        return self._fds[which]
-
-    async def claim(self) -> None:
-        while True:
-            try:
-                fcntl.flock(self._fd(0), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:  # (another writer looking, for a moment)
-                await asyncio.sleep(0.0002)
-
-    def release(self) -> None:
-        fcntl.flock(self._fd(0), fcntl.LOCK_UN)
-
-    async def give_way(self) -> None:
-        waited = 0.0
-        while waited < GIVE_WAY:
-            try:
-                fcntl.flock(self._fd(1), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-                waited += 0.001
-                continue
-            fcntl.flock(self._fd(1), fcntl.LOCK_UN)
-            return
-
-    def close(self) -> None:
-        for fd in self._fds:
-            os.close(fd)
-        self._fds = []
+                self.store._write_lock.release()
 
 
 def _columns(rows: list[dict[str, Any]], names: Sequence[str]) -> list[list[Any]]:
