@@ -13,9 +13,9 @@ from sqlalchemy import insert, select
 from leadlang.runtime.delivery.outbox import OTHER_CHANNELS
 from leadlang.runtime.store import schema as s
 from leadlang.runtime.store.sql import SqlStore, open_store
+from tests.test_store_migrations import NOW, _outbox_row
 
 pytestmark = pytest.mark.timeout(60)
-NOW = 1_800_000_000.0
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -26,20 +26,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _row(key: str, channel: str, next_attempt: float = NOW) -> dict[str, Any]:
-    return {
-        "key": key,
-        "contact": "ada",
-        "flow": "welcome",
-        "message": "hello",
-        "channel": channel,
-        "at": "2027-01-15T08:00:00Z",
-        "recipient": "ada@example.com",
-        "content": '{"subject": "hi"}',
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt": next_attempt,
-        "created": NOW,
-    }
+    return {**_outbox_row(key, channel, "pending"), "next_attempt": next_attempt}
 
 
 async def _with_rows(url: str, rows: list[dict[str, Any]]) -> SqlStore:
