@@ -334,3 +334,25 @@ def test_reenter_after_d_allows_exactly_d_after_the_last_entry_not_a_second_soon
     times = ["2025-01-02T00:00:00Z", "2025-01-02T23:59:59Z", "2025-01-03T00:00:00Z"]
     effects = run(prog, _who("u") + [track("u", "go", t) for t in times])
     assert [e["at"] for e in effects if e["action"] == "enter"] == [times[0], times[2]]
+
+
+def test_a_trigger_where_can_read_the_event_as_event_dot_name() -> None:
+    """`on order_completed where event.total > 100`: `event` is the arriving event while its
+    `where` is evaluated, as `total` alone is."""
+    prog = program(
+        messages={"m": "email"},
+        flows=[
+            flow(
+                "big_order",
+                [on("order_completed", b(">", attr(name("event"), "total"), num(100)))],
+                [send("m")],
+            )
+        ],
+    )
+    events = [
+        identify("u", "2025-01-01T09:00:00Z", email="u@x"),
+        track("u", "order_completed", "2025-01-01T10:00:00Z", total=50),
+        track("u", "order_completed", "2025-01-01T11:00:00Z", total=150),
+    ]
+    effects = run(prog, events, until="+1d")
+    assert [e["at"] for e in effects if e["action"] == "enter"] == ["2025-01-01T11:00:00Z"]

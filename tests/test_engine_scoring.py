@@ -153,3 +153,32 @@ flow low:
     tags = [(e["at"], e["tag"]) for e in effects if e["action"] == "tag"]
     # score 0 at the identify (a first evaluation is a rising edge), 10 at 10:00, 5 a day later
     assert tags == [("2025-01-01T09:00:00Z", "low"), ("2025-01-02T10:00:00Z", "low")]
+
+
+def test_a_score_step_below_zero_leaves_the_score_at_zero(tmp_path: Path) -> None:
+    """`score -30` on a score of 20 leaves 0, not -10 (nor anything else): the next +10
+    brings it to exactly 10 again."""
+    script = """
+score:
+  page_viewed +10
+
+flow penalty:
+  on complained
+  score -30
+
+flow exactly_ten:
+  when score == 10
+  reenter always
+  tag "ten"
+"""
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    events = [
+        track("u", "page_viewed", "2025-01-01T10:00:00Z"),
+        track("u", "page_viewed", "2025-01-01T11:00:00Z"),
+        track("u", "complained", "2025-01-01T12:00:00Z"),
+        track("u", "page_viewed", "2025-01-01T13:00:00Z"),
+    ]
+    effects = run(checked.program, events, until="+1d")
+    tags = [e["at"] for e in effects if e["action"] == "tag"]
+    assert tags == ["2025-01-01T10:00:00Z", "2025-01-01T13:00:00Z"]
