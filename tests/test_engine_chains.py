@@ -19,6 +19,8 @@ from engine_run import run, track
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leadlang.runtime.engine import MAX_REENTRIES
+
 START = "2025-01-01T00:00:00Z"
 
 
@@ -86,7 +88,14 @@ flow down:
   enroll up
 """
     effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
-    assert [e["action"] for e in effects].count("stop") == 1
+    stops = [e for e in effects if e["action"] == "stop"]
+    assert len(stops) == 1
+    # the bound, exactly: each flow's first entry, then MAX_REENTRIES re-entries; the stop
+    # names the turn since the refused flow's previous re-entry
+    enters = [e for e in effects if e["action"] == "enter"]
+    assert len(enters) == MAX_REENTRIES + 2
+    assert stops[0]["flow"] == "up" and stops[0]["cycle"] == ["up", "down", "up"]
+    assert stops[0]["at"] == START and stops[0]["reason"] == "never_settles"
 
 
 def test_a_long_settling_chain_is_not_stopped(tmp_path: Path) -> None:
