@@ -240,3 +240,41 @@ def test_a_send_whose_file_cannot_be_made_is_retried_and_the_group_goes_on(
     assert [o for n, o in enumerate(outcomes) if n != 2] == [Outcome.sent()] * 4
     assert sorted(os.listdir(tmp_path / "new")) == ["k0000", "k0001", "k0003", "k0004"]
     assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_a_file_that_cannot_be_written_is_never_half_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that refuses a file's bytes (full) fails that send (retried), leaves no half
+    file in `new/` or `tmp/`, and the retry delivers the whole message."""
+    real_open = open
+
+    class Full:
+        def __init__(self, file: Any) -> None:
+            self.file = file
+
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.file, name)
+
+    def full_for_k0002(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        file = real_open(path, mode, *args, **kwargs)
+        return Full(file) if "k0002" in str(path) else file
+
+    monkeypatch.setattr(maildir, "open", full_for_k0002, raising=False)
+    driver = MaildirDriver(tmp_path)
+    sends = [ann_email(f"k{n:04d}") for n in range(4)]
+
+    async def run(batch: list[Delivery]) -> list[Any]:
+        return await asyncio.gather(*(driver.deliver(d) for d in batch), return_exceptions=True)
+
+    outcomes = asyncio.run(run(sends))
+    assert isinstance(outcomes[2], OSError)
+    assert sorted(os.listdir(tmp_path / "new")) == ["k0000", "k0001", "k0003"]
+    assert os.listdir(tmp_path / "tmp") == []
+    monkeypatch.undo()
+    assert asyncio.run(run([sends[2]])) == [Outcome.sent()]
+    assert read_all(tmp_path)["k0002"]["Subject"] == "Your order, Ann"
+    asyncio.run(driver.close())

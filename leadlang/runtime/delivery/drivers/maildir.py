@@ -1,10 +1,10 @@
 """Email into a Maildir folder (RUNTIME.md section 4): one file per send, named from its key.
 
 Each message is a real RFC 5322 message (`email.message.EmailMessage`) written to `tmp/`,
-fsynced and renamed into `new/`, so a reader never sees half a file; sends that arrive
-together are written as a group, durable together (one fsync of `new/` a group). A send whose file is
-already in `new/` or `cur/` (where a mail client moves it, as `KEY:2,FLAGS`) is `sent`
-without writing again: a retry after a crash delivers nothing twice.
+made durable and renamed into `new/`, so a reader never sees half a file; sends that arrive
+together are written as a group and made durable together. A send whose file is already in
+`new/` or `cur/` (where a mail client moves it, as `KEY:2,FLAGS`) is `sent` without writing
+again: a retry after a crash delivers nothing twice.
 
 `Date` is the instant the engine decided the send, so every attempt writes the same bytes.
 `build_message` says what the message is; `email_bytes` writes the same bytes without it, 15
@@ -102,10 +102,10 @@ class MaildirDriver:
         self.path = Path(path)
         self.from_address = from_address
         # Sends are written in groups (group commit for files): one thread writes a group's
-        # files, they are fsynced side by side on `threads` threads (concurrent fsyncs share
-        # the journal's commits), renamed into new/, and new/ is fsynced once for the group.
-        # A file per send fsynced on its own (and new/ after each) capped delivery at a few
-        # hundred a second on a disk that takes thousands of files a second in groups.
+        # files to tmp/, makes them durable together (`_sync`: one syncfs on Linux, else an
+        # fsync each side by side on `threads` threads, which share the journal's commits),
+        # renames them into new/ and fsyncs new/ once. One durable file at a time per send
+        # capped delivery at a few hundred a second (docs/performance.md, session 11).
         self._groups = ThreadPoolExecutor(GROUPS, thread_name_prefix="leadlang-maildir")
         self._syncs = ThreadPoolExecutor(threads, thread_name_prefix="leadlang-maildir-sync")
         self._waiting: list[tuple[Delivery, asyncio.Future[Outcome]]] = []
@@ -172,10 +172,16 @@ class MaildirDriver:
                     keys.add(delivery.key)
                     key = delivery.key
                     temporary = self.path / "tmp" / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"
-                    file = open(temporary, "wb")  # noqa: SIM115 (closed after the group's fsync)
+                    file = open(temporary, "wb")  # noqa: SIM115 (closed after the group's sync)
+                    try:
+                        file.write(ready)
+                        file.flush()
+                    except BaseException:  # (never renamed: half a file stays out of new/)
+                        file.close()
+                        with contextlib.suppress(OSError):
+                            os.unlink(temporary)
+                        raise
                     files[index] = (temporary, self.path / "new" / key, file)
-                    file.write(ready)
-                    file.flush()
                     ready = Outcome.sent()
                 outcomes.append(ready)
             except Exception as exc:
@@ -197,7 +203,7 @@ class MaildirDriver:
     def _sync(self, files: list[Any]) -> list[Exception | None]:
         """Make the files' contents durable: one `syncfs` of their file system where there is
         one (Linux: one journal commit for the group), else an fsync each, side by side."""
-        if files and _SYNCFS is not None and not os.environ.get("LEADLANG_MAILDIR_FSYNC"):
+        if files and _SYNCFS is not None:
             try:
                 if _SYNCFS(files[0].fileno()) != 0:
                     raise OSError(ctypes.get_errno(), "syncfs failed")
