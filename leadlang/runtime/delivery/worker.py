@@ -1,11 +1,10 @@
 """The outbox worker: the only part of serve that talks to the outside world.
 
 It claims due outbox rows from the store under a lease, hands each to its channel's driver
-(at most `concurrency` attempts at once per channel, or as many as its driver asks for, each
-under `timeout`), and records the
-outcome: sent; a retry after exponential backoff with full jitter (never sooner than a
-driver's `retry_after`); or dead after `max_attempts` or on a final failure. A driver that
-raises is a retry with the error's text, never a crash.
+(at most `concurrency` attempts at once per channel, or as many as the driver asks for, each
+under `timeout`), and records the outcome: sent; a retry after exponential backoff with full
+jitter (never sooner than a driver's `retry_after`); or dead after `max_attempts` or on a
+final failure. A driver that raises is a retry with the error's text, never a crash.
 
 A slow or hanging channel never holds up the others: attempts run as their own tasks, `run`
 claims more rows while they are in flight, and a channel holds at most `backlog` claimed rows;

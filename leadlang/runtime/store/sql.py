@@ -1,9 +1,10 @@
 """Serve's store on SQLAlchemy (async Core): every query serve makes, and nowhere else.
 
 SQLite (through aiosqlite, WAL) by default, PostgreSQL (through asyncpg) with the same code.
-The schema is brought up to date by Alembic at start-up (`open_store`). On SQLite one
-connection writes, so writers take turns on an asyncio lock; readers use their own
-connections (WAL lets them read while a write is in progress).
+The schema is brought up to date by Alembic at start-up (`open_store`). On SQLite writers
+take turns on an asyncio lock, on one connection (or, for what a crash may lose, a second
+one that does not fsync: `SqlStore.write`); readers use their own connections (WAL lets them
+read while a write is in progress).
 """
 
 from __future__ import annotations
