@@ -4,11 +4,18 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from typing import Any
 
+import orjson
+from checking import check_text
 from engine_build import S, attr, b, dur, flow, ident, name, num, on, program, s, send, wait, when
 from engine_run import actions, identify, run, track
 
 from leadlang import ast
+from leadlang.interpreter.compile import compile_program
+from leadlang.runtime.engine import Engine
+from leadlang.runtime.simulate import parse_until, read_events, simulate
 
 D = 86400
 
@@ -356,3 +363,37 @@ def test_a_trigger_where_can_read_the_event_as_event_dot_name() -> None:
     ]
     effects = run(prog, events, until="+1d")
     assert [e["at"] for e in effects if e["action"] == "enter"] == ["2025-01-01T11:00:00Z"]
+
+
+def test_a_send_carries_its_with_values_and_the_bound_event_for_rendering(
+    tmp_path: Path,
+) -> None:
+    """`send deal with {...}`: the send effect carries the values, evaluated at the send
+    (serve renders the message's templates with them), and the event the enrollment bound
+    (`event.NAME` in the message)."""
+    script = """
+message deal:
+  channel email
+  subject "Your code {{ code }}"
+  text "Use {{ code }} for {{ percent }}% off"
+
+flow f:
+  on signed_up
+  send deal with {code: "X1", percent: event.percent * 2}
+"""
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    log = read_events(
+        orjson.dumps(e)
+        for e in [
+            identify("u", "2025-01-01T09:00:00Z", email="u@example.com"),
+            track("u", "signed_up", "2025-01-01T10:00:00Z", percent=10),
+        ]
+    )
+    out: list[dict[str, Any]] = []
+    end = parse_until("+1d", log.events[-1].t)
+    assert end is not None
+    simulate(Engine(compile_program(checked.program)), log.events, end, out.append, None, 1)
+    (send,) = [e for e in out if e["action"] == "send"]
+    assert send["data"] == {"code": "X1", "percent": 20}
+    assert send["event"] == {"percent": 10}
