@@ -339,6 +339,6 @@ def test_when_triggers_keep_their_last_values_across_a_reload(
     assert [e["flow"] for e in effects if e["action"] == "enter"] == ["a"]
     stored = orjson.loads(orjson.dumps(contact_to_json(contact, first.trigger_names)))
     engine = reloaded(old, new)
-    contact = contact_from_json(stored, engine.trigger_names)
+    contact = contact_from_json(stored, engine.trigger_ids)
     effects = engine.on_event(contact, event(T0 + 60, "started", 2))
     assert [e["flow"] for e in effects if e["action"] == "enter"] == entered_then

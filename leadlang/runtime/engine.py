@@ -142,6 +142,7 @@ class Engine(WakeupPlanner):
             while name in self.trigger_names:
                 name += " (again)"
             self.trigger_names.append(name)
+        self.trigger_ids = {name: tid for tid, name in enumerate(self.trigger_names)}
         segment_sources = program["segments"]
 
         def segment(name: str) -> tuple[str, dict[str, Any]] | None:

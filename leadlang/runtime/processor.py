@@ -241,7 +241,7 @@ class Runner:
             rank_t, rank_id = (events[0].t, events[0].id) if events else (now, 0)
             clock = -math.inf
         else:
-            contact = contact_from_json(orjson.loads(row.state), engine.trigger_names)
+            contact = contact_from_json(orjson.loads(row.state), engine.trigger_ids)
             rank_t, rank_id, clock = row.rank_t, row.rank_id, row.clock
         timeline: list[Event] = []
         for p in events:

@@ -6,7 +6,7 @@ serialise them per contact row). Times are float seconds since the Unix epoch, U
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -163,9 +163,12 @@ def contact_to_json(contact: Contact, triggers: Sequence[str] | None = None) -> 
     }
 
 
-def contact_from_json(data: dict[str, Any], triggers: Sequence[str] | None = None) -> Contact:
-    """The contact `contact_to_json` wrote; `triggers` as there. A trigger the program no
-    longer has is forgotten; one it did not have yet has no last value (it counts as false)."""
+def contact_from_json(
+    data: dict[str, Any], trigger_ids: Mapping[str, int] | None = None
+) -> Contact:
+    """The contact `contact_to_json` wrote; `trigger_ids`: each trigger name's number
+    (`Engine.trigger_ids`). A trigger the program no longer has is forgotten; one it did not
+    have yet has no last value (it counts as false)."""
 
     def consent(table: dict[str, list[Any]]) -> dict[str | None, tuple[float, int]]:
         return {(None if k == _ALL_CHANNELS else k): (v[0], v[1]) for k, v in table.items()}
@@ -183,14 +186,13 @@ def contact_from_json(data: dict[str, Any], triggers: Sequence[str] | None = Non
     contact.msg_events = [(e[0], e[1], e[2], e[3], e[4]) for e in data["msg_events"]]
     contact.enrollments = {k: enrollment_from_json(v) for k, v in data["enrollments"].items()}
     contact.entries = {k: (v[0], v[1]) for k, v in data["entries"].items()}
-    contact.when_values = _when_values(data["when_values"], triggers)
+    contact.when_values = _when_values(data["when_values"], trigger_ids or {})
     contact.wake = data["wake"]
     contact.seq = data["seq"]
     return contact
 
 
-def _when_values(data: dict[str, Any], triggers: Sequence[str] | None) -> dict[int, Any]:
-    ids = {} if triggers is None else {name: tid for tid, name in enumerate(triggers)}
+def _when_values(data: dict[str, Any], ids: Mapping[str, int]) -> dict[int, Any]:
     values: dict[int, Any] = {}
     for key, value in data.items():
         if key.isdigit():  # by number (a state written before triggers had names)
