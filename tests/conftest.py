@@ -55,6 +55,14 @@ def postgres_db() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store's URL: a SQLite file, then a fresh PostgreSQL database (`postgres_db`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_db"))
+
+
 @pytest_asyncio.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     """A started `Receiver` (tests/receiver.py), stopped after the test."""

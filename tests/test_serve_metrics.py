@@ -93,13 +93,6 @@ async def _fill(store: SqlStore) -> None:
         )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    return str(request.getfixturevalue("postgres_db"))
-
-
 def test_figures_come_from_the_store(store_url: str) -> None:
     async def scrape() -> str:
         store = await open_store(store_url)

@@ -5,7 +5,6 @@ and indexes as the schema a fresh one is created from; on SQLite and on PostgreS
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.timeout(120)
 
 NOW = 1_800_000_000.0
 HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'old.db'}"
-    return str(request.getfixturevalue("postgres_db"))
 
 
 def _outbox_row(key: str, channel: str, status: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ driver included), leases, and outcomes recorded together."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +15,6 @@ from leadlang.runtime.store.sql import SqlStore, open_store
 from tests.test_store_migrations import NOW, _outbox_row
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'outbox.db'}"
-    return str(request.getfixturevalue("postgres_db"))
 
 
 def _row(key: str, channel: str, next_attempt: float = NOW) -> dict[str, Any]:
