@@ -648,6 +648,36 @@ def timers(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"rate": seen / fire, "first": first - due}
 
 
+def pct(values: list[float], p: float) -> float:
+    """The p-quantile of sorted seconds, in milliseconds."""
+    return values[min(len(values) - 1, int(p * len(values)))] * 1000
+
+
+def mail_stages(db: Path, sent: list[float]) -> dict[str, list[float]]:
+    """Where each email's time went, from the store's own clocks: the request's send time to
+    its event's commit (`events.received`), to its send's commit (`outbox.created`), to its
+    delivery (`outbox.delivered`). Each list sorted."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    received = dict(
+        con.execute("SELECT contact, received FROM events WHERE body LIKE '%signed_up%'")
+    )
+    rows = con.execute("SELECT contact, created, delivered FROM outbox").fetchall()
+    con.close()
+    stages: dict[str, list[float]] = {
+        "sent -> event committed": [],
+        "event committed -> send committed": [],
+        "send committed -> delivered": [],
+    }
+    for contact, created, delivered in rows:
+        t_sent = sent[int(contact[1:])]
+        stages["sent -> event committed"].append(received[contact] - t_sent)
+        stages["event committed -> send committed"].append(created - received[contact])
+        stages["send committed -> delivered"].append((delivered or created) - created)
+    for values in stages.values():
+        values.sort()
+    return stages
+
+
 def maildir(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     n = int(args.mail_rate * args.mail_seconds)
     script = folder / "mail.lead"
@@ -715,12 +745,10 @@ def maildir(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         t_sent = sent[int(contact[1:])]
         latencies.append(seen_at - t_sent)
         mtimes.append((outbox / name).stat().st_mtime - t_sent)
+    stages = mail_stages(d.db, sent)
     latencies.sort()
     mtimes.sort()
     achieved = n / (max(sent) - min(sent))
-
-    def pct(values: list[float], p: float) -> float:
-        return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
     print(
         f"\nmaildir: one /v1/track per contact at {args.mail_rate:,.0f}/s for "
@@ -732,6 +760,8 @@ def maildir(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         f" ms  max {latencies[-1] * 1000:.0f} ms   (file mtime: p50 {pct(mtimes, 0.5):.0f} ms,"
         f" p99 {pct(mtimes, 0.99):.0f} ms); RSS {rss[0] / 1024:.0f} MB"
     )
+    for label, values in stages.items():
+        print(f"  {label:<34} p50 {pct(values, 0.5):6.0f} ms  p99 {pct(values, 0.99):6.0f} ms")
     return {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99)}
 
 
