@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import msgspec
 import orjson
 from jinja2 import TemplateError, meta
@@ -383,25 +384,41 @@ class Processor:
         """One round: claim and read the work, run it (in a thread, so ingest is served
         meanwhile), write what it decided in one transaction. Returns the number of contacts
         run (0: no work, or all of it claimed by other processors)."""
+        round_ = await self._start_round(frozenset())
+        if round_ is None:
+            return 0
+        await self._finish_round(round_)
+        return round_.size
+
+    async def _start_round(self, busy: frozenset[str]) -> _Round | None:
+        """Claim and read the work of contacts not in `busy`, run it, and start writing it
+        (a task); None when there is no work."""
         now = self.clock()
-        async with self.store.claim_round(now, self.batch, self.max_events) as work:
-            rows = work.rows
-            if not rows:
-                return 0
+        work = await self.store.claim_round(now, self.batch, self.max_events, busy).__aenter__()
+        try:
+            if not work.rows:
+                await work.__aexit__(None, None, None)
+                return None
             if work.generation != self.generation:
                 await self.follow(work)
-            result = await asyncio.to_thread(self.runner, rows, work.pending, work.cut, now)
-            try:
-                await work.save(result)
-            except RoundConflict:
-                log.info("another processor took some of this round's work first; reading again")
-                return len(rows)
+            result = await asyncio.to_thread(self.runner, work.rows, work.pending, work.cut, now)
+        except BaseException:
+            await work.__aexit__(None, None, None)  # (rolled back, the claims released)
+            raise
+        contacts = frozenset(row.id for row in work.rows)
+        return _Round(len(work.rows), contacts, result, asyncio.create_task(_save(work, result)))
+
+    async def _finish_round(self, round_: _Round) -> None:
+        """Wait for a round's write, then act on it (outside the engine's thread: no round
+        runs meanwhile)."""
+        if not await round_.saving:
+            log.info("another processor took some of this round's work first; reading again")
+            return
         self.rounds += 1
-        if result.unknown:
-            await self._load_versions(result.unknown)
-        if result.outbox:
+        if round_.result.unknown:
+            await self._load_versions(round_.result.unknown)
+        if round_.result.outbox:
             self.on_output()
-        return len(rows)
 
     async def follow(self, work: ClaimedRound) -> None:
         """Switch to the program last published in the store (a reload, here or on another
@@ -429,36 +446,99 @@ class Processor:
                 self.runner.lost.add(key)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Rounds while there is work, each round's write overlapping the reading and running
+        of the next one (of other contacts), then sleep until woken or a timer is due."""
         retrying = Retrying(log, "processing", first=0.25)
-        while not stop.is_set():
+        writing: _Round | None = None  # the round whose write is under way
+        try:
+            while not stop.is_set():
+                try:
+                    n, writing = await self._overlapped(writing)
+                    if not n:
+                        wake = await self._look_ahead()
+                    retrying.succeeded()
+                except Exception as exc:
+                    # The store is down, restarting, or cut a connection: the loop must
+                    # outlive it.
+                    await self._settle(writing)
+                    writing = None
+                    await retrying.failed(exc, stop)
+                    continue
+                if n:
+                    await asyncio.sleep(0)  # let ingest in between rounds
+                    continue
+                await self._sleep(wake)
+        finally:
+            await self._settle(writing)
+
+    async def _overlapped(self, writing: _Round | None) -> tuple[int, _Round | None]:
+        """Read and run the next round while `writing`'s write goes on, then wait for that
+        write: the contacts run or written (0: nothing to do), and the round now being
+        written."""
+        busy = writing.contacts if writing is not None else frozenset()
+        started = await self._start_round(busy)
+        done = 0
+        if writing is not None:
             try:
-                n = await self.run_once()
-                if not n:
-                    if self.clock() >= self._next_purge:
-                        self._next_purge = self.clock() + PURGE_EVERY
-                        await self.store.forget_seen(self.clock() - DEDUP_SECONDS)
-                    wake = await self.store.next_wake()
-                retrying.succeeded()
-            except Exception as exc:
-                # The store is down, restarting, or cut a connection: the loop must outlive it.
-                await retrying.failed(exc, stop)
-                continue
-            if n:
-                await asyncio.sleep(0)  # let ingest in between rounds
-                continue
-            now = self.clock()
-            poll = IDLE_POLL if self.store.sqlite else IDLE_POLL_SHARED
-            if wake is None:
-                delay = poll
-            elif wake <= now:  # due, and claimed by another processor (PostgreSQL)
-                delay = BUSY_ELSEWHERE
-            else:
-                delay = min(poll, wake - now)
-            # (cleared after the wait, not before it: a wake-up that came during the round or
-            # the look above ends the wait at once instead of being lost)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), delay)
-            self.wakeup.clear()
+                await self._finish_round(writing)
+            except BaseException:
+                await self._settle(started)
+                raise
+            done = writing.size
+        return (started.size if started is not None else done), started
+
+    async def _settle(self, round_: _Round | None) -> None:
+        """Let a round's write end and act on it, whatever its outcome (the loop is stopping,
+        or failed: a write that failed was rolled back, and its work is read again)."""
+        if round_ is not None:
+            with contextlib.suppress(Exception):
+                await self._finish_round(round_)
+
+    async def _look_ahead(self) -> float | None:
+        """With no work: drop expired `messageId`s now and then; the next wake-up due."""
+        if self.clock() >= self._next_purge:
+            self._next_purge = self.clock() + PURGE_EVERY
+            await self.store.forget_seen(self.clock() - DEDUP_SECONDS)
+        return await self.store.next_wake()
+
+    async def _sleep(self, wake: float | None) -> None:
+        """Until woken (new events), the next wake-up, or the next poll."""
+        now = self.clock()
+        poll = IDLE_POLL if self.store.sqlite else IDLE_POLL_SHARED
+        if wake is None:
+            delay = poll
+        elif wake <= now:  # due, and claimed by another processor (PostgreSQL)
+            delay = BUSY_ELSEWHERE
+        else:
+            delay = min(poll, wake - now)
+        # (cleared after the wait, not before it: a wake-up that came during the round or
+        # the look above ends the wait at once instead of being lost)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), delay)
+        self.wakeup.clear()
+
+
+@attrs.frozen
+class _Round:
+    """A round that has run: its size, its contacts, what it decided, and its write (a task
+    that answers whether the round was written: False when another processor's write came
+    first and the work is to be read again)."""
+
+    size: int
+    contacts: frozenset[str]
+    result: RoundResult
+    saving: asyncio.Task[bool]
+
+
+async def _save(work: ClaimedRound, result: RoundResult) -> bool:
+    """Write a round and end its claim; False on a conflict (the work is read again)."""
+    try:
+        await work.save(result)
+    except RoundConflict:
+        return False
+    finally:
+        await work.__aexit__(None, None, None)
+    return True
 
 
 def _drop_partial(result: RoundResult, contact: str, event_ids: set[int]) -> None:

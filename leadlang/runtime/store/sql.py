@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -276,20 +276,28 @@ class SqlStore:
     # ------------------------------------------------------------------ processing
 
     async def load_round(
-        self, conn: AsyncConnection, now: float, limit: int, max_events: int
+        self,
+        conn: AsyncConnection,
+        now: float,
+        limit: int,
+        max_events: int,
+        busy: Collection[str] = (),
     ) -> tuple[list[ContactRow], dict[str, list[Pending]], dict[str, bool]]:
         """The work of one processing round, read on `conn`: up to `limit` contacts that have
         pending events or a timer due by `now` (earliest timers, then oldest events first),
         their state, and their pending events in time order (at most `max_events` in all: a
         contact with more than that alone gets its first `max_events`, and is marked in the
-        third result, cut).
+        third result, cut). Contacts in `busy` (the processor's round still being written) are
+        left for a later round.
 
         On PostgreSQL the contacts are claimed first (`_claim`), in `conn`'s transaction, so
         concurrent processors read disjoint contacts, and everything about them is read after
         the claim. On SQLite one processor runs: what it reads stays true until it writes
         (ingest only adds events; one that arrives meanwhile waits for the next round)."""
         names = await (
-            self._unclaimed(conn, now, limit) if self.sqlite else self._claim(conn, now, limit)
+            self._unclaimed(conn, now, limit, busy)
+            if self.sqlite
+            else self._claim(conn, now, limit, busy)
         )
         if not names:
             return [], {}, {}
@@ -354,27 +362,29 @@ class SqlStore:
             return f"{column} IN ({', '.join(['?'] * len(names))})", tuple(names)
         return f"{column} = ANY(?::text[])", (list(names),)
 
-    async def _unclaimed(self, conn: AsyncConnection, now: float, limit: int) -> list[str]:
-        """Up to `limit` contacts with work, earliest timers first, then oldest events (the
-        one processor's pick: nothing to claim from)."""
-        due = await conn.execute(
-            select(s.contacts.c.id)
-            .where(s.contacts.c.wake <= now)
-            .order_by(s.contacts.c.wake)
-            .limit(limit)
-        )
+    async def _unclaimed(
+        self, conn: AsyncConnection, now: float, limit: int, busy: Collection[str]
+    ) -> list[str]:
+        """Up to `limit` contacts with work, not in `busy`, earliest timers first, then oldest
+        events (the one processor's pick: nothing to claim from)."""
+        due_query = select(s.contacts.c.id).where(s.contacts.c.wake <= now)
+        queued_query = select(s.events.c.contact).where(_PENDING)
+        if busy:
+            due_query = due_query.where(s.contacts.c.id.not_in(list(busy)))
+            queued_query = queued_query.where(s.events.c.contact.not_in(list(busy)))
+        due = await conn.execute(due_query.order_by(s.contacts.c.wake).limit(limit))
         ids: dict[str, None] = dict.fromkeys(row[0] for row in due)
         if len(ids) < limit:
-            queued = await conn.execute(
-                select(s.events.c.contact).where(_PENDING).order_by(s.events.c.id).limit(limit * 4)
-            )
+            queued = await conn.execute(queued_query.order_by(s.events.c.id).limit(limit * 4))
             for row in queued:
                 ids.setdefault(row[0], None)
                 if len(ids) >= limit:
                     break
         return list(ids)
 
-    async def _claim(self, conn: AsyncConnection, now: float, limit: int) -> list[str]:
+    async def _claim(
+        self, conn: AsyncConnection, now: float, limit: int, busy: Collection[str]
+    ) -> list[str]:
         """Claim up to `limit` contacts with work for `conn`'s transaction (PostgreSQL): in the
         order `_unclaimed` reads them, each one whose transaction-level advisory lock (keyed
         by a 64-bit hash of its id) no other transaction holds. A lock needs no row, so a
@@ -383,9 +393,10 @@ class SqlStore:
         connection (a killed daemon's claims are free at once), and a processor that stops
         answering loses them after `CLAIM_LEASE` idle seconds (see `ClaimedRound`).
         Candidates are read a window at a time, past those other processors hold, for at
-        most `CLAIM_WINDOWS` windows a source."""
+        most `CLAIM_WINDOWS` windows a source. Those in `busy` are not tried (their round,
+        still being written, holds their locks anyway)."""
         claimed: list[str] = []
-        tried: set[str] = set()
+        tried: set[str] = set(busy)
         # (a due contact is one row, a contact with pending events has several: their windows
         # are twice and four times the round's size)
         sources = (
@@ -416,10 +427,12 @@ class SqlStore:
                     break
         return claimed
 
-    def claim_round(self, now: float, limit: int, max_events: int) -> ClaimedRound:
+    def claim_round(
+        self, now: float, limit: int, max_events: int, busy: Collection[str] = ()
+    ) -> ClaimedRound:
         """`async with store.claim_round(...) as work:` the work of one round (`load_round`),
         held until `await work.save(result)` writes it, or the block ends without it."""
-        return ClaimedRound(self, now, limit, max_events)
+        return ClaimedRound(self, now, limit, max_events, busy)
 
     async def save_round(self, result: RoundResult) -> None:
         """Write what a round decided, in one transaction (SQLite's: see `ClaimedRound`)."""
@@ -1056,9 +1069,16 @@ class ClaimedRound:
     under both. On SQLite the one processor reads without a claim and writes in the store's
     write transaction."""
 
-    def __init__(self, store: SqlStore, now: float, limit: int, max_events: int) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        now: float,
+        limit: int,
+        max_events: int,
+        busy: Collection[str] = (),
+    ) -> None:
         self.store = store
-        self.now, self.limit, self.max_events = now, limit, max_events
+        self.now, self.limit, self.max_events, self.busy = now, limit, max_events, busy
         self.rows: list[ContactRow] = []
         self.pending: dict[str, list[Pending]] = {}
         self.cut: dict[str, bool] = {}
@@ -1072,7 +1092,7 @@ class ClaimedRound:
         if store.sqlite:
             async with store.engine.connect() as conn:
                 self.rows, self.pending, self.cut = await store.load_round(
-                    conn, self.now, self.limit, self.max_events
+                    conn, self.now, self.limit, self.max_events, self.busy
                 )
                 self.generation = await _generation(conn)  # (in the reads' snapshot)
             return self
@@ -1083,7 +1103,7 @@ class ClaimedRound:
                 f"SET LOCAL idle_in_transaction_session_timeout = {int(CLAIM_LEASE * 1000)}"
             )
             self.rows, self.pending, self.cut = await store.load_round(
-                conn, self.now, self.limit, self.max_events
+                conn, self.now, self.limit, self.max_events, self.busy
             )
             # read after the round's work: a program published before an event it read was
             # committed is seen (a statement sees what was committed before it began)
