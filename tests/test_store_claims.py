@@ -208,31 +208,42 @@ def test_a_lost_claim_is_taken_over_and_its_late_write_fails(
     assert ledger_text(postgres_db, tmp_path) == simulate(script, events, time.time(), tmp_path)
 
 
+@pytest.mark.parametrize("meanwhile", ["updated", "created"])
 def test_a_round_whose_contacts_were_written_meanwhile_is_refused(
-    tmp_path: Path, postgres_db: str
+    tmp_path: Path, store_url: str, meanwhile: str
 ) -> None:
-    """The net under the claims: were a claim ever lost, a write whose contacts another
-    writer changed since the round read them writes nothing (RoundConflict)."""
+    """The net under the claims (and SQLite's one processor): were a claim ever lost, a write
+    whose contacts another writer changed, or created, since the round read them writes
+    nothing (RoundConflict)."""
     _, ir = program(tmp_path)
     events = signups(200, 20)
 
     async def body(first: SqlStore, second: SqlStore) -> None:
-        await ingest(first, events[:100])
-        processor = Processor(first, Engine(ir), ir, time.time)
-        while await processor.run_once():
-            pass
+        if meanwhile == "updated":
+            await ingest(first, events[:100])
+            processor = Processor(first, Engine(ir), ir, time.time)
+            while await processor.run_once():
+                pass
         await ingest(first, events[100:])
         effects = await first.last_effect_id()
+        pending = await pending_events(first)
         async with first.claim_round(time.time(), 1000, 20_000) as work:
             result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, time.time())
-            known = next(row.id for row in work.rows if row.state is not None)
             async with second.write() as conn:  # a write that ignores the claim
-                await conn.exec_driver_sql(
-                    "UPDATE contacts SET updated = updated + 1 WHERE id = $1", (known,)
-                )
+                if meanwhile == "updated":
+                    known = next(row.id for row in work.rows if row.state is not None)
+                    sql = "UPDATE contacts SET updated = updated + 1 WHERE id = ?"
+                    await conn.exec_driver_sql(second._sql(sql), (known,))
+                else:
+                    new = next(row.id for row in work.rows if row.state is None)
+                    sql = (
+                        "INSERT INTO contacts (id, state, wake, clock, rank_t, rank_id, updated)"
+                        " VALUES (?, '{}', NULL, 0, 0, 0, 1)"
+                    )
+                    await conn.exec_driver_sql(second._sql(sql), (new,))
             with pytest.raises(RoundConflict):
                 await work.save(result)
         assert await first.last_effect_id() == effects  # nothing of the round was written
-        assert await pending_events(first) == 100
+        assert await pending_events(first) == pending
 
-    asyncio.run(with_stores(postgres_db, body))
+    asyncio.run(with_stores(store_url, body))

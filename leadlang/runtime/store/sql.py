@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import math
 import secrets
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 import orjson
@@ -39,6 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from leadlang.runtime.delivery.outbox import OTHER_CHANNELS, Delivery
 from leadlang.runtime.group_commit import settle
 from leadlang.runtime.store import schema as s
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEDUP_SECONDS = 24 * 3600.0
@@ -68,6 +71,7 @@ EFFECT_COLUMNS = (
     "body",
 )
 CONTACT_COLUMNS = ("id", "state", "wake", "clock", "rank_t", "rank_id", "updated")
+POSITION_COLUMNS = ("contact", "flow", "version", "step", "waiting_until")
 OUTBOX_COLUMNS = (
     "key",
     "contact",
@@ -450,54 +454,7 @@ class SqlStore:
         if not self.sqlite:
             await self._write_round_arrays(conn, r)
             return
-        c = s.contacts.c
-        for ids, state in ((r.processed, 0), (r.failed, 2)):
-            for chunk in _chunks(ids, 500):
-                done = await conn.execute(
-                    update(s.events)
-                    .where(and_(s.events.c.id.in_(chunk), s.events.c.pending == 1))
-                    .values(pending=state)
-                )
-                if done.rowcount != len(chunk):
-                    raise RoundConflict("events already processed")
-        if r.contacts:
-            names = [row["id"] for row in r.contacts]
-            current: dict[str, float] = {}
-            for chunk in _chunks(names, 500):
-                query = select(c.id, c.updated).where(c.id.in_(chunk))
-                if not self.sqlite:
-                    query = query.with_for_update()
-                current.update((row[0], row[1]) for row in await conn.execute(query))
-            fresh = [row for row in r.contacts if row["expected"] is None]
-            known = [row for row in r.contacts if row["expected"] is not None]
-            if any(current.get(row["id"]) != row["expected"] for row in r.contacts):
-                raise RoundConflict("contacts written meanwhile")
-            if fresh:
-                await conn.execute(insert(s.contacts), [_contact_values(row) for row in fresh])
-            if known:
-                await conn.execute(
-                    update(s.contacts)
-                    .where(c.id == bindparam("b_id"))
-                    .values(
-                        state=bindparam("state"),
-                        wake=bindparam("wake"),
-                        clock=bindparam("clock"),
-                        updated=bindparam("updated"),
-                    ),
-                    [{"b_id": row["id"], **_contact_values(row)} for row in known],
-                )
-            for chunk in _chunks(names, 500):
-                await conn.execute(delete(s.positions).where(s.positions.c.contact.in_(chunk)))
-        for chunk in _chunks(r.parked, 500):
-            await conn.execute(update(s.contacts).where(c.id.in_(chunk)).values(wake=None))
-        if r.positions:
-            await conn.execute(insert(s.positions), r.positions)
-        if r.effects:
-            await self._insert_many(conn, "effects", EFFECT_COLUMNS, r.effects)
-        if r.outbox:
-            await self._insert_many(
-                conn, "outbox", OUTBOX_COLUMNS, r.outbox, " ON CONFLICT (key) DO NOTHING"
-            )
+        await in_sqlite_thread(conn, _write_round_sqlite, r)
 
     async def _write_round_arrays(self, conn: AsyncConnection, r: RoundResult) -> None:
         """`_write_round` on PostgreSQL: the same checks and rows, each table's rows in one
@@ -566,23 +523,6 @@ class SqlStore:
                 " ON CONFLICT (key) DO NOTHING",
                 *_columns(r.outbox, OUTBOX_COLUMNS),
             )
-
-    async def _insert_many(
-        self,
-        conn: AsyncConnection,
-        table: str,
-        columns: tuple[str, ...],
-        rows: list[dict[str, Any]],
-        tail: str = "",
-    ) -> None:
-        """One driver `executemany` (rows the processor makes by the thousand)."""
-        sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ("
-            + ", ".join(["?"] * len(columns))
-            + ")"
-            + tail
-        )
-        await conn.exec_driver_sql(self._sql(sql), [tuple(row[c] for c in columns) for row in rows])
 
     async def next_wake(self) -> float | None:
         async with self.engine.connect() as conn:
@@ -1211,13 +1151,76 @@ async def _program(conn: AsyncConnection) -> tuple[int, str | None]:
     return int(rows.get(PROGRAM_GENERATION) or 0), rows.get(PROGRAM)
 
 
-def _contact_values(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != "expected"}
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+async def in_sqlite_thread(conn: AsyncConnection, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(db, *args)` with `conn`'s `sqlite3` connection, in the thread aiosqlite runs it
+    on: a transaction's many statements in one hand-over to that thread, not one each (under
+    load each hand-over waits for the event loop and the interpreter lock, and the
+    transaction holds SQLite's one write lock meanwhile)."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection  # (aiosqlite's Connection, which owns the thread)
+    assert driver is not None
+    db: sqlite3.Connection = driver._conn
+    return cast(T, await driver._execute(fn, db, *args))
+
+
+def _write_round_sqlite(db: sqlite3.Connection, r: RoundResult) -> None:
+    """`_write_round` on SQLite, in its connection's thread (`in_sqlite_thread`)."""
+
+    def among(names: Sequence[Any]) -> str:
+        return ", ".join(["?"] * len(names))
+
+    for ids, state in ((r.processed, 0), (r.failed, 2)):
+        for chunk in _chunks(ids, 500):
+            done = db.execute(
+                f"UPDATE events SET pending = ? WHERE id IN ({among(chunk)}) AND pending = 1",
+                (state, *chunk),
+            )
+            if done.rowcount != len(chunk):
+                raise RoundConflict("events already processed")
+    if r.contacts:
+        names = [row["id"] for row in r.contacts]
+        current: dict[str, float] = {}
+        for chunk in _chunks(names, 500):
+            sql = f"SELECT id, updated FROM contacts WHERE id IN ({among(chunk)})"
+            current.update(db.execute(sql, chunk).fetchall())
+        if any(current.get(row["id"]) != row["expected"] for row in r.contacts):
+            raise RoundConflict("contacts written meanwhile")
+        db.executemany(
+            f"INSERT INTO contacts ({', '.join(CONTACT_COLUMNS)}) VALUES ({among(CONTACT_COLUMNS)})",
+            [
+                tuple(row[k] for k in CONTACT_COLUMNS)
+                for row in r.contacts
+                if row["expected"] is None
+            ],
+        )
+        db.executemany(
+            "UPDATE contacts SET state = ?, wake = ?, clock = ?, updated = ? WHERE id = ?",
+            [
+                (row["state"], row["wake"], row["clock"], row["updated"], row["id"])
+                for row in r.contacts
+                if row["expected"] is not None
+            ],
+        )
+        for chunk in _chunks(names, 500):
+            db.execute(f"DELETE FROM positions WHERE contact IN ({among(chunk)})", chunk)
+    for chunk in _chunks(r.parked, 500):
+        db.execute(f"UPDATE contacts SET wake = NULL WHERE id IN ({among(chunk)})", chunk)
+    tables: tuple[tuple[str, tuple[str, ...], list[dict[str, Any]], str], ...] = (
+        ("positions", POSITION_COLUMNS, r.positions, ""),
+        ("effects", EFFECT_COLUMNS, r.effects, ""),
+        ("outbox", OUTBOX_COLUMNS, r.outbox, " ON CONFLICT (key) DO NOTHING"),
+    )
+    for table, columns, rows, tail in tables:
+        if rows:
+            db.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({among(columns)}){tail}",
+                [tuple(row[k] for k in columns) for row in rows],
+            )
 
 
 def _locked(exc: OperationalError) -> bool:
