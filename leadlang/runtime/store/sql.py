@@ -232,35 +232,30 @@ class SqlStore:
             for e in batch:
                 if e.message_id and e.message_id not in fresh:
                     fresh[e.message_id] = e.received
+        upserts: list[tuple[str, tuple[Any, ...]]] = []
+        for chunk in _chunks(list(fresh.items()), 5000):
+            sql = self._sql(
+                "INSERT INTO seen_messages (message_id, received) VALUES "
+                + ",".join(["(?, ?)"] * len(chunk))
+                + " ON CONFLICT (message_id) DO UPDATE SET received = excluded.received"
+                " WHERE seen_messages.received < ? RETURNING message_id"
+            )
+            upserts.append(
+                (sql, (*(value for pair in chunk for value in pair), now - DEDUP_SECONDS))
+            )
+        insert_events = self._sql(
+            "INSERT INTO events (contact, t, received, body) VALUES (?, ?, ?, ?)"
+        )
         async with self.write() as conn:
+            if self.sqlite:  # (the statements in one hand-over to the connection's thread)
+                await in_sqlite_thread(conn, _accept_sqlite, upserts, insert_events, batches)
+                return
             new: set[str] = set()
-            ids = list(fresh.items())
-            for chunk in _chunks(ids, 5000):
-                sql = self._sql(
-                    "INSERT INTO seen_messages (message_id, received) VALUES "
-                    + ",".join(["(?, ?)"] * len(chunk))
-                    + " ON CONFLICT (message_id) DO UPDATE SET received = excluded.received"
-                    " WHERE seen_messages.received < ? RETURNING message_id"
-                )
-                params = [value for pair in chunk for value in pair]
-                params.append(now - DEDUP_SECONDS)
-                result = await conn.exec_driver_sql(sql, tuple(params))
-                new.update(row[0] for row in result)
-            rows: list[tuple[Any, ...]] = []
-            for batch in batches:
-                for e in batch:
-                    if e.message_id:
-                        if e.message_id not in new:
-                            continue  # seen within 24 hours, or earlier in these requests
-                        new.discard(e.message_id)
-                    rows.append((e.contact, e.t, e.received, e.body))
+            for sql, params in upserts:
+                new.update(row[0] for row in await conn.exec_driver_sql(sql, params))
+            rows = _new_events(batches, new)
             if rows:
-                await conn.exec_driver_sql(
-                    self._sql(
-                        "INSERT INTO events (contact, t, received, body) VALUES (?, ?, ?, ?)"
-                    ),
-                    rows,
-                )
+                await conn.exec_driver_sql(insert_events, rows)
 
     def _sql(self, text: str) -> str:
         """Driver SQL written with `?` placeholders, in the driver's own style."""
@@ -1166,6 +1161,35 @@ async def in_sqlite_thread(conn: AsyncConnection, fn: Callable[..., T], *args: A
     assert driver is not None
     db: sqlite3.Connection = driver._conn
     return cast(T, await driver._execute(fn, db, *args))
+
+
+def _new_events(batches: Sequence[Sequence[Incoming]], new: set[str]) -> list[tuple[Any, ...]]:
+    """The rows of the events to store: those without a `messageId`, and the first of each
+    `messageId` in `new` (the others were seen within 24 hours, or earlier in `batches`)."""
+    rows: list[tuple[Any, ...]] = []
+    for batch in batches:
+        for e in batch:
+            if e.message_id:
+                if e.message_id not in new:
+                    continue
+                new.discard(e.message_id)
+            rows.append((e.contact, e.t, e.received, e.body))
+    return rows
+
+
+def _accept_sqlite(
+    db: sqlite3.Connection,
+    upserts: list[tuple[str, tuple[Any, ...]]],
+    insert_events: str,
+    batches: Sequence[Sequence[Incoming]],
+) -> None:
+    """`SqlStore.accept`'s statements on SQLite, in its connection's thread."""
+    new: set[str] = set()
+    for sql, params in upserts:
+        new.update(row[0] for row in db.execute(sql, params))
+    rows = _new_events(batches, new)
+    if rows:
+        db.executemany(insert_events, rows)
 
 
 def _write_round_sqlite(db: sqlite3.Connection, r: RoundResult) -> None:
