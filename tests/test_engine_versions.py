@@ -5,6 +5,7 @@ removed runs its enrollments to their end; a version that is not loaded is asked
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -139,6 +140,22 @@ def test_edits_migrate_keeps_the_old_version_when_the_step_cannot_take_it(edited
     engine = reloaded(v1, v2)
     assert sends(engine.on_time(contact, T0 + DAY)) == [("a_later", key(v1))]
     assert "onboard" not in contact.enrollments
+
+
+def test_a_send_held_by_quiet_hours_migrates_and_sends_the_new_versions_message() -> None:
+    """`edits migrate` moves an enrollment waiting at a `send` for the quiet hours to end
+    (T0 is 22:13 UTC) to the new version's step of the same id: at 08:00 it sends what the
+    new version sends there."""
+    quiet = 'settings:\n  timezone "UTC"\n  quiet hours 21:00 to 08:00\n\n'
+    flow = "flow onboard:\n  on started\n  edits migrate\n  send {}\n"
+    v1 = ir_of(quiet + MESSAGES + flow.format("first"))
+    v2 = ir_of(quiet + MESSAGES + flow.format("b_later"))
+    contact = Contact("c1")
+    assert [e["action"] for e in Engine(v1).on_event(contact, event(T0, "started"))] == ["enter"]
+    morning = datetime.fromtimestamp(T0, UTC).replace(hour=8, minute=0, second=0) + timedelta(1)
+    assert contact.wake == morning.timestamp()
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, morning.timestamp())) == [("b_later", key(v2, "s0"))]
 
 
 def test_a_removed_flow_runs_its_enrollments_to_their_end() -> None:
