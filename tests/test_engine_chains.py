@@ -98,22 +98,32 @@ flow down:
     assert stops[0]["at"] == START and stops[0]["reason"] == "never_settles"
 
 
-def test_a_long_settling_chain_is_not_stopped(tmp_path: Path) -> None:
-    # 60 turns of a two-flow loop that ends by itself (score reaches its max of 60)
-    script = """
-score:
-  max 60
-segment more = score < 60
+LOOP = """
 flow ping:
   on signed_up
   reenter always
-  score +1
+  {step}
   if more:
     enroll pong
 flow pong:
   reenter always
   enroll ping
 """
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        # the score reaches its max of 60
+        "score:\n  max 60\nsegment more = score < 60\n" + LOOP.format(step="score +1"),
+        # a trait counts the turns: the turns differ only by it (no repeat to stop at)
+        "trait turns: number = 0\nsegment more = turns < 60\n"
+        + LOOP.format(step="set turns = turns + 1"),
+    ],
+    ids=["score", "trait"],
+)
+def test_a_long_settling_chain_is_not_stopped(tmp_path: Path, script: str) -> None:
+    # 60 turns of a two-flow loop that ends by itself
     effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
     assert not [e for e in effects if e["action"] == "stop"]
     assert [e["flow"] for e in effects if e["action"] == "enter"].count("ping") == 60
