@@ -98,6 +98,43 @@ flow down:
     assert stops[0]["at"] == START and stops[0]["reason"] == "never_settles"
 
 
+def test_a_flow_re_entered_by_a_new_flow_each_time_is_stopped_at_the_bound(tmp_path: Path) -> None:
+    # `a` is re-entered by b_1, b_2, ... each entering for the first time (a first entry is
+    # no re-entry): `a`'s re-entries follow one another with nothing between them
+    script = 'flow start:\n  on signed_up\n  tag "go"\n'
+    script += 'flow a:\n  when "go" in tags\n  reenter always\n  untag "go"\n  score +1\n'
+    script += "".join(
+        f'flow b_{i}:\n  when score >= {i}\n  tag "go"\n' for i in range(1, MAX_REENTRIES + 5)
+    )
+    effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
+    assert [e["flow"] for e in effects if e["action"] == "enter"].count("a") == MAX_REENTRIES + 1
+    stops = [e for e in effects if e["action"] == "stop"]
+    assert len(stops) == 1
+    # the turn since `a`'s previous re-entry: `a` right after `a`
+    assert stops[0]["flow"] == "a" and stops[0]["cycle"] == ["a", "a"]
+
+
+def test_re_entries_past_the_bound_by_flows_each_re_entered_once_are_stopped(
+    tmp_path: Path,
+) -> None:
+    # a tag ring of MAX_REENTRIES + 1 flows: the first lap enters each flow, the second
+    # re-enters each; the last re-entry is one past the bound, before any state repeats
+    n = MAX_REENTRIES + 1
+    flows = ['flow start:\n  on signed_up\n  tag "t0"\n']
+    for i in range(n):
+        flows.append(
+            f'flow flow_{i}:\n  when "t{i}" in tags\n  reenter always\n'
+            f'  untag "t{i}"\n  tag "t{(i + 1) % n}"\n'
+        )
+    effects = simulate(tmp_path, "\n".join(flows), [track("u", "signed_up", START)])
+    stops = [e for e in effects if e["action"] == "stop"]
+    assert len(stops) == 1
+    # the refused flow had no earlier re-entry at this instant: the stop names it twice
+    last = f"flow_{n - 1}"
+    assert stops[0]["flow"] == last and stops[0]["cycle"] == [last, last]
+    assert [e["flow"] for e in effects if e["action"] == "enter"].count(last) == 1
+
+
 LOOP = """
 flow ping:
   on signed_up
