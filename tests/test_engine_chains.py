@@ -24,10 +24,12 @@ from leadlang.runtime.engine import MAX_REENTRIES
 START = "2025-01-01T00:00:00Z"
 
 
-def simulate(tmp_path: Path, script: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def simulate(
+    tmp_path: Path, script: str, events: list[dict[str, Any]], seconds: int = 10
+) -> list[dict[str, Any]]:
     checked = check_text(tmp_path, script)
     assert checked.program is not None, [d.message for d in checked.diagnostics]
-    with bounded(seconds=10):
+    with bounded(seconds=seconds):
         return run(checked.program, events)
 
 
@@ -106,7 +108,8 @@ def test_a_flow_re_entered_by_a_new_flow_each_time_is_stopped_at_the_bound(tmp_p
     script += "".join(
         f'flow b_{i}:\n  when score >= {i}\n  tag "go"\n' for i in range(1, MAX_REENTRIES + 5)
     )
-    effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
+    # (about 1 s; a minute allowed for mutation testing's slower runs)
+    effects = simulate(tmp_path, script, [track("u", "signed_up", START)], seconds=60)
     assert [e["flow"] for e in effects if e["action"] == "enter"].count("a") == MAX_REENTRIES + 1
     stops = [e for e in effects if e["action"] == "stop"]
     assert len(stops) == 1
@@ -126,7 +129,7 @@ def test_re_entries_past_the_bound_by_flows_each_re_entered_once_are_stopped(
             f'flow flow_{i}:\n  when "t{i}" in tags\n  reenter always\n'
             f'  untag "t{i}"\n  tag "t{(i + 1) % n}"\n'
         )
-    effects = simulate(tmp_path, "\n".join(flows), [track("u", "signed_up", START)])
+    effects = simulate(tmp_path, "\n".join(flows), [track("u", "signed_up", START)], seconds=60)
     stops = [e for e in effects if e["action"] == "stop"]
     assert len(stops) == 1
     # the refused flow had no earlier re-entry at this instant: the stop names it twice
