@@ -100,6 +100,32 @@ flow down:
     assert stops[0]["at"] == START and stops[0]["reason"] == "never_settles"
 
 
+def test_after_the_stop_no_flow_is_entered_at_that_instant(tmp_path: Path) -> None:
+    # up and down re-enter each other and each then re-enters side: when down is refused,
+    # up's enrollment still runs and asks for side, which is refused too
+    script = """
+flow up:
+  on signed_up
+  reenter always
+  score +1
+  enroll down
+  enroll side
+flow down:
+  reenter always
+  enroll up
+  enroll side
+flow side:
+  reenter always
+  tag "side"
+"""
+    effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
+    stops = [i for i, e in enumerate(effects) if e["action"] == "stop"]
+    assert len(stops) == 1
+    after = effects[stops[0] :]
+    assert [e for e in after if e["action"] == "enter"] == []
+    assert [e["action"] for e in after].count("exit") >= 1  # the running ones end
+
+
 def test_a_flow_re_entered_by_a_new_flow_each_time_is_stopped_at_the_bound(tmp_path: Path) -> None:
     # `a` is re-entered by b_1, b_2, ... each entering for the first time (a first entry is
     # no re-entry): `a`'s re-entries follow one another with nothing between them
