@@ -1155,7 +1155,9 @@ async def in_sqlite_thread(conn: AsyncConnection, fn: Callable[..., T], *args: A
     """Run `fn(db, *args)` with `conn`'s `sqlite3` connection, in the thread aiosqlite runs it
     on: a transaction's many statements in one hand-over to that thread, not one each (under
     load each hand-over waits for the event loop and the interpreter lock, and the
-    transaction holds SQLite's one write lock meanwhile)."""
+    transaction holds SQLite's one write lock meanwhile). aiosqlite has no public way to do
+    this: `_conn` and `_execute` are its own (in every release since 0.17; the store's tests
+    run through here on every SQLite write of a round and every ingest commit)."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection  # (aiosqlite's Connection, which owns the thread)
     assert driver is not None
