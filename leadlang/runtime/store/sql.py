@@ -1156,7 +1156,7 @@ async def in_sqlite_thread(conn: AsyncConnection, fn: Callable[..., T], *args: A
     on: a transaction's many statements in one hand-over to that thread, not one each (under
     load each hand-over waits for the event loop and the interpreter lock, and the
     transaction holds SQLite's one write lock meanwhile). aiosqlite has no public way to do
-    this: `_conn` and `_execute` are its own (in every release since 0.17; the store's tests
+    this: `_conn` and `_execute` are its own (0.20 and later, as pyproject.toml asks; the tests
     run through here on every SQLite write of a round and every ingest commit)."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection  # (aiosqlite's Connection, which owns the thread)
