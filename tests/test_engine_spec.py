@@ -372,3 +372,34 @@ flow watch:
         ("2025-01-11", "tag", "dormant"),
         ("2025-01-11", "exit", "dormant"),
     ]
+
+
+def test_every_waiting_check_is_judged_again_when_the_profile_changes(tmp_path: Path) -> None:
+    # three enrollments at rest: a time wait, a check the event does not touch, and a check
+    # it makes true; the last one goes on at the event's instant, whatever comes before it
+    script = """
+score:
+  bought  +20
+flow a:
+  on signed_up
+  wait 1d
+  tag "a_done"
+flow b:
+  on signed_up
+  check "vip" in tags within 2d
+  tag "b_done"
+flow c:
+  on signed_up
+  check score > 10 within 2d
+  tag "c_done"
+"""
+    effects = _simulate(
+        tmp_path,
+        script,
+        [
+            track("u", "signed_up", "2025-01-01T00:00:00Z"),
+            track("u", "bought", "2025-01-01T01:00:00Z"),
+        ],
+    )
+    tags = [(at, tag) for at, _, action, _, tag in effects if action == "tag"]
+    assert tags == [("2025-01-01T01:00:00Z", "c_done"), ("2025-01-02T00:00:00Z", "a_done")]
