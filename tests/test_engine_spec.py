@@ -403,3 +403,36 @@ flow c:
     )
     tags = [(at, tag) for at, _, action, _, tag in effects if action == "tag"]
     assert tags == [("2025-01-01T01:00:00Z", "c_done"), ("2025-01-02T00:00:00Z", "a_done")]
+
+
+def test_a_score_given_by_steps_without_activity_does_not_decay(tmp_path: Path) -> None:
+    # identify is no activity and a score step is none either: no idle time to decay from
+    script = """
+score:
+  bought  +1
+  decay 1 every 1d idle
+trait plan: text
+flow vip:
+  when plan == "pro"
+  score +10
+  wait 30d
+  if score > 5:
+    tag "kept"
+"""
+    effects = _simulate(tmp_path, script, [identify("u", "2025-01-01T00:00:00Z", plan="pro")])
+    assert ("2025-01-31T00:00:00Z", "u", "tag", "vip", "kept") in effects
+
+
+def test_a_score_of_one_decays_like_any_other(tmp_path: Path) -> None:
+    script = """
+score:
+  visit  +1
+  decay 1 every 1d idle
+flow gone:
+  when score <= 0
+  tag "zero"
+"""
+    effects = _simulate(tmp_path, script, [track("u", "visit", "2025-01-01T00:00:00Z")])
+    assert [e for e in effects if e[2] == "tag"] == [
+        ("2025-01-02T00:00:00Z", "u", "tag", "gone", "zero")
+    ]
