@@ -43,6 +43,18 @@ def tag_chain(n: int, reenter: str = "never") -> str:
     return "\n".join(flows)
 
 
+def tag_ring(n: int) -> str:
+    """start tags t0; flow_i (when t_i in tags, reenter always) untags t_i and tags the next,
+    and the last tags t0 again: round and round."""
+    flows = ['flow start:\n  on signed_up\n  tag "t0"\n']
+    for i in range(n):
+        flows.append(
+            f'flow flow_{i}:\n  when "t{i}" in tags\n  reenter always\n'
+            f'  untag "t{i}"\n  tag "t{(i + 1) % n}"\n'
+        )
+    return "\n".join(flows)
+
+
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -57,14 +69,8 @@ def test_a_chain_of_n_flows_runs_to_its_end_at_one_instant(tmp_path: Path, n: in
 
 @pytest.mark.parametrize("n", [2, 9, 50])
 def test_a_tag_cycle_that_never_settles_is_stopped_and_named(tmp_path: Path, n: int) -> None:
-    # flow_i untags its own tag and tags the next; the last tags t1 again: round and round
-    flows = ['flow start:\n  on signed_up\n  tag "t0"\n']
-    for i in range(n):
-        flows.append(
-            f'flow flow_{i}:\n  when "t{i}" in tags\n  reenter always\n'
-            f'  untag "t{i}"\n  tag "t{(i + 1) % n}"\n'
-        )
-    effects = simulate(tmp_path, "\n".join(flows), [track("u", "signed_up", START)])
+    # a ring of n flows (tag_ring): round and round
+    effects = simulate(tmp_path, tag_ring(n), [track("u", "signed_up", START)])
     stops = [e for e in effects if e["action"] == "stop"]
     assert len(stops) == 1
     cycle = stops[0]["cycle"]
@@ -149,13 +155,7 @@ def test_re_entries_past_the_bound_by_flows_each_re_entered_once_are_stopped(
     # a tag ring of MAX_REENTRIES + 1 flows: the first lap enters each flow, the second
     # re-enters each; the last re-entry is one past the bound, before any state repeats
     n = MAX_REENTRIES + 1
-    flows = ['flow start:\n  on signed_up\n  tag "t0"\n']
-    for i in range(n):
-        flows.append(
-            f'flow flow_{i}:\n  when "t{i}" in tags\n  reenter always\n'
-            f'  untag "t{i}"\n  tag "t{(i + 1) % n}"\n'
-        )
-    effects = simulate(tmp_path, "\n".join(flows), [track("u", "signed_up", START)], seconds=60)
+    effects = simulate(tmp_path, tag_ring(n), [track("u", "signed_up", START)], seconds=60)
     stops = [e for e in effects if e["action"] == "stop"]
     assert len(stops) == 1
     # the refused flow had no earlier re-entry at this instant: the stop names it twice
