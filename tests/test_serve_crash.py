@@ -210,30 +210,54 @@ def test_sigkill_under_a_stream_of_batches_loses_and_repeats_nothing(
         assert keys - set(names) <= leased
 
 
+class Mailbox:
+    """An aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.original_content)
+        return "250 2.0.0 OK queued"
+
+
 @pytest.mark.timeout(60)
 def test_a_send_claimed_when_killed_is_delivered_soon_after_restart(tmp_path: Path) -> None:
-    # email into JSON lines at a FIFO nobody reads: the attempt blocks, its row stays claimed
+    # email through SMTP to a server that accepts the connection and never greets: the attempt
+    # hangs (its row claimed) until the daemon is killed; then a real SMTP server takes its port
+    from aiosmtpd.controller import Controller
+
     script = tmp_path / "greet.lead"
     script.write_text(GREET, encoding="utf-8")
-    (tmp_path / "outbox").mkdir()
-    fifo = tmp_path / "outbox" / "email.jsonl"
-    os.mkfifo(fifo)
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
     config = (
         f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
-        '[channels.email]\ndriver = "jsonl"\npath = "outbox/email.jsonl"\n'
+        f'[channels.email]\ndriver = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'
+        'from = "shop@example.com"\n'
     )
     daemon = Daemon(tmp_path, [str(script)], config=config).start()
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     try:
         event = {"userId": "k", "event": "Signed Up", "properties": {"email": "k@example.com"}}
         assert daemon.post("/v1/track", event).status_code == 200
-        daemon.wait_idle()
-        wait_for(lambda: outbox_state(daemon)[2] != set(), 10, "the send was never claimed")
+        silent.settimeout(10)
+        attempt, _ = silent.accept()  # the send is being attempted: claimed
         daemon.kill()
-        fifo.unlink()  # the channel works again
+        attempt.close()
+        silent.close()
+        controller.start()  # the channel works again
+        started = time.monotonic()
         daemon.start()
-        wait_for(lambda: fifo.exists() and b'"contact":"k"' in fifo.read_bytes(), 4, "not sent")
+        wait_for(lambda: len(mailbox.received) == 1, 10, "not sent")
+        # soon: not after the claim's lease (15 s) ran out
+        assert time.monotonic() - started < 10
+        assert b"X-Leadlang-Contact: k" in mailbox.received[0]
     finally:
         assert daemon.stop() == 0
+        controller.stop(no_assert=True)
+        silent.close()
 
 
 @pytest.mark.timeout(60)

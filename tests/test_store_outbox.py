@@ -4,6 +4,7 @@ driver included), leases, and outcomes recorded together."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -62,28 +63,38 @@ def test_each_channel_is_claimed_in_due_order_and_only_up_to_its_room(store_url:
 
 
 def test_outcomes_of_every_kind_arriving_together_are_each_recorded(store_url: str) -> None:
-    rows = [_row(f"k{n}", "email") for n in range(6)]
+    rows = [_row(f"k{n}", "email", 1.0) for n in range(6)]  # (due long ago)
 
-    async def run() -> dict[str, tuple[Any, ...]]:
+    async def run() -> tuple[dict[str, tuple[Any, ...]], list[str], list[str]]:
         store = await _with_rows(store_url, rows)
         try:
-            claimed = await store.claim_outbox(NOW, 100, 30.0)
+            # (real time: PostgreSQL's leases run on the database's clock)
+            start = time.time()
+            claimed = await store.claim_outbox(start, 100, 1.5)
             assert len(claimed) == 6
             await asyncio.gather(
                 store.outbox_sent("k0", NOW + 1),
-                store.outbox_retry("k1", 1, NOW + 90, "421 try later"),
+                store.outbox_retry("k1", 1, start, "421 try later"),
                 store.outbox_dead("k2", 8, "550 no such user"),
                 store.outbox_sent("k3", NOW + 1),
-                store.outbox_retry("k4", 3, NOW + 900, "timed out"),
+                store.outbox_retry("k4", 3, start + 900, "timed out"),
             )
-            return await _statuses(store)
+            found = await _statuses(store)
+            # an outcome ends its row's lease (k1, due again, is claimed at once); k5, without
+            # one, stays claimed until its lease runs out
+            retried = await store.claim_outbox(time.time(), 100, 30.0)
+            await asyncio.sleep(start + 1.7 - time.time())
+            expired = await store.claim_outbox(time.time(), 100, 30.0)
+            return found, [d.key for d in retried], [d.key for d in expired]
         finally:
             await store.close()
 
-    found = asyncio.run(run())
+    found, retried, expired = asyncio.run(run())
     assert found["k0"] == ("sent", 1, None, None)
     assert found["k3"] == ("sent", 1, None, None)
     assert found["k1"] == ("pending", 1, "421 try later", None)
     assert found["k4"] == ("pending", 3, "timed out", None)
     assert found["k2"] == ("dead", 8, "550 no such user", None)
-    assert found["k5"][0] == "pending" and found["k5"][-1] is not None  # still leased
+    assert found["k5"][0] == "pending"
+    assert retried == ["k1"]
+    assert expired == ["k5"]

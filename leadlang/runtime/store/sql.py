@@ -168,15 +168,17 @@ class SqlStore:
         self,
         engine: AsyncEngine,
         writer: AsyncEngine | None = None,
-        lazy_writer: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine  # reads
         self.writer = writer or engine  # write transactions (on SQLite: BEGIN IMMEDIATE)
-        self.lazy_writer = lazy_writer or self.writer  # `write(durable=False)`'s
         self.sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
         self._marks: list[tuple[str, dict[str, Any], asyncio.Future[None]]] = []
         self._marking = False
+        # SQLite's one daemon keeps the leases of its outbox claims here (key -> until), not
+        # in the file: a claim is then a read, which never waits for SQLite's one write lock
+        # (see `claim_outbox`). PostgreSQL's daemons share theirs in `outbox.lease_until`.
+        self._leases: dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up
 
@@ -184,16 +186,10 @@ class SqlStore:
         await self.engine.dispose()
         if self.writer is not self.engine:
             await self.writer.dispose()
-        if self.lazy_writer is not self.writer:
-            await self.lazy_writer.dispose()
 
-    def write(self, durable: bool = True) -> _Write:
-        """`async with store.write() as conn:` one write transaction (on SQLite, one at a time).
-
-        `durable=False` (SQLite): the commit is not fsynced (`synchronous=NORMAL` for it), for
-        what a crash may lose: the outbox leases, which SQLite's one daemon frees at start-up
-        anyway. Later commits are fsynced as usual, and the log keeps commits in order."""
-        return _Write(self, durable)
+    def write(self) -> _Write:
+        """`async with store.write() as conn:` one write transaction (on SQLite, one at a time)."""
+        return _Write(self)
 
     async def ping(self) -> bool:
         try:
@@ -595,8 +591,11 @@ class SqlStore:
         """Claim up to `limit` due deliveries (at most `rooms[channel]` of a channel) under a
         lease of `lease` seconds. On PostgreSQL, where several daemons claim, the rows are
         taken `FOR UPDATE SKIP LOCKED` and the database's clock sets and reads the leases (a
-        daemon's clock that runs behind cannot take a row whose lease still runs); on
-        SQLite the one daemon's `now` does."""
+        daemon's clock that runs behind cannot take a row whose lease still runs). On
+        SQLite, which one daemon uses, its leases are kept in memory against its own clock:
+        the claim only reads, so it never waits behind the processing rounds' and ingest's
+        writes for SQLite's one write lock (a claim that wrote its leases waited there
+        100-700 ms under load, one delivery cycle after another: docs/performance.md)."""
         o = s.outbox
         clock: Any = now if self.sqlite else _DB_NOW
         due = and_(
@@ -604,40 +603,23 @@ class SqlStore:
             o.c.next_attempt <= now,
             or_(o.c.lease_until.is_(None), o.c.lease_until <= clock),
         )
-        async with self.write(durable=False) as conn:  # (leases: see `write`)
-            if rooms is None:
-                wanted: list[tuple[Any, int]] = [(due, limit)]
-            else:
-                # each channel read from outbox(status, channel, next_attempt) in due order;
-                # the channels without a driver are found first (`_PENDING_CHANNELS`: a
-                # "channel NOT IN (...)" read every pending row to find, mostly, none)
-                others: list[str] = []
-                if rooms.get(OTHER_CHANNELS, 0) > 0:
-                    found = await conn.exec_driver_sql(_PENDING_CHANNELS)
-                    others = [r[0] for r in found if r[0] not in rooms]
-                wanted = [
-                    (
-                        and_(due, o.c.channel.in_(others))
-                        if channel == OTHER_CHANNELS
-                        else and_(due, o.c.channel == channel),
-                        min(room, limit),
+        if self.sqlite:
+            self._leases = {key: until for key, until in self._leases.items() if until > now}
+            if self._leases:
+                due = and_(due, o.c.key.not_in(list(self._leases)))
+            async with self.engine.connect() as conn:
+                rows = await _due_rows(conn, due, limit, rooms, lock=False)
+            for row in rows:
+                self._leases[row["key"]] = now + lease
+        else:
+            async with self.write() as conn:
+                rows = await _due_rows(conn, due, limit, rooms, lock=True)
+                if rows:
+                    await conn.execute(
+                        update(o)
+                        .where(o.c.key.in_([r["key"] for r in rows]))
+                        .values(lease_until=clock + lease)
                     )
-                    for channel, room in rooms.items()
-                    if room > 0 and (channel != OTHER_CHANNELS or others)
-                ]
-            rows: list[Any] = []
-            for where, count in wanted:
-                query = select(o).where(where).order_by(o.c.next_attempt).limit(count)
-                if not self.sqlite:
-                    query = query.with_for_update(skip_locked=True)
-                rows += (await conn.execute(query)).mappings().all()
-            if not rows:
-                return []
-            await conn.execute(
-                update(o)
-                .where(o.c.key.in_([r["key"] for r in rows]))
-                .values(lease_until=clock + lease)
-            )
         return [
             Delivery(
                 key=r["key"],
@@ -673,14 +655,18 @@ class SqlStore:
         here, so that a short lease can cover a long wait: a killed daemon's rows come back
         to the others as soon as its last renewal runs out (on the clock the claims use: the
         database's on PostgreSQL)."""
+        if self.sqlite:
+            for key in keys:
+                if key in self._leases:
+                    self._leases[key] = now + lease
+            return
         o = s.outbox
-        clock: Any = now if self.sqlite else _DB_NOW
-        async with self.write(durable=False) as conn:
+        async with self.write() as conn:
             for chunk in _chunks(keys, 500):
                 await conn.execute(
                     update(o)
                     .where(and_(o.c.key.in_(chunk), o.c.status == "pending"))
-                    .values(lease_until=clock + lease)
+                    .values(lease_until=_DB_NOW + lease)
                 )
 
     async def _outbox_set(self, key: str, **values: Any) -> None:
@@ -725,6 +711,8 @@ class SqlStore:
                     for key, values in marks
                 ]
                 await conn.execute(statement, rows)
+        for key, _, _ in batch:  # (every outcome ends its row's lease)
+            self._leases.pop(key, None)
 
     async def release_leases(self) -> int:
         """Free every claimed delivery (at start-up on SQLite, which one daemon uses: the
@@ -732,8 +720,9 @@ class SqlStore:
         a dead daemon's claims come back when their leases run out."""
         if not self.sqlite:
             return 0
+        self._leases.clear()
         o = s.outbox
-        async with self.write() as conn:
+        async with self.write() as conn:  # (the leases of versions that kept them here)
             done = await conn.execute(
                 update(o)
                 .where(and_(o.c.status == "pending", o.c.lease_until.is_not(None)))
@@ -979,6 +968,45 @@ class SqlStore:
 
 # The channels of pending sends, one index seek each (a loose scan of
 # outbox(status, channel, next_attempt)), in both SQLite's and PostgreSQL's SQL.
+async def _due_rows(
+    conn: AsyncConnection,
+    due: Any,
+    limit: int,
+    rooms: Mapping[str, int] | None,
+    lock: bool,
+) -> list[Any]:
+    """Up to `limit` outbox rows matching `due`, at most `rooms[channel]` of a channel, each
+    channel in due order (`lock`: `FOR UPDATE SKIP LOCKED`, for PostgreSQL's claims)."""
+    o = s.outbox
+    if rooms is None:
+        wanted: list[tuple[Any, int]] = [(due, limit)]
+    else:
+        # each channel read from outbox(status, channel, next_attempt) in due order; the
+        # channels without a driver are found first (`_PENDING_CHANNELS`: a "channel NOT IN
+        # (...)" read every pending row to find, mostly, none)
+        others: list[str] = []
+        if rooms.get(OTHER_CHANNELS, 0) > 0:
+            found = await conn.exec_driver_sql(_PENDING_CHANNELS)
+            others = [r[0] for r in found if r[0] not in rooms]
+        wanted = [
+            (
+                and_(due, o.c.channel.in_(others))
+                if channel == OTHER_CHANNELS
+                else and_(due, o.c.channel == channel),
+                min(room, limit),
+            )
+            for channel, room in rooms.items()
+            if room > 0 and (channel != OTHER_CHANNELS or others)
+        ]
+    rows: list[Any] = []
+    for where, count in wanted:
+        query = select(o).where(where).order_by(o.c.next_attempt).limit(count)
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        rows += (await conn.execute(query)).mappings().all()
+    return rows
+
+
 _PENDING_CHANNELS = """
 WITH RECURSIVE channels(channel) AS (
     SELECT min(channel) FROM outbox WHERE status = 'pending'
@@ -1086,9 +1114,8 @@ class _Write:
     """A write transaction: on SQLite writers take turns (one writer is what SQLite allows;
     taking turns in-process avoids its busy waits), on PostgreSQL they run side by side."""
 
-    def __init__(self, store: SqlStore, durable: bool = True) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self.store = store
-        self.durable = durable
         self._conn: Any = None
 
     async def __aenter__(self) -> AsyncConnection:
@@ -1102,9 +1129,8 @@ class _Write:
             # 100 ms, so two processes would hand the lock over a few times a second): BEGIN
             # IMMEDIATE fails at once and is tried again here, soon, without blocking the loop.
             delay, waited = 0.0005, 0.0
-            writer = self.store.writer if self.durable else self.store.lazy_writer
             while True:
-                self._cm = writer.begin()
+                self._cm = self.store.writer.begin()
                 try:
                     conn = await self._cm.__aenter__()
                 except OperationalError as exc:
@@ -1282,7 +1308,7 @@ async def open_store(url: str) -> SqlStore:
         "max_overflow": 0 if size else 4,
         "pool_timeout": timeout,
     }
-    writer = lazy_writer = None
+    writer = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
@@ -1295,10 +1321,6 @@ async def open_store(url: str) -> SqlStore:
         writer = create_async_engine(parsed, pool_size=1, max_overflow=0, pool_timeout=timeout)
         event.listen(writer.sync_engine, "connect", _sqlite_writer)
         event.listen(writer.sync_engine, "begin", _begin_immediate)
-        # and one more for the writes a crash may lose (`SqlStore.write(durable=False)`)
-        lazy_writer = create_async_engine(parsed, pool_size=1, max_overflow=0, pool_timeout=timeout)
-        event.listen(lazy_writer.sync_engine, "connect", _sqlite_lazy_writer)
-        event.listen(lazy_writer.sync_engine, "begin", _begin_immediate)
     elif parsed.get_backend_name() == "postgresql":
         # A pooled connection is checked before use (`pool_pre_ping`), so connections a
         # restarted server or `pg_terminate_backend` cut are replaced, not failed on; a
@@ -1310,7 +1332,7 @@ async def open_store(url: str) -> SqlStore:
         raise StoreError(
             f"unsupported database `{parsed.get_backend_name()}`: use sqlite or postgresql"
         )
-    store = SqlStore(engine, writer, lazy_writer)
+    store = SqlStore(engine, writer)
     try:
         async with store.write() as conn:
             await conn.run_sync(_upgrade)
@@ -1351,13 +1373,6 @@ def _sqlite_writer(dbapi_connection: Any, record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
     dbapi_connection.isolation_level = None  # transactions begin as `_begin_immediate` says
-
-
-def _sqlite_lazy_writer(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_writer(dbapi_connection, record)
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")  # (in WAL mode: commits are not fsynced)
-    cursor.close()
 
 
 def _begin_immediate(conn: Any) -> None:
