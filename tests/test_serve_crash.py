@@ -6,7 +6,6 @@ instant; SIGTERM finishes the request in flight and exits 0. On SQLite and Postg
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import sqlite3
