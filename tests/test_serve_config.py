@@ -65,3 +65,29 @@ def test_serve_refuses_such_a_config_with_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert b"admin_token" in result.stderr
     assert not (tmp_path / "leadlang.db").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_serve_refuses_a_channel_it_cannot_drive_with_exit_2(
+    tmp_path: Path, processes: int
+) -> None:
+    # (SMTP needs a sender: with two processes the delivery process would otherwise fail at
+    # each start while the daemon answered requests)
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    path = write(
+        tmp_path,
+        f"[server]\nprocesses = {processes}\n"
+        '[channels.email]\ndriver = "smtp"\nhost = "127.0.0.1"\nport = 2525\n',
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "leadlang", "serve", "greet.lead", "--config", path],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=50,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == (
+        "error: channel email (`smtp` driver): `from` is required"
+    )
+    assert not (tmp_path / "leadlang.db").exists()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from aiohttp import web
 from standardwebhooks import Webhook
 
@@ -126,3 +127,55 @@ def test_the_secret_reaches_the_receiver_and_nothing_else(
     dump = "\n".join(stored.iterdump())
     assert TOKEN not in dump and "{{secret:PUSH_TOKEN}}" in dump
     assert TOKEN not in ledger and TOKEN not in "\n".join(daemon.output)
+
+
+PLAIN = """
+message hello:
+  channel push
+  url "http://127.0.0.1:{port}/push"
+  json {customer_id: id}
+
+flow f:
+  on signed_up
+  send hello
+"""
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_reloaded_program_s_new_secret_reaches_the_receiver(
+    tmp_path: Path, receiver: tuple[int, list[tuple[dict[str, str], bytes]]], processes: int
+) -> None:
+    # the secret is in the environment from the start, but only a program whose messages use
+    # it lets it reach a driver: here the second, which a reload brings while serve runs
+    # (with two processes, delivery runs in a process of its own and must take it up too)
+    port, got = receiver
+    script = tmp_path / "p.lead"
+    script.write_text(PLAIN.replace("{port}", str(port)), encoding="utf-8")
+    settings = config().replace("[server]\n", f"[server]\nprocesses = {processes}\n")
+    daemon = Daemon(tmp_path, [str(script)], config=settings, env={"PUSH_TOKEN": TOKEN})
+    daemon.start()
+    try:
+        batch = [{"type": "track", "userId": "ann", "event": "signed_up"}]
+        assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        script.write_text(SCRIPT.replace("{port}", str(port)), encoding="utf-8")
+        reloaded = requests.post(
+            daemon.url + "/v1/reload",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+        )
+        assert reloaded.status_code == 200 and reloaded.json()["reloaded"] is True
+        # at once after the reload: the first send of the new program finds its secret
+        batch = [{"type": "track", "userId": "bob", "event": "signed_up"}]
+        assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        outbox = daemon.query("SELECT contact, status, last_error FROM outbox ORDER BY contact")
+    finally:
+        assert daemon.stop() == 0
+    assert outbox == [("ann", "sent", None), ("bob", "sent", None)]
+    bodies = [__import__("json").loads(body) for _, body in got]
+    assert bodies == [{"customer_id": "ann"}, {"customer_id": "bob", "token": TOKEN}]
+    assert got[1][0]["X-Token"] == TOKEN

@@ -20,7 +20,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from leadlang.runtime.delivery.outbox import (
@@ -61,6 +61,7 @@ class OutboxWorker:
         poll: float = 0.2,
         base: float = BACKOFF_BASE,
         cap: float = BACKOFF_CAP,
+        after_claim: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if max_attempts < 1 or timeout <= 0 or batch_size < 1 or concurrency < 1:
             raise ValueError("max_attempts, timeout, batch_size and concurrency must be positive")
@@ -88,6 +89,7 @@ class OutboxWorker:
         self.lease = lease if lease is not None else LEASE
         self._renewed = -math.inf  # (loop time) when the leases were last renewed
         self.poll = poll
+        self.after_claim = after_claim  # awaited after a claim that found rows, before them
         self.base = base
         self.cap = cap
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -200,6 +202,8 @@ class OutboxWorker:
         rooms = {channel: self._backlog[channel] - self._held[channel] for channel in self.drivers}
         rooms[OTHER_CHANNELS] = self.batch_size  # (no driver: they are dead at once)
         rows = await self.store.claim_outbox(now, limit, self.lease, rooms)
+        if rows and self.after_claim is not None:
+            await self.after_claim()
         tasks: list[asyncio.Task[None]] = []
         for delivery in rows:
             if delivery.key in self._in_flight:

@@ -28,7 +28,12 @@ from leadlang.runtime.delivery.tracking import Tracker
 from leadlang.runtime.diff import diff_report
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.admin import Admin
-from leadlang.runtime.server.backend import Backend, ChildBackend, event_loop_runner
+from leadlang.runtime.server.backend import (
+    Backend,
+    ChildBackend,
+    check_channels,
+    event_loop_runner,
+)
 from leadlang.runtime.server.config import Config
 from leadlang.runtime.server.ingest import (
     HANDLER_ARGS,
@@ -286,6 +291,11 @@ def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
 
 
 async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> int:
+    try:
+        await check_channels(config, program)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     daemon = await open_daemon(config, program, paths)
     host, port = config.host_port
     await daemon.start()
