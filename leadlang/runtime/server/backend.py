@@ -1,15 +1,12 @@
 """serve's back end: the processing loop and the outbox worker, over the store.
 
 The daemon's HTTP side (ingest, admin) and its back end share nothing but the database. On a
-machine with two or more cores the back end runs in two child processes (`python -m
-leadlang.runtime.server.backend ROLE ...`): one processes, one delivers. So running the engine
-never holds up ingest nor delivery, and each has a Python interpreter lock of its own (in one
-process, the Maildir driver's file writes waited for the lock behind the engine's rounds:
-docs/performance.md, session 13). The parent wakes the processor through a pipe after each
-commit of ingest, and passes the processor's word that it committed sends on to the delivery
-process. The children die with their parent (Linux: PR_SET_PDEATHSIG), so a killed daemon
-leaves nothing running; a round or delivery cut short by that is redone by the next daemon,
-as after any crash.
+machine with two or more cores the back end runs in a child process of its own (`python -m
+leadlang.runtime.server.backend`), so running the engine and building messages never hold up
+ingest, and each side has a core and a Python interpreter lock of its own; the parent wakes it
+through a pipe after each commit. The child dies with its parent (Linux: PR_SET_PDEATHSIG), so
+a killed daemon leaves nothing running; a round or delivery cut short by that is redone by the
+next daemon, as after any crash.
 """
 
 from __future__ import annotations
@@ -26,8 +23,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.processor import Processor
 from leadlang.runtime.server.config import Config, resolve_secrets, used_secrets
@@ -35,31 +30,25 @@ from leadlang.runtime.store.sql import SqlStore, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
 BACKEND_NICENESS = 5
-PROCESS, DELIVER = "process", "deliver"  # the children's roles
 log = logging.getLogger("leadlang.serve")
 
 
 class Backend:
-    """The processor and the outbox worker, with their tasks: both (one process), or one of
-    them (`engine=None`: delivery alone; `deliver=False`: processing alone, `on_sends` called
-    when it committed sends)."""
+    """The processor and the outbox worker, with their tasks."""
 
     def __init__(
         self,
         store: SqlStore,
-        engine: Engine | None,
+        engine: Engine,
         program: dict[str, Any],
         config: Config,
         clock: Callable[[], float],
         deliver: bool = True,
         secret: str | None = None,
         generation: int = 0,
-        on_sends: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
-        self.generation = generation
-        self.on_sends = on_sends
         self.worker: Any = None
         # only the secrets the program's messages use reach the drivers (filled in again
         # when a reload brings another program: the drivers read this very dict)
@@ -74,23 +63,18 @@ class Backend:
                 clock,
                 max_attempts=config.max_attempts,
                 timeout=config.timeout,
-                # delivering alone, it takes up each new program's secrets before it delivers
-                # a send of it: a claim that found one was made after its program was published
-                after_claim=self._take_up_program if engine is None else None,
             )
-        self.processor: Processor | None = None
-        if engine is not None:
-            self.processor = Processor(
-                store,
-                engine,
-                program,
-                clock,
-                on_output=self._output,
-                secret=secret,  # signs the tracking links in emails when public_url is set
-                public_url=config.public_url,
-                generation=generation,
-                on_program=self._program,
-            )
+        self.processor = Processor(
+            store,
+            engine,
+            program,
+            clock,
+            on_output=self._output,
+            secret=secret,  # signs the tracking links in emails when public_url is set
+            public_url=config.public_url,
+            generation=generation,
+            on_program=self._program,
+        )
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -100,33 +84,18 @@ class Backend:
     def _output(self) -> None:
         if self.worker is not None:
             self.worker.wake()
-        if self.on_sends is not None:
-            self.on_sends()
 
     def wake(self) -> None:
-        """New events were committed (the processor's work), or new sends (delivery's)."""
-        if self.processor is not None:
-            self.processor.wakeup.set()
-        elif self.worker is not None:
-            self.worker.wake()
+        """New events were committed."""
+        self.processor.wakeup.set()
 
     def start(self) -> None:
         """Start the loops. Waits that came due while the daemon was down are the
         processor's first work (rounds take due timers first, earliest first)."""
         loop = asyncio.get_running_loop()
-        if self.processor is not None:
-            self.tasks.append(loop.create_task(self.processor.run(self.stop)))
+        self.tasks.append(loop.create_task(self.processor.run(self.stop)))
         if self.worker is not None:
             self.tasks.append(loop.create_task(self.worker.run(self.stop)))
-
-    async def _take_up_program(self) -> None:
-        """Delivering alone: take up the secrets of the program last published, if new."""
-        if await self.store.program_generation() == self.generation:
-            return
-        generation, text = await self.store.current_program()
-        if text is not None:
-            self._program(orjson.loads(text))
-            self.generation = generation
 
     async def close(self) -> None:
         """Let the current round and deliveries finish, then stop."""
@@ -144,7 +113,8 @@ class Backend:
 
 async def check_channels(config: Config, program: dict[str, Any]) -> None:
     """Raise ValueError, saying why, when `[channels]` cannot make its drivers (checked once
-    at start-up: the delivery process would otherwise fail at each start)."""
+    at start-up: a back end in a child process would otherwise fail at each start while the
+    daemon answered requests)."""
     from leadlang.runtime.delivery.drivers import make_drivers
 
     secrets = dict(resolve_secrets(config, used_secrets(program))[0])
@@ -153,70 +123,29 @@ async def check_channels(config: Config, program: dict[str, Any]) -> None:
 
 
 class ChildBackend:
-    """The back end in two child processes (processing, delivery), driven from the daemon's."""
+    """The back end in a child process, driven from the daemon's process."""
 
     def __init__(self, config: Config, program: dict[str, Any], generation: int = 0) -> None:
-        self.delivery = Child(DELIVER, config, program, generation)
-        self.processing = Child(PROCESS, config, program, generation, self.delivery.wake)
-
-    async def start(self) -> None:
-        await self.delivery.start()
-        await self.processing.start()
-
-    def wake(self) -> None:
-        self.processing.wake()
-
-    async def close(self) -> None:
-        # (processing first: the sends of its last round are then delivered, or left due)
-        await self.processing.close()
-        await self.delivery.close()
-
-
-class Child:
-    """One back-end process (`role`: PROCESS or DELIVER), woken through a pipe; a processing
-    child tells its parent through another when it committed sends (`on_sends`)."""
-
-    def __init__(
-        self,
-        role: str,
-        config: Config,
-        program: dict[str, Any],
-        generation: int = 0,
-        on_sends: Callable[[], None] | None = None,
-    ) -> None:
-        self.role = role
         self.config = config
         self.program = program
         self.generation = generation
-        self.on_sends = on_sends
         self.proc: asyncio.subprocess.Process | None = None
         self._wake_w = -1
-        self._sends_r = -1
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         read, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        sends_w = -1
-        if self.on_sends is not None:
-            self._sends_r, sends_w = os.pipe()
-            os.set_blocking(self._sends_r, False)
-            loop.add_reader(self._sends_r, self._sent)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "leadlang.runtime.server.backend",
-            self.role,
             str(read),
-            str(sends_w),
             stdin=asyncio.subprocess.PIPE,
-            pass_fds=(read,) if sends_w < 0 else (read, sends_w),
+            pass_fds=(read,),
         )
         os.close(read)
-        if sends_w >= 0:
-            os.close(sends_w)
         assert self.proc.stdin is not None
         self.proc.stdin.write(
             pickle.dumps((self.config, self.program, self.generation, os.getpid()))
@@ -231,31 +160,14 @@ class Child:
         code = await self.proc.wait()
         if self._closing:
             return
-        log.error("the back end (%s) stopped (exit code %s); starting it again", self.role, code)
+        log.error("the back end stopped (exit code %s); starting it again", code)
         await asyncio.sleep(1.0)
         os.close(self._wake_w)
-        self._stop_hearing()
         await self.start()
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"!")
-
-    def _sent(self) -> None:
-        try:
-            heard = os.read(self._sends_r, 4096)
-        except BlockingIOError:
-            return
-        if not heard:  # (the child is gone: `_supervise` starts another)
-            self._stop_hearing()
-        elif self.on_sends is not None:
-            self.on_sends()
-
-    def _stop_hearing(self) -> None:
-        if self._sends_r >= 0:
-            asyncio.get_running_loop().remove_reader(self._sends_r)
-            os.close(self._sends_r)
-            self._sends_r = -1
 
     async def close(self) -> None:
         self._closing = True
@@ -270,7 +182,6 @@ class Child:
             self._watch.cancel()
         with contextlib.suppress(OSError):
             os.close(self._wake_w)
-        self._stop_hearing()
 
 
 def _die_with(parent: int) -> None:
@@ -282,31 +193,12 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-async def _child(
-    role: str, config: Config, program: dict[str, Any], generation: int, wake_fd: int, sends: int
-) -> None:
+async def _child(config: Config, program: dict[str, Any], generation: int, wake_fd: int) -> None:
     store = await open_store(config.store)
-    if role == DELIVER:
-        backend = Backend(store, None, program, config, time.time, generation=generation)
-    else:
-        secret, _ = await store.credential("secret", config.secret)  # the parent stored it
-        os.set_blocking(sends, False)
-
-        def tell() -> None:
-            with contextlib.suppress(BlockingIOError, OSError):
-                os.write(sends, b"!")
-
-        backend = Backend(
-            store,
-            Engine(program),
-            program,
-            config,
-            time.time,
-            deliver=False,
-            secret=secret,
-            generation=generation,
-            on_sends=tell,
-        )
+    secret, _ = await store.credential("secret", config.secret)  # the parent stored it
+    backend = Backend(
+        store, Engine(program), program, config, time.time, secret=secret, generation=generation
+    )
     loop = asyncio.get_running_loop()
     os.set_blocking(wake_fd, False)
 
@@ -337,18 +229,17 @@ def event_loop_runner() -> asyncio.Runner:
 
 
 def main() -> None:
-    role, wake_fd, sends = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    wake_fd = int(sys.argv[1])
     config, program, generation, parent = pickle.loads(sys.stdin.buffer.read())
     _die_with(parent)
     # Ingest answers clients and keeps only what they sent; the back end's work can wait. On a
     # busy machine the scheduler favours the HTTP process.
     with contextlib.suppress(OSError):
         os.nice(BACKEND_NICENESS)
-    what = "delivery" if role == DELIVER else "back end"
-    logging.basicConfig(level=logging.INFO, format=f"leadlang serve ({what}): %(message)s")
+    logging.basicConfig(level=logging.INFO, format="leadlang serve (back end): %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     with event_loop_runner() as runner:
-        runner.run(_child(role, config, program, generation, wake_fd, sends))
+        runner.run(_child(config, program, generation, wake_fd))
 
 
 if __name__ == "__main__":
