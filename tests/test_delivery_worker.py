@@ -507,3 +507,30 @@ def test_end_to_end_with_the_default_drivers(tmp_path: Path) -> None:
     sms_lines = (tmp_path / "outbox" / "sms.jsonl").read_text(encoding="utf-8").splitlines()
     push_lines = (tmp_path / "outbox" / "push.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(sms_lines) == 5 and len(push_lines) == 5
+
+
+def test_a_full_channel_claims_again_as_soon_as_it_has_room() -> None:
+    """Rows beyond a channel's backlog wait in the outbox; when an attempt ends and makes room,
+    the worker claims them at once, not at its next poll (with nothing else to wake it, and
+    another channel, idle, with room to spare)."""
+    store = MemoryOutbox()
+    for n in range(3):
+        store.add(delivery(n))
+    driver = Scripted(quick)
+
+    async def go() -> float:
+        options: dict[str, Any] = {"concurrency": 1, "backlog": 1, "poll": 10.0}
+        drivers: dict[str, Driver] = {"email": driver, "sms": Scripted(quick)}
+        w = worker(store, drivers, time.time, **options)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        started = time.monotonic()
+        running = asyncio.create_task(w.run(stop))
+        while any(row.status != "sent" for row in store.rows.values()):
+            await asyncio.sleep(0.01)
+            assert time.monotonic() - started < 5, "the rows waited for the next poll"
+        stop.set()
+        await running
+        return time.monotonic() - started
+
+    assert asyncio.run(go()) < 5
+    assert len(driver.seen) == 3

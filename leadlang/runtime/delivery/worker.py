@@ -20,7 +20,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from leadlang.runtime.delivery.outbox import (
@@ -61,7 +61,6 @@ class OutboxWorker:
         poll: float = 0.2,
         base: float = BACKOFF_BASE,
         cap: float = BACKOFF_CAP,
-        after_claim: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if max_attempts < 1 or timeout <= 0 or batch_size < 1 or concurrency < 1:
             raise ValueError("max_attempts, timeout, batch_size and concurrency must be positive")
@@ -78,8 +77,10 @@ class OutboxWorker:
             channel: max(1, int(getattr(driver, "concurrency", concurrency)))
             for channel, driver in self.drivers.items()
         }
+        # (at least twice its attempts at once: the next rows are claimed, and their attempts
+        # begin, while the outcomes of the last ones are being recorded)
         self._backlog = {
-            channel: max(backlog, slots) for channel, slots in self._concurrency.items()
+            channel: max(backlog, 2 * slots) for channel, slots in self._concurrency.items()
         }
         self.backlog = max(backlog, concurrency)
         # A claimed row may wait for a slot behind a full backlog of hanging attempts, then
@@ -89,7 +90,6 @@ class OutboxWorker:
         self.lease = lease if lease is not None else LEASE
         self._renewed = -math.inf  # (loop time) when the leases were last renewed
         self.poll = poll
-        self.after_claim = after_claim  # awaited after a claim that found rows, before them
         self.base = base
         self.cap = cap
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -202,8 +202,6 @@ class OutboxWorker:
         rooms = {channel: self._backlog[channel] - self._held[channel] for channel in self.drivers}
         rooms[OTHER_CHANNELS] = self.batch_size  # (no driver: they are dead at once)
         rows = await self.store.claim_outbox(now, limit, self.lease, rooms)
-        if rows and self.after_claim is not None:
-            await self.after_claim()
         tasks: list[asyncio.Task[None]] = []
         for delivery in rows:
             if delivery.key in self._in_flight:
@@ -243,7 +241,10 @@ class OutboxWorker:
             # The row keeps its lease and comes back when it expires; delivery is idempotent.
             log.exception("recording the outcome of outbox row %s failed", delivery.key)
         finally:
-            self._held[delivery.channel] -= 1
+            channel = delivery.channel
+            if self._held[channel] >= self._backlog.get(channel, self.backlog):
+                self._wake.set()  # (its channel was full: claim more now, not at the next poll)
+            self._held[channel] -= 1
             self._in_flight.discard(delivery.key)
 
     def _slot(self, channel: str) -> asyncio.Semaphore:
