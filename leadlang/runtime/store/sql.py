@@ -966,8 +966,6 @@ class SqlStore:
         return out
 
 
-# The channels of pending sends, one index seek each (a loose scan of
-# outbox(status, channel, next_attempt)), in both SQLite's and PostgreSQL's SQL.
 async def _due_rows(
     conn: AsyncConnection,
     due: Any,
@@ -1007,6 +1005,8 @@ async def _due_rows(
     return rows
 
 
+# The channels of pending sends, one index seek each (a loose scan of
+# outbox(status, channel, next_attempt)), in both SQLite's and PostgreSQL's SQL.
 _PENDING_CHANNELS = """
 WITH RECURSIVE channels(channel) AS (
     SELECT min(channel) FROM outbox WHERE status = 'pending'
