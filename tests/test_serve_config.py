@@ -19,6 +19,16 @@ def write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
+def serve_greet(tmp_path: Path, config: str) -> subprocess.CompletedProcess[bytes]:
+    """`leadlang serve greet.lead --config CONFIG` in `tmp_path`, to its end (a refusal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "leadlang", "serve", "greet.lead", "--config", config],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=50,
+    )
+
+
 def test_defaults_without_a_file() -> None:
     config = load_config(None)
     assert config.listen == "127.0.0.1:8484" and config.store == "sqlite:///leadlang.db"
@@ -56,12 +66,7 @@ def test_a_write_key_is_never_the_admin_token(tmp_path: Path, text: str) -> None
 def test_serve_refuses_such_a_config_with_exit_2(tmp_path: Path) -> None:
     (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
     path = write(tmp_path, '[server]\nwrite_keys = ["same"]\nadmin_token = "same"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "leadlang", "serve", "greet.lead", "--config", path],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=50,
-    )
+    result = serve_greet(tmp_path, path)
     assert result.returncode == 2
     assert b"admin_token" in result.stderr
     assert not (tmp_path / "leadlang.db").exists()
@@ -80,12 +85,7 @@ def test_serve_refuses_a_channel_it_cannot_drive_with_exit_2(
         f"[server]\nprocesses = {processes}\n"
         '[channels.email]\ndriver = "smtp"\nhost = "127.0.0.1"\nport = 2525\n',
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "leadlang", "serve", "greet.lead", "--config", path],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=50,
-    )
+    result = serve_greet(tmp_path, path)
     assert result.returncode == 2
     assert result.stderr.decode().strip() == (
         "error: channel email (`smtp` driver): `from` is required"

@@ -29,6 +29,7 @@ from tests.serve_daemon import (
     SLOW,
     WRITE_KEY,
     Daemon,
+    Mailbox,
     fresh_postgres,
     maildir_files,
 )
@@ -207,17 +208,6 @@ def test_sigkill_under_a_stream_of_batches_loses_and_repeats_nothing(
         assert len(names) == len(set(names))
         assert sent <= set(names) <= keys
         assert keys - set(names) <= leased
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(envelope.original_content)
-        return "250 2.0.0 OK queued"
 
 
 @pytest.mark.timeout(60)

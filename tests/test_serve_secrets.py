@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -79,6 +80,15 @@ def config() -> str:
     )
 
 
+def sign_up(daemon: Daemon, user: str, got: list[Any], requests_then: int) -> None:
+    """Post `user`'s signed_up; wait (up to 30 s) until the receiver got `requests_then`."""
+    batch = [{"type": "track", "userId": user, "event": "signed_up"}]
+    assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
+    deadline = time.monotonic() + 30
+    while len(got) < requests_then and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_missing_secret_is_named_and_serve_does_not_start(tmp_path: Path) -> None:
     (tmp_path / "p.lead").write_text(SCRIPT.replace("{port}", "1"), encoding="utf-8")
     done = subprocess.run(
@@ -110,11 +120,7 @@ def test_the_secret_reaches_the_receiver_and_nothing_else(
         tmp_path, [str(tmp_path / "p.lead")], config=config(), env={"PUSH_TOKEN": TOKEN}
     ).start()
     try:
-        batch = [{"type": "track", "userId": "ann", "event": "signed_up"}]
-        assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
-        deadline = time.monotonic() + 30
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.05)
+        sign_up(daemon, "ann", got, 1)
         assert len(got) == 1
         headers, body = got[0]
         assert headers["X-Token"] == TOKEN
@@ -147,7 +153,7 @@ def test_a_reloaded_program_s_new_secret_reaches_the_receiver(
 ) -> None:
     # the secret is in the environment from the start, but only a program whose messages use
     # it lets it reach a driver: here the second, which a reload brings while serve runs
-    # (with two processes, delivery runs in a process of its own and must take it up too)
+    # (with two processes, the back end in its child process takes it up too)
     port, got = receiver
     script = tmp_path / "p.lead"
     script.write_text(PLAIN.replace("{port}", str(port)), encoding="utf-8")
@@ -155,11 +161,7 @@ def test_a_reloaded_program_s_new_secret_reaches_the_receiver(
     daemon = Daemon(tmp_path, [str(script)], config=settings, env={"PUSH_TOKEN": TOKEN})
     daemon.start()
     try:
-        batch = [{"type": "track", "userId": "ann", "event": "signed_up"}]
-        assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
-        deadline = time.monotonic() + 30
-        while not got and time.monotonic() < deadline:
-            time.sleep(0.05)
+        sign_up(daemon, "ann", got, 1)
         script.write_text(SCRIPT.replace("{port}", str(port)), encoding="utf-8")
         reloaded = requests.post(
             daemon.url + "/v1/reload",
@@ -168,10 +170,7 @@ def test_a_reloaded_program_s_new_secret_reaches_the_receiver(
         )
         assert reloaded.status_code == 200 and reloaded.json()["reloaded"] is True
         # at once after the reload: the first send of the new program finds its secret
-        batch = [{"type": "track", "userId": "bob", "event": "signed_up"}]
-        assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
-        while len(got) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        sign_up(daemon, "bob", got, 2)
         outbox = daemon.query("SELECT contact, status, last_error FROM outbox ORDER BY contact")
     finally:
         assert daemon.stop() == 0

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.serve_daemon import ADMIN_TOKEN, WRITE_KEY, Daemon, free_port
+from tests.serve_daemon import ADMIN_TOKEN, WRITE_KEY, Daemon, Mailbox, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -408,17 +408,6 @@ def test_without_public_url_emails_are_left_as_written(tmp_path: Path) -> None:
         assert welcome.message["List-Unsubscribe"] is None
     finally:
         serve.stop()
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps every message's bytes as they came over the wire."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(envelope.original_content)
-        return "250 2.0.0 OK queued"
 
 
 def test_one_click_through_a_real_smtp_server(tmp_path: Path) -> None:
