@@ -229,6 +229,17 @@ def fresh_postgres() -> Iterator[str]:
         postgres_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class Mailbox:
+    """An aiosmtpd handler that keeps every message's bytes as they came over the wire."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.original_content)
+        return "250 2.0.0 OK queued"
+
+
 # Each `signed_up` is one enrollment: `enter`, `send hello` (one Maildir file), `exit`.
 GREET = """\
 message hello:
