@@ -399,3 +399,33 @@ def test_sigterm_answers_a_request_whose_body_is_still_arriving(tmp_path: Path) 
             assert daemon.count("events", "WHERE contact = 'slow-upload'") == 10
     finally:
         daemon.kill()
+
+
+@pytest.mark.timeout(60)
+def test_a_second_daemon_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    # SQLite is for one daemon: a second would deliver the sends the first has claimed
+    script = tmp_path / "greet.lead"
+    script.write_text(GREET, encoding="utf-8")
+    first = Daemon(tmp_path, [str(script)]).start()
+    other = tmp_path / "other"
+    other.mkdir()
+    try:
+        second = subprocess.run(
+            [
+                *(sys.executable, "-m", "leadlang", "serve", str(script), "--db", first.db),
+                *("--listen", "127.0.0.1:0", "--config", str(first.config_path)),
+            ],
+            cwd=other,
+            capture_output=True,
+            text=True,
+            timeout=50,
+        )
+        assert second.returncode == 2
+        assert "another `leadlang serve` is using" in second.stderr
+        assert first.post("/v1/track", {"userId": "a", "event": "Signed Up"}).ok
+        # killed, the first leaves nothing held: the next daemon starts on the file
+        first.kill()
+        first.start()
+        assert first.post("/v1/track", {"userId": "b", "event": "Signed Up"}).ok
+    finally:
+        assert first.stop() == 0

@@ -47,7 +47,7 @@ from leadlang.runtime.server.metrics import Metrics
 from leadlang.runtime.server.openapi import openapi_document
 from leadlang.runtime.server.programs import load_scripts, publish
 from leadlang.runtime.server.tracking import Tracking
-from leadlang.runtime.store.sql import SqlStore, describe_url, open_store
+from leadlang.runtime.store.sql import SqlStore, StoreError, describe_url, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
 log = logging.getLogger("leadlang.serve")
@@ -190,6 +190,11 @@ async def open_daemon(
     config: Config, program: dict[str, Any], paths: list[str] | None = None
 ) -> Daemon:
     store = await open_store(config.store)
+    try:
+        store.use_alone()  # (SQLite: one daemon; StoreError when another has it)
+    except StoreError:
+        await store.close()
+        raise
     generated: dict[str, str] = {}
     write_keys = config.write_keys
     if not write_keys:
@@ -291,11 +296,7 @@ def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
 
 
 async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> int:
-    try:
-        await check_channels(config, program)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    await check_channels(config, program)  # (ValueError: `run_serve` says it, exit 2)
     daemon = await open_daemon(config, program, paths)
     host, port = config.host_port
     await daemon.start()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import math
+import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
@@ -179,10 +181,33 @@ class SqlStore:
         # in the file: a claim is then a read, which never waits for SQLite's one write lock
         # (see `claim_outbox`). PostgreSQL's daemons share theirs in `outbox.lease_until`.
         self._leases: dict[str, float] = {}
+        self._alone = -1  # (the file descriptor holding `use_alone`'s lock)
 
     # ------------------------------------------------------------------ set-up
 
+    def use_alone(self) -> None:
+        """On SQLite, which one daemon uses, make sure no other daemon uses this file: an
+        exclusive `flock` of the database file, held until `close` (or the process's end,
+        `kill -9` included). Raises StoreError when another daemon holds it. (SQLite's own
+        locks are POSIX record locks, which a `flock` does not touch.)"""
+        database = self.engine.url.database
+        if not self.sqlite or not database or database == ":memory:":
+            return
+        fd = os.open(database, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(
+                f"another `leadlang serve` is using {database}: a SQLite store is for one "
+                "daemon (several daemons share a PostgreSQL database)"
+            ) from None
+        self._alone = fd
+
     async def close(self) -> None:
+        if self._alone >= 0:
+            os.close(self._alone)
+            self._alone = -1
         await self.engine.dispose()
         if self.writer is not self.engine:
             await self.writer.dispose()
