@@ -182,3 +182,29 @@ flow exactly_ten:
     effects = run(checked.program, events, until="+1d")
     tags = [e["at"] for e in effects if e["action"] == "tag"]
     assert tags == ["2025-01-01T10:00:00Z", "2025-01-01T13:00:00Z"]
+
+
+def test_every_score_rule_an_event_matches_adds_its_points(tmp_path: Path) -> None:
+    """LANGUAGE.md section 4: each rule `EVENT +N [where COND]` adds N when a matching event
+    arrives, so an event two rules match gets both rules' points: 5 + 20 for a big order."""
+    script = """
+event order_completed(total: number)
+
+score:
+  order_completed +5
+  order_completed +20 where total >= 100
+
+flow worth:
+  when score == 30
+  tag "thirty"
+"""
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    events = [
+        track("u", "order_completed", "2025-01-01T10:00:00Z", total=50),  # 5
+        track("u", "order_completed", "2025-01-01T11:00:00Z", total=150),  # 5 + 5 + 20
+    ]
+    effects = run(checked.program, events, until="+1d")
+    assert [(e["at"], e["tag"]) for e in effects if e["action"] == "tag"] == [
+        ("2025-01-01T11:00:00Z", "thirty")
+    ]

@@ -436,3 +436,28 @@ flow gone:
     assert [e for e in effects if e[2] == "tag"] == [
         ("2025-01-02T00:00:00Z", "u", "tag", "gone", "zero")
     ]
+
+
+def test_a_null_trait_in_an_identify_removes_it(tmp_path: Path) -> None:
+    # docs/simulate.md: `identify` merges traits, "a `null` removes one" (also one never set)
+    script = """
+trait plan: text
+trait nickname: text
+flow churned:
+  when plan == none and "paid" in tags
+  tag "churned"
+flow paying:
+  when plan == "pro"
+  tag "paid"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", plan="pro"),
+        identify("u", "2025-01-02T00:00:00Z", nickname=None),  # never set: nothing to remove
+        identify("u", "2025-01-03T00:00:00Z", plan=None),
+    ]
+    tags = [
+        (at, tag)
+        for at, _, action, _, tag in _simulate(tmp_path, script, events)
+        if action == "tag"
+    ]
+    assert tags == [("2025-01-01T00:00:00Z", "paid"), ("2025-01-03T00:00:00Z", "churned")]
