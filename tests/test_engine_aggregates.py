@@ -9,6 +9,10 @@ from pathlib import Path
 from checking import check_text
 from engine_run import identify, run, track
 
+from leadlang.interpreter.compile import compile_program
+from leadlang.runtime.engine import Engine, Event
+from leadlang.runtime.state import Contact
+
 SCRIPT = """
 event order(total: number, kind: text)
 event probe(ref: text)
@@ -127,3 +131,41 @@ flow probing:
     ]
     tags = [e["tag"] for e in run(result.program, events) if e["action"] == "tag"]
     assert tags == ["web_4", "no_gift"]
+
+
+LATE = """
+event visit(page: text)
+
+flow seen:
+  on visit
+  reenter always
+  if count(visit within 1d) >= 2:
+    tag "two_today"
+  if last(visit).page == "pricing":
+    tag "pricing_last"
+  if count(visit where page == "blog") == 1:
+    tag "read_blog"
+  if days_since(visit where page == "blog") == 2:
+    tag "blog_2_days_ago"
+"""
+
+
+def test_a_late_event_takes_its_place_in_the_history_by_its_own_timestamp(
+    tmp_path: Path,
+) -> None:
+    """serve (docs/serve.md, event time): an event older than the instant its contact was
+    processed to runs at that instant, and keeps its own timestamp in the history, so
+    `within` windows and `last(...)` see it where it belongs."""
+    checked = check_text(tmp_path, LATE)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    engine = Engine(compile_program(checked.program))
+    contact = Contact("u")
+    day = 86400.0
+    t0 = 1_700_000_000.0
+    engine.on_event(contact, Event(t0 + 3 * day, 1, "u", "visit", {"page": "pricing"}))
+    # the blog visit of day 1 arrives late: it runs at day 3, the contact's instant
+    late = Event(t0 + 3 * day, 2, "u", "visit", {"page": "blog"}, None, t0 + day)
+    tags = [e["tag"] for e in engine.on_event(contact, late) if e["action"] == "tag"]
+    # day 1 is outside `within 1d` at day 3; the last visit is still the pricing one of day
+    # 3; the blog visit was 2 days before
+    assert tags == ["pricing_last", "read_blog", "blog_2_days_ago"]
