@@ -208,3 +208,31 @@ flow worth:
     assert [(e["at"], e["tag"]) for e in effects if e["action"] == "tag"] == [
         ("2025-01-01T11:00:00Z", "thirty")
     ]
+
+
+def test_a_score_rule_never_leaves_a_score_above_zero_it_did_not_give(tmp_path: Path) -> None:
+    """A negative rule on a score of 0 leaves 0 (section 4: never below 0), and an event
+    whose rules' `where` all fail adds nothing: `when score > 0` waits for a real point."""
+    script = """
+event order(total: number)
+
+score:
+  complained -40
+  order +10 where total > 100
+  page_viewed +1
+
+flow positive:
+  when score > 0
+  tag "positive"
+"""
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    events = [
+        track("u", "complained", "2025-01-01T10:00:00Z"),
+        track("v", "order", "2025-01-01T10:00:00Z", total=50),
+        track("u", "page_viewed", "2025-01-01T12:00:00Z"),
+        track("v", "page_viewed", "2025-01-01T12:00:00Z"),
+    ]
+    effects = run(checked.program, events, until="+1d")
+    tags = [(e["contact"], e["at"]) for e in effects if e["action"] == "tag"]
+    assert tags == [("u", "2025-01-01T12:00:00Z"), ("v", "2025-01-01T12:00:00Z")]
