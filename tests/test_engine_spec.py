@@ -461,3 +461,49 @@ flow paying:
         if action == "tag"
     ]
     assert tags == [("2025-01-01T00:00:00Z", "paid"), ("2025-01-03T00:00:00Z", "churned")]
+
+
+def test_a_timer_comes_due_while_another_flow_waits_for_an_event(tmp_path: Path) -> None:
+    # the reminder's wait ends at a time-driven instant where `waiting` still waits for `paid`
+    script = """
+flow waiting:
+  on started
+  wait for paid up to 7d else:
+    tag "unpaid"
+  tag "paid"
+
+flow reminder:
+  on started
+  wait 1d
+  tag "reminded"
+"""
+    events = [
+        track("u", "started", "2025-01-01T00:00:00Z"),
+        track("u", "paid", "2025-01-03T00:00:00Z"),
+    ]
+    effects = [e for e in _simulate(tmp_path, script, events) if e[2] in ("tag", "exit")]
+    assert effects == [
+        ("2025-01-02T00:00:00Z", "u", "tag", "reminder", "reminded"),
+        ("2025-01-02T00:00:00Z", "u", "exit", "reminder", None),
+        ("2025-01-03T00:00:00Z", "u", "tag", "waiting", "paid"),
+        ("2025-01-03T00:00:00Z", "u", "exit", "waiting", None),
+    ]
+
+
+def test_the_last_instant_of_time_still_comes(tmp_path: Path) -> None:
+    # 9999-12-29T23:59:59Z is the last instant a script may name (S008); `--until` past the
+    # end of time runs the clock to it, so a wait until then ends there
+    script = """
+flow last:
+  on started
+  wait until 9999-12-29T23:59:59Z
+  tag "at_the_end"
+"""
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    events = [track("u", "started", "9999-12-01T00:00:00Z")]
+    effects = run(checked.program, events, until="9999-12-31T00:00:00Z")
+    assert [(e["at"], e["action"]) for e in effects if e["action"] != "enter"] == [
+        ("9999-12-29T23:59:59Z", "tag"),
+        ("9999-12-29T23:59:59Z", "exit"),
+    ]
