@@ -329,3 +329,45 @@ def test_any_graph_of_tags_and_enrolls_ends_with_paired_enrollments(
             open_flows.add(effect["flow"])
         elif effect["action"] == "exit":
             open_flows.remove(effect["flow"])
+
+
+def test_a_flow_first_entered_in_the_middle_of_a_cycle_is_part_of_the_state(
+    tmp_path: Path,
+) -> None:
+    """The state compared at a re-entry includes the flows entered at this instant
+    (docs/simulate.md). Here `flow_0` raises the score by one a turn up to its max of 3; at
+    3, `x` enters for the first time, just after `flow_1`'s re-entry. The next re-entry of
+    `flow_1` differs from that one only by `x` having been entered: no repeat yet. The
+    re-entry of `flow_0` after it is the first repeat (of the one just before `flow_1`'s)."""
+    script = """
+score:
+  visit +1
+  max 3
+
+flow start:
+  on signed_up
+  tag "t0"
+
+flow flow_0:
+  when "t0" in tags
+  reenter always
+  untag "t0"
+  score +1
+  tag "t1"
+
+flow flow_1:
+  when "t1" in tags
+  reenter always
+  untag "t1"
+  tag "t0"
+
+flow x:
+  when score >= 3
+  untag "nothing"
+"""
+    effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
+    entered = [e["flow"] for e in effects if e["action"] == "enter"]
+    # score after each flow_0 turn: 1, 2, 3, 3: x enters after the second flow_1 re-entry
+    assert entered == ["start"] + ["flow_0", "flow_1"] * 3 + ["x", "flow_0", "flow_1"]
+    stops = [e for e in effects if e["action"] == "stop"]
+    assert [(s["flow"], s["cycle"]) for s in stops] == [("flow_0", ["flow_0", "flow_1", "flow_0"])]
