@@ -199,3 +199,20 @@ def test_an_unsubscribed_trait_written_as_text_counts() -> None:
         if e["action"] in ("send", "skip")
     }
     assert outcome == {"yes": ("skip", "unsubscribed"), "no": ("send", None)}
+
+
+def test_a_consent_event_whose_channel_is_no_text_never_breaks_the_run() -> None:
+    """A `channel` property the log writes as a list is still a consent event the engine
+    records (which channels it then covers is not documented: this only pins that the
+    contact's run goes on, the send step decided and the flow done)."""
+    effects = run(
+        _prog(),
+        [
+            identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+            track("u", "unsubscribed", "2025-01-01T00:10:00Z", channel=["email", "sms"]),
+            track("u", "subscribed", "2025-01-01T00:20:00Z", channel=["sms"]),
+            track("u", "go", "2025-01-01T01:00:00Z"),
+        ],
+    )
+    assert [e["action"] for e in effects] in (["enter", "send", "exit"], ["enter", "skip", "exit"])
+    assert effects[-1]["reason"] == "done"
