@@ -507,3 +507,27 @@ flow last:
         ("9999-12-29T23:59:59Z", "tag"),
         ("9999-12-29T23:59:59Z", "exit"),
     ]
+
+
+def test_a_wait_for_where_matches_the_bound_events_order_and_goes_on(tmp_path: Path) -> None:
+    """Section 5.2: `wait for` resumes when a matching event arrives; with `event.NAME` in its
+    `where` (section 4: the bound event's), the order the flow was entered for."""
+    script = """
+event checkout_started(order_id: text)
+event order_completed(order_id: text)
+flow f:
+  on checkout_started
+  wait for order_completed where order_id == event.order_id up to 1d else tag "timeout"
+  tag "matched"
+"""
+    events = [
+        track("u", "checkout_started", "2025-01-01T00:00:00Z", order_id="A"),
+        track("u", "order_completed", "2025-01-01T01:00:00Z", order_id="B"),  # another order
+        track("u", "order_completed", "2025-01-01T02:00:00Z", order_id="A"),  # this order
+    ]
+    effects = _simulate(tmp_path, script, events)
+    assert [(e[0], e[2], e[4]) for e in effects] == [
+        ("2025-01-01T00:00:00Z", "enter", None),
+        ("2025-01-01T02:00:00Z", "tag", "matched"),
+        ("2025-01-01T02:00:00Z", "exit", None),
+    ]
