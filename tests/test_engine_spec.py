@@ -531,3 +531,35 @@ flow f:
         ("2025-01-01T02:00:00Z", "tag", "matched"),
         ("2025-01-01T02:00:00Z", "exit", None),
     ]
+
+
+def test_a_wait_reads_its_duration_and_target_from_the_profile(tmp_path: Path) -> None:
+    """Section 5.2: `wait D` resumes after D (a computed D: 2 days, 1 second, 0: now) and
+    `wait until EXPR` at that datetime, each read from the contact's traits."""
+    script = """
+trait delay: number
+trait trial_end: datetime
+flow later:
+  on go
+  wait delay * 1s
+  tag "waited"
+flow trial_ends:
+  on trial
+  wait until trial_end
+  tag "trial_over"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", delay=172800),
+        identify("v", "2025-01-01T00:00:00Z", delay=1),
+        identify("w", "2025-01-01T00:00:00Z", delay=0),
+        identify("x", "2025-01-01T00:00:00Z", trial_end="2025-01-15T09:30:00Z"),
+        *(track(c, "go", "2025-01-01T10:00:00Z") for c in "uvw"),
+        track("x", "trial", "2025-01-01T10:00:00Z"),
+    ]
+    tags = {e[1]: e[0] for e in _simulate(tmp_path, script, events) if e[2] == "tag"}
+    assert tags == {
+        "u": "2025-01-03T10:00:00Z",
+        "v": "2025-01-01T10:00:01Z",
+        "w": "2025-01-01T10:00:00Z",
+        "x": "2025-01-15T09:30:00Z",
+    }
