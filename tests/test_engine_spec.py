@@ -563,3 +563,31 @@ flow trial_ends:
         "w": "2025-01-01T10:00:00Z",
         "x": "2025-01-15T09:30:00Z",
     }
+
+
+def test_a_check_that_holds_goes_on_and_one_that_fails_runs_its_else(tmp_path: Path) -> None:
+    """Section 5.2: `check COND else STEP`: if COND holds now, the next step; otherwise the
+    else steps, then the flow ends. `wait until` a datetime already past continues now."""
+    script = """
+trait plan: text
+flow f:
+  on go
+  wait until 2024-06-01T00:00:00Z
+  check plan == "pro" else tag "not_pro"
+  tag "pro"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", plan="pro"),
+        identify("v", "2025-01-01T00:00:00Z", plan="free"),
+        track("u", "go", "2025-01-01T10:00:00Z"),
+        track("v", "go", "2025-01-01T10:00:00Z"),
+    ]
+    effects = [(e[1], e[2], e[4]) for e in _simulate(tmp_path, script, events)]
+    assert effects == [
+        ("u", "enter", None),
+        ("u", "tag", "pro"),
+        ("u", "exit", None),
+        ("v", "enter", None),
+        ("v", "tag", "not_pro"),
+        ("v", "exit", None),
+    ]
