@@ -6,13 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadlang.interpreter.check import check_paths
 from leadlang.interpreter.compile import compile_program
 from leadlang.runtime.delivery.render import (
     RenderError,
+    _fast_feed,
+    _text,
+    _TextParser,
     clear_template_cache,
     html_to_text,
     render_message,
@@ -188,6 +191,97 @@ def test_html_to_text() -> None:
 @given(st.text())
 def test_html_to_text_takes_any_text(html: str) -> None:
     assert isinstance(html_to_text(html), str)
+
+
+def by_htmlparser(html: str) -> str:
+    """The text part as the standard library's HTMLParser alone reads `html`."""
+    parser = _TextParser()
+    parser.feed(html)
+    parser.close()
+    return _text(parser.parts)
+
+
+_TEXTS = ["Hi ", "a&amp;b", "&nbsp;x", "x & y", "&#39;", "&#x41;", "&amp", "  \n\t", "\xa0",
+          "\x0b", "\r\n", "1 > 0", "{{ first_name }}", "é", "https://y.example"]  # fmt: skip
+_TAGS = ["p", "P", "a", "A", "br", "li", "td", "h1", "div", "pre", "img", "head", "title",
+         "span", "b", "ul", "hr", "my-tag", "x1"]  # fmt: skip
+_NAMES = ["href", "HREF", "alt", "class", "data-x", "x:y", "_z"]
+_VALUES = ["https://x.example/a?b=1&amp;c=2", "mailto:a@b.example", "x y", "logo", "", "a/b",
+           "&lt;b&gt;", "it's", 'say "hi"']  # fmt: skip
+_QUOTES = ['"{}"', "'{}'", "{}"]
+_GAPS = [" ", "  ", "\n", "\t", "\x0b", "/", "\xa0"]
+_ENDS = [">", "/>", " />", " >", "/ >", "\n>"]
+_OTHER = ["<!doctype html>", "<!DOCTYPE html PUBLIC>", "<!-- c -->", "<!--[if mso]><p>o</p><![endif]-->",
+          "<script>x<p>y</p></script>", "<style>p {}</style>", "<", "< p>", "<1", "<?php ?>",
+          "<![CDATA[x]]>", "</ p>", "</P >", "</li\n>", "</a b>", "</>", "</9>"]  # fmt: skip
+
+
+@st.composite
+def _start_tag(draw: st.DrawFn) -> str:
+    text = "<" + draw(st.sampled_from(_TAGS))
+    for _ in range(draw(st.integers(0, 3))):
+        text += draw(st.sampled_from(_GAPS)) + draw(st.sampled_from(_NAMES))
+        if draw(st.booleans()):
+            value = draw(st.sampled_from(_VALUES))
+            text += draw(st.sampled_from(["=", " = ", "=="]))
+            text += draw(st.sampled_from(_QUOTES)).format(value)
+    return text + draw(st.sampled_from(_ENDS))
+
+
+_PIECES = st.one_of(
+    st.sampled_from(_TEXTS),
+    st.text(max_size=4),
+    _start_tag(),
+    st.builds("</{}>".format, st.sampled_from(_TAGS)),
+    st.sampled_from(_OTHER),
+)
+
+
+# html_to_text tokenizes common HTML itself and hands the rest to HTMLParser: the text part
+# must be the same either way.
+@pytest.mark.parametrize(
+    "html",
+    [
+        "x</P>y<P>z",
+        "<A HREF=\"https://x.example/?a=1&amp;b=2\">go</A> <a href='mailto:a@b.example'>mail</a>",
+        'a<p\x0bclass="c">x</p>y',
+        '<a href="https://x.example/"/>label</a> <head/>x',
+        "<img alt=logo/>x<img alt=logo />y",
+        "a<img alt=logo>b<img alt=logo class=x>c<img class=x alt='logo'>d",
+        "<a href=mailto:a@b.example>write</a> <a href = 'https://x.example' >go</a>",
+        '<img alt="a&amp;b">',
+        '<a href=https://x.example/>y</a> <a href="https://x.example/" >z</a>',
+        "y<style>a</p>b</style>x",
+        "y<script>a</p>b</script>x",
+        "y<script>if (a < b) {}</script>x",
+        "<!doctype html <p>>x",
+        "<!DOCTYPE html>\n<br/>x<br />y<hr>z",
+        "<ul><li>a<li>b</ul><table><tr><td>1</td><td>2</td></tr></table>",
+        "<pre>a   b\n c</pre>  d   e",
+        "<head><title>T</title></head><p>a &amp;amp; &lt;b&gt; &#39;q&#39;</p>",
+        "<p>a<!-- c --></p><!--[if mso]>x<![endif]-->",
+        "1 < 2 and <3",
+        "<p class=a\xa0b>x</p>",
+    ],
+)
+def test_html_to_text_reads_html_as_htmlparser_does(html: str) -> None:
+    assert html_to_text(html) == by_htmlparser(html)
+
+
+@settings(max_examples=400)
+@given(st.lists(_PIECES, max_size=30).map("".join))
+def test_html_to_text_reads_any_html_as_htmlparser_does(html: str) -> None:
+    assert html_to_text(html) == by_htmlparser(html)
+
+
+def test_the_examples_emails_take_the_fast_reading() -> None:
+    templates = sorted(EXAMPLES.glob("*/templates/*.html"))
+    assert templates
+    for path in templates:
+        html = path.read_text()
+        parser = _TextParser()
+        assert _fast_feed(parser, html), path
+        assert _text(parser.parts) == by_htmlparser(html), path
 
 
 @given(st.text())
