@@ -18,7 +18,7 @@ import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import attrs
 import orjson
@@ -58,6 +58,7 @@ CLAIM_WINDOWS = 4  # windows read at most, per source (due timers, pending event
 # (written out, not a parameter: a prepared statement's generic plan can then still use the
 # partial indexes on pending events)
 _PENDING: Any = s.events.c.pending == literal_column("1")
+_ONE_MORE_ATTEMPT: Any = s.outbox.c.attempts + 1  # (built once: it is set for every send)
 _DB_NOW: Any = literal_column("extract(epoch from clock_timestamp())::float8")  # PostgreSQL's clock
 EFFECT_COLUMNS = (
     "contact",
@@ -125,9 +126,8 @@ class Incoming:
     body: str
 
 
-@attrs.frozen
-class Pending:
-    """A stored event not yet run through the engine."""
+class Pending(NamedTuple):
+    """A stored event not yet run through the engine (a tuple: made for every event read)."""
 
     id: int
     contact: str
@@ -662,7 +662,7 @@ class SqlStore:
 
     async def outbox_sent(self, key: str, now: float) -> None:
         await self._outbox_set(
-            key, status="sent", delivered=now, lease_until=None, attempts=s.outbox.c.attempts + 1
+            key, status="sent", delivered=now, lease_until=None, attempts=_ONE_MORE_ATTEMPT
         )
 
     async def outbox_retry(self, key: str, attempts: int, next_attempt: float, error: str) -> None:

@@ -17,9 +17,9 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import itertools
 import os
 import re
-import secrets
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -114,6 +114,12 @@ class MaildirDriver:
         self.concurrency = GROUP * GROUPS  # (the worker's attempts at once: whole groups)
         for sub in ("tmp", "new", "cur"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
+        # (the folders as text: a file's path is joined for every send, pathlib's way costs)
+        self._tmp, self._new = str(self.path / "tmp"), str(self.path / "new")
+        # a file in tmp/ is named by its key, this process and a number of its own: unique
+        # among the living writers (a dead one's leftover of the same name is only replaced)
+        self._tmp_name = f"{os.getpid()}_{time.time_ns()}"
+        self._numbers = itertools.count()
         # cur/ is listed again only when its modification time changes (a client moved mail)
         # or was too recent to be sure nothing else arrived within the same clock tick.
         self._cur_seen: tuple[int, frozenset[str]] | None = None
@@ -161,7 +167,7 @@ class MaildirDriver:
     def _write_group(self, group: list[Delivery]) -> list[Outcome | Exception]:
         """Each send's outcome, or the exception that stopped it (the worker retries it)."""
         outcomes: list[Outcome | Exception] = []
-        files: dict[int, tuple[Path, Path, Any]] = {}  # index -> (temporary, final, file)
+        files: dict[int, tuple[str, str, Any]] = {}  # index -> (temporary, final, file)
         keys: set[str] = set()
         for index, delivery in enumerate(group):
             try:
@@ -171,7 +177,7 @@ class MaildirDriver:
                 if isinstance(ready, bytes):
                     keys.add(delivery.key)
                     key = delivery.key
-                    temporary = self.path / "tmp" / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"
+                    temporary = f"{self._tmp}/{key}.{self._tmp_name}.{next(self._numbers)}"
                     file = open(temporary, "wb")  # noqa: SIM115 (closed after the group's sync)
                     try:
                         file.write(ready)
@@ -181,7 +187,7 @@ class MaildirDriver:
                         with contextlib.suppress(OSError):
                             os.unlink(temporary)
                         raise
-                    files[index] = (temporary, self.path / "new" / key, file)
+                    files[index] = (temporary, f"{self._new}/{key}", file)
                     ready = Outcome.sent()
                 outcomes.append(ready)
             except Exception as exc:
@@ -221,8 +227,7 @@ class MaildirDriver:
         key = delivery.key
         if not _KEY.fullmatch(key):
             return Outcome.failed(f"the key {key!r} cannot name a file")
-        final = self.path / "new" / key
-        if final.exists() or self._in_cur(key):
+        if os.path.exists(f"{self._new}/{key}") or self._in_cur(key):
             return Outcome.sent()  # delivered before a crash or a lost acknowledgement
         if not delivery.to:
             return Outcome.failed("no email address")
