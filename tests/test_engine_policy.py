@@ -201,18 +201,17 @@ def test_an_unsubscribed_trait_written_as_text_counts() -> None:
     assert outcome == {"yes": ("skip", "unsubscribed"), "no": ("send", None)}
 
 
-def test_a_consent_event_whose_channel_is_no_text_never_breaks_the_run() -> None:
-    """A `channel` property the log writes as a list is still a consent event the engine
-    records (which channels it then covers is not documented: this only pins that the
-    contact's run goes on, the send step decided and the flow done)."""
-    effects = run(
-        _prog(),
-        [
-            identify("u", "2025-01-01T00:00:00Z", email="u@x"),
-            track("u", "unsubscribed", "2025-01-01T00:10:00Z", channel=["email", "sms"]),
-            track("u", "subscribed", "2025-01-01T00:20:00Z", channel=["sms"]),
-            track("u", "go", "2025-01-01T01:00:00Z"),
-        ],
-    )
-    assert [e["action"] for e in effects] in (["enter", "send", "exit"], ["enter", "skip", "exit"])
+def test_a_consent_event_whose_channel_is_no_text_counts_for_every_channel() -> None:
+    """docs/language.md, rule 1: a `channel` that is not a text (here a list) counts as no
+    channel, so the event covers every channel: the unsubscribe alone stops the email, and a
+    later subscribe of the same kind brings it back. The run never breaks on it."""
+    unsubscribe = track("u", "unsubscribed", "2025-01-01T00:10:00Z", channel=["sms"])
+    history = [identify("u", "2025-01-01T00:00:00Z", email="u@x"), unsubscribe]
+    go = track("u", "go", "2025-01-01T01:00:00Z")
+    effects = run(_prog(), [*history, go])
+    assert [e["action"] for e in effects] == ["enter", "skip", "exit"]
+    assert effects[1]["reason"] == "unsubscribed"
+    subscribe = track("u", "subscribed", "2025-01-01T00:20:00Z", channel=7)
+    effects = run(_prog(), [*history, subscribe, go])
+    assert [e["action"] for e in effects] == ["enter", "send", "exit"]
     assert effects[-1]["reason"] == "done"

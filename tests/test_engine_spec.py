@@ -565,6 +565,24 @@ flow trial_ends:
     }
 
 
+def test_a_wait_of_no_positive_duration_continues_at_once(tmp_path: Path) -> None:
+    """Section 5.2: a computed `wait` duration that is negative or `none` (the trait is not
+    set) waits for nothing: the flow goes on at that instant, never at an earlier one."""
+    script = """
+trait delay: number
+flow later:
+  on go
+  wait delay * 1s
+  tag "waited"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", delay=-3600),
+        *(track(c, "go", "2025-01-01T10:00:00Z") for c in "uv"),
+    ]
+    tags = {e[1]: e[0] for e in _simulate(tmp_path, script, events) if e[2] == "tag"}
+    assert tags == {"u": "2025-01-01T10:00:00Z", "v": "2025-01-01T10:00:00Z"}
+
+
 def test_a_check_that_holds_goes_on_and_one_that_fails_runs_its_else(tmp_path: Path) -> None:
     """Section 5.2: `check COND else STEP`: if COND holds now, the next step; otherwise the
     else steps, then the flow ends. `wait until` a datetime already past continues now."""
