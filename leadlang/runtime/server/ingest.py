@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 import logging
 import time
@@ -243,7 +244,7 @@ def parse_message(
         event = item.get("event")
         if not isinstance(event, str) or not event.strip():
             raise bad("missing `event` (the event's name) on a track")
-        name = normalize_event_name(event)
+        name = _event_name(event) if len(event) <= 64 else normalize_event_name(event)
         if not name:
             raise bad(f"`event` {event!r} has no letters or digits")
         body: dict[str, Any] = {"n": name, "p": props}
@@ -254,6 +255,11 @@ def parse_message(
     else:  # screen: the app's page view
         body = {"n": "screen_viewed", "p": props}
     return Incoming(message_id or None, contact, t, received, orjson.dumps(body).decode())
+
+
+# An app sends a few event names over and over: each is normalized once (short names only,
+# so the cache stays small whatever clients send).
+_event_name = functools.lru_cache(maxsize=4096)(normalize_event_name)
 
 
 def _check_key_text(text: str, field: str, bad: Callable[[str], BadRequest]) -> None:
