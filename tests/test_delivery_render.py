@@ -188,6 +188,44 @@ def test_html_to_text() -> None:
     assert html_to_text("") == ""
 
 
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        # the head and what is in it are dropped, however deep
+        ("<head><title>T</title>meta text</head><p>body</p>", "body\n"),
+        ('<head><img alt="hidden"></head>x', "x\n"),
+        ("<head/>x", "x\n"),  # a self-closed head holds nothing
+        # <pre> keeps its line breaks (nested too), and only its own
+        ("<pre>a\nb</pre>", "a\nb\n"),
+        ("<pre><pre>x</pre>a\nb</pre>", "x\n\na\nb\n"),
+        ("<pre>x</pre>a\nb", "x\n\na b\n"),
+        ("<pre>a   b</pre>", "a b\n"),  # runs of spaces are one space everywhere
+        # table cells apart, rows as paragraphs; list items; rules and breaks
+        (
+            "<table><tr><td>1</td><td>2</td></tr><tr><th>h</th><th>i</th></tr></table>",
+            "1 2\n\nh i\n",
+        ),
+        ("<ul><li>one<li>two</ul>", "- one\n- two\n"),
+        ("a<br/>b<hr/>c", "a\nb\n\n---\n\nc\n"),
+        # an image is its alt text, or nothing; an unquoted value is kept whole
+        ("<img src=a.png>x", "x\n"),
+        ("<img alt=Xo>", "Xo\n"),
+        # links: the address after the label, a mailto as its address, nothing twice
+        (
+            '<a href="mailto:a@b.example">write to us</a> <a href="mailto:a@b.example">a@b.example</a>',
+            "write to us (a@b.example) a@b.example\n",
+        ),
+        ('<a href="https://x.example/"/>label</a>', "label\n"),  # a self-closed <a> links nothing
+        ('<a href="https://x.example">https://<b>x.example</b></a>', "https://x.example\n"),
+        ('see <a href="https://x.example"><img src=a.png></a>', "see https://x.example\n"),
+        ("<script><script></script>x</script>y", "xy\n"),
+    ],
+)
+def test_html_to_text_rules(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+    assert by_htmlparser(html) == text
+
+
 @given(st.text())
 def test_html_to_text_takes_any_text(html: str) -> None:
     assert isinstance(html_to_text(html), str)
