@@ -197,6 +197,26 @@ def test_a_migrated_time_wait_goes_on_with_the_steps_the_new_version_has_after_i
     assert "onboard" not in contact.enrollments
 
 
+def test_edits_migrate_moves_a_contact_waiting_at_a_wait_until() -> None:
+    """serve.md, Editing live flows: a `wait until` is a time wait like `wait`, so a contact
+    waiting at one moves to the new version's step of the same id and, when the (unchanged)
+    instant comes, goes on with the new version's next step. T0 is 22:13 UTC: the wait ends
+    at 09:00 UTC the next day."""
+    until = 'settings:\n  timezone "UTC"\n\n' + V1.replace("  wait 1d\n", "  wait until 09:00\n")
+    v1 = ir_of(until)
+    v2 = ir_of(
+        until.replace("send a_later", "send b_later").replace(
+            "  on started\n", "  on started\n  edits migrate\n"
+        )
+    )
+    contact = entered(v1)
+    nine = datetime.fromtimestamp(T0, UTC).replace(hour=9, minute=0, second=0) + timedelta(1)
+    assert contact.wake == nine.timestamp()
+    engine = reloaded(v1, v2)
+    assert sends(engine.on_time(contact, nine.timestamp())) == [("b_later", key(v2))]
+    assert "onboard" not in contact.enrollments
+
+
 def test_a_contact_finishes_on_its_version_after_two_reloads() -> None:
     """Each reload adopts every version the engine before it had loaded, not only the
     program's: a contact that started two edits ago still finishes on its version."""
