@@ -609,3 +609,75 @@ flow f:
         ("v", "tag", "not_pro"),
         ("v", "exit", None),
     ]
+
+
+def test_wait_for_and_check_read_up_to_and_within_from_the_profile(tmp_path: Path) -> None:
+    """Section 5.2: `wait for E up to D`: if D passes first, the else steps (D computed: 2
+    days, or 0: at once); `check C within D`: C may come true within D, else the else steps
+    when D has passed (D computed: 1 second, or 0: at once)."""
+    script = """
+trait wait_days: number
+trait grace: number
+flow f:
+  on go
+  wait for paid up to wait_days * 1d else tag "unpaid"
+  tag "paid"
+flow g:
+  on start
+  check "done" in tags within grace * 1s else tag "late"
+  tag "in_time"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", wait_days=2, grace=1),
+        identify("v", "2025-01-01T00:00:00Z", wait_days=0, grace=0),
+        *(track(c, e, "2025-01-01T10:00:00Z") for c in "uv" for e in ("go", "start")),
+    ]
+    tags = sorted((e[1], e[4], e[0]) for e in _simulate(tmp_path, script, events) if e[2] == "tag")
+    assert tags == [
+        ("u", "late", "2025-01-01T10:00:01Z"),
+        ("u", "unpaid", "2025-01-03T10:00:00Z"),
+        ("v", "late", "2025-01-01T10:00:00Z"),
+        ("v", "unpaid", "2025-01-01T10:00:00Z"),
+    ]
+
+
+def test_tag_and_untag_read_the_tag_from_the_profile(tmp_path: Path) -> None:
+    """`tag plan` tags the text of the trait `plan` (reference.md, steps: a tag is text,
+    `tag vip` reads a trait named `vip`), and `untag plan` removes that tag."""
+    script = """
+trait plan: text
+flow f:
+  on go
+  tag plan
+  if "pro" in tags:
+    tag "was_pro"
+  untag plan
+  if not ("pro" in tags):
+    tag "pro_gone"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", plan="pro"),
+        track("u", "go", "2025-01-01T10:00:00Z"),
+    ]
+    tags = [e[4] for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == ["pro", "was_pro", "pro_gone"]
+
+
+def test_setting_a_trait_to_none_removes_it(tmp_path: Path) -> None:
+    """`set TRAIT = EXPR` gives the trait the value of EXPR; `none` is a missing trait
+    (section 7: `== none` tests presence), so `set coupon = none` removes the coupon."""
+    script = """
+trait coupon: text
+flow f:
+  on go
+  set coupon = none
+  if coupon == none:
+    tag "no_coupon"
+  else:
+    tag "kept_coupon"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", coupon="WELCOME"),
+        track("u", "go", "2025-01-01T10:00:00Z"),
+    ]
+    assert [e[4] for e in _simulate(tmp_path, script, events) if e[2] == "tag"] == ["no_coupon"]
