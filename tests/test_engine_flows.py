@@ -42,7 +42,9 @@ def test_split_follows_the_normative_hash() -> None:
         digest = hashlib.sha256(f"{u}/f/subject".encode()).digest()
         arm = "a" if int.from_bytes(digest[:8], "big") / 2**64 < 0.5 else "promo"
         mine = [e for e in effects if e["contact"] == u]
-        assert [e["arm"] for e in mine if e["action"] == "split"] == [arm]
+        # each assignment is a `split` effect with its flow, split and arm (section 9)
+        splits = [(e["flow"], e["split"], e["arm"]) for e in mine if e["action"] == "split"]
+        assert splits == [("f", "subject", arm)]
         sent = [e for e in mine if e["action"] == "send"]
         assert sent[0]["message"] == ("a" if arm == "a" else "b")
         assert sent[0]["step"] == ("s0.a.0" if arm == "a" else "s0.promo.0")
