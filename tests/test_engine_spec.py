@@ -681,3 +681,34 @@ flow f:
         track("u", "go", "2025-01-01T10:00:00Z"),
     ]
     assert [e[4] for e in _simulate(tmp_path, script, events) if e[2] == "tag"] == ["no_coupon"]
+
+
+def test_a_wait_until_the_very_instant_does_not_wait(tmp_path: Path) -> None:
+    """A `wait until` whose instant is now continues now (section 5.2: "now if past"): the
+    enrollment runs on in the same pass, before the flows entered after it (simulate.md,
+    one event: "run each touched enrollment until it waits or ends, ... the new ones in flow
+    order"), not at a later pass of the same instant."""
+    script = """
+trait due: datetime
+flow a:
+  on go
+  wait until due
+  tag "a"
+flow b:
+  on go
+  tag "b"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", due="2025-01-01T10:00:00Z"),
+        track("u", "go", "2025-01-01T10:00:00Z"),
+    ]
+    effects = [(e[0], e[2], e[3]) for e in _simulate(tmp_path, script, events)]
+    at = "2025-01-01T10:00:00Z"
+    assert effects == [
+        (at, "enter", "a"),
+        (at, "enter", "b"),
+        (at, "tag", "a"),
+        (at, "exit", "a"),
+        (at, "tag", "b"),
+        (at, "exit", "b"),
+    ]
