@@ -82,9 +82,9 @@ def sends(effects: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def reloaded(old: dict[str, Any], new: dict[str, Any]) -> Engine:
-    engine = Engine(new)
-    engine.adopt_versions(Engine(old))
-    return engine
+    """The engine after a reload from `old` to `new`, made as serve makes it (the processor's
+    `follow` and the reload route): the engine before gives its successor."""
+    return Engine(old).successor(new)
 
 
 def key(ir: dict[str, Any], step: str = "s2") -> str:
