@@ -665,7 +665,8 @@ flow f:
 
 def test_setting_a_trait_to_none_removes_it(tmp_path: Path) -> None:
     """`set TRAIT = EXPR` gives the trait the value of EXPR; `none` is a missing trait
-    (section 7: `== none` tests presence), so `set coupon = none` removes the coupon."""
+    (section 7: `== none` tests presence), so `set coupon = none` removes the coupon, and
+    is no error for a contact who never had one (`v`)."""
     script = """
 trait coupon: text
 flow f:
@@ -678,9 +679,12 @@ flow f:
 """
     events = [
         identify("u", "2025-01-01T00:00:00Z", coupon="WELCOME"),
+        identify("v", "2025-01-01T00:00:00Z", email="v@x"),
         track("u", "go", "2025-01-01T10:00:00Z"),
+        track("v", "go", "2025-01-01T10:00:00Z"),
     ]
-    assert [e[4] for e in _simulate(tmp_path, script, events) if e[2] == "tag"] == ["no_coupon"]
+    tags = [(e[1], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == [("u", "no_coupon"), ("v", "no_coupon")]
 
 
 def test_a_wait_until_the_very_instant_does_not_wait(tmp_path: Path) -> None:
