@@ -716,3 +716,33 @@ flow b:
         (at, "tag", "b"),
         (at, "exit", "b"),
     ]
+
+
+def test_a_trait_set_by_a_step_fires_a_when_trigger_at_that_instant(tmp_path: Path) -> None:
+    """simulate.md: steps that change the profile (`set` among them) make the triggers be
+    judged again at the same instant: `when plan == "pro"`, false since the contact's first
+    event, fires at the instant another flow sets the trait, and a `check` waiting on it
+    goes on then too."""
+    script = """
+trait plan: text
+flow upgrade:
+  on pay
+  set plan = "pro"
+flow welcome_pro:
+  when plan == "pro"
+  tag "pro_welcome"
+flow trial:
+  on start
+  check plan == "pro" within 7d else tag "never_paid"
+  tag "paid_in_trial"
+"""
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", plan="free"),
+        track("u", "start", "2025-01-01T10:00:00Z"),
+        track("u", "pay", "2025-01-02T10:00:00Z"),
+    ]
+    tags = [(e[0], e[4]) for e in _simulate(tmp_path, script, events) if e[2] == "tag"]
+    assert tags == [
+        ("2025-01-02T10:00:00Z", "paid_in_trial"),
+        ("2025-01-02T10:00:00Z", "pro_welcome"),
+    ]
