@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from checking import check_text
 from engine_build import flow, on, program, send, time
 from engine_run import actions, identify, run, track
 
@@ -215,3 +218,45 @@ def test_a_consent_event_whose_channel_is_no_text_counts_for_every_channel() -> 
     effects = run(_prog(), [*history, subscribe, go])
     assert [e["action"] for e in effects] == ["enter", "send", "exit"]
     assert effects[-1]["reason"] == "done"
+
+
+def test_a_subscribed_later_in_the_same_second_wins_across_timers_between(
+    tmp_path: Path,
+) -> None:
+    """Section 6: consent is the later of the last `unsubscribed` and `subscribed`, and input
+    order breaks ties of one second (simulate.md, order of work). The `unsubscribed` here
+    starts a flow whose two waits of 0 days end at that very second, so two timers fire
+    between the two events (a due timer fires before an event at its instant): the
+    `subscribed` that follows them is still the later one, and the next send goes out."""
+    script = """
+trait gap: number
+message hello:
+  channel email
+  subject "hi"
+  text "hi"
+flow on_leave:
+  on unsubscribed
+  wait for never_sent up to gap * 1d else:
+    wait for never_sent up to gap * 1d
+flow greet:
+  on go
+  send hello
+"""
+    result = check_text(tmp_path, script)
+    assert result.program is not None, [d.message for d in result.diagnostics]
+    effects = run(
+        result.program,
+        [
+            identify("u", "2025-01-01T00:00:00Z", email="u@x", gap=0),
+            track("u", "browsed", "2025-01-01T00:01:00Z"),
+            track("u", "browsed", "2025-01-01T00:02:00Z"),
+            track("u", "unsubscribed", "2025-01-01T00:10:00Z"),
+            track("u", "subscribed", "2025-01-01T00:10:00Z"),
+            track("u", "go", "2025-01-01T01:00:00Z"),
+        ],
+    )
+    assert actions(effects, "flow", "reason")[-3:] == [
+        ("2025-01-01T01:00:00Z", "enter", "greet", None),
+        ("2025-01-01T01:00:00Z", "send", "greet", None),
+        ("2025-01-01T01:00:00Z", "exit", "greet", "done"),
+    ]
