@@ -399,3 +399,55 @@ flow f:
     (send,) = [e for e in out if e["action"] == "send"]
     assert send["data"] == {"code": "X1", "percent": 20}
     assert send["event"] == {"percent": 10}
+
+
+def _script_effects(
+    tmp_path: Path, script: str, events: list[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    checked = check_text(tmp_path, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    return actions(run(checked.program, events), "contact", "flow", "tag", "reason")
+
+
+def test_an_exit_when_that_counts_events_in_a_window_removes_the_contact(tmp_path: Path) -> None:
+    """Section 5: `exit when COND` removes the contact (reason `removed`) as soon as COND
+    holds; here COND counts the events of the last 7 days."""
+    script = """
+flow nurture:
+  on go
+  exit when count(complaint within 7d) >= 1
+  wait 30d
+  tag "nurtured"
+"""
+    events = [
+        *_who("u", "v"),
+        track("u", "go", "2025-01-02T00:00:00Z"),
+        track("v", "go", "2025-01-02T00:00:00Z"),
+        track("u", "complaint", "2025-01-03T00:00:00Z"),
+    ]
+    assert [e[1:] for e in _script_effects(tmp_path, script, events) if e[1] != "enter"] == [
+        ("exit", "u", "nurture", None, "removed"),
+        ("tag", "v", "nurture", "nurtured", None),
+        ("exit", "v", "nurture", None, "done"),
+    ]
+
+
+def test_a_when_trigger_written_more_than_once_enters_the_flow_once(tmp_path: Path) -> None:
+    """A flow may have several triggers (section 5); the same `when` written three times is
+    still one flow to enter, once, when the condition becomes true."""
+    script = """
+score:
+  go +10
+flow hot:
+  when score >= 10
+  when score >= 10
+  when score >= 10
+  tag "hot"
+"""
+    events = [*_who("u"), track("u", "go", "2025-01-02T00:00:00Z")]
+    at = "2025-01-02T00:00:00Z"
+    assert _script_effects(tmp_path, script, events) == [
+        (at, "enter", "u", "hot", None, None),
+        (at, "tag", "u", "hot", "hot", None),
+        (at, "exit", "u", "hot", None, "done"),
+    ]
