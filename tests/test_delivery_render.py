@@ -165,6 +165,14 @@ def test_template_files_are_read_once_and_cached(tmp_path: Path) -> None:
     assert render_message(m, variables())["html"] == "<p>v2 Ann</p>"
 
 
+def test_an_email_without_subject_or_text_renders_them_empty_and_names_a_failing_field() -> None:
+    content = render_message(message("email", html="<p>Hi {{ first_name }}</p>"), variables())
+    assert content == {"subject": "", "text": None, "html": "<p>Hi Ann</p>"}
+    broken = message("email", subject="ok", html="{{ first_name.__class__ }}")
+    with pytest.raises(RenderError, match="^`html` does not render"):
+        render_message(broken, variables())
+
+
 def test_a_missing_template_file_is_a_render_error(tmp_path: Path) -> None:
     m = message("email", tmp_path, subject="s", html=("file", "gone.html"))
     with pytest.raises(RenderError, match="cannot read template"):
@@ -210,6 +218,7 @@ def test_html_to_text() -> None:
         # an image is its alt text, or nothing; an unquoted value is kept whole
         ("<img src=a.png>x", "x\n"),
         ("<img alt=Xo>", "Xo\n"),
+        ("<img alt=logo />x", "logo x\n"),
         # links: the address after the label, a mailto as its address, nothing twice
         (
             '<a href="mailto:a@b.example">write to us</a> <a href="mailto:a@b.example">a@b.example</a>',
