@@ -15,11 +15,11 @@ under a temporary folder and stops it):
 - `processing`: the flowio workload (100,000 events, 10,000 contacts, bench_simulate's
   generator, its times shifted to end two minutes ago) through the engine with state persisted.
   (a) drain: the events are written as pending rows into the daemon's own schema (made by the
-  daemon, rows made by serve's own `parse_message`), then the daemon is started and `/metrics`
-  polled until `leadlang_pending_events` is 0: processing time = spawn to 0 pending on that
-  file minus spawn to listening on the same schema with no events; (b) live: the log posted in batches of 100
-  by a client process, timed from the first post until `leadlang_pending_events` in `/metrics`
-  is 0. Both against `simulate` on the same log in the same run (in-process, one worker, reading
+  daemon, rows made by serve's own `parse_message`), then the daemon is started and its
+  SQLite file read (read-only, every 20 ms) until no event is pending: processing time = spawn
+  to 0 pending on that file minus spawn to listening on the same schema with no events; (b)
+  live: the log posted in batches of 100 by a client process, timed from the first post until
+  no event is pending. Both against `simulate` on the same log in the same run (in-process, one worker, reading
   included, as bench_simulate's "one process"; and the whole `leadlang simulate` command).
 - `timers`: `on ping then wait Ws ; tag "x"`: 100,000 contacts' `ping` at one instant T0
   written as pending rows, the daemon started and left to enrol them all (0 pending), then the
