@@ -24,6 +24,17 @@ flow f:
 """
 
 
+def resumes_with_trait(tmp_path: Path, zone: str, kind: str, value: str) -> str | None:
+    """When `wait until target` resumes for a contact whose trait `target` (of `kind`) is
+    `value`, entering at 2025-01-10T06:00:00Z."""
+    script = WAIT.format(zone=zone, target="target").replace("target: time", f"target: {kind}")
+    events = [
+        identify("u", "2025-01-10T05:00:00Z", target=value),
+        track("u", "go", "2025-01-10T06:00:00Z"),
+    ]
+    return tag_time(tmp_path, script, events, "2025-02-01T00:00:00Z")
+
+
 def tag_time(tmp_path: Path, script: str, events: list[dict[str, Any]], until: str) -> str | None:
     checked = check_text(tmp_path, script)
     assert checked.program is not None, checked.diagnostics
@@ -48,12 +59,7 @@ def tag_time(tmp_path: Path, script: str, events: list[dict[str, Any]], until: s
 def test_a_text_target_is_a_time_of_day_only_as_hh_mm(
     tmp_path: Path, text: str, resumes: str
 ) -> None:
-    script = WAIT.format(zone="Europe/Paris", target="target")
-    events = [
-        identify("u", "2025-01-10T05:00:00Z", target=text),
-        track("u", "go", "2025-01-10T06:00:00Z"),
-    ]
-    assert tag_time(tmp_path, script, events, "2025-01-12T00:00:00Z") == resumes
+    assert resumes_with_trait(tmp_path, "Europe/Paris", "time", text) == resumes
 
 
 def test_a_wait_until_at_the_first_instant_of_a_time_that_happens_twice_goes_on_now(
@@ -78,12 +84,7 @@ def test_a_wait_until_at_the_first_instant_of_a_time_that_happens_twice_goes_on_
 def test_a_datetime_past_either_end_of_the_calendar(
     tmp_path: Path, value: str, resumes: str | None
 ) -> None:
-    script = WAIT.format(zone="UTC", target="moment").replace("target: time", "moment: datetime")
-    events = [
-        identify("u", "2025-01-10T05:00:00Z", moment=value),
-        track("u", "go", "2025-01-10T06:00:00Z"),
-    ]
-    assert tag_time(tmp_path, script, events, "2025-02-01T00:00:00Z") == resumes
+    assert resumes_with_trait(tmp_path, "UTC", "datetime", value) == resumes
 
 
 def test_a_send_at_a_fractional_second_in_quiet_hours_waits_for_the_local_end(
