@@ -169,7 +169,7 @@ def test_an_email_without_subject_or_text_renders_them_empty_and_names_a_failing
     content = render_message(message("email", html="<p>Hi {{ first_name }}</p>"), variables())
     assert content == {"subject": "", "text": None, "html": "<p>Hi Ann</p>"}
     broken = message("email", subject="ok", html="{{ first_name.__class__ }}")
-    with pytest.raises(RenderError, match="^`html` does not render"):
+    with pytest.raises(RenderError, match=r"^`html` does not render"):
         render_message(broken, variables())
 
 
