@@ -19,8 +19,9 @@ under a temporary folder and stops it):
   SQLite file read (read-only, every 20 ms) until no event is pending: processing time = spawn
   to 0 pending on that file minus spawn to listening on the same schema with no events; (b)
   live: the log posted in batches of 100 by a client process, timed from the first post until
-  no event is pending. Both against `simulate` on the same log in the same run (in-process, one worker, reading
-  included, as bench_simulate's "one process"; and the whole `leadlang simulate` command).
+  no event is pending. Both against `simulate` on the same log in the same run (in-process,
+  one worker, reading included, as bench_simulate's "one process"; and the whole `leadlang
+  simulate` command).
 - `timers`: `on ping then wait Ws ; tag "x"`: 100,000 contacts' `ping` at one instant T0
   written as pending rows, the daemon started and left to enrol them all (0 pending), then the
   SQLite file polled read-only for the `tag` effects once T0 + W is due: tags/s (W = 90 s).
@@ -183,13 +184,17 @@ class Daemon:
         20 ms, and its counts took most of a core from the daemon during a drain."""
         if not self.db_url.startswith("sqlite"):
             return self.metrics().get("leadlang_pending_events", 1) != 0
-        if self._reader is None:
-            self._reader = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:
-            found = self._reader.execute("SELECT 1 FROM events WHERE pending = 1 LIMIT 1")
+            found = self.reader().execute("SELECT 1 FROM events WHERE pending = 1 LIMIT 1")
             return found.fetchone() is not None
         except sqlite3.OperationalError:  # (busy, or the schema is not made yet)
             return True
+
+    def reader(self) -> sqlite3.Connection:
+        """A read-only connection to the daemon's SQLite file (closed by `stop`)."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        return self._reader
 
     def wait_processed(self, limit: float) -> float:
         """Seconds from spawn until no event is pending (looked at every 20 ms)."""
@@ -663,7 +668,7 @@ def timers(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     try:
         enrolled = d.wait_processed(args.max_wait)
         listening = time.time()
-        con = sqlite3.connect(f"file:{folder / 'x.db'}?mode=ro", uri=True)
+        con = d.reader()
         first = last = 0.0
         seen = 0
         while time.time() < due + args.max_wait:
@@ -677,7 +682,6 @@ def timers(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
             if not seen and now > due + 15:  # none within 15 s of due: they do not fire
                 break
             time.sleep(0.05)
-        con.close()
         rss = d.rss()
     finally:
         d.stop()
@@ -850,7 +854,7 @@ def memory(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     d = Daemon(sample, [str(FLOWIO)]).start()
     try:
         client("post", d.url + "/v1/batch", str(unique), "4").wait(300)
-        while d.metrics().get("leadlang_pending_events", 1):
+        while d.pending():
             time.sleep(0.1)
     finally:
         d.stop()
@@ -916,7 +920,7 @@ def memory(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
                 out.write(orjson.dumps({"batch": batch}) + b"\n")
         r = wrk(d.url + "/v1/batch", body, args.seconds, 4)
         deadline = time.time() + args.max_wait
-        while d.metrics().get("leadlang_pending_events", 1) and time.time() < deadline:
+        while d.pending() and time.time() < deadline:
             time.sleep(0.2)
         loaded = d.rss()
     finally:
