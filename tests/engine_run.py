@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
+from bounded import bounded
+from checking import check_text
 
 from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
@@ -23,6 +26,17 @@ def run(
     engine = Engine(compile_program(program))
     simulate(engine, log.events, end, lambda e: out.append(public(e)), None, workers)
     return out
+
+
+def run_text(
+    folder: Path, script: str, events: list[dict[str, Any]], until: str | None = None
+) -> list[dict[str, Any]]:
+    """Check `script` (written under `folder`), which must have no error, and run `events`
+    through it, under `bounded`'s time and memory limits."""
+    checked = check_text(folder, script)
+    assert checked.program is not None, [d.message for d in checked.diagnostics]
+    with bounded():
+        return run(checked.program, events, until)
 
 
 def track(user: str, event: str, at: str, **props: Any) -> dict[str, Any]:

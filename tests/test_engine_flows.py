@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from checking import check_text
 from engine_build import S, attr, b, dur, flow, ident, name, num, on, program, s, send, wait, when
-from engine_run import actions, identify, run, track
+from engine_run import actions, identify, run, run_text, track
 
 from leadlang import ast
 from leadlang.interpreter.compile import compile_program
@@ -404,9 +404,7 @@ flow f:
 def _script_effects(
     tmp_path: Path, script: str, events: list[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
-    checked = check_text(tmp_path, script)
-    assert checked.program is not None, [d.message for d in checked.diagnostics]
-    return actions(run(checked.program, events), "contact", "flow", "tag", "reason")
+    return actions(run_text(tmp_path, script, events), "contact", "flow", "tag", "reason")
 
 
 def test_an_exit_when_that_counts_events_in_a_window_removes_the_contact(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from checking import check_text
-from engine_run import identify, run, track
+from engine_run import identify, run, run_text, track
 
 MESSAGES = "".join(
     f'message {m}:\n  channel email\n  subject "{m}"\n  text "{m}"\n' for m in ("a", "b", "m")
@@ -15,11 +15,9 @@ MESSAGES = "".join(
 
 
 def _simulate(tmp_path: Path, script: str, events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    result = check_text(tmp_path, script)
-    assert result.program is not None, [d.message for d in result.diagnostics]
     return [
         (e["at"], e["contact"], e["action"], e.get("flow"), e.get("tag") or e.get("message"))
-        for e in run(result.program, events)
+        for e in run_text(tmp_path, script, events)
         if e["action"] in ("tag", "send", "exit", "enter")
     ]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from bounded import bounded
 from checking import check_text
-from engine_run import run, track
+from engine_run import run, run_text, track
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,13 +29,6 @@ T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def effects_of(tmp_path: Path, script: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    checked = check_text(tmp_path, script)
-    assert checked.program is not None, [d.message for d in checked.diagnostics]
-    with bounded(seconds=10):
-        return run(checked.program, events)
 
 
 def first(effects: list[dict[str, Any]], action: str, **fields: Any) -> str | None:
@@ -78,19 +71,19 @@ WHEN = [
 @pytest.mark.parametrize(("cond", "expected"), WHEN, ids=[c for c, _ in WHEN])
 def test_when_fires_at_the_exact_second(tmp_path: Path, cond: str, expected: datetime) -> None:
     script = f'flow f:\n  when {cond}\n  tag "on"\n'
-    effects = effects_of(tmp_path, script, PAGE)
+    effects = run_text(tmp_path, script, PAGE)
     assert first(effects, "enter", flow="f") == iso(expected)
 
 
 def test_a_metric_computed_from_days_since(tmp_path: Path) -> None:
     script = 'metric hours_idle = days_since(page_viewed) * 24\nflow f:\n  when hours_idle >= 36\n  tag "x"\n'
-    effects = effects_of(tmp_path, script, PAGE)
+    effects = run_text(tmp_path, script, PAGE)
     assert first(effects, "enter") == iso(T0 + timedelta(hours=36))
 
 
 def test_days_since_against_a_trait(tmp_path: Path) -> None:
     script = 'trait wait_days: number = 2\nflow f:\n  when days_since(page_viewed) >= wait_days\n  tag "x"\n'
-    effects = effects_of(tmp_path, script, PAGE)
+    effects = run_text(tmp_path, script, PAGE)
     assert first(effects, "enter") == iso(T0 + timedelta(days=2))
 
 
@@ -99,7 +92,7 @@ def test_a_window_whose_length_is_a_trait(tmp_path: Path) -> None:
         "trait recent: duration = 2d\n"
         'flow f:\n  when count(page_viewed within recent) < 1\n  tag "x"\n'
     )
-    effects = effects_of(tmp_path, script, PAGE)
+    effects = run_text(tmp_path, script, PAGE)
     assert first(effects, "enter") == iso(T0 + timedelta(days=2))
 
 
@@ -110,14 +103,14 @@ def test_days_since_with_a_where_counts_from_the_last_matching_event(tmp_path: P
         track("u", "page_viewed", iso(T0), path="/pricing"),
         track("u", "page_viewed", iso(later), path="/blog"),
     ]
-    effects = effects_of(tmp_path, script, events)
+    effects = run_text(tmp_path, script, events)
     assert first(effects, "enter") == iso(T0 + timedelta(days=7))
 
 
 def test_a_fraction_of_a_second_is_kept(tmp_path: Path) -> None:
     script = 'flow f:\n  when days_since(page_viewed) * 24 >= 60\n  tag "x"\n'
     at = T0 + timedelta(milliseconds=750)
-    effects = effects_of(tmp_path, script, [track("u", "page_viewed", at.isoformat())])
+    effects = run_text(tmp_path, script, [track("u", "page_viewed", at.isoformat())])
     assert first(effects, "enter") == iso(at + timedelta(hours=60))  # 22:00:00.750 -> :00
 
 
@@ -130,14 +123,14 @@ def test_check_within_continues_when_now_passes_a_datetime(tmp_path: Path) -> No
     )
     completed = T0 - timedelta(hours=7, minutes=15, seconds=9)
     events = [track("u", "order_completed", iso(T0), completed_on=iso(completed))]
-    effects = effects_of(tmp_path, script, events)
+    effects = run_text(tmp_path, script, events)
     assert first(effects, "tag", tag="two_days") == iso(completed + timedelta(days=2))
     assert first(effects, "tag", tag="late") is None
 
 
 def test_exit_when_now_passes_a_datetime(tmp_path: Path) -> None:
     script = "flow f:\n  on page_viewed\n  exit when now >= 2025-03-03T08:20:05Z\n  wait 30d\n"
-    effects = effects_of(tmp_path, script, PAGE)
+    effects = run_text(tmp_path, script, PAGE)
     assert first(effects, "exit", reason="removed") == "2025-03-03T08:20:05Z"
 
 
@@ -146,7 +139,7 @@ def test_a_probe_does_not_look_past_the_next_input(tmp_path: Path) -> None:
     script = 'flow f:\n  when days_since(page_viewed) * 24 >= 60\n  reenter always\n  tag "x"\n'
     second = T0 + timedelta(hours=50)
     events = [*PAGE, track("u", "page_viewed", iso(second))]
-    effects = effects_of(tmp_path, script, events)
+    effects = run_text(tmp_path, script, events)
     assert [e["at"] for e in effects if e["action"] == "enter"] == [
         iso(second + timedelta(hours=60))
     ]
@@ -239,7 +232,7 @@ def test_probes_at_the_ends_of_the_calendar_are_bounded(tmp_path: Path) -> None:
         track("v", "page_viewed", "0001-01-03T00:00:00Z"),
         track("u", "page_viewed", "9999-12-20T00:00:00Z"),
     ]
-    effects = effects_of(tmp_path, script, events)
+    effects = run_text(tmp_path, script, events)
     # (how year 1 is printed is not what this test is about: leading zeros are dropped)
     entered = [(e["contact"], e["at"].lstrip("0")) for e in effects if e["action"] == "enter"]
     assert entered == [
@@ -262,11 +255,11 @@ def test_check_whose_condition_turns_true_at_the_end_of_its_window_continues(
         '  tag "two_days"\n'
     )
     events = [track("u", "order_completed", iso(T0), completed_on=iso(T0))]
-    effects = effects_of(tmp_path, script, events)
+    effects = run_text(tmp_path, script, events)
     assert first(effects, "tag", tag="two_days") == iso(T0 + timedelta(days=2))
     assert first(effects, "tag", tag="late") is None
     # a second earlier it does not hold at the deadline: the else steps run
     late = [track("u", "order_completed", iso(T0), completed_on=iso(T0 + timedelta(seconds=1)))]
-    effects = effects_of(tmp_path, script, late)
+    effects = run_text(tmp_path, script, late)
     assert first(effects, "tag", tag="late") == iso(T0 + timedelta(days=2))
     assert first(effects, "tag", tag="two_days") is None

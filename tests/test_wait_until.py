@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bounded import bounded
-from checking import check_text
-from engine_run import identify, run, track
+from engine_run import identify, run_text, track
 
 WAIT = """
 settings:
@@ -36,11 +34,7 @@ def resumes_with_trait(tmp_path: Path, zone: str, kind: str, value: str) -> str 
 
 
 def tag_time(tmp_path: Path, script: str, events: list[dict[str, Any]], until: str) -> str | None:
-    checked = check_text(tmp_path, script)
-    assert checked.program is not None, checked.diagnostics
-    with bounded():
-        effects = run(checked.program, events, until=until)
-    tags = [e["at"] for e in effects if e["action"] == "tag"]
+    tags = [e["at"] for e in run_text(tmp_path, script, events, until) if e["action"] == "tag"]
     return tags[0] if tags else None
 
 
@@ -102,8 +96,5 @@ flow f:
   on go
   send hello
 """
-    checked = check_text(tmp_path, script)
-    assert checked.program is not None
-    with bounded():
-        effects = run(checked.program, [track("u", "go", "2025-01-10T21:15:00.250Z")])
+    effects = run_text(tmp_path, script, [track("u", "go", "2025-01-10T21:15:00.250Z")])
     assert [e["at"] for e in effects if e["action"] == "send"] == ["2025-01-11T07:00:00Z"]
