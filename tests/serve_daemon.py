@@ -19,6 +19,8 @@ import orjson
 import pytest
 import requests
 
+from leadlang.runtime.store.inbox import waiting_in
+
 WRITE_KEY = "test-write-key"
 ADMIN_TOKEN = "test-admin-token"
 START_TIMEOUT = 30.0
@@ -196,8 +198,22 @@ class Daemon:
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """Rows of `sql` (`?` placeholders) read straight from the store: the SQLite file
-        with `sqlite3`, or PostgreSQL with asyncpg; never through the daemon."""
+        with `sqlite3`, or PostgreSQL with asyncpg; never through the daemon. While the
+        daemon runs on a SQLite file, first until its back end has admitted what ingest
+        appended to the inbox (so `events` holds every acknowledged event)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.wait_admitted()
         return store_query(self.db, sql, *args)
+
+    def wait_admitted(self, timeout: float = 30.0) -> None:
+        if not self.db.startswith("sqlite"):
+            return
+        database = self.db.split(":///", 1)[1]
+        deadline = time.monotonic() + timeout
+        while waiting_in(database):
+            if time.monotonic() > deadline:
+                raise TimeoutError("serve's back end has not admitted the inbox's events")
+            time.sleep(0.01)
 
     def count(self, table: str, where: str = "", *args: Any) -> int:
         return int(self.query(f"SELECT count(*) FROM {table} {where}", *args)[0][0])

@@ -340,10 +340,12 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path) -> N
     script = tmp_path / "greet.lead"
     script.write_text(GREET, encoding="utf-8")
     daemon = Daemon(tmp_path, [str(script)]).start()
+    assert daemon.post("/v1/batch", orjson.loads(big_batch("first", 1))).status_code == 200
     body = big_batch("inflight", 3000)
-    # The test holds SQLite's write lock, so the request waits in its commit: truly in flight
-    # when SIGTERM comes (the daemon waits up to its busy timeout, 30 s).
-    lock = sqlite3.connect(tmp_path / "leadlang.db", timeout=30, isolation_level=None)
+    # The test holds the write lock of the inbox, where ingest commits, so the request waits
+    # in its commit: truly in flight when SIGTERM comes (the daemon waits up to its busy
+    # timeout, 30 s).
+    lock = sqlite3.connect(tmp_path / "leadlang.inbox.db", timeout=30, isolation_level=None)
     answer: list[bytes] = []
     try:
         lock.execute("BEGIN IMMEDIATE")
@@ -374,7 +376,18 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path) -> N
         lock.close()
         code = daemon.stop()
     assert code == 0, "\n".join(daemon.output)
-    assert daemon.count("events", "WHERE contact = 'inflight'") == 3000
+    assert stored(daemon, "inflight") == 3000
+
+
+def stored(daemon: Daemon, contact: str) -> int:
+    """The events of `contact` the store holds, once a daemon started again on the stopped
+    one's file has admitted what its inbox kept."""
+    daemon.stop()
+    daemon.start()
+    try:
+        return daemon.count("events", "WHERE contact = ?", contact)
+    finally:
+        daemon.stop()
 
 
 @pytest.mark.timeout(60)
@@ -396,7 +409,8 @@ def test_sigterm_answers_a_request_whose_body_is_still_arriving(tmp_path: Path) 
             answer = read_answer(conn)
         assert answer.startswith(b"HTTP/1.1 "), answer
         if answer.startswith(b"HTTP/1.1 200"):
-            assert daemon.count("events", "WHERE contact = 'slow-upload'") == 10
+            assert daemon.proc.wait(20) == 0
+            assert stored(daemon, "slow-upload") == 10
     finally:
         daemon.kill()
 

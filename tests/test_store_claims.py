@@ -67,6 +67,7 @@ async def ingest(store: SqlStore, events: list[dict[str, Any]]) -> None:
     now = time.time()
     rows = [parse_message(e, None, now, i) for i, e in enumerate(events)]
     await store.accept([[row for row in rows if row is not None]], now)
+    await store.admit_all()  # (on SQLite ingest's commit went to the inbox)
 
 
 async def pending_events(store: SqlStore) -> int:

@@ -377,14 +377,23 @@ class Processor:
         self.on_output = on_output
         self.batch = batch
         self.max_events = max_events
-        self.wakeup = asyncio.Event()
+        self.wakeup = asyncio.Event()  # rounds: events admitted, or the loop stopping
+        self.admission = asyncio.Event()  # the inbox's admission: ingest committed
+        self.caught_up = asyncio.Event()  # the inbox was admitted to its end at least once
         self.rounds = 0
         self._next_purge = 0.0
 
+    def wake(self) -> None:
+        """New events were committed (on a SQLite file, into the inbox: admitted first)."""
+        self.admission.set()
+        self.wakeup.set()
+
     async def run_once(self) -> int:
-        """One round: claim and read the work, run it (in a thread, so ingest is served
-        meanwhile), write what it decided in one transaction. Returns the number of contacts
-        run (0: no work, or all of it claimed by other processors)."""
+        """Admit what the inbox holds, then one round: claim and read the work, run it (in a
+        thread, so ingest is served meanwhile), write what it decided in one transaction.
+        Returns the number of contacts run (0: no work, or all of it claimed by other
+        processors)."""
+        await self.store.admit_all()
         round_ = await self._start_round(frozenset())
         if round_ is None:
             return 0
@@ -451,6 +460,12 @@ class Processor:
         of the next one (of other contacts), then sleep until woken or a timer is due."""
         retrying = Retrying(log, "processing", first=0.25)
         writing: _Round | None = None  # the round whose write is under way
+        admitting = None
+        if self.store.inbox is not None:
+            admitting = asyncio.create_task(self._admitting(stop))
+            # what ingest took before a crash is admitted before the first round, so that
+            # timers that came due meanwhile run after the events that precede them
+            await _first(self.caught_up, stop)
         try:
             while not stop.is_set():
                 try:
@@ -475,6 +490,30 @@ class Processor:
                 await self._sleep(wake)
         finally:
             await self._settle(writing)
+            if admitting is not None:
+                self.admission.set()
+                with contextlib.suppress(Exception):
+                    await admitting
+
+    async def _admitting(self, stop: asyncio.Event) -> None:
+        """Admit what ingest appends to the inbox (`SqlStore.admit`) whenever woken, and
+        every `IDLE_POLL` in case a wake-up was missed (a back end started again), waking
+        the rounds after each admission."""
+        retrying = Retrying(log, "admitting events", first=0.25)
+        while not stop.is_set():
+            self.admission.clear()
+            try:
+                while await self.store.admit():
+                    self.wakeup.set()
+                    if stop.is_set():
+                        return
+                retrying.succeeded()
+            except Exception as exc:
+                await retrying.failed(exc, stop)
+                continue
+            self.caught_up.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.admission.wait(), IDLE_POLL)
 
     async def _overlapped(self, writing: _Round | None) -> tuple[int, _Round | None]:
         """Read and run the next round while `writing`'s write goes on, then wait for that
@@ -521,6 +560,16 @@ class Processor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), delay)
         self.wakeup.clear()
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until one of `events` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 @attrs.frozen

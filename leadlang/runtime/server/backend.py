@@ -87,7 +87,7 @@ class Backend:
 
     def wake(self) -> None:
         """New events were committed."""
-        self.processor.wakeup.set()
+        self.processor.wake()
 
     def start(self) -> None:
         """Start the loops. Waits that came due while the daemon was down are the

@@ -42,11 +42,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from leadlang.runtime.delivery.outbox import OTHER_CHANNELS, Delivery
 from leadlang.runtime.group_commit import settle
 from leadlang.runtime.store import schema as s
+from leadlang.runtime.store.inbox import RECORD, Inbox, admitted_through, inbox_path
 
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEDUP_SECONDS = 24 * 3600.0
+ADMIT_EVENTS = 20_000  # events moved from the inbox into `events` per transaction, about
+INSERT_EVENTS = "INSERT INTO events (contact, t, received, body) VALUES (?, ?, ?, ?)"
 # the `meta` rows of the program every daemon runs (`publish_program`)
 PROGRAM = "program"
 PROGRAM_GENERATION = "program_generation"
@@ -115,9 +118,8 @@ def describe_url(url: str) -> str:
         return url
 
 
-@attrs.frozen
-class Incoming:
-    """An accepted event about to be stored."""
+class Incoming(NamedTuple):
+    """An accepted event about to be stored (a tuple: the inbox keeps it as a JSON array)."""
 
     message_id: str | None
     contact: str
@@ -182,6 +184,9 @@ class SqlStore:
         # (see `claim_outbox`). PostgreSQL's daemons share theirs in `outbox.lease_until`.
         self._leases: dict[str, float] = {}
         self._alone = -1  # (the file descriptor holding `use_alone`'s lock)
+        # a SQLite file's inbox (`open_store`), where ingest appends (see `accept`, `admit`)
+        self.inbox: Inbox | None = None
+        self._inbox_forgotten = 0  # inbox rows up to this one are deleted
 
     # ------------------------------------------------------------------ set-up
 
@@ -205,6 +210,8 @@ class SqlStore:
         self._alone = fd
 
     async def close(self) -> None:
+        if self.inbox is not None:
+            self.inbox.close()
         if self._alone >= 0:
             os.close(self._alone)
             self._alone = -1
@@ -245,14 +252,37 @@ class SqlStore:
         whose `messageId` was seen in the last 24 hours (or earlier in these requests) is
         not stored again.
 
-        This is the hot path of ingest, so it speaks the driver's SQL directly: one
+        On a SQLite file the events are appended to the inbox (`inbox.py`) as one row, and
+        the back end admits them into `events` (`admit`), the `messageId` check included.
+        Elsewhere this is the hot path of ingest, so it speaks the driver's SQL directly: one
         upsert per 5,000 `messageId`s says which are new (or last seen over 24 hours ago),
         and one `executemany` stores the events."""
+        if self.inbox is not None:
+            events = [event for batch in batches for event in batch]
+            await asyncio.to_thread(self.inbox.append, events, now)
+            return
+        upserts = self._seen_upserts(batches, now)
+        async with self.write() as conn:
+            if self.sqlite:  # (the statements in one hand-over to the connection's thread)
+                await in_sqlite_thread(conn, _accept_sqlite, upserts, batches)
+                return
+            new: set[str] = set()
+            for sql, params in upserts:
+                new.update(row[0] for row in await conn.exec_driver_sql(sql, params))
+            rows = _new_events(batches, new)
+            if rows:
+                await conn.exec_driver_sql(self._sql(INSERT_EVENTS), rows)
+
+    def _seen_upserts(
+        self, batches: Sequence[Sequence[Sequence[Any]]], now: float
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        """The statements that record the events' `messageId`s as seen at `now` and return
+        those that are new (not seen in the 24 hours before)."""
         fresh: dict[str, float] = {}
         for batch in batches:
-            for e in batch:
-                if e.message_id and e.message_id not in fresh:
-                    fresh[e.message_id] = e.received
+            for message_id, _, _, received, _ in batch:
+                if message_id and message_id not in fresh:
+                    fresh[message_id] = received
         upserts: list[tuple[str, tuple[Any, ...]]] = []
         for chunk in _chunks(list(fresh.items()), 5000):
             sql = self._sql(
@@ -264,19 +294,48 @@ class SqlStore:
             upserts.append(
                 (sql, (*(value for pair in chunk for value in pair), now - DEDUP_SECONDS))
             )
-        insert_events = self._sql(
-            "INSERT INTO events (contact, t, received, body) VALUES (?, ?, ?, ?)"
-        )
+        return upserts
+
+    async def admit(self, max_events: int = ADMIT_EVENTS) -> int:
+        """Move the inbox's next rows (about `max_events` events, at least one row) into
+        `events`, in one transaction that also records how far the inbox has been read, then
+        delete them from the inbox. Each row's `messageId`s are checked as `accept` checks
+        them, at the instant ingest committed the row. Returns the number of events read
+        from the inbox (0: nothing new; always 0 without an inbox)."""
+        inbox = self.inbox
+        if inbox is None:
+            return 0
+        if await asyncio.to_thread(inbox.identity) is None:  # (ingest has not made it yet)
+            return 0
         async with self.write() as conn:
-            if self.sqlite:  # (the statements in one hand-over to the connection's thread)
-                await in_sqlite_thread(conn, _accept_sqlite, upserts, insert_events, batches)
-                return
-            new: set[str] = set()
-            for sql, params in upserts:
-                new.update(row[0] for row in await conn.exec_driver_sql(sql, params))
-            rows = _new_events(batches, new)
-            if rows:
-                await conn.exec_driver_sql(insert_events, rows)
+            read, through = await in_sqlite_thread(
+                conn, _admit_sqlite, inbox, max_events, self._seen_upserts
+            )
+        if through > self._inbox_forgotten:
+            await asyncio.to_thread(inbox.forget, through)
+            self._inbox_forgotten = through
+        return read
+
+    async def admit_all(self) -> int:
+        """`admit` until the inbox has nothing new; the number of events read."""
+        total = 0
+        while moved := await self.admit():
+            total += moved
+        return total
+
+    async def inbox_waiting(self) -> tuple[int, float | None]:
+        """(events in the inbox not yet admitted, the earliest time one was received)."""
+        inbox = self.inbox
+        if inbox is None:
+            return 0, None
+        identity = await asyncio.to_thread(inbox.identity)
+        if identity is None:
+            return 0, None
+        async with self.engine.connect() as conn:
+            record = (
+                await conn.execute(select(s.meta.c.value).where(s.meta.c.key == RECORD))
+            ).scalar()
+        return await asyncio.to_thread(inbox.waiting, admitted_through(record, identity))
 
     def _sql(self, text: str) -> str:
         """Driver SQL written with `?` placeholders, in the driver's own style."""
@@ -921,7 +980,10 @@ class SqlStore:
             after = names[-1]
 
     async def counts(self) -> dict[str, int]:
-        """Rows per table, for the start-up summary and metrics."""
+        """Rows per table, for the start-up summary and metrics (`pending_events`: those
+        not yet run through the engine, in `events` and in the inbox)."""
+        # (the inbox first: an event admitted after this read is in `events` by the next)
+        waiting, _ = await self.inbox_waiting()
         async with self.engine.connect() as conn:
             out = {}
             out["contacts"] = int(
@@ -937,6 +999,7 @@ class SqlStore:
                 ).scalar()
                 or 0
             )
+            out["pending_events"] += waiting
             for status in ("pending", "sent", "dead"):
                 out[f"outbox_{status}"] = int(
                     (
@@ -959,12 +1022,16 @@ class SqlStore:
         per channel, and each flow's enter/exit/goal effects (one index range per flow)."""
         ev, c, o, e = s.events, s.contacts, s.outbox, s.effects
         out: dict[str, Any] = {}
+        _, waiting_since = await self.inbox_waiting()  # (the inbox first, as in `counts`)
         async with self.engine.connect() as conn:
-            out["oldest_pending_received"] = (
+            oldest = (
                 await conn.execute(
                     select(ev.c.received).where(ev.c.pending == 1).order_by(ev.c.id).limit(1)
                 )
             ).scalar()
+            if waiting_since is not None and (oldest is None or oldest > waiting_since):
+                oldest = waiting_since
+            out["oldest_pending_received"] = oldest
             out["oldest_wake"] = (await conn.execute(select(func.min(c.c.wake)))).scalar()
             for name, cutoff in (("timers_due", now), ("timers_late", now - late_after)):
                 due = select(func.count()).select_from(c).where(c.c.wake <= cutoff)
@@ -1216,25 +1283,25 @@ async def in_sqlite_thread(conn: AsyncConnection, fn: Callable[..., T], *args: A
     return cast(T, await driver._execute(fn, db, *args))
 
 
-def _new_events(batches: Sequence[Sequence[Incoming]], new: set[str]) -> list[tuple[Any, ...]]:
+def _new_events(batches: Sequence[Sequence[Sequence[Any]]], new: set[str]) -> list[tuple[Any, ...]]:
     """The rows of the events to store: those without a `messageId`, and the first of each
-    `messageId` in `new` (the others were seen within 24 hours, or earlier in `batches`)."""
+    `messageId` in `new` (the others were seen within 24 hours, or earlier in `batches`).
+    An event is an `Incoming` or the inbox's array of the same fields."""
     rows: list[tuple[Any, ...]] = []
     for batch in batches:
-        for e in batch:
-            if e.message_id:
-                if e.message_id not in new:
+        for message_id, contact, t, received, body in batch:
+            if message_id:
+                if message_id not in new:
                     continue
-                new.discard(e.message_id)
-            rows.append((e.contact, e.t, e.received, e.body))
+                new.discard(message_id)
+            rows.append((contact, t, received, body))
     return rows
 
 
 def _accept_sqlite(
     db: sqlite3.Connection,
     upserts: list[tuple[str, tuple[Any, ...]]],
-    insert_events: str,
-    batches: Sequence[Sequence[Incoming]],
+    batches: Sequence[Sequence[Sequence[Any]]],
 ) -> None:
     """`SqlStore.accept`'s statements on SQLite, in its connection's thread."""
     new: set[str] = set()
@@ -1242,7 +1309,34 @@ def _accept_sqlite(
         new.update(row[0] for row in db.execute(sql, params))
     rows = _new_events(batches, new)
     if rows:
-        db.executemany(insert_events, rows)
+        db.executemany(INSERT_EVENTS, rows)
+
+
+def _admit_sqlite(
+    db: sqlite3.Connection,
+    inbox: Inbox,
+    max_events: int,
+    seen_upserts: Callable[[Sequence[Sequence[Sequence[Any]]], float], Any],
+) -> tuple[int, int]:
+    """`SqlStore.admit`'s transaction, in the writer's thread: how far the inbox is admitted
+    (read here, under the write lock, so no row is admitted twice), the rows after that,
+    each stored as `accept` stores a commit, and the new record. Returns (events read from
+    the inbox, the last row now admitted)."""
+    identity = inbox.identity()
+    assert identity is not None
+    found = db.execute("SELECT value FROM meta WHERE key = ?", (RECORD,)).fetchone()
+    through = admitted_through(found[0] if found else None, identity)
+    rows = inbox.read_after(through, max_events)
+    for row_id, committed, events in rows:
+        _accept_sqlite(db, seen_upserts([events], committed), [events])
+        through = row_id
+    if rows:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (RECORD, orjson.dumps({"inbox": identity, "admitted": through}).decode()),
+        )
+    return sum(len(events) for _, _, events in rows), through
 
 
 def _write_round_sqlite(db: sqlite3.Connection, r: RoundResult) -> None:
@@ -1334,10 +1428,12 @@ async def open_store(url: str) -> SqlStore:
         "pool_timeout": timeout,
     }
     writer = None
+    inbox = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            inbox = Inbox(inbox_path(database))
         engine = create_async_engine(parsed, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # One connection writes, and takes SQLite's write lock when its transaction begins
@@ -1358,6 +1454,7 @@ async def open_store(url: str) -> SqlStore:
             f"unsupported database `{parsed.get_backend_name()}`: use sqlite or postgresql"
         )
     store = SqlStore(engine, writer)
+    store.inbox = inbox
     try:
         async with store.write() as conn:
             await conn.run_sync(_upgrade)
