@@ -178,3 +178,77 @@ def test_a_reloaded_program_s_new_secret_reaches_the_receiver(
     bodies = [__import__("json").loads(body) for _, body in got]
     assert bodies == [{"customer_id": "ann"}, {"customer_id": "bob", "token": TOKEN}]
     assert got[1][0]["X-Token"] == TOKEN
+
+
+NOSY = """
+trait nick: text
+
+message ping:
+  channel push
+  url "http://127.0.0.1:{port}/push"
+  headers {"X-Token": secret("PUSH_TOKEN"), "X-Nick": nick}
+  json {nick: nick, greeting: "hi {{ nick }}", token: secret("PUSH_TOKEN")}
+
+flow f:
+  on signed_up
+  send ping
+"""
+
+
+def test_a_trait_that_spells_a_secret_placeholder_stays_text(
+    tmp_path: Path, receiver: tuple[int, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    # a contact controls its traits: one that reads like the stored form of `secret(...)`
+    # must reach the receiver as text, not as the secret's value
+    port, got = receiver
+    (tmp_path / "p.lead").write_text(NOSY.replace("{port}", str(port)), encoding="utf-8")
+    daemon = Daemon(
+        tmp_path, [str(tmp_path / "p.lead")], config=config(), env={"PUSH_TOKEN": TOKEN}
+    ).start()
+    nick = "{{secret:PUSH_TOKEN}}!"
+    try:
+        identify = {"type": "identify", "userId": "eve", "traits": {"nick": nick}}
+        assert daemon.post("/v1/batch", {"batch": [identify]}).status_code == 200
+        sign_up(daemon, "eve", got, 1)
+        assert len(got) == 1
+    finally:
+        assert daemon.stop() == 0
+    headers, body = got[0]
+    sent = __import__("json").loads(body)
+    assert headers["X-Token"] == sent["token"] == TOKEN  # the message's own secret
+    for text in (headers["X-Nick"], sent["nick"], sent["greeting"]):
+        assert TOKEN not in text and "secret:PUSH_TOKEN" in text, text
+
+
+SMS = """
+message hi:
+  channel sms
+  text "hi"
+
+flow f:
+  on signed_up
+  set phone = "+15550100"
+  send hi
+"""
+
+
+def test_a_secret_placeholder_in_the_channel_config_is_filled_in(
+    tmp_path: Path, receiver: tuple[int, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    port, got = receiver
+    (tmp_path / "p.lead").write_text(SMS, encoding="utf-8")
+    settings = (
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+        f'[channels.sms]\ndriver = "http"\nurl = "http://127.0.0.1:{port}/push"\n'
+        'headers = { Authorization = "Bearer {{secret:SMS_TOKEN}}" }\n'
+    )
+    daemon = Daemon(
+        tmp_path, [str(tmp_path / "p.lead")], config=settings, env={"SMS_TOKEN": TOKEN}
+    ).start()
+    try:
+        sign_up(daemon, "ann", got, 1)
+        assert len(got) == 1
+    finally:
+        assert daemon.stop() == 0
+    assert got[0][0]["Authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in "\n".join(daemon.output)

@@ -24,6 +24,7 @@ from jinja2 import TemplateError, meta
 
 from leadlang.interpreter.templates import template_environment
 from leadlang.runtime.context import Context
+from leadlang.runtime.delivery.drivers.placeholders import defused
 from leadlang.runtime.delivery.render import RenderError, clear_template_cache, render_message
 from leadlang.runtime.delivery.tracking import Send, Tracker
 from leadlang.runtime.effects import Effect, public
@@ -111,7 +112,7 @@ class MessageValues:
                     cond = self._conds.get(id(value))
                     if cond is None:
                         cond = self._conds[id(value)] = Cond(value["$expr"], f"<message {name}>")
-                    return {"$value": _jsonable(cond.fn(ctx, None))}
+                    return {"$value": defused(_jsonable(cond.fn(ctx, None)))}
                 return {k: walk(v) for k, v in value.items()}
             if isinstance(value, list):
                 return [walk(v) for v in value]
@@ -384,9 +385,12 @@ class Processor:
         self._next_purge = 0.0
 
     def wake(self) -> None:
-        """New events were committed (on a SQLite file, into the inbox: admitted first)."""
-        self.admission.set()
-        self.wakeup.set()
+        """New events were committed: the rounds look for them, or, when they went to the
+        inbox, its admission brings them in first (and then wakes the rounds)."""
+        if self.store.inbox is not None:
+            self.admission.set()
+        else:
+            self.wakeup.set()
 
     async def run_once(self) -> int:
         """Admit what the inbox holds, then one round: claim and read the work, run it (in a

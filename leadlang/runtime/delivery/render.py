@@ -66,7 +66,12 @@ class _Undefined(Undefined):
 
 @cache
 def _environment(html: bool) -> SandboxedEnvironment:
-    env = template_environment().overlay(autoescape=html, undefined=_Undefined)
+    # (`finalize`: what a template prints of the profile or the event cannot spell a secret's
+    # placeholder; its literal text, where the compiler puts them, is not touched. Imported
+    # here: the drivers' package imports this module.)
+    from leadlang.runtime.delivery.drivers.placeholders import defused
+
+    env = template_environment().overlay(autoescape=html, undefined=_Undefined, finalize=defused)
     assert isinstance(env, SandboxedEnvironment)
     # The variables are the profile the engine keeps: as in ImmutableSandboxedEnvironment, a
     # template may not change a list, dict or set (`{{ tags.append("x") }}`).

@@ -52,7 +52,7 @@ class Backend:
         self.worker: Any = None
         # only the secrets the program's messages use reach the drivers (filled in again
         # when a reload brings another program: the drivers read this very dict)
-        self.secrets = dict(resolve_secrets(config, used_secrets(program))[0])
+        self.secrets = dict(resolve_secrets(config, used_secrets(program, config))[0])
         if deliver:
             from leadlang.runtime.delivery.drivers import make_drivers
             from leadlang.runtime.delivery.worker import OutboxWorker
@@ -79,7 +79,7 @@ class Backend:
         self.tasks: list[asyncio.Task[None]] = []
 
     def _program(self, program: dict[str, Any]) -> None:
-        self.secrets.update(resolve_secrets(self.config, used_secrets(program))[0])
+        self.secrets.update(resolve_secrets(self.config, used_secrets(program, self.config))[0])
 
     def _output(self) -> None:
         if self.worker is not None:
@@ -101,6 +101,7 @@ class Backend:
         """Let the current round and deliveries finish, then stop."""
         self.stop.set()
         self.wake()
+        self.processor.wakeup.set()  # (a sleeping loop sees `stop`)
         if self.worker is not None:
             self.worker.wake()
         for task in self.tasks:
@@ -117,7 +118,7 @@ async def check_channels(config: Config, program: dict[str, Any]) -> None:
     daemon answered requests)."""
     from leadlang.runtime.delivery.drivers import make_drivers
 
-    secrets = dict(resolve_secrets(config, used_secrets(program))[0])
+    secrets = dict(resolve_secrets(config, used_secrets(program, config))[0])
     for driver in make_drivers(config.channels, config.base_dir, secrets).values():
         await driver.close()
 

@@ -158,9 +158,13 @@ def _text(table: dict[str, Any], key: str, where: str) -> str | None:
     return value
 
 
-def used_secrets(program: dict[str, Any]) -> list[str]:
-    """The names of `secret("NAME")` in the program's messages."""
-    return sorted({name for m in program["messages"].values() for name in m.get("secrets", ())})
+def used_secrets(program: dict[str, Any], config: Config) -> list[str]:
+    """The names of `secret("NAME")` in the program's messages and of `{{secret:NAME}}` in
+    the config's `[channels]` (the secrets the drivers are given)."""
+    from leadlang.runtime.delivery.drivers.placeholders import names_in
+
+    names = {name for m in program["messages"].values() for name in m.get("secrets", ())}
+    return sorted(names | names_in(config.channels))
 
 
 def resolve_secrets(config: Config, names: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -39,7 +39,7 @@ def serve_ir(program: Program, config: Config) -> tuple[JSON, list[str]]:
     """The IR serve runs for a checked program, and the secrets its messages use that are
     set neither in the environment nor in the config."""
     ir = compile_program(program)
-    _, missing = resolve_secrets(config, used_secrets(ir))
+    _, missing = resolve_secrets(config, used_secrets(ir, config))
     # beside the IR (not part of its versions): the declared property types, applied to
     # stored events before the engine sees them, as simulate applies them to its log
     ir["event_types"] = {name: dict(params) for name, params in program.event_params.items()}

@@ -22,6 +22,20 @@ def placeholder(name: str) -> str:
     return "{{secret:" + name + "}}"
 
 
+def defused(value: Any) -> Any:
+    """`value` (text or JSON-like data from a contact: a trait, a property) with every
+    `{{secret:` spelled `{{ secret:`, so no driver takes it for a placeholder: only the
+    message's own `secret()` calls become values (the renderer applies this to whatever a
+    template or an expression puts into a message)."""
+    if isinstance(value, str):
+        return value.replace("{{secret:", "{{ secret:") if "{{secret:" in value else value
+    if isinstance(value, dict):
+        return {defused(key): defused(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [defused(item) for item in value]
+    return value
+
+
 class MissingSecret(Exception):
     """A placeholder names a secret that is not set."""
 
