@@ -207,6 +207,68 @@ flow f:
     assert tags == {"by_id": "opened", "other_id": "not_opened"}
 
 
+# Kills: matching a status event by its `message` name when its `message_id` names another send.
+def test_a_status_event_with_an_id_matches_only_the_send_with_that_id(tmp_path: Path) -> None:
+    script = MESSAGES + "on go then send a ; wait 24h ; check opened else send b\n"
+    _, flows = _internal_effects(tmp_path, script, [track("x", "go", "2025-01-01T00:00:00Z")])
+    (flow,) = flows.values()
+    ids = {
+        "same_id": documented_key("same_id", flow["name"], flow["version"], 1, "s0"),
+        "other_id": "some-other-send-0001",  # another send's id, with this message's name
+        "empty_id": "",  # no id: matched by name
+    }
+    contacts = [*ids, "no_id"]
+    events = [identify(u, "2025-01-01T00:00:00Z", email=f"{u}@x") for u in contacts]
+    events += [track(u, "go", "2025-01-01T00:00:00Z") for u in contacts]
+    for u in contacts:
+        props: dict[str, Any] = {"message": "a"}
+        if u in ids:
+            props["message_id"] = ids[u]
+        events.append(track(u, "message_opened", "2025-01-01T01:00:00Z", **props))
+    sends = _brief(
+        [e for e in _effects(tmp_path, script, events) if e.get("message") == "b"], "message"
+    )
+    assert sends == [("2025-01-02T00:00:00Z", "other_id", "send", "b")]
+
+
+# Kills: `opened(MESSAGE)` matching by name an event whose `message_id` is another send's.
+def test_opened_of_a_message_matches_an_event_with_an_id_by_the_id_alone(tmp_path: Path) -> None:
+    script = (
+        MESSAGES
+        + """
+flow f:
+  on go
+  send a
+  send b
+  wait 1d
+  if opened(a):
+    tag "opened_a"
+  else:
+    tag "not_opened_a"
+"""
+    )
+    _, flows = _internal_effects(tmp_path, script, [track("x", "go", "2025-01-01T00:00:00Z")])
+    version = flows["f"]["version"]
+
+    def key(contact: str, step: str) -> str:
+        return documented_key(contact, "f", version, 1, step)
+
+    opens = {
+        # the id of the send of `a`, under the other message's name: it is that send's event
+        "a_by_id": {"message": "b", "message_id": key("a_by_id", "s0")},
+        # the name `a` with the id of the send of `b`: that send's event, not `a`'s
+        "b_by_id": {"message": "a", "message_id": key("b_by_id", "s1")},
+        "a_by_name": {"message": "a"},
+    }
+    events = [identify(u, "2025-01-01T00:00:00Z", email=f"{u}@x") for u in opens]
+    events += [track(u, "go", "2025-01-01T00:00:00Z") for u in opens]
+    events += [track(u, "message_opened", "2025-01-01T01:00:00Z", **p) for u, p in opens.items()]
+    tags = {
+        e["contact"]: e["tag"] for e in _effects(tmp_path, script, events) if e["action"] == "tag"
+    }
+    assert tags == {"a_by_id": "opened_a", "b_by_id": "not_opened_a", "a_by_name": "opened_a"}
+
+
 # Kills: falling back to UTC instead of the settings zone when the `timezone` trait is no zone.
 def test_a_bad_timezone_trait_falls_back_to_the_settings_zone(tmp_path: Path) -> None:
     script = (

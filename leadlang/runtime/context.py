@@ -163,6 +163,10 @@ class Context:
     # ------------------------------------------------------------------ message statuses
 
     def status(self, kind: str, message: str | None) -> bool:
+        """`opened` (etc.): whether a status event of `kind` for the enrollment's latest send
+        (or its send of `message`) came after it. An event with a `message_id` is about the
+        send with that id only (the send's key); one without is matched by its `message`
+        name (LANGUAGE.md section 5.2)."""
         enr = self.enr
         if enr is None:
             return False
@@ -173,6 +177,12 @@ class Context:
         for t, order, ev_kind, ev_message, ev_id in reversed(self.contact.msg_events):
             if (t, order) <= when:
                 break
-            if ev_kind == kind and (ev_id == message_id or ev_message == name):
+            if ev_kind == kind and (ev_id == message_id if _has_id(ev_id) else ev_message == name):
                 return True
         return False
+
+
+def _has_id(message_id: Any) -> bool:
+    """Whether a status event names its send: a `message_id` that is neither missing nor
+    empty (then only that send's key matches it)."""
+    return message_id is not None and message_id != ""
