@@ -752,8 +752,9 @@ class Engine(WakeupPlanner):
                 _wait(enr, "time", at, nxt)
                 return
             elif kind == "wait_for":
-                secs = seconds(conds[f"{sid}/up_to"].fn(ctx, None)) or 0.0
-                _wait(enr, "event", t + secs, None)
+                secs = seconds(conds[f"{sid}/up_to"].fn(ctx, None))
+                # none, zero or negative: it times out now (not at an instant already passed)
+                _wait(enr, "event", t + secs if secs is not None and secs > 0 else t, None)
                 return
             elif kind == "check":
                 if conds[f"{sid}/cond"].fn(ctx, None):
