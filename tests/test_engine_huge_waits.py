@@ -52,3 +52,28 @@ flow wf:
         (START, "tag"),
         (START, "exit"),
     ]
+
+
+def test_header_durations_too_long_to_hold_are_as_long_as_any_span(tmp_path: Path) -> None:
+    # 99999999 * 521722w is more seconds than a 64-bit integer of the IR holds
+    script = """
+event x()
+event y()
+flow g:
+  on x
+  reenter after 99999999 * 521722w
+  goal y within 99999999 * 521722w
+  wait 300000w
+  tag "never"
+"""
+    events = [
+        track("u", "x", START),
+        track("u", "y", "5025-01-01T00:00:00Z"),  # 3,000 years later: within
+        track("u", "x", "5026-01-01T00:00:00Z"),  # after its exit: not again
+    ]
+    effects = run_text(tmp_path, script, events)
+    assert [(e["at"], e["action"], e.get("reason")) for e in effects] == [
+        (START, "enter", None),
+        ("5025-01-01T00:00:00Z", "goal", None),
+        ("5025-01-01T00:00:00Z", "exit", "goal"),
+    ]

@@ -8,6 +8,7 @@ done); branches point back to the step after them, so `if` and `split` rejoin.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from leadlang import ast, ir
@@ -15,6 +16,18 @@ from leadlang.interpreter.codegen import ExprCompiler, Scope, literal_value
 from leadlang.interpreter.program import Program
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.interpreter.types import constant_seconds
+from leadlang.limits import MAX_DURATION
+
+
+def _fixed_seconds(expr: ast.Expr) -> float | None:
+    """A header clause's constant duration (`goal ... within`, `reenter after`) in seconds,
+    held to the representable range: a longer one (`99999999 * 521722w`, which no float or
+    64-bit integer of the IR may carry) is as long as any span can be, so `within` it always
+    holds and `reenter after` it never comes."""
+    found = constant_seconds(expr)
+    if found is None or math.isnan(found):
+        return None
+    return max(-MAX_DURATION, min(MAX_DURATION, found))
 
 
 def compile_program(program: Program) -> ir.JSON:
@@ -154,10 +167,10 @@ class _FlowCompiler:
             elif isinstance(clause, ast.ExitWhen):
                 exits.append({"kind": "when", "cond": self._cond(clause.cond)})
             elif isinstance(clause, ast.Goal):
-                within = constant_seconds(clause.within) if clause.within is not None else None
+                within = _fixed_seconds(clause.within) if clause.within is not None else None
                 goals.append({**self._event_match(clause.event, clause.where), "within": within})
             elif isinstance(clause, ast.Reenter):
-                after = constant_seconds(clause.after) if clause.after is not None else None
+                after = _fixed_seconds(clause.after) if clause.after is not None else None
                 reenter = {"mode": clause.mode, "after": after}
             elif isinstance(clause, ast.Edits):
                 edits = clause.mode
