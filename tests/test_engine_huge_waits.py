@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bounded import bounded
 from checking import check_text
 from engine_run import track
@@ -19,7 +20,31 @@ from leadlang.interpreter.compile import compile_program
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.simulate import public, read_events, simulate
 
+SCRIPT = """
+event x(n: number)
+event y()
+flow w:
+  on x
+  wait event.n * 1h
+  tag "w"
+flow wf:
+  on x
+  wait for y up to event.n * 1h else tag "timeout"
+  tag "got"
+flow ck:
+  on x
+  check "late" in tags within event.n * 1h else tag "ck_else"
+  tag "ck_ok"
+flow wu:
+  on x
+  wait until now + event.n * 1h
+  tag "wu"
+flow late:
+  on y
+  tag "late"
+"""
 START = "2025-01-01T00:00:00Z"
+AT_ONCE = {(START, "w"), (START, "timeout"), (START, "ck_else"), (START, "wu")}
 
 
 def run_text(folder: Path, script: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,22 +61,39 @@ def run_text(folder: Path, script: str, events: list[dict[str, Any]]) -> list[di
     return out
 
 
-def test_a_wait_for_up_to_a_negative_duration_times_out_now_not_in_the_past(
-    tmp_path: Path,
+def _tags(effects: list[dict[str, Any]]) -> dict[str, set[tuple[str, str]]]:
+    found: dict[str, set[tuple[str, str]]] = {}
+    for e in effects:
+        if e["action"] == "tag":
+            found.setdefault(e["contact"], set()).add((e["at"], e["tag"]))
+    return found
+
+
+@pytest.mark.parametrize("n", [1e12, 1e15, 1e308, 123456789012345678901234567890])
+def test_a_wait_too_long_to_hold_never_ends_but_a_missing_or_negative_one_goes_on_at_once(
+    tmp_path: Path, n: float
 ) -> None:
-    script = """
-event x(n: number)
-event y()
-flow wf:
-  on x
-  wait for y up to event.n * 1h else tag "timeout"
-"""
-    effects = run_text(tmp_path, script, [track("u", "x", START, n=-1000)])
-    assert [(e["at"], e["action"]) for e in effects] == [
-        (START, "enter"),
-        (START, "tag"),
-        (START, "exit"),
+    events = [
+        track("huge", "x", START, n=n),
+        track("answered", "x", START, n=n),
+        track("missing", "x", START),
+        track("negative", "x", START, n=-n),
+        track("answered", "y", "2030-01-01T00:00:00Z"),
     ]
+    effects = run_text(tmp_path, SCRIPT, events)
+    assert _tags(effects) == {
+        # no tag at all: each flow still waits at the end of time (no exit either)
+        "answered": {
+            # `wait for` and `check ... within` still wait for their event and condition
+            ("2030-01-01T00:00:00Z", "late"),
+            ("2030-01-01T00:00:00Z", "got"),
+            ("2030-01-01T00:00:00Z", "ck_ok"),
+        },
+        "missing": AT_ONCE,
+        "negative": AT_ONCE,
+    }
+    assert {e["flow"] for e in effects if e["contact"] == "huge"} == {"w", "wf", "ck", "wu"}
+    assert not any(e["action"] == "exit" for e in effects if e["contact"] == "huge")
 
 
 def test_header_durations_too_long_to_hold_are_as_long_as_any_span(tmp_path: Path) -> None:
@@ -76,4 +118,22 @@ flow g:
         (START, "enter", None),
         ("5025-01-01T00:00:00Z", "goal", None),
         ("5025-01-01T00:00:00Z", "exit", "goal"),
+    ]
+
+
+def test_a_wait_for_up_to_a_negative_duration_times_out_now_not_in_the_past(
+    tmp_path: Path,
+) -> None:
+    script = """
+event x(n: number)
+event y()
+flow wf:
+  on x
+  wait for y up to event.n * 1h else tag "timeout"
+"""
+    effects = run_text(tmp_path, script, [track("u", "x", START, n=-1000)])
+    assert [(e["at"], e["action"]) for e in effects] == [
+        (START, "enter"),
+        (START, "tag"),
+        (START, "exit"),
     ]

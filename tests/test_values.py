@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from leadlang import limits
 from leadlang.runtime import values as v
 
 NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -260,17 +261,38 @@ def test_division_by_zero_is_none() -> None:
     assert v.div(0, 5) == 0
 
 
-def test_results_out_of_range_are_none_not_an_error() -> None:
+def test_durations_and_datetimes_too_large_to_hold_saturate_with_their_sign() -> None:
+    # Not `none` (a wait would take that as "go on at once"): beyond the range, never an error.
     last = datetime(9999, 12, 31, tzinfo=UTC)
     first = datetime(1, 1, 1, tzinfo=UTC)
     huge = timedelta(days=999_999_999)
-    assert v.add(last, timedelta(days=1)) is None
-    assert v.add(timedelta(days=1), last) is None
-    assert v.sub(first, timedelta(days=1)) is None
-    assert v.add(huge, huge) is None
-    assert v.sub(huge, -huge) is None
-    assert v.mul(huge, 2) is None and v.mul(2, huge) is None
-    assert v.div(HOUR, 1e-300) is None
+    assert v.add(last, timedelta(days=1)) == v.LATEST
+    assert v.add(timedelta(days=1), last) == v.LATEST
+    assert v.add("9999-12-31T23:00:00Z", HOUR) == v.LATEST
+    assert v.sub(last, -timedelta(days=1)) == v.LATEST
+    assert v.add(last, -huge) == v.EARLIEST
+    assert v.sub(first, timedelta(days=1)) == v.EARLIEST
+    assert v.add(huge, huge) == v.FOREVER and v.add(-huge, -huge) == -v.FOREVER
+    assert v.sub(huge, -huge) == v.FOREVER and v.sub(-huge, huge) == -v.FOREVER
+    assert v.mul(huge, 2) == v.FOREVER and v.mul(2, huge) == v.FOREVER
+    assert v.mul(1e12, HOUR) == v.FOREVER and v.mul(HOUR, 1e308) == v.FOREVER
+    assert v.mul(123456789012345678901234567890, HOUR) == v.FOREVER
+    assert v.mul(-1e12, HOUR) == -v.FOREVER and v.mul(1e12, -HOUR) == -v.FOREVER
+    assert v.div(HOUR, 1e-300) == v.FOREVER and v.div(HOUR, -1e-300) == -v.FOREVER
+    assert v.neg(timedelta.max) == -v.FOREVER and v.neg(-v.FOREVER) == v.FOREVER
+    assert v.abs_(-v.FOREVER) == v.FOREVER
+    assert v.seconds(10**400) == math.inf and v.seconds(-(10**400)) == -math.inf
+    # all of them outside the representable range
+    assert v.FOREVER.total_seconds() > limits.MAX_DURATION
+    assert v.LATEST.timestamp() > limits.LAST_INSTANT
+    assert v.EARLIEST.timestamp() < limits.FIRST_INSTANT
+
+
+def test_results_without_a_sign_or_out_of_a_numbers_range_are_none() -> None:
+    assert v.mul(math.inf, timedelta(0)) is None and v.mul(timedelta(0), math.inf) is None
+    assert v.mul(math.nan, HOUR) is None
+    assert v.seconds(math.nan) is None
+    assert v.mul(10**400, 1.5) is None
     assert v.mod(10**400, 2.0) is None
 
 

@@ -17,9 +17,18 @@ from leadlang.regex import compile_pattern
 
 NUM = (int, float)  # compared by `__class__`, so `bool` is not a number here
 # What an operation raises when its result is out of range (a datetime past year 9999, a
-# duration or an integer too large for a float, the rounding of an infinity): the helpers
-# below give `none` then, as for any other value they cannot compute.
+# duration or an integer too large for a float, the rounding of an infinity).
 _RANGE = (OverflowError, ValueError)
+# A duration or a datetime too large to hold is not `none` (which a wait takes as "go on at
+# once"): it saturates, with its sign, at FOREVER (999,999,999 days, as long as Python's
+# `timedelta` goes either way) or at the latest (earliest) datetime Python holds. All lie
+# far outside the representable range (`leadlang.limits`): a wait of FOREVER, or until
+# LATEST, never ends; EARLIEST has always passed. A result with no sign (zero times an
+# infinity, NaN) is `none`, as is a number too large to hold.
+FOREVER = timedelta(days=999_999_999)  # (-FOREVER is `timedelta.min`)
+LATEST = datetime.max.replace(tzinfo=UTC)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+_ZERO = timedelta(0)
 
 
 def is_num(value: object) -> bool:
@@ -175,23 +184,48 @@ def matches(text: Any, pattern: Any) -> bool:
     return search(regex(pattern), text)
 
 
+def _sign(value: Any) -> int:
+    """-1, 0 or 1 for a number or a duration (0 for NaN)."""
+    zero = _ZERO if value.__class__ is timedelta else 0
+    return int(value > zero) - int(value < zero)
+
+
+def _too_long(sign: int) -> timedelta | None:
+    """A duration too long to hold, of this sign: saturated."""
+    return FOREVER if sign > 0 else -FOREVER if sign < 0 else None
+
+
+def _too_far(sign: int) -> datetime | None:
+    """A datetime past the calendar, after it or before it: saturated."""
+    return LATEST if sign > 0 else EARLIEST if sign < 0 else None
+
+
+def _shift(moment: Any, delta: timedelta, sign: int) -> datetime | None:
+    """`moment + sign * delta` (a text read as a datetime), saturated past the calendar."""
+    d = to_datetime(moment)
+    if d is None:
+        return None
+    try:
+        return d + delta if sign > 0 else d - delta
+    except _RANGE:
+        return _too_far(sign * _sign(delta))
+
+
 def add(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     ca, cb = a.__class__, b.__class__
     if ca in NUM and cb in NUM:
         return a + b
-    try:
-        if ca is timedelta and cb is timedelta:
+    if ca is timedelta and cb is timedelta:
+        try:
             return a + b
-        if cb is timedelta:
-            d = to_datetime(a)
-            return None if d is None else d + b
-        if ca is timedelta:
-            d = to_datetime(b)
-            return None if d is None else d + a
-    except _RANGE:
-        return None
+        except _RANGE:  # (both of one sign)
+            return _too_long(_sign(a))
+    if cb is timedelta:
+        return _shift(a, b, 1)
+    if ca is timedelta:
+        return _shift(b, a, 1)
     if ca is str and cb is str:
         return a + b
     if ca is list and cb is list:
@@ -205,12 +239,14 @@ def sub(a: Any, b: Any) -> Any:
     ca, cb = a.__class__, b.__class__
     if ca in NUM and cb in NUM:
         return a - b
-    try:
-        if ca is timedelta and cb is timedelta:
+    if ca is timedelta and cb is timedelta:
+        try:
             return a - b
-        if cb is timedelta:
-            d = to_datetime(a)
-            return None if d is None else d - b
+        except _RANGE:  # (of opposite signs)
+            return _too_long(_sign(a) or -_sign(b))
+    if cb is timedelta:
+        return _shift(a, b, -1)
+    try:
         if ca is datetime or cb is datetime:
             d1, d2 = to_datetime(a), to_datetime(b)
             return None if d1 is None or d2 is None else d1 - d2
@@ -223,16 +259,21 @@ def mul(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     ca, cb = a.__class__, b.__class__
-    try:
-        if ca in NUM and cb in NUM:
+    if ca in NUM and cb in NUM:
+        try:
             return a * b
-        if ca in NUM and cb is timedelta:
-            return b * a
-        if ca is timedelta and cb in NUM:
-            return a * b
-    except _RANGE:
+        except _RANGE:
+            return None
+    if ca in NUM and cb is timedelta:
+        a, b = b, a
+    elif not (ca is timedelta and cb in NUM):
         return None
-    return None
+    try:
+        return a * b
+    except OverflowError:  # (a NaN raises ValueError: no sign, none)
+        return _too_long(_sign(a) * _sign(b))
+    except ValueError:
+        return None
 
 
 def div(a: Any, b: Any) -> Any:
@@ -245,7 +286,10 @@ def div(a: Any, b: Any) -> Any:
         if ca in NUM and cb in NUM:
             return a / b
         if ca is timedelta and cb in NUM:
-            return a / b
+            try:
+                return a / b
+            except OverflowError:
+                return _too_long(_sign(a) * _sign(b))
         if ca is timedelta and cb is timedelta and b:
             return a / b
     except _RANGE:
@@ -263,8 +307,13 @@ def mod(a: Any, b: Any) -> Any:
 
 
 def neg(a: Any) -> Any:
-    if a.__class__ in NUM or a.__class__ is timedelta:
+    if a.__class__ in NUM:
         return -a
+    if a.__class__ is timedelta:
+        try:
+            return -a
+        except OverflowError:
+            return _too_long(-_sign(a))
     return None
 
 
@@ -349,11 +398,16 @@ def tod(hour: int, minute: int, second: int = 0) -> time:
 
 
 def seconds(value: Any) -> float | None:
-    """A duration as seconds (a number is taken as seconds too)."""
+    """A duration as seconds (a number is taken as seconds too); an integer too large for a
+    float is an infinity of its sign, and NaN is none (it has no sign)."""
     if value.__class__ is timedelta:
         return value.total_seconds()
     if value.__class__ in NUM:
-        return float(value)
+        try:
+            result = float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+        return None if math.isnan(result) else result
     return None
 
 
