@@ -339,6 +339,10 @@ def test_timestamp_rules(daemon: Daemon) -> None:
             "sentAt": "2020-01-01T00:00:00Z",
             "originalTimestamp": "2020-01-01T01:00:00Z",
         },
+        # the client's clock alone, without the send time to correct it: the receive time
+        "original-only": {"originalTimestamp": "2020-01-01T00:00:00Z"},
+        # however far ahead (past the last instant a contact can be processed to)
+        "far-future": {"timestamp": "9999-12-31T23:59:59Z"},
     }
     for name, fields in cases.items():
         assert_ok(daemon.post("/v1/track", {**signed_up(f"{m}-{name}"), **fields}))
@@ -352,8 +356,18 @@ def test_timestamp_rules(daemon: Daemon) -> None:
     assert t == received
     t, received = stored_times(daemon, f"{m}-future")  # clamped to the receive time
     assert t == received
-    t, received = stored_times(daemon, f"{m}-future-skew")
-    assert t == received
+    for name in ("future-skew", "original-only", "far-future"):
+        t, received = stored_times(daemon, f"{m}-{name}")
+        assert t == received, name
+
+
+def test_a_key_or_token_that_is_not_utf_8_is_refused_not_an_error(daemon: Daemon) -> None:
+    m = mark()
+    odd = {"Authorization": "Bearer \xff\xfe"}  # (latin-1 on the wire: bytes 0xff 0xfe)
+    answer = requests.post(daemon.url + "/v1/track", json=signed_up(m), headers=odd, timeout=10)
+    assert_error(answer, 401)
+    assert_error(requests.get(daemon.url + "/v1/flows", headers=odd, timeout=10), 401)
+    assert stored(daemon, m)["events"] == 0
 
 
 # ---------------------------------------------------------------- admin

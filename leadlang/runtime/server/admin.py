@@ -68,7 +68,7 @@ class Admin:
         async def check(request: web.Request) -> web.StreamResponse:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), self.token.encode()
+                value.strip().encode("utf-8", "surrogatepass"), self.token.encode()
             ):
                 return error_response(401, "unauthorized", "the admin token is required")
             return await handler(request)

@@ -151,8 +151,9 @@ def key_matches(given: str | None, keys: tuple[str, ...]) -> bool:
     if not given:
         return False
     found = False
+    given_bytes = given.encode("utf-8", "surrogatepass")  # (a header with odd bytes)
     for key in keys:  # compare with every key, in constant time
-        found |= hmac.compare_digest(given.encode(), key.encode())
+        found |= hmac.compare_digest(given_bytes, key.encode())
     return found
 
 
@@ -278,7 +279,8 @@ def _raise(exc: BadRequest) -> Any:
 
 def _event_time(item: dict[str, Any], received: float, bad: Callable[[str], BadRequest]) -> float:
     """The timestamp; missing, `receivedAt - (sentAt - originalTimestamp)` when both are
-    given, else the receive time; a time in the future is clamped to the receive time."""
+    given, else the receive time; a time in the future (however far) is clamped to the
+    receive time."""
     raw = item.get("timestamp")
     if raw is not None:
         t = parse_time(raw)
@@ -295,11 +297,10 @@ def _event_time(item: dict[str, Any], received: float, bad: Callable[[str], BadR
                 raise bad("`originalTimestamp` is not an ISO 8601 time")
             if sent_t is not None and original_t is not None:
                 t = received - (sent_t - original_t)
-            elif original_t is not None:
-                t = original_t
+    t = min(t, received)
     if not instant_ok(t):  # the range simulate takes too
         raise bad(f"`timestamp` is outside {FIRST_TEXT} to {LAST_TEXT}")
-    return min(t, received)
+    return t
 
 
 # ---------------------------------------------------------------- group commit
