@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from leadlang.runtime.server.config import ConfigError, load_config
-from tests.serve_daemon import GREET
+from tests.serve_daemon import ADMIN_TOKEN, GREET, WRITE_KEY, Daemon
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -91,3 +91,50 @@ def test_serve_refuses_a_channel_it_cannot_drive_with_exit_2(
         "error: channel email (`smtp` driver): `from` is required"
     )
     assert not (tmp_path / "leadlang.db").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
+def test_a_sqlite_url_without_a_file_is_refused_in_one_line(tmp_path: Path, url: str) -> None:
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    path = write(tmp_path, f'[store]\nurl = "{url}"\n')
+    result = serve_greet(tmp_path, path)
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "a SQLite store is a file" in lines[0], lines
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", [["effects"], ["outbox", "list"]])
+def test_reading_commands_do_not_make_a_store_that_is_not_there(
+    tmp_path: Path, command: list[str]
+) -> None:
+    missing = tmp_path / "nowhere" / "x.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "leadlang", *command, "--db", f"sqlite:///{missing}"],
+        capture_output=True,
+        timeout=50,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == f"error: there is no store at `{missing}` " + (
+        "(`leadlang serve` makes it)"
+    )
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.timeout(60)
+def test_the_start_up_summary_says_where_each_configured_channel_delivers(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    config = (
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+        '[channels.email]\ndriver = "maildir"\npath = "mail"\nfrom = "Shop <s@example.com>"\n'
+        '[channels.sms]\ndriver = "http"\nurl = "https://user:pw@sms.example.com:8443/v1?t=x"\n'
+    )
+    daemon = Daemon(tmp_path, [str(tmp_path / "greet.lead")], config=config).start()
+    assert daemon.stop() == 0
+    shown = [line.split() for line in daemon.output if line.startswith("  ")]
+    assert ["email", "maildir", "mail/"] in shown
+    assert ["sms", "http", "https://sms.example.com:8443"] in shown  # (no user, path, query)
+    assert ["push", "outbox/push.jsonl"] in shown

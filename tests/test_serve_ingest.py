@@ -600,3 +600,11 @@ def test_overload_is_429_with_retry_after_and_stores_nothing_of_it(
         assert int(answer.headers["Retry-After"]) >= 1
         assert answer.json()["error"]
     assert served.count("events") == statuses.count(200) * size
+
+
+def test_no_such_route_and_a_wrong_method_are_answered_in_json(daemon: Daemon) -> None:
+    missing = requests.get(daemon.url + "/v1/nothing-here", timeout=10)
+    assert_error(missing, 404)
+    wrong = requests.get(daemon.url + "/v1/batch", timeout=10)
+    assert_error(wrong, 405)
+    assert "POST" in wrong.headers["Allow"]

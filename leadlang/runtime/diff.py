@@ -373,7 +373,7 @@ def run_diff(old_path: str, new_path: str, fmt: str, store_url: str | None) -> i
 
 
 async def _diff(old_ir: JSON, new_ir: JSON, fmt: str, store_url: str | None) -> int:
-    store = await open_store(store_url) if store_url is not None else None
+    store = await open_store(store_url, create=False) if store_url is not None else None
     try:
         if fmt == "json":
             report = await diff_report(old_ir, new_ir, store, max_contacts=None)

@@ -135,7 +135,7 @@ async def _stored(contact_id: str, store_url: str) -> Contact | None:
     from leadlang.runtime.store.sql import StoreError, open_store
 
     try:
-        store = await open_store(store_url)
+        store = await open_store(store_url, create=False)
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         return None

@@ -62,7 +62,7 @@ def _line(body: str, fmt: str) -> str:
 
 
 async def _effects(config: Config, contact: str | None, fmt: str, follow: bool) -> int:
-    store = await open_store(config.store)
+    store = await open_store(config.store, create=False)
     try:
         out = sys.stdout
         # simulate's order (so `diff` against `leadlang simulate` works), then, following,
@@ -96,7 +96,7 @@ def run_outbox(config: Config, action: str, status: str | None, keys: list[str],
 async def _outbox(
     config: Config, action: str, status: str | None, keys: list[str], fmt: str
 ) -> int:
-    store = await open_store(config.store)
+    store = await open_store(config.store, create=False)
     try:
         if action == "retry":
             n = await store.outbox_requeue(keys or None, time.time())

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import orjson
@@ -230,8 +231,17 @@ def make_app(daemon: Daemon) -> web.Application:
         daemon.inflight += 1
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise  # aiohttp's own answers (404, 405, ...)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise  # (a redirect)
+            # aiohttp's own refusals (no such route, a method the route does not take) in
+            # JSON too
+            response = error_response(
+                exc.status, exc.reason.lower(), f"{request.method} {request.path}: {exc.reason}"
+            )
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         except Exception as exc:  # every route answers in JSON, even when the store is away
             if store_unavailable(exc):
                 log.warning(
@@ -283,8 +293,7 @@ def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
         ("push", "outbox/push.jsonl"),
     ):
         table = channels.get(channel)
-        shown = default if not table else f"{table.get('driver', '?')}"
-        lines.append(f"  {channel:<9} {shown}")
+        lines.append(f"  {channel:<9} {default if not table else _channel_shown(table)}")
     for name, value in daemon.generated.items():
         lines.append(f"  {name:<9} {value}   (generated and stored; shown once)")
     if "write key" not in daemon.generated:
@@ -293,6 +302,30 @@ def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
         )
     lines.append("Ctrl-C or SIGTERM stops it.")
     return "\n".join(lines)
+
+
+def _channel_shown(table: dict[str, Any]) -> str:
+    """A configured channel as the start-up summary shows it: its driver and where it
+    delivers (no credentials)."""
+    driver = str(table.get("driver", "?"))
+    where = {
+        "maildir": f"{table.get('path', 'outbox')}/",
+        "jsonl": table.get("path"),
+        "smtp": f"{table.get('host', '?')}:{table.get('port', '')}".rstrip(":"),
+        "http": _origin(str(table.get("url", ""))),
+        "webhook": "each message's url",
+    }.get(driver)
+    return f"{driver} {where}" if where else driver
+
+
+def _origin(url: str) -> str:
+    """`scheme://host:port` of a URL: its path, query or user could carry a token."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{port}" if port else "")
 
 
 async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> int:
@@ -316,11 +349,11 @@ async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> i
     server = getattr(site, "_server", None)
     if server is not None and server.sockets:
         port = server.sockets[0].getsockname()[1]
-    print(summary(daemon, host, port, paths), flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # (before the summary says it listens)
         loop.add_signal_handler(sig, stopping.set)
+    print(summary(daemon, host, port, paths), flush=True)
     reloads: set[asyncio.Task[Any]] = set()
 
     def hangup() -> None:

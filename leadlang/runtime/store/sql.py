@@ -1409,13 +1409,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def open_store(url: str) -> SqlStore:
+async def open_store(url: str, create: bool = True) -> SqlStore:
     """Connect, and bring the schema up to date (Alembic migrations, in one transaction).
 
     The URL may carry the connection pool's size and patience as parameters, which are taken
     off it here (as pgx's `pool_max_conns`): `?pool_size=N` (at most N connections per
     process; default 4 kept open and 4 more under load) and `?pool_timeout=SECONDS` (how long
-    a transaction waits for a connection before `sqlalchemy.exc.TimeoutError`; default 10)."""
+    a transaction waits for a connection before `sqlalchemy.exc.TimeoutError`; default 10).
+    `create=False` (the commands that read a daemon's store) refuses a SQLite file that is
+    not there rather than making an empty one."""
     full = database_url(url)
     try:
         parsed = make_url(full)
@@ -1431,9 +1433,15 @@ async def open_store(url: str) -> SqlStore:
     inbox = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            inbox = Inbox(inbox_path(database))
+        if not database or database == ":memory:":
+            raise StoreError(
+                f"`{url}`: a SQLite store is a file (`sqlite:///leadlang.db`, "
+                "`sqlite:////var/lib/leadlang/leadlang.db`)"
+            )
+        if not create and not Path(database).expanduser().exists():
+            raise StoreError(f"there is no store at `{database}` (`leadlang serve` makes it)")
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        inbox = Inbox(inbox_path(database))
         engine = create_async_engine(parsed, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # One connection writes, and takes SQLite's write lock when its transaction begins
