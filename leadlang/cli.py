@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -35,6 +36,13 @@ def main() -> None:
     Write lead scoring, segments, messages and flows in `.lead` scripts; `check` them like a
     compiler, `simulate` them against an event log, `serve` them for real.
     """
+    # The last resort against odd characters: a character the terminal's encoding cannot
+    # show (or a lone surrogate) is printed as a replacement rather than raising.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # (a stream that cannot be)
+                reconfigure(errors="replace")
 
 
 @main.command(short_help="Check .lead scripts and report every problem found.")

@@ -69,7 +69,9 @@ same column as the lines of the block it belongs to.
         "invalid literal",
         """
 A number, duration, date, datetime or time of day is malformed: e.g. `25:00`, `2025-13-01`,
-`3mo` (durations use s, m, h, d, w only), or a string with an invalid escape.
+`3mo` (durations use s, m, h, d, w only), or a string with an invalid escape. Strings use
+JSON escapes; a `\\uD800`-`\\uDFFF` escape must be half of a surrogate pair (`"\\ud83d\\ude00"`
+is one emoji), since a lone half is no character any text can hold.
 """,
     ),
     _code(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
@@ -260,11 +261,20 @@ def render(
     if fmt == "full":
         if color is None:  # https://no-color.org: an empty NO_COLOR does not count
             color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        return render_full(ordered, sources, color=color)
+        return printable(render_full(ordered, sources, color=color))
     if fmt == "concise":
-        return render_concise(ordered)
+        return printable(render_concise(ordered))
     if fmt == "json":
-        return render_json(ordered)
+        return printable(render_json(ordered))
     if fmt == "sarif":
-        return render_sarif(ordered)
+        return printable(render_sarif(ordered))
     raise ValueError(f"unknown diagnostics format {fmt!r}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` with any lone UTF-16 surrogate (which no UTF-8 output can encode: e.g. from a
+    file name that is not UTF-8) replaced by U+FFFD, so that printing it never raises."""
+    return _SURROGATE.sub("\ufffd", text)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from leadlang.cli import main
@@ -101,3 +105,47 @@ def test_check_counts_each_file_once_and_names_the_standard_library(tmp_path: Pa
     assert result.exit_code == 0, result.output
     # one.lead, two.lead, shared.lead and std.traits: each read by both programs, counted once
     assert result.output == "checked 4 files (1 from the standard library), 2 flows: no problems\n"
+
+
+_LONE_SURROGATES = 'trait note: text\nmessage m:\n  channel email\n  subject "s"\n  text "t"\nflow f:\n  on signed_up\n  send m\n  tag "\\ud800x"\n  set note = "a\\udc00"\n'
+
+
+@pytest.mark.parametrize("fmt", ["full", "concise", "json", "sarif"])
+def test_a_lone_surrogate_escape_is_s005_in_every_format(tmp_path: Path, fmt: str) -> None:
+    (tmp_path / "s.lead").write_text(_LONE_SURROGATES)
+    result = _leadlang(tmp_path, "check", "s.lead", "--format", fmt)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    if fmt == "concise":
+        assert result.stdout.splitlines() == [
+            "s.lead:9:8: error[S005] invalid escape in string: a lone UTF-16 surrogate",
+            "s.lead:10:16: error[S005] invalid escape in string: a lone UTF-16 surrogate",
+        ]
+
+
+def test_a_file_name_that_is_not_utf8_prints_without_raising(tmp_path: Path) -> None:
+    bad = os.fsencode(tmp_path) + b"/bad\xff.lead"
+    with open(bad, "wb") as handle:
+        handle.write(b"segment s = \n")
+    for fmt in ("full", "concise", "json", "sarif"):
+        result = _leadlang(tmp_path, "check", ".", "--format", fmt)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "bad\ufffd.lead" in result.stdout
+
+
+def _leadlang(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own: its real standard output, encoding included."""
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent), "NO_COLOR": "1"}
+    env["PYTHONIOENCODING"] = "utf-8"  # strict, whatever the locale
+    return subprocess.run(
+        [sys.executable, "-m", "leadlang", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=60,
+        check=False,
+    )

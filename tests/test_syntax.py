@@ -782,3 +782,28 @@ def test_a_stray_indentation_is_reported_at_the_start_of_its_line(parse_text: Pa
     assert diagnostic.code == "S004"
     assert (span.line, span.column, span.end_line, span.end_column) == (3, 1, 3, 2)
     assert (span.start, span.end) == (text.index(" send"), text.index("send"))
+
+
+@pytest.mark.parametrize(
+    ("string", "column"),
+    [
+        ('"\\ud800x"', 2),
+        ('"ab\\udfff"', 4),
+        ('"\\ud83d\\ude00\\ud83d"', 14),
+        ('"\\udc00\\ud800"', 2),
+    ],
+)
+def test_a_lone_surrogate_escape_is_s005_on_the_escape(
+    parse_text: ParseText, string: str, column: int
+) -> None:
+    (diagnostic,) = errors(parse_text, f"flow f:\n  tag {string}\n")
+    assert diagnostic.code == "S005" and "lone UTF-16 surrogate" in diagnostic.message
+    assert (diagnostic.span.line, diagnostic.span.column - 6) == (2, column)
+    assert diagnostic.span.end_column - diagnostic.span.column == 6
+
+
+def test_a_surrogate_pair_escape_is_one_character(parse_text: ParseText) -> None:
+    (step,) = flow_steps(parse_text, 'tag "\\ud83d\\ude00!"')
+    assert isinstance(step, ast.Tag) and step.tag == ast.String(
+        value="\U0001f600!", span=step.tag.span
+    )

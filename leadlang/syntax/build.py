@@ -33,6 +33,16 @@ _LAYOUT = frozenset({"_NL", "_INDENT", "_DEDENT"})
 
 # ---------------------------------------------------------------- literal checks
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)")
+
+
+def _escape_code(match: re.Match[str]) -> int:
+    """The code a `\\uXXXX` escape names (-1 for any other escape)."""
+    text = match.group()
+    return int(text[2:], 16) if text.startswith("\\u") else -1
+
+
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -225,7 +235,51 @@ class AstBuilder:
                 help='strings use JSON escapes: \\" \\\\ \\n \\t \\uXXXX',
             )
             return text[1:-1]
-        return value if isinstance(value, str) else text[1:-1]
+        if not isinstance(value, str):
+            return text[1:-1]
+        if _SURROGATE.search(value):
+            # json.loads joins a valid pair into one character, so what is left is a lone
+            # half: no text can hold it (printing it, or writing it as UTF-8, would fail).
+            self.error(
+                "S005",
+                "invalid escape in string: a lone UTF-16 surrogate",
+                self._surrogate_span(tok),
+                help="a `\\uD800`-`\\uDBFF` escape must be followed by a `\\uDC00`-`\\uDFFF` one "
+                "(a surrogate pair); or write the character itself",
+            )
+            return _SURROGATE.sub("\ufffd", value)
+        return value
+
+    def _surrogate_span(self, tok: Token) -> Span:
+        """The first escape in a string token that is half of a surrogate pair alone."""
+        text = str(tok.value)
+        escapes = list(_ESCAPE.finditer(text))
+        codes = [_escape_code(m) for m in escapes]
+
+        def pairs(i: int) -> bool:  # escapes i and i + 1 are a high and a low half, adjacent
+            return (
+                i + 1 < len(escapes)
+                and escapes[i].end() == escapes[i + 1].start()
+                and 0xD800 <= codes[i] <= 0xDBFF
+                and 0xDC00 <= codes[i + 1] <= 0xDFFF
+            )
+
+        for i, match in enumerate(escapes):
+            if not 0xD800 <= codes[i] <= 0xDFFF or pairs(i) or (i > 0 and pairs(i - 1)):
+                continue
+            span = self.tspan(tok)
+            if span.line != span.end_line:  # (a string is on one line; never happens)
+                return span
+            return Span(
+                span.file,
+                span.line,
+                span.column + match.start(),
+                span.line,
+                span.column + match.end(),
+                span.start + match.start(),
+                span.start + match.end(),
+            )
+        return self.tspan(tok)
 
     def signed(self, children: Sequence[Any]) -> ast.Number:
         sign = next(c for c in children if isinstance(c, Token) and c.type in ("PLUS", "MINUS"))
