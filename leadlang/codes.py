@@ -341,10 +341,17 @@ cannot be set.
 The words that start a declaration, a header clause or a step, the operators and the literals
 (`send`, `wait`, `when`, `flow`, `check`, `and`, `true`, ...) are reserved: a trait, metric,
 segment, message, flow or event cannot be named with one, because conditions and steps would
-read ambiguously. Contextual words (`after`, `every`, `file`, `to`, `up`, ...) are free as names.
+read ambiguously. Nor can a reference: an event name (`on within`, `count(send)`), a name in
+an expression (`days_since(exit)`), a split or arm name (`split when:`), a flow to `enroll`
+or a trait to `set`. An event the log spells with a keyword is written quoted (`on "send"`).
+`score`, `event` and `message` still read as names in expressions (the built-in score, the
+bound event, the built-in events' `message` property). Contextual words (`after`, `every`,
+`file`, `to`, `up`, ...) are free as names.
 
     segment check = score > 50          # wrong
     segment to_check = score > 50       # right
+    on send                             # wrong
+    on "send"                           # right, for an event the log names `send`
 """,
     ),
     _code(

@@ -60,3 +60,60 @@ def test_contextual_words_are_free_as_names(tmp_path: Path) -> None:
     result = check_paths([str(path)])
     assert result.diagnostics == []
     assert result.program is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "word", "column", "what"),
+    [
+        ('flow f:\n  on within\n  tag "x"\n', "within", 6, "an event"),
+        ('flow f:\n  on send\n  tag "x"\n', "send", 6, "an event"),
+        ("flow f:\n  on a\n  wait for where up to 1d\n", "where", 12, "an event"),
+        ('on when then tag "x"\n', "when", 4, "an event"),
+        ('flow f:\n  exit on tag\n  on a\n  tag "x"\n', "tag", 11, "an event"),
+        ("score:\n  if +1\n", "if", 3, "an event"),
+        ("metric m = count(send)\n", "send", 18, None),
+        ("metric m = count(tag within 1d)\n", "tag", 18, None),
+        ("metric m = days_since(exit)\n", "exit", 23, None),
+        ("metric m = last(when).x\n", "when", 17, None),
+        (
+            'flow f:\n  on a\n  split when:\n    50%: tag "a"\n    50%: tag "b"\n',
+            "when",
+            9,
+            "a split",
+        ),
+        (
+            'flow f:\n  on a\n  split s:\n    50% then: tag "a"\n    50% b: tag "b"\n',
+            "then",
+            9,
+            "a split arm",
+        ),
+        ("flow f:\n  on a\n  enroll send\n", "send", 10, "a flow"),
+        ("flow f:\n  on a\n  set until = 1\n", "until", 7, "a trait"),
+    ],
+)
+def test_a_keyword_used_as_a_name_is_n018(
+    tmp_path: Path, line: str, word: str, column: int, what: str | None
+) -> None:
+    path = tmp_path / "kw.lead"
+    path.write_text(line)
+    result = check_paths([str(path)])
+    errors = [d for d in result.diagnostics if d.code == "N018"]
+    assert len(errors) == 1, result.diagnostics
+    expected = f"cannot name {what}" if what else "cannot be used as a name"
+    assert errors[0].message == f"`{word}` is a keyword and {expected}"
+    assert errors[0].span.column == column
+    source_line = line.split("\n")[errors[0].span.line - 1]
+    assert source_line[column - 1 :].startswith(word)
+    assert result.program is None
+
+
+def test_keywords_that_read_as_names_in_expressions_still_do(tmp_path: Path) -> None:
+    path = tmp_path / "ok.lead"
+    path.write_text(
+        "event note(message: text)\n"
+        'segment hot = score > 10 and last(message_opened).message == "deal"\n'
+        'flow f:\n  on message_clicked where message == "deal" and event.message != ""\n'
+        '  on "send"\n  tag "clicked"\n'
+    )
+    result = check_paths([str(path)])
+    assert result.diagnostics == []

@@ -86,6 +86,10 @@ KEYWORDS: frozenset[str] = frozenset(
         "within",
     }
 )
+# Keywords that still read as names inside expressions: the built-in `score`, the bound
+# `event`, and the built-in events' `message` property (`where message == "deal"`). Any
+# other keyword where a name is read (`count(send)`, `on within`, `split when:`) is N018.
+EXPRESSION_KEYWORDS: frozenset[str] = frozenset({"score", "event", "message"})
 CONTEXTUAL_KEYWORDS: frozenset[str] = frozenset(
     {
         "after",

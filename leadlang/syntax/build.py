@@ -18,8 +18,8 @@ from typing import Any
 from lark import Token
 
 from leadlang import ast, limits
-from leadlang.diagnostics import Diagnostic
-from leadlang.interpreter.scope import normalize_event_name
+from leadlang.diagnostics import Diagnostic, with_article
+from leadlang.interpreter.scope import EXPRESSION_KEYWORDS, KEYWORDS, normalize_event_name
 from leadlang.source import Span
 from leadlang.syntax.lexer import CALENDAR_DAYS, UNIT_WORDS, SyntaxProblem, calendar_help
 
@@ -198,6 +198,21 @@ class AstBuilder:
             Diagnostic(code=code, severity="error", message=message, span=span, help=help)
         )
 
+    def reserved(
+        self, tok: Token, what: str, help: str | None = None, message: str | None = None
+    ) -> None:
+        """N018 when a name in a reference (an event, a split, a flow to enroll...) is a
+        reserved keyword: the lexer reads a keyword as a name where the grammar has no place
+        for the keyword, so `on within` or `count(send)` parse, and are refused here."""
+        if tok.type == "NAME" and tok.value in KEYWORDS:
+            self.error(
+                "N018",
+                message or f"`{tok.value}` is a keyword and cannot name {with_article(what)}",
+                self.tspan(tok),
+                help=help
+                or f"keywords are reserved: choose another name, e.g. `{tok.value}_{what.split()[-1]}`",
+            )
+
     @staticmethod
     def values(children: Sequence[Any]) -> list[Any]:
         """Children without keywords, punctuation and layout tokens."""
@@ -327,6 +342,8 @@ class AstBuilder:
         return ast.Use(target=name, is_path=False, span=self.span(c))
 
     def module_name(self, c: list[Any]) -> list[Token]:
+        for tok in c:
+            self.reserved(tok, "module")
         return c
 
     def settings_decl(self, c: list[Any]) -> ast.Settings:
@@ -343,6 +360,7 @@ class AstBuilder:
         return ast.QuietHoursSetting(start=start, end=end, span=self.span(c))
 
     def cap_setting(self, c: list[Any]) -> ast.CapSetting:
+        self.reserved(c[1], "channel")
         count = self.number([c[2]])
         per = self.duration([c[4]])
         return ast.CapSetting(channel=self.ident(c[1]), count=count, per=per, span=self.span(c))
@@ -364,6 +382,8 @@ class AstBuilder:
         return ast.EventDecl(name=name, params=params, span=self.span(c))
 
     def param(self, c: list[Any]) -> ast.Param:
+        if c[0].value not in EXPRESSION_KEYWORDS:  # (`message`, as the built-in events have)
+            self.reserved(c[0], "property")
         type_ref = ast.TypeRef(name=str(c[2].value), span=self.tspan(c[2]))
         return ast.Param(name=self.ident(c[0]), type=type_ref, span=self.span(c))
 
@@ -415,6 +435,7 @@ class AstBuilder:
         return ast.MessageDecl(name=self.ident(c[1]), fields=fields, span=self.span(c))
 
     def message_field(self, c: list[Any]) -> ast.MessageField:
+        self.reserved(c[0], "message field")
         from_file = isinstance(c[1], Token) and c[1].type == "FILE"
         value = c[2] if from_file else c[1]
         return ast.MessageField(
@@ -487,6 +508,11 @@ class AstBuilder:
 
     def event_ref(self, c: list[Any]) -> ast.EventRef:
         tok = c[0]
+        self.reserved(
+            tok,
+            "event",
+            help=f'rename the event; if the event log spells it so, quote it: `"{tok.value}"`',
+        )
         if tok.type == "STRING":
             raw = self.decode_string(tok)
             return ast.EventRef(name=normalize_event_name(raw), span=self.tspan(tok), quoted=True)
@@ -498,6 +524,9 @@ class AstBuilder:
     def send(self, c: list[Any]) -> ast.Send:
         names = [x for x in c[1:] if isinstance(x, Token) and x.type in ("NAME", "STRING")]
         channel = self.ident(names[0]) if len(names) == 2 else None
+        if channel is not None:
+            self.reserved(names[0], "channel")
+        self.reserved(names[-1], "message")
         with_ = self.after(c, "with")
         return ast.Send(
             channel=channel, message=self.ident(names[-1]), with_=with_, span=self.span(c)
@@ -538,12 +567,15 @@ class AstBuilder:
         return ast.Untag(tag=c[1], span=self.span(c))
 
     def set_trait(self, c: list[Any]) -> ast.SetTrait:
+        if c[1].value not in EXPRESSION_KEYWORDS:  # (`set score`: the checker explains)
+            self.reserved(c[1], "trait")
         return ast.SetTrait(trait=self.ident(c[1]), value=c[3], span=self.span(c))
 
     def score_adjust(self, c: list[Any]) -> ast.ScoreAdjust:
         return ast.ScoreAdjust(points=self.signed(c), span=self.span(c))
 
     def enroll(self, c: list[Any]) -> ast.Enroll:
+        self.reserved(c[1], "flow")
         return ast.Enroll(flow=self.ident(c[1]), span=self.span(c))
 
     def exit_step(self, c: list[Any]) -> ast.ExitStep:
@@ -562,11 +594,14 @@ class AstBuilder:
         return ("else", tuple(c[1]))
 
     def split_step(self, c: list[Any]) -> ast.Split:
+        self.reserved(c[1], "split")
         arms = tuple(x for x in c if isinstance(x, ast.SplitArm))
         return ast.Split(name=self.ident(c[1]), arms=arms, span=self.span(c))
 
     def split_arm(self, c: list[Any]) -> ast.SplitArm:
         name = self.ident(c[1]) if isinstance(c[1], Token) else None
+        if name is not None:
+            self.reserved(c[1], "split arm")
         return ast.SplitArm(
             percent=self.percent([c[0]]), name=name, steps=tuple(c[-1]), span=self.span(c)
         )
@@ -746,6 +781,14 @@ class AstBuilder:
         return ast.NoneLit(span=self.tspan(c[0]))
 
     def name(self, c: list[Any]) -> ast.Name:
+        if c[0].value in KEYWORDS and c[0].value not in EXPRESSION_KEYWORDS:
+            self.reserved(
+                c[0],
+                "value",
+                message=f"`{c[0].value}` is a keyword and cannot be used as a name",
+                help="keywords are reserved: choose another name; an event the log spells "
+                f'so can be quoted, e.g. `count("{c[0].value}")`',
+            )
         return ast.Name(name=str(c[0].value), span=self.tspan(c[0]))
 
     def list_lit(self, c: list[Any]) -> ast.ListLit:
