@@ -692,21 +692,22 @@ Two arms of one `split` have the same name, so effects could not tell them apart
     ),
     _code(
         "F020",
-        "warning",
+        "error",
         "enroll cycle that never settles",
         """
-Flows that `enroll` each other in a cycle, each with `reenter always` and no wait before its
-`enroll`, enter one another at the same instant forever: a chain that never settles.
-`simulate` stops such a chain and reports it (a `stop` effect, and a line on standard error),
-but the script is wrong. Let time pass somewhere on the cycle, or let one flow be entered
-again only later.
+Flows that `enroll` each other in a cycle, each with `reenter always`, none of them waiting
+anywhere, each enrolling the next on every run (not under an `if`, a split arm or a
+`check`'s `else`, nor after a `check` or an `exit`), enter one another at the same instant
+forever: a chain that never settles, which the language makes an error where the checker can
+see it. Let time pass somewhere on the cycle, or let one flow be entered again only later.
+A cycle through a condition is F022, a warning.
 
     flow a:
       reenter always
       enroll b
     flow b:
       reenter always
-      enroll a            # warned: a -> b -> a
+      enroll a            # error: a -> b -> a
       wait 1d             # fine if the `wait` comes before `enroll a`
 """,
     ),
@@ -721,6 +722,28 @@ ever held back. Give it a length, or remove it.
     settings:
       quiet hours 09:00 to 09:00     # warned: holds nothing back
       quiet hours 21:00 to 08:00     # sends between 21:00 and 08:00 wait until 08:00
+""",
+    ),
+    _code(
+        "F022",
+        "warning",
+        "enroll cycle that may never settle",
+        """
+Flows that `enroll` each other in a cycle, each with `reenter always` and no wait before its
+`enroll`, where some `enroll` on the cycle is under a condition (`if`, a split arm, a
+`check`'s `else`) or some flow may wait on another path: the chain goes round at one instant
+for as long as the conditions let it. It may settle (a counter that reaches its limit); if it
+does not, `simulate` and `serve` stop it and report it (a `stop` effect, and a line on
+standard error). Make sure a condition on the way turns, or let time pass on the cycle.
+
+    flow ping:
+      reenter always
+      score +1
+      if score < 60:
+        enroll pong       # warned: ping -> pong -> ping while the score is under 60
+    flow pong:
+      reenter always
+      enroll ping
 """,
     ),
 ]

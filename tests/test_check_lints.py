@@ -44,13 +44,15 @@ def test_a_sum_off_by_a_thousandth_is_reported_exactly(tmp_path: Path) -> None:
     assert "100.004%" in d.message and "remove 0.004%" in (d.help or "")
 
 
-def test_enroll_cycles_are_warned_with_the_cycle(tmp_path: Path) -> None:
+def test_enroll_cycles_that_never_settle_are_errors_with_the_cycle(tmp_path: Path) -> None:
     cycle = (
         'flow a:\n  on s\n  reenter always\n  tag "a"\n  enroll b\n'
         "flow b:\n  reenter always\n  enroll c\n"
-        "flow c:\n  reenter always\n  if score > 1:\n    enroll a\n"
+        'flow c:\n  reenter always\n  if score > 1:\n    tag "c"\n  enroll a\n'
     )
-    d = only(check_text(tmp_path, cycle), "F020")
+    result = check_text(tmp_path, cycle)
+    d = only(result, "F020")
+    assert d.severity == "error" and result.program is None
     assert "`a` -> `b` -> `c` -> `a`" in d.message
     # a wait before one `enroll`, or a flow not entered again at once, breaks the cycle
     waits = cycle.replace("  enroll c\n", "  wait 1h\n  enroll c\n")
@@ -60,6 +62,24 @@ def test_enroll_cycles_are_warned_with_the_cycle(tmp_path: Path) -> None:
     # a flow still waiting when the next one runs cannot be entered again: no cycle
     stays = cycle.replace('  tag "a"\n  enroll b\n', "  enroll b\n  wait 1d\n")
     assert codes(check_text(tmp_path, stays)) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("  enroll a\n", "  if score > 1:\n    enroll a\n"),  # under a condition
+        ("  enroll a\n", "  check score > 1\n  enroll a\n"),  # after a check
+        ("  enroll a\n", '  split s:\n    50%: enroll a\n    50%: tag "x"\n'),
+        # a path that waits: the flow may still be running when the cycle comes back
+        ("  enroll a\n", "  enroll a\n  if score > 1:\n    wait 1d\n"),
+    ],
+)
+def test_enroll_cycles_through_a_condition_are_warned(tmp_path: Path, old: str, new: str) -> None:
+    cycle = "flow a:\n  on s\n  reenter always\n  enroll b\nflow b:\n  reenter always\n  enroll a\n"
+    result = check_text(tmp_path, cycle.replace(old, new))
+    d = only(result, "F022")
+    assert d.severity == "warning" and result.program is not None
+    assert "`a` -> `b` -> `a`" in d.message or "`b` -> `a` -> `b`" in d.message
 
 
 def test_thirds_report_the_exact_sum(tmp_path: Path) -> None:

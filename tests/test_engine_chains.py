@@ -85,15 +85,21 @@ def test_a_tag_cycle_that_never_settles_is_stopped_and_named(tmp_path: Path, n: 
 
 def test_a_chain_that_changes_at_every_turn_is_stopped_too(tmp_path: Path) -> None:
     # the score grows at every turn (no max), so the state never repeats: the bound stops it
+    # (a ping-pong of tags through `when` triggers: a cycle `check` cannot see; an `enroll`
+    # cycle it can see is refused, F020)
     script = """
 flow up:
   on signed_up
+  when "up" in tags
   reenter always
+  untag "up"
   score +1
-  enroll down
+  tag "down"
 flow down:
+  when "down" in tags
   reenter always
-  enroll up
+  untag "down"
+  tag "up"
 """
     effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
     stops = [e for e in effects if e["action"] == "stop"]
@@ -107,18 +113,22 @@ flow down:
 
 
 def test_after_the_stop_no_flow_is_entered_at_that_instant(tmp_path: Path) -> None:
-    # up and down re-enter each other and each then re-enters side: when down is refused,
-    # up's enrollment still runs and asks for side, which is refused too
+    # up and down re-enter each other (through tags and `when`) and each then re-enters
+    # side: when side is refused, the running enrollments still end
     script = """
 flow up:
   on signed_up
+  when "up" in tags
   reenter always
+  untag "up"
   score +1
-  enroll down
+  tag "down"
   enroll side
 flow down:
+  when "down" in tags
   reenter always
-  enroll up
+  untag "down"
+  tag "up"
   enroll side
 flow side:
   reenter always
@@ -195,6 +205,19 @@ def test_a_long_settling_chain_is_not_stopped(tmp_path: Path, script: str) -> No
     assert [e["flow"] for e in effects if e["action"] == "enter"].count("ping") == 60
 
 
+def test_an_enroll_cycle_through_a_condition_that_holds_is_stopped_at_run_time(
+    tmp_path: Path,
+) -> None:
+    # check only warns (F022: the condition might turn); at run time it never does
+    script = LOOP.replace("if more:", "if score >= 0:").format(step="score +1")
+    checked = check_text(tmp_path, script)
+    assert [d.code for d in checked.diagnostics] == ["F022"]
+    effects = simulate(tmp_path, script, [track("u", "signed_up", START)])
+    stops = [e for e in effects if e["action"] == "stop"]
+    assert len(stops) == 1 and stops[0]["reason"] == "never_settles"
+    assert stops[0]["cycle"] == ["ping", "pong", "ping"]
+
+
 # ---------------------------------------------------------------- generated enroll graphs
 
 # A flow: reenter always?, its steps: ("enroll", j) or ("wait",)
@@ -220,6 +243,20 @@ def script_of(graph: Graph) -> str:
             lines.append('  tag "x"')
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
+
+
+def started_at(graph: Graph, start: int) -> Graph:
+    """The same graph with flows `0` and `start` swapped (the model enters flow 0 first)."""
+
+    def swap(i: int) -> int:
+        return start if i == 0 else 0 if i == start else i
+
+    renamed = [
+        (always, [("enroll", swap(s[1])) if s[0] == "enroll" else s for s in steps])
+        for always, steps in graph
+    ]
+    renamed[0], renamed[start] = renamed[start], renamed[0]
+    return renamed
 
 
 def model(graph: Graph, limit: int = 500) -> list[str] | None:
@@ -254,6 +291,10 @@ def model(graph: Graph, limit: int = 500) -> list[str] | None:
 def test_enroll_graphs_settle_as_the_model_says_or_are_stopped(
     tmp_path: Path, graph: Graph
 ) -> None:
+    checked = check_text(tmp_path, script_of(graph))
+    if any(d.code == "F020" for d in checked.diagnostics):  # refused: it never settles
+        assert checked.program is None
+        return
     effects = simulate(tmp_path, script_of(graph), [track("u", "signed_up", START)])
     now = [e for e in effects if e["at"] == START]
     stopped = [e for e in now if e["action"] == "stop"]
@@ -274,11 +315,17 @@ def test_enroll_graphs_settle_as_the_model_says_or_are_stopped(
 )
 @given(graphs())
 def test_check_warns_of_the_enroll_cycles_it_can_see(tmp_path: Path, graph: Graph) -> None:
-    """A cycle of `reenter always` flows each enrolling the next before any wait, none of
-    them waiting at all: F020. Without one the graph settles (the model says so)."""
+    """A cycle of `reenter always` flows each enrolling the next before any wait, some path
+    of each to its end with no wait: F022 (a warning), or F020 (an error) when none of them
+    waits at all, which certainly never settles (the model agrees). Without one the graph
+    settles (the model says so)."""
     checked = check_text(tmp_path, script_of(graph))
-    warned = any(d.code == "F020" for d in checked.diagnostics)
-    if not warned:
+    found = {d.code for d in checked.diagnostics}
+    for d in checked.diagnostics:
+        if d.code == "F020":  # entered from its first flow, the cycle never settles
+            start = int(d.message.split("`")[1][1:])
+            assert model(started_at(graph, start)) is None
+    if not found & {"F020", "F022"}:
         assert model(graph) is not None
 
 
@@ -319,6 +366,10 @@ def test_any_graph_of_tags_and_enrolls_ends_with_paired_enrollments(
     tmp_path: Path, script: str
 ) -> None:
     events = [track("u", "signed_up", START), track("u", "signed_up", "2025-01-01T00:30:00Z")]
+    checked = check_text(tmp_path, script)
+    if any(d.code == "F020" for d in checked.diagnostics):  # refused: never settles
+        assert checked.program is None
+        return
     effects = simulate(tmp_path, script, events)
     stops_at = [e["at"] for e in effects if e["action"] == "stop"]
     assert len(stops_at) == len(set(stops_at))  # at most one stop per instant

@@ -404,9 +404,33 @@ flow b:
   enroll a
 """
 
+# The same chain through tags and `when` triggers: a cycle `check` cannot see.
+TAG_CYCLE = """
+flow a:
+  on signed_up
+  when "a" in tags
+  reenter always
+  untag "a"
+  tag "b"
+
+flow b:
+  when "b" in tags
+  reenter always
+  untag "b"
+  tag "a"
+"""
+
+
+def test_an_enroll_cycle_check_can_see_is_refused(tmp_path: Path) -> None:
+    lead, events = _files(tmp_path, GOOD, CYCLE)
+    with bounded(seconds=20):
+        code, out, err = _simulate(lead, "--events", events)
+    assert code == 2 and out == ""
+    assert "error[F020]: flows enroll each other in a cycle that never settles" in err
+
 
 def test_a_chain_that_never_settles_is_reported_not_a_hang(tmp_path: Path) -> None:
-    lead, events = _files(tmp_path, GOOD, CYCLE)
+    lead, events = _files(tmp_path, GOOD, TAG_CYCLE)
     with bounded(seconds=20):
         code, out, err = _simulate(lead, "--events", events)
         text_code, text, _ = _simulate(lead, "--events", events, "--format", "text")

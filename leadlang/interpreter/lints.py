@@ -10,7 +10,9 @@
 - F012 a flow with no trigger that no flow ever `enroll`s: a warning;
 - F013 split arm names given twice;
 - F020 flows that `enroll` each other in a cycle at the same instant, every one of them
-  `reenter always` (a chain that never settles: simulate stops it, but it is a mistake);
+  `reenter always`, with no wait and no condition on the way: a chain that certainly never
+  settles, an error (LANGUAGE.md section 7); F022 the same cycle through a condition or past
+  a path that waits, which may settle: a warning (simulate stops it if it does not);
 - F021 `quiet hours A to A`: an empty window, so nothing is ever held back (a warning).
 """
 
@@ -207,41 +209,111 @@ def _lint_quiet_hours(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
 
 
 def _lint_enroll_cycles(symbols: Symbols, diagnostics: list[Diagnostic]) -> None:
-    """F020: a cycle of flows, each `reenter always`, each enrolling the next with no wait
-    before its `enroll` and some path to its end with no wait (so it has ended by the time
-    the next one runs, and can be entered again): at one instant it never stops."""
-    edges: dict[str, list[ast.Enroll]] = {}
+    """F020 (an error): a cycle of flows, each `reenter always`, none with any wait, each
+    enrolling the next on every run before anything that may end it (an `exit`, a `check`):
+    at one instant it certainly never stops. F022 (a warning): such a cycle through an
+    `enroll` under a condition (`if`, a `check`'s `else`, a split arm), or past a path that
+    waits, which may settle when the condition turns: each flow enrolls the next with no wait
+    before its `enroll`, and some path runs to its end with no wait (so it has ended by the
+    time the next one runs, and can be entered again)."""
+    certain: dict[str, list[ast.Enroll]] = {}
+    possible: dict[str, list[ast.Enroll]] = {}
     for name, flow in symbols.flows.items():
         if not _reenters_always(flow):
             continue
         found: list[ast.Enroll] = []
         if _instant_enrolls(flow.steps, found):
-            edges[name] = [
-                step for step in found if step.flow.name != name and step.flow.name in symbols.flows
-            ]
+            possible[name] = _to_flows(found, name, symbols)
+        if not _waits(flow.steps):
+            certain[name] = _to_flows(_certain_enrolls(flow.steps), name, symbols)
     reported: set[frozenset[str]] = set()
-    for start in edges:
-        for cycle in _cycles_from(start, edges):
-            key = frozenset(step.flow.name for step in cycle)
-            if key in reported:
-                continue
-            reported.add(key)
-            path = " -> ".join(f"`{n}`" for n in [start, *(s.flow.name for s in cycle)])
-            diagnostics.append(
-                Diagnostic(
-                    code="F020",
-                    severity="warning",
-                    message=f"flows enroll each other in a cycle that never settles: {path}",
-                    span=cycle[0].span,
-                    labels=tuple(
-                        Label(span=step.span, message="and this enrolls the next")
-                        for step in cycle[1:]
-                    ),
-                    help="each enters the next at the same instant, forever (simulate stops "
-                    "it and reports a `stop`); put a `wait` before one `enroll`, or give one "
-                    "of these flows `reenter after D` or `reenter never`",
-                )
-            )
+    for edges, code in ((certain, "F020"), (possible, "F022")):
+        for start in edges:
+            for cycle in _cycles_from(start, edges):
+                key = frozenset(step.flow.name for step in cycle)
+                if key in reported:
+                    continue
+                reported.add(key)
+                diagnostics.append(_cycle_diagnostic(code, start, cycle))
+
+
+def _to_flows(found: list[ast.Enroll], name: str, symbols: Symbols) -> list[ast.Enroll]:
+    return [step for step in found if step.flow.name != name and step.flow.name in symbols.flows]
+
+
+def _cycle_diagnostic(code: str, start: str, cycle: list[ast.Enroll]) -> Diagnostic:
+    path = " -> ".join(f"`{n}`" for n in [start, *(s.flow.name for s in cycle)])
+    fix = (
+        "put a `wait` before one `enroll`, or give one of these flows `reenter after D` or "
+        "`reenter never`"
+    )
+    if code == "F020":
+        message = f"flows enroll each other in a cycle that never settles: {path}"
+        help = f"each enters the next at the same instant, forever; {fix}"
+    else:
+        message = f"flows may enroll each other in a cycle that never settles: {path}"
+        help = (
+            "unless a condition on the way turns, each enters the next at the same instant, "
+            f"forever (simulate stops it and reports a `stop`); {fix}"
+        )
+    return Diagnostic(
+        code=code,
+        severity="error" if code == "F020" else "warning",
+        message=message,
+        span=cycle[0].span,
+        labels=tuple(
+            Label(span=step.span, message="and this enrolls the next") for step in cycle[1:]
+        ),
+        help=help,
+    )
+
+
+def _waits(steps: Sequence[ast.Step]) -> bool:
+    """Whether some step, at any depth, may let time pass (so the flow may still be running
+    when the cycle comes back to it)."""
+    todo = list(steps)
+    while todo:
+        step = todo.pop()
+        if isinstance(step, ast.Wait | ast.WaitUntil | ast.WaitFor):
+            return True
+        if isinstance(step, ast.Check):
+            if step.within is not None:
+                return True
+            todo.extend(step.else_ or ())
+        elif isinstance(step, ast.If):
+            todo.extend(x for b in step.branches for x in b.steps)
+            todo.extend(step.else_ or ())
+        elif isinstance(step, ast.Split):
+            todo.extend(x for arm in step.arms for x in arm.steps)
+    return False
+
+
+def _certain_enrolls(steps: Sequence[ast.Step]) -> list[ast.Enroll]:
+    """The top-level `enroll` steps that every run reaches: those before the first step that
+    may end the flow early (an `exit`, a `check`, or an `if` or split that holds one)."""
+    found: list[ast.Enroll] = []
+    for step in steps:
+        if isinstance(step, ast.Enroll):
+            found.append(step)
+        elif isinstance(step, ast.ExitStep | ast.Check) or (
+            isinstance(step, ast.If | ast.Split) and _may_end(step)
+        ):
+            break
+    return found
+
+
+def _may_end(step: ast.If | ast.Split) -> bool:
+    todo: list[ast.Step] = [step]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.ExitStep | ast.Check):
+            return True
+        if isinstance(node, ast.If):
+            todo.extend(x for b in node.branches for x in b.steps)
+            todo.extend(node.else_ or ())
+        elif isinstance(node, ast.Split):
+            todo.extend(x for arm in node.arms for x in arm.steps)
+    return False
 
 
 def _reenters_always(flow: ast.FlowDecl) -> bool:
