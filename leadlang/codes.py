@@ -247,12 +247,14 @@ scalars `sigmoid`, `min`, `max`, `abs`, `round`, `lower`, `upper`, `len`, and, i
         "error",
         "duplicate definition",
         """
-Names are global across every loaded file, and each can be defined once: an event, a
-message, a flow, and one name shared by traits, metrics and segments (they are all read
-by name in conditions). Built-in traits, names and events cannot be redeclared.
+Names are global across every loaded file and every kind, and each can be defined once:
+events, traits, metrics, segments, messages and flows share one namespace, so a segment and
+a flow (or a message and an event) cannot have the same name either. Built-in traits, names
+and events cannot be redeclared.
 
     message deal: ...
     message deal: ...          # wrong: the second `deal`
+    flow deal: ...             # wrong too: `deal` is already a message
 To change a definition from a `use`d module, copy the module into your project and edit it.
 """,
     ),

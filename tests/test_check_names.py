@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from checking import MESSAGES, check_files, check_text, codes, only
 
+MESSAGE_DEAL = 'message deal:\n  channel email\n  subject "s"\n  text "t"\n'
+
 DESIGN_CARD = """\
 metric propensity = sigmoid(-3 + 1.2 * count(added_to_cart within 30d))
 
@@ -237,3 +239,34 @@ def test_a_bare_word_as_a_tag_suggests_quoting_it(tmp_path: Path, step: str) -> 
     assert d.help == f'a tag is text: write `{word} "{name}"`'
     # A declared text trait is a fine tag.
     assert codes(check_text(tmp_path, f"trait {name}: text\nflow f:\n  on x\n  {step}\n")) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        ("segment deal = score > 1\n", MESSAGE_DEAL, "`deal` is already the name of a segment"),
+        (
+            MESSAGE_DEAL,
+            "flow deal:\n  on e\n  send deal\n",
+            "`deal` is already the name of a message",
+        ),
+        (
+            "event deal(total: number)\n",
+            "metric deal = 1\n",
+            "`deal` is already the name of an event",
+        ),
+        ('flow deal:\n  on e\n  tag "x"\n', "event deal\n", "`deal` is already the name of a flow"),
+        ('event "Deal"\n', "trait deal: text\n", "`deal` is already the name of an event"),
+    ],
+)
+def test_a_name_is_defined_once_whatever_its_kind(
+    tmp_path: Path, first: str, second: str, message: str
+) -> None:
+    result = check_files(
+        tmp_path, {"main.lead": f'use "other.lead"\n{second}', "other.lead": first}
+    )
+    d = only(result, "N009")
+    assert d.message == message
+    assert d.span.file.endswith("main.lead") and d.span.line == 2
+    assert d.labels and d.labels[0].span.file.endswith("other.lead")
+    assert result.program is None

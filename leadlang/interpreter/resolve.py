@@ -17,7 +17,7 @@ Suggestions ("did you mean") use difflib, and only once a problem is found.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import PurePath
 from typing import Any
 
@@ -146,7 +146,32 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
     symbols = Symbols()
     symbols.event_params = {name: dict(props) for name, props in scope.BUILTIN_EVENTS.items()}
     symbols.trait_types = dict(scope.BUILTIN_TRAITS)
-    values: dict[str, Span] = {}  # traits, metrics, segments share one namespace
+    # One namespace for every declared name (LANGUAGE.md section 3), whatever its kind:
+    # name -> (kind, where first defined).
+    names: dict[str, tuple[str, Span]] = {}
+
+    def fresh(name: str, span: Span, what: str) -> bool:
+        """Register `name`; N009 when any declaration has it already."""
+        first = names.get(name)
+        if first is None:
+            names[name] = (what, span)
+            return True
+        kind, where = first
+        if kind == what:
+            _duplicate("N009", what, name, span, where, diagnostics)
+        else:
+            diagnostics.append(
+                Diagnostic(
+                    code="N009",
+                    severity="error",
+                    message=f"`{name}` is already the name of {with_article(kind)}",
+                    span=span,
+                    labels=(Label(span=where, message=f"the {kind} is defined here"),),
+                    help=f"a name is global across all kinds and files ({what}s, {kind}s, ...): "
+                    f"rename the {what} or the {kind}",
+                )
+            )
+        return False
 
     def value_name(ident: ast.Ident, what: str) -> bool:
         name = ident.name
@@ -158,20 +183,14 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
             return False
         if _keyword_name(ident, what, diagnostics):
             return False
-        if name in values:
-            _duplicate("N009", what, name, ident.span, values[name], diagnostics)
-            return False
-        values[name] = ident.span
-        return True
+        return fresh(name, ident.span, what)
 
     def own_name(table: dict[str, Any], decl: ast.MessageDecl | ast.FlowDecl, what: str) -> bool:
-        """Register a message or a flow (each kind has its own namespace)."""
+        """Register a message or a flow."""
         name = decl.name.name
         if _keyword_name(decl.name, what, diagnostics):
             return False
-        first = table.get(name)
-        if first is not None:
-            _duplicate("N009", what, name, decl.name.span, first.name.span, diagnostics)
+        if not fresh(name, decl.name.span, what):
             return False
         table[name] = decl
         return True
@@ -180,7 +199,7 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
         folder = str(PurePath(module.path).parent)
         for decl in module.decls:
             if isinstance(decl, ast.EventDecl):
-                _collect_event(symbols, decl, diagnostics)
+                _collect_event(symbols, decl, diagnostics, fresh)
             elif isinstance(decl, ast.TraitDecl):
                 if value_name(decl.name, "trait"):
                     symbols.traits[decl.name.name] = decl
@@ -202,16 +221,19 @@ def collect(modules: Iterable[ast.Module], diagnostics: list[Diagnostic]) -> Sym
     return symbols
 
 
-def _collect_event(symbols: Symbols, decl: ast.EventDecl, diagnostics: list[Diagnostic]) -> None:
+def _collect_event(
+    symbols: Symbols,
+    decl: ast.EventDecl,
+    diagnostics: list[Diagnostic],
+    fresh: Callable[[str, Span, str], bool],
+) -> None:
     name = scope.normalize_event_name(decl.name.name)
     if _keyword_name(decl.name, "event", diagnostics):
         return
     if name in scope.BUILTIN_EVENTS:
         _builtin_clash("event", name, decl.name.span, diagnostics)
         return
-    first = symbols.events.get(name)
-    if first is not None:
-        _duplicate("N009", "event", name, decl.name.span, first.name.span, diagnostics)
+    if not fresh(name, decl.name.span, "event"):
         return
     params: dict[str, str] = {}
     seen: dict[str, Span] = {}
