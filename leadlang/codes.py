@@ -41,8 +41,10 @@ The message says what was expected instead.
         "error",
         "unexpected end of file",
         """
-The file ended in the middle of a construct: an unclosed `(`, `[`, `{` or string, or a
-block header ending in `:` with no indented lines after it.
+The file (or the declaration) ended in the middle of a construct: an unclosed `(`, `[`, `{`
+or string, or a block header ending in `:` with no indented lines after it ("expected an
+indented block after `flow f:`", also when the next line starts at column 0, which begins
+the next declaration).
 """,
     ),
     _code(

@@ -807,3 +807,20 @@ def test_a_surrogate_pair_escape_is_one_character(parse_text: ParseText) -> None
     assert isinstance(step, ast.Tag) and step.tag == ast.String(
         value="\U0001f600!", span=step.tag.span
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "header"),
+    [
+        ("flow f:\non signed_up\n", "flow f:"),
+        ('message x:\nflow g:\n  on a\n  tag "x"\n', "message x:"),
+        ("flow f:\n", "flow f:"),
+    ],
+)
+def test_a_header_with_no_indented_block_says_so(
+    parse_text: ParseText, text: str, header: str
+) -> None:
+    first = errors(parse_text, text)[0]
+    assert first.message == f"expected an indented block after `{header}`"
+    assert (first.span.line, first.span.column) == (1, len(header) + 1)
+    assert first.help

@@ -198,6 +198,15 @@ def _expected_phrase(expected: set[str], terminals: dict[str, Any]) -> str:
     return ", ".join(phrases[:-1]) + " or " + phrases[-1]
 
 
+def _line_text(text: str, token: Token) -> str | None:
+    """The text of the line the token is on, without indentation or a comment."""
+    line = token.line or 1
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    return lines[line - 1].split("#", 1)[0].strip() or None
+
+
 def _line_keyword(text: str, token: Token) -> str | None:
     """The first word of the line the token is on (e.g. `flow`)."""
     line = token.line or 1
@@ -246,7 +255,18 @@ def describe_unexpected(
             help=f"add the missing `{closing}`",
         )
     if at_end and "_INDENT" in expected:
-        return _diag(builder, "S002", "the file ends before the indented block", token)
+        # The end of this declaration, which is not always the end of the file: a line at
+        # column 0 starts the next declaration (`flow f:` then an unindented `on e`).
+        header = _line_text(text, token)
+        what = f"`{header}`" if header and len(header) <= 40 else "a line ending in `:`"
+        return _diag(
+            builder,
+            "S002",
+            f"expected an indented block after {what}",
+            token,
+            help="indent the lines that belong to it with spaces, deeper than the line "
+            "ending in `:`",
+        )
 
     # Context applies to keywords only: `score` or `max` read as names in expressions.
     context = _AFTER.get(prev_text) if previous is not None and previous.type != "NAME" else None
