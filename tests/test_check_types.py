@@ -176,3 +176,16 @@ def test_constant_durations_too_big_for_floats_are_judged_without_a_crash(
     result = check_text(tmp_path, f'flow f:\n  on x\n  wait {duration}\n  tag "a"\n')
     # Whatever is reported (the run decides what is out of range), nothing says "not positive".
     assert not any("longer than zero" in d.message for d in result.diagnostics)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "segment s = score > 1e3\n",
+        "segment s = score > 3x\n",
+        "metric m = 2 * 3x + 1\n",
+        "flow f:\n  on a\n  wait until 3x\n",
+    ],
+)
+def test_an_invalid_literal_is_one_diagnostic(tmp_path: Path, text: str) -> None:
+    assert codes(check_text(tmp_path, text)) == ["S005"]

@@ -134,6 +134,10 @@ TOP = Context()
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _duration_type(expr: ast.Expr, context: object) -> str:
+    return DURATION if isinstance(expr, ast.Duration) and expr.valid else UNKNOWN
+
+
 class TypeChecker:
     """Infers expression types once per expression; every problem becomes a Diagnostic."""
 
@@ -148,7 +152,8 @@ class TypeChecker:
             ast.String: lambda e, c: TEXT,
             ast.Bool: lambda e, c: BOOL,
             ast.NoneLit: lambda e, c: NONE,
-            ast.Duration: lambda e, c: DURATION,
+            # (a malformed literal, `1e3` or `3x`, is S005 already: no type error on top)
+            ast.Duration: _duration_type,
             ast.Date: lambda e, c: DATETIME,
             ast.DateTime: lambda e, c: DATETIME,
             ast.Time: lambda e, c: TIME,
