@@ -78,3 +78,46 @@ def test_late_events_and_declared_types(tmp_path: Path) -> None:
         assert iso(before - 1) <= tags[2][0] <= iso(after)
     finally:
         assert daemon.stop() == 0
+
+
+LATE_TIMERS = """
+flow drip:
+  on go
+  wait 5s
+  tag "first"
+  wait 2s
+  tag "second"
+"""
+
+
+def test_waits_due_while_the_daemon_was_down_run_in_due_order(tmp_path: Path) -> None:
+    # RUNTIME.md section 3: "waits that came due while the daemon was down run at start-up,
+    # in due order", each at its due instant; the ledger's own order (its ids) follows them
+    (tmp_path / "drip.lead").write_text(LATE_TIMERS, encoding="utf-8")
+    daemon = Daemon(tmp_path, [str(tmp_path / "drip.lead")]).start()
+    start = float(int(time.time()) - 1)  # (both in the past: a future time is clamped)
+    go = {"type": "track", "event": "go"}
+    batch = [
+        {**go, "userId": "ann", "timestamp": iso(start)},
+        {**go, "userId": "bob", "timestamp": iso(start + 1)},
+    ]
+    try:
+        assert daemon.post("/v1/batch", {"batch": batch}).status_code == 200
+        daemon.wait_idle()
+    finally:
+        assert daemon.stop() == 0
+    time.sleep(max(0.0, start + 9 - time.time()))  # every wait is due, the daemon down
+    daemon.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(tags := [e for e in daemon.ledger() if e["action"] == "tag"]) < 4:
+            assert time.monotonic() < deadline, tags
+            time.sleep(0.05)
+    finally:
+        assert daemon.stop() == 0
+    assert [(e["contact"], e["tag"], e["at"]) for e in sorted(tags, key=lambda e: e["id"])] == [
+        ("ann", "first", iso(start + 5)),
+        ("bob", "first", iso(start + 6)),
+        ("ann", "second", iso(start + 7)),
+        ("bob", "second", iso(start + 8)),
+    ]

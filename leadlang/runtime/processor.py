@@ -226,6 +226,10 @@ class Runner:
                 # (nor this one's next round, forever): its events are set aside as failed,
                 # its timers stop, its state stays as it was; the log says why.
                 self._failed(row, events, result)
+        # The round's effects in simulate's order (each contact's own order kept), so the
+        # ledger's ids follow it across the round's contacts too: waits that came due while
+        # the daemon was down run in due order (RUNTIME.md section 3), not contact by contact.
+        result.effects.sort(key=_ledger_order)
         return result
 
     def _failed(self, row: ContactRow, events: list[Pending], result: RoundResult) -> None:
@@ -564,6 +568,11 @@ class Processor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), delay)
         self.wakeup.clear()
+
+
+def _ledger_order(effect: dict[str, Any]) -> tuple[float, int, float, int, int]:
+    """simulate's order of effects (as `SqlStore.effects_in_order` reads them)."""
+    return (effect["at"], effect["kind"], effect["k1"], effect["k2"], effect["sub"])
 
 
 async def _first(*events: asyncio.Event) -> None:
