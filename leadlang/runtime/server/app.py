@@ -281,7 +281,7 @@ def make_app(daemon: Daemon) -> web.Application:
 def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
     lines = [
         f"leadlang serve: listening on http://{host}:{port}",
-        f"  store     {describe_url(daemon.config.store)}",
+        f"  store     {describe_url(daemon.config.store)}{_inbox_shown(daemon)}",
         f"  scripts   {' '.join(paths)}",
     ]
     for flow in daemon.program["flows"]:
@@ -302,6 +302,11 @@ def summary(daemon: Daemon, host: str, port: int, paths: list[str]) -> str:
         )
     lines.append("Ctrl-C or SIGTERM stops it.")
     return "\n".join(lines)
+
+
+def _inbox_shown(daemon: Daemon) -> str:
+    inbox = daemon.store.inbox
+    return f" (ingest's inbox: {inbox.path.name} beside it)" if inbox is not None else ""
 
 
 def _channel_shown(table: dict[str, Any]) -> str:
