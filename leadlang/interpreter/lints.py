@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from leadlang import ast
@@ -271,14 +271,24 @@ def _cycle_diagnostic(code: str, start: str, cycle: list[ast.Enroll]) -> Diagnos
 def _waits(steps: Sequence[ast.Step]) -> bool:
     """Whether some step, at any depth, may let time pass (so the flow may still be running
     when the cycle comes back to it)."""
+    return _any_step(
+        steps,
+        lambda step: (
+            isinstance(step, ast.Wait | ast.WaitUntil | ast.WaitFor)
+            or (isinstance(step, ast.Check) and step.within is not None)
+        ),
+    )
+
+
+def _any_step(steps: Sequence[ast.Step], hit: Callable[[ast.Step], bool]) -> bool:
+    """Whether `hit` holds for some step at any depth (in `if` branches, split arms and a
+    `check`'s else steps)."""
     todo = list(steps)
     while todo:
         step = todo.pop()
-        if isinstance(step, ast.Wait | ast.WaitUntil | ast.WaitFor):
+        if hit(step):
             return True
         if isinstance(step, ast.Check):
-            if step.within is not None:
-                return True
             todo.extend(step.else_ or ())
         elif isinstance(step, ast.If):
             todo.extend(x for b in step.branches for x in b.steps)
@@ -303,17 +313,7 @@ def _certain_enrolls(steps: Sequence[ast.Step]) -> list[ast.Enroll]:
 
 
 def _may_end(step: ast.If | ast.Split) -> bool:
-    todo: list[ast.Step] = [step]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.ExitStep | ast.Check):
-            return True
-        if isinstance(node, ast.If):
-            todo.extend(x for b in node.branches for x in b.steps)
-            todo.extend(node.else_ or ())
-        elif isinstance(node, ast.Split):
-            todo.extend(x for arm in node.arms for x in arm.steps)
-    return False
+    return _any_step([step], lambda node: isinstance(node, ast.ExitStep | ast.Check))
 
 
 def _reenters_always(flow: ast.FlowDecl) -> bool:
