@@ -5,9 +5,11 @@ touches only the http(s) links and keeps every other byte."""
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import orjson
 import pytest
+from engine_run import run_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous.encoding import base64_decode, base64_encode
@@ -270,3 +272,19 @@ def test_the_placeholder_in_the_text_part_becomes_the_unsubscribe_link() -> None
     content = {"subject": "s", "text": "Hi.\nUnsubscribe: leadlang:unsubscribe\n", "html": None}
     out = TRACKER.decorate_email(content, SEND)
     assert out["text"] == f"Hi.\nUnsubscribe: {TRACKER.url('unsubscribe', SEND)}\n"
+
+
+def test_a_flow_can_branch_on_the_link_a_contact_clicked(tmp_path: Path) -> None:
+    # the `/c/` route records `message_clicked` with the link's `url`: check knows it
+    script = """
+flow pricing:
+  on message_clicked where url contains "pricing"
+  tag "pricing"
+"""
+    clicked = {"type": "track", "event": "message_clicked", "timestamp": "2025-01-01T00:00:00Z"}
+    events = [
+        {**clicked, "userId": "a", "properties": {"message": "m", "url": "https://x.io/pricing"}},
+        {**clicked, "userId": "b", "properties": {"message": "m", "url": "https://x.io/blog"}},
+    ]
+    tags = [(e["contact"], e["tag"]) for e in run_text(tmp_path, script, events) if "tag" in e]
+    assert tags == [("a", "pricing")]

@@ -36,6 +36,7 @@ BUILTIN_EVENTS: dict[str, dict[str, str]] = {
         "subscribed",
     )
 }
+BUILTIN_EVENTS["message_clicked"]["url"] = "text"  # the link clicked (serve's `/c/` route)
 # Reserved words (LANGUAGE.md section 2): the words that start a declaration, a header
 # clause or a step, the operators and the literals. No trait, metric, segment, message, flow or
 # event may be named with one (N018). The grammar's other words are contextual (`after`,
