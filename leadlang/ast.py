@@ -106,6 +106,7 @@ class ObjectEntry:
     key: str  # an identifier or a quoted string, unquoted here
     value: Expr
     span: Span
+    key_span: Span  # the key as written
 
 
 @node

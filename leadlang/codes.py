@@ -277,12 +277,14 @@ An `event` declaration lists the same property twice.
         "set twice",
         """
 Something that exists once per program is given twice: the score's `decay` or `max`, the
-`timezone` or `quiet hours` setting (across all loaded files), a field in one message, or a
-flow's `reenter` or `edits` clause. Remove one of them. (Several `cap` lines for one channel are fine: they all apply.)
+`timezone` or `quiet hours` setting (across all loaded files), a field in one message, a
+flow's `reenter` or `edits` clause, or a key in one object literal (`send deal with {...}`, a
+message's `headers` or `json`). Remove one of them. (Several `cap` lines for one channel are fine: they all apply.)
 
     score:
       decay 10 every 7d idle
       decay 5 every 1d idle      # wrong: keep one decay
+    send deal with {code: "A", code: "B"}      # wrong: keep one `code`
 """,
     ),
     _code(
@@ -517,10 +519,15 @@ A value has the wrong shape for its place: a `cap` counts whole sends (at least 
 `decay` takes positive points or a percent up to 100%, `max` is positive, a tag is text,
 message fields take quoted strings (`headers` and `json` take objects), and every duration
 (`wait`, `within`, `up to`, `reenter after`, a cap's or a decay's period) is longer than zero.
+An object literal `{key: expr}` is written only where a step or a message takes one: after
+`send MESSAGE with`, as a message's `headers` or `json`, and as a value or list item inside
+those; not in a condition, a metric, a segment, a `set` or a trait's default.
 
     cap email 1.5 per 1d     # wrong
     cap email 2 per 1d       # right
     wait -1d                 # wrong: time only runs forward
+    segment s = {a: 1} == none             # wrong: no object literal in a condition
+    send deal with {code: "A1"}            # right
 """,
     ),
     _code(

@@ -189,3 +189,56 @@ def test_constant_durations_too_big_for_floats_are_judged_without_a_crash(
 )
 def test_an_invalid_literal_is_one_diagnostic(tmp_path: Path, text: str) -> None:
     assert codes(check_text(tmp_path, text)) == ["S005"]
+
+
+# ---------------------------------------------------------------- object literals (LANGUAGE.md 2)
+
+PUSH = 'message hook:\n  channel push\n  url "https://example.com/hook"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        ("segment s = {a: 1} == none\n", 1, 13),
+        ("metric q = {a: 1}\n", 1, 12),
+        ("trait prefs: object = {a: 1}\n", 1, 23),
+        ("trait prefs: list = [1, {a: 1}]\n", 1, 25),
+        ('when {a: 1} == none then tag "x"\n', 1, 6),
+        ('on signed_up where len({a: 1}) > 0 then tag "x"\n', 1, 24),
+        (flow("if {a: 1}: exit"), 16, 6),
+        (flow("tag {a: 1}"), 16, 7),
+        (flow("set email = {a: 1}"), 16, 15),
+        (flow("wait until {a: 1}"), 16, 14),
+        (flow("wait 1d", header="reenter after {a: 1}\n  on signed_up"), 15, 17),
+        # in a `with` or a `json`, but as an operand rather than a value
+        (flow("send deal with {a: {b: 1} == none}"), 16, 22),
+        (PUSH + "  json {a: {b: 1} == none}\n", 4, 12),
+    ],
+)
+def test_object_literal_only_where_a_step_or_message_takes_one(
+    tmp_path: Path, text: str, line: int, column: int
+) -> None:
+    d = only(check_text(tmp_path, text), "T012")
+    assert "object literal" in d.message and "not allowed here" in d.message
+    assert (d.span.line, d.span.column) == (line, column)
+    assert d.help is not None and "send" in d.help and "json" in d.help
+
+
+@pytest.mark.parametrize(
+    ("text", "second", "first"),
+    [
+        # (the nested objects are values of objects a step or a message takes: no T012)
+        (flow("send deal with {a: 1, b: {c: [1, {d: 2}]}, a: 3}"), (16, 46), (16, 19)),
+        (PUSH + '  headers {"X-Token": secret("TOKEN")}\n  json {a: 1, "a": 2}\n', (5, 15), (5, 9)),
+        (PUSH + "  json {x: {c: 1, c: 2}}\n", (4, 19), (4, 13)),
+    ],
+)
+def test_object_key_set_twice_and_objects_where_they_belong(
+    tmp_path: Path, text: str, second: tuple[int, int], first: tuple[int, int]
+) -> None:
+    d = only(check_text(tmp_path, text), "N013")
+    assert d.message == "key `" + ("c" if "c: 2" in text else "a") + "` is set twice in this object"
+    assert (d.span.line, d.span.column) == second
+    assert [(lb.span.line, lb.span.column, lb.message) for lb in d.labels] == [
+        (*first, "first set here")
+    ]

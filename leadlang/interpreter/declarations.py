@@ -13,6 +13,8 @@ import zoneinfo
 from collections.abc import Iterator, Sequence
 from functools import cache
 
+import attrs
+
 from leadlang import ast
 from leadlang.diagnostics import Diagnostic, Label, with_article
 from leadlang.interpreter import scope
@@ -138,6 +140,8 @@ class _DeclarationChecker:
                 default = _LITERAL_TYPES.get(type(decl.default))
                 if default is None:
                     default = self.types.infer(decl.default)
+                elif self.types.object_literals(decl.default):  # a default is no place for one
+                    default = UNKNOWN
                 if decl.type is not None and not assignable(default, declared):
                     self.error(
                         "T008",
@@ -283,7 +287,7 @@ class _DeclarationChecker:
                         help=f'e.g. `{key} {{"key": "value", other: score}}`',
                     )
                 else:
-                    self.types.infer(value, Context(bound=ANY_EVENT, in_message=True))
+                    self.types.infer(value, Context(bound=ANY_EVENT, in_message=True, data=True))
             elif key == "url" and _is_secret(value):
                 self.types.infer(value, Context(bound=ANY_EVENT, in_message=True))
             elif not isinstance(value, ast.String):
@@ -458,7 +462,7 @@ class _DeclarationChecker:
                     )
                 )
         if step.with_ is not None:
-            self.types.infer(step.with_, ctx)
+            self.types.infer(step.with_, attrs.evolve(ctx, data=True))
             keys = self.symbols.send_keys.setdefault(name, set())
             keys.update(entry.key for entry in step.with_.entries)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import attrs
 
 from leadlang import ast, regex
-from leadlang.diagnostics import Diagnostic, with_article
+from leadlang.diagnostics import Diagnostic, Label, with_article
 from leadlang.interpreter import scope
 from leadlang.interpreter.resolve import Symbols, did_you_mean
 from leadlang.source import Span
@@ -128,6 +128,9 @@ class Context:
     bound: str | None = None  # the event bound as `event`: a name, ANY_EVENT, or None
     in_flow: bool = False
     in_message: bool = False  # a message's `headers` or `json`: `secret("NAME")` is allowed
+    # An object literal may be written here (LANGUAGE.md 2): the object after `send ... with`,
+    # a message's `headers` or `json`, and the values and list items nested in those.
+    data: bool = False
 
 
 TOP = Context()
@@ -169,6 +172,8 @@ class TypeChecker:
     # ------------------------------------------------------------------ entry points
 
     def infer(self, expr: ast.Expr, ctx: Context = TOP) -> str:
+        if ctx.data and not isinstance(expr, ast.ObjectLit | ast.ListLit):
+            ctx = attrs.evolve(ctx, data=False)  # `{a: x == {...}}`: an operand is no data
         return self._dispatch[type(expr)](expr, ctx)
 
     def condition(self, expr: ast.Expr, ctx: Context, what: str = "a condition") -> None:
@@ -338,9 +343,46 @@ class TypeChecker:
         return LIST
 
     def _object(self, expr: ast.ObjectLit, ctx: Context) -> str:
+        seen: dict[str, ast.ObjectEntry] = {}
+        for entry in expr.entries:
+            first = seen.setdefault(entry.key, entry)
+            if first is not entry:
+                self.diagnostics.append(
+                    Diagnostic(
+                        code="N013",
+                        severity="error",
+                        message=f"key `{entry.key}` is set twice in this object",
+                        span=entry.key_span,
+                        labels=(Label(span=first.key_span, message="first set here"),),
+                        help=f"keep one `{entry.key}`: the second would silently replace the first",
+                    )
+                )
+        allowed = ctx.data
+        if not allowed:
+            self._misplaced_object(expr)
+            ctx = attrs.evolve(ctx, data=True)  # one error for the whole literal
         for entry in expr.entries:
             self.infer(entry.value, ctx)
-        return OBJECT
+        return OBJECT if allowed else UNKNOWN
+
+    def _misplaced_object(self, expr: ast.ObjectLit) -> None:
+        self.error(
+            "T012",
+            "an object literal `{...}` is not allowed here",
+            expr.span,
+            help="objects are written only after `send MESSAGE with` (the template's variables) "
+            'and as a message\'s `headers` or `json`, e.g. `send deal with {code: "X1"}`',
+        )
+
+    def object_literals(self, expr: ast.Expr) -> bool:
+        """Report the object literals in a literal `expr` (a trait's default), where none is
+        allowed; whether there was one."""
+        if isinstance(expr, ast.ObjectLit):
+            self._misplaced_object(expr)
+            return True
+        if isinstance(expr, ast.ListLit):
+            return any([self.object_literals(item) for item in expr.items])
+        return False
 
     def _attr(self, expr: ast.Attr, ctx: Context) -> str:
         obj = expr.obj

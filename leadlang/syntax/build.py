@@ -803,7 +803,7 @@ class AstBuilder:
     def object_entry(self, c: list[Any]) -> ast.ObjectEntry:
         key_tok = c[0]
         key = self.decode_string(key_tok) if key_tok.type == "STRING" else str(key_tok.value)
-        return ast.ObjectEntry(key=key, value=c[2], span=self.span(c))
+        return ast.ObjectEntry(key=key, value=c[2], span=self.span(c), key_span=self.tspan(key_tok))
 
 
 # Binding strength of binary operators, by their first word (`starts with` -> `starts`,
