@@ -33,7 +33,13 @@ _ALL: list[CodeInfo] = [
         """
 The parser met something it did not expect at this point of the script, for example a
 missing message name after `send`, or a step written where a declaration belongs.
-The message says what was expected instead.
+The message says what was expected instead, and the help line says it again with a short
+example of what is written there.
+
+    flow nurture:
+      on signed_up
+      score 5            # wrong: the help says "write a signed number like `+5` or `-2` here"
+      score +5           # right
 """,
     ),
     _code(

@@ -472,7 +472,79 @@ def test_errors_are_in_words(parse_text: ParseText, text: str, phrase: str) -> N
     assert diagnostic.code.startswith("S")
     assert phrase in diagnostic.message
     assert not TERMINAL_NAME.search(diagnostic.message), diagnostic.message
-    assert not TERMINAL_NAME.search(diagnostic.help or "")
+    assert diagnostic.help, diagnostic  # LANGUAGE.md 8: a code, a message and a `help:`
+    assert not TERMINAL_NAME.search(diagnostic.help)
+
+
+# A broken script, then words the help must hold: what was expected there, and an example.
+HELPED = [
+    ("flow f:\n  edits sometimes\n  on x\n", ["`keep` or `migrate`", "`edits keep`"]),
+    ("flow f:\n  on\n", ["an event name", "`on signed_up`"]),
+    ("flow f:\n  on x\n  score 5\n", ["signed number", "`score +5`"]),
+    ('flow f:\n  on x\n  split s:\n    -10%: tag "c"\n', ["percentage", "`50% a: send deal_a`"]),
+    ("flow x\n  send a\n", ["`:`", "`flow welcome:`"]),
+    ("flow x:\n  send\n", ["a message name", "`send deal`"]),
+    ("flow x:\n  wait\n", ["a duration", "`wait 2d`"]),
+    ("flow f:\n  on x\n  wait for e up 1d\n", ["`to`", "`wait for order_completed up to 3d`"]),
+    ("flow f:\n  foo\n", ["`on signed_up`", "`send deal`"]),
+    ("flow f:\n  on x\n  enroll 5\n", ["a flow name", "`enroll onboarding`"]),
+    ("score:\n  page_viewed 1\n", ["`-` or `+`", "`order_completed +25"]),
+    ("settings:\n  timezone Paris\n", ['`"Europe/Paris"`']),
+    ("settings:\n  quiet hours 9 to 10\n", ["a time of day", "`quiet hours 21:00 to 08:00`"]),
+    ("segment s = \n", ["an expression", "`segment vip = score > 50`"]),
+    ("segment = score > 5\n", ["a segment name", "`segment vip = score > 50`"]),
+    ("metric a = b c\n", ["operator", "`score > 50"]),
+    ("segment s = score @ 5\n", ["operator"]),
+    ('when score > 5 tag "x"\n', ["operator", "`then`"]),
+    ("event e(a)\n", ["`:`", "`event order_completed(total: number"]),
+    ("use 5\n", ["`use std.segments`"]),
+    ("message m:\n  channel push\n  json {a: 1,, b: 2}\n", ["a name", '`{code: "X1"']),
+    ("flow f:\n  on x\n  send m with {a 1}\n", ["`:`", '`{code: "X1"']),
+    ('flow f:\n  on x\n  tag ["a" "b"]\n', ["separate the items with `,`", '`["vip", "beta"]`']),
+    ("flow f:\n  on x\n  if score > 5\n    exit\n", ["`:`", "`if score > 50:`"]),
+]
+
+
+@pytest.mark.parametrize(("text", "words"), HELPED)
+def test_every_syntax_error_helps_with_what_is_expected(
+    parse_text: ParseText, text: str, words: list[str]
+) -> None:
+    _, diagnostics = parse_text(text)
+    syntax = [d for d in diagnostics if d.code in ("S001", "S002")]
+    assert syntax, "expected a syntax error"
+    for diagnostic in syntax:
+        assert diagnostic.help, diagnostic
+        assert not TERMINAL_NAME.search(diagnostic.help), diagnostic.help
+    for word in words:
+        assert word in syntax[0].help, (syntax[0].message, syntax[0].help)
+
+
+def test_no_syntax_error_is_left_without_help(parse_text: ParseText) -> None:
+    """Every way of breaking a few lines by dropping or doubling a word, or by putting a stray
+    character in its place: each S001/S002 has a help line in words."""
+    script = (
+        "settings:\n  quiet hours 21:00 to 08:00\nscore:\n  page_viewed +1\n"
+        'trait plan: text = "free"\nmetric m = count(e where total > 5 within 30d)\n'
+        'message deal:\n  channel push\n  url "https://x"\n  json {a: [1, 2]}\n'
+        "flow f:\n  on e where total > 1\n  reenter after 30d\n  send deal with {c: score}\n"
+        '  wait for e up to 1d else exit\n  if score > 5:\n    tag "a"\n'
+        '  split s:\n    50% a: exit\n    50% b: set plan = "pro"\n' + CARD
+    )
+    words = list(re.finditer(r'"[^"\n]*"|[\w.:%]+|[^\s\w]', script))
+    seen = 0
+    for match in words:
+        a, b = match.span()
+        for broken in (
+            script[:a] + script[b:],
+            script[:b] + " " + script[a:],
+            script[:a] + "@" + script[b:],
+        ):
+            for diagnostic in parse_text(broken)[1]:
+                if diagnostic.code in ("S001", "S002"):
+                    seen += 1
+                    assert diagnostic.help, (broken, diagnostic)
+                    assert not TERMINAL_NAME.search(diagnostic.help), diagnostic.help
+    assert seen > len(words)
 
 
 def test_misspelled_keyword_gets_did_you_mean(parse_text: ParseText) -> None:

@@ -115,7 +115,11 @@ class LeadLexer(Lexer):
                 start = pos
                 while start < end and text[start] in "\t \f\r\ufeff":
                     start += 1
-                raise UnexpectedCharacters(text, start, line, start - line_start + 1)
+                # What the parser accepts here, for the help line (messages.py).
+                allowed = set(states[parser_state.position]) if states is not None else None
+                raise UnexpectedCharacters(
+                    text, start, line, start - line_start + 1, allowed=allowed
+                )
             kind = m.lastgroup
             value = m.group(kind)  # type: ignore[arg-type]
             start = m.start(kind)  # type: ignore[arg-type]

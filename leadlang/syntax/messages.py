@@ -67,6 +67,81 @@ _AFTER: dict[str, str] = {
     "score": "a signed number like `+5` or `-2`",
 }
 
+# A short example of a correct line, by the keyword it starts with (or the keyword just read):
+# the help of a syntax error shows what was expected at that point, written out.
+_EXAMPLES: dict[str, str] = {
+    "send": '`send deal` or `send deal with {code: "X1"}`',
+    "wait": "`wait 2d`, `wait until 09:00` or `wait for order_completed up to 3d`",
+    "until": "`wait until 09:00` or `wait until 2025-12-01T09:00`",
+    "for": "`wait for order_completed up to 3d`",
+    "up to": "`wait for order_completed up to 3d`",
+    "enroll": "`enroll onboarding`",
+    "flow": "`flow welcome:` followed by indented lines",
+    "message": "`message deal:` followed by indented fields",
+    "segment": "`segment vip = score > 50`",
+    "metric": "`metric orders = count(order_completed within 30d)`",
+    "event": "`event order_completed(total: number, currency: text)`",
+    "trait": '`trait plan: text = "free"`',
+    "split": "`split subject_test:` with arms like `50% a: send deal_a` below",
+    "set": '`set plan = "pro"`',
+    "on": "`on signed_up` or `on order_completed where total > 100`",
+    "goal": "`goal order_completed within 14d`",
+    "use": '`use std.segments` or `use "shared/messages.lead"`',
+    "tag": '`tag "vip"`',
+    "untag": '`untag "vip"`',
+    "every": "`decay 10 every 7d idle`",
+    "decay": "`decay 10 every 7d idle` or `decay 5% every 7d idle`",
+    "per": "`cap email 2 per 1d`",
+    "cap": "`cap email 2 per 1d`",
+    "quiet": "`quiet hours 21:00 to 08:00`",
+    "hours": "`quiet hours 21:00 to 08:00`",
+    "timezone": '`timezone "Europe/Paris"`',
+    "reenter": "`reenter never`, `reenter always` or `reenter after 30d`",
+    "after": "`reenter after 30d`",
+    "edits": "`edits keep` (the default) or `edits migrate`",
+    "max": "`max 100`",
+    "score": "`score +5` or `score -2`",
+    "check": "`check opened(deal) within 2d else exit`",
+    "within": "`within 30d`",
+    "exit": "`exit`, `exit on unsubscribed` or `exit when score < 10`",
+    "when": "`when score > 50`",
+    "where": "`where total > 100`",
+    "if": "`if score > 50:` followed by indented steps",
+    "elif": "`elif score > 20:` followed by indented steps",
+    "else": "`else:` followed by indented steps, or `else exit` on one line",
+    "then": '`when score > 50 then tag "hot"`',
+    "settings": '`settings:` followed by indented lines like `timezone "Europe/Paris"`',
+}
+_SPLIT_ARM = "`50% a: send deal_a` (each arm starts with its share of contacts, above 0%)"
+# Examples by the enclosing block, and inside an open bracket.
+_BLOCK_EXAMPLES: dict[str, str] = {
+    "score": "`order_completed +25 where total > 100`, `decay 10 every 7d idle` or `max 100`",
+    "settings": '`timezone "Europe/Paris"`, `quiet hours 21:00 to 08:00` or `cap email 2 per 1d`',
+    "message": '`channel email`, `subject "20% off"` or `html file "templates/deal.html"`',
+    "split": _SPLIT_ARM,
+    "flow": '`on signed_up`, `send deal`, `wait 2d` or `tag "vip"`',
+}
+_BRACKET_EXAMPLES: dict[str, str] = {
+    "{": '`{code: "X1", "other key": score}`',
+    "[": '`["vip", "beta"]`',
+    "(": "`count(order_completed where total > 5 within 30d)` or `(score + 10) / 2`",
+}
+_DECLARATION_EXAMPLE = (
+    "a declaration starts at column 0 with its keyword, e.g. `flow welcome:` or "
+    "`segment vip = score > 50`; steps go on indented lines inside a `flow`"
+)
+_HEADER_EXAMPLE = (
+    'e.g. `on signed_up`, `when score > 50`, `send deal` or `tag "vip"` (the trigger and '
+    "other header clauses first, then the steps, one a line)"
+)
+_STEP_EXAMPLE = (
+    'e.g. `send deal`, `wait 2d` or `tag "vip"` (one step a line, or steps separated by `;`)'
+)
+
+
+def _example_for(word: str | None) -> str | None:
+    return _EXAMPLES.get(word) if word else None
+
 
 def _describe_token(token: Token) -> str:
     if token.type == "_NL":
@@ -227,12 +302,19 @@ def describe_unexpected(
     """A diagnostic in words for a Lark parse error (`grammar_terminals`: the parser's)."""
     terminals = {t.name: t for t in grammar_terminals}
     if isinstance(error, UnexpectedCharacters):
-        return _unexpected_character(error, builder, text)
+        return _unexpected_character(error, builder, text, terminals)
     if isinstance(error, UnexpectedEOF):
         token = Token(
             "$END", "", len(text), error.line, error.column, error.line, error.column, len(text)
         )
-        return _diag(builder, "S002", "unexpected end of file", token)
+        expected_words = _expected_phrase(set(error.expected or ()), terminals)
+        return _diag(
+            builder,
+            "S002",
+            "unexpected end of file",
+            token,
+            help=f"the file ends here, but {expected_words} was expected: finish the line",
+        )
     assert isinstance(error, UnexpectedToken)
     raw = error.token
     token = _point_if_layout(raw)
@@ -275,11 +357,26 @@ def describe_unexpected(
     if "COLON" in expected and token.type == "_NL":
         word = _line_keyword(text, token)
         if word in _BLOCK_KEYWORDS:
-            return _diag(builder, "S001", f"expected `:` at the end of the `{word}` line", token)
+            example = _example_for(word)
+            return _diag(
+                builder,
+                "S001",
+                f"expected `:` at the end of the `{word}` line",
+                token,
+                help="a block's first line ends with `:`"
+                + (f", e.g. {example}" if example else ""),
+            )
     if "_INDENT" in expected and token.type != "_INDENT":
         word = _line_keyword(text, previous or token)
         what = f"the `{word}` line" if word else "a line ending in `:`"
-        return _diag(builder, "S001", f"expected an indented block after {what}", token)
+        return _diag(
+            builder,
+            "S001",
+            f"expected an indented block after {what}",
+            token,
+            help="indent the lines that belong to it with spaces, deeper than the line "
+            "ending in `:`",
+        )
     if token.type in ("RPAR", "RSQB", "RBRACE") and not indenter.open_brackets:
         return _diag(
             builder, "S001", f"unexpected `{token.value}`", token, help="nothing is open here"
@@ -329,6 +426,19 @@ def describe_unexpected(
         joiner = ", " if " or " in phrase else " or "
         what = "an operator" + (f"{joiner}{phrase}" if phrase else "")
         where = f" after `{prev_text}`" if prev_text else ""
+        inside = str(indenter.open_brackets[-1].value) if indenter.open_brackets else None
+        if help is None and inside is not None and "COMMA" in expected:
+            items = {"(": "arguments", "[": "items", "{": "entries"}[inside]
+            help = (
+                f"separate the {items} with `,` (and join two values with an operator such "
+                f"as `and`, `==` or `+`); e.g. {_BRACKET_EXAMPLES[inside]}"
+            )
+        if help is None:
+            help = (
+                "two values are joined by an operator (`and`, `or`, `==`, `>`, `+`, ...), "
+                'e.g. `score > 50 and plan == "pro"`'
+                + (f"; otherwise {phrase} was expected here" if phrase else "")
+            )
         return _diag(builder, "S001", f"expected {what}{where}, found {got}", token, help=help)
     group = _group_phrase(expected)
     if group is not None:
@@ -344,6 +454,13 @@ def describe_unexpected(
                 if prev_text == "else"
                 else f"`{raw.value}` takes a block: write it inside a `flow NAME:` block"
             )
+        if help is None:
+            if group[1] is _DECLARATION_WORDS:
+                help = _DECLARATION_EXAMPLE
+            elif "REENTER" in expected:  # a flow's first lines: a header clause or a step
+                help = _HEADER_EXAMPLE
+            else:
+                help = _STEP_EXAMPLE
         return _diag(
             builder,
             "S002" if at_end else "S001",
@@ -351,16 +468,77 @@ def describe_unexpected(
             token,
             help=help,
         )
-    if context and prev_text:
-        message = f"expected {context} after `{prev_text}`, found {got}"
-    elif prev_text:
-        message = (
-            f"expected {_expected_phrase(expected, terminals)} after `{prev_text}`, found {got}"
-        )
+    what = context or _expected_phrase(expected, terminals)
+    if prev_text:
+        message = f"expected {what} after `{prev_text}`, found {got}"
     else:
-        message = f"expected {_expected_phrase(expected, terminals)}, found {got}"
+        message = f"expected {what}, found {got}"
+    if help is None:
+        keyword = (
+            ("up to" if context == _AFTER["up to"] else prev_text)
+            if previous is not None and previous.type not in ("NAME", "STRING")
+            else None
+        )
+        line_word = _line_keyword(text, token)
+        inside = str(indenter.open_brackets[-1].value) if indenter.open_brackets else None
+        if inside == "(" and line_word == "event":
+            inside = None  # the line's own example shows the properties
+        words = (keyword, inside, line_word, _block_keyword(text, token))
+        help = _expected_help(what if context else None, expected, terminals, words)
     code = "S002" if at_end else "S001"
     return _diag(builder, code, message, token, help=help)
+
+
+def _expected_help(
+    context: str | None,
+    expected: set[str],
+    terminals: dict[str, Any],
+    words: tuple[str | None, str | None, str | None, str | None],
+) -> str:
+    """The help of a syntax error with no more specific hint: what was expected, in words,
+    and an example of the construct being written. `context` is what may follow the keyword
+    just read; `words` are that keyword, the innermost open bracket, the first word of the
+    line and the keyword of the enclosing block: the first with an example gives it."""
+    keyword, bracket, line_word, block_word = words
+    if "PERCENT_LIT" in expected and "NUMBER" not in expected:
+        return f"write a percentage here, e.g. {_SPLIT_ARM}"
+    example = (
+        _example_for(keyword)
+        or _BRACKET_EXAMPLES.get(bracket or "")
+        or _example_for(line_word)
+        or _BLOCK_EXAMPLES.get(block_word or "")
+    )
+    enders = expected & {"_NL", "$END", "_DEDENT"}
+    others = expected - enders - {"SEMICOLON"}
+    if context is not None:
+        help = f"write {context} here"
+    elif not others:
+        help = "end the line here (put the next step or clause on a line of its own)"
+    else:
+        help = f"write {_expected_phrase(others, terminals)} here"
+        if "_NL" in enders:
+            help += ", or end the line"
+        elif enders:
+            help += ", or end the block"
+    return help + (f"; e.g. {example}" if example else "")
+
+
+def _block_keyword(text: str, token: Token) -> str | None:
+    """The first word of the line that opens the block the token is in (`message` for a
+    line in a `message deal:` block), if any."""
+    lines = text.split("\n")
+    line = min(token.line or 1, len(lines))
+    indent = None
+    for i in range(line - 1, -1, -1):
+        stripped = lines[i].split("#", 1)[0].strip()
+        if not stripped:
+            continue
+        depth = len(lines[i]) - len(lines[i].lstrip(" "))
+        if indent is None:
+            indent = depth
+        elif depth < indent:
+            return stripped.split()[0].rstrip(":")
+    return None
 
 
 def _hint(
@@ -413,7 +591,7 @@ def _point_if_layout(token: Token) -> Token:
 
 
 def _unexpected_character(
-    error: UnexpectedCharacters, builder: AstBuilder, text: str
+    error: UnexpectedCharacters, builder: AstBuilder, text: str, terminals: dict[str, Any]
 ) -> Diagnostic:
     pos: int = error.pos_in_stream or 0
     char = text[pos] if 0 <= pos < len(text) else ""
@@ -450,10 +628,30 @@ def _unexpected_character(
             help = f'{help}: `"{rest[:close]}"`'
     if help is not None:
         return _diag(builder, "S001", f"unexpected character `{char}`", token, help=help)
+    help = _character_help(error, text, token, terminals)
     if not char.isprintable() or char == "\x00":
         shown = f"U+{ord(char):04X}" if char else "character"
-        return _diag(builder, "S001", f"unexpected character {shown}", token)
-    return _diag(builder, "S001", f"unexpected character `{char}`", token)
+        return _diag(builder, "S001", f"unexpected character {shown}", token, help=help)
+    return _diag(builder, "S001", f"unexpected character `{char}`", token, help=help)
+
+
+def _character_help(
+    error: UnexpectedCharacters, text: str, token: Token, terminals: dict[str, Any]
+) -> str:
+    """What the parser would have accepted where a stray character is (the lexer passes
+    the terminals of the parser's state, which may list a few more than really fit)."""
+    allowed = {name for name in (error.allowed or ()) if name in terminals}
+    group = _group_phrase(allowed)
+    if group is not None:
+        expected = group[0]
+    elif {"AND", "OR"} <= allowed:
+        expected = "an operator (`and`, `or`, `==`, `+`, ...) or the end of the expression"
+    else:
+        expected = _expected_phrase(allowed, terminals) if allowed else ""
+    if not expected or expected == "something else":
+        return "remove it: it has no meaning in a script outside a string or a comment"
+    example = _example_for(_line_keyword(text, token))
+    return f"expected {expected} here" + (f", e.g. {example}" if example else "")
 
 
 _QUOTES_HINT = "use straight double quotes (an editor or word processor curled these)"

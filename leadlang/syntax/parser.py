@@ -235,6 +235,7 @@ def _parse_chunk(source: Source, text: str, line_offset: int, pos_offset: int) -
             severity="error",
             message=f"cannot parse this file ({type(error).__name__})",
             span=span,
+            help="this is a bug in leadlang, not in the script: please report it with the file",
         )
         return _Attempt(False, [], [diag])
     return _Attempt(True, decls, builder.diagnostics)
