@@ -3,6 +3,7 @@ write key that can never be the admin token."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,28 @@ def test_the_start_up_summary_says_where_each_configured_channel_delivers(
     assert ["email", "maildir", "mail/"] in shown
     assert ["sms", "http", "https://sms.example.com:8443"] in shown  # (no user, path, query)
     assert ["push", "outbox/push.jsonl"] in shown
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", [["effects"], ["diff", "greet.lead", "greet.lead"]])
+def test_reading_commands_refuse_a_database_that_is_not_a_store(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE x (a)")
+    conn.commit()
+    conn.close()
+    result = subprocess.run(
+        [sys.executable, "-m", "leadlang", *command, "--db", f"sqlite:///{other}"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=50,
+    )
+    assert result.returncode == 2, result
+    assert "is not a leadlang store" in result.stderr.decode()
+    conn = sqlite3.connect(other)
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    conn.close()
+    assert tables == ["x"]  # nothing written into it

@@ -619,3 +619,8 @@ def test_no_such_route_and_a_wrong_method_are_answered_in_json(daemon: Daemon) -
     wrong = requests.get(daemon.url + "/v1/batch", timeout=10)
     assert_error(wrong, 405)
     assert "POST" in wrong.headers["Allow"]
+
+
+def test_a_contact_id_with_a_nul_is_not_found(daemon: Daemon) -> None:
+    # (ingest refuses such an id, so no contact has one; PostgreSQL text cannot hold it)
+    assert_error(daemon.admin("/v1/contacts/a%00b"), 404)

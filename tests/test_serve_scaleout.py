@@ -6,6 +6,7 @@ to the other, which runs it within seconds (its claims end with its connection).
 from __future__ import annotations
 
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -102,3 +103,36 @@ def test_a_killed_daemons_work_is_taken_over_by_the_other(tmp_path: Path, postgr
     assert ledger_text(postgres_db, tmp_path) == simulate(script, events, time.time(), tmp_path)
     names = [p.name.split(":")[0] for p in maildir_files(first)]
     assert len(names) == len(set(names)) == wanted
+
+
+def test_daemons_started_together_on_a_new_database_all_come_up(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    # each makes the schema if it is missing: one at a time, the others finding it made
+    script = tmp_path / "greet.lead"
+    script.write_text(GREET, encoding="utf-8")
+    folders = [tmp_path / name for name in "abc"]
+    for folder in folders:
+        folder.mkdir()
+    daemons = [Daemon(folder, [str(script)], db=postgres_db) for folder in folders]
+    failed: list[str] = []
+
+    def start(daemon: Daemon) -> None:
+        try:
+            daemon.start()
+        except RuntimeError as exc:
+            failed.append(str(exc))
+
+    threads = [threading.Thread(target=start, args=(daemon,)) for daemon in daemons]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not failed, failed
+        for i, daemon in enumerate(daemons):
+            event = {"userId": f"u{i}", "event": "Signed Up", "properties": {"email": "x@y.z"}}
+            assert daemon.post("/v1/track", event).status_code == 200
+    finally:
+        for daemon in daemons:
+            daemon.stop()

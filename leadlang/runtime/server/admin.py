@@ -81,6 +81,8 @@ class Admin:
 
     async def contact(self, request: web.Request) -> web.Response:
         contact_id = request.match_info["id"]
+        if "\x00" in contact_id:  # (ingest refuses such an id: no contact has one)
+            return error_response(404, "not found", "no contact with a NUL character in its id")
         found = await self.store.contact(contact_id)
         if found is None:
             if await self.store.contact_known(contact_id):

@@ -30,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     literal_column,
     or_,
     select,
@@ -1465,14 +1466,33 @@ async def open_store(url: str, create: bool = True) -> SqlStore:
     store.inbox = inbox
     try:
         async with store.write() as conn:
+            if not store.sqlite:
+                # daemons starting together on a new database make its schema one at a time
+                # (the lock is the transaction's; the next one finds the schema made)
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK}, 0)")
+            if not create and not await conn.run_sync(_has_schema):
+                raise StoreError(
+                    f"{describe_url(full)} is not a leadlang store (it has no leadlang tables): "
+                    "point at the database `leadlang serve` uses"
+                )
             await conn.run_sync(_upgrade)
+    except StoreError:
+        await store.close()
+        raise
     except Exception as exc:
         await store.close()
         raise StoreError(f"cannot open the store {describe_url(full)}: {exc}") from exc
     return store
 
 
+def _has_schema(connection: Any) -> bool:
+    """Whether the database holds a leadlang schema (Alembic's version table)."""
+    return bool(inspect(connection).has_table("alembic_version"))
+
+
 DEFAULT_POOL_TIMEOUT = 10.0  # seconds
+# PostgreSQL advisory lock of schema upgrades, in the two-key space (claims use one key)
+SCHEMA_LOCK = 0x6C6C_5343
 
 
 def _pool_options(parsed: URL, url: str) -> tuple[URL, int | None, float]:
