@@ -137,3 +137,28 @@ flow wf:
         (START, "tag"),
         (START, "exit"),
     ]
+
+
+def test_a_saturated_result_keeps_its_sign_through_subtraction_and_division(
+    tmp_path: Path,
+) -> None:
+    # one minute minus a duration past FOREVER is negative (it was FOREVER: the wait never
+    # ended), as is a negative duration divided by a tiny positive number; a duration too
+    # long to hold is 999,999,999 days (docs/language.md "The representable range")
+    script = """
+event x(n: number, tiny: number)
+flow sub:
+  on x
+  wait 1m - (event.n * 1h + 1h)
+  tag "sub"
+flow div:
+  on x
+  wait (0s - 1h) / event.tiny
+  tag "div"
+flow days:
+  on x
+  if event.n * 1h / 1d == 999999999:
+    tag "days"
+"""
+    effects = run_text(tmp_path, script, [track("u", "x", START, n=1e12, tiny=1e-300)])
+    assert _tags(effects) == {"u": {(START, "sub"), (START, "div"), (START, "days")}}

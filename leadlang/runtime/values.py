@@ -242,8 +242,8 @@ def sub(a: Any, b: Any) -> Any:
     if ca is timedelta and cb is timedelta:
         try:
             return a - b
-        except _RANGE:  # (of opposite signs)
-            return _too_long(_sign(a) or -_sign(b))
+        except _RANGE:  # (of -b's sign, whatever a's: `1m - (FOREVER + 1h)` is negative)
+            return _too_long(-_sign(b))
     if cb is timedelta:
         return _shift(a, b, -1)
     try:
