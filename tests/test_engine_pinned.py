@@ -397,3 +397,42 @@ flow again:
     ]
     tags = [e["tag"] for e in _effects(tmp_path, script, events) if e["action"] == "tag"]
     assert tags == ["opened_later"]
+
+
+# Kills: `opened` true with no send yet, or for a message this enrollment never sent. Also
+# pins that an open of an earlier send of the same message is not one of the latest send.
+def test_an_open_counts_only_for_a_send_it_came_after(tmp_path: Path) -> None:
+    script = (
+        MESSAGES
+        + """
+flow f:
+  on go
+  if opened:
+    tag "before_any_send"
+  send a
+  wait 1d
+  send a
+  wait 1d
+  if opened:
+    tag "second_opened"
+  if opened(b):
+    tag "b_opened"
+"""
+    )
+    events = [
+        identify("u", "2025-01-01T00:00:00Z", email="u@x"),
+        # an open of `b`, never sent, and one of `a` before the go: neither is about a send
+        track("u", "message_opened", "2024-12-31T00:00:00Z", message="a"),
+        track("u", "message_opened", "2024-12-31T00:00:00Z", message="b"),
+        track("u", "go", "2025-01-01T00:00:00Z"),
+        # the first send of `a` opened (by name), the second not
+        track("u", "message_opened", "2025-01-01T01:00:00Z", message="a"),
+        track("u", "message_opened", "2025-01-01T01:00:00Z", message="b"),
+    ]
+    effects = _effects(tmp_path, script, events)
+    assert [e["tag"] for e in effects if e["action"] == "tag"] == []
+    assert [(e["at"], e["action"]) for e in effects if e["action"] in ("send", "exit")] == [
+        ("2025-01-01T00:00:00Z", "send"),
+        ("2025-01-02T00:00:00Z", "send"),
+        ("2025-01-03T00:00:00Z", "exit"),
+    ]
