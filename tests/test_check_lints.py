@@ -312,3 +312,46 @@ def test_constant_segment_in_a_when_trigger(tmp_path: Path) -> None:
     ]
     loop = "segment loop = loop\n"  # a cycle is reported once, and folding it terminates
     assert codes(check_text(tmp_path, loop + flow("send deal", header="when loop"))) == ["N014"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        # a wait of any kind on some path: the flow may still run when the cycle comes back
+        ("enroll b\nif score > 1:\n  wait for s up to 1h\n", ["F022"]),
+        ("enroll b\nif score > 1:\n  wait until now + 1h\n", ["F022"]),
+        ("enroll b\nif score > 1:\n  check score > 2 within 1h\n", ["F022"]),
+        ("enroll b\ncheck score > 2 else wait 1d\n", ["F022"]),
+        ('enroll b\nif score > 1:\n  tag "x"\nelse:\n  wait 1d\n', ["F022"]),
+        ('enroll b\nsplit t:\n  50%: wait 1d\n  50%: tag "x"\n', ["F022"]),
+        # a `check` without `within` waits for nothing: the enroll before it is certain
+        ("enroll b\ncheck score > 2\n", ["F020"]),
+        # after something that may end the flow, an enroll is not certain
+        ('split t:\n  50%: exit\n  50%: tag "x"\nenroll b\n', ["F022"]),
+        ("if score > 1:\n  exit\nenroll b\n", ["F022"]),
+        ("if score > 1:\n  check score > 2\nenroll b\n", ["F022"]),
+        # an enroll in any branch or arm, or in a check's else, is reached at once
+        ("check score > 2 else enroll b\n", ["F022"]),
+        ('if score > 1:\n  tag "x"\nelse:\n  enroll b\n', ["F022"]),
+        ('split t:\n  50%: tag "x"\n  50%: enroll b\n', ["F022"]),
+        # a path that exits at once ends the flow: it can be entered again
+        ("enroll b\nif score > 1:\n  wait 1d\nexit\n", ["F022"]),
+        # every path waits before the enroll: no cycle at one instant
+        ("wait for s up to 1h\nenroll b\n", []),
+        ("wait until now + 1h\nenroll b\n", []),
+        # every path waits after the enroll: the flow still runs when the cycle comes back
+        ("enroll b\nif score > 1:\n  wait 1d\nelse:\n  wait 2d\n", []),
+        ("enroll b\nsplit t:\n  50%: wait 1d\n  50%: wait 2d\n", []),
+        # an enroll after an `exit` is never reached (F002), not a cycle
+        ("exit\nenroll b\n", ["F002"]),
+    ],
+)
+def test_which_enroll_cycles_are_certain_possible_or_none(
+    tmp_path: Path, steps: str, expected: list[str]
+) -> None:
+    """F020 when each flow enrolls the next on every run with no wait anywhere; F022 when
+    the enroll is under a condition or some path waits but one runs to its end at once;
+    nothing when every path waits before the enroll (docs/diagnostics.md)."""
+    body = "".join(f"  {line}\n" for line in steps.splitlines())
+    text = f"flow a:\n  on s\n  reenter always\n{body}flow b:\n  reenter always\n  enroll a\n"
+    assert codes(check_text(tmp_path, text)) == expected
