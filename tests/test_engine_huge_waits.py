@@ -162,3 +162,19 @@ flow days:
 """
     effects = run_text(tmp_path, script, [track("u", "x", START, n=1e12, tiny=1e-300)])
     assert _tags(effects) == {"u": {(START, "sub"), (START, "div"), (START, "days")}}
+
+
+def test_a_wait_for_up_to_one_second_times_out_a_second_later(tmp_path: Path) -> None:
+    script = """
+event x(n: number)
+event y()
+flow wf:
+  on x
+  wait for y up to event.n * 1s else tag "timeout"
+"""
+    effects = run_text(tmp_path, script, [track("u", "x", START, n=1)])
+    assert [(e["at"], e["action"]) for e in effects] == [
+        (START, "enter"),
+        ("2025-01-01T00:00:01Z", "tag"),
+        ("2025-01-01T00:00:01Z", "exit"),
+    ]
