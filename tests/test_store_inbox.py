@@ -9,13 +9,20 @@ import asyncio
 import shutil
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from leadlang.runtime.server.ingest import parse_message
 from leadlang.runtime.store.inbox import inbox_path, waiting_in
-from leadlang.runtime.store.sql import DEDUP_SECONDS, Incoming, SqlStore, open_store
+from leadlang.runtime.store.sql import (
+    ADMIT_EVENTS,
+    DEDUP_SECONDS,
+    Incoming,
+    SqlStore,
+    open_store,
+)
 from tests.serve_daemon import GREET, Daemon
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,3 +177,203 @@ def test_ingest_acknowledges_while_the_store_is_locked_and_a_kill_loses_nothing(
         assert sorted(row[0] for row in sends) == sorted(f"k{i}" for i in range(50))
     finally:
         assert daemon.stop() == 0
+
+
+def timed(contact: str, message_id: str | None, received: float, t: float) -> Incoming:
+    """A track event that happened at `t` and was received at `received`."""
+    item = {"type": "track", "userId": contact, "event": "Signed Up", "messageId": message_id}
+    when = datetime.fromtimestamp(t, UTC).isoformat()
+    event = parse_message({**item, "timestamp": when}, None, received, None)
+    assert event is not None
+    return event
+
+
+def test_the_inbox_is_named_as_documented_also_for_a_store_without_suffix(
+    tmp_path: Path,
+) -> None:
+    # serve.md: `leadlang.inbox.db` for `leadlang.db`, `NAME.inbox.EXT` in general
+    assert inbox_path(str(tmp_path / "leadlang.db")) == tmp_path / "leadlang.inbox.db"
+    assert inbox_path(str(tmp_path / "store")) == tmp_path / "store.inbox"
+    assert inbox_path("~/leadlang.db") == Path.home() / "leadlang.inbox.db"
+    db = tmp_path / "store"  # (no suffix: the inbox must still be a file of its own)
+    now = time.time()
+
+    async def body(store: SqlStore) -> None:
+        await store.accept([[signed_up("a", "m1", now)]], now)
+        assert (tmp_path / "store.inbox").exists()
+        assert waiting_in(str(db)) == 1
+        assert await store.admit_all() == 1
+
+    run(db, body)
+    assert events(db) == ["a"]
+    assert rows(tmp_path / "store.inbox", "SELECT count(*) FROM inbox") == [(0,)]
+
+
+def test_admission_takes_whole_commits_in_order_up_to_its_size(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    now = time.time()
+
+    async def body(store: SqlStore) -> None:
+        for commit in ("a", "bcd", "e", "f", "g"):
+            await store.accept([[signed_up(c, None, now) for c in commit]], now)
+        # at most 2 events per admission: `a`, not `a` and part of the next commit
+        assert await store.admit(max_events=2) == 1
+        assert events(db) == ["a"]
+        # a commit of more events than that is admitted whole, alone
+        assert await store.admit(max_events=2) == 3
+        assert events(db) == ["a", "b", "c", "d"]
+        assert waiting_in(str(db)) == 3
+        # then as many commits as hold at most 2 events, in order
+        assert await store.admit(max_events=2) == 2
+        assert events(db) == ["a", "b", "c", "d", "e", "f"]
+        assert await store.admit(max_events=2) == 1
+        assert await store.admit(max_events=2) == 0
+        assert events(db) == ["a", "b", "c", "d", "e", "f", "g"]
+
+    run(db, body)
+
+
+def test_pending_figures_count_and_date_the_inbox_with_the_store(tmp_path: Path) -> None:
+    """`leadlang_pending_events` and the processing lag (serve.md) count the inbox's events
+    with the store's, and date them by when they were received (not by their timestamp)."""
+    db = tmp_path / "x.db"
+    now = time.time()
+
+    def oldest(figures: dict[str, object]) -> object:
+        return figures["oldest_pending_received"]
+
+    async def body(store: SqlStore) -> None:
+        await store.accept([[timed("a", None, now - 300, now - 1000)]], now - 300)
+        # in the inbox only
+        assert (await store.counts())["pending_events"] == 1
+        assert await store.inbox_waiting() == (1, now - 300)
+        assert oldest(await store.metric_figures(now, [], 60)) == now - 300
+        assert await store.admit() == 1
+        # in the store, pending (no processor runs here), and in the inbox
+        await store.accept([[timed("b", None, now - 200, now - 2000)]], now - 200)
+        late = [timed("c", None, now - 70, now - 3000), timed("d", None, now - 50, now - 3000)]
+        await store.accept([late], now - 40)
+        assert (await store.counts())["pending_events"] == 4
+        assert await store.inbox_waiting() == (3, now - 200)
+        assert oldest(await store.metric_figures(now, [], 60)) == now - 300
+        assert await store.admit(max_events=1) == 1  # (b's commit alone)
+        assert await store.inbox_waiting() == (2, now - 70)
+        assert await store.admit_all() == 2
+        # in the store only
+        assert await store.inbox_waiting() == (0, None)
+        assert (await store.counts())["pending_events"] == 4
+        assert oldest(await store.metric_figures(now, [], 60)) == now - 300
+
+    run(db, body)
+
+
+def test_after_a_crash_ingest_may_commit_before_the_first_admission(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    inbox = inbox_path(str(db))
+    now = time.time()
+
+    async def accept(store: SqlStore) -> None:
+        await store.accept([[signed_up("a", None, now), signed_up("b", None, now)]], now)
+        await store.accept([[signed_up("c", None, now)]], now)
+
+    run(db, accept)
+    saved = tmp_path / "saved.db"
+    shutil.copy(inbox, saved)
+
+    async def admit(store: SqlStore) -> None:
+        assert await store.admit(max_events=1) == 2  # (two admissions, two records)
+        assert await store.admit(max_events=1) == 1
+
+    run(db, admit)
+    shutil.copy(saved, inbox)  # (the crash: the store committed, the inbox kept its rows)
+
+    async def restarted(store: SqlStore) -> None:
+        # the rows left are admitted already: pending in the store, not in the inbox
+        assert (await store.counts())["pending_events"] == 3
+        assert await store.inbox_waiting() == (0, None)
+        # a request is taken before the back end's first admission
+        await store.accept([[signed_up("d", None, now)]], now)
+        assert (await store.counts())["pending_events"] == 4
+        assert await store.admit_all() == 1
+
+    run(db, restarted)
+    assert events(db) == ["a", "b", "c", "d"]
+
+
+def test_an_inbox_file_still_being_made_is_read_as_empty(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    now = time.time()
+
+    async def body(store: SqlStore) -> None:
+        # ingest's first commit has made the file and not yet its tables
+        inbox_path(str(db)).touch()
+        assert await store.admit() == 0
+        assert await store.inbox_waiting() == (0, None)
+        assert (await store.counts())["pending_events"] == 0
+        await store.accept([[signed_up("a", None, now)]], now)
+        assert await store.admit_all() == 1
+
+    run(db, body)
+    assert events(db) == ["a"]
+
+
+def test_a_reader_of_the_inbox_does_not_hold_up_ingest(tmp_path: Path) -> None:
+    """A program reading the inbox (`waiting_in`, a backup) while ingest commits: the inbox
+    is in WAL mode, so the commit neither waits for the read nor fails."""
+    db = tmp_path / "x.db"
+    now = time.time()
+
+    async def body(store: SqlStore) -> None:
+        await store.accept([[signed_up("a", None, now)]], now)
+        reader = sqlite3.connect(inbox_path(str(db)), isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            assert reader.execute("SELECT count(*) FROM inbox").fetchone() == (1,)
+            started = time.monotonic()
+            await store.accept([[signed_up("b", None, now)]], now)
+            assert time.monotonic() - started < 5
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        assert await store.admit_all() == 2
+
+    run(db, body)
+    assert events(db) == ["a", "b"]
+
+
+def test_a_message_id_is_a_repeat_for_24_hours_from_when_it_was_last_new(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "x.db"
+    t0 = time.time() - 3 * DEDUP_SECONDS
+
+    async def body(store: SqlStore) -> None:
+        # `m1` twice in one commit: the first is stored, and dates the window
+        await store.accept([[signed_up("a", "m1", t0), signed_up("b", "m1", t0 + 100)]], t0 + 100)
+        # exactly 24 hours after it: still a repeat
+        await store.accept([[signed_up("c", "m1", t0 + DEDUP_SECONDS)]], t0 + DEDUP_SECONDS)
+        # past them: new, and a repeat again for the next 24 hours
+        later = t0 + DEDUP_SECONDS + 50
+        await store.accept([[signed_up("d", "m1", later)]], later)
+        await store.accept([[signed_up("e", "m1", later + 60)]], later + 60)
+        await store.admit_all()
+
+    run(db, body)
+    assert events(db) == ["a", "d"]
+
+
+def test_admitting_everything_takes_several_admissions_and_counts_them_all(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "x.db"
+    now = time.time()
+    commit = [signed_up(f"c{i}", None, now) for i in range(ADMIT_EVENTS // 2 + 1)]
+
+    async def body(store: SqlStore) -> None:
+        await store.accept([commit], now)
+        await store.accept([commit], now)  # (more than one admission takes)
+        assert await store.admit_all() == 2 * len(commit)
+        assert waiting_in(str(db)) == 0
+
+    run(db, body)
+    assert rows(db, "SELECT count(*) FROM events") == [(2 * len(commit),)]
