@@ -624,3 +624,62 @@ def test_no_such_route_and_a_wrong_method_are_answered_in_json(daemon: Daemon) -
 def test_a_contact_id_with_a_nul_is_not_found(daemon: Daemon) -> None:
     # (ingest refuses such an id, so no contact has one; PostgreSQL text cannot hold it)
     assert_error(daemon.admin("/v1/contacts/a%00b"), 404)
+
+
+def test_write_key_headers_as_clients_spell_them(daemon: Daemon) -> None:
+    """The scheme in any case, spaces around the credentials; a header that is not quite
+    base64, or a `writeKey` that is not a text, is a 401 (never a 500), nothing stored."""
+    m = mark()
+    basic = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    for i, header in enumerate(
+        (f"basic {basic}", f"BASIC  {basic}", f"bearer {WRITE_KEY}", f"BEARER  {WRITE_KEY}")
+    ):
+        response = daemon.post(
+            "/v1/track", signed_up(f"{m}-{i}"), headers={"Authorization": header}
+        )
+        assert_ok(response)
+    assert stored(daemon, m)["events"] == 4
+    before = totals(daemon)
+    odd = base64.b64encode(b"\xff\xfe:").decode()  # (base64 of bytes that are not UTF-8)
+    for header in (f"Basic {basic}!!", f"Basic {odd}", f"Basic {basic[:-1]}"):
+        response = daemon.post("/v1/track", signed_up(f"{m}-x"), headers={"Authorization": header})
+        assert_error(response, 401)
+    for key in (5, None, ["k"], {"k": WRITE_KEY}):
+        assert_error(
+            daemon.post("/v1/track", {**signed_up(f"{m}-x"), "writeKey": key}, key=None), 401
+        )
+    assert_nothing_stored(daemon, f"{m}-x", before)
+
+
+def test_any_of_several_write_keys_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    config = f'[server]\nwrite_keys = ["first-key", "second-key"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+    served = Daemon(tmp_path, [str(tmp_path / "greet.lead")], config=config).start()
+    try:
+        assert_ok(served.post("/v1/track", signed_up("a"), key="first-key"))
+        assert_ok(served.post("/v1/track", signed_up("b"), key="second-key"))
+        assert_error(served.post("/v1/track", signed_up("c"), key="third-key"), 401)
+        assert_error(served.post("/v1/track", signed_up("c"), key=WRITE_KEY), 401)
+        rows = served.query("SELECT contact FROM events ORDER BY contact")
+        assert [row[0] for row in rows] == ["a", "b"]
+    finally:
+        assert served.stop() == 0, "\n".join(served.output)
+
+
+def test_a_batch_may_hold_alias_and_group_calls_which_are_not_stored(daemon: Daemon) -> None:
+    m = mark()
+    alias = {"type": "alias", "userId": f"{m}-a", "previousId": f"{m}-old"}
+    group = {"type": "group", "userId": f"{m}-a", "groupId": "g1"}
+    assert_ok(daemon.post("/v1/batch", {"batch": [alias, signed_up(f"{m}-a"), group]}))
+    assert stored(daemon, m)["events"] == 1
+
+
+def test_a_batch_whose_sent_at_is_no_time_is_refused_whatever_its_messages_say(
+    daemon: Daemon,
+) -> None:
+    m = mark()
+    before = totals(daemon)
+    own = {**signed_up(f"{m}-a"), "sentAt": "2020-01-01T00:00:00Z"}
+    assert_error(daemon.post("/v1/batch", {"sentAt": "later", "batch": [own]}), 400)
+    assert_error(daemon.post("/v1/batch", {"sentAt": "later", "batch": []}), 400)
+    assert_nothing_stored(daemon, m, before)
