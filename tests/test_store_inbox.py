@@ -95,9 +95,10 @@ def test_the_message_id_window_is_taken_at_the_instant_ingest_committed(tmp_path
     assert events(db) == ["a", "c"]
 
 
-def test_rows_admitted_before_a_crash_are_not_admitted_again(tmp_path: Path) -> None:
+def three_accepted(tmp_path: Path) -> tuple[Path, Path, Path, float]:
+    """A store whose inbox holds a, b (one commit) and c (another), and a copy of the inbox
+    as it is then (before admission deletes its rows): (store, inbox, copy, now)."""
     db = tmp_path / "x.db"
-    inbox = inbox_path(str(db))
     now = time.time()
 
     async def accept(store: SqlStore) -> None:
@@ -106,7 +107,12 @@ def test_rows_admitted_before_a_crash_are_not_admitted_again(tmp_path: Path) -> 
 
     run(db, accept)
     saved = tmp_path / "saved.db"
-    shutil.copy(inbox, saved)  # (the inbox as it was before admission deleted its rows)
+    shutil.copy(inbox_path(str(db)), saved)
+    return db, inbox_path(str(db)), saved, now
+
+
+def test_rows_admitted_before_a_crash_are_not_admitted_again(tmp_path: Path) -> None:
+    db, inbox, saved, now = three_accepted(tmp_path)
 
     async def admit(store: SqlStore) -> None:
         assert await store.admit_all() == 3
@@ -268,17 +274,7 @@ def test_pending_figures_count_and_date_the_inbox_with_the_store(tmp_path: Path)
 
 
 def test_after_a_crash_ingest_may_commit_before_the_first_admission(tmp_path: Path) -> None:
-    db = tmp_path / "x.db"
-    inbox = inbox_path(str(db))
-    now = time.time()
-
-    async def accept(store: SqlStore) -> None:
-        await store.accept([[signed_up("a", None, now), signed_up("b", None, now)]], now)
-        await store.accept([[signed_up("c", None, now)]], now)
-
-    run(db, accept)
-    saved = tmp_path / "saved.db"
-    shutil.copy(inbox, saved)
+    db, inbox, saved, now = three_accepted(tmp_path)
 
     async def admit(store: SqlStore) -> None:
         assert await store.admit(max_events=1) == 2  # (two admissions, two records)
