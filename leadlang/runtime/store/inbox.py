@@ -232,17 +232,16 @@ def waiting_in(database: str) -> int:
     """Events in the inbox beside the SQLite store `database` that the store has not
     admitted yet (0 without an inbox), read without writing: for programs that watch a
     running daemon's files (tests, benchmarks)."""
-    path = inbox_path(database)
-    if not path.exists():
-        return 0
-    inbox = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    store = sqlite3.connect(f"file:{Path(database).expanduser()}?mode=ro", uri=True, timeout=30)
+    inbox = Inbox(inbox_path(database))
     try:
-        (identity,) = inbox.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
-        record = store.execute("SELECT value FROM meta WHERE key = ?", (RECORD,)).fetchone()
-        through = admitted_through(record[0] if record else None, identity)
-        query = "SELECT coalesce(sum(count), 0) FROM inbox WHERE id > ?"
-        return int(inbox.execute(query, (through,)).fetchone()[0])
+        identity = inbox.identity()
+        if identity is None:
+            return 0
+        store = sqlite3.connect(f"file:{Path(database).expanduser()}?mode=ro", uri=True, timeout=30)
+        try:
+            record = store.execute("SELECT value FROM meta WHERE key = ?", (RECORD,)).fetchone()
+        finally:
+            store.close()
+        return inbox.waiting(admitted_through(record[0] if record else None, identity))[0]
     finally:
         inbox.close()
-        store.close()

@@ -197,7 +197,7 @@ class SqlStore:
         `kill -9` included). Raises StoreError when another daemon holds it. (SQLite's own
         locks are POSIX record locks, which a `flock` does not touch.)"""
         database = self.engine.url.database
-        if not self.sqlite or not database or database == ":memory:":
+        if not self.sqlite or not database:
             return
         fd = os.open(database, os.O_RDONLY)
         try:
@@ -253,20 +253,18 @@ class SqlStore:
         whose `messageId` was seen in the last 24 hours (or earlier in these requests) is
         not stored again.
 
-        On a SQLite file the events are appended to the inbox (`inbox.py`) as one row, and
-        the back end admits them into `events` (`admit`), the `messageId` check included.
-        Elsewhere this is the hot path of ingest, so it speaks the driver's SQL directly: one
-        upsert per 5,000 `messageId`s says which are new (or last seen over 24 hours ago),
-        and one `executemany` stores the events."""
+        On SQLite (always a file, with its inbox: `open_store`) the events are appended to
+        the inbox (`inbox.py`) as one row, and the back end admits them into `events`
+        (`admit`), the `messageId` check included. On PostgreSQL this is the hot path of
+        ingest, so it speaks the driver's SQL directly: one upsert per 5,000 `messageId`s
+        says which are new (or last seen over 24 hours ago), and one `executemany` stores the
+        events."""
         if self.inbox is not None:
             events = [event for batch in batches for event in batch]
             await asyncio.to_thread(self.inbox.append, events, now)
             return
         upserts = self._seen_upserts(batches, now)
         async with self.write() as conn:
-            if self.sqlite:  # (the statements in one hand-over to the connection's thread)
-                await in_sqlite_thread(conn, _accept_sqlite, upserts, batches)
-                return
             new: set[str] = set()
             for sql, params in upserts:
                 new.update(row[0] for row in await conn.exec_driver_sql(sql, params))
@@ -1304,7 +1302,8 @@ def _accept_sqlite(
     upserts: list[tuple[str, tuple[Any, ...]]],
     batches: Sequence[Sequence[Sequence[Any]]],
 ) -> None:
-    """`SqlStore.accept`'s statements on SQLite, in its connection's thread."""
+    """The statements of `SqlStore.accept` on SQLite, for one admitted inbox row, in the
+    writer's thread."""
     new: set[str] = set()
     for sql, params in upserts:
         new.update(row[0] for row in db.execute(sql, params))
