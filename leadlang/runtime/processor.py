@@ -384,7 +384,7 @@ class Processor:
         self.max_events = max_events
         self.wakeup = asyncio.Event()  # rounds: events admitted, or the loop stopping
         self.admission = asyncio.Event()  # the inbox's admission: ingest committed
-        self.caught_up = asyncio.Event()  # the inbox was admitted to its end at least once
+        self.caught_up = asyncio.Event()  # the inbox admitted to its end once (or stopping)
         self.rounds = 0
         self._next_purge = 0.0
 
@@ -473,7 +473,7 @@ class Processor:
             admitting = asyncio.create_task(self._admitting(stop))
             # what ingest took before a crash is admitted before the first round, so that
             # timers that came due meanwhile run after the events that precede them
-            await _first(self.caught_up, stop)
+            await self.caught_up.wait()
         try:
             while not stop.is_set():
                 try:
@@ -506,22 +506,26 @@ class Processor:
     async def _admitting(self, stop: asyncio.Event) -> None:
         """Admit what ingest appends to the inbox (`SqlStore.admit`) whenever woken, and
         every `IDLE_POLL` in case a wake-up was missed (a back end started again), waking
-        the rounds after each admission."""
+        the rounds after each admission. `caught_up` is set once the inbox has been admitted
+        to its end, or when the loop ends (stopping) before that."""
         retrying = Retrying(log, "admitting events", first=0.25)
-        while not stop.is_set():
-            self.admission.clear()
-            try:
-                while await self.store.admit():
-                    self.wakeup.set()
-                    if stop.is_set():
-                        return
-                retrying.succeeded()
-            except Exception as exc:
-                await retrying.failed(exc, stop)
-                continue
+        try:
+            while not stop.is_set():
+                self.admission.clear()
+                try:
+                    while await self.store.admit():
+                        self.wakeup.set()
+                        if stop.is_set():
+                            return
+                    retrying.succeeded()
+                except Exception as exc:
+                    await retrying.failed(exc, stop)
+                    continue
+                self.caught_up.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.admission.wait(), IDLE_POLL)
+        finally:
             self.caught_up.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.admission.wait(), IDLE_POLL)
 
     async def _overlapped(self, writing: _Round | None) -> tuple[int, _Round | None]:
         """Read and run the next round while `writing`'s write goes on, then wait for that
@@ -573,16 +577,6 @@ class Processor:
 def _ledger_order(effect: dict[str, Any]) -> tuple[float, int, float, int, int]:
     """simulate's order of effects (as `SqlStore.effects_in_order` reads them)."""
     return (effect["at"], effect["kind"], effect["k1"], effect["k2"], effect["sub"])
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until one of `events` is set."""
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 @attrs.frozen
