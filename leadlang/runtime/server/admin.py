@@ -3,7 +3,6 @@ ledger and the outbox; and the open `/healthz`."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -13,7 +12,7 @@ from aiohttp import web
 from leadlang.runtime.context import Context
 from leadlang.runtime.effects import format_time
 from leadlang.runtime.engine import Engine
-from leadlang.runtime.server.ingest import error_response
+from leadlang.runtime.server.ingest import error_response, key_matches
 from leadlang.runtime.state import contact_from_json
 from leadlang.runtime.store.sql import SqlStore
 
@@ -67,9 +66,7 @@ class Admin:
     def guarded(self, handler: Handler) -> Handler:
         async def check(request: web.Request) -> web.StreamResponse:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode("utf-8", "surrogatepass"), self.token.encode()
-            ):
+            if scheme.lower() != "bearer" or not key_matches(value.strip(), (self.token,)):
                 return error_response(401, "unauthorized", "the admin token is required")
             return await handler(request)
 
