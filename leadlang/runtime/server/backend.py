@@ -25,7 +25,7 @@ from typing import Any
 
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.processor import Processor
-from leadlang.runtime.server.config import Config, resolve_secrets, used_secrets
+from leadlang.runtime.server.config import Config, resolve_secrets
 from leadlang.runtime.store.sql import SqlStore, open_store
 
 SHUTDOWN_TIMEOUT = 10.0
@@ -52,7 +52,7 @@ class Backend:
         self.worker: Any = None
         # only the secrets the program's messages use reach the drivers (filled in again
         # when a reload brings another program: the drivers read this very dict)
-        self.secrets = dict(resolve_secrets(config, used_secrets(program, config))[0])
+        self.secrets = dict(resolve_secrets(config, program)[0])
         if deliver:
             from leadlang.runtime.delivery.drivers import make_drivers
             from leadlang.runtime.delivery.worker import OutboxWorker
@@ -79,7 +79,7 @@ class Backend:
         self.tasks: list[asyncio.Task[None]] = []
 
     def _program(self, program: dict[str, Any]) -> None:
-        self.secrets.update(resolve_secrets(self.config, used_secrets(program, self.config))[0])
+        self.secrets.update(resolve_secrets(self.config, program)[0])
 
     def _output(self) -> None:
         if self.worker is not None:
@@ -118,7 +118,7 @@ async def check_channels(config: Config, program: dict[str, Any]) -> None:
     daemon answered requests)."""
     from leadlang.runtime.delivery.drivers import make_drivers
 
-    secrets = dict(resolve_secrets(config, used_secrets(program, config))[0])
+    secrets = dict(resolve_secrets(config, program)[0])
     for driver in make_drivers(config.channels, config.base_dir, secrets).values():
         await driver.close()
 

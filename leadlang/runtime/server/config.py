@@ -158,20 +158,16 @@ def _text(table: dict[str, Any], key: str, where: str) -> str | None:
     return value
 
 
-def used_secrets(program: dict[str, Any], config: Config) -> list[str]:
-    """The names of `secret("NAME")` in the program's messages and of `{{secret:NAME}}` in
-    the config's `[channels]` (the secrets the drivers are given)."""
+def resolve_secrets(config: Config, program: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The secrets the drivers are given: those named by `secret("NAME")` in the program's
+    messages and by `{{secret:NAME}}` in the config's `[channels]`, as ({name: value} from
+    the config's `[secrets]` or else the environment, [names unset])."""
     from leadlang.runtime.delivery.drivers.placeholders import names_in
 
     names = {name for m in program["messages"].values() for name in m.get("secrets", ())}
-    return sorted(names | names_in(config.channels))
-
-
-def resolve_secrets(config: Config, names: list[str]) -> tuple[dict[str, str], list[str]]:
-    """({name: value} from the config's `[secrets]` or else the environment, [names unset])."""
     found: dict[str, str] = {}
     missing: list[str] = []
-    for name in names:
+    for name in sorted(names | names_in(config.channels)):
         value = config.secrets.get(name) or os.environ.get(name)
         if value:
             found[name] = value

@@ -19,7 +19,7 @@ import orjson
 from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
 from leadlang.render import as_json, render
-from leadlang.runtime.server.config import Config, resolve_secrets, used_secrets
+from leadlang.runtime.server.config import Config, resolve_secrets
 from leadlang.runtime.store.sql import SqlStore
 
 JSON = dict[str, Any]
@@ -39,7 +39,7 @@ def serve_ir(program: Program, config: Config) -> tuple[JSON, list[str]]:
     """The IR serve runs for a checked program, and the secrets its messages use that are
     set neither in the environment nor in the config."""
     ir = compile_program(program)
-    _, missing = resolve_secrets(config, used_secrets(ir, config))
+    _, missing = resolve_secrets(config, ir)
     # beside the IR (not part of its versions): the declared property types, applied to
     # stored events before the engine sees them, as simulate applies them to its log
     ir["event_types"] = {name: dict(params) for name, params in program.event_params.items()}
