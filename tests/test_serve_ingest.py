@@ -613,6 +613,56 @@ def test_overload_is_429_with_retry_after_and_stores_nothing_of_it(
         served.kill()  # (processing 300,000 page views is not this test's business)
 
 
+@pytest.mark.timeout(120)
+def test_a_backlog_past_max_backlog_is_429_until_processing_has_caught_up(
+    tmp_path: Path,
+) -> None:
+    """`server.max_backlog = 100`: while processing is held up (the test holds the store's
+    write lock, so nothing is admitted from the inbox), ingest takes events until 100 or more
+    wait, then answers 429 with `Retry-After: 5`, nothing of the refused request stored; once
+    processing has caught up, 200 again."""
+    from leadlang.runtime.store.inbox import waiting_in
+
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    config = (
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\n'
+        "max_backlog = 100\n"
+    )
+    served = Daemon(tmp_path, [str(tmp_path / "greet.lead")], config=config).start()
+    try:
+        assert_ok(served.post("/v1/page", {"userId": "first"}))  # (the inbox is made)
+        served.wait_idle()
+        lock = sqlite3.connect(tmp_path / "leadlang.db", timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            batch = {"batch": [{"type": "page", "userId": f"b{i}"} for i in range(99)]}
+            assert_ok(served.post("/v1/batch", batch))
+            time.sleep(2.5)  # (the daemon looks every second: 99 waiting is under the limit)
+            assert_ok(served.post("/v1/page", {"userId": "b99"}))
+            deadline = time.monotonic() + 10
+            while served.post("/v1/page", {"userId": "late"}).status_code == 200:
+                assert time.monotonic() < deadline, "no 429 with 100 events waiting"
+                time.sleep(0.1)
+            waiting = waiting_in(str(tmp_path / "leadlang.db"))
+            assert waiting >= 100
+            refused = served.post("/v1/page", {"userId": "refused"})
+            body = assert_error(refused, 429)
+            assert refused.headers["Retry-After"] == "5"
+            assert "processed" in body["detail"]
+            assert waiting_in(str(tmp_path / "leadlang.db")) == waiting  # nothing of it stored
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        deadline = time.monotonic() + 30
+        while (again := served.post("/v1/page", {"userId": "again"})).status_code == 429:
+            assert time.monotonic() < deadline, "still 429 after processing caught up"
+            time.sleep(0.2)
+        assert_ok(again)
+        assert served.count("events", "WHERE contact = 'refused'") == 0
+    finally:
+        assert served.stop() == 0, "\n".join(served.output)
+
+
 def test_no_such_route_and_a_wrong_method_are_answered_in_json(daemon: Daemon) -> None:
     missing = requests.get(daemon.url + "/v1/nothing-here", timeout=10)
     assert_error(missing, 404)

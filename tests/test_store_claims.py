@@ -248,3 +248,35 @@ def test_a_round_whose_contacts_were_written_meanwhile_is_refused(
         assert await pending_events(first) == pending
 
     asyncio.run(with_stores(store_url, body))
+
+
+def test_the_backlog_counts_events_in_the_inbox_and_those_not_yet_processed(
+    tmp_path: Path, store_url: str
+) -> None:
+    """What `server.max_backlog` is compared with: every accepted event not yet processed,
+    whether still in SQLite's inbox or admitted, and none once processing is done."""
+    _, ir = program(tmp_path)
+    events = signups(30, 5)
+
+    async def body() -> None:
+        store = await open_store(store_url)
+        try:
+            assert await store.backlog() == 0
+            now = time.time()
+            rows = [parse_message(e, None, now, i) for i, e in enumerate(events)]
+            accepted = [row for row in rows if row is not None]
+            await store.accept([accepted[:10]], now)
+            await store.accept([accepted[10:]], now)
+            assert await store.backlog() == 30
+            await store.admit_all()
+            assert await store.backlog() == 30
+            processor = Processor(store, Engine(ir), ir, time.time)
+            while await processor.run_once() or await pending_events(store):
+                await asyncio.sleep(0)
+            assert await store.backlog() == 0
+            await ingest(store, [{**e, "messageId": f"n{i}"} for i, e in enumerate(signups(7, 5))])
+            assert await store.backlog() == 7
+        finally:
+            await store.close()
+
+    asyncio.run(body())

@@ -53,6 +53,7 @@ from leadlang.runtime.store.sql import SqlStore, StoreError, describe_url, open_
 SHUTDOWN_TIMEOUT = 10.0
 log = logging.getLogger("leadlang.serve")
 FOLLOW_EVERY = 1.0  # seconds between looks for a program another daemon published
+BACKLOG_EVERY = 1.0  # seconds between looks at the backlog (`server.max_backlog`)
 
 
 @attrs.define
@@ -128,6 +129,20 @@ class Daemon:
                 **diff_programs(before, loaded.ir),
             }
 
+    async def watch_backlog(self) -> None:
+        """Tell the committer, every `BACKLOG_EVERY` seconds, the events accepted and not
+        yet processed when they are `server.max_backlog` or more (else 0): ingest answers 429
+        until processing has brought them back under it."""
+        while not self.stop.is_set():
+            try:
+                backlog = await self.store.backlog()
+            except Exception:  # the store is away: ingest finds that out on its own
+                pass
+            else:
+                self.committer.backlog = backlog if backlog >= self.config.max_backlog else 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), BACKLOG_EVERY)
+
     def _take_up(self, program: dict[str, Any], engine: Engine, generation: int) -> None:
         self.program, self.engine, self.generation = program, engine, generation
         clear_template_cache()
@@ -176,6 +191,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.tasks.append(loop.create_task(self.committer.run(self.stop)))
         self.tasks.append(loop.create_task(self.follow()))
+        if self.config.max_backlog:
+            self.tasks.append(loop.create_task(self.watch_backlog()))
 
     async def shutdown(self) -> None:
         self.stop.set()

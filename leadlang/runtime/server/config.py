@@ -18,6 +18,7 @@ import attrs
 
 DEFAULT_LISTEN = "127.0.0.1:8484"
 DEFAULT_STORE = "sqlite:///leadlang.db"
+DEFAULT_MAX_BACKLOG = 1_000_000
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -41,6 +42,8 @@ class Config:
     secrets: dict[str, str] = attrs.field(factory=dict)
     base_dir: Path = Path(".")
     processes: int | None = None  # 1: all in one process; 2: the back end in its own
+    # accepted events not yet processed beyond which ingest answers 429 (0: no limit)
+    max_backlog: int = DEFAULT_MAX_BACKLOG
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -103,8 +106,12 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
     processes = server.get("processes")
     if processes is not None and processes not in (1, 2):
         raise ConfigError("server.processes: 1 (everything in one process) or 2")
+    backlog = server.get("max_backlog", DEFAULT_MAX_BACKLOG)
+    if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0:
+        raise ConfigError("server.max_backlog: expected a whole number of events (0: no limit)")
     config = Config(
         processes=processes,
+        max_backlog=backlog,
         listen=listen or _text(server, "listen", "server") or DEFAULT_LISTEN,
         store=_with_pool(db or _text(store, "url", "store") or DEFAULT_STORE, store),
         public_url=(_text(server, "public_url", "server") or None),

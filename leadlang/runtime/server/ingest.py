@@ -37,6 +37,7 @@ MAX_QUEUED_EVENTS = 200_000  # accepted but not yet committed: beyond this, 429
 SUCCESS = b'{"success":true}'
 KINDS = ("track", "identify", "page", "screen", "alias", "group")
 IGNORED_KINDS = ("alias", "group")  # accepted (clients send them) and not stored
+BACKLOG_RETRY_AFTER = 5  # seconds, in a 429's `Retry-After` when processing is behind
 RETRY_AFTER = 2  # seconds, in a 503's `Retry-After`: how soon a restarting store is back
 DEFAULT_PATIENCE = 10.0  # seconds a request waits for its commit to begin (see Committer)
 log = logging.getLogger("leadlang.serve")
@@ -332,6 +333,9 @@ class Committer:
         self.patience = patience if patience is not None else store_patience(store)
         self.queue: list[tuple[list[Incoming], asyncio.Future[None]]] = []
         self.queued_events = 0
+        # accepted events still waiting to be processed, when past `server.max_backlog`
+        # (the daemon's `watch_backlog` keeps it); 0 otherwise
+        self.backlog = 0
         self._ready = asyncio.Event()
         self.commits = 0
         self.committed_events = 0
@@ -441,6 +445,14 @@ class Ingest:
         try:
             if self.committer.overloaded():
                 return self._reject(_overloaded())
+            if self.committer.backlog:
+                return self._reject(
+                    _overloaded(
+                        f"{self.committer.backlog} events accepted earlier are still waiting"
+                        " to be processed; retry",
+                        retry_after=BACKLOG_RETRY_AFTER,
+                    )
+                )
             body = await read_json(request)
             if not key_matches(write_key_of(request, body), self.write_keys):
                 return self._reject(
@@ -506,9 +518,11 @@ def store_patience(store: SqlStore) -> float:
     return float(timeout()) if callable(timeout) else DEFAULT_PATIENCE
 
 
-def _overloaded(detail: str = "too many events waiting to be stored; retry") -> web.Response:
+def _overloaded(
+    detail: str = "too many events waiting to be stored; retry", retry_after: int = 1
+) -> web.Response:
     response = error_response(429, "overloaded", detail)
-    response.headers["Retry-After"] = "1"
+    response.headers["Retry-After"] = str(retry_after)
     return response
 
 

@@ -336,6 +336,21 @@ class SqlStore:
             ).scalar()
         return await asyncio.to_thread(inbox.waiting, admitted_through(record, identity))
 
+    async def backlog(self) -> int:
+        """About how many accepted events wait to be processed, in a few index lookups
+        whatever their number: those in the inbox, and the ids from the oldest pending event
+        to the newest accepted (an upper bound: events already processed between them count)."""
+        waiting, _ = await self.inbox_waiting()  # (the inbox first, as in `counts`)
+        ev = s.events
+        async with self.engine.connect() as conn:
+            first = (
+                await conn.execute(select(func.min(ev.c.id)).where(ev.c.pending == 1))
+            ).scalar()
+            if first is None:
+                return waiting
+            last = (await conn.execute(select(func.max(ev.c.id)))).scalar()
+        return waiting + int(last) - int(first) + 1
+
     def _sql(self, text: str) -> str:
         """Driver SQL written with `?` placeholders, in the driver's own style."""
         if self.sqlite:
