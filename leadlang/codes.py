@@ -87,7 +87,9 @@ is one emoji), since a lone half is no character any text can hold.
         "error",
         "cannot read file",
         """
-The file does not exist, cannot be read, or is not UTF-8 text.
+The file does not exist, cannot be read, is not UTF-8 text, or is larger than 4 MB (a
+script that large is refused before it is read whole: checking takes time in proportion to the
+text, about 10 s a megabyte on a busy two-core machine; split it into files joined by `use`).
 """,
     ),
     _code(

@@ -88,6 +88,17 @@ def test_not_utf8_is_s006(write_files: WriteFiles) -> None:
     assert diagnostic.code == "S006" and "UTF-8" in diagnostic.message
 
 
+def test_a_file_over_4_mb_is_s006_without_being_read_whole(write_files: WriteFiles) -> None:
+    root = write_files({"main.lead": 'use "huge.lead"\n'})
+    (root / "huge.lead").write_bytes(b"# a comment line\n" * (4 * 1024 * 1024 // 17 + 1))
+    (diagnostic,) = load(["main.lead"]).diagnostics
+    assert diagnostic.code == "S006" and "larger than 4 MB" in diagnostic.message
+    assert diagnostic.span.line == 1 and diagnostic.span.file == "main.lead"  # (the `use`)
+    # a path that never ends is refused too, instead of taking all memory
+    (endless,) = load(["/dev/zero"]).diagnostics
+    assert endless.code == "S006" and "larger than 4 MB" in endless.message
+
+
 def test_missing_path_and_empty_folder_are_usage_errors(write_files: WriteFiles) -> None:
     root = write_files({"x.lead": "metric a = 1\n"})
     assert load(["missing.lead"]).usage_error is not None

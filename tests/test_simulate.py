@@ -139,6 +139,23 @@ def test_bad_lines_are_named_and_exit_2_unless_skipped(tmp_path: Path) -> None:
     assert len(out.splitlines()) == 4
 
 
+def test_a_line_over_1_mb_is_a_bad_line_and_the_lines_after_it_are_read(tmp_path: Path) -> None:
+    huge = '{"type": "track", "userId": "ann", "event": "' + "x" * (1 << 20) + '"}'
+    lead, events = _files(tmp_path, [GOOD[0], huge, *GOOD[1:]])
+    with open(events, "a") as log:
+        log.write(huge[:-2])  # (the last line, cut off without its newline)
+    code, _, err = _simulate(lead, "--events", events)
+    assert code == 2
+    assert "line 2: longer than 1 MB" in err
+    assert f"line {len(GOOD) + 2}: longer than 1 MB" in err
+    code, out, _ = _simulate(lead, "--events", events, "--skip-bad")
+    assert code == 0
+    (tmp_path / "good").mkdir()
+    good = _files(tmp_path / "good", GOOD)
+    assert out == _simulate(good[0], "--events", good[1])[1]
+    assert '"action":"send"' in out
+
+
 def test_script_errors_and_missing_files_exit_2(tmp_path: Path) -> None:
     lead, events = _files(tmp_path, GOOD, script="flow broken:\n  on signed_up\n  send nowhere\n")
     code, _, err = _simulate(lead, "--events", events)
@@ -251,6 +268,33 @@ def test_a_file_reads_as_its_lines_one_by_one(
     assert from_file.events == one_by_one.events
     assert from_file.bad == one_by_one.bad
     assert from_file.ignored == one_by_one.ignored
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(raw_lines, max_size=30), st.booleans(), st.integers(8, 100), st.integers(2, 4))
+def test_a_line_over_the_limit_is_a_bad_line_wherever_the_chunks_cut(
+    lines: list[bytes], final_newline: bool, chunk: int, times: int
+) -> None:
+    """With the limit on a line's length made small (at least two chunks, as 1 MB is to
+    64 KB): each line over it is a bad line of its own number, and every other line reads as
+    on its own, however the chunks fall."""
+    limit = chunk * times
+    data = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    with (
+        mock.patch.object(simulate, "CHUNK", chunk),
+        mock.patch.object(simulate, "MAX_LINE", limit),
+    ):
+        from_file = read_events(io.BytesIO(data))
+    short = [line if len(line) <= limit else b"" for line in data.split(b"\n")]
+    expected = read_events(short)
+    too_long = [
+        simulate.BadLine(number, simulate.TOO_LONG)
+        for number, line in enumerate(data.split(b"\n"), start=1)
+        if len(line) > limit
+    ]
+    assert from_file.events == expected.events
+    assert from_file.bad == sorted([*expected.bad, *too_long], key=lambda bad: bad.line)
+    assert from_file.ignored == expected.ignored
 
 
 def test_a_bad_json_line_is_named_with_its_column(tmp_path: Path) -> None:

@@ -306,6 +306,10 @@ def gc_paused() -> Iterator[None]:
 
 
 CHUNK = 1 << 16  # bytes of a log decoded at once (small chunks stay in the CPU cache)
+# A line longer than this is a bad line, skipped without being held in memory whole (a
+# log of one endless line, `/dev/zero`, would otherwise take all memory).
+MAX_LINE = 1 << 20
+TOO_LONG = f"longer than {MAX_LINE >> 20} MB (one event a line): skipped"
 
 
 def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
@@ -335,14 +339,35 @@ def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
             number = 1
             rest = b""
             pieces: list[bytes] = []  # of a line longer than a block (joined once: linear)
+            held = 0  # bytes in `pieces`
+            skipping = False  # in a line over MAX_LINE, dropped up to its end
             while block := source.read(CHUNK):
+                if skipping:
+                    cut = block.find(b"\n") + 1
+                    if not cut:
+                        continue
+                    bad.append(BadLine(number, TOO_LONG))
+                    number += 1
+                    skipping, block = False, block[cut:]
                 end = block.rfind(b"\n") + 1
                 if not end:
                     pieces.append(block)
+                    held += len(block)
+                    if len(rest) + held > MAX_LINE:
+                        rest, pieces, held, skipping = b"", [], 0, True
                     continue
                 if pieces:
-                    rest = b"".join([rest, *pieces])
-                    pieces = []
+                    first = block.find(b"\n") + 1  # (the end of the line in pieces)
+                    if len(rest) + held + first - 1 > MAX_LINE:
+                        bad.append(BadLine(number, TOO_LONG))
+                        number += 1
+                        rest, block, end = b"", block[first:], end - first
+                    else:
+                        rest = b"".join([rest, *pieces])
+                    pieces, held = [], 0
+                    if not end:
+                        rest = block
+                        continue
                 chunk, rest = rest + block[:end], block[end:]
                 parsed = _parse_chunk(chunk, number, ignored)
                 if parsed is None:
@@ -352,7 +377,9 @@ def read_events(source: BinaryIO | Iterable[bytes]) -> EventLog:
                     number += chunk.count(b"\n")
             if pieces:
                 rest = b"".join([rest, *pieces])
-            if rest:
+            if skipping or len(rest) > MAX_LINE:
+                bad.append(BadLine(number, TOO_LONG))
+            elif rest:
                 line_by_line([rest], number)
         else:
             line_by_line(source, 1)
