@@ -624,8 +624,9 @@ A message has nothing to deliver: an email needs `html` or `text`, an SMS `text`
         "error",
         "template file missing",
         """
-`html file "x"` (or `text file "x"`) names a file that cannot be read. The path is
-relative to the `.lead` file that declares the message.
+`html file "x"` (or `text file "x"`) names a file that cannot be read, is not UTF-8
+text, or is larger than 4 MB. The path is relative to the `.lead` file that declares the
+message.
 
     html file "templates/deal.html"    # from the folder of this .lead file
 """,

@@ -18,13 +18,8 @@ import attrs
 import leadlang
 from leadlang import ast
 from leadlang.diagnostics import Diagnostic
-from leadlang.source import Source, Span
+from leadlang.source import Source, Span, read_file
 from leadlang.syntax import parse
-
-# A script file larger than this is refused (S006) instead of read: checking is linear in
-# the text (about 10 s a megabyte on a loaded two-core machine), and a path such as
-# `/dev/zero` would otherwise be read without end.
-MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
 
 @attrs.define
@@ -60,10 +55,6 @@ def display_path(path: Path) -> str:
     if rel.startswith(".."):
         return str(path)
     return rel
-
-
-class _TooLarge(Exception):
-    """A script file over `MAX_SCRIPT_BYTES`."""
 
 
 class _Loader:
@@ -104,19 +95,14 @@ class _Loader:
             return None  # reported by the caller, which knows the `use` span
         name = display_path(resolved)
         try:
-            with resolved.open("rb") as handle:
-                data = handle.read(MAX_SCRIPT_BYTES + 1)
-            if len(data) > MAX_SCRIPT_BYTES:
-                raise _TooLarge()
             # `utf-8-sig`: an editor's byte-order mark is not text (it would shift columns).
-            text = data.decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError, _TooLarge) as error:
-            if isinstance(error, _TooLarge):
-                reason = f"it is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB"
-            elif isinstance(error, UnicodeDecodeError):
-                reason = f"it is not UTF-8 text (invalid byte at offset {error.start})"
-            else:
-                reason = error.strerror or "it cannot be read"
+            text = read_file(resolved).decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = (
+                f"it is not UTF-8 text (invalid byte at offset {error.start})"
+                if isinstance(error, UnicodeDecodeError)
+                else (error.strerror or "it cannot be read")
+            )
             span = used_at or Span(name, 1, 1, 1, 1, 0, 0)
             self.result.diagnostics.append(
                 Diagnostic(

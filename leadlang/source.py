@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import bisect
+import errno
 from functools import cached_property
+from pathlib import Path
 
 import attrs
+
+# A script or template file larger than this is refused instead of read: checking is linear
+# in the text (about 10 s a megabyte on a busy two-core machine), and a path such as
+# `/dev/zero` would otherwise be read without end.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a script or template file, read no further than `MAX_FILE_BYTES`: an
+    `OSError` (EFBIG, its `strerror` saying so) for a larger file."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    return data
 
 
 @attrs.frozen(slots=True)

@@ -285,6 +285,10 @@ def test_template_file_is_relative_to_the_script(tmp_path: Path) -> None:
     assert d.span.file in bad.sources  # so the renderer can show the template line
     missing = check_files(tmp_path / "missing", {"x/main.lead": script})
     assert codes(missing) == ["F007"]
+    huge = check_files(
+        tmp_path / "huge", {"x/main.lead": script, "x/t/a.html": "<p>x</p>\n" * 500_000}
+    )
+    assert "larger than 4 MB" in only(huge, "F007").message
 
 
 def test_template_file_variable_points_into_the_file(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ text is added to the sources so the renderers can show it.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Iterator, MutableMapping
 from functools import cache
@@ -26,7 +27,7 @@ from leadlang import ast
 from leadlang.diagnostics import Diagnostic
 from leadlang.interpreter import scope
 from leadlang.interpreter.resolve import Symbols, did_you_mean
-from leadlang.source import Source, Span
+from leadlang.source import Source, Span, read_file
 
 TEMPLATE_FIELDS = ("subject", "text", "html", "title", "url", "from", "reply_to")
 EXTRA_SOURCES = ("event", "contact")
@@ -175,13 +176,15 @@ def _check_file(
     folder = Path(symbols.message_dirs.get(message, "."))
     path = folder / string.value
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_file(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as problem:
         reason = (
             "it is not UTF-8 text"
             if isinstance(problem, UnicodeDecodeError)
             else "it does not exist"
             if isinstance(problem, FileNotFoundError)
+            else problem.strerror
+            if problem.errno == errno.EFBIG
             else "it cannot be read"
         )
         diagnostics.append(

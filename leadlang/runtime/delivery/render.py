@@ -28,6 +28,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
 
 from leadlang.interpreter.templates import template_environment
+from leadlang.source import read_file
 
 
 class RenderError(Exception):
@@ -91,7 +92,7 @@ def _template(text: str, html: bool) -> Template:
 
 @cache
 def _file_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8")
+    return read_file(path).decode("utf-8")
 
 
 def clear_template_cache() -> None:
