@@ -167,6 +167,20 @@ def test_header_durations_are_fixed(tmp_path: Path) -> None:
     assert flow["goals"][0]["within"] == 90000
 
 
+@pytest.mark.parametrize("clause", ["reenter after {d}", "goal y within {d}"])
+@pytest.mark.parametrize("duration", ["event.days", "event.days * 1h", "last(y).days", "m"])
+def test_a_header_duration_of_unknown_type_is_fixed_too(
+    tmp_path: Path, clause: str, duration: str
+) -> None:
+    # `x` and `y` declare no properties, so these have no known type: they are still no
+    # constant (`reenter after event.days` passed and crashed the run at the next entry).
+    text = f'metric m = last(y).days\nflow f:\n  on x\n  {clause.format(d=duration)}\n  tag "a"\n'
+    assert only(check_text(tmp_path, text), "T012").message.endswith("needs a fixed duration")
+    # an error of its own is reported alone
+    text = f'flow f:\n  on x\n  {clause.format(d="gapp * 1h")}\n  tag "a"\n'
+    assert codes(check_text(tmp_path, text)) == ["N004"]
+
+
 @pytest.mark.parametrize(
     "duration", [f"{'9' * 400}d * 1.5", f"1.5 * {'9' * 400}d", f"{'9' * 400}d / 0.5", "1d / 0"]
 )

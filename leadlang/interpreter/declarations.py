@@ -185,11 +185,18 @@ class _DeclarationChecker:
                     )
 
     def _fixed(self, expr: ast.Expr, ctx: Context, what: str) -> None:
-        """Header clauses are judged without a contact: their durations are constants.
-        (Inferring again repeats no diagnostic: exact repeats are dropped.)"""
+        """Header clauses are judged without a contact: their durations are constants. One
+        that is not is reported whether its type is known or not (`event.days` of an
+        undeclared event is unknown, and no constant either), unless it is no duration (T003)
+        or has an error of its own: inferring it again repeats that error (exact repeats are
+        dropped later), which `_fixed` notices by the diagnostics growing."""
         if isinstance(expr, ast.Duration):  # a literal (a malformed one is S005 already)
             return
-        if constant_seconds(expr) is None and self.types.infer(expr, ctx) == DURATION:
+        if constant_seconds(expr) is not None:
+            return
+        before = len(self.diagnostics)
+        t = self.types.infer(expr, ctx)
+        if t == DURATION or (t == UNKNOWN and len(self.diagnostics) == before):
             self.error(
                 "T012",
                 f"{what} needs a fixed duration",
