@@ -526,8 +526,8 @@ other plain values have no fields.
 A value has the wrong shape for its place: a `cap` counts whole sends (at least 1), a
 `decay` takes positive points or a percent up to 100%, `max` is positive, a tag is text,
 message fields take quoted strings (`headers` and `json` take objects), and every duration
-(`wait`, `within`, `up to`, `reenter after`, a cap's or a decay's period) is longer than zero.
-The durations of `goal ... within` and `reenter after` are constants: they read nothing of
+(`wait`, `within`, `up to`, `reenter after`, a cap's or a decay's period) is longer than zero
+(a constant with no sign, an infinite duration times zero, is not). The durations of `goal ... within` and `reenter after` are constants: they read nothing of
 the contact or of its event (`reenter after event.days` is wrong, declared or not).
 An object literal `{key: expr}` is written only where a step or a message takes one: after
 `send MESSAGE with`, as a message's `headers` or `json`, and as a value or list item inside

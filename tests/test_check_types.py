@@ -151,6 +151,19 @@ def test_a_duration_that_is_not_positive_is_an_error(
     assert codes(check_text(tmp_path, DURATION_PLACES[place].format(d="1d12h"))) == []
 
 
+# A constant with no sign: too long for a float (infinite), times zero.
+NO_SIGN = "0.5 * " + " * ".join(["99999999"] * 40) + " * 1w * 0"
+
+
+@pytest.mark.parametrize("place", range(LITERAL_ONLY, len(DURATION_PLACES)))
+def test_a_constant_duration_with_no_sign_is_not_longer_than_zero(
+    tmp_path: Path, place: int
+) -> None:
+    # (it compiled to a goal without a limit, a `reenter after` of none, a `wait` of none)
+    d = only(check_text(tmp_path, DURATION_PLACES[place].format(d=NO_SIGN)), "T012")
+    assert d.message.endswith("needs a duration longer than zero, but this has no sign")
+
+
 def test_header_durations_are_fixed(tmp_path: Path) -> None:
     text = 'trait gap: duration\nflow f:\n  on x\n  reenter after gap\n  tag "a"\n'
     assert only(check_text(tmp_path, text), "T012").message == (

@@ -199,11 +199,11 @@ class TypeChecker:
             )
             return
         seconds = constant_seconds(expr)
-        if seconds is not None and seconds <= 0:
+        if seconds is not None and not seconds > 0:  # (NaN too: no sign, so not longer)
             self.error(
                 "T012",
-                f"{what} needs a duration longer than zero, but this is "
-                + ("zero" if seconds == 0 else "negative"),
+                f"{what} needs a duration longer than zero, but this "
+                + ("is zero" if seconds == 0 else "is negative" if seconds < 0 else "has no sign"),
                 expr.span,
                 help="write a positive duration such as `30m`, `24h` or `7d`",
             )
