@@ -8,7 +8,6 @@ done); branches point back to the step after them, so `if` and `split` rejoin.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from leadlang import ast, ir
@@ -19,15 +18,16 @@ from leadlang.interpreter.types import constant_seconds
 from leadlang.limits import MAX_DURATION
 
 
-def _fixed_seconds(expr: ast.Expr) -> float | None:
+def _fixed_seconds(expr: ast.Expr) -> float:
     """A header clause's constant duration (`goal ... within`, `reenter after`) in seconds,
     held to the representable range: a longer one (`99999999 * 521722w`, which no float or
     64-bit integer of the IR may carry) is as long as any span can be, so `within` it always
-    holds and `reenter after` it never comes."""
+    holds and `reenter after` it never comes. A program is compiled only when `check` found
+    no error, and `check` makes these durations constants (T012 "needs a fixed duration")
+    longer than zero (T012: not zero, negative, or with no sign, NaN)."""
     found = constant_seconds(expr)
-    if found is None or math.isnan(found):
-        return None
-    return max(-MAX_DURATION, min(MAX_DURATION, found))
+    assert found is not None and found > 0, "check (T012) lets only positive constants through"
+    return min(MAX_DURATION, found)
 
 
 def compile_program(program: Program) -> ir.JSON:
