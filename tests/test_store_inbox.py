@@ -357,6 +357,51 @@ def test_a_message_id_is_a_repeat_for_24_hours_from_when_it_was_last_new(
     assert events(db) == ["a", "d"]
 
 
+def test_a_request_that_waited_for_its_commit_is_checked_at_the_commit(tmp_path: Path) -> None:
+    """serve.md: the `messageId` check happens "at the instant ingest committed the row", not
+    when its requests were received: a request that waited for its commit (behind the write
+    lock, up to the patience) is judged at the commit, whatever its events' receive times."""
+    db = tmp_path / "x.db"
+    t0 = time.time() - 3 * DEDUP_SECONDS
+
+    async def body(store: SqlStore) -> None:
+        await store.accept([[signed_up("a", "m1", t0)]], t0)
+        # received just within 24 hours of the first `m1`, committed 10 s later: past them
+        received = t0 + DEDUP_SECONDS - 5
+        await store.accept([[signed_up("b", "m1", received)]], received + 10)
+        await store.admit_all()
+
+    run(db, body)
+    assert events(db) == ["a", "b"]
+
+
+def test_a_commit_that_fails_leaves_the_inbox_taking_the_next(tmp_path: Path) -> None:
+    """A statement of ingest's commit that fails (here a trigger the test installs in the
+    inbox refuses rows of two events) fails that commit only: the requests are answered with
+    the error, and the next commit is appended as if nothing had happened."""
+    db = tmp_path / "x.db"
+    now = time.time()
+
+    async def body(store: SqlStore) -> None:
+        await store.accept([[signed_up("a", None, now)]], now)
+        conn = sqlite3.connect(inbox_path(str(db)))
+        try:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON inbox WHEN NEW.count = 2"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+            conn.commit()
+        finally:
+            conn.close()
+        with pytest.raises(sqlite3.IntegrityError, match="refused"):
+            await store.accept([[signed_up("b", None, now), signed_up("c", None, now)]], now)
+        await store.accept([[signed_up("d", None, now)]], now)
+        assert await store.admit_all() == 2
+
+    run(db, body)
+    assert events(db) == ["a", "d"]
+
+
 def test_admitting_everything_takes_several_admissions_and_counts_them_all(
     tmp_path: Path,
 ) -> None:
