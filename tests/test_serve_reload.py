@@ -7,6 +7,7 @@ PostgreSQL, a reload on one reaches the others."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -166,6 +167,38 @@ def test_restarting_on_edited_scripts_is_a_reload(tmp_path: Path) -> None:
         "old_later": 5,
         "new_later": 3,
     }
+
+
+def test_contacts_on_a_version_the_store_lost_are_set_aside_and_the_log_names_it(
+    tmp_path: Path,
+) -> None:
+    """A daemon that starts on v2 finds a contact waiting on v1, but the store no longer
+    keeps v1 (restored from a backup older than it, say): the contact is set aside, the
+    others go on, and the log names the flow and the first 12 characters of the version."""
+    script = tmp_path / "onboard.lead"
+    script.write_text(V1, encoding="utf-8")
+    daemon = Daemon(tmp_path, [str(script)]).start()
+    try:
+        assert daemon.post("/v1/batch", started(["u1"])).status_code == 200
+        until(lambda: sends(daemon) == {("u1", "first"): 1})
+        v1 = flow_version(daemon)
+        assert daemon.stop() == 0
+        store = sqlite3.connect(tmp_path / "leadlang.db")
+        try:
+            store.execute("DELETE FROM flow_versions WHERE version = ?", (v1,))
+            store.commit()
+        finally:
+            store.close()
+        script.write_text(V2, encoding="utf-8")
+        daemon.start()
+        assert daemon.post("/v1/batch", started(["u2"])).status_code == 200
+        shown = f"flow 'onboard' version {v1[:12]} is not loaded"
+        until(lambda: any(line.endswith(shown) for line in daemon.output), timeout=WAIT + 90)
+        assert any("contact 'u1' could not be processed" in line for line in daemon.output)
+        until(lambda: ("u2", "first") in sends(daemon))
+        assert ("u1", "old_later") not in sends(daemon)
+    finally:
+        daemon.stop()
 
 
 def test_a_broken_script_is_refused_and_the_running_version_goes_on(tmp_path: Path) -> None:
