@@ -10,11 +10,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError
 
 from leadlang.interpreter.check import check_paths
@@ -22,7 +23,7 @@ from leadlang.interpreter.compile import compile_program
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.processor import Processor, Runner
 from leadlang.runtime.server.ingest import parse_message
-from leadlang.runtime.store import sql
+from leadlang.runtime.store import schema, sql
 from leadlang.runtime.store.sql import (
     ContactRow,
     Pending,
@@ -248,6 +249,101 @@ def test_a_round_whose_contacts_were_written_meanwhile_is_refused(
         assert await pending_events(first) == pending
 
     asyncio.run(with_stores(store_url, body))
+
+
+async def with_work(
+    store: SqlStore,
+    timers: Sequence[tuple[str, float]] = (),
+    events: Sequence[str] = (),
+) -> None:
+    """Contacts with a timer (id, wake) and pending events (one per contact id given, in
+    that order), written as a round and ingest would write them."""
+    async with store.write() as conn:
+        if timers:
+            await conn.execute(
+                insert(schema.contacts),
+                [
+                    {"id": i, "state": "{}", "wake": wake, "clock": 0.0, "rank_t": 0.0}
+                    | {"rank_id": 0, "updated": 1.0}
+                    for i, wake in timers
+                ],
+            )
+        for contact in events:  # (one statement each: their ids in this order)
+            await conn.execute(
+                insert(schema.events).values(contact=contact, t=1.0, received=1.0, body="{}")
+            )
+
+
+def test_a_round_takes_due_timers_earliest_first_then_the_oldest_events_up_to_its_size(
+    store_url: str,
+) -> None:
+    """RUNTIME.md section 3: a round's contacts are those whose timer is due (a wake at
+    exactly now included), earliest first, then those of the oldest pending events, never
+    more than the round's size; a contact whose timer is not due and has no event waits."""
+    now = time.time()
+
+    async def body() -> None:
+        store = await open_store(store_url)
+        try:
+            timers = [("d1", now - 20), ("d2", now - 10), ("d3", now - 30), ("d4", now)]
+            await with_work(store, [*timers, ("later", now + 60)], ["b", "a", "b", "c"])
+            async with store.claim_round(now, 6, 20_000) as work:
+                assert [row.id for row in work.rows] == ["d3", "d1", "d2", "d4", "b", "a"]
+                assert {name: len(found) for name, found in work.pending.items()} == {
+                    "b": 2,
+                    "a": 1,
+                }
+            async with store.claim_round(now, 2, 20_000) as work:
+                assert [row.id for row in work.rows] == ["d3", "d1"]
+            # the timers' contacts in a round still being written: the events' contacts only
+            # (b's two events do not keep c out)
+            async with store.claim_round(now, 3, 20_000, {"d1", "d2", "d3", "d4"}) as work:
+                assert [row.id for row in work.rows] == ["b", "a", "c"]
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
+def test_a_processor_claims_past_the_contacts_another_one_holds(postgres_db: str) -> None:
+    """`_claim`: candidates are read a window at a time (twice the round's size of due
+    timers, four times of pending events) past those another processor holds, for at most
+    four windows a source; due timers earliest first, then the oldest events."""
+    now = time.time()
+
+    async def claimed(store: SqlStore, limit: int) -> tuple[sql.ClaimedRound, list[str]]:
+        held = store.claim_round(now, limit, 20_000)
+        work = await held.__aenter__()
+        return held, [row.id for row in work.rows]
+
+    async def body(first: SqlStore, second: SqlStore) -> None:
+        contacts = [f"c{i:02}" for i in range(40)]
+        async with first.write() as conn:  # (stored last to first: ids, not places, order them)
+            await conn.execute(
+                insert(schema.events),
+                [
+                    {"id": i + 1, "contact": c, "t": 1.0, "received": 1.0, "body": "{}"}
+                    for i, c in reversed(list(enumerate(contacts)))
+                ],
+            )
+        for held_by_first, expected in ((30, ["c30", "c31"]), (32, [])):
+            held, ids = await claimed(first, held_by_first)
+            assert ids == contacts[:held_by_first]
+            other, ids = await claimed(second, 2)
+            assert ids == expected  # (32 held: the four windows of 8 events are all taken)
+            for work in (other, held):
+                await work.__aexit__(None, None, None)
+        # timers (written out of their order), ahead of the events
+        timers = [f"t{i:02}" for i in range(20)]
+        await with_work(first, [(t, now - 100 + i) for i, t in reversed(list(enumerate(timers)))])
+        held, ids = await claimed(first, 14)
+        assert ids == timers[:14]
+        other, ids = await claimed(second, 2)
+        assert ids == ["t14", "t15"]
+        for work in (other, held):
+            await work.__aexit__(None, None, None)
+
+    asyncio.run(with_stores(postgres_db, body))
 
 
 def test_the_backlog_counts_events_in_the_inbox_and_those_not_yet_processed(
