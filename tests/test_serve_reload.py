@@ -6,6 +6,7 @@ PostgreSQL, a reload on one reaches the others."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import time
@@ -18,8 +19,10 @@ from typing import Any
 import pytest
 import requests
 
+from leadlang.runtime.store.sql import open_store
 from tests.serve_daemon import ADMIN_TOKEN, Daemon, fresh_postgres, maildir_files
 from tests.test_serve_crash import iso
+from tests.test_store_migrations import NOW
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -325,3 +328,60 @@ def test_a_reload_on_one_daemon_reaches_the_others(tmp_path: Path) -> None:
         finally:
             for daemon in daemons:
                 daemon.stop()
+
+
+def test_the_store_keeps_every_flow_version_and_the_program_last_published(
+    store_url: str,
+) -> None:
+    """The store's side of a reload (`publish_program`): each publish is one generation more,
+    the program read back is the last one, and the IR of every flow version stays readable
+    for the contacts still on it (`edits keep`); a version published again keeps the IR it
+    was first stored with."""
+
+    async def body() -> None:
+        store = await open_store(store_url)
+        try:
+            assert await store.current_program() == (0, None)
+            assert await store.program_generation() == 0
+            first = await store.publish_program(
+                '{"p": 1}', [("onboard", "v1", "ir-1"), ("welcome", "w1", "ir-w")], NOW
+            )
+            # onboard edited, welcome not
+            second = await store.publish_program(
+                '{"p": 2}', [("onboard", "v2", "ir-2"), ("welcome", "w1", "ir-w2")], NOW + 1
+            )
+            assert (first, second) == (1, 2)
+            assert await store.current_program() == (2, '{"p": 2}')
+            assert await store.program_generation() == 2
+            wanted = [("onboard", "v1"), ("onboard", "v2"), ("welcome", "w1"), ("onboard", "v3")]
+            assert await store.flow_version_irs(wanted) == {
+                ("onboard", "v1"): "ir-1",
+                ("onboard", "v2"): "ir-2",
+                ("welcome", "w1"): "ir-w",
+            }
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
+def test_daemons_publishing_at_once_get_one_generation_each(postgres_db: str) -> None:
+    """Several daemons of one PostgreSQL reloading the same scripts at the same moment (the
+    same new flow versions, the generation row made or raised at once): every publish
+    succeeds, each with a generation of its own."""
+
+    async def body() -> list[int]:
+        stores = [await open_store(postgres_db) for _ in range(4)]
+        try:
+            generations: list[int] = []
+            for n in range(3):
+                flows = [("onboard", f"v{n}", f"ir-{n}")]
+                generations += await asyncio.gather(
+                    *(store.publish_program(f'{{"p": {n}}}', flows, NOW) for store in stores)
+                )
+            return generations
+        finally:
+            for store in stores:
+                await store.close()
+
+    assert sorted(asyncio.run(body())) == list(range(1, 13))
