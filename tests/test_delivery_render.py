@@ -100,6 +100,10 @@ def test_html_is_autoescaped_and_text_is_not() -> None:
         "{% for c in ''.__class__.__mro__ %}{{ c }}{% endfor %}",
         "{{ first_name.__init__.__globals__ }}",
         "{{ cycler.__init__.__globals__.os }}",
+        # an unsafe attribute is refused however it is used, not only when printed
+        "{% for c in ''.__class__ %}x{% endfor %}",
+        "{% if ''.__class__ %}x{% endif %}",
+        "{{ ''.__class__ | length }}",
     ],
 )
 def test_the_sandbox_refuses_unsafe_access(template: str) -> None:
@@ -119,6 +123,13 @@ def test_a_template_cannot_change_the_variables() -> None:
 def test_missing_variables_render_empty_and_defaults_apply() -> None:
     m = message("sms", text="Hi {{ nickname }}|{{ city | default('there') }}")
     assert render_message(m, variables()) == {"text": "Hi |there"}
+    # empty however it is used: no items, false, of length 0
+    m = message(
+        "sms",
+        text="{% for x in nickname %}x{% endfor %}|{{ nickname | length }}|"
+        "{% if nickname %}yes{% else %}no{% endif %}",
+    )
+    assert render_message(m, variables()) == {"text": "|0|no"}
 
 
 @pytest.mark.parametrize(
