@@ -83,6 +83,12 @@ def test_email_fields_and_optional_addresses() -> None:
     assert text_only == {"subject": "s", "text": "t", "html": None}
 
 
+def test_an_address_that_renders_blank_is_left_out() -> None:
+    # the driver's configured `from` applies, and no empty Reply-To is written
+    m = message("email", subject="s", text="t", **{"from": "{{ sender }}", "reply_to": " \t "})
+    assert render_message(m, variables()) == {"subject": "s", "text": "t", "html": None}
+
+
 def test_html_is_autoescaped_and_text_is_not() -> None:
     m = message("email", subject="{{ first_name }}", html="<p>Hello {{ first_name }}</p>")
     content = render_message(m, variables(first_name="<script>alert(1)</script>"))
@@ -160,6 +166,31 @@ def test_push_renders_strings_inside_headers_and_json() -> None:
         "headers": {"X-Contact": "c1", "X-Fixed": "yes"},
         "json": {"who": "Ann", "n": 3, "ok": True, "list": ["42", None]},
         "title": "Hey Ann",
+    }
+
+
+def test_a_push_without_headers_json_or_url_and_with_a_blank_title() -> None:
+    # the webhook driver posts {"title", "text"} when there is no json: a title that
+    # renders empty is sent as ""; a url that renders blank is no url (the send fails there)
+    m = message("push", url=" {{ endpoint }} ", title="{{ nickname }}", text="Hi {{ first_name }}")
+    assert render_message(m, variables()) == {
+        "url": None,
+        "headers": {},
+        "json": None,
+        "title": "",
+        "text": "Hi Ann",
+    }
+    m = message("push", url=" https://push.example/{{ id }}\n", json={"a": 1})
+    assert render_message(m, variables()) == {
+        "url": "https://push.example/c1",
+        "headers": {},
+        "json": {"a": 1},
+    }
+    assert render_message(message("push", text="t"), variables()) == {
+        "url": None,
+        "headers": {},
+        "json": None,
+        "text": "t",
     }
 
 
