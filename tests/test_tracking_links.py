@@ -4,6 +4,7 @@ touches only the http(s) links and keeps every other byte."""
 
 from __future__ import annotations
 
+import hashlib
 import string
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from engine_run import run_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from itsdangerous import Signer
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from leadlang.runtime.delivery.tracking import (
@@ -86,7 +88,19 @@ def test_a_payload_swapped_under_a_valid_signature_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "token", ["", ".", "..", "a.b", "not-a-token", ".eJw.abc", "x" * 5000, "é.é", "%00.%00"]
+    "token",
+    [
+        "",
+        ".",
+        "..",
+        "a.b",
+        "not-a-token",
+        ".eJw.abc",
+        "x" * 5000,
+        "é.é",
+        "%00.%00",
+        "\ud800.\ud800",
+    ],
 )
 def test_garbage_is_refused_without_an_error(token: str) -> None:
     for purpose in PURPOSES:
@@ -104,6 +118,68 @@ def test_tokens_are_deterministic() -> None:
     # every retry of a send stores the same bytes
     assert make("open") == make("open")
     assert make("click") == make("click")
+
+
+def signed(purpose: str, payload: object, secret: str = "a secret of this daemon") -> str:
+    """A token as tracking.md writes it, made here with itsdangerous itself."""
+    signer = Signer(secret, salt=f"leadlang.{purpose}", digest_method=hashlib.sha256)
+    return signer.sign(base64_encode(orjson.dumps(payload))).decode()
+
+
+def test_tokens_are_made_as_documented_so_links_already_sent_keep_working() -> None:
+    # tracking.md: BASE64URL(JSON payload) "." BASE64URL(HMAC-SHA256), itsdangerous's Signer,
+    # one salt per purpose; tokens never expire, so an upgrade must read the old ones
+    head = [SEND.contact, SEND.key, SEND.channel, SEND.message]
+    assert make("open") == signed("open", head)
+    assert make("unsubscribe") == signed("unsubscribe", head)
+    assert TRACKER.token("click", SEND, 2, URL) == signed("click", [*head, 2, URL])
+    assert make("open") == (
+        "WyJhbGljZSIsIjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZGVmIiwiZW1haWwiLCJ3ZWxjb21lIl0"
+        ".cfx_dugBJMjbQhGl557Re8rtqpkfti71yKd2rMmX7pk"
+    )
+    for purpose, route in (("open", "o"), ("click", "c"), ("unsubscribe", "u")):
+        token = make(purpose)
+        url = TRACKER.url(purpose, SEND, 0, URL)  # type: ignore[arg-type]
+        assert url == f"https://track.example/{route}/{token}"
+
+
+def test_a_tracker_without_a_secret_is_refused() -> None:
+    # an empty key would sign tokens anyone can make
+    with pytest.raises(ValueError, match="secret"):
+        Tracker("", "https://track.example")
+
+
+@pytest.mark.parametrize(
+    ("purpose", "payload"),
+    [
+        ("open", "not a list"),
+        ("open", {"0": "alice"}),
+        ("open", ["alice", "k", "email"]),
+        ("open", ["alice", "k", "email", "welcome", 0]),
+        ("unsubscribe", ["alice", "k", "email", "welcome", 0, URL]),
+        ("open", [1, "k", "email", "welcome"]),
+        ("open", ["alice", "k", "email", None]),
+        ("unsubscribe", ["alice", "k", ["email"], "welcome"]),
+        ("click", ["alice", "k", "email", "welcome", 0]),
+        ("click", ["alice", "k", "email", "welcome", 0, URL, 1]),
+        ("click", ["alice", "k", "email", 7, 0, URL]),
+        ("click", ["alice", "k", "email", "welcome", "0", URL]),
+        ("click", ["alice", "k", "email", "welcome", 0.0, URL]),
+        ("click", ["alice", "k", "email", "welcome", True, URL]),
+        ("click", ["alice", "k", "email", "welcome", 0, None]),
+        ("click", ["alice", "k", "email", "welcome", 0, "javascript:alert(1)"]),
+        ("click", ["alice", "k", "email", "welcome", 0, "//evil.example/"]),
+    ],
+)
+def test_a_signed_payload_of_another_shape_is_refused(purpose: str, payload: object) -> None:
+    # only a payload this daemon makes is read, whatever else carries a valid signature
+    assert TRACKER.read(purpose, signed(purpose, payload)) is None  # type: ignore[arg-type]
+
+
+def test_a_signed_token_whose_payload_is_not_json_is_refused() -> None:
+    signer = Signer("a secret of this daemon", salt="leadlang.open", digest_method=hashlib.sha256)
+    for raw in (b'["alice"', b"\xff\xfe", b""):
+        assert TRACKER.read("open", signer.sign(base64_encode(raw)).decode()) is None
 
 
 # ---------------------------------------------------------------- html
