@@ -89,7 +89,7 @@ class Tracker:
             return None
         try:
             payload = orjson.loads(base64_decode(self._signers[purpose].unsign(token)))
-        except (BadData, ValueError, TypeError, UnicodeError):
+        except (BadData, ValueError):  # a bad signature or base64; bytes that are no JSON
             return None
         size = 6 if purpose == "click" else 4
         if not isinstance(payload, list) or len(payload) != size:
@@ -143,7 +143,7 @@ def _canonical(token: str) -> bool:
         return False
     try:
         return all(base64_encode(base64_decode(part)) == part.encode() for part in parts)
-    except (BadData, ValueError, UnicodeError):
+    except (BadData, ValueError):  # (a lone surrogate's UnicodeEncodeError is a ValueError)
         return False
 
 
