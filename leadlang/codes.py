@@ -531,13 +531,17 @@ message fields take quoted strings (`headers` and `json` take objects), and ever
 the contact or of its event (`reenter after event.days` is wrong, declared or not).
 An object literal `{key: expr}` is written only where a step or a message takes one: after
 `send MESSAGE with`, as a message's `headers` or `json`, and as a value or list item inside
-those; not in a condition, a metric, a segment, a `set` or a trait's default.
+those; not in a condition, a metric, a segment, a `set` or a trait's default. In a message's
+`headers` or `json`, an object whose only key is `$expr` or `$value` is an error too: that is
+how the compiled program marks a computed value, so it would be taken for one (add another
+key or rename it).
 
     cap email 1.5 per 1d     # wrong
     cap email 2 per 1d       # right
     wait -1d                 # wrong: time only runs forward
     segment s = {a: 1} == none             # wrong: no object literal in a condition
     send deal with {code: "A1"}            # right
+    json {"$value": "{{ id }}"}            # wrong: the only key marks a computed value
 """,
     ),
     _code(

@@ -252,6 +252,28 @@ def test_object_literal_only_where_a_step_or_message_takes_one(
 
 
 @pytest.mark.parametrize(
+    ("text", "key", "line", "column"),
+    [
+        (PUSH + '  json {"$value": "{{ id }}"}\n', "$value", 4, 9),
+        (PUSH + '  json {"$expr": "x"}\n', "$expr", 4, 9),
+        (PUSH + '  json {a: [1, {"$value": 2}]}\n', "$value", 4, 17),
+        (PUSH + '  headers {"$expr": "x"}\n  json {a: 1}\n', "$expr", 4, 12),
+    ],
+)
+def test_a_message_object_whose_only_key_marks_a_computed_value_is_an_error(
+    tmp_path: Path, text: str, key: str, line: int, column: int
+) -> None:
+    # the compiled program marks an expression as {"$expr": ...} and the daemon its value as
+    # {"$value": ...}: such an object written in a message was sent unrendered, or crashed
+    d = only(check_text(tmp_path, text), "T012")
+    assert d.message == f"an object whose only key is `{key}` cannot be sent in a message"
+    assert (d.span.line, d.span.column) == (line, column)
+    # with another key, or in a `send ... with`, the object is plain data
+    assert codes(check_text(tmp_path, PUSH + '  json {"$value": 1, "$expr": 2}\n')) == []
+    assert "T012" not in codes(check_text(tmp_path, flow('send deal with {"$value": 1}')))
+
+
+@pytest.mark.parametrize(
     ("text", "second", "first"),
     [
         # (the nested objects are values of objects a step or a message takes: no T012)

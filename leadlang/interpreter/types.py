@@ -33,6 +33,9 @@ NONE = "none"
 UNKNOWN = "unknown"
 
 ANY_EVENT = "*"  # `Context.bound` when some event is bound but we cannot tell which
+# an object with one of these as its only key is, in a compiled message's `headers` and
+# `json`, an expression (`$expr`) or its value computed at the send (`$value`)
+_MARKERS = frozenset({"$expr", "$value"})
 
 _ORDERED_PAIRS = {
     (NUMBER, NUMBER),
@@ -357,6 +360,17 @@ class TypeChecker:
                         help=f"keep one `{entry.key}`: the second would silently replace the first",
                     )
                 )
+        if ctx.in_message and len(expr.entries) == 1 and expr.entries[0].key in _MARKERS:
+            # the compiled program marks an expression, and the daemon its value, with such an
+            # object: one written here would be taken for one (and sent unrendered, or crash)
+            key = expr.entries[0].key
+            self.error(
+                "T012",
+                f"an object whose only key is `{key}` cannot be sent in a message",
+                expr.entries[0].key_span,
+                help=f'`{{"{key}": ...}}` alone is how leadlang marks a computed value: '
+                "add another key or rename this one",
+            )
         allowed = ctx.data
         if not allowed:
             self._misplaced_object(expr)
