@@ -153,6 +153,8 @@ def test_a_tracker_without_a_secret_is_refused() -> None:
     ("purpose", "payload"),
     [
         ("open", "not a list"),
+        ("open", "abcd"),  # four texts, were it a list
+        ("click", "abcdef"),
         ("open", {"0": "alice"}),
         ("open", ["alice", "k", "email"]),
         ("open", ["alice", "k", "email", "welcome", 0]),
