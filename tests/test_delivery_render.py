@@ -194,6 +194,12 @@ def test_a_push_without_headers_json_or_url_and_with_a_blank_title() -> None:
     }
 
 
+def test_a_message_of_no_known_channel_is_a_render_error() -> None:
+    # (check allows only email, sms and push; any failure to render is a RenderError)
+    with pytest.raises(RenderError, match=r"^unknown channel `fax`$"):
+        render_message(message("fax", text="t"), variables())
+
+
 def test_template_files_are_read_once_and_cached(tmp_path: Path) -> None:
     clear_template_cache()
     (tmp_path / "t").mkdir()
@@ -217,7 +223,18 @@ def test_an_email_without_subject_or_text_renders_them_empty_and_names_a_failing
 
 def test_a_missing_template_file_is_a_render_error(tmp_path: Path) -> None:
     m = message("email", tmp_path, subject="s", html=("file", "gone.html"))
-    with pytest.raises(RenderError, match="cannot read template"):
+    with pytest.raises(RenderError) as caught:
+        render_message(m, variables())
+    path = tmp_path / "gone.html"
+    assert caught.value.message.startswith(f"`html`: cannot read template `{path}`: ")
+    assert "No such file" in caught.value.message
+
+
+def test_a_template_file_that_is_not_utf8_is_a_render_error(tmp_path: Path) -> None:
+    clear_template_cache()
+    (tmp_path / "latin1.txt").write_bytes("Ol\u00e1 {{ first_name }}".encode("latin-1"))
+    m = message("sms", tmp_path, text=("file", "latin1.txt"))
+    with pytest.raises(RenderError, match=r"^`text`: cannot read template `.*latin1\.txt`: "):
         render_message(m, variables())
 
 
