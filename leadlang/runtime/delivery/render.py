@@ -104,7 +104,7 @@ def clear_template_cache() -> None:
 def render_message(message: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
     """The content of one message of the compiled program for these variables."""
     renderer = _Renderer(message, variables)
-    channel = message.get("channel", "email")
+    channel = message.get("channel")  # (the compiler always writes it: email, sms or push)
     if channel == "email":
         html = renderer.text("html", html=True)
         text = renderer.text("text")
@@ -122,7 +122,7 @@ def render_message(message: dict[str, Any], variables: dict[str, Any]) -> dict[s
                 content[name] = value.strip()
         return content
     if channel == "sms":
-        return {"text": renderer.text("text") or ""}
+        return {"text": renderer.text("text")}  # (check requires an SMS's text: F006)
     if channel == "push":
         content = {
             "url": (renderer.text("url") or "").strip() or None,
@@ -139,23 +139,21 @@ def render_message(message: dict[str, Any], variables: dict[str, Any]) -> dict[s
 
 class _Renderer:
     def __init__(self, message: dict[str, Any], variables: dict[str, Any]) -> None:
-        self.fields: dict[str, Any] = message.get("fields") or {}
-        self.folder = Path(message.get("dir") or ".")
+        self.fields: dict[str, Any] = message["fields"]  # (a compiled message has both)
+        self.folder = Path(message["dir"])
         self.variables = variables
 
     def text(self, name: str, html: bool = False) -> str | None:
         field = self.fields.get(name)
-        if field is None or field.get("value") is None:
+        if field is None:
             return None
-        value = field["value"]
+        value = field["value"]  # a text: check takes only a quoted string in these fields
         if field.get("file"):
             path = self.folder / str(value)
             try:
                 value = _file_text(path)
             except (OSError, UnicodeDecodeError) as error:
                 raise RenderError(f"`{name}`: cannot read template `{path}`: {error}") from None
-        if not isinstance(value, str):
-            raise RenderError(f"`{name}` is not text: {value!r}")
         return self._render(name, value, html)
 
     def data(self, name: str) -> Any:
