@@ -5,6 +5,7 @@ touches only the http(s) links and keeps every other byte."""
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 
 from leadlang.runtime.delivery.tracking import (
     PURPOSES,
+    Link,
     Send,
     Tracker,
     is_trackable,
@@ -311,6 +313,26 @@ def test_decorate_email_adds_both_list_unsubscribe_headers() -> None:
     assert content["headers"] == {"X-A": "1"}  # the input is left as it was
     text_only = TRACKER.decorate_email({"subject": "s", "text": "t", "html": None}, SEND)
     assert text_only["html"] is None and "List-Unsubscribe" in text_only["headers"]
+
+
+def test_decorate_email_tracks_each_link_and_the_unsubscribe_placeholder() -> None:
+    html = (
+        '<p><a href="https://a.example/">a</a> <a href="https://b.example/">b</a> '
+        '<a href="leadlang:unsubscribe">unsubscribe</a></p>'
+    )
+    # an html-only email (its text part is made at delivery) keeps text None
+    out = TRACKER.decorate_email({"subject": "s", "text": None, "html": html}, SEND)
+    assert out["text"] is None
+    hrefs = re.findall(r'href="([^"]*)"', out["html"])
+    assert hrefs == [
+        TRACKER.url("click", SEND, 0, "https://a.example/"),
+        TRACKER.url("click", SEND, 1, "https://b.example/"),
+        TRACKER.url("unsubscribe", SEND),
+    ]
+    assert [TRACKER.read("click", h.rsplit("/", 1)[1]) for h in hrefs[:2]] == [
+        Link("click", SEND, 0, "https://a.example/"),
+        Link("click", SEND, 1, "https://b.example/"),
+    ]
 
 
 def test_markup_the_parser_gives_up_on_keeps_the_links_before_it() -> None:
