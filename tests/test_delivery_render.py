@@ -144,6 +144,8 @@ def test_missing_variables_render_empty_and_defaults_apply() -> None:
         ("{{ 1 / 0 }}", "ZeroDivisionError"),
         ("{{ nothing.at_all }}", "undefined"),
         ("{% if %}", "TemplateSyntaxError"),
+        # (check compiles templates, it never runs them: a macro may call itself forever)
+        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", ": the template nests too deeply"),
     ],
 )
 def test_a_failure_is_a_render_error_naming_the_field(template: str, reason: str) -> None:
@@ -198,6 +200,23 @@ def test_a_message_of_no_known_channel_is_a_render_error() -> None:
     # (check allows only email, sms and push; any failure to render is a RenderError)
     with pytest.raises(RenderError, match=r"^unknown channel `fax`$"):
         render_message(message("fax", text="t"), variables())
+
+
+def test_push_data_is_not_html_escaped_keeps_other_keys_and_names_a_failing_field() -> None:
+    m = message(
+        "push",
+        headers={"X-Name": "{{ first_name }}"},
+        json={"$value": "{{ id }}", "n": {"$value": 2}, "who": "{{ first_name }}"},
+    )
+    content = render_message(m, variables(first_name="<b>A&B</b>"))
+    assert content["headers"] == {"X-Name": "<b>A&B</b>"}
+    # an object is an evaluated value only when `$value` is its one key (check refuses one
+    # written so in a script: T012)
+    assert content["json"] == {"$value": "c1", "n": 2, "who": "<b>A&B</b>"}
+    for name in ("headers", "json"):
+        broken = message("push", **{name: {"a": ["{{ 1 / 0 }}"]}})
+        with pytest.raises(RenderError, match=f"^`{name}` does not render: ZeroDivisionError"):
+            render_message(broken, variables())
 
 
 def test_template_files_are_read_once_and_cached(tmp_path: Path) -> None:
