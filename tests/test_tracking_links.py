@@ -289,7 +289,12 @@ def test_trackable_urls() -> None:
         "//evil.example",
         "http:///evil",
         "https://a\n.example",
+        "https://a.exa\tmple",
+        "https://a.example/\r",
         "ftp://x",
+        "https://",
+        "http://",
+        "https://\\evil.example",  # a browser reads the backslash as a slash: no host
     ):
         assert not is_trackable(url)
 
@@ -297,6 +302,7 @@ def test_trackable_urls() -> None:
 def test_location_percent_encodes_what_a_header_cannot_carry() -> None:
     assert location("https://a.example/caf\u00e9 x?q=1") == "https://a.example/caf%C3%A9%20x?q=1"
     assert location(URL) == URL
+    assert location("https://a.example/~u/\x07\x7f") == "https://a.example/~u/%07%7F"
 
 
 def test_decorate_email_adds_both_list_unsubscribe_headers() -> None:
@@ -360,12 +366,21 @@ def test_rewriting_never_raises(text: str) -> None:
         ("https://x.example/?&notit;", "https://x.example/?&notit;"),
         ("https://x.example/?q=&#38;&#x26;&amp", "https://x.example/?q=&&&"),
         ("https://x.example/?q=&copy 2", "https://x.example/?q=\u00a9 2"),
+        # outer spaces (a form feed too) and any tab or newline are dropped
+        ("\f https://x.example/\f", "https://x.example/"),
+        ("https://x.exa\tmple/p\nq\r", "https://x.example/pq"),
     ],
 )
 def test_the_tracked_url_is_the_one_a_browser_follows(written: str, followed: str) -> None:
     seen: list[str] = []
     rewrite_html(f'<a href="{written}">x</a>', lambda i, u: seen.append(u) or "z", None, None)
     assert seen == [followed]
+
+
+def test_a_link_starting_with_a_non_breaking_space_is_relative_and_left_alone() -> None:
+    # a browser strips only ASCII whitespace (and controls) around a URL
+    text = '<a href="\u00a0https://x.example/">x</a>'
+    assert rewrite(text, pixel=None) == text
 
 
 def test_the_placeholder_in_the_text_part_becomes_the_unsubscribe_link() -> None:
