@@ -249,6 +249,18 @@ def test_a_missing_template_file_is_a_render_error(tmp_path: Path) -> None:
     assert "No such file" in caught.value.message
 
 
+def test_lines_end_in_newline_with_or_without_a_placeholder(tmp_path: Path) -> None:
+    # Jinja writes "\n" for "\r\n" and "\r": a text with no template syntax, which is not
+    # given to Jinja, ends its lines the same way
+    clear_template_cache()
+    (tmp_path / "plain.txt").write_bytes(b"Hello,\r\nsee you\rsoon\r\n")
+    (tmp_path / "named.txt").write_bytes(b"Hello {{ first_name }},\r\nsee you\rsoon\r\n")
+    plain = render_message(message("sms", tmp_path, text=("file", "plain.txt")), variables())
+    named = render_message(message("sms", tmp_path, text=("file", "named.txt")), variables())
+    assert plain == {"text": "Hello,\nsee you\nsoon\n"}
+    assert named == {"text": "Hello Ann,\nsee you\nsoon\n"}
+
+
 def test_a_template_file_that_is_not_utf8_is_a_render_error(tmp_path: Path) -> None:
     clear_template_cache()
     (tmp_path / "latin1.txt").write_bytes("Ol\u00e1 {{ first_name }}".encode("latin-1"))

@@ -174,14 +174,17 @@ class _Renderer:
         return value
 
     def _render(self, name: str, text: str, html: bool) -> str:
-        if "{" not in text:
-            return text
+        if "{" not in text:  # no template syntax: what Jinja would write (its lines end "\n")
+            return _LINE_END.sub("\n", text) if "\r" in text else text
         try:
             return _template(text, html).render(self.variables)
         except RecursionError:
             _fail(name, "the template nests too deeply")
         except Exception as error:  # template errors and whatever a filter raised
             _fail(name, f"{type(error).__name__}: {error}")
+
+
+_LINE_END = re.compile(r"\r\n?")  # Jinja's newline_sequence "\n" for "\r\n" and "\r"
 
 
 def _fail(name: str, reason: str) -> NoReturn:
