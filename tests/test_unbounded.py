@@ -179,3 +179,17 @@ def test_a_long_chain_of_use_lines_loads(tmp_path: Path) -> None:
     result = _invoke("check", "--format", "concise", tmp_path / "m0.lead")
     assert result.exit_code == 1
     assert result.output.count("N011") == 1 and "S001" not in result.output
+
+
+def test_a_10_mb_string_and_a_million_comment_lines_check_in_little_memory(
+    tmp_path: Path,
+) -> None:
+    # A repeated group in a pattern keeps a mark per character matched (some 100 bytes):
+    # the lexer's string and newline tokens are possessive, so a long one costs nothing.
+    script = tmp_path / "s.lead"
+    script.write_text(
+        'event e\nflow f:\n  on e\n  tag "' + "x" * 10_000_000 + '"\n' + "# note\n" * 1_000_000
+    )
+    result = run_leadlang("check", "--format", "concise", script)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert no_traceback(result)

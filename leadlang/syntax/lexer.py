@@ -25,7 +25,9 @@ from lark.lexer import Lexer
 # (terminal, pattern) in matching order: longer literals before their prefixes.
 TOKENS: list[tuple[str, str]] = [
     # Newlines with the next line's indentation, comments included (as grammar.lark's _NL).
-    ("_NL", r"(?:\r?\n[\t ]*|#[^\n]*)+"),
+    # Possessive repeats (`++`, `*+`): a plain repeat of a group keeps a backtracking mark per
+    # character, some 100 bytes each, so a 10 MB string or a million blank lines took gigabytes.
+    ("_NL", r"(?:\r?\n[\t ]*|#[^\n]*)++"),
     ("DATETIME", r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)?"),
     ("DATE", r"\d{4}-\d\d-\d\d"),
     ("TIME", r"\d\d?:\d\d(?::\d\d)?(?![\d])"),
@@ -33,7 +35,7 @@ TOKENS: list[tuple[str, str]] = [
     ("PERCENT_LIT", r"\d[\d_]*(?:\.\d+)?%(?![A-Za-z0-9_(])"),
     ("NUMBER", r"\d[\d_]*(?:\.\d+)?"),
     ("NAME", r"[A-Za-z_][A-Za-z0-9_]*"),
-    ("STRING", r'"(?:[^"\\\n]|\\.)*"'),
+    ("STRING", r'"(?:[^"\\\n]|\\.)*+"'),
     ("PUNCT", r"==|!=|<=|>=|[<>=()\[\]{},:;.+\-*/%]"),
 ]
 _SKIP = r"[\t \f\r\ufeff]*"

@@ -310,7 +310,7 @@ def _top_level_chunks(text: str) -> Iterator[tuple[int, int, str]]:
 _DECL_START = re.compile(
     r"(?:use|settings|event|trait|score|metric|segment|message|flow|when|on)\b"
 )
-_BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[(\[{]|[)\]}]')
+_BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*+"|#[^\n]*|[(\[{]|[)\]}]')  # (possessive: lexer.py)
 
 
 def _bracket_balance(line: str) -> int:
