@@ -75,6 +75,26 @@ def test_when_fires_at_the_exact_second(tmp_path: Path, cond: str, expected: dat
     assert first(effects, "enter", flow="f") == iso(expected)
 
 
+# divided by a constant (weeks, years, `/ 1d`), or scaled by a negative one, more than 400 days
+# on: the way the leaf moves is known, so it is bisected, not sampled for a while then dropped
+# (they fired months late)
+LONG = [
+    ("days_since(page_viewed) / 365 >= 2", T0 + timedelta(days=730)),
+    ("days_since(page_viewed) / -7 < -100", T0 + timedelta(days=700)),
+    ("-2 * days_since(page_viewed) <= -1000", T0 + timedelta(days=500)),
+    ("(now - 2025-03-01T10:00) / 1d >= 450", T0 + timedelta(days=450)),
+]
+
+
+@pytest.mark.parametrize(("cond", "expected"), LONG, ids=[c for c, _ in LONG])
+def test_when_divided_by_a_constant_fires_at_the_exact_second_years_on(
+    tmp_path: Path, cond: str, expected: datetime
+) -> None:
+    script = f'flow f:\n  when {cond}\n  tag "on"\n'
+    effects = run_text(tmp_path, script, PAGE, until="+800d")
+    assert first(effects, "enter", flow="f") == iso(expected)
+
+
 def test_a_metric_computed_from_days_since(tmp_path: Path) -> None:
     script = 'metric hours_idle = days_since(page_viewed) * 24\nflow f:\n  when hours_idle >= 36\n  tag "x"\n'
     effects = run_text(tmp_path, script, PAGE)

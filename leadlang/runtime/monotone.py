@@ -88,6 +88,14 @@ class Analyzer:
         self.functions: dict[str, ast.FunctionDef] = {
             node.name: node for node in self.tree.body if isinstance(node, ast.FunctionDef)
         }
+        # hoisted constants (`_k0 = _td(86400)` for `1d`), for the sign of a divisor
+        self.constants: dict[str, ast.expr] = {
+            node.targets[0].id: node.value
+            for node in self.tree.body
+            if isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        }
         self.bound: dict[str, Dirs | _DaysSince] = {}
         # the condition itself: what the compiled `_f` returns (None: not in that form)
         self.body = self._returned(self.functions.get("_f"))
@@ -163,9 +171,36 @@ class Analyzer:
             return join(a, neg(b))
         if isinstance(op, ast.Mult):
             for k, other in ((left, b), (right, a)):
-                if isinstance(k, ast.Constant) and k.value.__class__ in (int, float):
-                    return other if k.value > 0 else (CONST if k.value == 0 else neg(other))
+                sign = self._sign(k)
+                if sign is not None:
+                    return other if sign > 0 else (CONST if sign == 0 else neg(other))
+        if isinstance(op, ast.Div):
+            # `days_since(E) / 7`, `(now - d) / 1d`: by a constant, the way the dividend
+            # goes (by zero: none, whatever the time)
+            sign = self._sign(right)
+            if sign is not None:
+                return a if sign > 0 else (CONST if sign == 0 else neg(a))
         return join(_unknown(a), _unknown(b))
+
+    def _sign(self, node: ast.expr) -> int | None:
+        """The sign of a constant the script wrote (a number, `-7`, a hoisted duration such
+        as `_td(86400)`), or None when `node` is not one."""
+        if isinstance(node, ast.Name) and node.id in self.constants:
+            node = self.constants[node.id]
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "_td"
+                and len(node.args) == 1
+            ):
+                node = node.args[0]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self._sign(node.operand)
+            return None if inner is None else -inner
+        if isinstance(node, ast.Constant) and node.value.__class__ in (int, float):
+            value = node.value
+            return (value > 0) - (value < 0)
+        return None
 
     def _compare(self, op: ast.cmpop, left: ast.expr, right: ast.expr) -> Dirs:
         a, b = self._value(left), self._value(right)
@@ -239,8 +274,13 @@ class Analyzer:
             if len(args) != 2:
                 return ALWAYS
             return self._compare(_ORDER[name](), args[0], args[1])
-        if name in ("_add", "_sub", "_mul") and len(args) == 2:
-            op: ast.operator = {"_add": ast.Add, "_sub": ast.Sub, "_mul": ast.Mult}[name]()
+        if name in ("_add", "_sub", "_mul", "_div") and len(args) == 2:
+            op: ast.operator = {
+                "_add": ast.Add,
+                "_sub": ast.Sub,
+                "_mul": ast.Mult,
+                "_div": ast.Div,
+            }[name]()
             return self._arith(op, args[0], args[1])
         if name in ("_neg",) and len(args) == 1:
             return neg(self._dirs(args[0]))
