@@ -220,6 +220,41 @@ def test_a_consent_event_whose_channel_is_no_text_counts_for_every_channel() -> 
     assert effects[-1]["reason"] == "done"
 
 
+def test_a_consent_event_names_its_channel_in_any_case_and_a_blank_one_means_every_channel() -> (
+    None
+):
+    """`"channel": "Email"` (as CRMs write it) is the email channel, and a blank `channel`
+    is none: an unsubscribe the engine cannot place stops every channel. (Both were kept as
+    channels of their own, matching no message: the email went out.)"""
+    events = [
+        identify("cased", "2025-01-01T00:00:00Z", email="c@x", phone="+1"),
+        track("cased", "unsubscribed", "2025-01-01T00:10:00Z", channel=" Email "),
+        identify("blank", "2025-01-01T00:00:00Z", email="b@x", phone="+1"),
+        track("blank", "unsubscribed", "2025-01-01T00:10:00Z", channel=""),
+        identify("back", "2025-01-01T00:00:00Z", email="s@x", phone="+1"),
+        track("back", "unsubscribed", "2025-01-01T00:10:00Z", channel="SMS"),
+        track("back", "subscribed", "2025-01-01T00:20:00Z", channel="sms"),
+    ]
+    for contact in ("cased", "blank", "back"):
+        events += [
+            track(contact, "go", "2025-01-01T01:00:00Z"),
+            track(contact, "sms_go", "2025-01-01T01:00:00Z"),
+        ]
+    outcome = {
+        (e["contact"], e["message"]): (e["action"], e.get("reason"))
+        for e in run(_prog(), events)
+        if e["action"] in ("send", "skip")
+    }
+    assert outcome == {
+        ("cased", "hello"): ("skip", "unsubscribed"),
+        ("cased", "text"): ("send", None),
+        ("blank", "hello"): ("skip", "unsubscribed"),
+        ("blank", "text"): ("skip", "unsubscribed"),
+        ("back", "hello"): ("send", None),
+        ("back", "text"): ("send", None),
+    }
+
+
 def test_a_subscribed_later_in_the_same_second_wins_across_timers_between(
     tmp_path: Path,
 ) -> None:

@@ -418,8 +418,7 @@ class Engine(WakeupPlanner):
                 entry[1].insert(at, props)
         if name == "unsubscribed" or name == "subscribed":
             table = contact.unsubscribed if name == "unsubscribed" else contact.subscribed
-            channel = props.get("channel")
-            table[channel if isinstance(channel, str) else None] = (t, contact.seq)
+            table[_consent_channel(props.get("channel"))] = (t, contact.seq)
         status = MESSAGE_STATUS_EVENTS.get(name)
         if status is not None:
             contact.msg_events.append(
@@ -952,6 +951,15 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool | list | dict):
         return value
     return str(value)
+
+
+def _consent_channel(channel: Any) -> str | None:
+    """The channel an `unsubscribed`/`subscribed` event is about, as messages name channels
+    (`"Email"`, `" SMS "` are email and sms); None, every channel, for a missing, blank or
+    non-text one: an unsubscribe the engine cannot place must not be lost."""
+    if not isinstance(channel, str):
+        return None
+    return channel.strip().lower() or None
 
 
 __all__ = ["Cond", "Effect", "Engine", "Event", "split_arm", "to_datetime"]
