@@ -343,6 +343,25 @@ def test_contact_ids_of_any_json_type_are_their_text() -> None:
         assert str(missing) == "line 4: missing userId or anonymousId", ids
 
 
+def test_properties_or_traits_that_are_no_object_make_a_bad_line() -> None:
+    """As serve's ingest answers 400: a list or a text is no set of properties (simulate
+    ran them as no properties at all, so the same log gave different results)."""
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"type": "track", "event": "x", "properties": [1]}, "properties must be an object"),
+        ({"type": "page", "properties": "home"}, "properties must be an object"),
+        ({"type": "identify", "properties": 7}, "properties must be an object"),
+        ({"type": "track", "event": "x", "traits": ["vip"]}, "traits must be an object"),
+    ]
+    for fields, problem in cases:
+        line = json.dumps({"userId": "a", "timestamp": AT, **fields}).encode()
+        assert str(parse_line(line, 2)) == f"line 2: {problem}", fields
+        read = read_events(io.BytesIO(line + b"\n"))
+        assert not read.events and [str(bad) for bad in read.bad] == [f"line 1: {problem}"]
+    # null is no properties, as it always was
+    line = {"type": "track", "userId": "a", "event": "x", "timestamp": AT, "properties": None}
+    assert _event_of(line).props == {}
+
+
 def test_alias_and_group_calls_are_counted_and_ignored(tmp_path: Path) -> None:
     lines = [
         *GOOD,

@@ -165,13 +165,16 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | str | None:
     t = _instant(raw_time)
     if t is None:
         return BadLine(number, _time_problem(raw_time))
+    # (as serve's ingest, which answers 400: a list or a text is no set of properties)
     props = data.get("properties")
-    if not isinstance(props, dict):
+    if props is None:
         props = {}
+    elif not isinstance(props, dict):
+        return BadLine(number, "properties must be an object")
     traits = data.get("traits")
+    if traits is not None and not isinstance(traits, dict):
+        return BadLine(number, "traits must be an object")
     if kind == "identify":
-        if traits is not None and not isinstance(traits, dict):
-            return BadLine(number, "traits must be an object")
         return Event(t, number, contact, None, props, traits or {})
     if kind in VIEW_EVENTS:
         return Event(t, number, contact, VIEW_EVENTS[kind], props, None)
