@@ -98,12 +98,17 @@ class _Loader:
             # `utf-8-sig`: an editor's byte-order mark is not text (it would shift columns).
             text = read_file(resolved).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
-            reason = (
-                f"it is not UTF-8 text (invalid byte at offset {error.start})"
-                if isinstance(error, UnicodeDecodeError)
-                else (error.strerror or "it cannot be read")
-            )
             span = used_at or Span(name, 1, 1, 1, 1, 0, 0)
+            if isinstance(error, UnicodeDecodeError):
+                line, column = _position(error.object, error.start)
+                reason = (
+                    f"it is not UTF-8 text (invalid byte at offset {error.start}: "
+                    f"line {line}, column {column})"
+                )
+                if used_at is None:  # the file given itself: point at the byte
+                    span = Span(name, line, column, line, column + 1, 0, 0)
+            else:
+                reason = error.strerror or "it cannot be read"
             self.result.diagnostics.append(
                 Diagnostic(
                     code="S006",
@@ -200,3 +205,12 @@ def load(paths: Sequence[str]) -> LoadResult:
     for file in files:
         loader.load_file(file)
     return loader.result
+
+
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """The 1-based line and column (in characters, as diagnostics count them) of a byte."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    prefix = data[line_start:offset].decode("utf-8", "replace")
+    if line_start == 0:
+        prefix = prefix.removeprefix("\ufeff")  # (a byte-order mark takes no column)
+    return data.count(b"\n", 0, offset) + 1, len(prefix) + 1
