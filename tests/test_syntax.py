@@ -592,6 +592,15 @@ def test_tab_in_indentation_is_s003(parse_text: ParseText) -> None:
     assert (diagnostics[0].span.line, diagnostics[0].span.column) == (2, 1)
 
 
+def test_a_tab_inside_brackets_is_no_indentation(parse_text: ParseText) -> None:
+    # Newlines inside brackets are ignored (LANGUAGE.md 2), so a continuation line's leading
+    # blanks are no indentation: a list pasted with tabs is fine; a tab after the bracket
+    # closes still is S003.
+    text = "metric m = max(\n\t1,\n\t2 # two\n)\nflow x:\n  send a with {\n\tk: 1}\n\tsend b\n"
+    diagnostics = errors(parse_text, text)
+    assert [(d.code, d.span.line) for d in diagnostics if d.code == "S003"] == [("S003", 8)]
+
+
 def test_inconsistent_dedent_is_s004(parse_text: ParseText) -> None:
     (diagnostic,) = errors(parse_text, "flow x:\n    send a\n  send b\n")
     assert diagnostic.code == "S004" and diagnostic.span.line == 3

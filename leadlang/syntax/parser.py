@@ -256,10 +256,11 @@ def _tab_diagnostics(source: Source) -> list[Diagnostic]:
     if "\t" not in source.text:
         return out
     offset = 0
+    depth = 0  # brackets open before the line: its leading blanks are no indentation then
     for line in source.text.split("\n"):
         stripped = line.lstrip(" \t")
         indent = line[: len(line) - len(stripped)]
-        if "\t" in indent and stripped and not stripped.startswith("#"):
+        if depth <= 0 and "\t" in indent and stripped and not stripped.startswith("#"):
             tab = indent.index("\t")
             out.append(
                 Diagnostic(
@@ -270,6 +271,7 @@ def _tab_diagnostics(source: Source) -> list[Diagnostic]:
                     help="indent with spaces only",
                 )
             )
+        depth = max(0, depth + _bracket_balance(line))
         offset += len(line) + 1
     return out
 
