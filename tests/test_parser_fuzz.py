@@ -60,7 +60,9 @@ def check_total(text: str) -> None:
     assert isinstance(module, ast.Module)
     assert_well_formed(diagnostics, {source.path: source})
     for diagnostic in diagnostics:
-        assert diagnostic.code.startswith("S")
+        # syntax codes, and N018: a keyword where a name goes is seen while building the
+        # tree (`use std.segment`, one letter deleted from `std.segments`)
+        assert diagnostic.code.startswith("S") or diagnostic.code == "N018"
         # in words: never a grammar terminal name such as NAME, _NL or $END
         words = re.sub(r"`[^`]*`", "", diagnostic.message)  # quoted user text may be anything
         assert not TERMINAL_NAME.search(words), diagnostic.message
