@@ -232,6 +232,26 @@ def test_a_quoted_event_name_needs_a_letter_or_digit(tmp_path: Path) -> None:
     assert d.span.line == 1 and d.span.column == 7
 
 
+def test_every_quoted_event_name_without_a_letter_or_digit_is_s005_and_only_that(
+    tmp_path: Path,
+) -> None:
+    # Two such declarations are not "defined twice" (that was N009 with no name in it,
+    # "event is set twice"), and a reference to one (`on`, `wait for`, `count`) matches no
+    # incoming event, so it is S005 too (it was accepted in silence).
+    text = (
+        'event "--"\nevent ""\n'
+        'flow f:\n  on "!!!"\n  wait for "  " up to 1d\n  check count("-") >= 1\n'
+    )
+    result = check_text(tmp_path, text)
+    assert [(d.code, d.span.line, d.span.column) for d in result.diagnostics] == [
+        ("S005", 1, 7),
+        ("S005", 2, 7),
+        ("S005", 4, 6),
+        ("S005", 5, 12),
+        ("S005", 6, 15),
+    ]
+
+
 @pytest.mark.parametrize("step", ["tag vip", "untag vip", "tag vip_customer"])
 def test_a_bare_word_as_a_tag_suggests_quoting_it(tmp_path: Path, step: str) -> None:
     word, name = step.split()

@@ -228,6 +228,8 @@ def _collect_event(
     fresh: Callable[[str, Span, str], bool],
 ) -> None:
     name = scope.normalize_event_name(decl.name.name)
+    if not name:  # `event "!!!"`: S005 already, and no name to clash with another such
+        return
     if _keyword_name(decl.name, "event", diagnostics):
         return
     if name in scope.BUILTIN_EVENTS:

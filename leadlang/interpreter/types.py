@@ -643,6 +643,13 @@ class TypeChecker:
                 event, span = arg.name, arg.span
             elif not wants_property and isinstance(arg, ast.String):
                 event, span = scope.normalize_event_name(arg.value), arg.span
+                if not event:  # (as `on "--"`: no incoming event has this name)
+                    self.error(
+                        "S005",
+                        "an event name needs at least one letter or digit",
+                        span,
+                        help=f'e.g. `{name}("Order Completed")`',
+                    )
         if event is None:
             self.error(
                 "T005",

@@ -514,8 +514,15 @@ class AstBuilder:
             help=f'rename the event; if the event log spells it so, quote it: `"{tok.value}"`',
         )
         if tok.type == "STRING":
-            raw = self.decode_string(tok)
-            return ast.EventRef(name=normalize_event_name(raw), span=self.tspan(tok), quoted=True)
+            name = normalize_event_name(self.decode_string(tok))
+            if not name:  # (no event has this name: incoming names need a letter or digit)
+                self.error(
+                    "S005",
+                    "an event name needs at least one letter or digit",
+                    self.tspan(tok),
+                    help='e.g. `on "Order Completed"`',
+                )
+            return ast.EventRef(name=name, span=self.tspan(tok), quoted=True)
         return ast.EventRef(name=normalize_event_name(str(tok.value)), span=self.tspan(tok))
 
     def block(self, c: list[Any]) -> list[Any]:
