@@ -95,6 +95,28 @@ def test_when_divided_by_a_constant_fires_at_the_exact_second_years_on(
     assert first(effects, "enter", flow="f") == iso(expected)
 
 
+# Literals without an offset are in the script's zone. Havana's clocks went back from 01:00
+# to 00:00 on 2024-11-03, so that day starts at the first 00:00 (CDT, 04:00Z) and 00:30 is
+# first shown at 04:30Z (both were read an hour late, at the second showing); Paris skipped
+# 02:00-03:00 on 2025-03-30, so 02:30 is read with the winter offset, 01:30Z.
+LOCAL = [
+    ("America/Havana", "now >= 2024-11-03", "2024-11-03T04:00:00Z"),
+    ("America/Havana", "now >= 2024-11-03T00:30", "2024-11-03T04:30:00Z"),
+    ("Europe/Paris", "now >= 2025-03-30T02:30", "2025-03-30T01:30:00Z"),
+    ("Europe/Paris", "now >= 2024-10-27T02:30", "2024-10-27T00:30:00Z"),
+]
+
+
+@pytest.mark.parametrize(("zone", "cond", "expected"), LOCAL, ids=[c for _, c, _ in LOCAL])
+def test_a_local_date_or_time_the_clocks_show_twice_is_its_first_showing(
+    tmp_path: Path, zone: str, cond: str, expected: str
+) -> None:
+    script = f'settings:\n  timezone "{zone}"\nflow f:\n  when {cond}\n  tag "on"\n'
+    page = [track("u", "page_viewed", "2024-10-01T00:00:00Z")]
+    effects = run_text(tmp_path, script, page, until="+200d")
+    assert first(effects, "enter", flow="f") == expected
+
+
 def test_a_metric_computed_from_days_since(tmp_path: Path) -> None:
     script = 'metric hours_idle = days_since(page_viewed) * 24\nflow f:\n  when hours_idle >= 36\n  tag "x"\n'
     effects = run_text(tmp_path, script, PAGE)

@@ -11,6 +11,8 @@ anything that may be missing gets an inline class check with a fallback to the h
 
 from __future__ import annotations
 
+import zoneinfo
+from datetime import date, datetime, time
 from typing import Any
 
 import attrs
@@ -204,8 +206,22 @@ class ExprCompiler:
         return "None", ANY
 
     def _epoch(self, text: str) -> float:
-        parsed = pendulum.parse(text, tz=self.timezone)
-        return float(parsed.timestamp())  # type: ignore[union-attr]
+        """A date or datetime literal's instant; one without an offset is in the script's
+        zone. A local time the clocks show twice (the hour they go back) is its first
+        occurrence, so a date is the start of its day even where clocks go back at
+        midnight (Havana: `2024-11-03` is 00:00 CDT, not the second 00:00, CST); one they
+        skip is read with the offset before the change (`02:30` on the night clocks go
+        forward at 02:00 is 03:30 summer time)."""
+        parsed = pendulum.parse(text, tz=None, exact=True)
+        if isinstance(parsed, datetime) and parsed.tzinfo is not None:
+            return float(parsed.timestamp())
+        assert isinstance(parsed, date)  # (the lexer lets only dates and datetimes here)
+        wall = parsed if isinstance(parsed, datetime) else datetime.combine(parsed, time())
+        # (a plain datetime: pendulum's own resolves a skipped time the other way)
+        local = datetime(
+            *wall.timetuple()[:6], wall.microsecond, zoneinfo.ZoneInfo(self.timezone), fold=0
+        )
+        return float(local.timestamp())
 
     def _name(self, name: str, scope: Scope, u: _Unit) -> tuple[str, str]:
         kind = self._classify(name, scope)
