@@ -133,6 +133,30 @@ flow probing:
     assert tags == ["web_4", "no_gift"]
 
 
+def test_a_total_or_average_too_large_to_hold_is_none(tmp_path: Path) -> None:
+    # Two orders of 1.7e308 add up to more than a float holds: none (docs/reference.md, the
+    # representable range), so `> 0` is false; one order is a number as usual.
+    script = """
+event order(total: number)
+
+flow probing:
+  on probe
+  if total(order.total) == none and average(order.total) == none:
+    tag "too_large"
+  if total(order.total) > 0:
+    tag "positive"
+"""
+    result = check_text(tmp_path, script)
+    assert result.program is not None, [d.message for d in result.diagnostics]
+    one = [track("u", "order", "2025-01-01T00:00:00Z", total=1.7e308)]
+    two = [*one, track("u", "order", "2025-01-02T00:00:00Z", total=1.7e308)]
+    probe = [track("u", "probe", "2025-01-06T00:00:00Z")]
+    tags = [e["tag"] for e in run(result.program, two + probe) if e["action"] == "tag"]
+    assert tags == ["too_large"]
+    tags = [e["tag"] for e in run(result.program, one + probe) if e["action"] == "tag"]
+    assert tags == ["positive"]
+
+
 LATE = """
 event visit(page: text)
 

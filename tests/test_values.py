@@ -296,6 +296,16 @@ def test_results_without_a_sign_or_out_of_a_numbers_range_are_none() -> None:
     assert v.mod(10**400, 2.0) is None
 
 
+def test_a_float_that_overflows_is_too_large_to_hold_and_none() -> None:
+    # `1e300 * 1e300` is an infinity to Python, and a number too large to hold to leadlang
+    # (docs/reference.md, the representable range): none, so `> 0` is false, as in serve,
+    # whose store cannot keep an infinity. Integers stay exact at any size.
+    assert v.mul(1e300, 1e300) is None and v.mul(-1e300, 1e300) is None
+    assert v.add(1.7e308, 1.7e308) is None and v.sub(-1.7e308, 1.7e308) is None
+    assert v.div(1e300, 1e-300) is None
+    assert v.add(10**400, 1) == 10**400 + 1 and v.mul(1e300, 10.0) == 1e301
+
+
 # --- objects, defaults and functions -----------------------------------------------------
 
 

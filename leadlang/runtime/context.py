@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from leadlang.runtime.state import Contact, Enrollment
+from leadlang.runtime.values import held
 
 DAY = 86400.0
 
@@ -138,12 +139,12 @@ class Context:
         values = [p.get(prop) for p in self._events(event, where, within)]
         return [v for v in values if v.__class__ is int or v.__class__ is float]
 
-    def total(self, event: str, prop: str, where: Any, within: float | None) -> float:
-        return sum(self._values(event, prop, where, within))
+    def total(self, event: str, prop: str, where: Any, within: float | None) -> float | None:
+        return held(sum(self._values(event, prop, where, within)))
 
     def average(self, event: str, prop: str, where: Any, within: float | None) -> float | None:
         values = self._values(event, prop, where, within)
-        return sum(values) / len(values) if values else None
+        return held(sum(values) / len(values)) if values else None
 
     def last(self, event: str, where: Any, within: float | None = None) -> dict[str, Any] | None:
         selected = self._events(event, where, within)

@@ -211,12 +211,18 @@ def _shift(moment: Any, delta: timedelta, sign: int) -> datetime | None:
         return _too_far(sign * _sign(delta))
 
 
+def held(number: Any) -> Any:
+    """A computed number, or none when it is too large to hold: a float that overflowed to
+    an infinity (`1e300 * 1e300`), or NaN (`inf - inf`). Integers are exact at any size."""
+    return number if number.__class__ is int or -math.inf < number < math.inf else None
+
+
 def add(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     ca, cb = a.__class__, b.__class__
     if ca in NUM and cb in NUM:
-        return a + b
+        return held(a + b)
     if ca is timedelta and cb is timedelta:
         try:
             return a + b
@@ -238,7 +244,7 @@ def sub(a: Any, b: Any) -> Any:
         return None
     ca, cb = a.__class__, b.__class__
     if ca in NUM and cb in NUM:
-        return a - b
+        return held(a - b)
     if ca is timedelta and cb is timedelta:
         try:
             return a - b
@@ -261,7 +267,7 @@ def mul(a: Any, b: Any) -> Any:
     ca, cb = a.__class__, b.__class__
     if ca in NUM and cb in NUM:
         try:
-            return a * b
+            return held(a * b)
         except _RANGE:
             return None
     if ca in NUM and cb is timedelta:
@@ -284,7 +290,7 @@ def div(a: Any, b: Any) -> Any:
         return None
     try:
         if ca in NUM and cb in NUM:
-            return a / b
+            return held(a / b)
         if ca is timedelta and cb in NUM:
             try:
                 return a / b
