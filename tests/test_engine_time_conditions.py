@@ -95,6 +95,26 @@ def test_when_divided_by_a_constant_fires_at_the_exact_second_years_on(
     assert first(effects, "enter", flow="f") == iso(expected)
 
 
+# `abs(...)` compared with a constant rises and falls; it is read as its two halves, each of
+# which time moves one way, so a window shorter than an hour, or one a year and more on, is
+# found at its exact second (both were missed: an hourly sampling saw neither)
+ABS = [
+    ("abs(days_since(page_viewed) - 3.02) < 0.001", T0 + timedelta(days=3.019)),
+    ("abs(now - 2025-03-05T10:30) <= 10m", datetime(2025, 3, 5, 10, 20, tzinfo=UTC)),
+    ("abs(days_since(page_viewed) - 500) < 1", T0 + timedelta(days=499)),
+    ("not (abs(days_since(page_viewed) - 2.02) >= 0.001)", T0 + timedelta(days=2.019)),
+]
+
+
+@pytest.mark.parametrize(("cond", "expected"), ABS, ids=[c for c, _ in ABS])
+def test_abs_of_a_time_compared_with_a_constant_fires_at_the_exact_second(
+    tmp_path: Path, cond: str, expected: datetime
+) -> None:
+    script = f'flow f:\n  when {cond}\n  tag "on"\n'
+    effects = run_text(tmp_path, script, PAGE, until="+600d")
+    assert first(effects, "enter", flow="f") == iso(expected)
+
+
 # Literals without an offset are in the script's zone. Havana's clocks went back from 01:00
 # to 00:00 on 2024-11-03, so that day starts at the first 00:00 (CDT, 04:00Z) and 00:30 is
 # first shown at 04:30Z (both were read an hour late, at the second showing); Paris skipped

@@ -442,6 +442,76 @@ def _segment_code(
     return None if inner.body is None else (inner, inner.body, found[1])
 
 
+_FLIP = {"_lt": "_gt", "_le": "_ge", "_gt": "_lt", "_ge": "_le"}
+_OP_NAME = {ast.Lt: "_lt", ast.LtE: "_le", ast.Gt: "_gt", ast.GtE: "_ge"}
+
+
+def _abs_halves(analyzer: Analyzer, node: ast.expr) -> tuple[ast.expr, ast.expr] | None:
+    """`abs(E) OP K` (K constant in time) as the two comparisons its truth is made of,
+    `E OP K` and `E OP' -K`: `abs(days_since(E) - 3) < 0.01` rises and falls, but each half
+    moves one way when E does, so its instant is found exactly rather than by sampling
+    (a change and its undoing within an hour were missed). None: not that form."""
+    parts = _comparison(node)
+    if parts is None:
+        return None
+    op, subject, limit = parts
+    if not (
+        isinstance(subject, ast.Call)
+        and isinstance(subject.func, ast.Name)
+        and subject.func.id in ("abs", "_abs")
+        and len(subject.args) == 1
+        and not subject.keywords
+    ):
+        return None
+    uncovered = analyzer.uncovered
+    constant = analyzer._dirs(limit) == CONST
+    analyzer.uncovered = uncovered
+    if not constant:
+        return None
+    inner = subject.args[0]
+    negated = ast.Call(func=ast.Name(id="_neg", ctx=ast.Load()), args=[limit], keywords=[])
+
+    def call(name: str, right: ast.expr) -> ast.expr:
+        return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=[inner, right], keywords=[])
+
+    # abs(E) < K is E < K and E > -K; abs(E) > K is the negation of E <= K and E >= -K
+    below = op if op in ("_lt", "_le") else {"_gt": "_le", "_ge": "_lt"}[op]
+    first = ast.fix_missing_locations(call(below, limit))
+    second = ast.fix_missing_locations(call(_FLIP[below], negated))
+    return first, second
+
+
+def _comparison(node: ast.expr) -> tuple[str, ast.expr, ast.expr] | None:
+    """(`_lt`|`_le`|`_gt`|`_ge`, left, right) of an ordering comparison in any of the forms
+    the code generator writes: `_lt(X, K)`, `X < K`, or the inline fast path
+    `(T < K) if (T := X).__class__ in _NUM else _lt(T, K)`."""
+    if isinstance(node, ast.IfExp):
+        test, orelse = node.test, node.orelse
+        if (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Attribute)
+            and isinstance(test.left.value, ast.NamedExpr)
+            and isinstance(orelse, ast.Call)
+            and isinstance(orelse.func, ast.Name)
+            and orelse.func.id in _FLIP
+            and len(orelse.args) == 2
+        ):
+            return orelse.func.id, test.left.value.value, orelse.args[1]
+        return None
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FLIP
+        and len(node.args) == 2
+    ):
+        return node.func.id, node.args[0], node.args[1]
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        name = _OP_NAME.get(type(node.ops[0]))
+        if name is not None:
+            return name, node.left, node.comparators[0]
+    return None
+
+
 def _leaf_function(node: ast.expr, namespace: dict[str, Any], label: str) -> Guard:
     """A part of a condition's generated code as `lambda c, p: PART`, in that code's namespace
     (so it reads what the condition reads)."""
@@ -616,6 +686,11 @@ def time_atoms(
             if inner is not None:
                 visit(*inner)
                 return
+        halves = _abs_halves(analyzer, node)
+        if halves is not None:
+            for half in halves:
+                visit(analyzer, half, ns)
+            return
         analyzer.uncovered = False
         dirs = analyzer._dirs(node)
         if not analyzer.uncovered or dirs == CONST:
