@@ -47,6 +47,30 @@ def test_missing_address_is_skipped_and_the_flow_goes_on() -> None:
     ]
 
 
+def test_an_address_that_is_blank_or_no_text_is_no_address() -> None:
+    # Delivery needs a text to send to: `"email": 5`, `true`, a list or "  " (as forms and
+    # CRMs send them) skip with no_address; serve would have queued a send to "5". A phone
+    # may be a whole number.
+    odd: list[object] = ["  ", 5, True, ["a@x"], {"work": "a@x"}]
+    events = [identify(f"u{i}", "2025-01-01T00:00:00Z", email=v) for i, v in enumerate(odd)]
+    events += [track(f"u{i}", "go", "2025-01-01T01:00:00Z") for i in range(len(odd))]
+    events += [identify("ok", "2025-01-01T00:00:00Z", email="ok@x", phone=33612345678)]
+    events += [
+        track("ok", "go", "2025-01-01T01:00:00Z"),
+        track("ok", "sms_go", "2025-01-01T01:00:00Z"),
+    ]
+    outcome = {
+        (e["contact"], e["channel"]): (e["action"], e.get("reason"))
+        for e in run(_prog(), events)
+        if e["action"] in ("send", "skip")
+    }
+    assert outcome == {
+        **{(f"u{i}", "email"): ("skip", "no_address") for i in range(len(odd))},
+        ("ok", "email"): ("send", None),
+        ("ok", "sms"): ("send", None),
+    }
+
+
 def test_unsubscribed_trait_and_channel_events() -> None:
     base = [identify("u", "2025-01-01T00:00:00Z", email="u@x", phone="+1")]
     unsub_sms = track("u", "unsubscribed", "2025-01-01T00:10:00Z", channel="sms")

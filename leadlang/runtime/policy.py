@@ -136,8 +136,15 @@ class DeliveryPolicy:
         if _unsubscribed(contact, channel):
             return UNSUBSCRIBED
         trait = ADDRESS_TRAIT.get(channel)
-        if trait is not None and not contact.traits.get(trait):
-            return NO_ADDRESS
+        if trait is not None:
+            # a blank text or no text at all (`"email": 5`, `true`, a list) is no address:
+            # delivery would be tried to "5" and fail; a phone may come as a whole number
+            address = contact.traits.get(trait)
+            if not (
+                (isinstance(address, str) and address.strip())
+                or (trait == "phone" and address.__class__ is int and address > 0)
+            ):
+                return NO_ADDRESS
         if self.quiet is not None:
             end = self._quiet_end(contact, t)
             if end is not None:
