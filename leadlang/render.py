@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
@@ -59,7 +60,7 @@ def render_full(
 def _full_one(diagnostic: Diagnostic, sources: Mapping[str, Source], paint: _Painter) -> str:
     style = _RED if diagnostic.is_error else _YELLOW
     head = paint(style, f"{diagnostic.severity}[{diagnostic.code}]")
-    lines = [f"{head}{paint(_BOLD, ': ' + diagnostic.message)}"]
+    lines = [f"{head}{paint(_BOLD, ': ' + _visible(diagnostic.message))}"]
     spans = [diagnostic.span, *(label.span for label in diagnostic.labels)]
     width = max(len(str(span.line)) for span in spans)
     lines += _snippet(diagnostic.span, "", "^", style, sources, paint, width)
@@ -67,7 +68,8 @@ def _full_one(diagnostic: Diagnostic, sources: Mapping[str, Source], paint: _Pai
         lines += _snippet(label.span, label.message, "-", _BLUE, sources, paint, width)
     if diagnostic.help:
         gutter = " " * width
-        lines.append(f"{gutter} {paint(_BLUE, '=')} {paint(_BOLD, 'help')}: {diagnostic.help}")
+        help = _visible(diagnostic.help)
+        lines.append(f"{gutter} {paint(_BLUE, '=')} {paint(_BOLD, 'help')}: {help}")
     return "\n".join(lines) + "\n"
 
 
@@ -82,7 +84,7 @@ def _snippet(
 ) -> list[str]:
     gutter = " " * width
     arrow = paint(_BLUE, "-->")
-    out = [f"{gutter}{arrow} {span.file}:{span.line}:{span.column}"]
+    out = [f"{gutter}{arrow} {_visible(span.file)}:{span.line}:{span.column}"]
     source = sources.get(span.file)
     if source is None:
         if note:
@@ -97,23 +99,65 @@ def _snippet(
     out.append(f"{number} {bar} {shown}".rstrip())
     caret_line = f"{gutter} {bar} {' ' * start}{underline}"
     if note:
-        caret_line += " " + paint(style, note)
+        caret_line += " " + paint(style, _visible(note))
     out.append(caret_line)
     return out
 
 
 def _caret_columns(text: str, span: Span) -> tuple[str, int, int]:
-    """The line as displayed (tabs expanded) and the 0-based caret range on it."""
+    """The line as displayed and the 0-based caret range on it, in terminal columns: tabs
+    expanded, control characters escaped (`\x1b`: a script cannot drive the terminal), wide
+    characters two columns and combining marks none, so the caret is under its span."""
     first = max(span.column - 1, 0)
     if span.end_line == span.line:
         last = max(span.end_column - 1, first + 1)
     else:  # a multi-line span: underline to the end of its first line
         last = max(len(text), first + 1)
-    shown_prefix = text[:first].expandtabs(4)
-    shown_marked = text[first:last].expandtabs(4)
-    start = len(shown_prefix)
-    end = start + max(len(shown_marked), 1)
-    return text.expandtabs(4), start, end
+    shown: list[str] = []
+    column = start = end = 0
+    for index, ch in enumerate(text):
+        if index == first:
+            start = column
+        if index == last:
+            end = column
+        if ch == "\t":
+            piece, width = " " * (4 - column % 4), 4 - column % 4
+        elif ch.isprintable():
+            piece, width = ch, _width(ch)
+        else:
+            piece = _escape(ch)
+            width = len(piece)
+        shown.append(piece)
+        column += width
+    if first >= len(text):
+        start = column + first - len(text)
+    if last >= len(text):
+        end = column + last - len(text)
+    return "".join(shown), start, max(end, start + 1)
+
+
+def _width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return _ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def _visible(text: str) -> str:
+    """`text` with its unprintable characters escaped, as simulate's text format does (a
+    lone surrogate, from a file name that is not UTF-8, is left to `printable`: U+FFFD)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() or "\ud800" <= ch <= "\udfff" else _escape(ch) for ch in text
+    )
 
 
 # ---------------------------------------------------------------- concise
@@ -122,7 +166,8 @@ def _caret_columns(text: str, span: Span) -> tuple[str, int, int]:
 def render_concise(diagnostics: Sequence[Diagnostic]) -> str:
     """One line each: `file:line:col: error[N001] message`."""
     return "".join(
-        f"{d.span.file}:{d.span.line}:{d.span.column}: {d.severity}[{d.code}] {d.message}\n"
+        f"{_visible(d.span.file)}:{d.span.line}:{d.span.column}: {d.severity}[{d.code}] "
+        f"{_visible(d.message)}\n"
         for d in diagnostics
     )
 
