@@ -211,6 +211,27 @@ def test_write_key_wrong_or_missing_is_401_and_stores_nothing(daemon: Daemon) ->
     assert_nothing_stored(daemon, m, before)
 
 
+def test_a_wrong_key_in_the_header_is_401_whatever_the_body(daemon: Daemon) -> None:
+    """The header's key is checked before the body is read: a client with a wrong key is told
+    so (401), not that its body is broken, too large or packed in an odd way."""
+    m = mark()
+    before = totals(daemon)
+    basic = {"Authorization": "Basic " + base64.b64encode(b"wrong:").decode()}
+    huge = orjson.dumps({**signed_up(m), "properties": {"pad": "x" * (600 * 1024)}})
+    for headers in ({"Authorization": "Bearer wrong"}, basic):
+        for path, body, extra in [
+            ("/v1/track", b'{"userId": "' + m.encode() + b'", ', {}),
+            ("/v1/batch", b"", {}),
+            ("/v1/track", huge, {}),
+            ("/v1/batch", gzip.compress(huge), {"Content-Encoding": "gzip"}),
+            ("/v1/track", b"packed", {"Content-Encoding": "br"}),
+            ("/v1/batch", {"batch": [{**signed_up(m), "timestamp": "soon"}]}, {}),
+        ]:
+            response = daemon.post(path, body, key=None, headers={**headers, **extra})
+            assert_error(response, 401)
+    assert_nothing_stored(daemon, m, before)
+
+
 def test_the_three_ways_to_pass_the_write_key_and_gzip(daemon: Daemon) -> None:
     m = mark()
     basic = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()

@@ -131,18 +131,25 @@ def _window(encoding: str, first: bytes) -> int:
 HANDLER_ARGS = {"auto_decompress": False}
 
 
-def write_key_of(request: web.Request, body: Any) -> str | None:
-    """HTTP Basic (the key as user name), `Authorization: Bearer KEY`, or `writeKey`."""
+def header_key(request: web.Request) -> tuple[bool, str | None]:
+    """(whether the `Authorization` header carries credentials, the write key in them):
+    HTTP Basic (the key as user name) or `Bearer KEY`; the key is None when the header is
+    not readable. Without such a header the key may be the body's `writeKey`."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode()
         except (ValueError, UnicodeDecodeError):
-            return None
-        return decoded.partition(":")[0]
+            return True, None
+        return True, decoded.partition(":")[0]
     if scheme.lower() == "bearer":
-        return value.strip()
+        return True, value.strip()
+    return False, None
+
+
+def body_key(body: Any) -> str | None:
+    """`writeKey` in the JSON body (older Segment Python clients send only that)."""
     if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
         return body["writeKey"]
     return None
@@ -453,11 +460,14 @@ class Ingest:
                         retry_after=BACKLOG_RETRY_AFTER,
                     )
                 )
+            # Credentials in the header are checked before the body is read: a wrong key is
+            # a 401 whatever the body is (and an unknown client never makes us unpack it).
+            in_header, given = header_key(request)
+            if in_header and not key_matches(given, self.write_keys):
+                return self._reject(_unauthorized())
             body = await read_json(request)
-            if not key_matches(write_key_of(request, body), self.write_keys):
-                return self._reject(
-                    error_response(401, "unauthorized", "a valid write key is required")
-                )
+            if not in_header and not key_matches(body_key(body), self.write_keys):
+                return self._reject(_unauthorized())
             events = _events_of(body, kind, received)
         except BadRequest as exc:
             return self._reject(exc.response())
@@ -516,6 +526,10 @@ def store_patience(store: SqlStore) -> float:
     pool = store.writer.pool
     timeout = getattr(pool, "timeout", None)
     return float(timeout()) if callable(timeout) else DEFAULT_PATIENCE
+
+
+def _unauthorized() -> web.Response:
+    return error_response(401, "unauthorized", "a valid write key is required")
 
 
 def _overloaded(
