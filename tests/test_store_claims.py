@@ -150,6 +150,61 @@ def test_two_processors_run_disjoint_contacts_and_every_event_once(
     assert ledger_text(postgres_db, tmp_path) == simulate(script, events, time.time(), tmp_path)
 
 
+def test_a_reader_following_the_effects_cursor_misses_none_while_two_processors_write(
+    tmp_path: Path, postgres_db: str
+) -> None:
+    """`GET /v1/effects?after=CURSOR` (and `leadlang effects --follow`) page by effect id: a
+    round that took its ids first but commits last must not be passed by the cursor of a
+    reader that saw a later round's. Each round's commit is held back a little after its
+    write, at random, so that two processors' commits cross."""
+    _, ir = program(tmp_path)
+    events = signups(1200, 300)
+    rng = random.Random(7)
+    seen: list[int] = []
+
+    async def body(first: SqlStore, second: SqlStore) -> None:
+        await ingest(first, events)
+        for store in (first, second):
+            write_round = store._write_round
+
+            async def slow_commit(conn: Any, result: Any, write: Any = write_round) -> None:
+                await write(conn, result)
+                await asyncio.sleep(rng.uniform(0, 0.03))  # (the commit comes after this)
+
+            store._write_round = slow_commit  # type: ignore[method-assign]
+        processors = [
+            Processor(store, Engine(ir), ir, time.time, batch=10) for store in (first, second)
+        ]
+        done = asyncio.Event()
+
+        async def drain(p: Processor) -> None:
+            while await p.run_once() or await pending_events(p.store):
+                await asyncio.sleep(0)
+
+        async def follow() -> None:
+            after = 0
+            while True:
+                finished = done.is_set()
+                rows = await first.effects_after(after, 1000)
+                seen.extend(effect_id for effect_id, _ in rows)
+                if rows:
+                    after = rows[-1][0]
+                elif finished:
+                    return
+                else:
+                    await asyncio.sleep(0.001)
+
+        reader = asyncio.create_task(follow())
+        await asyncio.gather(*(drain(p) for p in processors))
+        done.set()
+        await reader
+        every = [effect_id for effect_id, _ in await first.effects_after(0, 1_000_000)]
+        assert len(every) >= 2 * len(events)
+        assert sorted(seen) == every, f"{len(set(every) - set(seen))} effects missed"
+
+    asyncio.run(with_stores(postgres_db, body))
+
+
 # the connection of a round that holds claims while its engine runs
 IDLE_CLAIMS = (
     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"

@@ -596,13 +596,6 @@ class SqlStore:
                 " $5::float8[])",
                 *_columns(r.positions, ("contact", "flow", "version", "step", "waiting_until")),
             )
-        if r.effects:
-            await run(
-                f"INSERT INTO effects ({', '.join(EFFECT_COLUMNS)}) SELECT * FROM unnest("
-                "$1::text[], $2::float8[], $3::int2[], $4::float8[], $5::bigint[], $6::int4[],"
-                " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])",
-                *_columns(r.effects, EFFECT_COLUMNS),
-            )
         if r.outbox:
             await run(
                 f"INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)}) SELECT * FROM unnest("
@@ -611,6 +604,19 @@ class SqlStore:
                 " $12::float8[], $13::text[], $14::float8[], $15::float8[])"
                 " ON CONFLICT (key) DO NOTHING",
                 *_columns(r.outbox, OUTBOX_COLUMNS),
+            )
+        if r.effects:
+            # The ledger is paged by effect id (`effects_after`: a cursor). Rounds of several
+            # processors write side by side, so ids taken in one order could be committed in
+            # another, and a reader's cursor pass a round still committing. Each round takes
+            # its ids under this lock, held until its commit (the insert is its last
+            # statement): ids are committed in their order.
+            await run(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK}, 0)")
+            await run(
+                f"INSERT INTO effects ({', '.join(EFFECT_COLUMNS)}) SELECT * FROM unnest("
+                "$1::text[], $2::float8[], $3::int2[], $4::float8[], $5::bigint[], $6::int4[],"
+                " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])",
+                *_columns(r.effects, EFFECT_COLUMNS),
             )
 
     async def next_wake(self) -> float | None:
@@ -1507,6 +1513,8 @@ def _has_schema(connection: Any) -> bool:
 DEFAULT_POOL_TIMEOUT = 10.0  # seconds
 # PostgreSQL advisory lock of schema upgrades, in the two-key space (claims use one key)
 SCHEMA_LOCK = 0x6C6C_5343
+# PostgreSQL advisory lock a round takes its effects' ids under (`_write_round_arrays`)
+LEDGER_LOCK = 0x6C6C_4C47
 
 
 def _pool_options(parsed: URL, url: str) -> tuple[URL, int | None, float]:
