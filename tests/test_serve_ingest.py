@@ -474,6 +474,11 @@ def test_effects_paging_follows_next_to_the_end(daemon: Daemon) -> None:
         "effects": [],
         "next": None,
     }
+    # a page that ends with the last effect says so: no cursor to an empty page
+    last = daemon.admin(f"/v1/effects?after={ids[-3]}&limit=2").json()
+    assert [e["id"] for e in last["effects"]] == ids[-2:] and last["next"] is None
+    before_last = daemon.admin(f"/v1/effects?after={ids[-4]}&limit=2").json()
+    assert before_last["next"] == str(ids[-2])
     for query in ("limit=0", "limit=abc", "after=x", "limit=100000"):
         assert_error(daemon.admin(f"/v1/effects?{query}"), 400)
 

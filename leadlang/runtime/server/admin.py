@@ -159,14 +159,16 @@ class Admin:
         if not 1 <= limit <= MAX_LIMIT:
             return error_response(400, "bad query", f"`limit` must be 1 to {MAX_LIMIT}")
         contact = request.query.get("contact")
-        rows = await self.store.effects_after(after, limit, contact)
+        # one more than asked for: `next` is null when this page holds the last effect
+        rows = await self.store.effects_after(after, limit + 1, contact)
+        more = len(rows) > limit
         effects = []
-        for effect_id, body in rows:
+        for effect_id, body in rows[:limit]:
             effect = orjson.loads(body)
             effect["id"] = effect_id
             effects.append(effect)
-        nxt = rows[-1][0] if len(rows) == limit else None
-        return _json({"effects": effects, "next": None if nxt is None else str(nxt)})
+        nxt = str(effects[-1]["id"]) if more else None
+        return _json({"effects": effects, "next": nxt})
 
     async def outbox(self, request: web.Request) -> web.Response:
         status = request.query.get("status")
