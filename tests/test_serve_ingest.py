@@ -232,6 +232,74 @@ def test_a_wrong_key_in_the_header_is_401_whatever_the_body(daemon: Daemon) -> N
     assert_nothing_stored(daemon, m, before)
 
 
+def test_a_web_page_sends_as_analytics_js_and_rudderstacks_sdk_do(daemon: Daemon) -> None:
+    """Segment's browser library posts each message to `/v1/t`, `/v1/i`, `/v1/p`, ... (or a
+    batch to `/v1/b`) with `writeKey` in a `text/plain` body; RudderStack's sends JSON with
+    Basic auth, after a CORS preflight. The browser hands the answer to the page only with
+    `Access-Control-Allow-Origin`, else the library takes the event as lost and resends it."""
+    m = mark()
+    page = "https://shop.example.com"
+    browser = {"Origin": page, "Content-Type": "text/plain"}
+    sent = {
+        "/v1/t": {"type": "track", "anonymousId": m + "-a", "event": "Signed Up"},
+        "/v1/i": {"type": "identify", "userId": m, "traits": {"email": f"{m}@example.com"}},
+        "/v1/p": {"type": "page", "userId": m, "name": "Home"},
+        "/v1/s": {"type": "screen", "userId": m, "name": "Main"},
+        "/v1/a": {"type": "alias", "userId": m, "previousId": m + "-a"},
+        "/v1/g": {"type": "group", "userId": m, "groupId": "g1"},
+        "/v1/alias": {"userId": m, "previousId": m + "-b"},
+        "/v1/group": {"userId": m, "groupId": "g2"},
+    }
+    for path, message in sent.items():
+        body = {**message, "writeKey": WRITE_KEY, "messageId": f"{m}{path}"}
+        answer = daemon.post(path, body, key=None, headers=dict(browser))
+        assert_ok(answer)
+        assert answer.headers["Access-Control-Allow-Origin"] == page
+        assert answer.headers["Access-Control-Allow-Credentials"] == "true"
+    batch = {"writeKey": WRITE_KEY, "batch": [signed_up(m + "-b", messageId=m + "-b")]}
+    answer = daemon.post("/v1/b", batch, key=None, headers=dict(browser))
+    assert_ok(answer)
+    assert answer.headers["Access-Control-Allow-Origin"] == page
+    # RudderStack's SDK: a preflight, then JSON with Basic auth
+    preflight = requests.options(
+        daemon.url + "/v1/track",
+        headers={
+            "Origin": page,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,anonymousid",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == page
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    answer = daemon.post(
+        "/v1/track",
+        signed_up(m + "-r", messageId=m + "-r"),
+        key=None,
+        auth=(WRITE_KEY, ""),
+        headers={"Origin": page},
+    )
+    assert_ok(answer)
+    assert answer.headers["Access-Control-Allow-Origin"] == page
+    # a refusal reaches the page too (so the library sees the status, not a network error)
+    refused = daemon.post("/v1/t", {"anonymousId": m}, key="wrong", headers={"Origin": page})
+    assert_error(refused, 401)
+    assert refused.headers["Access-Control-Allow-Origin"] == page
+    # the admin API stays closed to pages of other origins
+    assert "Access-Control-Allow-Origin" not in daemon.admin("/v1/flows").headers
+    closed = requests.options(daemon.url + "/v1/flows", headers={"Origin": page}, timeout=10)
+    assert closed.status_code == 405 and "Access-Control-Allow-Origin" not in closed.headers
+    daemon.wait_admitted()
+    assert stored(daemon, m)["events"] == 6  # track, identify, page, screen, batch, rudder
+    kinds = daemon.query("SELECT body FROM events WHERE contact LIKE ? ORDER BY id", m + "%")
+    names = [orjson.loads(body)["n"] for (body,) in kinds]
+    assert sorted(map(str, names)) == sorted(
+        ["signed_up", "None", "page_viewed", "screen_viewed", "signed_up", "signed_up"]
+    )
+
+
 def test_the_three_ways_to_pass_the_write_key_and_gzip(daemon: Daemon) -> None:
     m = mark()
     basic = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()

@@ -41,6 +41,7 @@ from leadlang.runtime.server.ingest import (
     RETRY_AFTER,
     Committer,
     Ingest,
+    cors_middleware,
     error_response,
     store_unavailable,
 )
@@ -276,7 +277,7 @@ def make_app(daemon: Daemon) -> web.Application:
     metrics = Metrics(daemon, ingest)
     app = web.Application(
         client_max_size=1024 * 1024,
-        middlewares=[count_inflight, metrics.middleware()],
+        middlewares=[count_inflight, metrics.middleware(), cors_middleware()],
         handler_args=HANDLER_ARGS,
     )
     app.add_routes(ingest.routes())

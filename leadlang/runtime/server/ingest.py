@@ -404,6 +404,64 @@ class Committer:
 # ---------------------------------------------------------------- routes
 
 
+# The routes of one message, and the kind each forces: Segment's HTTP API, and the one-letter
+# names Segment's browser library (analytics.js) posts to (`/v1/t`, ...). Alias and group
+# are accepted and ignored, as in a batch.
+SINGLE_ROUTES = {
+    "/v1/track": "track",
+    "/v1/identify": "identify",
+    "/v1/page": "page",
+    "/v1/screen": "screen",
+    "/v1/alias": "alias",
+    "/v1/group": "group",
+    "/v1/t": "track",
+    "/v1/i": "identify",
+    "/v1/p": "page",
+    "/v1/s": "screen",
+    "/v1/a": "alias",
+    "/v1/g": "group",
+}
+# `{"batch": [...]}`: Segment's name, its other one, and analytics.js's batching one
+BATCH_ROUTES = ("/v1/batch", "/v1/import", "/v1/b")
+INGEST_PATHS = frozenset((*SINGLE_ROUTES, *BATCH_ROUTES))
+CORS_MAX_AGE = 86400  # seconds a browser may keep a preflight's answer
+
+
+def cors_middleware() -> Any:
+    """Ingest from web pages (analytics.js, RudderStack's JavaScript SDK): a browser sends an
+    event from the page's origin, first asking with an `OPTIONS` preflight when the request
+    has an `Authorization` or JSON `Content-Type` header, and gives the page the answer only
+    when it carries `Access-Control-Allow-Origin` (else its library takes the event as lost
+    and sends it again and again). The ingest routes answer the preflight (204) and allow
+    every origin: the write key is what authorizes, and it ships inside the page anyway.
+    Cookies confer nothing here, so credentialed requests are allowed too. The admin routes
+    stay closed to other origins."""
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in INGEST_PATHS:
+            return await handler(request)
+        origin = request.headers.get("Origin")
+        headers = {"Access-Control-Allow-Origin": origin or "*"}
+        if origin:
+            headers["Access-Control-Allow-Credentials"] = "true"
+            headers["Vary"] = "Origin"
+        if request.method == "OPTIONS":
+            asked = request.headers.get("Access-Control-Request-Headers")
+            headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            headers["Access-Control-Allow-Headers"] = (
+                asked or "Authorization, Content-Type, Content-Encoding"
+            )
+            headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+            return web.Response(status=204, headers=headers)
+        response = await handler(request)
+        response.headers.update(headers)
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        return response
+
+    return cors
+
+
 # What `/metrics` calls each status ingest rejects a request with.
 REJECTION_REASONS = {
     400: "invalid",
@@ -430,12 +488,8 @@ class Ingest:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/track", self.single("track")),
-            web.post("/v1/identify", self.single("identify")),
-            web.post("/v1/page", self.single("page")),
-            web.post("/v1/screen", self.single("screen")),
-            web.post("/v1/batch", self.batch),
-            web.post("/v1/import", self.batch),  # Segment's other name for batch
+            *(web.post(path, self.single(kind)) for path, kind in SINGLE_ROUTES.items()),
+            *(web.post(path, self.batch) for path in BATCH_ROUTES),
         ]
 
     def single(self, kind: str) -> Callable[[web.Request], Any]:

@@ -351,6 +351,29 @@ def openapi_document() -> dict[str, Any]:
                 "Segment's other name for /v1/batch", {"$ref": "#/components/schemas/Batch"}
             )
         },
+        "/v1/alias": {
+            "post": _ingest("one `alias` message: accepted and ignored", {"type": "object"})
+        },
+        "/v1/group": {
+            "post": _ingest("one `group` message: accepted and ignored", {"type": "object"})
+        },
+        # the names Segment's browser library (analytics.js) posts to
+        **{
+            f"/v1/{kind[0]}": {
+                "post": _ingest(
+                    f"analytics.js's name for /v1/{kind}",
+                    {"$ref": f"#/components/schemas/{kind.capitalize()}"}
+                    if kind not in ("alias", "group")
+                    else {"type": "object"},
+                )
+            }
+            for kind in KINDS
+        },
+        "/v1/b": {
+            "post": _ingest(
+                "analytics.js's name for /v1/batch", {"$ref": "#/components/schemas/Batch"}
+            )
+        },
         "/v1/contacts/{id}": {
             "get": _admin(
                 "a contact's traits, score, metrics, segments, enrollments and recent effects",
