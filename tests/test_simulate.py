@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from leadlang.cli import main
 from leadlang.runtime import simulate
 from leadlang.runtime.engine import Event
+from leadlang.runtime.server.ingest import parse_message
 from leadlang.runtime.simulate import parse_line, read_events
 
 SCRIPT = """
@@ -317,6 +318,37 @@ def test_segment_view_calls_are_tracks_of_their_view_events() -> None:
     for kind, name in (("page", "page_viewed"), ("screen", "screen_viewed")):
         event = _event_of({"type": kind, "userId": "a", "name": "Home", "timestamp": AT})
         assert event.name == name and event.traits is None
+
+
+def test_an_identify_reads_its_context_traits_as_serves_ingest_does() -> None:
+    """RudderStack's client sends an identify's traits only as `context.traits`; serve's ingest
+    takes them (under the message's own `traits`), so simulate must too, or the same log
+    gives the two different answers (a send skipped for want of an email)."""
+    lines: list[dict[str, object]] = [
+        {"context": {"traits": {"email": "ann@x", "plan": "free"}, "ip": "10.0.0.1"}},
+        {"context": {"traits": {"email": "ann@x", "plan": "free"}}, "traits": {"plan": "pro"}},
+        {"context": {"ip": "10.0.0.1"}, "traits": {"plan": "pro"}},
+        {"context": {"traits": None}, "traits": {"plan": "pro"}},
+        {"context": None},
+    ]
+    for extra in lines:
+        line = {"type": "identify", "userId": "ann", "timestamp": AT, **extra}
+        served = parse_message(line, None, 1.8e9, None)
+        assert served is not None
+        traits = json.loads(served.body)["tr"]
+        assert _event_of(line).traits == traits, extra
+        (event,) = read_events(io.BytesIO(json.dumps(line).encode() + b"\n")).events
+        assert event.traits == traits, extra
+    # a `context.traits` that is not an object is refused by both
+    line = {"type": "identify", "userId": "ann", "timestamp": AT, "context": {"traits": [1]}}
+    assert str(parse_line(json.dumps(line).encode(), 2)) == (
+        "line 2: context.traits must be an object"
+    )
+    log = read_events(io.BytesIO(json.dumps(line).encode() + b"\n"))
+    assert not log.events and len(log.bad) == 1
+    # a track's `context.traits` says nothing (analytics.js copies the user's traits there)
+    track = {"type": "track", "userId": "ann", "event": "x", "timestamp": AT}
+    assert _event_of({**track, "context": {"traits": {"email": "b@x"}}}).traits is None
 
 
 def test_contact_ids_of_any_json_type_are_their_text() -> None:

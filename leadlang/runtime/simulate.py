@@ -175,6 +175,13 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | str | None:
     if traits is not None and not isinstance(traits, dict):
         return BadLine(number, "traits must be an object")
     if kind == "identify":
+        context = data.get("context")
+        if isinstance(context, dict) and context.get("traits") is not None:
+            traits = _with_context_traits(traits, context["traits"])
+            if traits is None:
+                return BadLine(number, "context.traits must be an object")
+            if not _shallow(None, traits):
+                return BadLine(number, _TOO_DEEP)
         return Event(t, number, contact, None, props, traits or {})
     if kind in VIEW_EVENTS:
         return Event(t, number, contact, VIEW_EVENTS[kind], props, None)
@@ -183,6 +190,15 @@ def parse_line(raw: bytes, number: int) -> Event | BadLine | str | None:
     if not name:
         return BadLine(number, "track without an event name")
     return Event(t, number, contact, name, props, None)
+
+
+def _with_context_traits(traits: dict[str, Any] | None, extra: Any) -> dict[str, Any] | None:
+    """An identify's traits with its `context.traits` under them (RudderStack's client sends
+    an identify's traits only there; serve's ingest reads them the same way); None when
+    `context.traits` is not an object."""
+    if not isinstance(extra, dict):
+        return None
+    return {**extra, **(traits or {})}
 
 
 def _show(value: Any) -> str:
@@ -206,6 +222,8 @@ class _Line(msgspec.Struct, gc=False):
     event: str | None = None
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
+    # left undecoded: only an identify's `context.traits` is read (`_with_context_traits`)
+    context: msgspec.Raw = msgspec.Raw(b"")
 
 
 _decode_any = msgspec.json.Decoder().decode
@@ -250,7 +268,14 @@ def _parse_chunk(chunk: bytes, first: int, ignored: dict[str, int]) -> list[Even
                 return None
             append(Event(t, number, contact, name, props, None))
         elif kind == "identify":
-            append(Event(t, number, contact, None, props, line.traits or {}))
+            traits = line.traits
+            if line.context:
+                context = _decode_any(line.context)
+                if isinstance(context, dict) and context.get("traits") is not None:
+                    traits = _with_context_traits(traits, context["traits"])
+                    if traits is None or not _shallow(None, traits):
+                        return None  # (`parse_line` names the problem)
+            append(Event(t, number, contact, None, props, traits or {}))
         elif kind in VIEW_EVENTS:
             append(Event(t, number, contact, VIEW_EVENTS[kind], props, None))
         else:
