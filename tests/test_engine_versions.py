@@ -142,6 +142,42 @@ def test_edits_migrate_keeps_the_old_version_when_the_step_cannot_take_it(edited
     assert "onboard" not in contact.enrollments
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('plan == "max"', 'plan == "pro"'),  # a trait
+        ("count(ping within 1d) >= 2", "count(ping within 1d) >= 1"),  # a window
+        ("score >= 10", "score >= 1"),  # the score
+    ],
+)
+def test_a_check_migrated_to_a_condition_that_holds_goes_on_at_that_instant(
+    old: str, new: str
+) -> None:
+    """The contact waits at `check OLD`; the edit makes it `check NEW`, which holds already.
+    At its next instant (an event that changes nothing the check reads) it moves and the
+    new condition is judged, as when a flow comes to a check: it goes on there, not at the
+    deadline (a trait's check waited the 3 days; a window's or the score's did not)."""
+
+    def version(cond: str, edits: str) -> dict[str, Any]:
+        return ir_of(
+            MESSAGES
+            + "trait plan: text\nscore:\n  ping +5\n"
+            + f"flow onboard:\n  on started\n{edits}  check {cond} within 3d else:\n"
+            + "    send a_later\n  send b_later\n"
+        )
+
+    v1, v2 = version(old, ""), version(new, "  edits migrate\n")
+    contact = Contact("c1")
+    engine = Engine(v1)
+    engine.on_event(contact, Event(T0, 1, "c1", "ping", {}, {"plan": "pro"}))
+    assert sends(engine.on_event(contact, event(T0 + 60, "started", 2))) == []
+    assert contact.enrollments["onboard"].wait == "check"
+    engine = reloaded(v1, v2)
+    effects = engine.on_event(contact, event(T0 + 600, "browsed", 3))
+    assert sends(effects) == [("b_later", key(v2, "s1"))]
+    assert [e["action"] for e in effects] == ["send", "exit"]
+
+
 def test_a_send_held_by_quiet_hours_migrates_and_sends_the_new_versions_message() -> None:
     """`edits migrate` moves an enrollment waiting at a `send` for the quiet hours to end
     (T0 is 22:13 UTC) to the new version's step of the same id: at 08:00 it sends what the

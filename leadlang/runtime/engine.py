@@ -272,12 +272,14 @@ class Engine(WakeupPlanner):
             raise UnknownVersion(enr.flow, enr.version)
         return found
 
-    def _migrate(self, contact: Contact) -> None:
+    def _migrate(self, contact: Contact) -> bool:
         """`edits migrate`: an enrollment waiting on an older version of a flow that says so
         moves to the program's version when it has a step of the same id where the same kind
         of wait goes on (a `wait` for a time wait, `wait for` for an event, `check` for a
         check, the `send` deferred by quiet hours); otherwise it stays where it is. Its wait's
-        deadline stands; what comes after the step is the new version's."""
+        deadline stands; what comes after the step is the new version's. Whether one moved
+        at a `check`: it now waits for the new version's condition, never judged yet."""
+        moved_check = False
         for enr in contact.enrollments.values():
             flow = self.flow_by_name.get(enr.flow)
             if flow is None or flow.version == enr.version or flow.edits != "migrate":
@@ -288,6 +290,8 @@ class Engine(WakeupPlanner):
             enr.version = flow.version
             if enr.wait == "time":
                 enr.resume = state["next"]
+            moved_check = moved_check or enr.wait == "check"
+        return moved_check
 
     @staticmethod
     def _history_events(program: dict[str, Any]) -> frozenset[str]:
@@ -439,8 +443,11 @@ class Engine(WakeupPlanner):
         t = ctx.t
         timed = event is None  # a time-driven instant: only time moved, so far
         touched: list[Enrollment] = []
-        if self.migrating and contact.enrollments:
-            self._migrate(contact)
+        # a check moved to a new version's condition is judged at once (whatever it reads,
+        # as a check is when a flow comes to it): the first round judges every check
+        recheck = (
+            None if self.migrating and contact.enrollments and self._migrate(contact) else changed
+        )
         # Waits that are due (simulate fires them before a same-instant event).
         enrolled = list(contact.enrollments.values()) if contact.enrollments else ()
         for enr in enrolled:
@@ -464,7 +471,7 @@ class Engine(WakeupPlanner):
         # (one that never settles is stopped where it re-enters a flow, `_never_settles`).
         while True:
             if contact.enrollments:
-                self._recheck_waits(contact, ctx, changed, touched)
+                self._recheck_waits(contact, ctx, recheck, touched)
                 self._exits(contact, ctx, name, props, changed, out)
             self._triggers(contact, ctx, name, props, changed, touched, out, timed)
             timed = False  # later rounds: steps changed the profile
@@ -486,6 +493,7 @@ class Engine(WakeupPlanner):
             # Steps changed the profile: conditions reading it are looked at again now.
             ctx.invalidate()
             changed, name, props = step_changes, None, None
+            recheck = changed
         if self.probing:
             wake = self._wake(contact, t, ctx, horizon)
         else:  # (the common case, one call fewer on the hot path)
