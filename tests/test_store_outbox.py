@@ -98,3 +98,88 @@ def test_outcomes_of_every_kind_arriving_together_are_each_recorded(store_url: s
     assert found["k5"][0] == "pending"
     assert retried == ["k1"]
     assert expired == ["k5"]
+
+
+def test_dead_sends_are_listed_and_queued_again_but_not_those_that_could_not_render(
+    store_url: str,
+) -> None:
+    """`leadlang outbox` (serve.md): the rows listed oldest first, of one status or all; `retry`
+    puts dead rows back (those named, or every one) as pending, due now, attempts counted
+    afresh, except a message that could not be rendered, which has nothing to deliver."""
+    rows = [
+        {**_outbox_row(key, "email", status), "created": NOW + n, "last_error": error}
+        for n, (key, status, error) in enumerate(
+            [
+                ("z-dead", "dead", "550 no such user"),
+                ("y-render", "dead", "render failed: no such variable"),
+                ("x-sent", "sent", None),
+                ("w-dead", "dead", "timed out"),
+                ("v-pending", "pending", None),
+            ]
+        )
+    ]
+    rows[0]["attempts"] = rows[3]["attempts"] = 8
+
+    async def run() -> None:
+        store = await _with_rows(store_url, rows)
+        try:
+            listed = await store.outbox_rows(None, 100)
+            assert [r["key"] for r in listed] == [r["key"] for r in rows]
+            listed = await store.outbox_rows(None, 2)
+            assert [r["key"] for r in listed] == ["z-dead", "y-render"]
+            listed = await store.outbox_rows("dead", 100)
+            assert [r["key"] for r in listed] == ["z-dead", "y-render", "w-dead"]
+            assert await store.outbox_requeue([], NOW + 9) == 0
+            assert await store.outbox_requeue(["z-dead", "x-sent"], NOW + 9) == 1
+            found = await _statuses(store)
+            assert found["z-dead"] == ("pending", 0, "550 no such user", None)
+            assert found["w-dead"][:2] == ("dead", 8)
+            assert await store.outbox_requeue(None, NOW + 10) == 1  # w-dead
+            found = await _statuses(store)
+            assert found["w-dead"] == ("pending", 0, "timed out", None)
+            assert found["y-render"][0] == "dead"
+            assert found["x-sent"][0] == "sent"
+            due = await store.claim_outbox(NOW + 9, 100, 30.0)
+            assert sorted(d.key for d in due) == ["v-pending", "z-dead"]
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_leases_are_renewed_and_released_at_start_up_on_sqlite_only(store_url: str) -> None:
+    """A delivery still being attempted keeps its row by renewing the lease (on the claims'
+    clock); a row another daemon is not attempting is not leased by a renewal naming it.
+    At start-up a SQLite store frees every lease (its one daemon is gone); a PostgreSQL
+    store frees none (other daemons may hold them)."""
+    sqlite = store_url.startswith("sqlite")
+    rows = [
+        _row("held", "email", 1.0),
+        _row("other", "email", 1.0),
+        _row("old-claim", "email", 1.0),
+    ]
+    rows.append({**_outbox_row("gone", "email", "sent"), "next_attempt": 1.0})
+    for row in rows:  # (a claim by the daemon before this one: leased until the year 2096)
+        row["lease_until"] = 4e9 if row["key"] == "old-claim" else None
+
+    async def run() -> None:
+        store = await _with_rows(store_url, rows)
+        try:
+            start = time.time()
+            assert [d.key for d in await store.claim_outbox(start, 1, 0.5)] == ["held"]
+            await store.renew_outbox_leases(["held", "gone"], start, 30.0)
+            if sqlite:
+                await store.renew_outbox_leases(["other"], start, 30.0)
+            await asyncio.sleep(start + 1.0 - time.time())
+            claimed = await store.claim_outbox(time.time(), 100, 30.0)
+            assert [d.key for d in claimed] == ["other"]
+            assert (await _statuses(store))["gone"][-1] is None
+            assert await store.release_leases() == (1 if sqlite else 0)  # (old-claim: in the file)
+            claimed = await store.claim_outbox(time.time(), 100, 30.0)
+            assert sorted(d.key for d in claimed) == (
+                ["held", "old-claim", "other"] if sqlite else []
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(run())
