@@ -65,7 +65,7 @@ def test_each_channel_is_claimed_in_due_order_and_only_up_to_its_room(store_url:
 def test_outcomes_of_every_kind_arriving_together_are_each_recorded(store_url: str) -> None:
     rows = [_row(f"k{n}", "email", 1.0) for n in range(6)]  # (due long ago)
 
-    async def run() -> tuple[dict[str, tuple[Any, ...]], list[str], list[str]]:
+    async def run() -> tuple[dict[str, tuple[Any, ...]], list[tuple[str, int]], list[str]]:
         store = await _with_rows(store_url, rows)
         try:
             # (real time: PostgreSQL's leases run on the database's clock)
@@ -85,7 +85,7 @@ def test_outcomes_of_every_kind_arriving_together_are_each_recorded(store_url: s
             retried = await store.claim_outbox(time.time(), 100, 30.0)
             await asyncio.sleep(start + 1.7 - time.time())
             expired = await store.claim_outbox(time.time(), 100, 30.0)
-            return found, [d.key for d in retried], [d.key for d in expired]
+            return found, [(d.key, d.attempts) for d in retried], [d.key for d in expired]
         finally:
             await store.close()
 
@@ -96,7 +96,7 @@ def test_outcomes_of_every_kind_arriving_together_are_each_recorded(store_url: s
     assert found["k4"] == ("pending", 3, "timed out", None)
     assert found["k2"] == ("dead", 8, "550 no such user", None)
     assert found["k5"][0] == "pending"
-    assert retried == ["k1"]
+    assert retried == [("k1", 1)]  # (its attempts so far, counted on by the worker)
     assert expired == ["k5"]
 
 
