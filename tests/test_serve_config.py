@@ -3,6 +3,7 @@ write key that can never be the admin token."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from leadlang.runtime.server.config import ConfigError, load_config
+from leadlang.runtime.store.sql import StoreError, open_store
 from tests.serve_daemon import ADMIN_TOKEN, GREET, WRITE_KEY, Daemon
 
 
@@ -164,3 +166,13 @@ def test_reading_commands_refuse_a_database_that_is_not_a_store(
     tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     conn.close()
     assert tables == ["x"]  # nothing written into it
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["pool_size=0", "pool_size=two", "pool_timeout=0", "pool_timeout=-1", "pool_timeout=inf"],
+)
+def test_a_pool_of_no_connections_or_no_patience_is_refused(tmp_path: Path, query: str) -> None:
+    """`?pool_size=N` is at least 1 and `?pool_timeout=SECONDS` a positive, finite number."""
+    with pytest.raises(StoreError, match="pool_size must be a whole number of at least 1"):
+        asyncio.run(open_store(f"sqlite:///{tmp_path / 'store.db'}?{query}"))
