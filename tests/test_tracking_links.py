@@ -261,6 +261,11 @@ def test_the_unsubscribe_placeholder_becomes_the_unsubscribe_link() -> None:
     )
 
 
+def test_the_pixel_url_is_escaped_in_its_attribute() -> None:
+    after = rewrite("<p>x</p>", pixel='https://t/o/P?a=1&b="2"', unsub=None)
+    assert after.startswith('<p>x</p><img src="https://t/o/P?a=1&amp;b=&quot;2&quot;" ')
+
+
 def test_a_document_without_links_only_gains_the_pixel() -> None:
     text = "<p>Plain &amp; simple &#8212; caf\u00e9 <br/> <img src=x.png></p>"
     assert rewrite(text).startswith(text)
