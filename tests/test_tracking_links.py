@@ -266,6 +266,31 @@ def test_the_pixel_url_is_escaped_in_its_attribute() -> None:
     assert after.startswith('<p>x</p><img src="https://t/o/P?a=1&amp;b=&quot;2&quot;" ')
 
 
+def test_a_link_after_the_last_body_end_is_tracked_and_the_pixel_stays_before_it() -> None:
+    text = '<body><p>x</p></body>\n<a href="https://x.example/">late</a>'
+    assert rewrite(text) == (
+        '<body><p>x</p><img src="https://t/o/P" width="1" height="1" alt="" '
+        'style="display:block;border:0;width:1px;height:1px"></body>\n'
+        '<a href="https://t/c/0/https://x.example/">late</a>'
+    )
+
+
+def test_when_the_parser_gives_up_the_pixel_goes_at_the_end() -> None:
+    # the `</body>` it saw may not be the last one: the pixel goes where it always can
+    text = "<body>a</body><![foo[ b</body>"
+    assert rewrite(text) == text + (
+        '<img src="https://t/o/P" width="1" height="1" alt="" '
+        'style="display:block;border:0;width:1px;height:1px">'
+    )
+
+
+def test_a_new_href_is_escaped_in_its_attribute() -> None:
+    after = rewrite_html(
+        '<a href="https://x.example/">x</a>', lambda i, u: "https://t/c/'\"&", None, None
+    )
+    assert after == '<a href="https://t/c/&#x27;&quot;&amp;">x</a>'
+
+
 def test_a_document_without_links_only_gains_the_pixel() -> None:
     text = "<p>Plain &amp; simple &#8212; caf\u00e9 <br/> <img src=x.png></p>"
     assert rewrite(text).startswith(text)
