@@ -291,6 +291,34 @@ def test_a_new_href_is_escaped_in_its_attribute() -> None:
     assert after == '<a href="https://t/c/&#x27;&quot;&amp;">x</a>'
 
 
+def test_only_a_links_href_is_rewritten_whatever_its_form() -> None:
+    # a stylesheet or any other tag's href is no link; a self-closed <a/>, an unquoted href
+    # and one after an href without a value are
+    text = (
+        '<link rel=stylesheet href="https://x.example/s.css"><a href>none</a>'
+        '<a href="https://x.example/a"/><a href=https://x.example/h>h</a>'
+    )
+    assert rewrite(text, pixel=None) == (
+        '<link rel=stylesheet href="https://x.example/s.css"><a href>none</a>'
+        '<a href="https://t/c/0/https://x.example/a"/><a href="https://t/c/1/https://x.example/h">h</a>'
+    )
+
+
+def test_the_unsubscribe_placeholder_in_any_case_and_without_an_unsubscribe_url() -> None:
+    text = '<a href="Leadlang:Unsubscribe">u</a>'
+    assert rewrite(text, pixel=None) == '<a href="https://t/u/U">u</a>'
+    assert rewrite(text, pixel=None, unsub=None) == text
+
+
+def test_the_pixel_goes_before_the_last_of_several_body_ends() -> None:
+    pixel = (
+        '<img src="https://t/o/P" width="1" height="1" alt="" '
+        'style="display:block;border:0;width:1px;height:1px">'
+    )
+    assert rewrite("<body>a</body> b</body>\n", unsub=None) == f"<body>a</body> b{pixel}</body>\n"
+    assert rewrite("</body><p>x</p>", unsub=None) == f"{pixel}</body><p>x</p>"
+
+
 def test_a_document_without_links_only_gains_the_pixel() -> None:
     text = "<p>Plain &amp; simple &#8212; caf\u00e9 <br/> <img src=x.png></p>"
     assert rewrite(text).startswith(text)
@@ -396,6 +424,10 @@ def test_rewriting_never_raises(text: str) -> None:
         ("https://x.example/?&notit;", "https://x.example/?&notit;"),
         ("https://x.example/?q=&#38;&#x26;&amp", "https://x.example/?q=&&&"),
         ("https://x.example/?q=&copy 2", "https://x.example/?q=\u00a9 2"),
+        ("https://x.example/?q=&#X26;&#38", "https://x.example/?q=&&"),
+        ("https://x.example/?q=&gt", "https://x.example/?q=>"),
+        ("https://x.example/?a=1&copy2", "https://x.example/?a=1&copy2"),
+        ("https://x.example/?q=&copy-2", "https://x.example/?q=\u00a9-2"),
         # outer spaces (a form feed too) and any tab or newline are dropped
         ("\f https://x.example/\f", "https://x.example/"),
         ("https://x.exa\tmple/p\nq\r", "https://x.example/pq"),
