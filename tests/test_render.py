@@ -48,10 +48,11 @@ def test_full_shows_line_caret_and_help() -> None:
 def test_the_caret_sits_under_its_span_in_terminal_columns_and_controls_are_escaped() -> None:
     # A wide character takes two columns and a combining mark none; a control character from
     # the script (an escape sequence, a bell) is shown escaped, never sent to the terminal.
-    for before, shown in (
-        ("日本語", "日本語"),
-        ("e\u0301\u0301", "e\u0301\u0301"),
-        ("\x1b[2J\x07", "\\x1b[2J\\x07"),
+    for before, shown, in_line in (
+        ("日本語", "日本語", "日本語"),
+        ("e\u0301\u0301", "e\u0301\u0301", "e\u0301\u0301"),
+        ("\x1b[2J\x07", "\\x1b[2J\\x07", "\\x1b[2J\\x07"),
+        ("ab\t", "ab\\t", 'ab   "'),  # in the line, a tab goes to the next multiple of 4
     ):
         text = f'flow f:\n  tag "{before}" oops\n'
         source = Source("w.lead", text)
@@ -71,7 +72,7 @@ def test_the_caret_sits_under_its_span_in_terminal_columns_and_controls_are_esca
         out = render([found], {"w.lead": source}, "full", color=False)
         assert out.splitlines()[0] == f"error[S001]: after `{shown}`"
         source_line = next(line for line in out.splitlines() if "oops" in line)
-        assert shown in source_line
+        assert in_line in source_line
         caret_line = out.splitlines()[out.splitlines().index(source_line) + 1]
         prefix = source_line[: source_line.index("oops")]
         wide = sum(2 if "\u3040" <= ch <= "\u9fff" else ch != "\u0301" for ch in prefix)

@@ -599,6 +599,10 @@ def test_a_tab_inside_brackets_is_no_indentation(parse_text: ParseText) -> None:
     text = "metric m = max(\n\t1,\n\t2 # two\n)\nflow x:\n  send a with {\n\tk: 1}\n\tsend b\n"
     diagnostics = errors(parse_text, text)
     assert [(d.code, d.span.line) for d in diagnostics if d.code == "S003"] == [("S003", 8)]
+    # a stray closing bracket does not make the next bracket's lines indentation again
+    text = "metric n = 1)\nmetric m = max(\n\t1)\nflow x:\n\tsend b\n"
+    diagnostics = errors(parse_text, text)
+    assert [(d.code, d.span.line) for d in diagnostics if d.code == "S003"] == [("S003", 5)]
 
 
 def test_inconsistent_dedent_is_s004(parse_text: ParseText) -> None:
