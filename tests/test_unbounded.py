@@ -188,7 +188,7 @@ def test_a_10_mb_string_and_a_million_comment_lines_check_in_little_memory(
     # the lexer's string and newline tokens are possessive, so a long one costs nothing.
     script = tmp_path / "s.lead"
     script.write_text(
-        'event e\nflow f:\n  on e\n  tag "' + "x" * 10_000_000 + '"\n' + "# note\n" * 1_000_000
+        'event e\nflow f:\n  on e\n  tag "' + "x" * 10_000_000 + '"\n' + "# note\n\n\n" * 1_000_000
     )
     result = run_leadlang("check", "--format", "concise", script)
     assert result.returncode == 0, result.stderr[-2000:]
