@@ -229,6 +229,12 @@ def test_a_wrong_key_in_the_header_is_401_whatever_the_body(daemon: Daemon) -> N
         ]:
             response = daemon.post(path, body, key=None, headers={**headers, **extra})
             assert_error(response, 401)
+    # credentials in the header that cannot be read are wrong ones: the body's key is not
+    # looked at
+    keyed = {**signed_up(m), "writeKey": WRITE_KEY}
+    for garbled in ("Basic %%%", "Basic " + base64.b64encode(b"\xff\xfe:").decode()):
+        response = daemon.post("/v1/track", keyed, key=None, headers={"Authorization": garbled})
+        assert_error(response, 401)
     assert_nothing_stored(daemon, m, before)
 
 

@@ -173,7 +173,7 @@ def test_a_reader_following_the_effects_cursor_misses_none_while_two_processors_
 
             store._write_round = slow_commit  # type: ignore[method-assign]
         processors = [
-            Processor(store, Engine(ir), ir, time.time, batch=10) for store in (first, second)
+            Processor(store, Engine(ir), ir, time.time, batch=3) for store in (first, second)
         ]
         done = asyncio.Event()
 
