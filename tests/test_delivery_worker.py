@@ -4,6 +4,8 @@ per-channel isolation, waking; and end to end with the real maildir and JSON-lin
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import mailbox
 import random
 import time
@@ -362,13 +364,15 @@ def test_leases_are_renewed_while_a_row_is_held() -> None:
     (and rows queued behind one): the worker renews the leases of the rows it holds."""
     store = MemoryOutbox()
     store.add(delivery(1))
+    store.add(delivery(2))
 
     async def slow(_: Delivery) -> Outcome:
         await asyncio.sleep(1.0)
         return Outcome.sent()
 
     async def go() -> list[Delivery]:
-        # (one slot, no room to claim more meanwhile: only a renewal keeps the lease)
+        # (one slot, and its backlog of two full, one row attempted and one waiting for the
+        # slot: no room to claim more meanwhile, so only a renewal keeps the leases)
         options: dict[str, Any] = {"lease": 0.3, "concurrency": 1, "backlog": 1}
         w = worker(store, {"email": Scripted(slow)}, time.time, **options)  # type: ignore[arg-type]
         stop = asyncio.Event()
@@ -381,6 +385,7 @@ def test_leases_are_renewed_while_a_row_is_held() -> None:
 
     assert asyncio.run(go()) == []
     assert store.rows[delivery(1).key].status == "sent"
+    assert store.rows[delivery(2).key].status == "sent"
     assert worker(MemoryOutbox(), {}, Clock()).lease == LEASE == 15.0
 
 
@@ -534,3 +539,207 @@ def test_a_full_channel_claims_again_as_soon_as_it_has_room() -> None:
 
     assert asyncio.run(go()) < 5
     assert len(driver.seen) == 3
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"max_attempts": 0}, {"timeout": 0.0}, {"batch_size": 0}, {"concurrency": 0}],
+    ids=["max_attempts", "timeout", "batch_size", "concurrency"],
+)
+def test_an_option_that_is_not_positive_is_refused(option: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        worker(MemoryOutbox(), {}, Clock(), **option)
+    smallest = {key: 1 if key != "timeout" else 0.001 for key in option}
+    assert worker(MemoryOutbox(), {}, Clock(), **smallest)
+
+
+def test_a_driver_asking_for_no_attempts_at_once_still_gets_one() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(3):
+        store.add(delivery(n))
+    driver = Scripted(quick)
+    driver.concurrency = 0  # type: ignore[attr-defined]
+
+    async def go() -> int:
+        return await asyncio.wait_for(worker(store, {"email": driver}, clock).run_once(), 5)
+
+    assert asyncio.run(go()) == 3
+    assert driver.most_active == 1
+    assert all(row.status == "sent" for row in store.rows.values())
+
+
+def test_a_channel_holds_twice_the_attempts_its_driver_asks_for() -> None:
+    """A driver asking for more attempts at once than the backlog gets a backlog of twice
+    that many: the next rows are claimed while the last ones' outcomes are recorded."""
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(10):
+        store.add(delivery(n))
+    driver = Scripted(quick)
+    driver.concurrency = 2  # type: ignore[attr-defined]
+    w = worker(store, {"email": driver}, clock, backlog=1)
+    assert asyncio.run(w.run_once()) == 4
+    assert [row.status for row in store.rows.values()].count("sent") == 4
+
+
+def test_rows_of_a_channel_without_a_driver_are_dead_up_to_the_attempts_at_once() -> None:
+    """Rows of a channel with no driver are dead at once, as many at a time as the worker's
+    `concurrency` (its backlog is never less), not put back as if the channel were busy."""
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(3):
+        store.add(delivery(n, "push"))
+    w = worker(store, {"email": Scripted(quick)}, clock, concurrency=3, backlog=1)
+    assert asyncio.run(w.run_once()) == 3
+    rows = [store.rows[delivery(n, "push").key] for n in range(3)]
+    assert [(row.status, row.attempts) for row in rows] == [("dead", 1)] * 3
+    assert all(row.error == "no driver for channel `push`" for row in rows)
+
+
+def test_the_backoff_takes_its_base_and_cap_and_any_number_of_attempts() -> None:
+    w = worker(MemoryOutbox(), {}, Clock(), rng=random.Random(5), base=0.5, cap=10.0)
+    expected = random.Random(5)
+    for attempts in (0, 1, 3, 5, 64, 5000):
+        ceiling = min(10.0, 0.5 * 2 ** min(attempts, 64))
+        assert w.backoff(attempts) == pytest.approx(expected.uniform(0, ceiling))
+    # max_attempts has no upper bound: a thousandth retry waits at most the cap
+    assert 0 <= worker(MemoryOutbox(), {}, Clock()).backoff(5000) <= 3600.0
+
+
+def test_a_retry_after_shorter_than_the_backoff_does_not_shorten_it() -> None:
+    w = worker(MemoryOutbox(), {}, Clock(), rng=random.Random(11))
+    expected = random.Random(11)
+    delays = [w.backoff(10, retry_after=0.5) for _ in range(20)]
+    assert delays == [max(0.5, expected.uniform(0, 1024.0)) for _ in range(20)]
+    assert max(delays) > 0.5
+
+
+def test_an_idle_worker_claims_once_per_wake_or_poll() -> None:
+    """A wake, from `wake()` or the `wake` event, makes one claim, not a busy loop; a claim
+    that got less than a full batch is not followed by another at once."""
+    store, clock = MemoryOutbox(), Clock()
+
+    async def go() -> int:
+        w = worker(store, {"email": Scripted(quick)}, clock, poll=10.0)
+        stop, wake = asyncio.Event(), asyncio.Event()
+        running = asyncio.create_task(w.run(stop, wake))
+        await asyncio.sleep(0.1)
+        before = len(store.claims)
+        store.add(delivery(1))
+        w.wake()
+        await asyncio.sleep(0.2)
+        store.add(delivery(2))
+        wake.set()
+        await asyncio.sleep(0.2)
+        assert all(row.status == "sent" for row in store.rows.values())
+        claims = len(store.claims) - before
+        stop.set()
+        await running
+        return claims
+
+    assert asyncio.run(go()) == 2
+
+
+def test_a_failing_store_is_claimed_from_again_soon_and_each_run_of_failures_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first failure of a run of them is logged with its traceback (an error), a second
+    in a row in one line (a warning); a claim that succeeds ends the run. The first pause is
+    short (a fifth of a second), not the five seconds the pauses grow to."""
+    store, clock = MemoryOutbox(), Clock()
+    failures: list[Exception] = []
+    claim = store.claim_outbox
+
+    async def flaky(
+        now: float, limit: int, lease: float, rooms: dict[str, int] | None = None
+    ) -> list[Delivery]:
+        if failures:
+            raise failures.pop()
+        return await claim(now, limit, lease, rooms)
+
+    store.claim_outbox = flaky  # type: ignore[method-assign]
+
+    async def sent(n: int) -> float:
+        start = time.monotonic()
+        while store.rows[delivery(n).key].status != "sent":
+            await asyncio.sleep(0.01)
+        return time.monotonic() - start
+
+    async def go() -> list[float]:
+        w = worker(store, {"email": Scripted(quick)}, clock, poll=0.02)
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        took = []
+        for n in (1, 2):
+            store.add(delivery(n))
+            failures.append(RuntimeError("database is locked"))
+            took.append(await sent(n))
+        stop.set()
+        await running
+        return took
+
+    with caplog.at_level(logging.WARNING, logger="leadlang.delivery"):
+        took = asyncio.run(go())
+    assert max(took) < 2.5
+    claiming = [r for r in caplog.records if r.getMessage().startswith("claiming outbox rows")]
+    assert [r.levelname for r in claiming] == ["ERROR", "ERROR"]
+    assert all(r.exc_info for r in claiming)
+
+
+def test_leases_are_renewed_every_third_of_a_lease_and_a_failed_renewal_is_tried_again() -> None:
+    """Only rows held here are renewed, every third of a lease (not at every turn of the
+    loop, not once a lease), and a renewal the store fails is tried again at the next."""
+    store = MemoryOutbox()
+    store.add(delivery(1))
+    renewals: list[tuple[float, list[str]]] = []
+    renew = store.renew_outbox_leases
+
+    async def counted(keys: Sequence[str], now: float, lease: float) -> None:
+        renewals.append((time.monotonic(), list(keys)))
+        if len(renewals) == 1:
+            raise RuntimeError("the store is restarting")
+        await renew(keys, now, lease)
+
+    store.renew_outbox_leases = counted  # type: ignore[method-assign]
+
+    async def slow(_: Delivery) -> Outcome:
+        await asyncio.sleep(1.2)
+        return Outcome.sent()
+
+    async def go() -> float:
+        options: dict[str, Any] = {"lease": 0.6, "poll": 0.01}
+        w = worker(store, {"email": Scripted(slow)}, time.time, **options)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        await asyncio.sleep(0.2)  # idle, nothing held: nothing renewed
+        start = time.monotonic()
+        while store.rows[delivery(1).key].status != "sent":
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running
+        return time.monotonic() - start
+
+    took = asyncio.run(go())
+    assert all(keys == [delivery(1).key] for _, keys in renewals)
+    # one at the start of the attempt, then one every 0.2 s of its 1.2 s (or a little more)
+    assert 5 <= len(renewals) <= took / 0.2 + 2
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(renewals)]
+    assert min(gaps) >= 0.2
+
+
+def test_after_a_full_batch_the_worker_claims_again_at_once() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(5):
+        store.add(delivery(n))
+
+    async def go() -> None:
+        w = worker(store, {"email": Scripted(quick)}, clock, batch_size=2, poll=10.0)
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        started = time.monotonic()
+        while any(row.status != "sent" for row in store.rows.values()):
+            await asyncio.sleep(0.01)
+            assert time.monotonic() - started < 5, "the rows waited for the next poll"
+        stop.set()
+        await running
+
+    asyncio.run(go())
+    assert [limit for _, limit, _ in store.claims[:3]] == [2, 2, 2]
