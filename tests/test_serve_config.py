@@ -97,6 +97,31 @@ def test_serve_refuses_a_channel_it_cannot_drive_with_exit_2(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("channels", "error"),
+    [
+        ('email = "smtp"', "[channels.email] must be a table"),
+        ("sms = false", "[channels.sms] must be a table"),
+        (
+            'fax = "+15550100"',
+            "unknown channel `fax` in [channels]: the channels are email, sms, push",
+        ),
+    ],
+)
+def test_a_channel_that_is_not_a_table_is_refused_not_ignored(
+    tmp_path: Path, channels: str, error: str
+) -> None:
+    """`email = "smtp"` is no SMTP channel: refused, not silently the default maildir."""
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    result = serve_greet(
+        tmp_path, write(tmp_path, f"[server]\nprocesses = 1\n[channels]\n{channels}\n")
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == f"error: {error}"
+    assert not (tmp_path / "leadlang.db").exists()
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
 def test_a_sqlite_url_without_a_file_is_refused_in_one_line(tmp_path: Path, url: str) -> None:
     (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")

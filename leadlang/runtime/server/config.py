@@ -36,7 +36,7 @@ class Config:
     write_keys: tuple[str, ...] = ()
     admin_token: str | None = None
     secret: str | None = None
-    channels: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    channels: dict[str, Any] = attrs.field(factory=dict)
     max_attempts: int = 8
     timeout: float = 15.0
     secrets: dict[str, str] = attrs.field(factory=dict)
@@ -118,7 +118,7 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
         write_keys=tuple(k for k in write_keys if k),
         admin_token=_text(server, "admin_token", "server") or None,
         secret=_text(server, "secret", "server") or None,
-        channels={k: v for k, v in channels.items() if isinstance(v, dict)},
+        channels=dict(channels),  # (make_drivers refuses what it cannot drive)
         max_attempts=attempts,
         timeout=_duration(delivery.get("timeout", "15s"), "delivery.timeout"),
         secrets={k: str(v) for k, v in _table(data, "secrets").items()},

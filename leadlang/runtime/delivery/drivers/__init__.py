@@ -94,7 +94,7 @@ def make_drivers(
     drivers: dict[str, Driver] = {}
     lines: dict[Path, JsonLinesDriver] = {}  # channels sharing one file share its writer
     for channel in CHANNELS:
-        table = config.get(channel) or {}
+        table = config.get(channel, {})
         if not isinstance(table, dict):
             raise ValueError(f"[channels.{channel}] must be a table")
         name = table.get("driver", DEFAULTS[channel]["driver"])
