@@ -509,7 +509,25 @@ def test_a_dkim_key_on_one_line_with_escaped_newlines(
         ({"from": FROM}, r"channel email \(`smtp` driver\): `host` is required"),
         ({"host": "h"}, "`from` is required"),
         ({"host": "h", "from": "nobody"}, "`from` is not one email address"),
-        ({"host": "h", "from": FROM, "starttls": True, "tls": True}, "exclude each other"),
+        (
+            {"host": "h", "from": FROM, "starttls": True, "tls": True},
+            r"channel email \(`smtp` driver\): `tls` and `starttls` exclude each other",
+        ),
+        ({"host": "  ", "from": FROM}, "`host` must be a non-empty string"),
+        ({"host": 25, "from": FROM}, "`host` must be a non-empty string"),
+        ({"host": "h", "from": FROM, "port": True}, "`port` must be a whole number"),
+        ({"host": "h", "from": FROM, "port": 25.0}, "`port` must be a whole number"),
+        ({"host": "h", "from": FROM, "port": 65536}, "`port` must be a whole number"),
+        ({"host": "h", "from": FROM, "connections": 101}, "`connections` must be a whole"),
+        ({"host": "h", "from": FROM, "password": "p"}, "`username` is required"),
+        ({"host": "h", "from": "a@example.com, b@example.com"}, "`from` is not one email"),
+        ({"host": "h", "from": "Shop <shop@example.com"}, "`from` is not one email address"),
+        ({"host": "h", "from": "nobody@"}, "`from` is not one email address"),
+        ({"host": "h", "from": FROM + "\nBcc: b@example.com"}, "`from` is not one email"),
+        (
+            {"host": "h", "from": FROM, "mailto_unsubscribe": "unsubscribe"},
+            "`mailto_unsubscribe` is not an email address",
+        ),
         ({"host": "h", "from": FROM, "starttls": "yes"}, "`starttls` must be true or false"),
         ({"host": "h", "from": FROM, "port": 0}, "`port` must be a whole number"),
         ({"host": "h", "from": FROM, "username": "u"}, "`password` is required"),
@@ -548,6 +566,35 @@ def test_bad_settings_name_the_channel_and_key(
     monkeypatch.setenv("LEADLANG_TEST_BAD_KEY", "not a key")
     with pytest.raises(ValueError, match=message):
         make_drivers({"email": {"driver": "smtp", **table}}, tmp_path, secrets={})
+
+
+def test_settings_at_their_edges_and_as_written(
+    tmp_path: Path, certificate: tuple[Path, Path], dkim_key: tuple[str, bytes]
+) -> None:
+    """Texts are stripped, ports 1 and 65535 and up to 100 connections are taken (4 by
+    default), a `mailto_unsubscribe` may say `MAILTO:` and carry a query, `ca_file` is
+    relative to the config's folder, and the DKIM key may come from the config's secrets."""
+
+    def driver(base: Path = tmp_path, secrets: Any = None, **table: Any) -> SmtpDriver:
+        settings = {"driver": "smtp", "host": " mail.example.com ", "from": FROM, **table}
+        made = make_drivers({"email": settings}, base, secrets=secrets or {})["email"]
+        assert isinstance(made, SmtpDriver)
+        return made
+
+    assert driver().host == "mail.example.com" and driver().connections == 4
+    assert (driver(port=1).port, driver(port=65535).port) == (1, 65535)
+    assert driver(connections=100).connections == 100
+    mailto = "MAILTO:unsubscribe@example.com?subject=please unsubscribe me"
+    assert driver(mailto_unsubscribe=mailto).mailto_unsubscribe == mailto
+    ca = certificate[0]
+    assert driver(ca.parent, tls=True, ca_file=ca.name).tls_context is not None
+    dkim_settings = {
+        "dkim_selector": "s",
+        "dkim_domain": "example.com",
+        "dkim_private_key_env": "LEADLANG_TEST_DKIM_SECRET",
+    }
+    secrets = {"LEADLANG_TEST_DKIM_SECRET": dkim_key[0]}
+    assert driver(secrets=secrets, **dkim_settings).dkim_key is not None
 
 
 def test_the_default_ports(tmp_path: Path) -> None:
