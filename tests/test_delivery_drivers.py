@@ -84,6 +84,10 @@ def test_an_unknown_channel_is_named(tmp_path: Path) -> None:
             "`headers` must be a table of strings",
         ),
         (
+            {"sms": {"driver": "http", "url": "https://sms.example", "headers": False}},
+            "`headers` must be a table of strings",
+        ),
+        (
             {"sms": {"driver": "http", "url": "https://sms.example/{{secret:NOPE}}"}},
             "`url` uses secret `NOPE`, which is not set",
         ),

@@ -252,7 +252,7 @@ def _dkim_key(settings: _Settings, secrets: Mapping[str, str]) -> DkimKey | None
 def _http(settings: _Settings, secrets: Mapping[str, str]) -> HttpSmsDriver:
     url = settings.text("url", required=True)
     assert url is not None
-    headers = settings.table.get("headers") or {}
+    headers = settings.table.get("headers", {})
     if not isinstance(headers, dict) or not all(
         isinstance(name, str) and isinstance(value, str) for name, value in headers.items()
     ):
