@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
+from leadlang.runtime.delivery import worker as worker_module
 from leadlang.runtime.delivery.drivers import make_drivers
 from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
 from leadlang.runtime.delivery.worker import LEASE, OutboxWorker
@@ -743,3 +744,114 @@ def test_after_a_full_batch_the_worker_claims_again_at_once() -> None:
 
     asyncio.run(go())
     assert [limit for _, limit, _ in store.claims[:3]] == [2, 2, 2]
+
+
+def test_rows_claimed_beyond_a_channels_backlog_are_put_back_untried() -> None:
+    """(Only rows of a channel without a driver can be claimed beyond its backlog: the others
+    are claimed only up to their room.) They wait `timeout` seconds, attempts unchanged."""
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(3):
+        store.add(delivery(n, "push"))
+    w = worker(store, {"email": Scripted(quick)}, clock, concurrency=1, backlog=1, timeout=7.0)
+    assert asyncio.run(w.run_once()) == 3
+    rows = [store.rows[delivery(n, "push").key] for n in range(3)]
+    assert (rows[0].status, rows[0].attempts) == ("dead", 1)
+    for row in rows[1:]:
+        assert (row.status, row.attempts, row.next_attempt) == ("pending", 0, clock.now + 7.0)
+        assert row.error == "not attempted yet: the push channel is busy"
+
+
+def test_run_without_any_driver_still_marks_rows_dead() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1, "sms"))
+
+    async def go() -> None:
+        w = worker(store, {}, clock, poll=0.01)
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        started = time.monotonic()
+        while store.rows[delivery(1, "sms").key].status != "dead":
+            await asyncio.sleep(0.01)
+            assert time.monotonic() - started < 5, "never claimed"
+        stop.set()
+        await running
+
+    asyncio.run(go())
+
+
+def test_close_closes_every_driver_even_when_one_fails(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing(Scripted):
+        async def close(self) -> None:
+            raise OSError("the connection is gone")
+
+    last = Scripted(quick)
+    drivers: dict[str, Driver] = {"email": Failing(quick), "sms": last}
+    with caplog.at_level(logging.ERROR, logger="leadlang.delivery"):
+        asyncio.run(worker(MemoryOutbox(), drivers, Clock()).close())
+    assert last.closed
+    assert [r.getMessage() for r in caplog.records] == ["closing a driver failed"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (ConnectionResetError(), "ConnectionResetError"),
+        (None, "the email driver answered None"),
+        (Outcome("delivered"), "the email driver answered Outcome(status='delivered'"),
+    ],
+    ids=["exception-without-text", "none", "unknown-status"],
+)
+def test_a_driver_answering_nonsense_is_a_retry_saying_what_it_answered(
+    answer: Any, error: str
+) -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+
+    async def odd(_: Delivery) -> Outcome:
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    asyncio.run(worker(store, {"email": Scripted(odd)}, clock).run_once())
+    row = store.rows[delivery(1).key]
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.error is not None and row.error.startswith(error)
+    assert row.error == error or error.endswith("'delivered'")
+
+
+def test_an_outcome_the_store_failed_to_record_is_recorded_again_not_delivered_again() -> None:
+    """The store fails while recording a send (a restart): the worker records it again a
+    little later, so the row is sent, and the driver was called once."""
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    failures = [RuntimeError("the store is restarting")]
+    sent = store.outbox_sent
+
+    async def flaky(key: str, now: float) -> None:
+        if failures:
+            raise failures.pop()
+        await sent(key, now)
+
+    store.outbox_sent = flaky  # type: ignore[method-assign]
+    driver = Scripted(quick)
+    asyncio.run(worker(store, {"email": driver}, clock).run_once())
+    assert store.rows[delivery(1).key].status == "sent" and len(driver.seen) == 1
+
+
+def test_past_its_patience_a_failed_record_leaves_the_row_to_its_lease(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(worker_module, "RECORD_PATIENCE", 0.3)
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+
+    async def down(key: str, now: float) -> None:
+        raise RuntimeError("the store is down")
+
+    store.outbox_sent = down  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="leadlang.delivery"):
+        assert asyncio.run(worker(store, {"email": Scripted(quick)}, clock).run_once()) == 1
+    assert store.rows[delivery(1).key].status == "claimed"  # until its lease runs out
+    assert caplog.records[-1].getMessage() == (
+        f"recording the outcome of outbox row {delivery(1).key} failed"
+    )
