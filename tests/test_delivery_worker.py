@@ -841,17 +841,51 @@ def test_an_outcome_the_store_failed_to_record_is_recorded_again_not_delivered_a
 def test_past_its_patience_a_failed_record_leaves_the_row_to_its_lease(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(worker_module, "RECORD_PATIENCE", 0.3)
+    """The worker tries to record an outcome for RECORD_PATIENCE seconds, waiting a quarter of
+    a second, then twice as long each time (here: at 0, 0.25 and 0.75 s of a second)."""
+    monkeypatch.setattr(worker_module, "RECORD_PATIENCE", 1.0)
     store, clock = MemoryOutbox(), Clock()
     store.add(delivery(1))
+    tries: list[float] = []
 
     async def down(key: str, now: float) -> None:
+        tries.append(time.monotonic())
         raise RuntimeError("the store is down")
 
     store.outbox_sent = down  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR, logger="leadlang.delivery"):
         assert asyncio.run(worker(store, {"email": Scripted(quick)}, clock).run_once()) == 1
     assert store.rows[delivery(1).key].status == "claimed"  # until its lease runs out
+    assert 2 <= len(tries) <= 3 and tries[1] - tries[0] >= 0.25
     assert caplog.records[-1].getMessage() == (
         f"recording the outcome of outbox row {delivery(1).key} failed"
     )
+
+
+def test_a_row_the_store_fails_to_put_back_does_not_stop_the_others() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(2):
+        store.add(delivery(n, "push"))
+
+    async def down(key: str, attempts: int, next_attempt: float, error: str) -> None:
+        raise RuntimeError("the store is down")
+
+    store.outbox_retry = down  # type: ignore[method-assign]
+    w = worker(store, {"email": Scripted(quick)}, clock, concurrency=1, backlog=1)
+    assert asyncio.run(w.run_once()) == 2
+    rows = [store.rows[delivery(n, "push").key] for n in range(2)]
+    assert [row.status for row in rows] == ["dead", "claimed"]  # (the second: until its lease)
+
+
+def test_an_outcome_without_an_error_is_recorded_with_its_status() -> None:
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    store.add(delivery(2, "sms"))
+    drivers: dict[str, Driver] = {
+        "email": Scripted(answers(Outcome("retry"))),
+        "sms": Scripted(answers(Outcome("failed"))),
+    }
+    asyncio.run(worker(store, drivers, clock).run_once())
+    email, sms = store.rows[delivery(1).key], store.rows[delivery(2, "sms").key]
+    assert (email.status, email.error) == ("pending", "retry")
+    assert (sms.status, sms.error) == ("dead", "failed")
