@@ -58,16 +58,23 @@ class Received:
 
 
 class Mailbox:
-    """An aiosmtpd handler: refused@ gets 550 on RCPT, later@ 451; DATA answers from
+    """An aiosmtpd handler: refused@ gets 550 on RCPT, syntax@ 500, later@ 451, closing@ 421;
+    DATA answers from
     `data_answers` first (e.g. a 421), then 250 and keeps the message."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.data_answers: list[str] = []
+        self.rcpt_peers: list[Any] = []  # the connection of each RCPT, in order
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        self.rcpt_peers.append(session.peer)
+        if address.startswith("closing@"):
+            return "421 4.3.2 service shutting down"
+        if address.startswith("syntax@"):
+            return "500 5.5.2 syntax error"
         if address.startswith("refused@"):
             return "550 5.1.1 <refused@example.com>: no such user here"
         if address.startswith("later@"):
@@ -387,6 +394,39 @@ def test_421_then_250_in_the_worker_delivers_once_with_the_same_message_id(
     assert bounced.status == "dead" and (bounced.error or "").startswith("bounced: 550")
     [got] = server.mailbox.received
     assert got.message()["Message-ID"] == f"<{KEY}@leadlang>"
+
+
+def test_a_500_on_rcpt_is_a_bounce_too(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    [bounced] = run(smtp(server, tmp_path), mail(to="syntax@example.com"))
+    assert bounced == Outcome.failed("bounced: 500 5.5.2 syntax error")
+
+
+@pytest.mark.parametrize("where", ["rcpt", "data"])
+def test_a_connection_answered_421_is_not_used_again(
+    start_server: Any, tmp_path: Path, where: str
+) -> None:
+    """421: the server is closing the connection, so the next send opens a new one (other
+    answers keep theirs)."""
+    server = start_server()
+    driver = smtp(server, tmp_path)
+    first = mail("1" * 32, to="closing@example.com" if where == "rcpt" else "ann@example.com")
+    if where == "data":
+        server.mailbox.data_answers.append("421 4.3.2 service shutting down")
+
+    async def go() -> list[Outcome]:
+        try:
+            outcomes = [await driver.deliver(first)]
+            outcomes.append(await driver.deliver(mail("2" * 32, to="later@example.com")))
+            outcomes.append(await driver.deliver(mail("3" * 32)))
+            return outcomes
+        finally:
+            await driver.close()
+
+    closed, deferred, sent = asyncio.run(go())
+    assert closed.status == deferred.status == "retry" and sent == Outcome.sent()
+    peers = server.mailbox.rcpt_peers
+    assert len(peers) == 3 and peers[1] != peers[0] and peers[2] == peers[1]
 
 
 def test_connections_are_reused_and_at_most_four(start_server: Any, tmp_path: Path) -> None:
