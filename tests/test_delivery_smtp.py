@@ -66,6 +66,7 @@ class Mailbox:
         self.received: list[Received] = []
         self.data_answers: list[str] = []
         self.rcpt_peers: list[Any] = []  # the connection of each RCPT, in order
+        self.data_delays: list[float] = []  # seconds DATA waits before its answer
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -83,6 +84,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_delays:
+            await asyncio.sleep(self.data_delays.pop(0))
         if self.data_answers:
             return self.data_answers.pop(0)
         self.received.append(
@@ -429,6 +432,29 @@ def test_a_connection_answered_421_is_not_used_again(
     assert len(peers) == 3 and peers[1] != peers[0] and peers[2] == peers[1]
 
 
+def test_a_send_cut_short_leaves_its_connection_closed(start_server: Any, tmp_path: Path) -> None:
+    """A send cancelled mid-transaction (the worker's timeout) leaves its connection in an
+    unknown state: it is closed, and the next send opens a new one."""
+    server = start_server()
+    server.mailbox.data_delays.append(1.0)
+    driver = smtp(server, tmp_path)
+
+    async def go() -> Outcome:
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(driver.deliver(mail("1" * 32)), 0.3)
+            return await driver.deliver(mail("2" * 32))
+        finally:
+            await driver.close()
+
+    assert asyncio.run(go()) == Outcome.sent()
+    peers = server.mailbox.rcpt_peers
+    assert len(peers) == 2 and peers[0] != peers[1]
+    assert [got.message()["Message-ID"] for got in server.mailbox.received][-1] == (
+        f"<{'2' * 32}@leadlang>"
+    )
+
+
 def test_connections_are_reused_and_at_most_four(start_server: Any, tmp_path: Path) -> None:
     server = start_server()
     driver = smtp(server, tmp_path)
@@ -465,6 +491,38 @@ def test_a_connection_the_server_closed_is_replaced(start_server: Any, tmp_path:
     assert asyncio.run(go()) == [Outcome.sent(), Outcome.sent()]
     peers = [got.peer for got in server.mailbox.received]
     assert len(peers) == 2 and peers[0] != peers[1]
+
+
+@pytest.mark.parametrize("idle", [1, 2])
+def test_after_a_server_restart_a_send_finds_its_idle_connections_dead_and_opens_a_new_one(
+    tmp_path: Path, idle: int
+) -> None:
+    """The server restarts while the driver holds `idle` open connections that have not yet
+    seen it go: the next send finds its reused connection dead and sends on a fresh one, in
+    the same attempt."""
+    mailbox, port = Mailbox(), free_port()
+    before = Controller(mailbox, hostname="127.0.0.1", port=port)
+    after = Controller(mailbox, hostname="127.0.0.1", port=port)
+    before.start()
+    driver = smtp(Server(mailbox, port, before), tmp_path)
+
+    async def go() -> Outcome:
+        try:
+            first = [mail(f"{n:032x}") for n in range(idle)]
+            sent = await asyncio.gather(*(driver.deliver(d) for d in first))
+            assert set(sent) == {Outcome.sent()}
+            # (no await from here to the send: the loop does not see the connections close)
+            before.stop()
+            after.start()
+            return await driver.deliver(mail("f" * 32))
+        finally:
+            await driver.close()
+
+    try:
+        assert asyncio.run(go()) == Outcome.sent()
+    finally:
+        after.stop()
+    assert mailbox.received[-1].message()["Message-ID"] == f"<{'f' * 32}@leadlang>"
 
 
 def test_no_server_is_a_retry(tmp_path: Path) -> None:
