@@ -318,6 +318,24 @@ def test_implicit_tls(start_server: Any, tmp_path: Path, certificate: tuple[Path
     assert got.authenticated  # (the server speaks nothing but TLS)
 
 
+def test_without_starttls_a_server_offering_it_gets_plain_text(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """`starttls` unset means no STARTTLS, not "when the server offers it"."""
+    server = start_server("starttls", require_starttls=False, auth_required=False)
+    assert run(smtp(server, tmp_path), mail()) == [Outcome.sent()]
+    [got] = server.mailbox.received
+    assert not got.tls
+
+
+def test_a_multi_line_answer_is_one_line_in_the_error(start_server: Any, tmp_path: Path) -> None:
+    server = start_server()
+    server.mailbox.data_answers.append("554-5.7.1 rejected\r\n554 5.7.1 see the policy")
+    [outcome] = run(smtp(server, tmp_path), mail())
+    assert outcome.status == "failed" and outcome.error is not None
+    assert "\n" not in outcome.error and outcome.error.startswith("the server rejected")
+
+
 def test_a_certificate_not_trusted_is_a_retry(start_server: Any, tmp_path: Path) -> None:
     server = start_server("starttls")
     driver = smtp(server, tmp_path, starttls=True, username=USER, password=PASSWORD)

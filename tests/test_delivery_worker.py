@@ -878,14 +878,18 @@ def test_a_row_the_store_fails_to_put_back_does_not_stop_the_others() -> None:
 
 
 def test_an_outcome_without_an_error_is_recorded_with_its_status() -> None:
+    """A driver may build its Outcome from the documented status texts."""
     store, clock = MemoryOutbox(), Clock()
     store.add(delivery(1))
     store.add(delivery(2, "sms"))
+    store.add(delivery(3, "push"))
     drivers: dict[str, Driver] = {
         "email": Scripted(answers(Outcome("retry"))),
         "sms": Scripted(answers(Outcome("failed"))),
+        "push": Scripted(answers(Outcome("sent"))),
     }
     asyncio.run(worker(store, drivers, clock).run_once())
     email, sms = store.rows[delivery(1).key], store.rows[delivery(2, "sms").key]
     assert (email.status, email.error) == ("pending", "retry")
     assert (sms.status, sms.error) == ("dead", "failed")
+    assert store.rows[delivery(3, "push").key].status == "sent"
