@@ -328,6 +328,15 @@ def test_without_starttls_a_server_offering_it_gets_plain_text(
     assert not got.tls
 
 
+def test_a_mailto_unsubscribe_may_say_mailto_in_capitals(tmp_path: Path) -> None:
+    """(The email package's way to the bytes, which judges the direct one.)"""
+    driver = SmtpDriver("h", 25, FROM, mailto_unsubscribe="MAILTO:unsubscribe@example.com")
+    message = email.message_from_bytes(driver.build(mail()).data, policy=policy.default)
+    assert message["List-Unsubscribe"] == (
+        "<https://track.example.com/u/tok3n>, <MAILTO:unsubscribe@example.com>"
+    )
+
+
 def test_a_multi_line_answer_is_one_line_in_the_error(start_server: Any, tmp_path: Path) -> None:
     server = start_server()
     server.mailbox.data_answers.append("554-5.7.1 rejected\r\n554 5.7.1 see the policy")
@@ -549,13 +558,18 @@ def test_no_server_is_a_retry(tmp_path: Path) -> None:
         tmp_path,
     )["email"]
     [outcome] = run(driver, mail())
-    assert outcome.status == "retry" and outcome.error
+    assert outcome.status == "retry"
+    assert (outcome.error or "").startswith("SMTPConnectError: Error connecting to 127.0.0.1")
 
 
-def test_a_bad_address_is_final(start_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "to", ["ann@, bob@example.com", "ann@example.com, bob@example.com", "Ann <ann@example.com"]
+)
+def test_a_bad_address_is_final(start_server: Any, tmp_path: Path, to: str) -> None:
     server = start_server()
-    [outcome] = run(smtp(server, tmp_path), mail(to="ann@, bob@example.com"))
+    [outcome] = run(smtp(server, tmp_path), mail(to=to))
     assert outcome.status == "failed" and "`To` is not one email address" in (outcome.error or "")
+    assert not server.mailbox.received
     [outcome] = run(smtp(server, tmp_path), mail(to=None))
     assert outcome.status == "failed"
 
