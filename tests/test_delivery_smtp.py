@@ -552,6 +552,30 @@ def test_after_a_server_restart_a_send_finds_its_idle_connections_dead_and_opens
     assert mailbox.received[-1].message()["Message-ID"] == f"<{'f' * 32}@leadlang>"
 
 
+def test_a_server_that_never_answers_is_a_retry_after_the_drivers_timeout(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # (connections are made, and never answered)
+        driver = SmtpDriver("127.0.0.1", silent.getsockname()[1], FROM, timeout=0.5)
+
+        async def go() -> Outcome:
+            try:
+                return await asyncio.wait_for(driver.deliver(mail()), 5)
+            finally:
+                await driver.close()
+
+        outcome = asyncio.run(go())
+    assert outcome.status == "retry" and "Timeout" in (outcome.error or "")
+
+
+def test_the_driver_checks_its_own_arguments() -> None:
+    with pytest.raises(ValueError, match="`starttls` and `tls` exclude each other"):
+        SmtpDriver("h", 465, FROM, starttls=True, tls=True)
+    assert SmtpDriver("h", 25, FROM, connections=0).connections == 1
+
+
 def test_no_server_is_a_retry(tmp_path: Path) -> None:
     driver = make_drivers(
         {"email": {"driver": "smtp", "host": "127.0.0.1", "port": free_port(), "from": FROM}},
@@ -571,7 +595,7 @@ def test_a_bad_address_is_final(start_server: Any, tmp_path: Path, to: str) -> N
     assert outcome.status == "failed" and "`To` is not one email address" in (outcome.error or "")
     assert not server.mailbox.received
     [outcome] = run(smtp(server, tmp_path), mail(to=None))
-    assert outcome.status == "failed"
+    assert outcome == Outcome.failed("no email address")
 
 
 # -- DKIM --------------------------------------------------------------------------------
@@ -607,6 +631,7 @@ def test_dkim_signs_the_one_click_headers(
         part.strip().split("=", 1) for part in signature.replace(" ", "").split(";") if part
     )
     assert tags["d"] == "example.com" and tags["s"] == "s2025"
+    assert tags["c"] == "relaxed/relaxed"  # (survives a relay re-folding the headers)
     signed = set(tags["h"].lower().split(":"))
     assert {"from", "to", "subject", "message-id"} <= signed
     assert {"list-unsubscribe", "list-unsubscribe-post"} <= signed
