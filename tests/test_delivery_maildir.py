@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from leadlang.runtime.delivery.drivers import maildir
@@ -133,7 +134,44 @@ def test_a_newline_in_a_value_cannot_inject_a_header(tmp_path: Path) -> None:
 def test_an_unusable_address_fails_for_good(tmp_path: Path, to: str | None) -> None:
     outcome = deliver(MaildirDriver(tmp_path), ann_email(to=to))
     assert outcome.status == "failed" and outcome.error
+    if not to:
+        assert outcome.error == "no email address"
+    else:
+        assert outcome.error == f"`To` is not one email address: {to!r}"
     assert os.listdir(tmp_path / "new") == []
+
+
+def test_a_sender_that_is_no_address_fails_for_good_naming_it(tmp_path: Path) -> None:
+    content = {"subject": "s", "text": "t", "html": None, "from": "the shop"}
+    outcome = deliver(MaildirDriver(tmp_path), ann_email(content=content))
+    assert outcome == Outcome.failed("`From` is not one email address: 'the shop'")
+
+
+def test_a_key_that_cannot_name_a_file_fails_for_good(tmp_path: Path) -> None:
+    driver = MaildirDriver(tmp_path / "outbox")
+    outcome = deliver(driver, ann_email("../../escaped"))
+    assert outcome == Outcome.failed("the key '../../escaped' cannot name a file")
+    assert sorted(os.listdir(tmp_path)) == ["outbox"]
+    assert os.listdir(tmp_path / "outbox" / "new") == []
+
+
+def test_a_message_moved_to_cur_after_cur_was_last_read_is_not_written_again(
+    tmp_path: Path,
+) -> None:
+    """cur/ is read again when it changed since the driver last read it."""
+    driver = MaildirDriver(tmp_path)
+    long_ago = (tmp_path / "cur").stat().st_mtime_ns - 60_000_000_000
+    os.utime(tmp_path / "cur", ns=(long_ago, long_ago))
+    first, second = ann_email("1" * 32), ann_email("2" * 32)
+    assert deliver(driver, first) == Outcome.sent()  # (cur/ read: empty, and settled)
+    assert deliver(driver, second) == Outcome.sent()
+    box = mailbox.Maildir(tmp_path, create=False)
+    message = box.get_message("2" * 32)
+    message.set_subdir("cur")
+    box["2" * 32] = message  # read by a client: new/ -> cur/
+    assert deliver(driver, attrs.evolve(second, attempts=1)) == Outcome.sent()
+    assert os.listdir(tmp_path / "new") == ["1" * 32]
+    assert len(box) == 2
 
 
 def test_non_ascii_names_and_subjects_are_encoded(tmp_path: Path) -> None:
