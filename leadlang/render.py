@@ -18,7 +18,7 @@ from typing import Any
 from leadlang import __version__
 from leadlang.codes import CODES
 from leadlang.diagnostics import Diagnostic, count_summary, sort_key
-from leadlang.source import Source, Span
+from leadlang.source import Source, Span, escaped
 
 _RED = "\x1b[1;31m"
 _YELLOW = "\x1b[1;33m"
@@ -125,7 +125,7 @@ def _caret_columns(text: str, span: Span) -> tuple[str, int, int]:
         elif ch.isprintable():
             piece, width = ch, _width(ch)
         else:
-            piece = _escape(ch)
+            piece = escaped(ch)
             width = len(piece)
         shown.append(piece)
         column += width
@@ -142,21 +142,13 @@ def _width(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    return _ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
 def _visible(text: str) -> str:
     """`text` with its unprintable characters escaped, as simulate's text format does (a
     lone surrogate, from a file name that is not UTF-8, is left to `printable`: U+FFFD)."""
     if text.isprintable():
         return text
     return "".join(
-        ch if ch.isprintable() or "\ud800" <= ch <= "\udfff" else _escape(ch) for ch in text
+        ch if ch.isprintable() or "\ud800" <= ch <= "\udfff" else escaped(ch) for ch in text
     )
 
 

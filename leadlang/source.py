@@ -25,6 +25,16 @@ def read_file(path: Path) -> bytes:
     return data
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escaped(ch: str) -> str:
+    """An unprintable character as text shows it: `\\n`, `\\x1b`, `\\u200b` (so a script,
+    an id or a tag can neither break a line nor move a terminal's cursor)."""
+    code = ord(ch)
+    return _ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
 @attrs.frozen(slots=True)
 class Span:
     """A range of a source file. Lines and columns are 1-based; `end_column` is exclusive."""

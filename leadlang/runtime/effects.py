@@ -15,6 +15,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from leadlang.source import escaped
+
 Effect = dict[str, Any]
 
 OUTPUT_FIELDS = (
@@ -71,21 +73,13 @@ def public(effect: Effect) -> Effect:
     return {key: effect[key] for key in OUTPUT_FIELDS if key in effect}
 
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
 def _printable(value: object) -> str:
     """`value` as text with control characters (and other unprintable ones) escaped, so an
     id or a tag from a log can neither break a line nor move a terminal's cursor."""
     text = str(value)
     if text.isprintable():
         return text
-    return "".join(
-        ch
-        if ch.isprintable()
-        else _ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        for ch in text
-    )
+    return "".join(ch if ch.isprintable() else escaped(ch) for ch in text)
 
 
 def format_text(effect: Effect) -> str:
