@@ -609,9 +609,10 @@ class SqlStore:
             # The ledger is paged by effect id (`effects_after`: a cursor). Rounds of several
             # processors write side by side, so ids taken in one order could be committed in
             # another, and a reader's cursor pass a round still committing. Each round takes
-            # its ids under this lock, held until its commit (the insert is its last
-            # statement): ids are committed in their order.
-            await run(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK}, 0)")
+            # its ids under this lock in shared mode, held until its commit (the insert is its
+            # last statement): rounds never wait for each other, and a reader, who takes it
+            # exclusively, reads once every id taken before it is committed (or rolled back).
+            await run(f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)")
             await run(
                 f"INSERT INTO effects ({', '.join(EFFECT_COLUMNS)}) SELECT * FROM unnest("
                 "$1::text[], $2::float8[], $3::int2[], $4::float8[], $5::bigint[], $6::int4[],"
@@ -880,7 +881,9 @@ class SqlStore:
         query = select(e.c.id, e.c.body).where(e.c.id > after)
         if contact is not None:
             query = query.where(e.c.contact == contact)
-        async with self.engine.connect() as conn:
+        async with self.engine.begin() as conn:
+            if not self.sqlite:  # (see `_write_round_arrays`: no round still committing)
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK}, 0)")
             rows = await conn.execute(query.order_by(e.c.id).limit(limit))
             return [(r[0], r[1]) for r in rows]
 
