@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import socket
 import sqlite3
 import time
 import uuid
@@ -769,6 +770,53 @@ def test_no_such_route_and_a_wrong_method_are_answered_in_json(daemon: Daemon) -
     wrong = requests.get(daemon.url + "/v1/batch", timeout=10)
     assert_error(wrong, 405)
     assert "POST" in wrong.headers["Allow"]
+
+
+def raw_http(daemon: Daemon, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `request` as it is on a socket of its own; the status, headers and body of the
+    answer, read until the daemon closes the connection."""
+    host, port = daemon.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *fields = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),  # no request line
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),  # no colon
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n", 400),
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (  # a chunked body whose chunk size is not hexadecimal
+            b"POST /v1/track HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/json\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            400,
+        ),
+    ],
+    ids=["garbage", "header-without-colon", "header-too-long", "uri-too-long", "bad-chunk"],
+)
+def test_a_request_that_is_not_http_is_refused_in_json(
+    daemon: Daemon, request_bytes: bytes, status: int
+) -> None:
+    """What aiohttp refuses before any route sees the request gets the daemon's JSON error
+    body too (not aiohttp's plain text), stores nothing, and puts no traceback in the log."""
+    before = daemon.count("events")
+    got, headers, body = raw_http(daemon, request_bytes)
+    assert got == status
+    assert headers["content-type"].startswith("application/json")
+    error = orjson.loads(body)
+    assert set(error) == {"error", "detail"} and error["detail"]
+    assert "Traceback" not in error["detail"]
+    assert daemon.count("events") == before
+    assert requests.get(daemon.url + "/healthz", timeout=10).ok  # and the daemon goes on
+    assert not [line for line in daemon.output if "Traceback" in line]  # a line in its log
 
 
 def test_a_contact_id_with_a_nul_is_not_found(daemon: Daemon) -> None:

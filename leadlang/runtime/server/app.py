@@ -48,6 +48,7 @@ from leadlang.runtime.server.ingest import (
 from leadlang.runtime.server.metrics import Metrics
 from leadlang.runtime.server.openapi import openapi_document
 from leadlang.runtime.server.programs import load_scripts, publish
+from leadlang.runtime.server.runner import Runner
 from leadlang.runtime.server.tracking import Tracking
 from leadlang.runtime.store.sql import SqlStore, StoreError, describe_url, open_store
 
@@ -357,9 +358,7 @@ async def _serve(config: Config, program: dict[str, Any], paths: list[str]) -> i
     host, port = config.host_port
     await daemon.start()
     app = make_app(daemon)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
-    )
+    runner = Runner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     try:
