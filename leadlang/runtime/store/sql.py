@@ -24,18 +24,26 @@ import attrs
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    Float,
+    Integer,
+    Text,
     and_,
+    any_,
     bindparam,
     delete,
     event,
     func,
     insert,
     inspect,
+    literal,
     literal_column,
     or_,
     select,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -64,6 +72,15 @@ CLAIM_WINDOWS = 4  # windows read at most, per source (due timers, pending event
 _PENDING: Any = s.events.c.pending == literal_column("1")
 _ONE_MORE_ATTEMPT: Any = s.outbox.c.attempts + 1  # (built once: it is set for every send)
 _DB_NOW: Any = literal_column("extract(epoch from clock_timestamp())::float8")  # PostgreSQL's clock
+_PG = postgresql.dialect()
+
+
+def _any_of(keys: Sequence[str]) -> Any:
+    """`= ANY($1::text[])` on PostgreSQL: one parameter, so one prepared statement and plan
+    whatever the number of keys (an `IN` list of 500 parameters was planned again and again)."""
+    return any_(literal(list(keys), ARRAY(Text)))
+
+
 EFFECT_COLUMNS = (
     "contact",
     "at",
@@ -490,23 +507,25 @@ class SqlStore:
         still being written, holds their locks anyway)."""
         claimed: list[str] = []
         tried: set[str] = set(busy)
+        c, ev = s.contacts.c, s.events.c
         # (a due contact is one row, a contact with pending events has several: their windows
         # are twice and four times the round's size)
         sources = (
-            (
-                select(s.contacts.c.id).where(s.contacts.c.wake <= now).order_by(s.contacts.c.wake),
-                limit * 2,
-            ),
-            (select(s.events.c.contact).where(_PENDING).order_by(s.events.c.id), limit * 4),
+            (select(c.id, c.wake, c.id).where(c.wake <= now), (c.wake, c.id), limit * 2),
+            (select(ev.contact, ev.id).where(_PENDING), (ev.id,), limit * 4),
         )
-        for source, window in sources:
-            for step in range(CLAIM_WINDOWS):
+        for source, order, window in sources:
+            after: tuple[Any, ...] = ()
+            for _ in range(CLAIM_WINDOWS):
                 if len(claimed) >= limit:
                     return claimed
-                found = [
-                    r[0] for r in await conn.execute(source.offset(step * window).limit(window))
-                ]
-                fresh = [name for name in dict.fromkeys(found) if name not in tried]
+                # each window starts after the last row of the one before (an offset would
+                # read again every row before it: another processor's contacts, mostly)
+                query = source.where(tuple_(*order) > tuple_(*after)) if after else source
+                rows = (await conn.execute(query.order_by(*order).limit(window))).all()
+                if rows:
+                    after = tuple(rows[-1][1:])
+                fresh = [name for name in dict.fromkeys(r[0] for r in rows) if name not in tried]
                 tried.update(fresh)
                 if fresh:
                     # (the scan stops at the LIMIT: no lock is taken past the last one needed)
@@ -516,7 +535,7 @@ class SqlStore:
                         (fresh, limit - len(claimed)),
                     )
                     claimed += [r[0] for r in locked]
-                if len(found) < window:
+                if len(rows) < window:
                     break
         return claimed
 
@@ -722,7 +741,7 @@ class SqlStore:
                 if rows:
                     await conn.execute(
                         update(o)
-                        .where(o.c.key.in_([r["key"] for r in rows]))
+                        .where(o.c.key == _any_of([r["key"] for r in rows]))
                         .values(lease_until=clock + lease)
                     )
         return [
@@ -770,7 +789,7 @@ class SqlStore:
             for chunk in _chunks(keys, 500):
                 await conn.execute(
                     update(o)
-                    .where(and_(o.c.key.in_(chunk), o.c.status == "pending"))
+                    .where(and_(o.c.key == _any_of(chunk), o.c.status == "pending"))
                     .values(lease_until=_DB_NOW + lease)
                 )
 
@@ -794,14 +813,18 @@ class SqlStore:
     async def _write_marks(
         self, batch: list[tuple[str, dict[str, Any], asyncio.Future[None]]]
     ) -> None:
-        # one statement per kind of outcome, its rows as one executemany (a statement per row
-        # was a round trip to the driver's thread each: 2 ms a row under load)
+        # one statement per kind of outcome: on PostgreSQL over arrays, on SQLite its rows as
+        # one executemany (a statement per row was a round trip to the driver's thread each:
+        # 2 ms a row under load)
         kinds: dict[tuple[tuple[str, bool], ...], list[tuple[str, dict[str, Any]]]] = {}
         for key, values, _ in batch:
             kind = tuple(sorted((n, isinstance(v, ColumnElement)) for n, v in values.items()))
             kinds.setdefault(kind, []).append((key, values))
         async with self.write() as conn:
             for kind, marks in kinds.items():
+                if not self.sqlite:
+                    await conn.exec_driver_sql(*_marks_by_arrays(kind, marks))
+                    continue
                 names = [n for n, _ in kind]
                 plain = [n for n, expression in kind if not expression]
                 statement = (
@@ -1285,6 +1308,34 @@ async def _program(conn: AsyncConnection) -> tuple[int, str | None]:
     query = select(m.key, m.value).where(m.key.in_([PROGRAM, PROGRAM_GENERATION]))
     rows = dict((await conn.execute(query)).all())
     return int(rows.get(PROGRAM_GENERATION) or 0), rows.get(PROGRAM)
+
+
+def _marks_by_arrays(
+    kind: tuple[tuple[str, bool], ...], marks: list[tuple[str, dict[str, Any]]]
+) -> tuple[str, tuple[Any, ...]]:
+    """One `UPDATE ... FROM unnest(...)` (SQL and parameters) writing every outcome of one
+    kind: one statement and one execution whatever their number (an executemany executes
+    the statement once a row)."""
+    plain = [n for n, expression in kind if not expression]
+    sets = [
+        f"{n} = {marks[0][1][n].compile(dialect=_PG, compile_kwargs={'literal_binds': True})}"
+        if expression
+        else f"{n} = u.{n}"
+        for n, expression in kind
+    ]
+    arrays = "".join(f", ${i + 2}::{_pg_type(n)}[]" for i, n in enumerate(plain))
+    names = "".join(f", {n}" for n in plain)
+    sql = (
+        f"UPDATE outbox SET {', '.join(sets)} FROM unnest($1::text[]{arrays})"
+        f" AS u(mark_key{names}) WHERE outbox.key = u.mark_key"
+    )
+    keys = [key for key, _ in marks]
+    return sql, (keys, *([values[n] for _, values in marks] for n in plain))
+
+
+def _pg_type(column: str) -> str:
+    kind = s.outbox.c[column].type
+    return "int4" if isinstance(kind, Integer) else "float8" if isinstance(kind, Float) else "text"
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
