@@ -23,6 +23,10 @@ and drops it after. Workloads (all by default):
   polled every 50 ms).
 - `ingest`: `/v1/batch` of 100 flowio events by `wrk -t2 -c16` (bench_serve's bodies and
   command) to one daemon on SQLite, then one on PostgreSQL: events/s acknowledged, p50/p99.
+- `statements` (only when named): the `processing` drain with 1 and 2 daemons on a private
+  PostgreSQL server of its own (initdb, as the chaos tests' `tests/pg_cluster.py`) that loads
+  `pg_stat_statements`: what the database did per event processed, by statement (calls, rows
+  and execution time per event). Counts do not depend on the machine's load, unlike seconds.
 - `wakeup`: an event committed by another process (`store.accept`, as daemon A's ingest does)
   and processed by an idle processor (daemon B's, on its own store): the latency from the
   commit to the event processed, 40 events 0-300 ms apart, for B polling every 1 s, every
@@ -63,6 +67,7 @@ from bench_serve import (  # noqa: E402
 )
 
 WORKLOADS = ("processing", "processors", "timers", "ingest", "wakeup")
+EXTRA = ("statements",)  # (only when asked for)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -582,9 +587,68 @@ async def _wakeup(url: str, mode: str, root: Path, idle_cpu: dict[str, float]) -
     return latencies
 
 
+STATEMENT_TOTALS = """SELECT sum(calls), sum(rows), sum(total_exec_time) FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND query NOT LIKE 'COPY %'
+AND query NOT LIKE 'ANALYZE %' AND query NOT LIKE 'SELECT EXISTS (SELECT $1 FROM events%'"""
+STATEMENT_TOP = """SELECT calls, rows, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g')
+FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+AND query NOT LIKE 'COPY %' AND query NOT LIKE 'ANALYZE %'
+AND query NOT LIKE 'SELECT EXISTS (SELECT $1 FROM events%'
+ORDER BY total_exec_time DESC LIMIT 12"""
+
+
+def statements(root: Path, args: argparse.Namespace) -> None:
+    """The processing drain on a private server with pg_stat_statements: per event, what the
+    daemons asked of the database (the bench's own COPY, ANALYZE and polls left out)."""
+    sys.path.insert(0, str(BENCH.parent))
+    from tests.pg_cluster import PgCluster, server_binaries
+
+    binaries = server_binaries()
+    if binaries is None:
+        print("\nstatements: no PostgreSQL server binaries on this machine; skipped")
+        return
+    n = args.events
+    rows = pending_rows(flowio_log(root / "log.jsonl", n, n // 10, time.time() - 120), time.time())
+    cluster = PgCluster(binaries).init()
+    with open(cluster.data / "postgresql.conf", "a", encoding="utf-8") as conf:
+        conf.write(
+            "fsync = on\nshared_buffers = 128MB\n"
+            "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n"
+        )
+    print(f"\nstatements: flowio, {n:,} events, a private PostgreSQL with pg_stat_statements")
+    try:
+        cluster.start()
+        server = cluster.url("postgres").rsplit("/", 1)[0]
+        admin = Pg(f"{server}/postgres")
+        admin.run(admin.conn.execute("CREATE EXTENSION pg_stat_statements"))
+        try:
+            for n_daemons in (1, 2):
+                folder = root / f"s{n_daemons}"
+                folder.mkdir()
+                name = f"bench_claims_{n_daemons}"
+                with database(server, name) as url:
+                    admin.run(admin.conn.execute("SELECT pg_stat_statements_reset()"))
+                    out = drain(folder, url, n_daemons, rows, args.max_wait)
+                    calls, found, ms = admin.run(admin.conn.fetchrow(STATEMENT_TOTALS, name))
+                    top = admin.run(admin.conn.fetch(STATEMENT_TOP, name))
+                print(
+                    f"  {n_daemons} daemon(s): {out['rate']:,.0f} events/s; per event "
+                    f"{calls / n:.3f} statements, {found / n:.2f} rows, "
+                    f"{ms * 1000 / n:.1f} us executing; cores: {cores(out['cpu'], out['seconds'])}"
+                )
+                for c, r, t, q in top:
+                    print(
+                        f"    {c / n:8.4f} calls {r / n:6.2f} rows {t * 1000 / n:6.1f} us  {q[:110]}"
+                    )
+        finally:
+            admin.close()
+    finally:
+        cluster.destroy()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", action="append", choices=WORKLOADS)
+    parser.add_argument("--workload", action="append", choices=WORKLOADS + EXTRA)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--rounds", type=int, default=2, help="of processing's three runs")
     parser.add_argument("--events", type=int, default=100_000, help="processing's log")
@@ -614,6 +678,7 @@ def main() -> None:
                 "timers": timers,
                 "ingest": ingest,
                 "wakeup": wakeup,
+                "statements": statements,
             }
             workloads[name](folder, args)
     finally:
