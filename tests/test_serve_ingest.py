@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
+import signal
 import socket
 import sqlite3
 import time
@@ -881,3 +883,42 @@ def test_a_batch_whose_sent_at_is_no_time_is_refused_whatever_its_messages_say(
     assert_error(daemon.post("/v1/batch", {"sentAt": "later", "batch": [own]}), 400)
     assert_error(daemon.post("/v1/batch", {"sentAt": "later", "batch": []}), 400)
     assert_nothing_stored(daemon, m, before)
+
+
+def _back_end_pid(served: Daemon) -> int:
+    """The pid of the daemon's back-end child process (`[server] processes = 2`)."""
+    assert served.proc is not None
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == served.proc.pid:
+            return int(stat.parent.name)
+    raise AssertionError("the daemon has no back-end process")
+
+
+@pytest.mark.timeout(180)
+def test_a_contact_whose_events_are_not_yet_processed_is_known_not_404(tmp_path: Path) -> None:
+    """A client that was answered 200 for a contact's first event asks for the contact at
+    once: it is a contact seen (RUNTIME.md: 404 only for one never seen), even while its
+    event waits in SQLite's inbox for the back end (stopped here, as a busy one would be)."""
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    config = (
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\nprocesses = 2\n'
+    )
+    served = Daemon(tmp_path, [str(tmp_path / "greet.lead")], config=config).start()
+    back_end = _back_end_pid(served)
+    os.kill(back_end, signal.SIGSTOP)
+    try:
+        m = mark()
+        # a property with the id in it does not make another contact known
+        assert_ok(served.post("/v1/identify", {"userId": m, "traits": {"friend": f"{m}-b"}}))
+        answer = served.admin(f"/v1/contacts/{m}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["id"] == m
+        assert_error(served.admin(f"/v1/contacts/{m}-b"), 404)
+        assert_error(served.admin(f"/v1/contacts/{mark()}"), 404)
+    finally:
+        os.kill(back_end, signal.SIGCONT)
+        assert served.stop() == 0, "\n".join(served.output)

@@ -3,6 +3,7 @@ ledger and the outbox; and the open `/healthz`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -82,12 +83,21 @@ class Admin:
             return error_response(404, "not found", "no contact with a NUL character in its id")
         found = await self.store.contact(contact_id)
         if found is None:
-            if await self.store.contact_known(contact_id):
+            if await self._seen(contact_id):
                 return _json({"id": contact_id, "pending": True, "traits": {}, "effects": []})
             return error_response(404, "not found", f"no contact `{contact_id}`")
         state_text, recent = found
         state = orjson.loads(state_text)
         return _json(self._profile(state, [orjson.loads(e) for e in recent]))
+
+    async def _seen(self, contact_id: str) -> bool:
+        """Whether an event of the contact was accepted: on SQLite it may still wait in
+        ingest's inbox, not yet admitted into `events`. The inbox is read first: admission
+        commits `events` before it deletes the inbox's row, so the event is found in one."""
+        inbox = self.store.inbox
+        if inbox is not None and await asyncio.to_thread(inbox.holds_contact, contact_id):
+            return True
+        return await self.store.contact_known(contact_id)
 
     def _profile(self, state: dict[str, Any], recent: list[Any]) -> dict[str, Any]:
         """The contact as of now: score with decay, metric values and segments computed by

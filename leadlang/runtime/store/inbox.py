@@ -122,6 +122,21 @@ class Inbox:
             ).fetchone()
             return int(count or 0), oldest
 
+    def holds_contact(self, contact_id: str) -> bool:
+        """Whether a row still in the inbox holds an event of `contact_id` (accepted, answered
+        200, and not yet admitted into the store's `events`)."""
+        needle = orjson.dumps(contact_id)  # (as `append` wrote it, inside each event's array)
+        with self._read_lock:
+            db = self._open_reader()
+            if db is None:
+                return False
+            query = "SELECT events FROM inbox WHERE instr(events, ?) > 0"
+            for (blob,) in db.execute(query, (needle,)):
+                # (the text may also be a property's value: the event's own contact decides)
+                if any(event[1] == contact_id for event in orjson.loads(blob)):
+                    return True
+            return False
+
     def forget(self, through: int) -> None:
         """Delete the rows up to `through` (admitted)."""
         with self._write_lock:
