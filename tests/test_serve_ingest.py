@@ -922,3 +922,42 @@ def test_a_contact_whose_events_are_not_yet_processed_is_known_not_404(tmp_path:
     finally:
         os.kill(back_end, signal.SIGCONT)
         assert served.stop() == 0, "\n".join(served.output)
+
+
+@pytest.mark.timeout(180)
+def test_a_contact_not_yet_processed_has_the_profile_s_every_field(tmp_path: Path) -> None:
+    """A client reads `score`, `segments`, `enrollments`, ... of `GET /v1/contacts/ID`
+    (RUNTIME.md section 2) without first checking whether the back end has caught up: a
+    contact whose events are not processed yet answers in the same shape, nothing applied,
+    flagged `pending`."""
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    config = (
+        f'[server]\nwrite_keys = ["{WRITE_KEY}"]\nadmin_token = "{ADMIN_TOKEN}"\nprocesses = 2\n'
+    )
+    served = Daemon(tmp_path, [str(tmp_path / "greet.lead")], config=config).start()
+    back_end = _back_end_pid(served)
+    try:
+        m = mark()
+        assert_ok(served.post("/v1/identify", {"userId": m, "traits": {"first_name": "Ann"}}))
+        served.wait_idle()
+        processed = served.admin(f"/v1/contacts/{m}").json()
+        os.kill(back_end, signal.SIGSTOP)
+        n = mark()
+        assert_ok(served.post("/v1/identify", {"userId": n, "traits": {"first_name": "Bob"}}))
+        pending = served.admin(f"/v1/contacts/{n}").json()
+        assert pending.pop("pending") is True
+        assert set(pending) == set(processed)
+        assert pending == {
+            "id": n,
+            "traits": {},
+            "score": 0,
+            "metrics": {},
+            "segments": [],
+            "tags": [],
+            "enrollments": [],
+            "next_wake": None,
+            "effects": [],
+        }
+    finally:
+        os.kill(back_end, signal.SIGCONT)
+        assert served.stop() == 0, "\n".join(served.output)

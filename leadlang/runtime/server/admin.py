@@ -14,7 +14,7 @@ from leadlang.runtime.context import Context
 from leadlang.runtime.effects import format_time
 from leadlang.runtime.engine import Engine
 from leadlang.runtime.server.ingest import error_response, key_matches
-from leadlang.runtime.state import contact_from_json
+from leadlang.runtime.state import Contact, contact_from_json
 from leadlang.runtime.store.sql import SqlStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -84,11 +84,13 @@ class Admin:
         found = await self.store.contact(contact_id)
         if found is None:
             if await self._seen(contact_id):
-                return _json({"id": contact_id, "pending": True, "traits": {}, "effects": []})
+                # seen, its events not processed yet: the profile of a contact with nothing
+                # applied, in the same shape as any other
+                return _json({**self._profile(Contact(contact_id), []), "pending": True})
             return error_response(404, "not found", f"no contact `{contact_id}`")
         state_text, recent = found
-        state = orjson.loads(state_text)
-        return _json(self._profile(state, [orjson.loads(e) for e in recent]))
+        contact = contact_from_json(orjson.loads(state_text))
+        return _json(self._profile(contact, [orjson.loads(e) for e in recent]))
 
     async def _seen(self, contact_id: str) -> bool:
         """Whether an event of the contact was accepted: on SQLite it may still wait in
@@ -99,10 +101,9 @@ class Admin:
             return True
         return await self.store.contact_known(contact_id)
 
-    def _profile(self, state: dict[str, Any], recent: list[Any]) -> dict[str, Any]:
+    def _profile(self, contact: Contact, recent: list[Any]) -> dict[str, Any]:
         """The contact as of now: score with decay, metric values and segments computed by
         the engine from its stored state."""
-        contact = contact_from_json(state)
         engine = self.daemon.engine
         ctx = Context(engine, contact, self.clock())
         return {
