@@ -961,3 +961,30 @@ def test_a_contact_not_yet_processed_has_the_profile_s_every_field(tmp_path: Pat
     finally:
         os.kill(back_end, signal.SIGCONT)
         assert served.stop() == 0, "\n".join(served.output)
+
+
+def test_numeric_user_ids_past_64_bits_keep_their_digits_as_simulate_does(
+    daemon: Daemon,
+) -> None:
+    """A CRM sends a Google account id (21 digits) as a JSON number: two such customers stay
+    two contacts, named by their digits as `leadlang simulate` names them from the same log
+    (a float would merge ids that differ in their last digits)."""
+    from leadlang.runtime.simulate import parse_line
+
+    m = int("1" + uuid.uuid4().int.__str__()[:12])  # (a fresh id per run)
+    first, second = m * 10**8 + 334, m * 10**8 + 335
+    assert first > 2**64
+    lines = [
+        b'{"type": "track", "userId": %d, "event": "Signed Up", "timestamp": "%s"}'
+        % (uid, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode())
+        for uid in (first, second)
+    ]
+    batch = b'{"batch": [' + b", ".join(lines) + b"]}"
+    assert_ok(daemon.post("/v1/batch", batch))
+    assert_ok(daemon.post("/v1/track", b'{"userId": %d, "event": "Signed Up"}' % first))
+    simulated = [parse_line(line, 1).contact for line in lines]  # type: ignore[union-attr]
+    assert simulated == [str(first), str(second)]
+    rows = daemon.query(
+        "SELECT contact FROM events WHERE contact IN (?, ?) ORDER BY id", *simulated
+    )
+    assert [row[0] for row in rows] == [str(first), str(second), str(first)]

@@ -12,7 +12,9 @@ import asyncio
 import base64
 import functools
 import hmac
+import json
 import logging
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -115,9 +117,38 @@ async def read_json(request: web.Request, limit: int = MAX_REQUEST) -> Any:
     if not raw.strip():
         raise BadRequest(400, "invalid JSON", "the request body is empty")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(400, "invalid JSON", str(exc)) from None
+    if _LONG_NUMBER.search(raw):
+        _exact_ids(body, raw)
+    return body
+
+
+# orjson reads a whole number past 64 bits as a float: 110169484474386276334 (21 digits, a
+# Google account id) and ...335 would both be the contact `1.1016948447438627e+20`, where
+# simulate's log reader keeps each number's digits. Such ids are read again exactly.
+_LONG_NUMBER = re.compile(rb"\d{20}")
+ID_FIELDS = ("userId", "anonymousId", "messageId")
+
+
+def _exact_ids(body: Any, raw: bytes) -> None:
+    """The ids of `body` (a message, or a batch's items) that are whole numbers too long for
+    orjson, replaced by their digits, as the text simulate names them by."""
+    try:
+        exact = json.loads(raw)  # (valid JSON: orjson read it; json keeps every digit)
+    except (RecursionError, ValueError):  # (nested past Python's stack: the depth check's)
+        return
+    pairs = [(body, exact)]
+    if isinstance(body, dict) and isinstance(body.get("batch"), list):
+        pairs += zip(body["batch"], exact["batch"], strict=True)
+    for item, read in pairs:
+        if not isinstance(item, dict):
+            continue
+        for field in ID_FIELDS:
+            value = read.get(field)
+            if isinstance(value, int) and not isinstance(value, bool) and value != item[field]:
+                item[field] = str(value)
 
 
 def _window(encoding: str, first: bytes) -> int:
