@@ -359,6 +359,11 @@ def test_contact_ids_of_any_json_type_are_their_text() -> None:
         ({"userId": False, "anonymousId": "x"}, "x"),
         ({"userId": {"id": 1}, "anonymousId": 2}, "2"),
         ({"userId": 10**30}, str(10**30)),
+        # (a long one whole: two ids differing in their last digit are two contacts)
+        ({"userId": 10**90}, str(10**90)),
+        ({"userId": 10**90 + 1}, str(10**90 + 1)),
+        # (a float with an exponent as serve's ingest names it, so both see one contact)
+        ({"userId": 2.5e16}, "2.5e+16"),
         ({"userId": None, "anonymousId": 0}, "0"),
         ({"userId": "", "anonymousId": "anon"}, "anon"),
         ({"userId": "ann", "anonymousId": "anon"}, "ann"),

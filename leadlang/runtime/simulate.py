@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 import attrs
 import msgspec
+import orjson
 
 from leadlang.interpreter.scope import normalize_event_name
 from leadlang.limits import (
@@ -74,7 +75,10 @@ def contact_id(data: dict[str, Any]) -> str | None:
         value = data.get(key)
         if value is None or value == "" or isinstance(value, bool | dict | list):
             continue
-        return value if isinstance(value, str) else _show(value)
+        if isinstance(value, str):
+            return value
+        # whole, however long; a float as serve's ingest writes it (orjson: `1e+21`)
+        return str(value) if isinstance(value, int) else orjson.dumps(value).decode()
     return None
 
 
