@@ -32,7 +32,12 @@ def serve_greet(tmp_path: Path, config: str) -> subprocess.CompletedProcess[byte
     )
 
 
-def test_defaults_without_a_file() -> None:
+CREDENTIAL_VARIABLES = ("LEADLANG_WRITE_KEY", "LEADLANG_ADMIN_TOKEN", "LEADLANG_SECRET")
+
+
+def test_defaults_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     config = load_config(None)
     assert config.listen == "127.0.0.1:8484" and config.store == "sqlite:///leadlang.db"
     assert config.write_keys == () and config.admin_token is None
@@ -51,6 +56,43 @@ def test_variables_come_from_the_environment(
     config = load_config(path, db="sqlite:///x.db", listen="127.0.0.1:9")
     assert config.write_keys == ("k1",) and config.admin_token == "a1"
     assert config.store == "sqlite:///x.db" and config.listen == "127.0.0.1:9"
+
+
+def test_the_documented_variables_set_the_credentials_without_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`LEADLANG_WRITE_KEY`, `LEADLANG_ADMIN_TOKEN` and `LEADLANG_SECRET` are what the
+    documented config reads; with no config (or one without those lines) they are used as
+    they are, and a config's own line wins."""
+    monkeypatch.setenv("LEADLANG_WRITE_KEY", "wk-env")
+    monkeypatch.setenv("LEADLANG_ADMIN_TOKEN", "admin-env")
+    monkeypatch.setenv("LEADLANG_SECRET", "secret-env")
+    for config in (load_config(None), load_config(write(tmp_path, "[server]\n"))):
+        assert config.write_keys == ("wk-env",)
+        assert config.admin_token == "admin-env" and config.secret == "secret-env"
+    own = load_config(write(tmp_path, '[server]\nwrite_keys = ["own"]\nadmin_token = "mine"\n'))
+    assert own.write_keys == ("own",) and own.admin_token == "mine"
+    assert own.secret == "secret-env"
+
+
+@pytest.mark.timeout(120)
+def test_serve_without_a_config_takes_its_keys_from_the_environment(tmp_path: Path) -> None:
+    """The daemon itself, started with no `--config`: the write key and the admin token of
+    the environment open ingest and the admin API, and none is generated or printed."""
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    env = {"LEADLANG_WRITE_KEY": "wk-from-env", "LEADLANG_ADMIN_TOKEN": "admin-from-env"}
+    served = Daemon(tmp_path, [str(tmp_path / "greet.lead")], env=env, config="")
+    served.config_path.unlink()  # (no file at all: embedded defaults)
+    served.start()
+    try:
+        ok = served.post("/v1/track", {"userId": "u1", "event": "signed_up"}, key="wk-from-env")
+        assert ok.status_code == 200, ok.text
+        assert served.post("/v1/track", {"userId": "u1", "event": "x"}).status_code == 401
+        assert served.admin("/v1/flows", token="admin-from-env").status_code == 200
+        assert served.admin("/v1/flows").status_code == 401
+        assert not [line for line in served.output if "generated" in line]
+    finally:
+        assert served.stop() == 0, "\n".join(served.output)
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,17 @@ def _duration(value: Any, name: str) -> float:
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
+def _credentials_from_environment() -> dict[str, Any]:
+    """`[server]`'s credentials when the config does not set them: the documented lines
+    `write_keys = ["${LEADLANG_WRITE_KEY}"]`, `admin_token = "${LEADLANG_ADMIN_TOKEN}"` and
+    `secret = "${LEADLANG_SECRET}"` (an unset variable: none set)."""
+    return {
+        "write_keys": [os.environ.get("LEADLANG_WRITE_KEY", "")],
+        "admin_token": os.environ.get("LEADLANG_ADMIN_TOKEN", ""),
+        "secret": os.environ.get("LEADLANG_SECRET", ""),
+    }
+
+
 def load_config(path: str | None, db: str | None = None, listen: str | None = None) -> Config:
     """The config from `path` (None: the defaults), with `--db` and `--listen` over it."""
     data: dict[str, Any] = {}
@@ -91,7 +102,9 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config `{path}` is not valid TOML: {exc}") from exc
         data = _expand(data, "")
-    server = _table(data, "server")
+    # the three credentials default to the variables the documented config reads, so that
+    # they work without a file too (set: used; unset: generated and stored, as before)
+    server = {**_credentials_from_environment(), **_table(data, "server")}
     store = _table(data, "store")
     delivery = _table(data, "delivery")
     channels = _table(data, "channels")
