@@ -75,6 +75,15 @@ def test_an_unknown_channel_is_named(tmp_path: Path) -> None:
         ({"sms": {"path": ""}}, "channel sms: the `jsonl` driver needs a `path`"),
         ({"sms": {"path": 5}}, "channel sms: the `jsonl` driver needs a `path`"),
         ({"email": {"from": 5}}, "channel email: `from` must be a string"),
+        # a misspelt `path` of a file driver must not deliver into the default file
+        (
+            {"sms": {"driver": "jsonl", "pth": "x.jsonl"}},
+            r"`pth` is not a setting of this driver \(settings: path\)$",
+        ),
+        (
+            {"email": {"driver": "maildir", "folder": "mail"}},
+            r"`folder` is not a setting of this driver \(settings: from, path\)$",
+        ),
         (
             {"sms": {"driver": "http", "url": "https://sms.example", "token": "t"}},
             r"`token` is not a setting of this driver \(settings: headers, url\)$",

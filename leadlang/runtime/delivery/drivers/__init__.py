@@ -40,8 +40,11 @@ DRIVERS: dict[str, tuple[str, ...]] = {
     "http": ("sms",),
     "webhook": ("push",),
 }
-# The keys each network driver takes (a misspelt `startls` must not mean plain text).
+# The keys each driver takes (a misspelt `startls` must not mean plain text, nor a misspelt
+# `path` the default file).
 KEYS: dict[str, frozenset[str]] = {
+    "maildir": frozenset({"driver", "path", "from"}),
+    "jsonl": frozenset({"driver", "path"}),
     "smtp": frozenset(
         {
             "driver",
@@ -63,6 +66,7 @@ KEYS: dict[str, frozenset[str]] = {
     "http": frozenset({"driver", "url", "headers"}),
     "webhook": frozenset({"driver", "signing_secret"}),
 }
+NETWORK = ("smtp", "http", "webhook")
 DKIM_KEYS = ("dkim_selector", "dkim_domain", "dkim_private_key_env")
 
 __all__ = [
@@ -104,9 +108,9 @@ def make_drivers(
         if channel not in DRIVERS[name]:
             carries = ", ".join(DRIVERS[name])
             raise ValueError(f"channel {channel}: the `{name}` driver delivers only {carries}")
-        if name in KEYS:
-            settings = _Settings(channel, name, table, base_dir)
-            settings.refuse_unknown_keys()
+        settings = _Settings(channel, name, table, base_dir)
+        settings.refuse_unknown_keys()
+        if name in NETWORK:
             if name == "smtp":
                 drivers[channel] = _smtp(settings, resolved)
             elif name == "http":
