@@ -4,6 +4,8 @@ ledger and the outbox; and the open `/healthz`."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -191,12 +193,22 @@ class Admin:
             limit = -1
         if not 1 <= limit <= MAX_LIMIT:
             return error_response(400, "bad query", f"`limit` must be 1 to {MAX_LIMIT}")
-        rows = await self.store.outbox_rows(status, limit)
+        after = None
+        if request.query.get("after"):
+            after = outbox_cursor(request.query["after"])
+            if after is None:
+                return error_response(400, "bad query", "`after` is not a cursor of this outbox")
+        # one more than asked for: `next` is null when this page holds the last row
+        rows = await self.store.outbox_rows(status, limit + 1, after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = _outbox_cursor(rows[-1]) if more else None
         for row in rows:
+            del row["created"]
             row["next_attempt"] = format_time(row["next_attempt"])
             if row["delivered"] is not None:
                 row["delivered"] = format_time(row["delivered"])
-        return _json({"outbox": rows})
+        return _json({"outbox": rows, "next": nxt})
 
     async def reload(self, request: web.Request) -> web.Response:
         """Read the scripts again (`?dry_run=1`: only say what it would change)."""
@@ -205,3 +217,22 @@ class Admin:
             return error_response(400, "bad query", "`dry_run` is 1 or 0")
         status, answer = await self.daemon.reload(flag in ("", "1", "true"))
         return _json(answer, status)
+
+
+def _outbox_cursor(row: dict[str, Any]) -> str:
+    """The opaque cursor after an outbox row: its `created` and `key`, as base64 of JSON."""
+    return base64.urlsafe_b64encode(orjson.dumps([row["created"], row["key"]])).decode().rstrip("=")
+
+
+def outbox_cursor(text: str) -> tuple[float, str] | None:
+    """`_outbox_cursor`'s (created, key), or None when `text` is not such a cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(text.encode("ascii") + b"=" * (-len(text) % 4))
+        created, key = orjson.loads(raw)
+    except (ValueError, TypeError, UnicodeError, orjson.JSONDecodeError):
+        return None
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        return None
+    if not isinstance(key, str) or "\x00" in key or not math.isfinite(created):
+        return None
+    return float(created), key

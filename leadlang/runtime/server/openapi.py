@@ -425,17 +425,29 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/outbox": {
             "get": _admin(
-                "outbox rows, oldest first",
+                "outbox rows, oldest first, a page at a time",
                 _json(
                     "the rows",
                     {
                         "type": "object",
-                        "required": ["outbox"],
-                        "properties": {"outbox": {"type": "array", "items": _OUTBOX_ROW}},
+                        "required": ["outbox", "next"],
+                        "properties": {
+                            "outbox": {"type": "array", "items": _OUTBOX_ROW},
+                            "next": {
+                                "type": ["string", "null"],
+                                "description": "the cursor of the next page (`after`); null"
+                                " when this page holds the last row",
+                            },
+                        },
                     },
                 ),
                 [
                     _query("status", {"enum": ["pending", "sent", "dead"]}, "only these rows"),
+                    _query(
+                        "after",
+                        {"type": "string"},
+                        "the cursor (`next` of the page before); none: from the oldest row",
+                    ),
                     _query(
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},

@@ -874,7 +874,11 @@ class SqlStore:
             )
             return int(done.rowcount or 0)
 
-    async def outbox_rows(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def outbox_rows(
+        self, status: str | None, limit: int, after: tuple[float, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Outbox rows oldest first (by `created`, then `key`), those after `after` (the
+        `created` and `key` of the last row of the page before) when given."""
         o = s.outbox
         query = select(
             o.c.key,
@@ -888,9 +892,12 @@ class SqlStore:
             o.c.last_error,
             o.c.next_attempt,
             o.c.delivered,
+            o.c.created,
         ).order_by(o.c.created, o.c.key)
         if status:
             query = query.where(o.c.status == status)
+        if after is not None:
+            query = query.where(tuple_(o.c.created, o.c.key) > tuple_(*after))
         async with self.engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(query.limit(limit))).mappings()]
 
