@@ -598,6 +598,20 @@ def test_a_bad_address_is_final(start_server: Any, tmp_path: Path, to: str) -> N
     assert outcome == Outcome.failed("no email address")
 
 
+@pytest.mark.parametrize("to", ["Ann <", "ann@[1.2", "Ann <ann@[10.0.0.1"])
+def test_an_address_the_email_package_cannot_read_is_final(
+    start_server: Any, tmp_path: Path, to: str
+) -> None:
+    """A typo the email package stumbles on (IndexError on `Ann <`, AttributeError on an
+    unclosed domain literal) fails the send for good, as a bad address does, and nothing is
+    sent; it is not retried for hours as if the server were down."""
+    server = start_server()
+    [outcome] = run(smtp(server, tmp_path), mail(to=to))
+    assert outcome.status == "failed"
+    assert (outcome.error or "").startswith(("cannot build the email", "`To` is not one"))
+    assert not server.mailbox.received
+
+
 # -- DKIM --------------------------------------------------------------------------------
 
 

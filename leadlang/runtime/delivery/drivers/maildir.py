@@ -64,6 +64,10 @@ _KEY = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _INFO_SEPARATORS = (":", "!", ";")  # `KEY:2,S` in cur/ (";" and "!" on some platforms)
 GROUP = 256  # sends written and made durable together, at most
 GROUPS = 2  # groups written at once (one fsyncs while the next is written)
+# What the email package raises on a message it cannot build: the fault of the send's data,
+# which fails it for good (IndexError on `Ann <`; AttributeError, from inside the package, on
+# an unclosed domain literal such as `ann@[1.2` in Python 3.11).
+UNBUILDABLE = (ValueError, TypeError, LookupError, AttributeError)
 
 
 def _load_syncfs() -> Any:
@@ -239,7 +243,7 @@ class MaildirDriver:
         try:
             message = build_message(delivery, self.from_address)
             data = message.as_bytes()
-        except (ValueError, TypeError, LookupError) as error:
+        except UNBUILDABLE as error:
             return Outcome.failed(f"cannot build the email: {error}")
         sender = delivery.content.get("from") or self.from_address
         for name, raw in (("To", delivery.to), ("From", sender)):

@@ -35,7 +35,13 @@ import aiosmtplib
 import attrs
 import dkim
 
-from leadlang.runtime.delivery.drivers.maildir import EmailBytes, Layout, build_message, email_bytes
+from leadlang.runtime.delivery.drivers.maildir import (
+    UNBUILDABLE,
+    EmailBytes,
+    Layout,
+    build_message,
+    email_bytes,
+)
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
 
 # Signed when present (From always): what a receiver shows, threads on, or acts on.
@@ -169,7 +175,7 @@ class SmtpDriver:
             if self.mailto_unsubscribe:
                 _add_unsubscribe(message, self.mailto_unsubscribe)
             data = message.as_bytes(policy=_WIRE)
-        except (ValueError, TypeError, LookupError) as error:
+        except UNBUILDABLE as error:
             raise _Unsendable(f"cannot build the email: {error}") from error
         return EmailBytes(data, sender, recipient, tuple(message.keys()))
 
