@@ -6,6 +6,8 @@ import asyncio
 import email
 import mailbox
 import os
+import subprocess
+import sys
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -327,3 +329,47 @@ def test_a_file_that_cannot_be_written_is_never_half_delivered(
     assert asyncio.run(run([sends[2]])) == [Outcome.sent()]
     assert read_all(tmp_path)["k0002"]["Subject"] == "Your order, Ann"
     asyncio.run(driver.close())
+
+
+# A child process whose writes past 2,048 bytes the kernel refuses (RLIMIT_FSIZE: EFBIG, as a
+# full disk or a quota refuses them with ENOSPC or EDQUOT) after the buffer took them whole.
+_LIMITED_WRITER = """
+import asyncio, resource, signal, sys
+from leadlang.runtime.delivery.drivers.maildir import MaildirDriver
+from tests.deliveries import ann_email
+driver = MaildirDriver(sys.argv[1])
+big = dict(ann_email().content, text=("Thanks, Ann! " * 60 + "\\n") * 5)
+sends = [ann_email(f"k000{n}") for n in range(3)] + [ann_email("big", content=big)]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, resource.RLIM_INFINITY))
+async def run():
+    return await asyncio.gather(*(driver.deliver(d) for d in sends), return_exceptions=True)
+print([getattr(o, "status", type(o).__name__) for o in asyncio.run(run())])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_file_the_disk_refuses_midway_is_neither_delivered_nor_left_behind(
+    tmp_path: Path,
+) -> None:
+    """The disk takes the first 2 KB of a 4 KB message and refuses the rest when the file is
+    flushed: that send fails (retried), no half message is in `new/` (sent as whole), none is
+    left in `tmp/` to fill the disk further at every retry, and the retry delivers it whole."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), *sys.path]))
+    done = subprocess.run(
+        [sys.executable, "-c", _LIMITED_WRITER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=root,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['sent', 'sent', 'sent', 'OSError']"
+    assert sorted(os.listdir(tmp_path / "new")) == ["k0000", "k0001", "k0002"]
+    assert os.listdir(tmp_path / "tmp") == []
+    big = dict(ann_email().content, text=("Thanks, Ann! " * 60 + "\n") * 5)
+    assert deliver(MaildirDriver(tmp_path), ann_email("big", content=big)) == Outcome.sent()
+    assert read_all(tmp_path)["big"].get_body(("plain",)).get_content() == big["text"]

@@ -187,7 +187,8 @@ class MaildirDriver:
                         file.write(ready)
                         file.flush()
                     except BaseException:  # (never renamed: half a file stays out of new/)
-                        file.close()
+                        with contextlib.suppress(OSError):  # (its flush fails again)
+                            file.close()
                         with contextlib.suppress(OSError):
                             os.unlink(temporary)
                         raise
