@@ -115,6 +115,27 @@ def test_abs_of_a_time_compared_with_a_constant_fires_at_the_exact_second(
     assert first(effects, "enter", flow="f") == iso(expected)
 
 
+# A count over a window the script computes (a trait) is not scheduled: its instants are found
+# like `now`'s. Compared through `abs`, it is true only while exactly one of two page views,
+# half an hour apart, is in the window: half an hour, two days on (an hourly sampling, all the
+# engine had without the halves of `abs`, missed it).
+COMPUTED_WINDOW = [
+    ("trait w: number = 2", "abs(count(page_viewed within w * 1d) - 1) < 1"),
+    ("trait w: duration = 2d", "abs(count(page_viewed within w) - 1) < 0.5"),
+    ("trait w: duration = 2d", "not (abs(count(page_viewed within w) - 1) >= 1)"),
+]
+
+
+@pytest.mark.parametrize(("trait", "cond"), COMPUTED_WINDOW, ids=[c for _, c in COMPUTED_WINDOW])
+def test_abs_of_a_count_over_a_computed_window_fires_for_its_half_hour(
+    tmp_path: Path, trait: str, cond: str
+) -> None:
+    script = f'{trait}\nflow f:\n  when {cond} and count(page_viewed) >= 2\n  tag "on"\n'
+    views = [*PAGE, track("u", "page_viewed", iso(T0 + timedelta(minutes=30)))]
+    effects = run_text(tmp_path, script, views, until="+10d")
+    assert first(effects, "enter", flow="f") == iso(T0 + timedelta(days=2))
+
+
 # Literals without an offset are in the script's zone. Havana's clocks went back from 01:00
 # to 00:00 on 2024-11-03, so that day starts at the first 00:00 (CDT, 04:00Z) and 00:30 is
 # first shown at 04:30Z (both were read an hour late, at the second showing); Paris skipped
