@@ -93,6 +93,23 @@ def test_full_multiline_span_underlines_its_first_line() -> None:
     assert "  | " + "^" * len("message deal:") in out
 
 
+def test_a_span_running_past_the_end_of_its_line_is_underlined_to_its_end() -> None:
+    # (the end of a file without a final newline, where more text was expected): one caret
+    # per character the span covers, those past the line's end too
+    text = 'flow f:\n  tag "x'
+    source = Source("w.lead", text)
+    start = text.index('"x')
+    d = Diagnostic(
+        code="S001", severity="error", message="m", span=source.span(start, len(text) + 2)
+    )
+    out = render([d], {"w.lead": source}, "full", color=False)
+    lines = out.splitlines()
+    source_line = next(line for line in lines if 'tag "x' in line)
+    caret_line = lines[lines.index(source_line) + 1]
+    assert caret_line.index("^") == source_line.index('"x')
+    assert caret_line.count("^") == 4
+
+
 def test_concise_is_one_line_each() -> None:
     out = render([unknown_message(), two_sends()], {}, "concise")
     assert out == (
