@@ -422,3 +422,66 @@ flow x:
     assert entered == ["start"] + ["flow_0", "flow_1"] * 3 + ["x", "flow_0", "flow_1"]
     stops = [e for e in effects if e["action"] == "stop"]
     assert [(s["flow"], s["cycle"]) for s in stops] == [("flow_0", ["flow_0", "flow_1", "flow_0"])]
+
+
+def test_an_enrollment_bound_to_another_event_is_another_state(tmp_path: Path) -> None:
+    """Where an enrollment stands includes the event it is bound to (what `event.X` reads in
+    its steps), so a turn of a chain that differs from an earlier one only by that is no
+    repeat yet. Here `y` is first entered by `z`'s `enroll`, bound to the earlier
+    `page_viewed`; the chain `a`, `a2`, `a3`, `a4`, `b` ends it (`exit when`) and enters it
+    again by its `when`, bound to `clicked`: the second re-entry of `a` differs from the
+    first only by `y`'s event, and the first repeat is the re-entry of `a2` one turn on."""
+    script = """
+flow z:
+  on page_viewed
+  check "zz" in tags within 2d
+  enroll y
+
+flow y:
+  when "yy" in tags
+  reenter always
+  exit when "yx" in tags
+  wait 1d
+  tag "never"
+
+flow s:
+  on clicked
+  tag "a"
+
+flow a:
+  when "a" in tags
+  reenter always
+  untag "a"
+  tag "yx"
+
+flow a2:
+  when "yx" in tags
+  reenter always
+  untag "yx"
+  tag "zz"
+
+flow a3:
+  when "zz" in tags
+  reenter always
+  tag "yy"
+
+flow a4:
+  when "yy" in tags
+  reenter always
+  untag "yy"
+  untag "zz"
+  tag "b"
+
+flow b:
+  when "b" in tags
+  reenter always
+  untag "b"
+  tag "a"
+"""
+    events = [track("u", "page_viewed", START), track("u", "clicked", "2025-01-01T01:00:00Z")]
+    effects = simulate(tmp_path, script, events)
+    entered = [e["flow"] for e in effects if e["action"] == "enter"]
+    turn = ["a", "a2", "a3", "y", "a4", "b"]
+    assert entered == ["z", "s", "a", "a2", "a3", "y", "a4", "b", *turn, "a"]
+    stops = [(e["flow"], e["cycle"]) for e in effects if e["action"] == "stop"]
+    assert stops == [("a2", ["a2", "a3", "y", "a4", "b", "a", "a2"])]
