@@ -893,3 +893,40 @@ def test_an_outcome_without_an_error_is_recorded_with_its_status() -> None:
     assert (email.status, email.error) == ("pending", "retry")
     assert (sms.status, sms.error) == ("dead", "failed")
     assert store.rows[delivery(3, "push").key].status == "sent"
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_whose_rows_all_hang_asks_the_store_for_none_until_one_ends() -> None:
+    """While every row it may hold is being attempted (a provider that hangs), the worker does
+    not query the outbox at every poll for rows it has no room for; when the attempts end it
+    claims the rest."""
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(6):
+        store.add(delivery(n))
+
+    async def go() -> None:
+        release = asyncio.Event()
+
+        async def hang(_: Delivery) -> Outcome:
+            await release.wait()
+            return Outcome.sent()
+
+        w = worker(store, {"email": Scripted(hang)}, clock, concurrency=2, backlog=2, poll=0.02)
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        for _ in range(2000):  # (up to 20 s for the first claim, on a loaded machine)
+            await asyncio.sleep(0.01)
+            if store.claims:
+                break
+        await asyncio.sleep(0.5)  # 25 polls with every slot and the backlog taken
+        assert len(store.claims) == 1
+        release.set()
+        for _ in range(2000):
+            await asyncio.sleep(0.01)
+            if all(row.status == "sent" for row in store.rows.values()):
+                break
+        stop.set()
+        await asyncio.wait_for(running, 10)
+
+    asyncio.run(go())
+    assert [row.status for row in store.rows.values()] == ["sent"] * 6
