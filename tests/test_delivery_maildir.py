@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import email
+import gc
 import mailbox
 import os
 import subprocess
 import sys
+import threading
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -154,6 +156,17 @@ def test_an_address_the_email_package_cannot_read_fails_for_good(tmp_path: Path,
     assert os.listdir(tmp_path / "new") == []
 
 
+def test_a_subject_that_cannot_be_encoded_fails_for_good(tmp_path: Path) -> None:
+    """A lone surrogate (what JSON's `"\\ud800"` escape gives, in a trait a template puts
+    in the subject) cannot be written in any encoding: the send fails for good, naming why,
+    rather than being retried for hours."""
+    content = {"subject": "Hi \ud800", "text": "t\n", "html": None}
+    outcome = deliver(MaildirDriver(tmp_path), ann_email(content=content))
+    assert outcome.status == "failed"
+    assert (outcome.error or "").startswith("cannot build the email: 'utf-8' codec")
+    assert os.listdir(tmp_path / "new") == []
+
+
 def test_a_sender_that_is_no_address_fails_for_good_naming_it(tmp_path: Path) -> None:
     content = {"subject": "s", "text": "t", "html": None, "from": "the shop"}
     outcome = deliver(MaildirDriver(tmp_path), ann_email(content=content))
@@ -293,11 +306,13 @@ def test_a_send_whose_file_cannot_be_made_is_retried_and_the_group_goes_on(
     assert os.listdir(tmp_path / "tmp") == []
 
 
+@pytest.mark.parametrize("full", [0, 2], ids=["first-of-the-group", "third"])
 def test_a_file_that_cannot_be_written_is_never_half_delivered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, full: int
 ) -> None:
-    """A disk that refuses a file's bytes (full) fails that send (retried), leaves no half
-    file in `new/` or `tmp/`, and the retry delivers the whole message."""
+    """A disk that refuses a file's bytes (full) fails that send (retried, with the disk's
+    error), leaves no half file in `new/` or `tmp/`, and the retry delivers the whole
+    message; the rest of its group is delivered, whichever send it was."""
     real_open = open
 
     class Full:
@@ -310,11 +325,11 @@ def test_a_file_that_cannot_be_written_is_never_half_delivered(
         def __getattr__(self, name: str) -> Any:
             return getattr(self.file, name)
 
-    def full_for_k0002(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+    def full_for_one(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         file = real_open(path, mode, *args, **kwargs)
-        return Full(file) if "k0002" in str(path) else file
+        return Full(file) if f"k000{full}" in str(path) else file
 
-    monkeypatch.setattr(maildir, "open", full_for_k0002, raising=False)
+    monkeypatch.setattr(maildir, "open", full_for_one, raising=False)
     driver = MaildirDriver(tmp_path)
     sends = [ann_email(f"k{n:04d}") for n in range(4)]
 
@@ -322,12 +337,13 @@ def test_a_file_that_cannot_be_written_is_never_half_delivered(
         return await asyncio.gather(*(driver.deliver(d) for d in batch), return_exceptions=True)
 
     outcomes = asyncio.run(run(sends))
-    assert isinstance(outcomes[2], OSError)
-    assert sorted(os.listdir(tmp_path / "new")) == ["k0000", "k0001", "k0003"]
+    assert isinstance(outcomes[full], OSError) and outcomes[full].errno == 28
+    assert [o for n, o in enumerate(outcomes) if n != full] == [Outcome.sent()] * 3
+    assert sorted(os.listdir(tmp_path / "new")) == [f"k000{n}" for n in range(4) if n != full]
     assert os.listdir(tmp_path / "tmp") == []
     monkeypatch.undo()
-    assert asyncio.run(run([sends[2]])) == [Outcome.sent()]
-    assert read_all(tmp_path)["k0002"]["Subject"] == "Your order, Ann"
+    assert asyncio.run(run([sends[full]])) == [Outcome.sent()]
+    assert read_all(tmp_path)[f"k000{full}"]["Subject"] == "Your order, Ann"
     asyncio.run(driver.close())
 
 
@@ -373,3 +389,199 @@ def test_a_file_the_disk_refuses_midway_is_neither_delivered_nor_left_behind(
     big = dict(ann_email().content, text=("Thanks, Ann! " * 60 + "\n") * 5)
     assert deliver(MaildirDriver(tmp_path), ann_email("big", content=big)) == Outcome.sent()
     assert read_all(tmp_path)["big"].get_body(("plain",)).get_content() == big["text"]
+
+
+@pytest.mark.timeout(90)
+def test_two_groups_are_made_durable_at_once_and_late_sends_wait_as_one_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sends attempted together are written in groups of 256, first come first written, and
+    a second group is written while the first is being made durable (delivery's throughput
+    rests on it); sends that arrive while both are busy wait and go together in the next
+    group, not one sync each."""
+    if maildir._SYNCFS is None:
+        pytest.skip("no syncfs on this platform")
+    real = maildir._SYNCFS
+    syncs: list[int] = []
+    in_tmp: list[list[str]] = []
+    both_syncing = threading.Event()
+    release = threading.Event()
+    barrier = threading.Barrier(
+        2, action=lambda: (in_tmp.append(os.listdir(tmp_path / "tmp")), both_syncing.set())
+    )
+    lock = threading.Lock()
+
+    def held(fd: int) -> int:
+        with lock:
+            syncs.append(fd)
+            first_two = len(syncs) <= 2
+        if first_two:
+            barrier.wait(timeout=30)  # (broken, it fails the group: the test fails)
+            release.wait(timeout=30)
+        return int(real(fd))
+
+    monkeypatch.setattr(maildir, "_SYNCFS", held)
+    driver = MaildirDriver(tmp_path)
+
+    async def run() -> list[Outcome]:
+        first = [
+            asyncio.create_task(driver.deliver(ann_email(f"a{n:04d}", to=f"c{n}@example.com")))
+            for n in range(600)
+        ]
+        late = []
+        try:
+            assert await asyncio.to_thread(both_syncing.wait, 30)
+            for batch in "bc":  # (two bursts, the loop turning in between)
+                late += [
+                    asyncio.create_task(driver.deliver(ann_email(f"{batch}{n:04d}")))
+                    for n in range(50)
+                ]
+                for _ in range(5):
+                    await asyncio.sleep(0)
+        finally:
+            release.set()
+        try:
+            return await asyncio.gather(*first, *late)
+        finally:
+            await driver.close()
+
+    outcomes = asyncio.run(run())
+    assert set(outcomes) == {Outcome.sent()} and len(outcomes) == 700
+    # two whole groups, the first 512 sends, written and both being made durable
+    [names] = in_tmp
+    assert sorted(name.split(".")[0] for name in names) == [f"a{n:04d}" for n in range(512)]
+    assert len(syncs) == 3  # the other 88 and the 100 late sends: one group
+    assert len(os.listdir(tmp_path / "new")) == 700
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_a_send_given_up_while_its_group_is_written_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's timeout gives up on a send (cancels its attempt) while the group it is in
+    is being written: the other sends of that group are still answered, and the driver goes
+    on delivering; a send given up before its group was taken is not written at all."""
+    gate = threading.Event()
+    entered = threading.Event()
+    real = maildir._SYNCFS
+
+    def slow(fd: int) -> int:
+        entered.set()
+        gate.wait(timeout=20)
+        return int(real(fd))
+
+    if real is not None:
+        monkeypatch.setattr(maildir, "_SYNCFS", slow)
+    else:
+        real_close = maildir._fsync_close
+
+        def slow_close(file: Any) -> Exception | None:
+            entered.set()
+            gate.wait(timeout=20)
+            return real_close(file)
+
+        monkeypatch.setattr(maildir, "_fsync_close", slow_close)
+    driver = MaildirDriver(tmp_path)
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.create_task(driver.deliver(ann_email(f"k{n:04d}"))) for n in range(5)]
+        await asyncio.sleep(0)  # (every send waits for the group, not yet taken)
+        tasks[4].cancel()  # given up before its group is written
+        try:
+            assert await asyncio.to_thread(entered.wait, 20)
+            tasks[2].cancel()  # given up while its group is being made durable
+        finally:
+            gate.set()
+        outcomes = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+        outcomes.append(await asyncio.wait_for(driver.deliver(ann_email("k0005")), 20))
+        await driver.close()
+        return outcomes
+
+    outcomes = asyncio.run(run())
+    assert [type(o).__name__ for o in outcomes] == ["Outcome"] * 2 + ["CancelledError"] + [
+        "Outcome",
+        "CancelledError",
+        "Outcome",
+    ]
+    assert {o for o in outcomes if isinstance(o, Outcome)} == {Outcome.sent()}
+    assert sorted(os.listdir(tmp_path / "new")) == ["k0000", "k0001", "k0002", "k0003", "k0005"]
+
+
+def test_a_send_after_the_driver_is_closed_fails_at_once_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """A send handed to a closed driver raises (the worker retries it) rather than waiting
+    for a writer that will never come."""
+    driver = MaildirDriver(tmp_path)
+    asyncio.run(driver.close())
+
+    async def late() -> Outcome:
+        return await asyncio.wait_for(driver.deliver(ann_email()), 10)
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(late())
+    assert os.listdir(tmp_path / "new") == []
+
+
+def test_a_file_system_that_fails_to_sync_delivers_none_of_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the file system reports that it could not make the group's files durable
+    (`syncfs` fails, as after a write-back error), every send of the group fails (the worker
+    retries them) and none is moved into new/ as if it were safely on disk."""
+    if maildir._SYNCFS is None:
+        pytest.skip("no syncfs on this platform")
+    real = maildir._SYNCFS
+
+    def failing(fd: int) -> int:
+        real(fd)
+        return -1
+
+    monkeypatch.setattr(maildir, "_SYNCFS", failing)
+    driver = MaildirDriver(tmp_path)
+
+    async def run(sends: list[Delivery]) -> list[Any]:
+        return await asyncio.gather(*(driver.deliver(d) for d in sends), return_exceptions=True)
+
+    outcomes = asyncio.run(run([ann_email(f"k{n:04d}") for n in range(3)]))
+    assert [type(o).__name__ for o in outcomes] == ["OSError"] * 3
+    assert os.listdir(tmp_path / "new") == [] and os.listdir(tmp_path / "tmp") == []
+    monkeypatch.undo()
+    assert asyncio.run(run([ann_email("k0001")])) == [Outcome.sent()]
+
+
+def test_a_message_moved_to_cur_within_the_clock_tick_of_the_last_read_is_not_written_again(
+    tmp_path: Path,
+) -> None:
+    """On a file system with coarse timestamps (a second, or two on FAT) a client can move a
+    message into cur/ without changing cur/'s modification time: a listing of cur/ made
+    within the last two seconds is not trusted, so the send is still found there."""
+    driver = MaildirDriver(tmp_path)
+    first, second = ann_email("1" * 32), ann_email("2" * 32)
+    assert deliver(driver, first) == Outcome.sent()
+    assert deliver(driver, second) == Outcome.sent()
+    tick = (tmp_path / "cur").stat().st_mtime_ns  # (cur/ read just now, within the tick)
+    os.rename(tmp_path / "new" / ("2" * 32), tmp_path / "cur" / ("2" * 32 + ":2,S"))
+    os.utime(tmp_path / "cur", ns=(tick, tick))  # (the same tick: the time did not move)
+    assert deliver(driver, attrs.evolve(second, attempts=1)) == Outcome.sent()
+    assert os.listdir(tmp_path / "new") == ["1" * 32]
+
+
+def test_a_long_running_driver_keeps_none_of_its_finished_writers(tmp_path: Path) -> None:
+    """serve runs one driver for months: a group's writer, once done, is not kept (memory
+    that would grow with every send)."""
+    driver = MaildirDriver(tmp_path)
+
+    async def one_at_a_time() -> None:
+        for n in range(40):
+            assert await driver.deliver(ann_email(f"k{n:04d}")) == Outcome.sent()
+
+    asyncio.run(one_at_a_time())
+    gc.collect()
+    writers = [
+        task
+        for task in gc.get_objects()
+        if isinstance(task, asyncio.Task) and "_write_waiting" in repr(task.get_coro())
+    ]
+    assert writers == []
+    asyncio.run(driver.close())
