@@ -930,3 +930,30 @@ def test_a_worker_whose_rows_all_hang_asks_the_store_for_none_until_one_ends() -
 
     asyncio.run(go())
     assert [row.status for row in store.rows.values()] == ["sent"] * 6
+
+
+@pytest.mark.timeout(90)
+def test_a_running_worker_asks_for_no_more_rows_than_it_has_room_for() -> None:
+    """Rows of a channel without a driver take room like any others: `run` never claims more
+    rows at once than it can hold (its backlog), however large the batch size, so fewer are
+    put back untried ("the push channel is busy") and delayed."""
+    store, clock = MemoryOutbox(), Clock()
+    for n in range(20):
+        store.add(delivery(n, "push"))
+
+    async def go() -> None:
+        w = worker(store, {"email": Scripted(quick)}, clock, concurrency=2, backlog=2, poll=0.02)
+        stop = asyncio.Event()
+        running = asyncio.create_task(w.run(stop))
+        for _ in range(2000):
+            await asyncio.sleep(0.01)
+            clock.now += 1.0  # (rows put back for want of room come due again)
+            if all(row.status == "dead" for row in store.rows.values()):
+                break
+        stop.set()
+        await asyncio.wait_for(running, 10)
+
+    asyncio.run(go())
+    assert [row.status for row in store.rows.values()] == ["dead"] * 20
+    # (the email channel's backlog: twice its 2 attempts at once)
+    assert store.claims and max(limit for _, limit, _ in store.claims) == 4
