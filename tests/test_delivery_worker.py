@@ -838,6 +838,31 @@ def test_an_outcome_the_store_failed_to_record_is_recorded_again_not_delivered_a
     assert store.rows[delivery(1).key].status == "sent" and len(driver.seen) == 1
 
 
+@pytest.mark.timeout(90)
+def test_a_store_down_for_seconds_is_tried_again_at_least_every_four_seconds() -> None:
+    """The store is away for 9 s (a restart) while a send's outcome is to be recorded: the
+    worker tries again at growing pauses of at most 4 s, so the send is recorded soon after
+    the store is back (well within RECORD_PATIENCE: not left to its lease, to be sent again).
+    Takes about 12 s."""
+    store, clock = MemoryOutbox(), Clock()
+    store.add(delivery(1))
+    sent = store.outbox_sent
+    tries: list[float] = []
+    back = time.monotonic() + 9.0
+
+    async def restarting(key: str, now: float) -> None:
+        tries.append(time.monotonic())
+        if tries[-1] < back:
+            raise RuntimeError("the store is restarting")
+        await sent(key, now)
+
+    store.outbox_sent = restarting  # type: ignore[method-assign]
+    driver = Scripted(quick)
+    asyncio.run(worker(store, {"email": driver}, clock).run_once())
+    assert store.rows[delivery(1).key].status == "sent" and len(driver.seen) == 1
+    assert max(b - a for a, b in itertools.pairwise(tries)) < 6.0  # (4 s, and slack)
+
+
 def test_past_its_patience_a_failed_record_leaves_the_row_to_its_lease(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
