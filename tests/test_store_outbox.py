@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from leadlang.runtime.delivery.outbox import OTHER_CHANNELS
 from leadlang.runtime.store import schema as s
-from leadlang.runtime.store.sql import SqlStore, open_store
+from leadlang.runtime.store.sql import SqlStore, database_url, open_store
 from tests.test_store_migrations import NOW, _outbox_row
 
 pytestmark = pytest.mark.timeout(60)
@@ -80,6 +82,10 @@ def test_outcomes_of_every_kind_arriving_together_are_each_recorded(store_url: s
                 store.outbox_retry("k4", 3, start + 900, "timed out"),
             )
             found = await _statuses(store)
+            listed = {r["key"]: r["delivered"] for r in await store.outbox_rows(None, 100)}
+            assert listed == {"k0": NOW + 1, "k3": NOW + 1} | {
+                k: None for k in ("k1", "k2", "k4", "k5")
+            }  # (`leadlang outbox list`: when each was sent)
             # an outcome ends its row's lease (k1, due again, is claimed at once); k5, without
             # one, stays claimed until its lease runs out
             retried = await store.claim_outbox(time.time(), 100, 30.0)
@@ -183,3 +189,76 @@ def test_leases_are_renewed_and_released_at_start_up_on_sqlite_only(store_url: s
             await store.close()
 
     asyncio.run(run())
+
+
+def test_a_claim_takes_no_more_than_its_limit_nor_a_channels_room(store_url: str) -> None:
+    """The worker claims a batch (`limit`) and, per channel, only what the channel's backlog
+    has room for: the oldest due rows first, never more than the batch even when a channel
+    has more room, and one row for a room of one."""
+    rows = [_row(f"e{n}", "email", NOW - n) for n in range(6)] + [_row("s0", "sms", NOW - 9)]
+
+    async def run() -> list[list[str]]:
+        store = await _with_rows(store_url, rows)
+        try:
+            claims = [
+                await store.claim_outbox(NOW, 2, 30.0),
+                await store.claim_outbox(NOW, 2, 30.0, {"email": 10}),
+                await store.claim_outbox(NOW, 10, 30.0, {"email": 1, "sms": 1}),
+            ]
+            return [[d.key for d in claim] for claim in claims]
+        finally:
+            await store.close()
+
+    assert asyncio.run(run()) == [["s0", "e5"], ["e4", "e3"], ["e2"]]
+
+
+@pytest.mark.timeout(60)
+def test_a_claim_on_postgresql_skips_the_rows_another_daemon_is_claiming(
+    postgres_db: str,
+) -> None:
+    """Daemons sharing a PostgreSQL store claim side by side: rows another daemon's claim has
+    locked (not yet leased) are skipped, neither waited for nor claimed twice."""
+    rows = [_row(f"k{n}", "email", 1.0 + n) for n in range(4)]
+
+    async def run() -> list[str]:
+        store = await _with_rows(postgres_db, rows)
+        other = create_async_engine(database_url(postgres_db))
+        try:
+            async with other.connect() as conn:
+                await conn.begin()
+                await conn.exec_driver_sql(
+                    "SELECT key FROM outbox WHERE key IN ('k0', 'k1') FOR UPDATE"
+                )
+                claimed = await asyncio.wait_for(
+                    store.claim_outbox(time.time(), 10, 30.0, {"email": 10}), 20
+                )
+                await conn.rollback()
+            return [d.key for d in claimed]
+        finally:
+            await other.dispose()
+            await store.close()
+
+    assert asyncio.run(run()) == ["k2", "k3"]
+
+
+def test_a_lease_ends_at_its_instant_on_sqlite(tmp_path: Path) -> None:
+    """A lease runs until its instant, not past it: a row leased until now (as a store from
+    before leases were kept in memory left it) is claimed now, and one claimed with a lease
+    of 30 s is claimed again 30 s later if no outcome came (its daemon's attempt is
+    presumed lost)."""
+    rows = [
+        {**_row("left", "email", 1.0), "lease_until": NOW},
+        {**_row("fresh", "email", 2.0), "lease_until": None},
+    ]
+
+    async def run() -> list[list[str]]:
+        store = await _with_rows(f"sqlite:///{tmp_path / 'store.db'}", rows)
+        try:
+            return [
+                [d.key for d in await store.claim_outbox(at, 10, 30.0)]
+                for at in (NOW, NOW + 29.5, NOW + 30.0)
+            ]
+        finally:
+            await store.close()
+
+    assert asyncio.run(run()) == [["left", "fresh"], [], ["left", "fresh"]]
