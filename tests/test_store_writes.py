@@ -5,6 +5,7 @@ forgotten after the deduplication window, and SQLite writers of two processes ta
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -110,11 +111,12 @@ def test_sqlite_writers_of_two_processes_take_turns_up_to_their_patience(
                     entered.set()
                     await release.wait()
 
-            # held for about a second: the other writer waits and writes after it
-            monkeypatch.setattr(sql, "WRITE_LOCK_PATIENCE", 20.0)
+            # held for 1.5 s: the other writer waits (counting its sleeps towards a patience
+            # of 3 s) and writes after it
+            monkeypatch.setattr(sql, "WRITE_LOCK_PATIENCE", 3.0)
             holder = asyncio.create_task(hold("held"))
             await entered.wait()
-            asyncio.get_running_loop().call_later(1.0, release.set)
+            asyncio.get_running_loop().call_later(1.5, release.set)
             started = time.monotonic()
             await asyncio.wait_for(_write(second, "second"), 30)
             waited = time.monotonic() - started
@@ -138,5 +140,32 @@ def test_sqlite_writers_of_two_processes_take_turns_up_to_their_patience(
             await second.close()
 
     waited, keys = asyncio.run(run())
-    assert waited >= 0.9
+    assert waited >= 1.4
     assert keys == ["fourth", "held", "held again", "second"]
+
+
+def test_a_write_failing_for_another_reason_than_the_lock_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the other process's write lock is waited for: a write that cannot start for
+    another reason (here the store's folder is gone when the writer connects again, as it
+    does after its connection was dropped) fails with that error at once, not after the
+    patience a lock is given."""
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    monkeypatch.setattr(sql, "WRITE_LOCK_PATIENCE", 30.0)
+
+    async def run() -> float:
+        store = await open_store(f"sqlite:///{folder / 'store.db'}")
+        try:
+            await store.writer.dispose()  # (its one connection dropped)
+            shutil.rmtree(folder)
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="unable to open"):
+                await _write(store, "lost")
+            return time.monotonic() - started
+        finally:
+            await store.close()
+            await asyncio.sleep(1.0)  # (the failed connection's thread ends)
+
+    assert asyncio.run(run()) < 10.0
