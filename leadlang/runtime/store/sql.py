@@ -712,7 +712,9 @@ class SqlStore:
     async def claim_outbox(
         self, now: float, limit: int, lease: float, rooms: Mapping[str, int] | None = None
     ) -> list[Delivery]:
-        """Claim up to `limit` due deliveries (at most `rooms[channel]` of a channel) under a
+        """Claim due deliveries, up to `limit` of each channel when `rooms` is given (and at
+        most `rooms[channel]` of it: a busy channel never holds another back), else up to
+        `limit` in all, under a
         lease of `lease` seconds. On PostgreSQL, where several daemons claim, the rows are
         taken `FOR UPDATE SKIP LOCKED` and the database's clock sets and reads the leases (a
         daemon's clock that runs behind cannot take a row whose lease still runs). On
@@ -1118,8 +1120,9 @@ async def _due_rows(
     rooms: Mapping[str, int] | None,
     lock: bool,
 ) -> list[Any]:
-    """Up to `limit` outbox rows matching `due`, at most `rooms[channel]` of a channel, each
-    channel in due order (`lock`: `FOR UPDATE SKIP LOCKED`, for PostgreSQL's claims)."""
+    """Outbox rows matching `due`: up to `limit` in all, or with `rooms`, up to `limit` and
+    at most `rooms[channel]` of each channel, each channel in due order (`lock`: `FOR UPDATE
+    SKIP LOCKED`, for PostgreSQL's claims)."""
     o = s.outbox
     if rooms is None:
         wanted: list[tuple[Any, int]] = [(due, limit)]
