@@ -697,6 +697,14 @@ def test_a_dkim_key_on_one_line_with_escaped_newlines(
             {"host": "h", "from": FROM, "mailto_unsubscribe": "unsubscribe"},
             "`mailto_unsubscribe` is not an email address",
         ),
+        (  # (a header line may not break: every email would fail to be built)
+            {"host": "h", "from": FROM, "mailto_unsubscribe": "u@example.com?subject=a\rb"},
+            "`mailto_unsubscribe` is not an email address",
+        ),
+        (
+            {"host": "h", "from": FROM, "mailto_unsubscribe": "u@example.com?subject=a\tb"},
+            "`mailto_unsubscribe` is not an email address",
+        ),
         ({"host": "h", "from": FROM, "starttls": "yes"}, "`starttls` must be true or false"),
         ({"host": "h", "from": FROM, "port": 0}, "`port` must be a whole number"),
         ({"host": "h", "from": FROM, "username": "u"}, "`password` is required"),

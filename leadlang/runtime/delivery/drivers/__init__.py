@@ -206,7 +206,10 @@ def _smtp(settings: _Settings, secrets: Mapping[str, str]) -> SmtpDriver:
     if not _one_address(sender):
         raise settings.error("from", f"is not one email address: {sender!r}")
     mailto = settings.text("mailto_unsubscribe")
-    if mailto is not None and not _one_address(re.sub(r"(?i)^mailto:|\?.*$", "", mailto)):
+    # (printable: it joins the List-Unsubscribe line, which a CR would break in every email)
+    if mailto is not None and (
+        not mailto.isprintable() or not _one_address(re.sub(r"(?i)^mailto:|\?.*$", "", mailto))
+    ):
         raise settings.error("mailto_unsubscribe", f"is not an email address: {mailto!r}")
     return SmtpDriver(
         host,
