@@ -598,13 +598,24 @@ def test_a_bad_address_is_final(start_server: Any, tmp_path: Path, to: str) -> N
     assert outcome == Outcome.failed("no email address")
 
 
-@pytest.mark.parametrize("to", ["Ann <", "ann@[1.2", "Ann <ann@[10.0.0.1"])
+@pytest.mark.parametrize(
+    "to",
+    [
+        "Ann <",
+        "ann@[1.2",
+        "Ann <ann@[10.0.0.1",
+        '"',
+        "Dr.: ann@example.com",
+        "ann.: <ann@example.com>",
+    ],
+)
 def test_an_address_the_email_package_cannot_read_is_final(
     start_server: Any, tmp_path: Path, to: str
 ) -> None:
-    """A typo the email package stumbles on (IndexError on `Ann <`, AttributeError on an
-    unclosed domain literal) fails the send for good, as a bad address does, and nothing is
-    sent; it is not retried for hours as if the server were down."""
+    """A typo the email package stumbles on (IndexError on `Ann <` or a lone `"`,
+    AttributeError on an unclosed domain literal or a display name ending `.:`) fails the send
+    for good, as a bad address does, and nothing is sent; it is not retried for hours as if
+    the server were down, with the parser's exception as its error."""
     server = start_server()
     [outcome] = run(smtp(server, tmp_path), mail(to=to))
     assert outcome.status == "failed"
