@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ import attrs
 import dkim
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from leadlang.runtime.delivery.drivers import SmtpDriver, make_drivers
 from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
@@ -60,13 +61,23 @@ class Received:
 class Mailbox:
     """An aiosmtpd handler: refused@ gets 550 on RCPT, syntax@ 500, later@ 451, closing@ 421;
     DATA answers from
-    `data_answers` first (e.g. a 421), then 250 and keeps the message."""
+    `data_answers` first (e.g. a 421), then 250 and keeps the message. With a `Counting`
+    controller it also knows the connections open now and each one ever opened."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.data_answers: list[str] = []
         self.rcpt_peers: list[Any] = []  # the connection of each RCPT, in order
         self.data_delays: list[float] = []  # seconds DATA waits before its answer
+        self.opened: list[Any] = []  # each connection, as it was made
+        self.open: set[Any] = set()  # the connections not yet closed
+        self.quits: list[Any] = []  # the connection of each QUIT, in order
+        self.quit_delay = 0.0  # seconds QUIT waits before its answer
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        self.quits.append(session.peer)
+        await asyncio.sleep(self.quit_delay)
+        return "221 Bye"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -99,6 +110,38 @@ class Mailbox:
             )
         )
         return "250 2.0.0 OK queued"
+
+
+class _CountingSMTP(SMTP):
+    def connection_made(self, transport: Any) -> None:
+        starting = self.transport is None  # (not the second call of a STARTTLS)
+        super().connection_made(transport)
+        if starting and isinstance(self.event_handler, Mailbox):
+            self.event_handler.opened.append(self.session.peer)  # type: ignore[union-attr]
+            self.event_handler.open.add(self.session.peer)  # type: ignore[union-attr]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        peer = self.session.peer if self.session is not None else None
+        super().connection_lost(error)
+        if isinstance(self.event_handler, Mailbox):
+            self.event_handler.open.discard(peer)
+
+
+class Counting(Controller):
+    """A controller whose Mailbox knows the connections open (`open`) and opened (`opened`)."""
+
+    def factory(self) -> SMTP:
+        return _CountingSMTP(self.handler, **self.SMTP_kwargs)
+
+
+def until(condition: Any, seconds: float = 10.0) -> bool:
+    """Whether `condition()` holds within `seconds` (the server runs in its own thread)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
@@ -234,9 +277,11 @@ def start_server(certificate: tuple[Path, Path]) -> Iterator[Any]:
             }
         kwargs.update(options)
         port = free_port()
-        controller = Controller(mailbox, hostname="127.0.0.1", port=port, **kwargs)
+        controller = Counting(mailbox, hostname="127.0.0.1", port=port, **kwargs)
         controller.start()
         started.append(controller)
+        assert until(lambda: not mailbox.open)  # (`start` made a connection of its own)
+        mailbox.opened.clear()
         return Server(mailbox, port, controller)
 
     yield start
@@ -463,19 +508,23 @@ def test_a_send_cut_short_leaves_its_connection_closed(start_server: Any, tmp_pa
     """A send cancelled mid-transaction (the worker's timeout) leaves its connection in an
     unknown state: it is closed, and the next send opens a new one."""
     server = start_server()
-    server.mailbox.data_delays.append(1.0)
+    server.mailbox.data_delays.append(5.0)
     driver = smtp(server, tmp_path)
+    peers = server.mailbox.rcpt_peers
 
     async def go() -> Outcome:
         try:
+            sending = asyncio.ensure_future(driver.deliver(mail("1" * 32)))
+            while not peers:  # (the transaction has begun, whatever the machine's load)
+                await asyncio.sleep(0.02)
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(driver.deliver(mail("1" * 32)), 0.3)
+                await asyncio.wait_for(sending, 0.3)
+            assert until(lambda: peers[0] not in server.mailbox.open)
             return await driver.deliver(mail("2" * 32))
         finally:
             await driver.close()
 
     assert asyncio.run(go()) == Outcome.sent()
-    peers = server.mailbox.rcpt_peers
     assert len(peers) == 2 and peers[0] != peers[1]
     assert [got.message()["Message-ID"] for got in server.mailbox.received][-1] == (
         f"<{'2' * 32}@leadlang>"
