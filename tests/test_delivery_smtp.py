@@ -672,6 +672,18 @@ def test_an_address_the_email_package_cannot_read_is_final(
     assert not server.mailbox.received
 
 
+def test_text_that_cannot_be_encoded_fails_for_good_naming_it(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """Text that no encoding can write (a lone UTF-16 surrogate) cannot be sent: the email
+    fails for good at once with the encoder's reason, and is not retried."""
+    server = start_server()
+    [outcome] = run(smtp(server, tmp_path), mail(content={"subject": "Hi", "text": "Hi \ud800\n"}))
+    assert outcome.status == "failed"
+    assert (outcome.error or "").startswith("cannot build the email: 'utf-8' codec can't encode")
+    assert not server.mailbox.received
+
+
 # -- DKIM --------------------------------------------------------------------------------
 
 
@@ -712,6 +724,49 @@ def test_dkim_signs_the_one_click_headers(
     assert "mailto:unsubscribe@example.com?subject=unsubscribe" in message["List-Unsubscribe"]
     tampered = data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"X-No: 1")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_dkim_signs_the_headers_present_and_names_no_other(
+    start_server: Any,
+    tmp_path: Path,
+    dkim_key: tuple[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signature covers the headers a message has (its Reply-To when it has one) and
+    names no other, so a list or relay that adds a header the message lacked (a Reply-To)
+    leaves it valid. A message only the email package writes (here a `Sender` header among
+    the content's) is signed the same way."""
+    pem, record = dkim_key
+    monkeypatch.setenv("LEADLANG_TEST_DKIM_KEY", pem)
+    server = start_server()
+    driver = smtp(
+        server,
+        tmp_path,
+        dkim_selector="s2025",
+        dkim_domain="example.com",
+        dkim_private_key_env="LEADLANG_TEST_DKIM_KEY",
+    )
+    content = {"subject": "Hi", "text": "Hi Ann\n", "headers": dict(ONE_CLICK)}
+    plain = mail("1" * 32, content=content)
+    replying = mail("2" * 32, content={**content, "reply_to": "Help <help@example.com>"})
+    sender = {**content, "headers": {**ONE_CLICK, "Sender": "Robot <robot@example.com>"}}
+    assert run(driver, plain, replying, mail("3" * 32, content=sender)) == [Outcome.sent()] * 3
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"s2025._domainkey.example.com." else None
+
+    signed: dict[str, set[str]] = {}
+    data: dict[str, bytes] = {}
+    for got in server.mailbox.received:
+        assert dkim.verify(got.data, dnsfunc=dns)
+        message = got.message()
+        which = str(message["Message-ID"])[1]  # (the key's first character)
+        signature = "".join(str(message["DKIM-Signature"]).split())
+        tags = dict(part.split("=", 1) for part in signature.split(";") if part)
+        signed[which], data[which] = set(tags["h"].lower().split(":")), got.data
+    assert "reply-to" not in signed["1"] and "reply-to" in signed["2"]
+    assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post"} <= signed["3"]
+    assert dkim.verify(b"Reply-To: list@lists.example.org\r\n" + data["1"], dnsfunc=dns)
 
 
 def test_a_dkim_key_on_one_line_with_escaped_newlines(
@@ -850,3 +905,36 @@ def test_an_address_smtp_cannot_carry_is_final(start_server: Any, tmp_path: Path
     [outcome] = run(smtp(server, tmp_path), mail(to="anné@exämple.com"))
     assert outcome.status == "failed"
     assert server.mailbox.received == []
+
+
+# -- the lines of the message ------------------------------------------------------------
+
+LINK = "https://track.example.com/u/"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        LINK + "t" * 949,  # the longest kept on one line: `List-Unsubscribe: <...>`, 997 octets
+        LINK + "t" * 960,
+        LINK + "t" * 2000,
+        LINK + "désabonner",
+    ],
+    ids=["one-line", "990", "2030", "not-ascii"],
+)
+def test_any_list_unsubscribe_is_sent_in_lines_smtp_carries(
+    start_server: Any, tmp_path: Path, link: str
+) -> None:
+    """RFC 5321 and 5322 limit a line to 998 octets and 7-bit text: a List-Unsubscribe link too
+    long for one line, or not ASCII, is folded or encoded, and reads back as it was; one that
+    fits is kept on one line, as a receiver's one-click unsubscribe reads it."""
+    server = start_server()
+    headers = {**ONE_CLICK, "List-Unsubscribe": f"<{link}>"}
+    assert run(smtp(server, tmp_path), ann_email(headers=headers)) == [Outcome.sent()]
+    [got] = server.mailbox.received
+    lines = got.data.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 998
+    got.data.decode("ascii")
+    assert got.message()["List-Unsubscribe"] == f"<{link}>"
+    one_line = f"List-Unsubscribe: <{link}>".encode()
+    assert (one_line in lines) == (len(one_line) <= 997 and link.isascii())
