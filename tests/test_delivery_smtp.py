@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import email
 import ipaddress
@@ -604,6 +605,9 @@ def test_after_a_server_restart_a_send_finds_its_idle_connections_dead_and_opens
 def test_a_server_that_never_answers_is_a_retry_after_the_drivers_timeout(
     tmp_path: Path,
 ) -> None:
+    """One connection per attempt: a fresh connection that fails is not tried again at once,
+    so a dead server costs an attempt one timeout, and the worker's backoff decides when to
+    come back."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()  # (connections are made, and never answered)
@@ -616,7 +620,14 @@ def test_a_server_that_never_answers_is_a_retry_after_the_drivers_timeout(
                 await driver.close()
 
         outcome = asyncio.run(go())
+        silent.setblocking(False)
+        made = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                silent.accept()[0].close()
+                made += 1
     assert outcome.status == "retry" and "Timeout" in (outcome.error or "")
+    assert made == 1
 
 
 def test_the_driver_checks_its_own_arguments() -> None:
@@ -938,3 +949,113 @@ def test_any_list_unsubscribe_is_sent_in_lines_smtp_carries(
     assert got.message()["List-Unsubscribe"] == f"<{link}>"
     one_line = f"List-Unsubscribe: <{link}>".encode()
     assert (one_line in lines) == (len(one_line) <= 997 and link.isascii())
+
+
+# -- closing -----------------------------------------------------------------------------
+
+
+def test_closing_says_quit_on_each_open_connection_and_leaves_none_open(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """`close` (serve stopping) ends each pooled connection with QUIT, as RFC 5321 asks of a
+    client, and leaves none open on the server."""
+    server = start_server()
+    driver = smtp(server, tmp_path)
+    many = [mail(f"{n:032x}") for n in range(3)]
+    assert run(driver, *many) == [Outcome.sent()] * 3
+    mailbox = server.mailbox
+    assert until(lambda: not mailbox.open)
+    assert 1 <= len(mailbox.opened) <= 3 and sorted(mailbox.quits) == sorted(mailbox.opened)
+
+
+def test_a_send_still_running_when_the_driver_closes_leaves_no_connection_open(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """serve closes its drivers while an attempt may still be finishing: that attempt ends as
+    it would, and its connection is then closed, not kept in a pool nobody will use."""
+    server = start_server()
+    server.mailbox.data_delays.append(1.0)
+    driver = smtp(server, tmp_path)
+
+    async def go() -> Outcome:
+        sending = asyncio.ensure_future(driver.deliver(mail()))
+        while not server.mailbox.rcpt_peers:
+            await asyncio.sleep(0.02)
+        await driver.close()
+        return await sending
+
+    assert asyncio.run(go()) == Outcome.sent()
+    assert len(server.mailbox.received) == 1
+    assert until(lambda: not server.mailbox.open)
+
+
+@pytest.mark.timeout(90)
+def test_closing_waits_for_no_server_slow_to_answer_quit(start_server: Any, tmp_path: Path) -> None:
+    """serve stopping is not held up by a server that does not answer QUIT: `close` gives it
+    2 s, then closes the connection anyway."""
+    server = start_server()
+    server.mailbox.quit_delay = 60.0
+    driver = smtp(server, tmp_path)
+
+    async def go() -> float:
+        assert await driver.deliver(mail()) == Outcome.sent()
+        started = time.monotonic()
+        await driver.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(go()) < 10
+    assert len(server.mailbox.quits) == 1
+    assert until(lambda: not server.mailbox.open)
+
+
+# -- the pool ----------------------------------------------------------------------------
+
+
+def test_after_the_server_closed_every_idle_connection_the_next_send_goes_out_at_once(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """A server closes connections left idle (here after 0.3 s): after a busy moment the pool
+    holds several, all dead, and the next send opens a new connection rather than trying
+    them (a second dead one would have made the attempt a retry)."""
+    server = start_server(timeout=0.3)
+    driver = smtp(server, tmp_path)
+
+    async def go() -> Outcome:
+        try:
+            first = [mail(f"{n:032x}") for n in range(3)]
+            assert await asyncio.gather(*(driver.deliver(d) for d in first)) == [Outcome.sent()] * 3
+            assert len(server.mailbox.opened) >= 2
+            while server.mailbox.open:  # (the server closes them; the driver sees it)
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            return await driver.deliver(mail("f" * 32))
+        finally:
+            await driver.close()
+
+    assert asyncio.run(go()) == Outcome.sent()
+    assert server.mailbox.received[-1].message()["Message-ID"] == f"<{'f' * 32}@leadlang>"
+
+
+def test_a_driver_used_from_a_second_event_loop_starts_afresh(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """The pool belongs to one event loop: a driver used again from another (a script calling
+    `asyncio.run` twice, as these tests do) leaves the connections of the first and sends on
+    new ones, as many at once as before."""
+    server = start_server()
+    driver = smtp(server, tmp_path, connections=2)
+
+    async def burst(first: int, close: bool) -> list[Outcome]:
+        try:
+            sends = [driver.deliver(mail(f"{first + n:032x}")) for n in range(5)]
+            return list(await asyncio.gather(*sends))
+        finally:
+            if close:
+                await driver.close()
+
+    assert asyncio.run(burst(0, close=False)) == [Outcome.sent()] * 5
+    before = set(server.mailbox.opened)
+    assert len(before) == 2
+    assert asyncio.run(burst(10, close=True)) == [Outcome.sent()] * 5
+    after = set(server.mailbox.opened) - before
+    assert len(after) == 2 and {got.peer for got in server.mailbox.received[5:]} == after
