@@ -915,7 +915,25 @@ def test_an_address_smtp_cannot_carry_is_final(start_server: Any, tmp_path: Path
     server = start_server()
     [outcome] = run(smtp(server, tmp_path), mail(to="anné@exämple.com"))
     assert outcome.status == "failed"
+    # (a domain not in ASCII: the email package takes it, the SMTP command cannot carry it)
+    [outcome] = run(smtp(server, tmp_path), mail(to="ann@exämple.com"))
+    assert outcome.status == "failed"
+    assert (outcome.error or "").startswith("cannot send to this address: 'ascii' codec")
     assert server.mailbox.received == []
+
+
+def test_starttls_required_and_not_offered_is_a_retry_sending_nothing(
+    start_server: Any, tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """With `starttls` set, a server that does not offer STARTTLS (or something in between
+    that hides it) gets nothing in plain text: the attempt is a retry that says why."""
+    server = start_server()
+    driver = smtp(server, tmp_path, starttls=True, ca_file=str(certificate[0]))
+    [outcome] = run(driver, mail())
+    assert outcome == Outcome.retry(
+        "SMTPException: SMTP STARTTLS extension not supported by server."
+    )
+    assert server.mailbox.received == [] and server.mailbox.rcpt_peers == []
 
 
 # -- the lines of the message ------------------------------------------------------------
