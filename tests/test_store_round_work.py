@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,19 @@ from tests.test_serve_crash import iso, ledger_text, simulate
 from tests.test_store_claims import ingest, pending_events, program
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def on_store(url: str, body: Callable[[SqlStore], Awaitable[None]]) -> None:
+    """Run `body` on a store opened on `url`, closed after it, whatever happens."""
+
+    async def main() -> None:
+        store = await open_store(url)
+        try:
+            await body(store)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
 
 
 def slow_program(tmp_path: Path) -> dict[str, Any]:
@@ -105,43 +119,39 @@ def test_a_round_takes_whole_contacts_up_to_its_events_and_a_contact_over_them_a
     time order (`cut`), the rest waiting for the next round. Each contact's events come in
     time order, not in the order they arrived."""
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            ids = await store_events(
-                store,
-                [
-                    ("c", 1.0, 0),  # processed already: not counted
-                    ("c", 2.0, 0),
-                    ("m", 15.0, 1),  # m: the oldest pending event, 3 events
-                    ("c", 11.0, 1),  # c: 2 events
-                    ("b", 12.0, 1),  # b: 3 events
-                    ("m", 13.0, 1),
-                    ("c", 16.0, 1),
-                    ("b", 17.0, 1),
-                    ("m", 14.0, 1),
-                    ("b", 18.0, 1),
-                ],
-            )
-            m_in_time_order = [ids[5], ids[8], ids[2]]  # t 13, 14, 15
-            for max_events, chosen in ((5, "mc"), (6, "mc"), (7, "mc"), (8, "mcb"), (100, "mcb")):
-                async with store.claim_round(time.time(), 10, max_events) as work:
-                    assert [row.id for row in work.rows] == list(chosen), max_events
-                    assert set(work.pending) == set(chosen)  # (their own events only)
-                    assert [p.id for p in work.pending["m"]] == m_in_time_order
-                    assert [p.t for p in work.pending["c"]] == [11.0, 16.0]
-                    assert work.cut == {}
-            for max_events in (1, 2):
-                async with store.claim_round(time.time(), 10, max_events) as work:
-                    assert [row.id for row in work.rows] == ["m"]
-                    assert work.cut == {"m": True}
-                    assert {
-                        name: [p.id for p in found] for name, found in work.pending.items()
-                    } == {"m": m_in_time_order[:max_events]}
-        finally:
-            await store.close()
+    async def body(store: SqlStore) -> None:
+        ids = await store_events(
+            store,
+            [
+                ("c", 1.0, 0),  # processed already: not counted
+                ("c", 2.0, 0),
+                ("m", 15.0, 1),  # m: the oldest pending event, 3 events
+                ("c", 11.0, 1),  # c: 2 events
+                ("b", 12.0, 1),  # b: 3 events
+                ("m", 13.0, 1),
+                ("c", 16.0, 1),
+                ("b", 17.0, 1),
+                ("m", 14.0, 1),
+                ("b", 18.0, 1),
+            ],
+        )
+        m_in_time_order = [ids[5], ids[8], ids[2]]  # t 13, 14, 15
+        for max_events, chosen in ((5, "mc"), (6, "mc"), (7, "mc"), (8, "mcb"), (100, "mcb")):
+            async with store.claim_round(time.time(), 10, max_events) as work:
+                assert [row.id for row in work.rows] == list(chosen), max_events
+                assert set(work.pending) == set(chosen)  # (their own events only)
+                assert [p.id for p in work.pending["m"]] == m_in_time_order
+                assert [p.t for p in work.pending["c"]] == [11.0, 16.0]
+                assert work.cut == {}
+        for max_events in (1, 2):
+            async with store.claim_round(time.time(), 10, max_events) as work:
+                assert [row.id for row in work.rows] == ["m"]
+                assert work.cut == {"m": True}
+                assert {name: [p.id for p in found] for name, found in work.pending.items()} == {
+                    "m": m_in_time_order[:max_events]
+                }
 
-    asyncio.run(body())
+    on_store(store_url, body)
 
 
 def test_a_waiting_contact_s_timer_position_and_clock_are_written_each_round(
@@ -155,36 +165,32 @@ def test_a_waiting_contact_s_timer_position_and_clock_are_written_each_round(
     t0 = float(int(time.time()) - 1000)
     clock = Clock(t0 + 1)
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            processor = Processor(store, Engine(ir), ir, clock)
-            await ingest(store, [started("u0", t0, "a"), started("u1", t0, "b")])
-            assert await processor.run_once() == 2
-            assert await contacts(store) == {"u0": (t0 + 5, t0), "u1": (t0 + 5, t0)}
-            assert await positions(store) == {u: ("slow", "s1", t0 + 5) for u in ("u0", "u1")}
-            assert (await store.flow_stats("slow"))["slow"]["steps"] == {"s1": 2}
-            clock.now = t0 + 6  # the waits are due: sent, and out of the flow
-            assert await processor.run_once() == 2
-            assert await contacts(store) == {"u0": (None, t0 + 5), "u1": (None, t0 + 5)}
-            assert await positions(store) == {}
-            assert (await store.flow_stats("slow"))["slow"]["steps"] == {}
-            assert await processor.run_once() == 0  # (no timer left)
-            clock.now = t0 + 7
-            await ingest(store, [started("u0", t0 + 3, "c")])  # older than where u0 stands
-            assert await processor.run_once() == 1
-            assert effects_of(await store.effects_in_order("u0")) == [
-                (iso(t0), "enter"),
-                (iso(t0 + 5), "send"),
-                (iso(t0 + 5), "exit"),
-                (iso(t0 + 5), "enter"),  # late: at the instant u0 had been run to
-            ]
-            assert (await contacts(store))["u0"] == (t0 + 10, t0 + 5)
-            assert (await positions(store))["u0"] == ("slow", "s1", t0 + 10)
-        finally:
-            await store.close()
+    async def body(store: SqlStore) -> None:
+        processor = Processor(store, Engine(ir), ir, clock)
+        await ingest(store, [started("u0", t0, "a"), started("u1", t0, "b")])
+        assert await processor.run_once() == 2
+        assert await contacts(store) == {"u0": (t0 + 5, t0), "u1": (t0 + 5, t0)}
+        assert await positions(store) == {u: ("slow", "s1", t0 + 5) for u in ("u0", "u1")}
+        assert (await store.flow_stats("slow"))["slow"]["steps"] == {"s1": 2}
+        clock.now = t0 + 6  # the waits are due: sent, and out of the flow
+        assert await processor.run_once() == 2
+        assert await contacts(store) == {"u0": (None, t0 + 5), "u1": (None, t0 + 5)}
+        assert await positions(store) == {}
+        assert (await store.flow_stats("slow"))["slow"]["steps"] == {}
+        assert await processor.run_once() == 0  # (no timer left)
+        clock.now = t0 + 7
+        await ingest(store, [started("u0", t0 + 3, "c")])  # older than where u0 stands
+        assert await processor.run_once() == 1
+        assert effects_of(await store.effects_in_order("u0")) == [
+            (iso(t0), "enter"),
+            (iso(t0 + 5), "send"),
+            (iso(t0 + 5), "exit"),
+            (iso(t0 + 5), "enter"),  # late: at the instant u0 had been run to
+        ]
+        assert (await contacts(store))["u0"] == (t0 + 10, t0 + 5)
+        assert (await positions(store))["u0"] == ("slow", "s1", t0 + 10)
 
-    asyncio.run(body())
+    on_store(store_url, body)
 
 
 def test_a_contact_the_engine_fails_on_has_its_events_set_aside_and_its_timer_stopped(
@@ -198,43 +204,39 @@ def test_a_contact_the_engine_fails_on_has_its_events_set_aside_and_its_timer_st
     t0 = float(int(time.time()) - 1000)
     clock = Clock(t0 + 1)
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            processor = Processor(store, Engine(ir), ir, clock)
-            await ingest(store, [started("bad", t0, "a"), started("good", t0, "b")])
-            assert await processor.run_once() == 2
-            state_before = await store.contact("bad")
-            runner = processor.runner
-            run_contact = runner._contact
+    async def body(store: SqlStore) -> None:
+        processor = Processor(store, Engine(ir), ir, clock)
+        await ingest(store, [started("bad", t0, "a"), started("good", t0, "b")])
+        assert await processor.run_once() == 2
+        state_before = await store.contact("bad")
+        runner = processor.runner
+        run_contact = runner._contact
 
-            def failing(row: Any, *args: Any) -> None:
-                if row.id == "bad":
-                    raise RuntimeError("the engine failed")
-                run_contact(row, *args)
+        def failing(row: Any, *args: Any) -> None:
+            if row.id == "bad":
+                raise RuntimeError("the engine failed")
+            run_contact(row, *args)
 
-            runner._contact = failing  # type: ignore[method-assign, assignment]
-            await ingest(store, [started("bad", t0 + 2, "c")])
-            clock.now = t0 + 6
-            assert await processor.run_once() == 2
-            assert await pending_events(store) == 0
-            histories = {name: events async for name, events, _ in store.histories()}
-            assert [e[3] for e in histories["bad"]] == [0, 2]  # processed, failed
-            assert [e[3] for e in histories["good"]] == [0]
-            wakes = {name: wake for name, (wake, _) in (await contacts(store)).items()}
-            assert wakes == {"bad": None, "good": None}
-            assert await store.contact("bad") == state_before
-            assert [a for _, a in effects_of(await store.effects_in_order("good"))] == [
-                "enter",
-                "send",
-                "exit",
-            ]
-            clock.now = t0 + 60
-            assert await processor.run_once() == 0  # not run again
-        finally:
-            await store.close()
+        runner._contact = failing  # type: ignore[method-assign, assignment]
+        await ingest(store, [started("bad", t0 + 2, "c")])
+        clock.now = t0 + 6
+        assert await processor.run_once() == 2
+        assert await pending_events(store) == 0
+        histories = {name: events async for name, events, _ in store.histories()}
+        assert [e[3] for e in histories["bad"]] == [0, 2]  # processed, failed
+        assert [e[3] for e in histories["good"]] == [0]
+        wakes = {name: wake for name, (wake, _) in (await contacts(store)).items()}
+        assert wakes == {"bad": None, "good": None}
+        assert await store.contact("bad") == state_before
+        assert [a for _, a in effects_of(await store.effects_in_order("good"))] == [
+            "enter",
+            "send",
+            "exit",
+        ]
+        clock.now = t0 + 60
+        assert await processor.run_once() == 0  # not run again
 
-    asyncio.run(body())
+    on_store(store_url, body)
 
 
 def test_a_round_computed_from_a_state_written_since_is_refused(
@@ -246,28 +248,24 @@ def test_a_round_computed_from_a_state_written_since_is_refused(
     ir = slow_program(tmp_path)
     t0 = float(int(time.time()) - 1000)
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            processor = Processor(store, Engine(ir), ir, Clock(t0 + 1))
-            await ingest(store, [started("u0", t0, "a"), started("u1", t0, "b")])
-            assert await processor.run_once() == 2
-            runner = Runner(Engine(ir), ir)
-            async with store.claim_round(t0 + 6, 10, 20_000) as work:  # the timers
-                assert [row.id for row in work.rows] == ["u0", "u1"]
-                first = runner(work.rows, work.pending, work.cut, t0 + 6)
-                again = runner(work.rows, work.pending, work.cut, t0 + 6)
-                assert len(again.outbox) == 2
-                await work.save(first)
-            ledger = await store.effects_in_order()
-            with pytest.raises(RoundConflict):
-                await store.save_round(again)
-            assert await store.effects_in_order() == ledger
-            assert len(await store.outbox_rows(None, 100)) == 2
-        finally:
-            await store.close()
+    async def body(store: SqlStore) -> None:
+        processor = Processor(store, Engine(ir), ir, Clock(t0 + 1))
+        await ingest(store, [started("u0", t0, "a"), started("u1", t0, "b")])
+        assert await processor.run_once() == 2
+        runner = Runner(Engine(ir), ir)
+        async with store.claim_round(t0 + 6, 10, 20_000) as work:  # the timers
+            assert [row.id for row in work.rows] == ["u0", "u1"]
+            first = runner(work.rows, work.pending, work.cut, t0 + 6)
+            again = runner(work.rows, work.pending, work.cut, t0 + 6)
+            assert len(again.outbox) == 2
+            await work.save(first)
+        ledger = await store.effects_in_order()
+        with pytest.raises(RoundConflict):
+            await store.save_round(again)
+        assert await store.effects_in_order() == ledger
+        assert len(await store.outbox_rows(None, 100)) == 2
 
-    asyncio.run(body())
+    on_store(store_url, body)
 
 
 def test_a_round_whose_events_were_processed_meanwhile_is_refused(
@@ -278,27 +276,23 @@ def test_a_round_whose_events_were_processed_meanwhile_is_refused(
     _, ir = program(tmp_path)
     t0 = float(int(time.time()) - 1000)
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            await ingest(store, [started(f"u{i}", t0 + i, f"m{i}", "Signed Up") for i in range(4)])
-            async with store.claim_round(time.time(), 10, 20_000) as work:
-                result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, time.time())
-                assert len(result.processed) == 4 and len(result.outbox) == 4
-                async with store.write() as conn:  # a write that ignores the claim
-                    events = s.events
-                    await conn.execute(
-                        update(events).where(events.c.id == result.processed[-1]).values(pending=0)
-                    )
-                with pytest.raises(RoundConflict):
-                    await work.save(result)
-            assert await store.effects_in_order() == []
-            assert await pending_events(store) == 3
-            assert await contacts(store) == {}
-        finally:
-            await store.close()
+    async def body(store: SqlStore) -> None:
+        await ingest(store, [started(f"u{i}", t0 + i, f"m{i}", "Signed Up") for i in range(4)])
+        async with store.claim_round(time.time(), 10, 20_000) as work:
+            result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, time.time())
+            assert len(result.processed) == 4 and len(result.outbox) == 4
+            async with store.write() as conn:  # a write that ignores the claim
+                events = s.events
+                await conn.execute(
+                    update(events).where(events.c.id == result.processed[-1]).values(pending=0)
+                )
+            with pytest.raises(RoundConflict):
+                await work.save(result)
+        assert await store.effects_in_order() == []
+        assert await pending_events(store) == 3
+        assert await contacts(store) == {}
 
-    asyncio.run(body())
+    on_store(store_url, body)
 
 
 def test_a_send_already_in_the_outbox_is_not_queued_again(tmp_path: Path, store_url: str) -> None:
@@ -308,30 +302,26 @@ def test_a_send_already_in_the_outbox_is_not_queued_again(tmp_path: Path, store_
     ir = slow_program(tmp_path)
     t0 = float(int(time.time()) - 1000)
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            runner = Runner(Engine(ir), ir)
-            await ingest(store, [started("u0", t0, "a")])
-            await Processor(store, Engine(ir), ir, Clock(t0 + 1)).run_once()
-            async with store.claim_round(t0 + 6, 10, 20_000) as work:
-                result = runner(work.rows, work.pending, work.cut, t0 + 6)
-                [sent] = result.outbox
-                await work.save(result)
-            await store.outbox_sent(sent["key"], t0 + 7)
-            await ingest(store, [started("u1", t0 + 8, "b")])
-            async with store.claim_round(t0 + 8, 10, 20_000) as work:
-                result = runner(work.rows, work.pending, work.cut, t0 + 8)
-                result.outbox.append(sent)  # (as the round that first enqueued it wrote it)
-                await work.save(result)
-            [row] = await store.outbox_rows(None, 10)
-            assert (row["key"], row["status"], row["delivered"]) == (sent["key"], "sent", t0 + 7)
-            assert effects_of(await store.effects_in_order("u1")) == [(iso(t0 + 8), "enter")]
-            assert await pending_events(store) == 0
-        finally:
-            await store.close()
+    async def body(store: SqlStore) -> None:
+        runner = Runner(Engine(ir), ir)
+        await ingest(store, [started("u0", t0, "a")])
+        await Processor(store, Engine(ir), ir, Clock(t0 + 1)).run_once()
+        async with store.claim_round(t0 + 6, 10, 20_000) as work:
+            result = runner(work.rows, work.pending, work.cut, t0 + 6)
+            [sent] = result.outbox
+            await work.save(result)
+        await store.outbox_sent(sent["key"], t0 + 7)
+        await ingest(store, [started("u1", t0 + 8, "b")])
+        async with store.claim_round(t0 + 8, 10, 20_000) as work:
+            result = runner(work.rows, work.pending, work.cut, t0 + 8)
+            result.outbox.append(sent)  # (as the round that first enqueued it wrote it)
+            await work.save(result)
+        [row] = await store.outbox_rows(None, 10)
+        assert (row["key"], row["status"], row["delivered"]) == (sent["key"], "sent", t0 + 7)
+        assert effects_of(await store.effects_in_order("u1")) == [(iso(t0 + 8), "enter")]
+        assert await pending_events(store) == 0
 
-    asyncio.run(body())
+    on_store(store_url, body)
 
 
 def test_a_round_of_more_than_500_contacts_runs_every_event_once(
@@ -353,17 +343,13 @@ def test_a_round_of_more_than_500_contacts_runs_every_event_once(
         for i in range(1200)
     ]
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            await ingest(store, events)
-            processor = Processor(store, Engine(ir), ir, time.time, batch=700)
-            assert await processor.run_once() == 600
-            assert await pending_events(store) == 0
-        finally:
-            await store.close()
+    async def body(store: SqlStore) -> None:
+        await ingest(store, events)
+        processor = Processor(store, Engine(ir), ir, time.time, batch=700)
+        assert await processor.run_once() == 600
+        assert await pending_events(store) == 0
 
-    asyncio.run(body())
+    on_store(store_url, body)
     assert ledger_text(store_url, tmp_path) == simulate(script, events, time.time(), tmp_path)
 
 
@@ -377,25 +363,21 @@ def test_a_processor_follows_the_program_published_also_with_a_pool_of_one_conne
     ir = slow_program(tmp_path)
     t0 = float(int(time.time()) - 1000)
 
-    async def body() -> None:
-        store = await open_store(f"{store_url}?pool_size=1&pool_timeout=3")
-        try:
-            await ingest(store, [started("u0", t0, "a")])
-            async with store.claim_round(t0 + 1, 10, 20_000) as work:
-                assert work.generation == 0
-            published = await store.publish_program(orjson.dumps(ir).decode(), [], t0)
-            assert published == 1
-            async with store.claim_round(t0 + 1, 10, 20_000) as work:
-                assert work.generation == 1
-            followed: list[dict[str, Any]] = []
-            processor = Processor(store, Engine(ir), ir, Clock(t0 + 1), on_program=followed.append)
-            assert await processor.run_once() == 1
-            assert processor.generation == 1
-            assert followed == [orjson.loads(orjson.dumps(ir))]
-        finally:
-            await store.close()
+    async def body(store: SqlStore) -> None:
+        await ingest(store, [started("u0", t0, "a")])
+        async with store.claim_round(t0 + 1, 10, 20_000) as work:
+            assert work.generation == 0
+        published = await store.publish_program(orjson.dumps(ir).decode(), [], t0)
+        assert published == 1
+        async with store.claim_round(t0 + 1, 10, 20_000) as work:
+            assert work.generation == 1
+        followed: list[dict[str, Any]] = []
+        processor = Processor(store, Engine(ir), ir, Clock(t0 + 1), on_program=followed.append)
+        assert await processor.run_once() == 1
+        assert processor.generation == 1
+        assert followed == [orjson.loads(orjson.dumps(ir))]
 
-    asyncio.run(body())
+    on_store(f"{store_url}?pool_size=1&pool_timeout=3", body)
 
 
 def test_a_round_cut_short_while_reading_releases_its_claims_and_its_connection(
@@ -495,30 +477,26 @@ def test_a_round_written_by_save_round_whose_new_contact_was_created_meanwhile_i
     _, ir = program(tmp_path)
     t0 = time.time() - 100
 
-    async def body() -> None:
-        store = await open_store(store_url)
-        try:
-            await ingest(store, [started("u0", t0, "m0", "Signed Up")])
-            async with store.claim_round(time.time(), 10, 20_000) as work:
-                assert [row.state for row in work.rows] == [None]
-                result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, time.time())
-            async with store.write() as conn:
-                await conn.execute(
-                    insert(s.contacts).values(
-                        id="u0",
-                        state="{}",
-                        wake=None,
-                        clock=0.0,
-                        rank_t=0.0,
-                        rank_id=0,
-                        updated=1.0,
-                    )
+    async def body(store: SqlStore) -> None:
+        await ingest(store, [started("u0", t0, "m0", "Signed Up")])
+        async with store.claim_round(time.time(), 10, 20_000) as work:
+            assert [row.state for row in work.rows] == [None]
+            result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, time.time())
+        async with store.write() as conn:
+            await conn.execute(
+                insert(s.contacts).values(
+                    id="u0",
+                    state="{}",
+                    wake=None,
+                    clock=0.0,
+                    rank_t=0.0,
+                    rank_id=0,
+                    updated=1.0,
                 )
-            with pytest.raises(RoundConflict):
-                await store.save_round(result)
-            assert await store.effects_in_order() == []
-            assert await pending_events(store) == 1
-        finally:
-            await store.close()
+            )
+        with pytest.raises(RoundConflict):
+            await store.save_round(result)
+        assert await store.effects_in_order() == []
+        assert await pending_events(store) == 1
 
-    asyncio.run(body())
+    on_store(store_url, body)
