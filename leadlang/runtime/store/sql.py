@@ -511,20 +511,25 @@ class SqlStore:
         # (a due contact is one row, a contact with pending events has several: their windows
         # are twice and four times the round's size)
         sources = (
-            (select(c.id, c.wake, c.id).where(c.wake <= now), (c.wake, c.id), limit * 2),
-            (select(ev.contact, ev.id).where(_PENDING), (ev.id,), limit * 4),
+            (select(c.id).where(c.wake <= now).order_by(c.wake), None, limit * 2),
+            (select(ev.contact, ev.id).where(_PENDING).order_by(ev.id), ev.id, limit * 4),
         )
-        for source, order, window in sources:
-            after: tuple[Any, ...] = ()
-            for _ in range(CLAIM_WINDOWS):
+        for source, key, window in sources:
+            last: Any = None
+            for step in range(CLAIM_WINDOWS):
                 if len(claimed) >= limit:
                     return claimed
-                # each window starts after the last row of the one before (an offset would
-                # read again every row before it: another processor's contacts, mostly)
-                query = source.where(tuple_(*order) > tuple_(*after)) if after else source
-                rows = (await conn.execute(query.order_by(*order).limit(window))).all()
-                if rows:
-                    after = tuple(rows[-1][1:])
+                # pending events: each window starts after the last id read (an offset would
+                # read again every row before it: another processor's contacts, mostly); due
+                # timers: at an offset, in wake order only (ordered by wake and id, the many
+                # timers due at one instant would all be sorted for each window)
+                if key is None:
+                    query = source.offset(step * window)
+                else:
+                    query = source.where(key > last) if last is not None else source
+                rows = (await conn.execute(query.limit(window))).all()
+                if rows and key is not None:
+                    last = rows[-1][1]
                 fresh = [name for name in dict.fromkeys(r[0] for r in rows) if name not in tried]
                 tried.update(fresh)
                 if fresh:
