@@ -33,3 +33,16 @@ def ann_email(key: str = KEY, headers: dict[str, str] | None = None, **changes: 
         attempts=0,
     )
     return attrs.evolve(base, **changes)
+
+
+# Typos in an email trait that Python's email package stumbles on when it builds the message
+# (IndexError on `Ann <` or a lone `"`; AttributeError, from inside it, on an unclosed domain
+# literal or a display name ending `.:`): every mail driver must fail such a send for good.
+UNREADABLE_ADDRESSES = (
+    "Ann <",
+    "ann@[1.2",
+    "Ann <ann@[10.0.0.1",
+    '"',
+    "Dr.: ann@example.com",
+    "ann.: <ann@example.com>",
+)

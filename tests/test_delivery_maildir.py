@@ -21,7 +21,7 @@ import pytest
 from leadlang.runtime.delivery.drivers import maildir
 from leadlang.runtime.delivery.drivers.maildir import MaildirDriver
 from leadlang.runtime.delivery.outbox import Delivery, Outcome
-from tests.deliveries import KEY, ann_email
+from tests.deliveries import KEY, UNREADABLE_ADDRESSES, ann_email
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -147,14 +147,7 @@ def test_an_unusable_address_fails_for_good(tmp_path: Path, to: str | None) -> N
 
 @pytest.mark.parametrize(
     "to",
-    [
-        "Ann <",
-        "ann@[1.2",
-        "Ann <ann@[10.0.0.1",
-        '"',
-        "Dr.: ann@example.com",
-        "ann.: <ann@example.com>",
-    ],
+    UNREADABLE_ADDRESSES,
 )
 def test_an_address_the_email_package_cannot_read_fails_for_good(tmp_path: Path, to: str) -> None:
     """A typo the email package stumbles on (it raises IndexError on `Ann <` or a lone `"`,

@@ -28,7 +28,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from leadlang.runtime.delivery.drivers import SmtpDriver, make_drivers
 from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
 from leadlang.runtime.delivery.worker import OutboxWorker
-from tests.deliveries import KEY, ann_email
+from tests.deliveries import KEY, UNREADABLE_ADDRESSES, ann_email
 from tests.test_delivery_worker import Clock, MemoryOutbox
 
 pytestmark = pytest.mark.timeout(30)
@@ -660,14 +660,7 @@ def test_a_bad_address_is_final(start_server: Any, tmp_path: Path, to: str) -> N
 
 @pytest.mark.parametrize(
     "to",
-    [
-        "Ann <",
-        "ann@[1.2",
-        "Ann <ann@[10.0.0.1",
-        '"',
-        "Dr.: ann@example.com",
-        "ann.: <ann@example.com>",
-    ],
+    UNREADABLE_ADDRESSES,
 )
 def test_an_address_the_email_package_cannot_read_is_final(
     start_server: Any, tmp_path: Path, to: str

@@ -46,8 +46,8 @@ class _JsonRefusals(RequestHandler):
 
 
 def _first_line(exc: BaseException | None, message: str | None) -> str:
-    text = message or (str(exc) if exc is not None else "") or "malformed"
-    return text.strip().splitlines()[0][:200] if text.strip() else "malformed"
+    text = (message or (str(exc) if exc is not None else "")).strip()
+    return text.splitlines()[0][:200] if text else "malformed"
 
 
 class _Server(web.Server):
