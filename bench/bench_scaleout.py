@@ -29,6 +29,8 @@ and drops it after. Workloads (all by default):
   PostgreSQL server of its own (initdb, as the chaos tests' `tests/pg_cluster.py`) that loads
   `pg_stat_statements`: what the database did per event processed, by statement (calls, rows
   and execution time per event). Counts do not depend on the machine's load, unlike seconds.
+  With `--statements-of timers`, the same for the `timers` workload's firing (counted from
+  its due instant), per timer.
 - `wakeup`: an event committed by another process (`store.accept`, as daemon A's ingest does)
   and processed by an idle processor (daemon B's, on its own store): the latency from the
   commit to the event processed, 40 events 0-300 ms apart, for B polling every 1 s, every
@@ -449,46 +451,71 @@ def timers(root: Path, args: argparse.Namespace) -> None:
         folder = root / f"t{n_daemons}"
         folder.mkdir()
         with database(args.pg, f"bench_claims_t{n_daemons}") as url:
-            t0 = time.time()
-            items = [
-                {"type": "track", "userId": f"c{i}", "event": "ping", "timestamp": iso(t0)}
-                for i in range(n)
-            ]
-            prefill_pg(url, pending_rows(items, t0))
-            due = datetime.fromisoformat(iso(t0)).timestamp() + args.timer_wait
-            daemons = start_daemons(folder, [str(script)], url, n_daemons)
-            pg = Pg(url)
-            try:
-                while pg.value(PENDING):
-                    if time.time() > due:
-                        raise SystemExit("enrolment did not finish before the timers were due")
-                    time.sleep(0.2)
-                enrolled = time.time()
-                cpu = Cpu(daemons, url.rsplit("/", 1)[1])
-                while time.time() < due:
-                    time.sleep(0.01)
-                cpu.sample()
-                last = 0.0
-                while time.time() < due + args.max_wait:
-                    # (the first live entry of an index: a count would load the database)
-                    wake = pg.value("SELECT min(wake) FROM contacts")
-                    cpu.sample()
-                    if wake is None or wake > due:
-                        last = time.time()
-                        break
-                    time.sleep(0.05)
-                tags = pg.value("SELECT count(*) FROM effects WHERE action = 'tag'")
-            finally:
-                pg.close()
-                for d in daemons:
-                    d.stop()
-        fire = (last or time.time()) - due
+            out = fire_timers(folder, script, url, n_daemons, args)
         print(
-            f"  {n_daemons} daemon(s): enrolled {due - enrolled:.1f} s before due; "
-            f"{tags:,} of {n:,} fired by {fire:.2f} s after due: "
-            f"{tags / fire:,.0f} timers/s; cores: {cores(cpu.spent(), fire)}",
+            f"  {n_daemons} daemon(s): enrolled {out['early']:.1f} s before due; "
+            f"{out['tags']:,} of {n:,} fired by {out['seconds']:.2f} s after due: "
+            f"{out['rate']:,.0f} timers/s; cores: {cores(out['cpu'], out['seconds'])}",
             flush=True,
         )
+
+
+def fire_timers(
+    folder: Path,
+    script: Path,
+    url: str,
+    n_daemons: int,
+    args: argparse.Namespace,
+    at_due: Any = None,
+) -> dict[str, Any]:
+    """`args.timers` contacts enrolled by `n_daemons` daemons on `url`, then timed from their
+    timers' due instant until none is due (`at_due()`, if given, is called just before)."""
+    n = args.timers
+    t0 = time.time()
+    items = [
+        {"type": "track", "userId": f"c{i}", "event": "ping", "timestamp": iso(t0)}
+        for i in range(n)
+    ]
+    prefill_pg(url, pending_rows(items, t0))
+    due = datetime.fromisoformat(iso(t0)).timestamp() + args.timer_wait
+    daemons = start_daemons(folder, [str(script)], url, n_daemons)
+    pg = Pg(url)
+    try:
+        while pg.value(PENDING):
+            if time.time() > due:
+                raise SystemExit("enrolment did not finish before the timers were due")
+            time.sleep(0.2)
+        enrolled = time.time()
+        cpu = Cpu(daemons, url.rsplit("/", 1)[1])
+        while time.time() < due - 0.5:
+            time.sleep(0.01)
+        if at_due is not None:
+            at_due()
+        while time.time() < due:
+            time.sleep(0.01)
+        cpu.sample()
+        last = 0.0
+        while time.time() < due + args.max_wait:
+            # (the first live entry of an index: a count would load the database)
+            wake = pg.value("SELECT min(wake) FROM contacts")
+            cpu.sample()
+            if wake is None or wake > due:
+                last = time.time()
+                break
+            time.sleep(0.05)
+        tags = pg.value("SELECT count(*) FROM effects WHERE action = 'tag'")
+    finally:
+        pg.close()
+        for d in daemons:
+            d.stop()
+    fire = (last or time.time()) - due
+    return {
+        "early": due - enrolled,
+        "tags": tags,
+        "seconds": fire,
+        "rate": tags / fire,
+        "cpu": cpu.spent(),
+    }
 
 
 def ingest(root: Path, args: argparse.Namespace) -> None:
@@ -605,19 +632,22 @@ async def _wakeup(url: str, mode: str, root: Path, idle_cpu: dict[str, float]) -
     return latencies
 
 
-STATEMENT_TOTALS = """SELECT sum(calls), sum(rows), sum(total_exec_time) FROM pg_stat_statements
-WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND query NOT LIKE 'COPY %'
-AND query NOT LIKE 'ANALYZE %' AND query NOT LIKE 'SELECT EXISTS (SELECT $1 FROM events%'"""
-STATEMENT_TOP = """SELECT calls, rows, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g')
-FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
-AND query NOT LIKE 'COPY %' AND query NOT LIKE 'ANALYZE %'
+# (the bench's own statements left out: its COPY, ANALYZE and polls)
+BENCH_OWN = """AND query NOT LIKE 'COPY %' AND query NOT LIKE 'ANALYZE %'
 AND query NOT LIKE 'SELECT EXISTS (SELECT $1 FROM events%'
-ORDER BY total_exec_time DESC LIMIT 12"""
+AND query NOT LIKE 'SELECT min(wake) FROM contacts%'
+AND query NOT LIKE 'SELECT count(*) FROM effects%'"""
+STATEMENT_TOTALS = f"""SELECT sum(calls), sum(rows), sum(total_exec_time) FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) {BENCH_OWN}"""
+STATEMENT_TOP = f"""SELECT calls, rows, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g')
+FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+{BENCH_OWN} ORDER BY total_exec_time DESC LIMIT 12"""
 
 
 def statements(root: Path, args: argparse.Namespace) -> None:
-    """The processing drain on a private server with pg_stat_statements: per event, what the
-    daemons asked of the database (the bench's own COPY, ANALYZE and polls left out)."""
+    """The processing drain (or, with `--statements-of timers`, the timers' firing) on a
+    private server with pg_stat_statements: per event (or timer), what the daemons asked of
+    the database (the bench's own COPY, ANALYZE and polls left out)."""
     sys.path.insert(0, str(BENCH.parent))
     from tests.pg_cluster import PgCluster, server_binaries
 
@@ -625,32 +655,43 @@ def statements(root: Path, args: argparse.Namespace) -> None:
     if binaries is None:
         print("\nstatements: no PostgreSQL server binaries on this machine; skipped")
         return
-    n = args.events
-    rows = pending_rows(flowio_log(root / "log.jsonl", n, n // 10, time.time() - 120), time.time())
+    of_timers = args.statements_of == "timers"
+    n = args.timers if of_timers else args.events
+    script = root / "timers.lead"
+    script.write_text(TIMER_SCRIPT.format(wait=args.timer_wait), encoding="utf-8")
+    rows = [] if of_timers else flowio_rows(root, n)
     cluster = PgCluster(binaries).init()
     with open(cluster.data / "postgresql.conf", "a", encoding="utf-8") as conf:
         conf.write(
             "fsync = on\nshared_buffers = 128MB\n"
             "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n"
         )
-    print(f"\nstatements: flowio, {n:,} events, a private PostgreSQL with pg_stat_statements")
+    what = f"{n:,} timers firing" if of_timers else f"flowio, {n:,} events"
+    print(f"\nstatements: {what}, a private PostgreSQL with pg_stat_statements")
     try:
         cluster.start()
         server = cluster.url("postgres").rsplit("/", 1)[0]
         admin = Pg(f"{server}/postgres")
         admin.run(admin.conn.execute("CREATE EXTENSION pg_stat_statements"))
+
+        def reset() -> None:
+            admin.run(admin.conn.execute("SELECT pg_stat_statements_reset()"))
+
         try:
             for n_daemons in (1, 2):
                 folder = root / f"s{n_daemons}"
                 folder.mkdir()
                 name = f"bench_claims_{n_daemons}"
                 with database(server, name) as url:
-                    admin.run(admin.conn.execute("SELECT pg_stat_statements_reset()"))
-                    out = drain(folder, url, n_daemons, rows, args.max_wait)
+                    reset()
+                    if of_timers:
+                        out = fire_timers(folder, script, url, n_daemons, args, at_due=reset)
+                    else:
+                        out = drain(folder, url, n_daemons, rows, args.max_wait)
                     calls, found, ms = admin.run(admin.conn.fetchrow(STATEMENT_TOTALS, name))
                     top = admin.run(admin.conn.fetch(STATEMENT_TOP, name))
                 print(
-                    f"  {n_daemons} daemon(s): {out['rate']:,.0f} events/s; per event "
+                    f"  {n_daemons} daemon(s): {out['rate']:,.0f}/s; per event "
                     f"{calls / n:.3f} statements, {found / n:.2f} rows, "
                     f"{ms * 1000 / n:.1f} us executing; cores: {cores(out['cpu'], out['seconds'])}"
                 )
@@ -664,6 +705,11 @@ def statements(root: Path, args: argparse.Namespace) -> None:
         cluster.destroy()
 
 
+def flowio_rows(root: Path, n: int) -> list[tuple[Any, ...]]:
+    """The flowio log of `n` events (n / 10 contacts) as pending rows."""
+    return pending_rows(flowio_log(root / "log.jsonl", n, n // 10, time.time() - 120), time.time())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", action="append", choices=WORKLOADS + EXTRA)
@@ -675,6 +721,7 @@ def main() -> None:
     parser.add_argument("--timer-daemons", type=int, action="append", help="default: 1 and 2")
     parser.add_argument("--seconds", type=float, default=10.0, help="each wrk run")
     parser.add_argument("--max-wait", type=float, default=300.0, help="for any queue to drain")
+    parser.add_argument("--statements-of", choices=("processing", "timers"), default="processing")
     args = parser.parse_args()
     args.timer_daemons = args.timer_daemons or [1, 2]
     chosen = args.workload or list(WORKLOADS)
