@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,34 @@ def test_a_message_object_whose_only_key_marks_a_computed_value_is_an_error(
     # with another key, or in a `send ... with`, the object is plain data
     assert codes(check_text(tmp_path, PUSH + '  json {"$value": 1, "$expr": 2}\n')) == []
     assert "T012" not in codes(check_text(tmp_path, flow('send deal with {"$value": 1}')))
+
+
+@pytest.mark.parametrize(
+    ("name", "column"),
+    [("X Campaign", 12), ("X-A:B", 12), ("", 12), ("Subject\r\nBcc", 12), ("X-Ä", 12)],
+)
+def test_a_header_name_with_a_space_or_a_colon_is_an_error(
+    tmp_path: Path, name: str, column: int
+) -> None:
+    # such a name made a malformed header line, refused by the channel at every send
+    text = PUSH + "  headers {" + json.dumps(name) + ': "1", "X-Ok_1.a": "2"}\n  json {a: 1}\n'
+    d = only(check_text(tmp_path, text), "T012")
+    assert d.message == f"{json.dumps(name, ensure_ascii=False)} is not a header name"
+    assert (d.span.line, d.span.column) == (4, column)
+    assert d.help is not None and "no space or colon" in d.help
+    found = codes(
+        check_text(tmp_path, PUSH + '  headers {Authorization: "x", "X-B": 1}\n  json {a: 1}\n')
+    )
+    assert found == []
+
+
+@pytest.mark.parametrize(("step", "column"), [('tag ""', 7), ('tag "  "', 7), ('untag ""', 9)])
+def test_an_empty_tag_is_an_error(tmp_path: Path, step: str, column: int) -> None:
+    d = only(check_text(tmp_path, flow(step)), "T012")
+    assert d.message == "a tag is a word or a phrase, and this one is empty"
+    assert d.span.column == column
+    assert codes(check_text(tmp_path, flow('tag "vip"', 'untag " a b "'))) == []
+    assert (d.span.line, d.span.column) == (16, column)
 
 
 @pytest.mark.parametrize(

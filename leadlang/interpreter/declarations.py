@@ -9,6 +9,8 @@ that are `enroll`ed, and the `with` keys of each message's sends (for template c
 
 from __future__ import annotations
 
+import json
+import re
 import zoneinfo
 from collections.abc import Iterator, Sequence
 from functools import cache
@@ -48,6 +50,8 @@ MESSAGE_FIELDS: dict[str, str] = {
     "headers": "webhook HTTP headers (push), an object",
     "json": "webhook JSON body (push), an object",
 }
+# A header name in a message's `headers`: an HTTP token (RFC 9110), also a valid email field name.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # The fields that can carry a message body, per channel.
 BODY_FIELDS: dict[str, tuple[str, ...]] = {
     "email": ("html", "text"),
@@ -295,6 +299,8 @@ class _DeclarationChecker:
                     )
                 else:
                     self.types.infer(value, Context(bound=ANY_EVENT, in_message=True, data=True))
+                    if key == "headers":
+                        self._header_names(value)
             elif key == "url" and _is_secret(value):
                 self.types.infer(value, Context(bound=ANY_EVENT, in_message=True))
             elif not isinstance(value, ast.String):
@@ -324,6 +330,20 @@ class _DeclarationChecker:
                 decl.name.span,
                 help="add " + " or ".join(f"`{b}`" for b in bodies),
             )
+
+    def _header_names(self, headers: ast.ObjectLit) -> None:
+        """Each key of a message's `headers` is a header name (an HTTP token, which an email
+        header name may be too): a space or a colon in one would make a malformed header
+        line, which the channel refuses at every send."""
+        for entry in headers.entries:
+            if not HEADER_NAME.fullmatch(entry.key):
+                self.error(
+                    "T012",
+                    f"{json.dumps(entry.key, ensure_ascii=False)} is not a header name",
+                    entry.key_span,
+                    help="a header name is letters, digits and `-`, with no space or colon,"
+                    ' e.g. `"X-Campaign"`',
+                )
 
     # ------------------------------------------------------------------ flows
 
@@ -428,6 +448,13 @@ class _DeclarationChecker:
             t = types.infer(tag, ctx)
             if t not in (TEXT, UNKNOWN):
                 self.error("T012", f"a tag is text, but this is {article(t)}", step.tag.span)
+            elif isinstance(tag, ast.String) and not tag.value.strip():
+                self.error(
+                    "T012",
+                    "a tag is a word or a phrase, and this one is empty",
+                    tag.span,
+                    help='name the tag, e.g. `tag "vip"`',
+                )
         elif isinstance(step, ast.SetTrait):
             self._set(step, ctx)
         elif isinstance(step, ast.Enroll):
