@@ -31,6 +31,10 @@ and drops it after. Workloads (all by default):
   and execution time per event). Counts do not depend on the machine's load, unlike seconds.
   With `--statements-of timers`, the same for the `timers` workload's firing (counted from
   its due instant), per timer.
+- `quota` (only when named): the `processing` drain on PostgreSQL with 1 and 2 daemons, each
+  daemon's processes held to `--daemon-cores` of CPU (0.5 by default) by a cgroup v1 CPU
+  quota (root): the two daemons then do not compete with each other and PostgreSQL for the
+  machine's two cores, as daemons on machines of their own would not.
 - `wakeup`: an event committed by another process (`store.accept`, as daemon A's ingest does)
   and processed by an idle processor (daemon B's, on its own store): the latency from the
   commit to the event processed, 40 events 0-300 ms apart, for B polling every 1 s, every
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -71,7 +76,7 @@ from bench_serve import (  # noqa: E402
 )
 
 WORKLOADS = ("processing", "processors", "timers", "ingest", "wakeup")
-EXTRA = ("statements",)  # (only when asked for)
+EXTRA = ("statements", "quota")  # (only when asked for)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -244,12 +249,17 @@ UNSENT = "SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending')"
 
 
 def drain(
-    folder: Path, url: str | None, n_daemons: int, rows: list[tuple[Any, ...]], limit: float
+    folder: Path,
+    url: str | None,
+    n_daemons: int,
+    rows: list[tuple[Any, ...]],
+    limit: float,
+    confine: Any = None,
 ) -> dict[str, Any]:
     """Start the daemons on an empty store, commit `rows` (pending events) in one
     transaction, and time from that commit until none is pending (polled every 50 ms with a
     query that reads an index's first live entry: a count would cost the database more than
-    the daemons' own work)."""
+    the daemons' own work). `confine(daemons)`, if given, is called once they are idle."""
     paths = [str(FLOWIO)]
     if url is None:
         (folder / "d0").mkdir()
@@ -266,6 +276,8 @@ def drain(
     cpu = Cpu(daemons, url and url.rsplit("/", 1)[1])
     try:
         time.sleep(2.0)  # (the daemons idle: their start-up work done)
+        if confine is not None:
+            confine(daemons)
         cpu.sample()
         if url is None:
             with poll:
@@ -358,6 +370,94 @@ def processing(root: Path, args: argparse.Namespace) -> None:
             flush=True,
         )
     print(f"  ratios 2/1: {', '.join(f'{x:.2f}' for x in ratios)}")
+
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")  # (cgroup v1's cpu controller, as on this VM)
+
+
+class CpuQuotas:
+    """One cgroup per daemon under cgroup v1's cpu controller, each allowed `cores` of CPU
+    (CFS quota), holding the daemon's processes; removed, and the processes put back, at
+    the end."""
+
+    def __init__(self, cores: float) -> None:
+        self.cores = cores
+        self.groups: list[Path] = []
+
+    @staticmethod
+    def available() -> bool:
+        return (CGROUP_CPU / "cpu.cfs_quota_us").exists() and os.access(CGROUP_CPU, os.W_OK)
+
+    def __call__(self, daemons: list[Daemon]) -> None:
+        for i, d in enumerate(daemons):
+            group = CGROUP_CPU / f"leadlang_bench_{os.getpid()}_{len(self.groups)}_{i}"
+            group.mkdir()
+            self.groups.append(group)
+            period = 100_000
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(int(self.cores * period)))
+            for pid in [d.pid, *descendants(d.pid)]:
+                (group / "cgroup.procs").write_text(str(pid))
+
+    def release(self) -> None:
+        for group in self.groups:
+            for pid in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):  # (gone)
+                    (CGROUP_CPU / "cgroup.procs").write_text(pid)
+            group.rmdir()
+        self.groups.clear()
+
+
+def descendants(pid: int) -> list[int]:
+    out = children(pid)
+    for child in list(out):
+        out += descendants(child)
+    return out
+
+
+def quota(root: Path, args: argparse.Namespace) -> None:
+    """The flowio drain on PostgreSQL with 1 and 2 daemons, each daemon's processes held to
+    `--daemon-cores` of CPU: two daemons no longer compete with each other and PostgreSQL
+    for this machine's two cores, as daemons on machines of their own would not."""
+    if not CpuQuotas.available():
+        print("\nquota: no writable cgroup v1 cpu controller here (run as root); skipped")
+        return
+    n = args.events
+    rows = flowio_rows(root, n)
+    print(
+        f"\nquota: flowio, {n:,} events, each daemon held to {args.daemon_cores} cores "
+        "(cgroup cpu quota), PostgreSQL"
+    )
+    ratios, wholes = [], []
+    for r in range(args.rounds):
+        results: dict[int, dict[str, Any]] = {}
+        for n_daemons in (1, 2):
+            folder = root / f"q{r}-{n_daemons}"
+            folder.mkdir()
+            quotas = CpuQuotas(args.daemon_cores)
+            try:
+                with database(args.pg, f"bench_claims_q{n_daemons}") as url:
+                    out = drain(folder, url, n_daemons, rows, args.max_wait, confine=quotas)
+            finally:
+                quotas.release()
+            results[n_daemons] = out
+            print(
+                f"  round {r + 1}  {n_daemons} daemon(s) {out['rate']:>8,.0f} events/s  "
+                f"({out['seconds']:.2f} s; every send delivered at {out['whole']:.2f} s); "
+                f"cores: {cores(out['cpu'], out['seconds'])}",
+                flush=True,
+            )
+        ratios.append(results[2]["rate"] / max(results[1]["rate"], 1e-9))
+        wholes.append(results[1]["whole"] / max(results[2]["whole"], 1e-9))
+        print(
+            f"  round {r + 1}  2 daemons / 1 daemon: {ratios[-1]:.2f}x events processed/s, "
+            f"{wholes[-1]:.2f}x the whole workload",
+            flush=True,
+        )
+    print(
+        f"  ratios 2/1: events {', '.join(f'{x:.2f}' for x in ratios)}; "
+        f"whole {', '.join(f'{x:.2f}' for x in wholes)}"
+    )
 
 
 def _processor_main(url: str, go: Any, out: Any) -> None:
@@ -721,6 +821,7 @@ def main() -> None:
     parser.add_argument("--timer-daemons", type=int, action="append", help="default: 1 and 2")
     parser.add_argument("--seconds", type=float, default=10.0, help="each wrk run")
     parser.add_argument("--max-wait", type=float, default=300.0, help="for any queue to drain")
+    parser.add_argument("--daemon-cores", type=float, default=0.5, help="quota's CPU cap")
     parser.add_argument("--statements-of", choices=("processing", "timers"), default="processing")
     args = parser.parse_args()
     args.timer_daemons = args.timer_daemons or [1, 2]
@@ -744,6 +845,7 @@ def main() -> None:
                 "ingest": ingest,
                 "wakeup": wakeup,
                 "statements": statements,
+                "quota": quota,
             }
             workloads[name](folder, args)
     finally:
