@@ -527,10 +527,10 @@ A value has the wrong shape for its place: a `cap` counts whole sends (at least 
 `decay` takes positive points or a percent up to 100%, `max` is positive, a tag is text
 and not empty, message fields take quoted strings (`headers` and `json` take objects), the
 names in `headers` are header names (letters, digits and `-`: no space, no colon), and every
-duration
-(`wait`, `within`, `up to`, `reenter after`, a cap's or a decay's period) is longer than zero
-(a constant with no sign, an infinite duration times zero, is not). The durations of `goal ... within` and `reenter after` are constants: they read nothing of
-the contact or of its event (`reenter after event.days` is wrong, declared or not).
+duration (`wait`, `within`, `up to`, `reenter after`, a cap's or a decay's period) is longer
+than zero (a constant with no sign, an infinite duration times zero, is not). The durations
+of `goal ... within` and `reenter after` are constants: they read nothing of the contact or
+of its event (`reenter after event.days` is wrong, declared or not).
 An object literal `{key: expr}` is written only where a step or a message takes one: after
 `send MESSAGE with`, as a message's `headers` or `json`, and as a value or list item inside
 those; not in a condition, a metric, a segment, a `set` or a trait's default. In a message's
@@ -544,8 +544,8 @@ key or rename it).
     segment s = {a: 1} == none             # wrong: no object literal in a condition
     send deal with {code: "A1"}            # right
     json {"$value": "{{ id }}"}            # wrong: the only key marks a computed value
-headers {"X Campaign": "spring"}       # wrong: a header name has no space
-tag ""                                 # wrong: a tag with no name
+    headers {"X Campaign": "spring"}       # wrong: a header name has no space
+    tag ""                                 # wrong: a tag with no name
 """,
     ),
     _code(
