@@ -62,8 +62,9 @@ class Received:
 class Mailbox:
     """An aiosmtpd handler: refused@ gets 550 on RCPT, syntax@ 500, later@ 451, closing@ 421;
     DATA answers from
-    `data_answers` first (e.g. a 421), then 250 and keeps the message. With a `Counting`
-    controller it also knows the connections open now and each one ever opened."""
+    `data_answers` first (e.g. a 421), then 250 and keeps the message; MAIL on a connection in
+    `hang_up_at_mail` closes it unanswered. With a `Counting` controller it also knows the
+    connections open now and each one ever opened, and their transports."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
@@ -74,11 +75,27 @@ class Mailbox:
         self.open: set[Any] = set()  # the connections not yet closed
         self.quits: list[Any] = []  # the connection of each QUIT, in order
         self.quit_delay = 0.0  # seconds QUIT waits before its answer
+        self.quits_answered: list[Any] = []  # each QUIT answered while its connection was open
+        self.transports: dict[Any, Any] = {}  # each connection's transport (to close it)
+        self.hang_up_at_mail: set[Any] = set()  # connections closed, unanswered, at MAIL
+        self.hung_up: list[Any] = []  # the connections closed so, in order
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
         self.quits.append(session.peer)
         await asyncio.sleep(self.quit_delay)
+        if session.peer in self.open:
+            self.quits_answered.append(session.peer)
         return "221 Bye"
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if session.peer in self.hang_up_at_mail:
+            self.hung_up.append(session.peer)
+            server.transport.close()  # (the answer below is never written)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -120,6 +137,7 @@ class _CountingSMTP(SMTP):
         if starting and isinstance(self.event_handler, Mailbox):
             self.event_handler.opened.append(self.session.peer)  # type: ignore[union-attr]
             self.event_handler.open.add(self.session.peer)  # type: ignore[union-attr]
+            self.event_handler.transports[self.session.peer] = transport  # type: ignore[union-attr]
 
     def connection_lost(self, error: Exception | None) -> None:
         peer = self.session.peer if self.session is not None else None
@@ -938,18 +956,20 @@ LINK = "https://track.example.com/u/"
     "link",
     [
         LINK + "t" * 949,  # the longest kept on one line: `List-Unsubscribe: <...>`, 997 octets
+        LINK + "t" * 950,  # 998 octets: what RFC 5322 allows, folded (one octet to spare)
         LINK + "t" * 960,
         LINK + "t" * 2000,
         LINK + "désabonner",
     ],
-    ids=["one-line", "990", "2030", "not-ascii"],
+    ids=["one-line", "998", "990", "2030", "not-ascii"],
 )
 def test_any_list_unsubscribe_is_sent_in_lines_smtp_carries(
     start_server: Any, tmp_path: Path, link: str
 ) -> None:
     """RFC 5321 and 5322 limit a line to 998 octets and 7-bit text: a List-Unsubscribe link too
     long for one line, or not ASCII, is folded or encoded, and reads back as it was; one that
-    fits is kept on one line, as a receiver's one-click unsubscribe reads it."""
+    fits is kept on one line, as a receiver's one-click unsubscribe reads it. The driver keeps
+    one octet on the safe side of the limit: a line of exactly 998 octets is folded too."""
     server = start_server()
     headers = {**ONE_CLICK, "List-Unsubscribe": f"<{link}>"}
     assert run(smtp(server, tmp_path), ann_email(headers=headers)) == [Outcome.sent()]
@@ -960,6 +980,22 @@ def test_any_list_unsubscribe_is_sent_in_lines_smtp_carries(
     assert got.message()["List-Unsubscribe"] == f"<{link}>"
     one_line = f"List-Unsubscribe: <{link}>".encode()
     assert (one_line in lines) == (len(one_line) <= 997 and link.isascii())
+
+
+def test_runs_of_spaces_in_a_mailto_unsubscribe_are_written_as_one(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """Every header value is written on one line with single spaces; so is the `mailto:` entry
+    joined to List-Unsubscribe, whose configured query may hold runs of spaces (the email
+    package writes this message: the direct bytes leave a value that is not one line to it)."""
+    server = start_server()
+    mailto = "unsubscribe@example.com?subject=please   unsubscribe  me"
+    assert run(smtp(server, tmp_path, mailto_unsubscribe=mailto), mail()) == [Outcome.sent()]
+    [got] = server.mailbox.received
+    assert (
+        b"List-Unsubscribe: <https://track.example.com/u/tok3n>, "
+        b"<mailto:unsubscribe@example.com?subject=please unsubscribe me>"
+    ) in got.data.split(b"\r\n")
 
 
 # -- closing -----------------------------------------------------------------------------
@@ -1019,6 +1055,26 @@ def test_closing_waits_for_no_server_slow_to_answer_quit(start_server: Any, tmp_
     assert until(lambda: not server.mailbox.open)
 
 
+def test_closing_waits_for_the_servers_answer_to_quit(start_server: Any, tmp_path: Path) -> None:
+    """RFC 5321 4.1.1.10: a client closes the connection once the server has answered its QUIT.
+    `close` waits for the 221 (up to 2 s): here it comes after 0.5 s, on a connection still
+    open."""
+    server = start_server()
+    server.mailbox.quit_delay = 0.5
+    driver = smtp(server, tmp_path)
+
+    async def go() -> float:
+        assert await driver.deliver(mail()) == Outcome.sent()
+        started = time.monotonic()
+        await driver.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(go()) >= 0.45
+    assert until(lambda: not server.mailbox.open)
+    mailbox = server.mailbox
+    assert len(mailbox.quits) == 1 and mailbox.quits_answered == mailbox.quits
+
+
 # -- the pool ----------------------------------------------------------------------------
 
 
@@ -1070,3 +1126,59 @@ def test_a_driver_used_from_a_second_event_loop_starts_afresh(
     assert asyncio.run(burst(10, close=True)) == [Outcome.sent()] * 5
     after = set(server.mailbox.opened) - before
     assert len(after) == 2 and {got.peer for got in server.mailbox.received[5:]} == after
+
+
+def test_the_connection_used_last_is_used_first_and_a_dead_one_above_a_live_one_is_skipped(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """Idle connections are reused newest first: the one used last is the one a server is
+    least likely to have closed for idleness, and those not needed age out on the server.
+    One the server has closed meanwhile is dropped and the next one below it is used: no
+    new connection while a live one waits."""
+    server = start_server()
+    mailbox = server.mailbox
+    mailbox.data_delays.extend([0.0, 2.0])  # (the second message in is answered last)
+    driver = smtp(server, tmp_path)
+
+    async def go() -> tuple[Any, Any]:
+        try:
+            both = [driver.deliver(mail(f"{n:032x}")) for n in range(2)]
+            assert await asyncio.gather(*both) == [Outcome.sent()] * 2
+            first, last = (got.peer for got in mailbox.received)  # (in the order answered)
+            assert await driver.deliver(mail("e" * 32)) == Outcome.sent()
+            assert mailbox.received[-1].peer == last
+            # the server closes the connection used last while it is idle; the driver sees it
+            server.controller.loop.call_soon_threadsafe(mailbox.transports[last].close)
+            while last in mailbox.open:
+                await asyncio.sleep(0.02)
+            for _ in range(25):
+                await asyncio.sleep(0.02)
+            assert await driver.deliver(mail("f" * 32)) == Outcome.sent()
+            return first, last
+        finally:
+            await driver.close()
+
+    first, last = asyncio.run(go())
+    assert mailbox.received[-1].peer == first
+    assert mailbox.opened == [first, last] or mailbox.opened == [last, first]
+
+
+def test_a_driver_used_from_a_second_event_loop_closes_the_first_loops_connections(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """A driver used from another event loop while the first is still alive (not closed)
+    closes the first loop's idle connections: they are gone from the server as soon as that
+    loop runs again, not held open for as long as it lives."""
+    server = start_server()
+    driver = smtp(server, tmp_path)
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(driver.deliver(mail("1" * 32))) == Outcome.sent()
+        [old] = server.mailbox.opened
+        assert asyncio.run(deliver_all(driver, mail("2" * 32))) == [Outcome.sent()]
+        assert old in server.mailbox.open
+        first.run_until_complete(asyncio.sleep(0.1))
+        assert until(lambda: old not in server.mailbox.open, 5.0)
+    finally:
+        first.close()
+    assert server.mailbox.received[-1].peer != old
