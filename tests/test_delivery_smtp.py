@@ -1182,3 +1182,30 @@ def test_a_driver_used_from_a_second_event_loop_closes_the_first_loops_connectio
     finally:
         first.close()
     assert server.mailbox.received[-1].peer != old
+
+
+def test_a_send_whose_reused_connection_is_dead_tries_a_fresh_one_not_another_idle_one(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """Connections the server has dropped can look alive until used (the driver has not seen
+    the close yet, as after a restart): a send whose reused connection turns out dead tries
+    once more, within the same attempt, on a fresh connection, as the driver says; not on the
+    next idle one, which may be just as dead (the attempt was then a retry, put off by the
+    worker's backoff). The other idle connection is left as it was."""
+    server = start_server()
+    mailbox = server.mailbox
+    driver = smtp(server, tmp_path)
+
+    async def go() -> Outcome:
+        try:
+            both = [driver.deliver(mail(f"{n:032x}")) for n in range(2)]
+            assert await asyncio.gather(*both) == [Outcome.sent()] * 2
+            assert len(mailbox.opened) == 2
+            mailbox.hang_up_at_mail |= set(mailbox.opened)  # (both die at their next command)
+            return await driver.deliver(mail("f" * 32))
+        finally:
+            await driver.close()
+
+    assert asyncio.run(go()) == Outcome.sent()
+    assert len(mailbox.hung_up) == 1
+    assert len(mailbox.opened) == 3 and mailbox.received[-1].peer == mailbox.opened[2]

@@ -188,10 +188,12 @@ class SmtpDriver:
             return None  # (the email package's path finds the same fault and names it)
 
     async def _send(self, sender: str, recipient: str, data: bytes) -> Outcome:
-        for last_try in (False, True):
+        for fresh in (False, True):
             self._bind_loop()
             async with self._slots:
-                client = self._take_idle()
+                # (the second try, after a reused connection turned out dead, is made on a
+                # fresh connection: the next idle one may be just as dead)
+                client = None if fresh else self._take_idle()
                 reused = client is not None
                 healthy = False
                 try:
@@ -216,7 +218,7 @@ class SmtpDriver:
                     # HELO, AUTH or a connect banner: about the server or the config
                     return Outcome.retry(f"SMTP {error.code} {error.message}".strip())
                 except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as error:
-                    if reused and not last_try:
+                    if reused:
                         continue  # the server closed an idle connection: a fresh one
                     return Outcome.retry(_describe(error))
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
