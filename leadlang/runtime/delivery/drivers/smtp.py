@@ -217,7 +217,9 @@ class SmtpDriver:
                 except aiosmtplib.SMTPResponseException as error:
                     # HELO, AUTH or a connect banner: about the server or the config
                     return Outcome.retry(f"SMTP {error.code} {error.message}".strip())
-                except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as error:
+                except aiosmtplib.SMTPServerDisconnected as error:
+                    # (how aiosmtplib reports a connection lost once made; it reports one it
+                    # could not make as SMTPConnectError, caught below)
                     if reused:
                         continue  # the server closed an idle connection: a fresh one
                     return Outcome.retry(_describe(error))
