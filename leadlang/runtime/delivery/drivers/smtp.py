@@ -286,8 +286,9 @@ def _answer(code: int, text: str, what: str) -> Outcome:
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    # (every exception that reaches it has a text: aiosmtplib's all take one and wrap the
+    # socket's and TLS's, such as the textless ConnectionResetError of a TLS handshake cut)
+    return f"{type(error).__name__}: {error}"
 
 
 def _address(message: EmailMessage, name: str) -> str:
