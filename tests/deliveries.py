@@ -37,7 +37,9 @@ def ann_email(key: str = KEY, headers: dict[str, str] | None = None, **changes: 
 
 # Typos in an email trait that Python's email package stumbles on when it builds the message
 # (IndexError on `Ann <` or a lone `"`; AttributeError, from inside it, on an unclosed domain
-# literal or a display name ending `.:`): every mail driver must fail such a send for good.
+# literal or a display name ending `.:`; TypeError, "'ValueTerminal' object does not support
+# item assignment", on a list ending `.\` or `().[`): every mail driver must fail such a send
+# for good.
 UNREADABLE_ADDRESSES = (
     "Ann <",
     "ann@[1.2",
@@ -45,4 +47,6 @@ UNREADABLE_ADDRESSES = (
     '"',
     "Dr.: ann@example.com",
     "ann.: <ann@example.com>",
+    "ann@example.com, .\\",
+    "Ann <ann@example.com>, ().[",
 )

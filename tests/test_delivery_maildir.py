@@ -151,9 +151,9 @@ def test_an_unusable_address_fails_for_good(tmp_path: Path, to: str | None) -> N
 )
 def test_an_address_the_email_package_cannot_read_fails_for_good(tmp_path: Path, to: str) -> None:
     """A typo the email package stumbles on (it raises IndexError on `Ann <` or a lone `"`,
-    and AttributeError on an unclosed domain literal or a display name ending `.:`) fails
-    that send for good, naming the problem; it is not retried for hours as if the disk had
-    failed."""
+    AttributeError on an unclosed domain literal or a display name ending `.:`, TypeError on a
+    list ending `.\\`) fails that send for good, naming the problem; it is not retried for
+    hours as if the disk had failed."""
     outcome = deliver(MaildirDriver(tmp_path), ann_email(to=to))
     assert outcome.status == "failed"
     assert (outcome.error or "").startswith(("cannot build the email", "`To` is not one"))

@@ -684,7 +684,8 @@ def test_an_address_the_email_package_cannot_read_is_final(
     start_server: Any, tmp_path: Path, to: str
 ) -> None:
     """A typo the email package stumbles on (IndexError on `Ann <` or a lone `"`,
-    AttributeError on an unclosed domain literal or a display name ending `.:`) fails the send
+    AttributeError on an unclosed domain literal or a display name ending `.:`, TypeError on a
+    list ending `.\\`) fails the send
     for good, as a bad address does, and nothing is sent; it is not retried for hours as if
     the server were down, with the parser's exception as its error."""
     server = start_server()

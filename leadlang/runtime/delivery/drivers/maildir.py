@@ -66,7 +66,8 @@ GROUP = 256  # sends written and made durable together, at most
 GROUPS = 2  # groups written at once (one fsyncs while the next is written)
 # What the email package raises on a message it cannot build: the fault of the send's data,
 # which fails it for good (IndexError on `Ann <`; AttributeError, from inside the package, on
-# an unclosed domain literal such as `ann@[1.2` in Python 3.11).
+# an unclosed domain literal such as `ann@[1.2` in Python 3.11; TypeError, from inside it too,
+# on `ann@example.com, .\`).
 UNBUILDABLE = (ValueError, TypeError, LookupError, AttributeError)
 
 
