@@ -4,10 +4,12 @@ per-channel isolation, waking; and end to end with the real maildir and JSON-lin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import mailbox
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,8 +20,11 @@ import pytest
 
 from leadlang.runtime.delivery import worker as worker_module
 from leadlang.runtime.delivery.drivers import make_drivers
+from leadlang.runtime.delivery.drivers.smtp import SmtpDriver
 from leadlang.runtime.delivery.outbox import Delivery, Driver, Outcome
 from leadlang.runtime.delivery.worker import LEASE, OutboxWorker
+from leadlang.runtime.store.sql import open_store
+from tests.test_store_outbox import NOW, _row, _statuses, _with_rows
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -982,3 +987,79 @@ def test_a_running_worker_asks_for_no_more_rows_than_it_has_room_for() -> None:
     assert [row.status for row in store.rows.values()] == ["dead"] * 20
     # (the email channel's backlog: twice its 2 attempts at once)
     assert store.claims and max(limit for _, limit, _ in store.claims) == 4
+
+
+@pytest.mark.timeout(90)
+def test_a_full_worker_claims_as_soon_as_an_attempt_of_a_channel_without_a_driver_ends(
+    tmp_path: Path,
+) -> None:
+    """Rows of a channel without a driver take room like any others. When they fill the
+    worker's last room while no channel with a driver is full (here one email attempt hangs
+    on a server that never answers and one push row, with no push driver, takes the other
+    place), the end of that row's attempt frees room and the worker claims the next due row
+    at once, not at its next poll (10 s here)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    rows = [_row("e0", "email", NOW - 2), _row("p1", "push", NOW - 1), _row("p2", "push", NOW)]
+
+    async def go(port: int) -> tuple[float | None, str]:
+        store = await _with_rows(url, rows)
+        driver = SmtpDriver("127.0.0.1", port, "shop@example.com", timeout=60)
+        # one email attempt at once, a backlog of 2, one row of each channel per claim
+        w = OutboxWorker(
+            store,
+            {"email": driver},
+            lambda: NOW + 5,
+            timeout=60,
+            concurrency=1,
+            backlog=2,
+            batch_size=1,
+            poll=10.0,
+        )
+        running = asyncio.create_task(w.run(asyncio.Event()))
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 30:
+                statuses = await _statuses(store)
+                if statuses["p2"][0] == "dead":
+                    return time.monotonic() - started, statuses["p1"][0]
+                await asyncio.sleep(0.05)
+            return None, statuses["p1"][0]
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await w.close()
+            await store.close()
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # (connections are made, and never answered)
+        p2_dead_after, p1 = asyncio.run(go(silent.getsockname()[1]))
+    assert p1 == "dead"
+    assert p2_dead_after is not None and p2_dead_after < 5.0
+
+
+def test_a_worker_used_from_a_second_event_loop_starts_afresh(tmp_path: Path) -> None:
+    """A worker's semaphores belong to one event loop: used again from another (a script
+    calling `asyncio.run` twice, as these tests do) it makes new ones, and attempts that wait
+    for a slot there are delivered as in the first."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    drivers = make_drivers({"sms": {"driver": "jsonl", "path": "sms.jsonl"}}, tmp_path)
+    rows = [_row(f"s{n}", "sms") for n in range(4)]
+    made: list[OutboxWorker] = []
+
+    async def once(first: bool) -> dict[str, Any]:
+        store = await _with_rows(url, rows) if first else await open_store(url)
+        if first:
+            made.append(OutboxWorker(store, drivers, lambda: NOW, concurrency=1, batch_size=2))
+        w = made[0]
+        w.store = store
+        try:
+            assert await asyncio.wait_for(w.run_once(), 20) == 2  # (one waits for the slot)
+            return {key: status[0] for key, status in (await _statuses(store)).items()}
+        finally:
+            await store.close()
+
+    assert sorted(asyncio.run(once(True)).values()) == ["pending", "pending", "sent", "sent"]
+    assert set(asyncio.run(once(False)).values()) == {"sent"}
+    assert len((tmp_path / "sms.jsonl").read_text().splitlines()) == 4
