@@ -589,3 +589,32 @@ def test_a_long_running_driver_keeps_none_of_its_finished_writers(tmp_path: Path
     ]
     assert writers == []
     asyncio.run(driver.close())
+
+
+def test_a_send_left_waiting_by_a_closed_event_loop_does_not_stop_a_later_loops_sends(
+    tmp_path: Path,
+) -> None:
+    """A driver used from a second event loop while a send of a first one, closed without
+    cancelling its tasks, still waits to be written: that send's caller is gone (its outcome
+    cannot be handed to a closed loop), so it is skipped, and the new loop's send is written
+    and answered; it does not hang."""
+    driver = MaildirDriver(tmp_path)
+    first = asyncio.new_event_loop()
+    abandoned = first.create_task(driver.deliver(ann_email("1" * 32)))
+    first.call_soon(first.stop)
+    first.run_forever()  # (one turn: the send waits for its group, whose writer has not run)
+    left = asyncio.all_tasks(first)  # (the send and its group's writer)
+    first.close()
+    assert abandoned in left and not abandoned.done()
+
+    async def second() -> Outcome:
+        return await asyncio.wait_for(driver.deliver(ann_email("2" * 32)), 20)
+
+    try:
+        assert asyncio.run(second()) == Outcome.sent()
+    finally:
+        asyncio.run(driver.close())
+        for task in left:  # (they can never run: let them go without a warning)
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            task.get_coro().close()
+    assert os.listdir(tmp_path / "new") == ["2" * 32]
