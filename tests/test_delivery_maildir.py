@@ -618,3 +618,35 @@ def test_a_send_left_waiting_by_a_closed_event_loop_does_not_stop_a_later_loops_
             task._log_destroy_pending = False  # type: ignore[attr-defined]
             task.get_coro().close()
     assert os.listdir(tmp_path / "new") == ["2" * 32]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names an fd through /proc")
+def test_a_send_is_answered_once_its_rename_into_new_is_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename is durable only once its folder is: `new/` is fsynced after the group's
+    renames and before `sent` is answered (a power loss could otherwise lose a file the
+    outbox already counts as delivered). Nothing but the fsync call itself can see this, so
+    os.fsync is watched: which folder, and what it held then."""
+    new = os.path.realpath(tmp_path / "new")
+    synced: list[tuple[str, list[str]]] = []
+    fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path == new:
+            synced.append((path, sorted(os.listdir(path))))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    driver = MaildirDriver(tmp_path)
+
+    async def go() -> list[Outcome]:
+        try:
+            sends = [driver.deliver(ann_email(f"{n:032x}")) for n in range(3)]
+            return list(await asyncio.gather(*sends))
+        finally:
+            await driver.close()
+
+    assert asyncio.run(go()) == [Outcome.sent()] * 3
+    assert synced and synced[-1] == (new, [f"{n:032x}" for n in range(3)])
