@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -169,3 +171,42 @@ def test_a_write_failing_for_another_reason_than_the_lock_fails_at_once(
             await asyncio.sleep(1.0)  # (the failed connection's thread ends)
 
     assert asyncio.run(run()) < 10.0
+
+
+def test_a_sqlite_writer_that_waited_seconds_writes_soon_after_the_lock_is_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer waiting for another process's SQLite write lock tries again every few
+    milliseconds however long it has waited: held for 6 s, the lock is taken well within a
+    second of its release (pauses that kept doubling would have been 4 s long by then, and the
+    writer would have noticed the release only about 2 s later)."""
+    path = tmp_path / "store.db"
+    monkeypatch.setattr(sql, "WRITE_LOCK_PATIENCE", 30.0)
+    held, released = threading.Event(), []
+
+    def hold() -> None:  # (another process's writer: a connection of its own)
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO meta (key, value) VALUES ('other', 'x')")
+            held.set()
+            time.sleep(6.0)
+            other.execute("COMMIT")
+            released.append(time.monotonic())
+        finally:
+            other.close()
+
+    async def run() -> float:
+        store = await open_store(f"sqlite:///{path}")
+        holder = threading.Thread(target=hold)
+        try:
+            holder.start()
+            assert await asyncio.to_thread(held.wait, 30)
+            await asyncio.wait_for(_write(store, "waited"), 60)
+            return time.monotonic()
+        finally:
+            await asyncio.to_thread(holder.join)
+            await store.close()
+
+    wrote = asyncio.run(run())
+    assert 0 <= wrote - released[0] < 1.5
