@@ -63,7 +63,7 @@ class Mailbox:
     """An aiosmtpd handler: refused@ gets 550 on RCPT, syntax@ 500, later@ 451, closing@ 421;
     DATA answers from
     `data_answers` first (e.g. a 421), then 250 and keeps the message; MAIL on a connection in
-    `hang_up_at_mail` closes it unanswered. With a `Counting` controller it also knows the
+    `hang_up_at_mail` (on any, with `hang_up_at_every_mail`) closes it unanswered. With a `Counting` controller it also knows the
     connections open now and each one ever opened, and their transports."""
 
     def __init__(self) -> None:
@@ -78,6 +78,7 @@ class Mailbox:
         self.quits_answered: list[Any] = []  # each QUIT answered while its connection was open
         self.transports: dict[Any, Any] = {}  # each connection's transport (to close it)
         self.hang_up_at_mail: set[Any] = set()  # connections closed, unanswered, at MAIL
+        self.hang_up_at_every_mail = False  # (every connection, new ones too)
         self.hung_up: list[Any] = []  # the connections closed so, in order
 
     async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
@@ -90,7 +91,7 @@ class Mailbox:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
-        if session.peer in self.hang_up_at_mail:
+        if self.hang_up_at_every_mail or session.peer in self.hang_up_at_mail:
             self.hung_up.append(session.peer)
             server.transport.close()  # (the answer below is never written)
         envelope.mail_from = address
@@ -1210,3 +1211,17 @@ def test_a_send_whose_reused_connection_is_dead_tries_a_fresh_one_not_another_id
     assert asyncio.run(go()) == Outcome.sent()
     assert len(mailbox.hung_up) == 1
     assert len(mailbox.opened) == 3 and mailbox.received[-1].peer == mailbox.opened[2]
+
+
+def test_a_fresh_connection_the_server_drops_mid_transaction_is_a_retry_on_that_one_alone(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """Only a reused connection found dead is followed by a fresh one within the attempt: a
+    fresh connection that the server drops (here at MAIL) makes the attempt a retry that says
+    so, and the worker's backoff decides when to come back; no second connection."""
+    server = start_server()
+    server.mailbox.hang_up_at_every_mail = True
+    [outcome] = run(smtp(server, tmp_path), mail())
+    assert outcome == Outcome.retry("SMTPServerDisconnected: Unexpected EOF received")
+    assert len(server.mailbox.opened) == len(server.mailbox.hung_up) == 1
+    assert server.mailbox.received == []
