@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+from deliveries import UNREADABLE_ADDRESSES
 
 from leadlang.cli import main
 from leadlang.interpreter.check import check_paths
@@ -108,3 +109,18 @@ def test_at_must_be_an_iso_time() -> None:
     )
     assert result.exit_code == 2
     assert "--at `soon` is not an ISO 8601 time" in result.output
+
+
+@pytest.mark.parametrize("address", UNREADABLE_ADDRESSES)
+def test_an_email_address_the_email_package_cannot_read_is_an_error_not_a_traceback(
+    address: str,
+) -> None:
+    # (serve's email drivers fail such a send for good, with the same words)
+    traits = orjson.dumps({**TRAITS, "email": address}).decode()
+    result = CliRunner().invoke(
+        main,
+        ["render", "thank_you", str(EXAMPLES / "contactflow"), "--traits", traits, "--at", AT],
+    )
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "error: message `thank_you` cannot be built as an email: " in result.output

@@ -17,7 +17,7 @@ import orjson
 
 from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
-from leadlang.runtime.delivery.drivers.maildir import build_message
+from leadlang.runtime.delivery.drivers.maildir import UNBUILDABLE, build_message
 from leadlang.runtime.delivery.drivers.placeholders import PLACEHOLDER
 from leadlang.runtime.delivery.outbox import Delivery
 from leadlang.runtime.delivery.render import RenderError
@@ -88,8 +88,13 @@ def run_render(
         content=content,
         attempts=0,
     )
+    try:
+        shown = show(delivery)
+    except UNBUILDABLE as exc:  # (an address the email package cannot read: serve fails it too)
+        click.echo(f"error: message `{message}` cannot be built as an email: {exc}", err=True)
+        return 1
     # a secret is never shown: `secret(NAME)` stands for it
-    click.echo(PLACEHOLDER.sub(r"secret(\1)", show(delivery)), nl=False)
+    click.echo(PLACEHOLDER.sub(r"secret(\1)", shown), nl=False)
     return 0
 
 
