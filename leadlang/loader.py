@@ -10,6 +10,7 @@ a missing command-line path is a usage error.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -209,6 +210,7 @@ def load(paths: Sequence[str]) -> LoadResult:
 
 def _position(data: bytes, offset: int) -> tuple[int, int]:
     """The 1-based line and column (in characters, as diagnostics count them) of a byte."""
+    data = re.sub(rb"\r(?!\n)", b"\n", data)  # (line ends as `Source` reads them)
     line_start = data.rfind(b"\n", 0, offset) + 1
     prefix = data[line_start:offset].decode("utf-8", "replace")
     if line_start == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -63,12 +64,23 @@ class Span:
 NO_SPAN = Span("<builtin>", 1, 1, 1, 1, 0, 0)
 
 
+def line_ends(text: str) -> str:
+    """`text` with each carriage return that no line feed follows made a line feed: a file
+    saved with classic Mac line ends (CR alone) reads as the lines an editor shows, not as
+    one line (where a first-line comment would hide the whole file). CRLF stays as it is."""
+    return _LONE_CR.sub("\n", text) if "\r" in text else text
+
+
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
 @attrs.define(eq=False)
 class Source:
-    """One file's text, with line starts computed on demand."""
+    """One file's text (its line ends as `line_ends` reads them), with line starts computed
+    on demand."""
 
     path: str
-    text: str
+    text: str = attrs.field(converter=line_ends)
 
     @cached_property
     def _line_starts(self) -> list[int]:

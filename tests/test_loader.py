@@ -88,6 +88,18 @@ def test_not_utf8_is_s006(write_files: WriteFiles) -> None:
     assert diagnostic.code == "S006" and "UTF-8" in diagnostic.message
 
 
+def test_a_byte_that_is_not_utf8_is_pointed_at_by_the_lines_an_editor_shows(
+    write_files: WriteFiles,
+) -> None:
+    root = write_files({})
+    (root / "mac.lead").write_bytes(b"# one\r# two\rmetric a = \xff\r")
+    (root / "win.lead").write_bytes(b"# one\r\n# two\r\nmetric a = \xff\r\n")
+    for name in ("mac.lead", "win.lead"):
+        (diagnostic,) = load([name]).diagnostics
+        assert diagnostic.code == "S006" and "line 3, column 12" in diagnostic.message
+        assert (diagnostic.span.line, diagnostic.span.column) == (3, 12)
+
+
 def test_a_file_over_4_mb_is_s006_without_being_read_whole(write_files: WriteFiles) -> None:
     root = write_files({"main.lead": 'use "huge.lead"\n'})
     (root / "huge.lead").write_bytes(b"# a comment line\n" * (4 * 1024 * 1024 // 17 + 1))

@@ -660,6 +660,21 @@ def test_a_byte_order_mark_and_crlf_line_ends_read_as_plain_text(parse_text: Par
     assert (send.span.line, send.span.column) == (4, 3)
 
 
+def test_carriage_returns_alone_end_lines_as_an_editor_shows_them(parse_text: ParseText) -> None:
+    """Files saved with classic Mac line ends (CR alone): a first-line comment used to run to
+    the end of the file and hide every declaration, with no diagnostic."""
+    module, diagnostics = parse_text("# the welcome flow\rflow f:\r  on go\r  send a\r")
+    assert diagnostics == []
+    (flow,) = module.decls
+    assert isinstance(flow, ast.FlowDecl) and flow.name.name == "f"
+    (send,) = flow.steps
+    assert isinstance(send, ast.Send) and (send.span.line, send.span.column) == (4, 3)
+    # a CR inside a string ends its line, as an LF does: the string is not closed
+    _, diagnostics = parse_text('flow f:\n  on go\n  tag "a\rb"\n')
+    first = diagnostics[0]
+    assert (first.code, first.span.line, first.span.column) == ("S002", 3, 7)
+
+
 def test_recovery_inside_a_block_reports_each_bad_line_and_keeps_the_flow(
     parse_text: ParseText,
 ) -> None:
