@@ -131,8 +131,13 @@ class _Loader:
     def follow(self, use: ast.Use, from_file: Path) -> Path | None:
         """The file a `use` line names, when it exists and closes no cycle (else reported)."""
         if use.is_path:
-            target = (from_file.parent / use.target).resolve()
-            if not target.is_file():
+            try:
+                # (a name too long for the system, or with a NUL, names no file either)
+                target = (from_file.parent / use.target).resolve()
+                found = target.is_file()
+            except (OSError, ValueError):
+                found = False
+            if not found:
                 self.missing(
                     use,
                     f"file `{use.target}` not found (relative to `{display_path(from_file.parent)}`)",
@@ -192,16 +197,22 @@ def load(paths: Sequence[str]) -> LoadResult:
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.lead") if p.is_file())
-            if not found:
-                loader.result.usage_error = f"no .lead files in folder `{raw}`"
+        try:
+            if path.is_dir():
+                found = sorted(p for p in path.rglob("*.lead") if p.is_file())
+                if not found:
+                    loader.result.usage_error = f"no .lead files in folder `{raw}`"
+                    return loader.result
+                files.extend(found)
+            elif path.exists():
+                files.append(path)
+            else:
+                loader.result.usage_error = f"no such file or folder: `{raw}`"
                 return loader.result
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            loader.result.usage_error = f"no such file or folder: `{raw}`"
+        except OSError as error:  # a name too long, a folder that cannot be listed
+            reason = error.strerror or "it cannot be read"
+            where = f" (`{error.filename}`)" if error.filename not in (None, raw) else ""
+            loader.result.usage_error = f"cannot read `{raw}`{where}: {reason}"
             return loader.result
     for file in files:
         loader.load_file(file)

@@ -3,10 +3,14 @@ order, cycles (N011), missing modules (N010), unreadable files (S006), usage err
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from leadlang import ast
+from leadlang.cli import main
 from leadlang.loader import load, stdlib_dir, stdlib_modules
 
 WriteFiles = Callable[[dict[str, str]], Path]
@@ -123,3 +127,46 @@ def test_syntax_errors_are_collected_from_every_file(write_files: WriteFiles) ->
     write_files({"a.lead": "flow x\n", "b.lead": "metric = 1\n"})
     result = load(["a.lead", "b.lead"])
     assert sorted(d.span.file for d in result.diagnostics) == ["a.lead", "b.lead"]
+
+
+def _nest_past_path_max(folder: Path) -> None:
+    """Folders nested deeper than a path can name (PATH_MAX), a `.lead` file at the bottom:
+    made one level at a time through directory descriptors, as only such a walk can."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(25):  # 201 bytes a level: past 4096 in few levels
+            os.mkdir("d" * 200, dir_fd=handle)
+            inner = os.open("d" * 200, os.O_RDONLY, dir_fd=handle)
+            os.close(handle)
+            handle = inner
+        fd = os.open("z.lead", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=handle)
+        os.write(fd, b"event z\n")
+        os.close(fd)
+    finally:
+        os.close(handle)
+
+
+def test_a_path_the_system_cannot_name_is_a_usage_error(write_files: WriteFiles) -> None:
+    root = write_files({"x.lead": "metric a = 1\n"})
+    too_long = "a" * 300 + ".lead"  # longer than a file name can be (NAME_MAX)
+    result = load([too_long])
+    assert result.usage_error == f"cannot read `{too_long}`: File name too long"
+    (root / "deep").mkdir()
+    _nest_past_path_max(root / "deep")
+    result = load(["deep"])
+    assert result.usage_error is not None
+    assert result.usage_error.startswith("cannot read `deep` (`deep/ddd")
+    assert result.usage_error.endswith(": File name too long")
+    # `check` walks folders to split them into programs first: the same usage error
+    cli = CliRunner().invoke(main, ["check", "deep"])
+    assert cli.exit_code == 2, cli.output
+    assert "error: cannot read `deep`" in cli.output and "Traceback" not in cli.output
+
+
+def test_a_use_of_a_name_no_file_can_have_is_n010(write_files: WriteFiles) -> None:
+    long_name = "a" * 300 + ".lead"
+    write_files({"main.lead": f'use "{long_name}"\nuse "a\\u0000b.lead"\n'})
+    result = load(["main.lead"])
+    assert result.usage_error is None
+    assert [d.code for d in result.diagnostics] == ["N010", "N010"]
+    assert f"file `{long_name}` not found" in result.diagnostics[0].message

@@ -87,22 +87,25 @@ def _program_name(group: list[str]) -> str:
 def _directory_programs(paths: Sequence[str]) -> list[list[str]]:
     """The programs to check: named files together, then one per directory of each folder.
 
-    Returns a single group (the old behaviour) when a path is missing or a folder is empty,
-    so `load` reports it as a usage error.
+    Returns a single group (the old behaviour) when a path is missing, cannot be read or a
+    folder is empty, so `load` reports it as a usage error.
     """
     files: list[str] = []
     by_directory: dict[Path, list[str]] = {}
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.lead") if p.is_file())
-            if not found:
+        try:
+            if path.is_dir():
+                found = sorted(p for p in path.rglob("*.lead") if p.is_file())
+                if not found:
+                    return [list(paths)]
+                for file in found:
+                    by_directory.setdefault(file.parent, []).append(str(file))
+            elif path.exists():
+                files.append(raw)
+            else:
                 return [list(paths)]
-            for file in found:
-                by_directory.setdefault(file.parent, []).append(str(file))
-        elif path.exists():
-            files.append(raw)
-        else:
+        except OSError:
             return [list(paths)]
     return ([files] if files else []) + list(by_directory.values())
 
