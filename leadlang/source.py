@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import bisect
 import errno
+import os
 import re
+import stat
 from functools import cached_property
 from pathlib import Path
 
@@ -18,8 +20,12 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 
 def read_file(path: Path) -> bytes:
     """The bytes of a script or template file, read no further than `MAX_FILE_BYTES`: an
-    `OSError` (EFBIG, its `strerror` saying so) for a larger file."""
-    with path.open("rb") as handle:
+    `OSError` (EFBIG, its `strerror` saying so) for a larger file, and (ESPIPE) for a pipe,
+    which would wait for a writer that may never come (opened without waiting, to see)."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+        if stat.S_ISFIFO(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.ESPIPE, "it is a pipe (FIFO), not a file")
+        os.set_blocking(handle.fileno(), True)
         data = handle.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise OSError(errno.EFBIG, f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")

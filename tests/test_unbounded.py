@@ -7,6 +7,7 @@ first."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,26 @@ def test_a_3_mb_string_and_150000_comment_lines_check_in_little_memory(
     result = run_leadlang("check", "--format", "concise", script)
     assert result.returncode == 0, result.stderr[-2000:]
     assert no_traceback(result)
+
+
+def test_a_fifo_for_a_script_or_a_template_is_an_error_not_a_wait(tmp_path: Path) -> None:
+    # (opening a FIFO waits for a writer, and reading it for its writer's end: forever)
+    os.mkfifo(tmp_path / "pipe.lead")
+    os.mkfifo(tmp_path / "t.html")
+    script = tmp_path / "s.lead"
+    script.write_text('message m:\n  channel email\n  subject "s"\n  html file "t.html"\n')
+    result = run_leadlang("check", "--format", "concise", tmp_path / "pipe.lead", script)
+    assert result.returncode == 1, result.stderr
+    assert no_traceback(result), result.stderr
+    assert (
+        "S006" in result.stdout and "pipe.lead`: it is a pipe (FIFO), not a file" in result.stdout
+    )
+    assert "F007" in result.stdout and "t.html`: it is a pipe (FIFO), not a file" in result.stdout
+
+
+def test_a_template_name_with_a_nul_is_f007(tmp_path: Path) -> None:
+    script = tmp_path / "s.lead"
+    script.write_text('message m:\n  channel email\n  subject "s"\n  html file "a\\u0000.html"\n')
+    result = _invoke("check", "--format", "concise", script)
+    assert result.exit_code == 1
+    assert "F007" in result.output and "it does not exist" in result.output

@@ -177,14 +177,14 @@ def _check_file(
     path = folder / string.value
     try:
         text = read_file(path).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as problem:
+    except (OSError, UnicodeDecodeError, ValueError) as problem:
         reason = (
             "it is not UTF-8 text"
             if isinstance(problem, UnicodeDecodeError)
-            else "it does not exist"
-            if isinstance(problem, FileNotFoundError)
+            else "it does not exist"  # (a name with a NUL is no file's either: ValueError)
+            if isinstance(problem, (FileNotFoundError, ValueError))
             else problem.strerror
-            if problem.errno == errno.EFBIG
+            if problem.errno in (errno.EFBIG, errno.ESPIPE)
             else "it cannot be read"
         )
         diagnostics.append(
