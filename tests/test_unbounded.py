@@ -222,3 +222,16 @@ def test_a_template_name_with_a_nul_is_f007(tmp_path: Path) -> None:
     result = _invoke("check", "--format", "concise", script)
     assert result.exit_code == 1
     assert "F007" in result.output and "it does not exist" in result.output
+
+
+def test_more_workers_than_contacts_start_no_more_processes_than_contacts(
+    tmp_path: Path,
+) -> None:
+    # (each worker had its share built, and a process forked for it, empty or not)
+    script = tmp_path / "s.lead"
+    script.write_text('event e()\nflow f:\n  on e\n  tag "x"\n')
+    log = tmp_path / "events.jsonl"
+    log.write_text(json.dumps(TRACK) + "\n" + json.dumps({**TRACK, "userId": "v"}) + "\n")
+    result = run_leadlang("simulate", script, "--events", log, "--workers", "100000000000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count('"action":"tag"') == 2

@@ -477,7 +477,8 @@ def simulate(
             else:
                 timeline.append(event)
         ranked = list(enumerate(timelines.values()))
-        if workers > 1 and len(ranked) > 1 and _can_fork():
+        workers = min(workers, len(ranked))  # (a process more would have no contact to run)
+        if workers > 1 and _can_fork():
             steps = _run_shared(engine, ranked, until, workers, progress, render)
         else:
             steps = _run_share(engine, ranked, until, progress, 1, render)
