@@ -120,6 +120,20 @@ def test_expect_passes_and_fails_with_a_diff(tmp_path: Path) -> None:
     assert '-{"action":"send"' in out2 and '+{"action":"send"' in out2
 
 
+def test_expect_takes_back_what_simulate_wrote_whatever_the_ids_hold(tmp_path: Path) -> None:
+    # simulate writes U+2028, U+0085 and \x1c as they are: none of them ends a line there
+    ann = "ann\u2028a\x85b\x1cc"
+    lines = [json.dumps(json.loads(line) | {"userId": ann}) for line in GOOD]
+    lead, events = _files(tmp_path, lines)
+    _, out, _ = _simulate(lead, "--events", events)
+    assert "\u2028" in out
+    expected = tmp_path / "expected.jsonl"
+    expected.write_text(out, encoding="utf-8")
+    assert _simulate(lead, "--events", events, "--expect", str(expected)) == (0, "", "")
+    expected.write_text(out.replace("\n", "\r\n"), encoding="utf-8")  # (as a Windows checkout)
+    assert _simulate(lead, "--events", events, "--expect", str(expected))[0] == 0
+
+
 def test_bad_lines_are_named_and_exit_2_unless_skipped(tmp_path: Path) -> None:
     bad = [
         *GOOD,

@@ -235,3 +235,21 @@ def test_more_workers_than_contacts_start_no_more_processes_than_contacts(
     result = run_leadlang("simulate", script, "--events", log, "--workers", "100000000000")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count('"action":"tag"') == 2
+
+
+def test_an_expected_file_without_end_or_nested_deep_is_an_error(tmp_path: Path) -> None:
+    script = tmp_path / "s.lead"
+    script.write_text('event e()\nflow f:\n  on e\n  tag "x"\n')
+    log = tmp_path / "events.jsonl"
+    log.write_text(json.dumps(TRACK) + "\n")
+    # (it was read whole: all the memory there is)
+    result = run_leadlang("simulate", script, "--events", log, "--expect", "/dev/zero")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: /dev/zero: line 1: longer than 1 MB" in result.stderr
+    assert no_traceback(result)
+    deep = tmp_path / "expected.jsonl"
+    deep.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    result = run_leadlang("simulate", script, "--events", log, "--expect", deep)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"error: {deep}: line 1: not valid JSON" in result.stderr
+    assert no_traceback(result)
