@@ -243,3 +243,20 @@ def test_a_pool_of_no_connections_or_no_patience_is_refused(tmp_path: Path, quer
     """`?pool_size=N` is at least 1 and `?pool_timeout=SECONDS` a positive, finite number."""
     with pytest.raises(StoreError, match="pool_size must be a whole number of at least 1"):
         asyncio.run(open_store(f"sqlite:///{tmp_path / 'store.db'}?{query}"))
+
+
+@pytest.mark.parametrize("url", ["postgresql://[::1", "postgresql://u:p@[zz]/x"])
+def test_a_url_whose_host_cannot_be_read_is_a_config_error(tmp_path: Path, url: str) -> None:
+    # (urllib raises ValueError on a bracketed host it cannot read: it was a traceback)
+    with pytest.raises(ConfigError, match=r"^not a database URL: `postgresql://"):
+        load_config(None, url)
+    with pytest.raises(ConfigError, match=r"^not a database URL: `postgresql://"):
+        load_config(write(tmp_path, f'[store]\nurl = "{url}"\n'), None)
+    result = subprocess.run(
+        [sys.executable, "-m", "leadlang", "effects", "--db", url],
+        capture_output=True,
+        timeout=50,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith(f"error: not a database URL: `{url}`: ")
+    assert b"Traceback" not in result.stderr

@@ -155,7 +155,10 @@ def _with_pool(url: str, store: dict[str, Any]) -> str:
         params["pool_size"] = str(size)
     if store.get("pool_timeout") is not None:
         params["pool_timeout"] = f"{_duration(store['pool_timeout'], 'store.pool_timeout'):g}"
-    given = parse_qs(urlsplit(url).query)
+    try:
+        given = parse_qs(urlsplit(url).query)
+    except ValueError as exc:  # (`postgresql://[::1`: an IPv6 host without its bracket)
+        raise ConfigError(f"not a database URL: `{url}`: {exc}") from None
     extra = urlencode({k: v for k, v in params.items() if k not in given})
     if not extra:
         return url
