@@ -260,3 +260,22 @@ def test_a_url_whose_host_cannot_be_read_is_a_config_error(tmp_path: Path, url: 
     assert result.returncode == 2
     assert result.stderr.decode().startswith(f"error: not a database URL: `{url}`: ")
     assert b"Traceback" not in result.stderr
+
+
+def test_a_config_that_is_not_utf8_is_not_valid_toml(tmp_path: Path) -> None:
+    path = tmp_path / "leadlang.toml"
+    path.write_bytes(b'[store]\nurl = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert str(caught.value) == (
+        f"config `{path}` is not valid TOML: it is not UTF-8 text (invalid byte at offset 18)"
+    )
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_a_delivery_timeout_that_is_not_a_finite_number_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    # (`inf` passed: a delivery attempt that never times out, put back at `now + inf`)
+    with pytest.raises(ConfigError, match=rf"^delivery.timeout = {value}: expected a positive"):
+        load_config(write(tmp_path, f"[delivery]\ntimeout = {value}\n"))

@@ -7,6 +7,7 @@ listening on 127.0.0.1:8484, email into the Maildir `outbox/`, SMS and push into
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -70,7 +71,7 @@ def _expand(value: Any, where: str) -> Any:
 
 
 def _duration(value: Any, name: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
         return float(value)
     match = _DURATION.match(value) if isinstance(value, str) else None
     if match is None or float(match.group(1)) <= 0:
@@ -101,6 +102,11 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
             raise ConfigError(f"cannot read config `{path}`: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config `{path}` is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config `{path}` is not valid TOML: it is not UTF-8 text "
+                f"(invalid byte at offset {exc.start})"
+            ) from None
         data = _expand(data, "")
     # the three credentials default to the variables the documented config reads, so that
     # they work without a file too (set: used; unset: generated and stored, as before)
