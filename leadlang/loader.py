@@ -196,6 +196,9 @@ def load(paths: Sequence[str]) -> LoadResult:
     loader = _Loader()
     files: list[Path] = []
     for raw in paths:
+        if not raw:  # (`Path("")` is the current folder: an unset variable would check it)
+            loader.result.usage_error = "an empty path names no file or folder"
+            return loader.result
         path = Path(raw)
         try:
             if path.is_dir():

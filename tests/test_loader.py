@@ -170,3 +170,13 @@ def test_a_use_of_a_name_no_file_can_have_is_n010(write_files: WriteFiles) -> No
     assert result.usage_error is None
     assert [d.code for d in result.diagnostics] == ["N010", "N010"]
     assert f"file `{long_name}` not found" in result.diagnostics[0].message
+
+
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(write_files: WriteFiles) -> None:
+    # (`leadlang check "$SCRIPTS"` with the variable unset checked whatever was here)
+    write_files({"a.lead": "metric a = 1\n"})
+    assert load([""]).usage_error == "an empty path names no file or folder"
+    for args in (["check", ""], ["check", "a.lead", ""], ["diff", "a.lead", ""]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output == "error: an empty path names no file or folder\n"

@@ -95,6 +95,8 @@ def _directory_programs(paths: Sequence[str]) -> list[list[str]]:
     for raw in paths:
         path = Path(raw)
         try:
+            if not raw:
+                return [list(paths)]
             if path.is_dir():
                 found = sorted(p for p in path.rglob("*.lead") if p.is_file())
                 if not found:
