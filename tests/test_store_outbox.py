@@ -4,14 +4,17 @@ driver included), leases, and outcomes recorded together."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from leadlang.cli import main
 from leadlang.runtime.delivery.outbox import OTHER_CHANNELS
 from leadlang.runtime.store import schema as s
 from leadlang.runtime.store.sql import SqlStore, database_url, open_store
@@ -262,3 +265,16 @@ def test_a_lease_ends_at_its_instant_on_sqlite(tmp_path: Path) -> None:
             await store.close()
 
     assert asyncio.run(run()) == [["left", "fresh"], [], ["left", "fresh"]]
+
+
+def test_outbox_list_prints_json_rows(store_url: str) -> None:
+    # (the rows' keys are SQLAlchemy's `quoted_name`, a str subclass orjson refused: a
+    # TypeError traceback for any outbox that had a row)
+    async def fill() -> None:
+        await (await _with_rows(store_url, [_row("k1", "email")])).close()
+
+    asyncio.run(fill())
+    result = CliRunner().invoke(main, ["outbox", "list", "--db", store_url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.output.splitlines()]
+    assert row["key"] == "k1" and row["status"] == "pending" and row["contact"] == "ada"

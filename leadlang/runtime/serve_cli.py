@@ -108,7 +108,8 @@ async def _outbox(
             if row["delivered"] is not None:
                 row["delivered"] = format_time(row["delivered"])
             if fmt == "json":
-                click.echo(orjson.dumps(row).decode())
+                # (the store's column names are `str` subclasses, which orjson refuses as keys)
+                click.echo(orjson.dumps({str(k): v for k, v in row.items()}).decode())
             else:
                 error = f"  {row['last_error']}" if row["last_error"] else ""
                 click.echo(
