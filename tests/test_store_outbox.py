@@ -278,3 +278,26 @@ def test_outbox_list_prints_json_rows(store_url: str) -> None:
     assert result.exit_code == 0, result.output
     (row,) = [json.loads(line) for line in result.output.splitlines()]
     assert row["key"] == "k1" and row["status"] == "pending" and row["contact"] == "ada"
+
+
+def test_outbox_list_prints_every_row_and_escapes_what_a_terminal_would_obey(
+    tmp_path: Path,
+) -> None:
+    # (one query read at most 100,000 rows and the rest went unsaid; an id or an error that a
+    # remote server wrote was printed raw, ESC and line ends too)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    rows = [_row(f"k{n:06}", "email") | {"last_error": None} for n in range(100_001)]
+    rows[-1] |= {"contact": "ada\x1b[2J\nx", "last_error": "550 \x1b]0;owned\x07"}
+
+    async def fill() -> None:
+        await (await _with_rows(url, rows)).close()
+
+    asyncio.run(fill())
+    result = CliRunner().invoke(main, ["outbox", "list", "--db", url])
+    assert result.exit_code == 0, result.output[-2000:]
+    lines = result.output.splitlines()
+    assert len(lines) == 100_001 and lines[0].startswith("k000000  pending")
+    assert lines[-1].split() == [
+        "k100000", "pending", "email", "ada\\x1b[2J\\nx", "welcome/hello", "attempts=0",
+        "550", "\\x1b]0;owned\\x07",
+    ]  # fmt: skip

@@ -11,12 +11,13 @@ import click
 import orjson
 
 from leadlang.interpreter.program import Program
-from leadlang.runtime.effects import format_text, format_time
+from leadlang.runtime.effects import _printable, format_text, format_time
 from leadlang.runtime.server.config import Config, ConfigError, load_config
 from leadlang.runtime.server.programs import missing_secrets, serve_ir
 from leadlang.runtime.store.sql import StoreError, open_store
 
 FOLLOW_POLL = 0.5
+OUTBOX_PAGE = 10_000  # rows `outbox list` reads at a time
 
 
 def config_or_exit(path: str | None, db: str | None, listen: str | None = None) -> Config:
@@ -102,20 +103,33 @@ async def _outbox(
             n = await store.outbox_requeue(keys or None, time.time())
             click.echo(f"{n} dead row(s) queued again")
             return 0
-        rows = await store.outbox_rows(status, 100_000)
-        for row in rows:
-            row["next_attempt"] = format_time(row["next_attempt"])
-            if row["delivered"] is not None:
-                row["delivered"] = format_time(row["delivered"])
-            if fmt == "json":
-                # (the store's column names are `str` subclasses, which orjson refuses as keys)
-                click.echo(orjson.dumps({str(k): v for k, v in row.items()}).decode())
-            else:
-                error = f"  {row['last_error']}" if row["last_error"] else ""
-                click.echo(
-                    f"{row['key']}  {row['status']:<7} {row['channel']:<5} {row['contact']:<16} "
-                    f"{row['flow']}/{row['message']}  attempts={row['attempts']}{error}"
-                )
-        return 0
+        # Every row, a page at a time (one query for them all stopped at 100,000 rows, saying
+        # nothing of the rest).
+        after: tuple[float, str] | None = None
+        while True:
+            rows = await store.outbox_rows(status, OUTBOX_PAGE, after)
+            for row in rows:
+                _print_outbox_row(row, fmt)
+            if len(rows) < OUTBOX_PAGE:
+                return 0
+            after = (rows[-1]["created"], rows[-1]["key"])
     finally:
         await store.close()
+
+
+def _print_outbox_row(row: dict[str, Any], fmt: str) -> None:
+    shown = {str(k): v for k, v in row.items()}  # (`str` subclasses: orjson refuses them)
+    shown["next_attempt"] = format_time(row["next_attempt"])
+    if row["delivered"] is not None:
+        shown["delivered"] = format_time(row["delivered"])
+    if fmt == "json":
+        click.echo(orjson.dumps(shown).decode())
+        return
+    # (an id, or an error a remote server wrote, can neither break the line nor move a
+    # terminal's cursor: escaped as `effects --format text` escapes them)
+    text = {k: _printable(v) if isinstance(v, str) else v for k, v in shown.items()}
+    error = f"  {text['last_error']}" if text["last_error"] else ""
+    click.echo(
+        f"{text['key']}  {text['status']:<7} {text['channel']:<5} {text['contact']:<16} "
+        f"{text['flow']}/{text['message']}  attempts={text['attempts']}{error}"
+    )
