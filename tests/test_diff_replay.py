@@ -17,7 +17,7 @@ import pytest
 
 from leadlang.interpreter.check import check_paths
 from leadlang.interpreter.compile import compile_program
-from leadlang.runtime.diff import diff_report
+from leadlang.runtime.diff import contact_text, diff_report
 from leadlang.runtime.store.sql import open_store
 from tests.serve_daemon import Daemon
 
@@ -298,3 +298,17 @@ def test_an_edit_that_also_changes_a_contact_with_an_older_ledger(store: tuple[P
     text = leadlang(root, "diff", "v1", "v3", "--db", db).stdout
     assert "contact gus: the edit changes its effects, and its ledger differs" in text
     assert "  the edit alone (old version's replay -> new version's):\n    + " in text
+
+
+def test_a_contact_id_is_escaped_in_its_heading_as_in_its_lines() -> None:
+    # (an id with ESC or U+2028 moved the terminal's cursor or broke the heading's line)
+    entry = {
+        "contact": "ann\x1b[2J\u2028x",
+        "edit": True,
+        "old_replay_matches_ledger": True,
+        "ledger_only": [],
+        "replay_only": [],
+    }
+    assert contact_text(entry) == "contact ann\\x1b[2J\\u2028x: the edit changes its effects"
+    errored = {"contact": "bo\nb", "error": "cannot be replayed"}
+    assert contact_text(errored) == "contact bo\\nb: cannot be replayed"
