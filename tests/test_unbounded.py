@@ -253,3 +253,10 @@ def test_an_expected_file_without_end_or_nested_deep_is_an_error(tmp_path: Path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"error: {deep}: line 1: not valid JSON" in result.stderr
     assert no_traceback(result)
+
+
+def test_a_config_without_end_is_refused_in_little_memory() -> None:
+    # (it was read whole: some 5 GB in 15 s, then more)
+    result = run_leadlang("effects", "--config", "/dev/zero")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr == "error: cannot read config `/dev/zero`: it is larger than 1 MB\n"

@@ -20,6 +20,7 @@ import attrs
 DEFAULT_LISTEN = "127.0.0.1:8484"
 DEFAULT_STORE = "sqlite:///leadlang.db"
 DEFAULT_MAX_BACKLOG = 1_000_000
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page or two; more is not one
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -96,8 +97,13 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
     base = Path(".")
     if path is not None:
         try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
+            with open(path, "rb") as handle:  # (a pipe too: `--config <(envsubst < t.toml)`)
+                raw = handle.read(MAX_CONFIG_BYTES + 1)  # (`/dev/zero` took all memory)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise ConfigError(
+                    f"cannot read config `{path}`: it is larger than {MAX_CONFIG_BYTES >> 20} MB"
+                )
+            data = tomllib.loads(raw.decode("utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read config `{path}`: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
