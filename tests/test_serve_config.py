@@ -279,3 +279,19 @@ def test_a_delivery_timeout_that_is_not_a_finite_number_is_refused(
     # (`inf` passed: a delivery attempt that never times out, put back at `now + inf`)
     with pytest.raises(ConfigError, match=rf"^delivery.timeout = {value}: expected a positive"):
         load_config(write(tmp_path, f"[delivery]\ntimeout = {value}\n"))
+
+
+@pytest.mark.timeout(60)
+def test_a_store_whose_folder_cannot_be_made_is_refused_in_one_line(tmp_path: Path) -> None:
+    # (a file where the store's folder goes, or a name too long: an OSError traceback; as a
+    # user without the right to make the folder, `/var/lib/leadlang/x.db`, the same)
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    for url, reason in (
+        (f"sqlite:///{tmp_path / 'greet.lead' / 'x.db'}", f"File exists (`{tmp_path}/greet.lead`)"),
+        (f"sqlite:///{tmp_path / ('a' * 300) / 'x.db'}", "File name too long"),
+    ):
+        result = serve_greet(tmp_path, write(tmp_path, f'[store]\nurl = "{url}"\n'))
+        assert result.returncode == 2, result.stderr.decode()[-2000:]
+        lines = result.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: cannot open the store "), lines
+        assert reason in lines[0]

@@ -1528,9 +1528,15 @@ async def open_store(url: str, create: bool = True) -> SqlStore:
                 f"`{url}`: a SQLite store is a file (`sqlite:///leadlang.db`, "
                 "`sqlite:////var/lib/leadlang/leadlang.db`)"
             )
-        if not create and not Path(database).expanduser().exists():
-            raise StoreError(f"there is no store at `{database}` (`leadlang serve` makes it)")
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if not create and not Path(database).expanduser().exists():
+                raise StoreError(f"there is no store at `{database}` (`leadlang serve` makes it)")
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where its folder goes, no permission, a name too long
+            where = f" (`{exc.filename}`)" if exc.filename else ""
+            raise StoreError(
+                f"cannot open the store {describe_url(full)}: {exc.strerror or exc}{where}"
+            ) from None
         inbox = Inbox(inbox_path(database))
         engine = create_async_engine(parsed, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
