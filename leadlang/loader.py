@@ -191,6 +191,24 @@ class _Loader:
         )
 
 
+def lead_files(folder: Path) -> list[Path]:
+    """Every `.lead` file under `folder`, sorted; folders that are symbolic links are not
+    entered (a link to a parent would never end). A walk with a stack, not `rglob`, which
+    skipped a folder it could not list without a word (a program checked, or served, without
+    its scripts there) and recursed once per level (folders nested 1,000 deep: a
+    RecursionError): an `OSError` names a folder that cannot be listed."""
+    found: list[Path] = []
+    folders = [folder]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif entry.name.endswith(".lead") and Path(entry.path).is_file():
+                    found.append(Path(entry.path))
+    return sorted(found)
+
+
 def load(paths: Sequence[str]) -> LoadResult:
     """Load the files and folders named on the command line, and everything they `use`."""
     loader = _Loader()
@@ -202,7 +220,7 @@ def load(paths: Sequence[str]) -> LoadResult:
         path = Path(raw)
         try:
             if path.is_dir():
-                found = sorted(p for p in path.rglob("*.lead") if p.is_file())
+                found = lead_files(path)
                 if not found:
                     loader.result.usage_error = f"no .lead files in folder `{raw}`"
                     return loader.result

@@ -4,9 +4,11 @@ order, cycles (N011), missing modules (N010), unreadable files (S006), usage err
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from leadlang import ast
@@ -180,3 +182,42 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(write_files: Writ
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2, (args, result.output)
         assert result.output == "error: an empty path names no file or folder\n"
+
+
+def test_folders_nested_1500_deep_are_walked(write_files: WriteFiles) -> None:
+    # (`rglob` recursed once a level: a RecursionError traceback past some 1,000 levels)
+    root = write_files({"top.lead": "event a\n"})
+    handle = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(1_500):  # (2 bytes a level: well inside PATH_MAX)
+            os.mkdir("d", dir_fd=handle)
+            inner = os.open("d", os.O_RDONLY, dir_fd=handle)
+            os.close(handle)
+            handle = inner
+        fd = os.open("z.lead", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=handle)
+        os.write(fd, b"event z\n")
+        os.close(fd)
+        os.close(handle)
+        result = load(["."])
+        assert result.usage_error is None and result.diagnostics == []
+        assert len(result.modules) == 2
+        assert CliRunner().invoke(main, ["check", "."]).output == (
+            "checked 2 files, 0 flows: no problems\n"
+        )
+    finally:
+        subprocess.run(["rm", "-rf", str(root / "d")], check=True)  # (rmtree recurses too)
+
+
+def test_a_folder_that_cannot_be_listed_is_a_usage_error(write_files: WriteFiles) -> None:
+    # (`rglob` skipped it without a word: a program checked, or served, without its scripts)
+    root = write_files({"app/main.lead": "event a\n", "app/flows/f.lead": "event b\n"})
+    (root / "app" / "flows").chmod(0)
+    try:
+        if os.access(root / "app" / "flows", os.R_OK):
+            pytest.skip("this user reads a folder whatever its mode (root)")
+        assert load(["app"]).usage_error == "cannot read `app` (`app/flows`): Permission denied"
+        result = CliRunner().invoke(main, ["check", "app"])
+        assert result.exit_code == 2
+        assert result.output == "error: cannot read `app` (`app/flows`): Permission denied\n"
+    finally:
+        (root / "app" / "flows").chmod(0o755)

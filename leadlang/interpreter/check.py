@@ -27,7 +27,7 @@ from leadlang.interpreter.program import Cap, Program
 from leadlang.interpreter.resolve import Symbols, check_event_names, collect
 from leadlang.interpreter.templates import check_templates
 from leadlang.limits import MAX_DEFINITION_DEPTH
-from leadlang.loader import LoadResult, load
+from leadlang.loader import LoadResult, lead_files, load
 from leadlang.source import Source
 
 
@@ -98,7 +98,7 @@ def _directory_programs(paths: Sequence[str]) -> list[list[str]]:
             if not raw:
                 return [list(paths)]
             if path.is_dir():
-                found = sorted(p for p in path.rglob("*.lead") if p.is_file())
+                found = lead_files(path)
                 if not found:
                     return [list(paths)]
                 for file in found:
