@@ -186,7 +186,8 @@ def diff(old_path: str, new_path: str, fmt: str, db: str | None, config_path: st
     from leadlang.runtime.diff import run_diff
     from leadlang.runtime.serve_cli import config_or_exit
 
-    url = config_or_exit(config_path, db).store if db or config_path else None
+    given = db is not None or config_path is not None
+    url = config_or_exit(config_path, db).store if given else None
     sys.exit(run_diff(old_path, new_path, fmt, url))
 
 

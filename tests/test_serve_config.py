@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from leadlang.cli import main
 from leadlang.runtime.server.config import ConfigError, load_config
 from leadlang.runtime.store.sql import StoreError, open_store
 from tests.serve_daemon import ADMIN_TOKEN, GREET, WRITE_KEY, Daemon
@@ -295,3 +297,23 @@ def test_a_store_whose_folder_cannot_be_made_is_refused_in_one_line(tmp_path: Pa
         lines = result.stderr.decode().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: cannot open the store "), lines
         assert reason in lines[0]
+
+
+def test_an_empty_db_or_listen_is_refused_not_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (`--db "$DATABASE_URL"` with the variable unset: serve made and ran on a new
+    # `leadlang.db` here, diff skipped its replay, effects looked in the wrong store)
+    with pytest.raises(ConfigError, match=r"^--db is empty: give a store URL"):
+        load_config(None, "")
+    with pytest.raises(ConfigError, match=r"^--listen is empty: give HOST:PORT"):
+        load_config(None, None, "")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    for args in (["effects", "--db", ""], ["diff", "greet.lead", "greet.lead", "--db", ""]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output == (
+            "error: --db is empty: give a store URL, e.g. sqlite:///leadlang.db\n"
+        )
+    assert not (tmp_path / "leadlang.db").exists()

@@ -93,6 +93,12 @@ def _credentials_from_environment() -> dict[str, Any]:
 
 def load_config(path: str | None, db: str | None = None, listen: str | None = None) -> Config:
     """The config from `path` (None: the defaults), with `--db` and `--listen` over it."""
+    # (given but empty, as `--db "$DATABASE_URL"` with the variable unset: not the default,
+    # which would make, and serve from, a new store where nobody looks for it)
+    if db == "":
+        raise ConfigError("--db is empty: give a store URL, e.g. sqlite:///leadlang.db")
+    if listen == "":
+        raise ConfigError("--listen is empty: give HOST:PORT, e.g. 127.0.0.1:8484")
     data: dict[str, Any] = {}
     base = Path(".")
     if path is not None:
