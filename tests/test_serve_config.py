@@ -317,3 +317,36 @@ def test_an_empty_db_or_listen_is_refused_not_the_default(
             "error: --db is empty: give a store URL, e.g. sqlite:///leadlang.db\n"
         )
     assert not (tmp_path / "leadlang.db").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("channel", "error"),
+    [
+        (
+            'email]\ndriver = "maildir"\npath = "afile"',
+            "channel email: the `maildir` driver cannot use `{tmp}/afile/tmp`: Not a directory",
+        ),
+        (
+            'sms]\ndriver = "jsonl"\npath = "afile/sms.jsonl"',
+            "channel sms: the `jsonl` driver cannot use `{tmp}/afile`: File exists",
+        ),
+        (
+            'push]\ndriver = "jsonl"\npath = "box"',
+            "channel push: `box` is a folder: the `jsonl` driver appends to a file",
+        ),
+    ],
+)
+def test_a_file_channel_whose_path_cannot_be_used_is_refused_at_start_up(
+    tmp_path: Path, channel: str, error: str
+) -> None:
+    # (a file where the maildir goes: a NotADirectoryError traceback; a folder where the
+    # JSON-lines file goes: serve ran, and every delivery failed until dead)
+    (tmp_path / "greet.lead").write_text(GREET, encoding="utf-8")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "box").mkdir()
+    path = write(tmp_path, f"[server]\nprocesses = 1\n[channels.{channel}\n")
+    result = serve_greet(tmp_path, path)
+    assert result.returncode == 2, result.stderr.decode()[-2000:]
+    assert result.stderr.decode().strip() == f"error: {error.format(tmp=tmp_path)}"
+    assert not (tmp_path / "leadlang.db").exists()

@@ -123,15 +123,26 @@ def make_drivers(
         if not isinstance(raw_path, str) or not raw_path:
             raise ValueError(f"channel {channel}: the `{name}` driver needs a `path`")
         path = (Path(base_dir) / raw_path).resolve()
-        if name == "maildir":
-            sender = table.get("from", DEFAULT_FROM)
-            if not isinstance(sender, str):
-                raise ValueError(f"channel {channel}: `from` must be a string")
-            drivers[channel] = MaildirDriver(path, from_address=sender)
-        else:
-            if path not in lines:
-                lines[path] = JsonLinesDriver(path)
-            drivers[channel] = lines[path]
+        try:
+            if name == "maildir":
+                sender = table.get("from", DEFAULT_FROM)
+                if not isinstance(sender, str):
+                    raise ValueError(f"channel {channel}: `from` must be a string")
+                drivers[channel] = MaildirDriver(path, from_address=sender)
+            else:
+                if path.is_dir():  # (each delivery would fail, and be retried, until dead)
+                    raise ValueError(
+                        f"channel {channel}: `{raw_path}` is a folder: the `{name}` driver "
+                        "appends to a file"
+                    )
+                if path not in lines:
+                    lines[path] = JsonLinesDriver(path)
+                drivers[channel] = lines[path]
+        except OSError as exc:  # a file where a folder goes, no permission: refused, as above
+            where = exc.filename or path
+            raise ValueError(
+                f"channel {channel}: the `{name}` driver cannot use `{where}`: {exc.strerror}"
+            ) from None
     return drivers
 
 
