@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sys
+from typing import Any
 
 import click
 
@@ -26,6 +29,23 @@ class _Commands(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """The command; a full disk (or a failing one) under the output is an error naming
+        it, not a traceback (click takes care of a closed pipe, EPIPE, itself)."""
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRORS:
+                raise
+            where = f" `{exc.filename}`" if exc.filename else " the output"
+            with contextlib.suppress(OSError):  # (what is still buffered cannot be written)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            click.echo(f"error: cannot write{where}: {exc.strerror}", err=True)
+            sys.exit(2)
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -149,3 +149,27 @@ def _leadlang(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compile", str(EXAMPLES / "card")],
+        ["simulate", str(EXAMPLES / "card"), "--events", str(EXAMPLES / "card" / "events.jsonl")],
+        ["explain", "N001"],
+    ],
+)
+def test_a_full_disk_under_the_output_is_an_error_not_a_traceback(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "leadlang", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)},
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr == "error: cannot write the output: No space left on device\n"
