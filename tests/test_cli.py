@@ -173,3 +173,18 @@ def test_a_full_disk_under_the_output_is_an_error_not_a_traceback(args: list[str
         )
     assert result.returncode == 2
     assert result.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_events_from_a_closed_standard_input_are_an_error() -> None:
+    # (`leadlang simulate DIR --events - <&-`: an AttributeError traceback on `None.buffer`)
+    result = subprocess.run(
+        [sys.executable, "-m", "leadlang", "simulate", str(EXAMPLES / "card"), "--events", "-"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)},
+        preexec_fn=lambda: os.close(0),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: cannot read events file `-`: standard input is closed\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -65,6 +66,8 @@ def run_simulate(
     shown = "standard input" if events_path == "-" else events_path
     try:
         if events_path == "-":  # a log piped in: `... | leadlang simulate DIR --events -`
+            if sys.stdin is None:  # (`<&-`: Python has no stream for it)
+                raise OSError(errno.EBADF, "standard input is closed")
             log = read_events(sys.stdin.buffer)
         else:
             with open(events_path, "rb") as handle:
