@@ -94,10 +94,12 @@ class _Loader:
             return None
         if resolved in self.active:
             return None  # reported by the caller, which knows the `use` span
-        name = display_path(resolved)
+        # (`/dev/fd/63`, a pipe from `<(...)`, resolves to `/proc/PID/fd/pipe:[N]`, which is
+        # no path: named and read as given)
+        name = display_path(resolved if resolved.exists() else path)
         try:
             # `utf-8-sig`: an editor's byte-order mark is not text (it would shift columns).
-            text = read_file(resolved).decode("utf-8-sig")
+            text = read_file(path).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError) as error:
             span = used_at or Span(name, 1, 1, 1, 1, 0, 0)
             if isinstance(error, UnicodeDecodeError):

@@ -221,3 +221,20 @@ def test_a_folder_that_cannot_be_listed_is_a_usage_error(write_files: WriteFiles
         assert result.output == "error: cannot read `app` (`app/flows`): Permission denied\n"
     finally:
         (root / "app" / "flows").chmod(0o755)
+
+
+def test_a_pipe_is_named_as_given(write_files: WriteFiles) -> None:
+    # (`leadlang check <(...)`: `/dev/fd/63` resolves to `/proc/PID/fd/pipe:[N]`, which was
+    # named, and read, to say "No such file or directory")
+    write_files({})
+    read, write = os.pipe()
+    try:
+        os.write(write, b"event a\n")
+        os.close(write)
+        (diagnostic,) = load([f"/dev/fd/{read}"]).diagnostics
+        assert diagnostic.code == "S006"
+        assert (
+            diagnostic.message == f"cannot read `/dev/fd/{read}`: it is a pipe (FIFO), not a file"
+        )
+    finally:
+        os.close(read)
