@@ -350,3 +350,10 @@ def test_a_file_channel_whose_path_cannot_be_used_is_refused_at_start_up(
     assert result.returncode == 2, result.stderr.decode()[-2000:]
     assert result.stderr.decode().strip() == f"error: {error.format(tmp=tmp_path)}"
     assert not (tmp_path / "leadlang.db").exists()
+
+
+@pytest.mark.parametrize("value", ["true", "false", "1.0", '"2"'])
+def test_processes_is_the_number_1_or_2_not_a_boolean(tmp_path: Path, value: str) -> None:
+    # (`true in (1, 2)` and `1.0 in (1, 2)` hold in Python: `processes = true` was one process)
+    with pytest.raises(ConfigError, match=r"^server.processes: 1 \(everything in one process\)"):
+        load_config(write(tmp_path, f"[server]\nprocesses = {value}\n"))

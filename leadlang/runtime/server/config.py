@@ -135,7 +135,7 @@ def load_config(path: str | None, db: str | None = None, listen: str | None = No
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise ConfigError("delivery.max_attempts: expected a whole number of at least 1")
     processes = server.get("processes")
-    if processes is not None and processes not in (1, 2):
+    if processes is not None and (type(processes) is not int or processes not in (1, 2)):
         raise ConfigError("server.processes: 1 (everything in one process) or 2")
     backlog = server.get("max_backlog", DEFAULT_MAX_BACKLOG)
     if not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0:
