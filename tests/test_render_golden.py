@@ -124,3 +124,19 @@ def test_an_email_address_the_email_package_cannot_read_is_an_error_not_a_traceb
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "error: message `thank_you` cannot be built as an email: " in result.output
+
+
+def test_a_push_without_json_shows_the_title_and_text_the_webhook_posts(tmp_path: Path) -> None:
+    # (the webhook driver posts {"title", "text"} when a push has no `json`: `null` was shown)
+    (tmp_path / "p.lead").write_text(
+        'message p:\n  channel push\n  url "https://push.example.com/v1"\n'
+        '  title "Hi {{ nick }}"\n  text "25% off"\n'
+        "trait nick: text\n"
+    )
+    result = CliRunner().invoke(
+        main, ["render", "p", str(tmp_path), "--traits", '{"nick": "Ann"}', "--at", AT]
+    )
+    assert result.exit_code == 0, result.output
+    head, body = result.output.split("\n\n", 1)
+    assert head == "POST https://push.example.com/v1"
+    assert orjson.loads(body) == {"title": "Hi Ann", "text": "25% off"}
