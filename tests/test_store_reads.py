@@ -204,6 +204,69 @@ def test_a_ledger_reader_waits_for_a_round_still_committing_on_postgresql(
     assert numbers == [1, 2] and ids == sorted(ids)
 
 
+def test_the_ledger_and_its_cursor_leave_out_no_entry_and_repeat_none(store_url: str) -> None:
+    """`leadlang effects --follow`: the history in simulate's order, then every entry after
+    the cursor read with it. An entry committed after that read is after the cursor and
+    not in the history; of one contact, the cursor still follows every contact's ids."""
+
+    async def run() -> tuple[Any, ...]:
+        store = await open_store(store_url)
+        try:
+            none = await store.ledger_and_cursor()
+            async with store.write() as conn:
+                for row in (_effect("ann", 1), _effect("bo", 2)):
+                    await conn.execute(insert(s.effects), row)
+            history, cursor = await store.ledger_and_cursor()
+            ann, ann_cursor = await store.ledger_and_cursor("ann")
+            async with store.write() as conn:
+                await conn.execute(insert(s.effects), _effect("ann", 3))
+            after = await store.effects_after(cursor, 100)
+            return none, history, cursor, ann, ann_cursor, after
+        finally:
+            await store.close()
+
+    none, history, cursor, ann, ann_cursor, after = asyncio.run(run())
+    assert none == ([], 0)
+    assert _n(history) == [1, 2] and _n(ann) == [1]
+    assert cursor == ann_cursor > 0
+    assert _n([body for _, body in after]) == [3]
+
+
+@pytest.mark.timeout(60)
+def test_the_ledger_and_its_cursor_wait_for_a_round_still_committing_on_postgresql(
+    postgres_db: str,
+) -> None:
+    """A round that took an earlier id commits after a later one: read without the ledger
+    lock, the history had only the later entry and the cursor was past the earlier, which
+    `effects --follow` then never printed. The read waits for the round: both entries."""
+
+    async def run() -> tuple[list[int], int, list[int]]:
+        store = await open_store(postgres_db)
+        other = create_async_engine(database_url(postgres_db))
+        try:
+            async with other.connect() as slow:
+                await slow.begin()
+                await slow.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)")
+                await slow.execute(insert(s.effects), _effect("ann", 1))
+                async with store.write() as fast:
+                    await fast.exec_driver_sql(
+                        f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)"
+                    )
+                    await fast.execute(insert(s.effects), _effect("bo", 2))
+                reader = asyncio.create_task(store.ledger_and_cursor())
+                await asyncio.sleep(1.0)
+                await slow.commit()
+                history, cursor = await asyncio.wait_for(reader, 30)
+            after = await store.effects_after(cursor, 100)
+            return _n(history), cursor, [i for i, _ in after]
+        finally:
+            await other.dispose()
+            await store.close()
+
+    history, cursor, after = asyncio.run(run())
+    assert sorted(history) == [1, 2] and cursor > 0 and after == []
+
+
 def test_flow_counts_are_per_flow_action_arm_step_and_version(store_url: str) -> None:
     """`GET /v1/flows` and `/v1/flows/{name}`: per flow, effects counted by action, a split's
     arms per step, the contacts inside per step (a contact entering has no step yet) and per

@@ -67,13 +67,14 @@ async def _effects(config: Config, contact: str | None, fmt: str, follow: bool) 
     try:
         out = sys.stdout
         # simulate's order (so `diff` against `leadlang simulate` works), then, following,
-        # new entries as they are committed
-        for body in await store.effects_in_order(contact):
+        # new entries as they are committed, from the cursor read with that history (read
+        # after it, an entry committed in between was never printed)
+        history, last = await store.ledger_and_cursor(contact)
+        for body in history:
             out.write(_line(body, fmt) + "\n")
         out.flush()
         if not follow:
             return 0
-        last = await store.last_effect_id()
         while True:
             rows = await store.effects_after(last, 1000, contact)
             for effect_id, body in rows:

@@ -926,12 +926,21 @@ class SqlStore:
 
     async def effects_in_order(self, contact: str | None = None) -> list[str]:
         """The whole ledger in simulate's order (instant; time-driven before events; ...)."""
-        e = s.effects
-        query = select(e.c.body).order_by(e.c.at, e.c.kind, e.c.k1, e.c.k2, e.c.sub, e.c.id)
-        if contact is not None:
-            query = query.where(e.c.contact == contact)
         async with self.engine.connect() as conn:
-            return [r[0] for r in await conn.execute(query)]
+            return [r[0] for r in await conn.execute(_in_order(contact))]
+
+    async def ledger_and_cursor(self, contact: str | None = None) -> tuple[list[str], int]:
+        """`effects_in_order` and the cursor to follow it with (`effects_after`), read
+        together: every entry is either in the list or after the cursor, none in both. On
+        PostgreSQL under the ledger lock (as `effects_after`), so no round still committing
+        holds an id below the cursor."""
+        e = s.effects
+        async with self.engine.begin() as conn:
+            if not self.sqlite:
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK}, 0)")
+            last = int((await conn.execute(select(func.max(e.c.id)))).scalar() or 0)
+            rows = await conn.execute(_in_order(contact).where(e.c.id <= last))
+            return [r[0] for r in rows], last
 
     async def last_effect_id(self) -> int:
         async with self.engine.connect() as conn:
@@ -1156,6 +1165,13 @@ async def _due_rows(
             query = query.with_for_update(skip_locked=True)
         rows += (await conn.execute(query)).mappings().all()
     return rows
+
+
+def _in_order(contact: str | None) -> Any:
+    """The ledger's bodies (of one contact, if given) in simulate's order."""
+    e = s.effects
+    query = select(e.c.body).order_by(e.c.at, e.c.kind, e.c.k1, e.c.k2, e.c.sub, e.c.id)
+    return query if contact is None else query.where(e.c.contact == contact)
 
 
 # The channels of pending sends, one index seek each (a loose scan of
