@@ -177,30 +177,11 @@ def test_a_ledger_reader_waits_for_a_round_still_committing_on_postgresql(
     entry is never shown (`leadlang effects --follow`, `GET /v1/effects?after=`). The
     reader waits for the round still committing and gets both entries."""
 
-    async def run() -> tuple[list[int], list[int]]:
-        store = await open_store(postgres_db)
-        other = create_async_engine(database_url(postgres_db))
-        try:
-            async with other.connect() as slow:
-                await slow.begin()
-                # the slow round: an id taken under the ledger lock, not committed yet
-                await slow.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)")
-                await slow.execute(insert(s.effects), _effect("ann", 1))
-                async with store.write() as fast:  # a faster round takes a later id, commits
-                    await fast.exec_driver_sql(
-                        f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)"
-                    )
-                    await fast.execute(insert(s.effects), _effect("bo", 2))
-                reader = asyncio.create_task(store.effects_after(0, 100))
-                await asyncio.sleep(1.0)
-                await slow.commit()
-                read = await asyncio.wait_for(reader, 30)
-            return [orjson.loads(body)["n"] for _, body in read], [i for i, _ in read]
-        finally:
-            await other.dispose()
-            await store.close()
+    async def read(store: SqlStore) -> list[tuple[int, str]]:
+        return await store.effects_after(0, 100)
 
-    numbers, ids = asyncio.run(run())
+    read_back = asyncio.run(_while_a_round_commits(postgres_db, read))
+    numbers, ids = [orjson.loads(body)["n"] for _, body in read_back], [i for i, _ in read_back]
     assert numbers == [1, 2] and ids == sorted(ids)
 
 
@@ -240,31 +221,36 @@ def test_the_ledger_and_its_cursor_wait_for_a_round_still_committing_on_postgres
     lock, the history had only the later entry and the cursor was past the earlier, which
     `effects --follow` then never printed. The read waits for the round: both entries."""
 
-    async def run() -> tuple[list[int], int, list[int]]:
-        store = await open_store(postgres_db)
-        other = create_async_engine(database_url(postgres_db))
-        try:
-            async with other.connect() as slow:
-                await slow.begin()
-                await slow.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)")
-                await slow.execute(insert(s.effects), _effect("ann", 1))
-                async with store.write() as fast:
-                    await fast.exec_driver_sql(
-                        f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)"
-                    )
-                    await fast.execute(insert(s.effects), _effect("bo", 2))
-                reader = asyncio.create_task(store.ledger_and_cursor())
-                await asyncio.sleep(1.0)
-                await slow.commit()
-                history, cursor = await asyncio.wait_for(reader, 30)
-            after = await store.effects_after(cursor, 100)
-            return _n(history), cursor, [i for i, _ in after]
-        finally:
-            await other.dispose()
-            await store.close()
+    async def read(store: SqlStore) -> tuple[list[int], int, list[int]]:
+        history, cursor = await store.ledger_and_cursor()
+        after = await store.effects_after(cursor, 100)  # (the slow round has committed)
+        return _n(history), cursor, [i for i, _ in after]
 
-    history, cursor, after = asyncio.run(run())
+    history, cursor, after = asyncio.run(_while_a_round_commits(postgres_db, read))
     assert sorted(history) == [1, 2] and cursor > 0 and after == []
+
+
+async def _while_a_round_commits(url: str, read: Any) -> Any:
+    """`read(store)`'s answer, started while a slow round holds an effect id it has not
+    committed (`ann` 1, under the ledger lock in shared mode, as rounds take it) and a faster
+    round has committed a later one (`bo` 2); the slow round commits 1 s later."""
+    store = await open_store(url)
+    other = create_async_engine(database_url(url))
+    try:
+        async with other.connect() as slow:
+            await slow.begin()
+            await slow.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)")
+            await slow.execute(insert(s.effects), _effect("ann", 1))
+            async with store.write() as fast:
+                await fast.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK}, 0)")
+                await fast.execute(insert(s.effects), _effect("bo", 2))
+            reader = asyncio.create_task(read(store))
+            await asyncio.sleep(1.0)
+            await slow.commit()
+            return await asyncio.wait_for(reader, 30)
+    finally:
+        await other.dispose()
+        await store.close()
 
 
 def test_flow_counts_are_per_flow_action_arm_step_and_version(store_url: str) -> None:
