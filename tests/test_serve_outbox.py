@@ -88,6 +88,19 @@ def test_dead_rows_are_listed_and_queued_again(tmp_path: Path) -> None:
         # queued again: the driver refuses the address again, so it is dead once more; the
         # row that could not be rendered is not queued (it has nothing to deliver)
         assert "1 dead row(s) queued again" in outbox(daemon, "retry", "--all-dead")
+        # keys that were not queued again are named (a mistyped key said "0 queued" alone)
+        retry = ["outbox", "retry", "nope", str(broken["key"]), "--db", daemon.db]
+        missed = subprocess.run(
+            [sys.executable, "-m", "leadlang", *retry],
+            capture_output=True,
+            text=True,
+            cwd=daemon.workdir,
+        )
+        assert missed.returncode == 1 and "0 dead row(s) queued again" in missed.stdout
+        assert missed.stderr == (
+            "error: not queued again (no such key, not dead, or its message could not be"
+            f" rendered): `nope`, `{broken['key']}`\n"
+        )
         wait_for(lambda: len(rows("dead")) == 2 and not rows("pending"))
         assert {r["contact"]: r["attempts"] for r in rows("dead")} == {"bob": 1, "cid": 0}
         assert len(list((tmp_path / "outbox" / "new").iterdir())) == 1

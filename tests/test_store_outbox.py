@@ -138,12 +138,12 @@ def test_dead_sends_are_listed_and_queued_again_but_not_those_that_could_not_ren
             assert [r["key"] for r in listed] == ["z-dead", "y-render"]
             listed = await store.outbox_rows("dead", 100)
             assert [r["key"] for r in listed] == ["z-dead", "y-render", "w-dead"]
-            assert await store.outbox_requeue([], NOW + 9) == 0
-            assert await store.outbox_requeue(["z-dead", "x-sent"], NOW + 9) == 1
+            assert await store.outbox_requeue([], NOW + 9) == []
+            assert await store.outbox_requeue(["z-dead", "x-sent", "nope"], NOW + 9) == ["z-dead"]
             found = await _statuses(store)
             assert found["z-dead"] == ("pending", 0, "550 no such user", None)
             assert found["w-dead"][:2] == ("dead", 8)
-            assert await store.outbox_requeue(None, NOW + 10) == 1  # w-dead
+            assert await store.outbox_requeue(None, NOW + 10) == ["w-dead"]
             found = await _statuses(store)
             assert found["w-dead"] == ("pending", 0, "timed out", None)
             assert found["y-render"][0] == "dead"

@@ -101,8 +101,16 @@ async def _outbox(
     store = await open_store(config.store, create=False)
     try:
         if action == "retry":
-            n = await store.outbox_requeue(keys or None, time.time())
-            click.echo(f"{n} dead row(s) queued again")
+            queued = set(await store.outbox_requeue(keys or None, time.time()))
+            click.echo(f"{len(queued)} dead row(s) queued again")
+            missed = [key for key in dict.fromkeys(keys) if key not in queued]
+            if missed:  # (a mistyped key said "0 queued" and nothing more)
+                click.echo(
+                    "error: not queued again (no such key, not dead, or its message could not"
+                    " be rendered): " + ", ".join(f"`{_printable(key)}`" for key in missed),
+                    err=True,
+                )
+                return 1
             return 0
         # Every row, a page at a time (one query for them all stopped at 100,000 rows, saying
         # nothing of the rest).

@@ -865,9 +865,9 @@ class SqlStore:
             )
             return int(done.rowcount or 0)
 
-    async def outbox_requeue(self, keys: Sequence[str] | None, now: float) -> int:
+    async def outbox_requeue(self, keys: Sequence[str] | None, now: float) -> list[str]:
         """Put dead rows (those of `keys`, or all when None) back to pending, due now, with
-        their attempts counted afresh; returns how many."""
+        their attempts counted afresh; returns their keys."""
         o = s.outbox
         # (a message that could not be rendered has nothing to deliver: not queued again)
         query = update(o).where(
@@ -877,9 +877,11 @@ class SqlStore:
             query = query.where(o.c.key.in_(list(keys)))
         async with self.write() as conn:
             done = await conn.execute(
-                query.values(status="pending", attempts=0, next_attempt=now, lease_until=None)
+                query.values(
+                    status="pending", attempts=0, next_attempt=now, lease_until=None
+                ).returning(o.c.key)
             )
-            return int(done.rowcount or 0)
+            return [r[0] for r in done]
 
     async def outbox_rows(
         self, status: str | None, limit: int, after: tuple[float, str] | None = None
