@@ -29,8 +29,8 @@ import msgspec
 import orjson
 
 from leadlang.diff import diff_programs, format_text, step_order
-from leadlang.runtime.effects import _printable, format_time, public
 from leadlang.runtime.effects import format_text as effect_text
+from leadlang.runtime.effects import format_time, printable, public
 from leadlang.runtime.engine import WAIT_AT_STEP, Engine, Event
 from leadlang.runtime.log_types import apply_declared_types
 from leadlang.runtime.simulate import run_contact
@@ -316,7 +316,7 @@ REPLAY_HEADING = (
 
 
 def contact_text(entry: JSON) -> str:
-    contact = _printable(entry["contact"])  # (escaped, as in the effect lines below it)
+    contact = printable(entry["contact"])  # (escaped, as in the effect lines below it)
     if "error" in entry:
         return f"contact {contact}: {entry['error']}"
     if entry["edit"] and entry["old_replay_matches_ledger"]:

@@ -73,7 +73,7 @@ def public(effect: Effect) -> Effect:
     return {key: effect[key] for key in OUTPUT_FIELDS if key in effect}
 
 
-def _printable(value: object) -> str:
+def printable(value: object) -> str:
     """`value` as text with control characters (and other unprintable ones) escaped, so an
     id or a tag from a log can neither break a line nor move a terminal's cursor."""
     text = str(value)
@@ -85,9 +85,9 @@ def _printable(value: object) -> str:
 def format_text(effect: Effect) -> str:
     """One readable timeline line."""
     details = " ".join(
-        f"{key}={_printable(_text(effect[key]))}" for key in OUTPUT_FIELDS[3:] if key in effect
+        f"{key}={printable(_text(effect[key]))}" for key in OUTPUT_FIELDS[3:] if key in effect
     )
-    contact = _printable(effect["contact"])
+    contact = printable(effect["contact"])
     return f"{effect['at']}  {contact:<16} {effect['action']:<7} {details}".rstrip()
 
 

@@ -19,7 +19,7 @@ from leadlang.interpreter.compile import compile_program
 from leadlang.interpreter.program import Program
 from leadlang.runtime.delivery.drivers.maildir import UNBUILDABLE, build_message
 from leadlang.runtime.delivery.drivers.placeholders import PLACEHOLDER
-from leadlang.runtime.delivery.drivers.webhook import _payload
+from leadlang.runtime.delivery.drivers.webhook import webhook_body
 from leadlang.runtime.delivery.outbox import Delivery
 from leadlang.runtime.delivery.render import RenderError
 from leadlang.runtime.effects import format_time, idempotency_key
@@ -116,7 +116,7 @@ def show(delivery: Delivery) -> str:
     lines += [f"{name}: {value}" for name, value in (content.get("headers") or {}).items()]
     # (the body the webhook driver posts: the `json`, else the `title` and `text`; `null`
     # was shown for a push with only a title and a text)
-    body = orjson.dumps(_payload(content), option=orjson.OPT_INDENT_2).decode()
+    body = orjson.dumps(webhook_body(content), option=orjson.OPT_INDENT_2).decode()
     return "\n".join([*lines, "", body]) + "\n"
 
 

@@ -11,7 +11,7 @@ import click
 import orjson
 
 from leadlang.interpreter.program import Program
-from leadlang.runtime.effects import _printable, format_text, format_time
+from leadlang.runtime.effects import format_text, format_time, printable
 from leadlang.runtime.server.config import Config, ConfigError, load_config
 from leadlang.runtime.server.programs import missing_secrets, serve_ir
 from leadlang.runtime.store.sql import StoreError, open_store
@@ -107,7 +107,7 @@ async def _outbox(
             if missed:  # (a mistyped key said "0 queued" and nothing more)
                 click.echo(
                     "error: not queued again (no such key, not dead, or its message could not"
-                    " be rendered): " + ", ".join(f"`{_printable(key)}`" for key in missed),
+                    " be rendered): " + ", ".join(f"`{printable(key)}`" for key in missed),
                     err=True,
                 )
                 return 1
@@ -136,7 +136,7 @@ def _print_outbox_row(row: dict[str, Any], fmt: str) -> None:
         return
     # (an id, or an error a remote server wrote, can neither break the line nor move a
     # terminal's cursor: escaped as `effects --format text` escapes them)
-    text = {k: _printable(v) if isinstance(v, str) else v for k, v in shown.items()}
+    text = {k: printable(v) if isinstance(v, str) else v for k, v in shown.items()}
     error = f"  {text['last_error']}" if text["last_error"] else ""
     click.echo(
         f"{text['key']}  {text['status']:<7} {text['channel']:<5} {text['contact']:<16} "

@@ -53,7 +53,7 @@ class WebhookDriver:
                 (str(name), filler.text(str(value)))
                 for name, value in (content.get("headers") or {}).items()
             )
-            payload = filler.data(_payload(content))
+            payload = filler.data(webhook_body(content))
         except MissingSecret as missing:
             return Outcome.failed(str(missing))
         if not http_url(url):
@@ -80,7 +80,8 @@ class WebhookDriver:
         await self._session.close()
 
 
-def _payload(content: Mapping[str, Any]) -> Any:
+def webhook_body(content: Mapping[str, Any]) -> Any:
+    """The JSON a push posts: its `json`, else its `title` and `text` (also what `render` shows)."""
     if content.get("json") is not None:
         return content["json"]
     return {name: content[name] for name in ("title", "text") if content.get(name) is not None}
