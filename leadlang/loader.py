@@ -193,7 +193,7 @@ class _Loader:
         )
 
 
-def lead_files(folder: Path) -> list[Path]:
+def _lead_files(folder: Path) -> list[Path]:
     """Every `.lead` file under `folder`, sorted; folders that are symbolic links are not
     entered (a link to a parent would never end). A walk with a stack, not `rglob`, which
     skipped a folder it could not list without a word (a program checked, or served, without
@@ -211,31 +211,40 @@ def lead_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+class PathError(Exception):
+    """A command-line path that names no script; its text is the usage error."""
+
+
+def scripts_at(raw: str) -> tuple[bool, list[Path]]:
+    """(whether `raw` is a folder, the `.lead` files it names: itself, or every one under the
+    folder); PathError when it names none."""
+    if not raw:  # (`Path("")` is the current folder: an unset variable would check it)
+        raise PathError("an empty path names no file or folder")
+    path = Path(raw)
+    try:
+        if path.is_dir():
+            found = _lead_files(path)
+            if not found:
+                raise PathError(f"no .lead files in folder `{raw}`")
+            return True, found
+        if path.exists():
+            return False, [path]
+    except OSError as error:  # a name too long, a folder that cannot be listed
+        reason = error.strerror or "it cannot be read"
+        where = f" (`{error.filename}`)" if error.filename not in (None, raw) else ""
+        raise PathError(f"cannot read `{raw}`{where}: {reason}") from None
+    raise PathError(f"no such file or folder: `{raw}`")
+
+
 def load(paths: Sequence[str]) -> LoadResult:
     """Load the files and folders named on the command line, and everything they `use`."""
     loader = _Loader()
     files: list[Path] = []
     for raw in paths:
-        if not raw:  # (`Path("")` is the current folder: an unset variable would check it)
-            loader.result.usage_error = "an empty path names no file or folder"
-            return loader.result
-        path = Path(raw)
         try:
-            if path.is_dir():
-                found = lead_files(path)
-                if not found:
-                    loader.result.usage_error = f"no .lead files in folder `{raw}`"
-                    return loader.result
-                files.extend(found)
-            elif path.exists():
-                files.append(path)
-            else:
-                loader.result.usage_error = f"no such file or folder: `{raw}`"
-                return loader.result
-        except OSError as error:  # a name too long, a folder that cannot be listed
-            reason = error.strerror or "it cannot be read"
-            where = f" (`{error.filename}`)" if error.filename not in (None, raw) else ""
-            loader.result.usage_error = f"cannot read `{raw}`{where}: {reason}"
+            files.extend(scripts_at(raw)[1])
+        except PathError as error:
+            loader.result.usage_error = str(error)
             return loader.result
     for file in files:
         loader.load_file(file)

@@ -27,7 +27,7 @@ from leadlang.interpreter.program import Cap, Program
 from leadlang.interpreter.resolve import Symbols, check_event_names, collect
 from leadlang.interpreter.templates import check_templates
 from leadlang.limits import MAX_DEFINITION_DEPTH
-from leadlang.loader import LoadResult, lead_files, load
+from leadlang.loader import LoadResult, PathError, load, scripts_at
 from leadlang.source import Source
 
 
@@ -93,22 +93,15 @@ def _directory_programs(paths: Sequence[str]) -> list[list[str]]:
     files: list[str] = []
     by_directory: dict[Path, list[str]] = {}
     for raw in paths:
-        path = Path(raw)
         try:
-            if not raw:
-                return [list(paths)]
-            if path.is_dir():
-                found = lead_files(path)
-                if not found:
-                    return [list(paths)]
-                for file in found:
-                    by_directory.setdefault(file.parent, []).append(str(file))
-            elif path.exists():
-                files.append(raw)
-            else:
-                return [list(paths)]
-        except OSError:
+            folder, found = scripts_at(raw)
+        except PathError:
             return [list(paths)]
+        if not folder:
+            files.append(raw)
+            continue
+        for file in found:
+            by_directory.setdefault(file.parent, []).append(str(file))
     return ([files] if files else []) + list(by_directory.values())
 
 
