@@ -282,7 +282,7 @@ def test_a_round_whose_contacts_were_written_meanwhile_is_refused(
             while await processor.run_once():
                 pass
         await ingest(first, events[100:])
-        effects = await first.last_effect_id()
+        effects = (await first.ledger_and_cursor())[1]
         pending = await pending_events(first)
         async with first.claim_round(time.time(), 1000, 20_000) as work:
             result = Runner(Engine(ir), ir)(work.rows, work.pending, work.cut, time.time())
@@ -300,7 +300,7 @@ def test_a_round_whose_contacts_were_written_meanwhile_is_refused(
                     await conn.exec_driver_sql(second._sql(sql), (new,))
             with pytest.raises(RoundConflict):
                 await work.save(result)
-        assert await first.last_effect_id() == effects  # nothing of the round was written
+        assert (await first.ledger_and_cursor())[1] == effects  # nothing of the round was written
         assert await pending_events(first) == pending
 
     asyncio.run(with_stores(store_url, body))

@@ -136,14 +136,14 @@ def test_the_ledger_is_read_after_a_cursor_and_in_simulates_order(store_url: str
     async def run() -> tuple[Any, ...]:
         store = await open_store(store_url)
         try:
-            empty = (await store.last_effect_id(), await store.effects_after(0, 10))
+            empty = ((await store.ledger_and_cursor())[1], await store.effects_after(0, 10))
             async with store.write() as conn:
                 for row in rows:
                     await conn.execute(insert(s.effects), row)
             return (
                 empty,
                 await store.effects_after(0, 100),
-                await store.last_effect_id(),
+                (await store.ledger_and_cursor())[1],
                 await store.effects_after(20, 2),
                 await store.effects_after(10, 100, "bo"),
                 await store.effects_after(50, 100),

@@ -944,10 +944,6 @@ class SqlStore:
             rows = await conn.execute(_in_order(contact).where(e.c.id <= last))
             return [r[0] for r in rows], last
 
-    async def last_effect_id(self) -> int:
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.max(s.effects.c.id)))).scalar() or 0)
-
     async def contact(self, contact_id: str) -> tuple[str, list[str]] | None:
         """(state JSON, its 20 most recent effects) of a contact, None when never seen."""
         async with self.engine.connect() as conn:
