@@ -331,8 +331,7 @@ def pending_rows(items: list[dict[str, Any]], received: float) -> list[tuple[Any
 
 def processing(root: Path, args: argparse.Namespace) -> None:
     n = args.events
-    log = root / "log.jsonl"
-    rows = pending_rows(flowio_log(log, n, n // 10, time.time() - 120), time.time())
+    rows = flowio_rows(root, n)
     print(
         f"\nprocessing: flowio, {n:,} events from {n // 10:,} contacts, committed at once to "
         "idle daemons"
@@ -500,7 +499,7 @@ def processors(root: Path, args: argparse.Namespace) -> None:
     import multiprocessing
 
     n = args.events
-    rows = pending_rows(flowio_log(root / "log.jsonl", n, n // 10, time.time() - 120), time.time())
+    rows = flowio_rows(root, n)
     print(f"\nprocessors: the processing loop alone, flowio, {n:,} events, PostgreSQL")
     ctx = multiprocessing.get_context("spawn")
     for r in range(args.rounds):
